@@ -1,0 +1,49 @@
+//! A stored response: status, headers, body and the policy that says how
+//! long it stays fresh.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_cache_semantics::CachePolicy;
+
+use crate::policy::StoreRules;
+
+/// Fixed bookkeeping cost counted for every entry, beyond its bytes.
+const ENTRY_OVERHEAD: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Full key text, compared on every lookup.
+    pub key: String,
+    pub status: StatusCode,
+    /// Response headers as stored (hop-by-hop fields already removed).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub policy: CachePolicy,
+    /// The rule's overrides the policy was built with, kept for revalidation updates.
+    pub rules: StoreRules,
+}
+
+impl Entry {
+    /// Bytes this entry costs the memory tier: body, headers, key and bookkeeping.
+    pub fn weight(&self) -> u32 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        let total = self.body.len() + headers + self.key.len() + ENTRY_OVERHEAD;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
+    /// Current age (RFC 9111 §4.2.3) as the policy computes it.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.policy.age(now)
+    }
+
+    /// Time left before the entry goes stale.
+    pub fn time_to_live(&self, now: SystemTime) -> Duration {
+        self.policy.time_to_live(now)
+    }
+}

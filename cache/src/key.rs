@@ -1,0 +1,213 @@
+//! Cache keys: a normalized text form of the request's identity and its
+//! blake3 hash. The text is kept beside the hash so that a collision can
+//! never serve one URL's object for another.
+
+use std::fmt;
+
+use outpost_config::QueryKey;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    text: String,
+    hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0:?} is not an absolute http or https URL")]
+    NotAbsolute(String),
+}
+
+impl CacheKey {
+    /// Builds the key for a request to `scheme://host` + `path_and_query`.
+    ///
+    /// The host is lower-cased and loses a trailing dot and its scheme's
+    /// default port; the path has percent-encoded unreserved characters
+    /// decoded and other escapes upper-cased; the query is sorted by
+    /// parameter or dropped, as the rule says.
+    pub fn new(scheme: &str, host: &str, path_and_query: &str, query: QueryKey) -> CacheKey {
+        let scheme = scheme.to_ascii_lowercase();
+        let host = normalize_host(&scheme, host);
+        let (path, raw_query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut text = String::with_capacity(scheme.len() + host.len() + path_and_query.len() + 4);
+        text.push_str(&scheme);
+        text.push_str("://");
+        text.push_str(&host);
+        if path.is_empty() {
+            text.push('/');
+        } else {
+            normalize_escapes(path, &mut text);
+        }
+        if let (QueryKey::Keep, Some(q)) = (query, raw_query) {
+            let mut params: Vec<String> = q
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let mut out = String::with_capacity(p.len());
+                    normalize_escapes(p, &mut out);
+                    out
+                })
+                .collect();
+            if !params.is_empty() {
+                params.sort();
+                text.push('?');
+                text.push_str(&params.join("&"));
+            }
+        }
+        let hash = *blake3::hash(text.as_bytes()).as_bytes();
+        CacheKey { text, hash }
+    }
+
+    /// Parses an absolute URL such as `https://example.com/a?b=1`.
+    pub fn from_url(url: &str, query: QueryKey) -> Result<CacheKey, KeyError> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .filter(|(s, _)| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+            .ok_or_else(|| KeyError::NotAbsolute(url.to_owned()))?;
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (host, path_and_query) = rest.split_at(split);
+        if host.is_empty() || host.contains('@') {
+            return Err(KeyError::NotAbsolute(url.to_owned()));
+        }
+        let path_and_query = match path_and_query.split_once('#') {
+            Some((before, _)) => before,
+            None => path_and_query,
+        };
+        Ok(CacheKey::new(scheme, host, path_and_query, query))
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", self.text)
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Lower-cases the host and removes a trailing dot and the scheme's default port.
+pub fn normalize_host(scheme: &str, host: &str) -> String {
+    let mut host = host.to_ascii_lowercase();
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => "",
+    };
+    if !default_port.is_empty() && host.ends_with(default_port) {
+        let cut = host.len() - default_port.len();
+        // The colon must separate the port, not sit inside an IPv6 literal.
+        let before = &host[..cut];
+        if !before.contains(':') || before.ends_with(']') {
+            host.truncate(cut);
+        }
+    }
+    if host.len() > 1 && host.ends_with('.') {
+        host.pop();
+    }
+    host
+}
+
+/// Copies `input` to `out`, decoding `%XX` escapes of unreserved characters
+/// (RFC 3986 §6.2.2.2) and upper-casing the hex digits of the others.
+fn normalize_escapes(input: &str, out: &mut String) {
+    let bytes = input.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let decoded = hi << 4 | lo;
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                out.push(decoded as char);
+            } else {
+                out.push('%');
+                out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                out.push(bytes[i + 2].to_ascii_uppercase() as char);
+            }
+            i += 3;
+            continue;
+        }
+        // Copy one whole UTF-8 character.
+        let ch_len = input[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&input[i..i + ch_len]);
+        i += ch_len;
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(url: &str) -> String {
+        CacheKey::from_url(url, QueryKey::Keep)
+            .unwrap()
+            .text()
+            .to_owned()
+    }
+
+    #[test]
+    fn host_is_lowercased_and_default_port_dropped() {
+        assert_eq!(key("HTTPS://Example.COM:443/a"), "https://example.com/a");
+        assert_eq!(key("http://example.com:80/a"), "http://example.com/a");
+        assert_eq!(
+            key("http://example.com:8080/a"),
+            "http://example.com:8080/a"
+        );
+        assert_eq!(key("https://example.com:80/a"), "https://example.com:80/a");
+        assert_eq!(key("http://[::1]:80/a"), "http://[::1]/a");
+        assert_eq!(key("http://example.com./a"), "http://example.com/a");
+        assert_eq!(key("http://example.com"), "http://example.com/");
+    }
+
+    #[test]
+    fn query_is_sorted_or_dropped() {
+        assert_eq!(key("http://a/p?b=2&a=1"), "http://a/p?a=1&b=2");
+        assert_eq!(key("http://a/p?"), "http://a/p");
+        let ignored = CacheKey::from_url("http://a/p?b=2", QueryKey::Ignore).unwrap();
+        assert_eq!(ignored.text(), "http://a/p");
+    }
+
+    #[test]
+    fn escapes_are_normalized() {
+        assert_eq!(key("http://a/%7euser/%2f%e2"), "http://a/~user/%2F%E2");
+        assert_eq!(key("http://a/100%"), "http://a/100%");
+        assert_eq!(key("http://a/%4"), "http://a/%4");
+        assert_eq!(key("http://a/é"), "http://a/é");
+        assert_eq!(key("http://a/p#frag"), "http://a/p");
+    }
+
+    #[test]
+    fn different_urls_have_different_hashes() {
+        let a = CacheKey::from_url("http://a/x", QueryKey::Keep).unwrap();
+        let b = CacheKey::from_url("http://b/x", QueryKey::Keep).unwrap();
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a, CacheKey::new("http", "A:80", "/x", QueryKey::Keep));
+    }
+
+    #[test]
+    fn relative_urls_are_refused() {
+        assert!(CacheKey::from_url("/x", QueryKey::Keep).is_err());
+        assert!(CacheKey::from_url("ftp://a/x", QueryKey::Keep).is_err());
+        assert!(CacheKey::from_url("http:///x", QueryKey::Keep).is_err());
+    }
+}

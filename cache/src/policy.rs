@@ -1,0 +1,293 @@
+//! Whether a response may be stored, and for how long: RFC 9111 for a shared
+//! cache through `http-cache-semantics`, then the rule's overrides.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{CACHE_CONTROL, EXPIRES, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
+use http_cache_semantics::{CacheOptions, CachePolicy};
+
+/// What the matching rule says about storing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreRules {
+    /// Replaces the origin's freshness lifetime.
+    pub ttl: Option<Duration>,
+    /// Store responses that set cookies.
+    pub share_set_cookie: bool,
+}
+
+/// Why a response was not stored; the words go into `Cache-Status: detail=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    Method,
+    SetCookie,
+    Headers,
+}
+
+impl NotStored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Method => "method",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::Headers => "not-storable",
+        }
+    }
+}
+
+/// Options shared by every policy this cache builds.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyOptions {
+    pub heuristic_fraction: f32,
+}
+
+impl PolicyOptions {
+    fn cache_options(self) -> CacheOptions {
+        CacheOptions {
+            shared: true,
+            cache_heuristic: self.heuristic_fraction,
+            // `immutable` alone gives no freshness (RFC 8246 only extends max-age).
+            immutable_min_time_to_live: Duration::ZERO,
+            ignore_cargo_cult: false,
+        }
+    }
+}
+
+/// Builds the storage policy for a response to `req`, or says why it must
+/// not be stored.
+pub fn storage_policy(
+    req: &request::Parts,
+    res: &response::Parts,
+    response_time: SystemTime,
+    options: PolicyOptions,
+    rules: StoreRules,
+) -> Result<CachePolicy, NotStored> {
+    if req.method != Method::GET {
+        return Err(NotStored::Method);
+    }
+    if res.headers.contains_key(SET_COOKIE) && !rules.share_set_cookie {
+        return Err(NotStored::SetCookie);
+    }
+    let policy = build(req, res.status, &res.headers, response_time, options, rules);
+    if policy.is_storable() {
+        Ok(policy)
+    } else {
+        Err(NotStored::Headers)
+    }
+}
+
+/// Rebuilds a policy after a revalidation merged new headers into a stored response.
+pub(crate) fn build(
+    req: &request::Parts,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+    response_time: SystemTime,
+    options: PolicyOptions,
+    rules: StoreRules,
+) -> CachePolicy {
+    let req_view = request_view(req);
+    let mut res_view = response::Builder::new()
+        .status(status)
+        .body(())
+        .map(|r| r.into_parts().0)
+        .unwrap_or_else(|_| response::Response::new(()).into_parts().0);
+    res_view.headers = match rules.ttl {
+        Some(ttl) => with_ttl(headers, ttl),
+        None => headers.clone(),
+    };
+    if rules.share_set_cookie {
+        // The operator chose to share these; the library would otherwise
+        // give them no freshness.
+        res_view.headers.remove(SET_COOKIE);
+    }
+    CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
+}
+
+/// The request as the policy sees it: a GET (HEAD is answered from GET
+/// entries) for a fixed URI, since the cache key already fixes identity.
+pub(crate) fn request_view(req: &request::Parts) -> request::Parts {
+    let mut view = request::Request::new(()).into_parts().0;
+    view.method = Method::GET;
+    view.uri = Uri::from_static("/");
+    view.headers = req.headers.clone();
+    // The key already holds the normalized host; the library would compare
+    // the raw field and miss `Example.com:80` against `example.com`.
+    view.headers.remove(http::header::HOST);
+    view
+}
+
+/// Response headers with the freshness lifetime replaced by `ttl`, keeping
+/// every other directive (no-store, private and no-cache still apply).
+fn with_ttl(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
+    let mut out = headers.clone();
+    out.remove(EXPIRES);
+    let mut directives: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            !d.is_empty() && name != "max-age" && name != "s-maxage"
+        })
+        .map(str::to_owned)
+        .collect();
+    directives.push(format!("s-maxage={}", ttl.as_secs()));
+    out.remove(CACHE_CONTROL);
+    if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
+        out.insert(CACHE_CONTROL, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: PolicyOptions = PolicyOptions {
+        heuristic_fraction: 0.1,
+    };
+
+    fn req(headers: &[(&str, &str)]) -> request::Parts {
+        let mut b = request::Request::get("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn res(status: u16, headers: &[(&str, &str)]) -> response::Parts {
+        let mut b = response::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn ttl_of(
+        req: &request::Parts,
+        res: &response::Parts,
+        rules: StoreRules,
+    ) -> Result<u64, NotStored> {
+        let now = SystemTime::now();
+        storage_policy(req, res, now, OPTIONS, rules).map(|p| p.time_to_live(now).as_secs())
+    }
+
+    #[test]
+    fn s_maxage_wins_over_max_age_in_a_shared_cache() {
+        let r = res(200, &[("cache-control", "max-age=10, s-maxage=100")]);
+        assert_eq!(ttl_of(&req(&[]), &r, StoreRules::default()), Ok(100));
+    }
+
+    #[test]
+    fn no_store_and_private_are_not_stored() {
+        for cc in ["no-store", "private", "max-age=60, private"] {
+            let r = res(200, &[("cache-control", cc)]);
+            assert_eq!(
+                ttl_of(&req(&[]), &r, StoreRules::default()),
+                Err(NotStored::Headers),
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rule_ttl_replaces_max_age_but_not_no_store() {
+        let rules = StoreRules {
+            ttl: Some(Duration::from_secs(3600)),
+            share_set_cookie: false,
+        };
+        assert_eq!(
+            ttl_of(
+                &req(&[]),
+                &res(200, &[("cache-control", "max-age=5")]),
+                rules
+            ),
+            Ok(3600)
+        );
+        assert_eq!(ttl_of(&req(&[]), &res(200, &[]), rules), Ok(3600));
+        assert_eq!(
+            ttl_of(
+                &req(&[]),
+                &res(200, &[("cache-control", "no-store")]),
+                rules
+            ),
+            Err(NotStored::Headers)
+        );
+    }
+
+    #[test]
+    fn set_cookie_is_shared_only_when_the_rule_says_so() {
+        let r = res(
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+        );
+        assert_eq!(
+            ttl_of(&req(&[]), &r, StoreRules::default()),
+            Err(NotStored::SetCookie)
+        );
+        let rules = StoreRules {
+            share_set_cookie: true,
+            ..StoreRules::default()
+        };
+        assert_eq!(ttl_of(&req(&[]), &r, rules), Ok(60));
+    }
+
+    /// RFC 9111 §3.5: a shared cache stores a response to a request with
+    /// Authorization only when the response allows it explicitly.
+    #[test]
+    fn authorization_needs_explicit_permission() {
+        let auth = req(&[("authorization", "Bearer x")]);
+        assert_eq!(
+            ttl_of(
+                &auth,
+                &res(200, &[("cache-control", "max-age=60")]),
+                StoreRules::default()
+            ),
+            Err(NotStored::Headers)
+        );
+        assert_eq!(
+            ttl_of(
+                &auth,
+                &res(200, &[("cache-control", "public, max-age=60")]),
+                StoreRules::default()
+            ),
+            Ok(60)
+        );
+        assert_eq!(
+            ttl_of(
+                &auth,
+                &res(200, &[("cache-control", "s-maxage=60")]),
+                StoreRules::default()
+            ),
+            Ok(60)
+        );
+        assert!(
+            ttl_of(
+                &auth,
+                &res(200, &[("cache-control", "must-revalidate, max-age=60")]),
+                StoreRules::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_get_is_stored() {
+        let mut post = req(&[]);
+        post.method = Method::POST;
+        assert_eq!(
+            ttl_of(
+                &post,
+                &res(200, &[("cache-control", "max-age=60")]),
+                StoreRules::default()
+            ),
+            Err(NotStored::Method)
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! Reading a config file: YAML parsing with key paths, then the checks that
+//! serde cannot express (references between sections, regexes, duplicates).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Location;
+
+use crate::ServerUrl;
+use crate::model::Config;
+
+/// One problem in a config file, located at `file:line:col`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    /// Key path such as `sites[0].origin`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ErrorList(pub Vec<ConfigError>);
+
+impl fmt::Display for ErrorList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated config and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The name used in error messages.
+    pub file: String,
+    /// Relative paths in the file are resolved against this directory.
+    pub base_dir: PathBuf,
+}
+
+impl Loaded {
+    /// Resolves a path from the file against its directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// An error at a location the config recorded, for checks done later
+    /// (certificates are read by the edge, for one).
+    pub fn error_at(
+        &self,
+        at: Location,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        error_at(&self.file, at, path.into(), message.into())
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load_file(path: &Path) -> Result<Loaded, ErrorList> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ErrorList(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_str(&text, &file, &base_dir)
+}
+
+/// Parses and validates YAML text; `file` names it in errors.
+pub fn load_str(text: &str, file: &str, base_dir: &Path) -> Result<Loaded, ErrorList> {
+    let config = parse(text, file)?;
+    let errors = validate(&config, file);
+    if !errors.is_empty() {
+        return Err(ErrorList(errors));
+    }
+    Ok(Loaded {
+        config,
+        file: file.to_owned(),
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+fn parse(text: &str, file: &str) -> Result<Config, ErrorList> {
+    let key_path = RefCell::new(String::new());
+    let options = serde_saphyr::options! { with_snippet: false };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *key_path.borrow_mut() = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let at = e.location().unwrap_or(Location::UNKNOWN);
+        let path = key_path.into_inner();
+        let path = if path == "." { String::new() } else { path };
+        ErrorList(vec![error_at(file, at, path, plain_message(&e))])
+    })
+}
+
+/// The error's own words, without the position the parser appends (we print
+/// our own `file:line:col` in front).
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    let cut = first
+        .find(" at line ")
+        .map(|i| &first[..i])
+        .unwrap_or(first);
+    let cut = cut.strip_prefix("error: ").unwrap_or(cut);
+    cut.trim().to_owned()
+}
+
+fn error_at(file: &str, at: Location, path: String, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        line: at.line() as u32,
+        column: at.column() as u32,
+        path,
+        message,
+    }
+}
+
+fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut err = |at: Location, path: String, message: String| {
+        errors.push(error_at(file, at, path, message))
+    };
+
+    if config.listen.is_empty() {
+        err(
+            Location::UNKNOWN,
+            "listen".into(),
+            "at least one listener is needed".into(),
+        );
+    }
+    let mut seen_addrs = HashMap::new();
+    for (i, listener) in config.listen.iter().enumerate() {
+        if let Some(first) = seen_addrs.insert(listener.value.addr, i)
+            && listener.value.addr.port() != 0
+        {
+            err(
+                listener.referenced,
+                format!("listen[{i}].addr"),
+                format!("{} is already used by listen[{first}]", listener.value.addr),
+            );
+        }
+        if let Some(tls) = &listener.value.tls
+            && tls.certificates.is_empty()
+        {
+            err(
+                listener.referenced,
+                format!("listen[{i}].tls.certificates"),
+                "a TLS listener needs at least one certificate".into(),
+            );
+        }
+    }
+
+    let cache = &config.cache;
+    if cache.memory.bytes() == 0 {
+        err(
+            Location::UNKNOWN,
+            "cache.memory".into(),
+            "must be more than 0 bytes".into(),
+        );
+    }
+    if cache.max_object_size.bytes() == 0 {
+        err(
+            Location::UNKNOWN,
+            "cache.max_object_size".into(),
+            "must be more than 0 bytes".into(),
+        );
+    }
+    if !(0.0..=1.0).contains(&cache.heuristic_fraction) {
+        err(
+            Location::UNKNOWN,
+            "cache.heuristic_fraction".into(),
+            "must be between 0 and 1".into(),
+        );
+    }
+
+    for (name, pool) in &config.origins {
+        if pool.servers.is_empty() {
+            err(
+                Location::UNKNOWN,
+                format!("origins.{name}.servers"),
+                "an origin pool needs at least one server".into(),
+            );
+        }
+        for (j, server) in pool.servers.iter().enumerate() {
+            if let Err(message) = ServerUrl::parse(&server.url.value) {
+                err(
+                    server.url.referenced,
+                    format!("origins.{name}.servers[{j}].url"),
+                    message,
+                );
+            }
+            if server.weight == 0 {
+                err(
+                    server.url.referenced,
+                    format!("origins.{name}.servers[{j}].weight"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        if let Some(check) = &pool.health_check {
+            if !check.path.starts_with('/') {
+                err(
+                    Location::UNKNOWN,
+                    format!("origins.{name}.health_check.path"),
+                    format!("{:?} must start with /", check.path),
+                );
+            }
+            if check.rise == 0 || check.fall == 0 {
+                err(
+                    Location::UNKNOWN,
+                    format!("origins.{name}.health_check"),
+                    "rise and fall must be at least 1".into(),
+                );
+            }
+        }
+    }
+
+    if config.sites.is_empty() {
+        err(
+            Location::UNKNOWN,
+            "sites".into(),
+            "at least one site is needed".into(),
+        );
+    }
+    let mut seen_hosts: HashMap<String, usize> = HashMap::new();
+    for (i, site) in config.sites.iter().enumerate() {
+        if site.hosts.is_empty() {
+            err(
+                site.origin.referenced,
+                format!("sites[{i}].hosts"),
+                "a site needs at least one host".into(),
+            );
+        }
+        for (j, host) in site.hosts.iter().enumerate() {
+            let path = format!("sites[{i}].hosts[{j}]");
+            match check_host_pattern(&host.value) {
+                Err(message) => err(host.referenced, path, message),
+                Ok(()) => {
+                    if let Some(first) = seen_hosts.insert(host.value.to_ascii_lowercase(), i) {
+                        err(
+                            host.referenced,
+                            path,
+                            format!("{:?} is already served by sites[{first}]", host.value),
+                        );
+                    }
+                }
+            }
+        }
+        if !config.origins.contains_key(&site.origin.value) {
+            let known: Vec<&str> = config.origins.keys().map(String::as_str).collect();
+            err(
+                site.origin.referenced,
+                format!("sites[{i}].origin"),
+                format!(
+                    "no origin named {:?} (known: {})",
+                    site.origin.value,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        for (k, rule) in site.rules.iter().enumerate() {
+            if let Some(regex) = &rule.matcher.path_regex
+                && let Err(e) = regex::Regex::new(&regex.value)
+            {
+                let first_line = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                err(
+                    regex.referenced,
+                    format!("sites[{i}].rules[{k}].match.path_regex"),
+                    format!("invalid regular expression: {first_line}"),
+                );
+            }
+            if let Some(prefix) = &rule.matcher.path_prefix
+                && !prefix.starts_with('/')
+            {
+                err(
+                    Location::UNKNOWN,
+                    format!("sites[{i}].rules[{k}].match.path_prefix"),
+                    format!("{prefix:?} must start with /"),
+                );
+            }
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors
+}
+
+/// A host pattern is `*`, `*.example.com` or a plain name, without port.
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    if host == "*" {
+        return Ok(());
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a host name (write example.com, *.example.com or \"*\")"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+listen:
+  - addr: 127.0.0.1:8080
+origins:
+  app:
+    servers:
+      - url: http://127.0.0.1:9000
+sites:
+  - hosts: [example.com]
+    origin: app
+    rules:
+      - match: { path_prefix: /static/ }
+        ttl: 1d
+        key: { query: ignore }
+      - match: { path_prefix: /api/ }
+        cache: bypass
+";
+
+    fn load(text: &str) -> Result<Loaded, ErrorList> {
+        load_str(text, "test.yaml", Path::new("/etc/outpost"))
+    }
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let loaded = load(GOOD).expect("valid");
+        let config = &loaded.config;
+        assert_eq!(config.cache.memory.bytes(), 256 << 20);
+        assert_eq!(config.admin.token_env, "OUTPOST_ADMIN_TOKEN");
+        assert_eq!(
+            config.sites[0].rules[0].ttl.map(|t| t.get().as_secs()),
+            Some(86_400)
+        );
+        assert_eq!(config.origins["app"].retries, 2);
+        assert_eq!(
+            loaded.resolve(Path::new("certs/a.pem")),
+            Path::new("/etc/outpost/certs/a.pem")
+        );
+    }
+
+    #[test]
+    fn an_unknown_origin_is_named_with_its_position() {
+        let text = GOOD.replace("origin: app", "origin: app2");
+        let errors = load(&text).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "test.yaml:9:13: sites[0].origin: no origin named \"app2\" (known: app)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_with_its_path() {
+        let text = GOOD
+            .replace("retries_typo", "")
+            .replace("    servers:", "    retires: 3\n    servers:");
+        let errors = load(&text).unwrap_err();
+        let message = errors.to_string();
+        assert!(
+            message.starts_with("test.yaml:5:5: origins.app.retires: unknown field `retires`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_is_an_error_with_its_path() {
+        let text = GOOD.replace("ttl: 1d", "ttl: 1 fortnight");
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.starts_with("test.yaml:12:14: sites[0].rules[0].ttl: "),
+            "{message}"
+        );
+        assert!(message.contains("unknown duration unit"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let text = GOOD
+            .replace("http://127.0.0.1:9000", "ftp://127.0.0.1:9000")
+            .replace("/static/", "static/")
+            .replace("hosts: [example.com]", "hosts: [\"exa mple.com\"]");
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("origins.app.servers[0].url: scheme \"ftp\" is not supported"),
+            "{message}"
+        );
+        assert!(
+            message.contains("sites[0].hosts[0]: \"exa mple.com\" is not a host name"),
+            "{message}"
+        );
+        assert!(
+            message.contains("path_prefix: \"static/\" must start with /"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_host_served_twice_is_an_error() {
+        let text = format!("{GOOD}  - hosts: [EXAMPLE.com]\n    origin: app\n");
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("sites[1].hosts[0]: \"EXAMPLE.com\" is already served by sites[0]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_regex_is_an_error() {
+        let text = GOOD.replace("path_prefix: /api/", "path_regex: \"(unclosed\"");
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("sites[0].rules[1].match.path_regex: invalid regular expression"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn broken_yaml_is_located() {
+        let message = load("listen: [\n").unwrap_err().to_string();
+        assert!(message.starts_with("test.yaml:"), "{message}");
+        assert!(!message.starts_with("test.yaml:0:0"), "{message}");
+    }
+
+    #[test]
+    fn server_urls_parse() {
+        assert_eq!(
+            ServerUrl::parse("https://Origin.example.net").unwrap(),
+            ServerUrl {
+                tls: true,
+                host: "origin.example.net".into(),
+                port: 443
+            }
+        );
+        assert_eq!(
+            ServerUrl::parse("http://[::1]:8000/").unwrap(),
+            ServerUrl {
+                tls: false,
+                host: "::1".into(),
+                port: 8000
+            }
+        );
+        assert!(ServerUrl::parse("http://a/b").is_err());
+        assert!(ServerUrl::parse("example.com").is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! The YAML model: every key an operator can write, with its default.
+//!
+//! Fields that later validation must point at are wrapped in [`Spanned`] so
+//! an error can name the line and column they came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::units::{Size, Span};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Vec<Spanned<Listener>>,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub origins: BTreeMap<String, OriginPool>,
+    pub sites: Vec<Site>,
+}
+
+/// One listening socket: plain text (HTTP/1.1 and h2c) or TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificates: Vec<Spanned<Certificate>>,
+}
+
+/// A certificate chain and its key, both PEM files. Relative paths are
+/// resolved against the directory of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Host names this certificate is chosen for; the certificate's own
+    /// subject alternative names when absent.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// The side API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default = "Admin::default_addr")]
+    pub addr: SocketAddr,
+    /// Name of the environment variable holding the bearer token for
+    /// `/purge` and `/reload`.
+    #[serde(default = "Admin::default_token_env")]
+    pub token_env: String,
+}
+
+impl Admin {
+    fn default_addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9080))
+    }
+    fn default_token_env() -> String {
+        "OUTPOST_ADMIN_TOKEN".into()
+    }
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            addr: Self::default_addr(),
+            token_env: Self::default_token_env(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Size of the memory tier in bytes of bodies plus stored headers.
+    #[serde(default = "CacheSettings::default_memory")]
+    pub memory: Size,
+    pub disk: Option<Disk>,
+    /// Larger responses stream through without being stored.
+    #[serde(default = "CacheSettings::default_max_object_size")]
+    pub max_object_size: Size,
+    /// How long a request waits for another request's fetch of the same key.
+    #[serde(default = "CacheSettings::default_coalesce_timeout")]
+    pub coalesce_timeout: Span,
+    /// Fraction of (Date - Last-Modified) used as a heuristic lifetime.
+    #[serde(default = "CacheSettings::default_heuristic_fraction")]
+    pub heuristic_fraction: f32,
+}
+
+impl CacheSettings {
+    fn default_memory() -> Size {
+        Size(256 << 20)
+    }
+    fn default_max_object_size() -> Size {
+        Size(512 << 20)
+    }
+    fn default_coalesce_timeout() -> Span {
+        Span(Duration::from_secs(5))
+    }
+    fn default_heuristic_fraction() -> f32 {
+        0.1
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            memory: Self::default_memory(),
+            disk: None,
+            max_object_size: Self::default_max_object_size(),
+            coalesce_timeout: Self::default_coalesce_timeout(),
+            heuristic_fraction: Self::default_heuristic_fraction(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub size: Size,
+}
+
+/// A named group of origin servers that one or more sites send misses to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginPool {
+    #[serde(default)]
+    pub balance: Balance,
+    pub servers: Vec<Server>,
+    pub health_check: Option<HealthCheck>,
+    /// Further servers to try after a failure that is safe to retry.
+    #[serde(default = "OriginPool::default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Host header sent to the origin; the client's when absent.
+    pub host: Option<String>,
+    /// Connections kept idle per server.
+    #[serde(default = "OriginPool::default_max_idle")]
+    pub max_idle_per_server: usize,
+}
+
+impl OriginPool {
+    fn default_retries() -> u32 {
+        2
+    }
+    fn default_max_idle() -> usize {
+        64
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    ConsistentHash,
+    RoundRobin,
+    LeastConnections,
+    Random,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// `http://host:port` or `https://host:port`, no path.
+    pub url: Spanned<String>,
+    #[serde(default = "Server::default_weight")]
+    pub weight: u32,
+}
+
+impl Server {
+    fn default_weight() -> u32 {
+        1
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default = "HealthCheck::default_path")]
+    pub path: String,
+    #[serde(default = "HealthCheck::default_interval")]
+    pub interval: Span,
+    #[serde(default = "HealthCheck::default_timeout")]
+    pub timeout: Span,
+    #[serde(default = "HealthCheck::default_status")]
+    pub expect_status: u16,
+    /// Successes in a row that bring a server back.
+    #[serde(default = "HealthCheck::default_rise")]
+    pub rise: u32,
+    /// Failures in a row that take a server out.
+    #[serde(default = "HealthCheck::default_fall")]
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    fn default_path() -> String {
+        "/".into()
+    }
+    fn default_interval() -> Span {
+        Span(Duration::from_secs(5))
+    }
+    fn default_timeout() -> Span {
+        Span(Duration::from_secs(2))
+    }
+    fn default_status() -> u16 {
+        200
+    }
+    fn default_rise() -> u32 {
+        2
+    }
+    fn default_fall() -> u32 {
+        3
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "Timeouts::default_connect")]
+    pub connect: Span,
+    #[serde(default = "Timeouts::default_response_header")]
+    pub response_header: Span,
+    /// Idle pooled connections are closed after this long.
+    #[serde(default = "Timeouts::default_keepalive")]
+    pub keepalive: Span,
+}
+
+impl Timeouts {
+    fn default_connect() -> Span {
+        Span(Duration::from_secs(2))
+    }
+    fn default_response_header() -> Span {
+        Span(Duration::from_secs(15))
+    }
+    fn default_keepalive() -> Span {
+        Span(Duration::from_secs(60))
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Self::default_connect(),
+            response_header: Self::default_response_header(),
+            keepalive: Self::default_keepalive(),
+        }
+    }
+}
+
+/// A group of host names served from one origin pool with one list of rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Exact names, `*.example.com` for any subdomain, or `"*"` for any host
+    /// that no other site names.
+    pub hosts: Vec<Spanned<String>>,
+    pub origin: Spanned<String>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// How requests matching `match` are cached. The first matching rule wins;
+/// a request that matches none is cached by the origin's headers alone.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(rename = "match", default)]
+    pub matcher: Match,
+    /// Replaces the origin's freshness lifetime for this cache. Responses
+    /// the origin marked `no-store` or `private` are still not stored.
+    pub ttl: Option<Span>,
+    #[serde(default)]
+    pub cache: CacheMode,
+    #[serde(default)]
+    pub key: KeyRule,
+    /// Store and share responses that carry `Set-Cookie`.
+    #[serde(default)]
+    pub share_set_cookie: bool,
+}
+
+/// Conditions a request path must all meet; an empty match matches every path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<Spanned<String>>,
+    /// File extensions without the dot, e.g. `[css, js]`.
+    pub extensions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    /// Cache as the response headers and the rule allow.
+    #[default]
+    Cache,
+    /// Never look up nor store: always go to the origin.
+    Bypass,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRule {
+    #[serde(default)]
+    pub query: QueryKey,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryKey {
+    /// Keep the query in the key, parameters sorted.
+    #[default]
+    Keep,
+    /// Drop the query from the key.
+    Ignore,
+}

@@ -1,0 +1,179 @@
+//! Outpost's edge: it wires the config, the cache, the origin pools and the
+//! side API into one process and serves them on their sockets.
+
+pub mod body;
+pub mod demo;
+pub mod headers;
+pub mod proxy;
+pub mod ring;
+pub mod router;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock};
+use outpost_config::{ErrorList, Loaded};
+use outpost_purge_api::{Admin, KeyForUrl, Metrics};
+use tokio::net::TcpListener;
+
+use crate::proxy::Proxy;
+use crate::router::{Router, host_name};
+use crate::upstream::Upstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ErrorList),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The addresses a started edge actually listens on.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Proxy listeners in config order, with whether each speaks TLS.
+    pub listeners: Vec<(SocketAddr, bool)>,
+    pub admin: SocketAddr,
+}
+
+/// Builds everything from a validated config, binds every socket, and starts
+/// serving. `token` is the side API's bearer token.
+pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, StartError> {
+    let config = &loaded.config;
+    let metrics = Arc::new(Metrics::new()?);
+    let cache = Arc::new(Cache::new(
+        config.cache.memory.bytes(),
+        PolicyOptions {
+            heuristic_fraction: config.cache.heuristic_fraction,
+        },
+        Arc::new(SystemClock),
+    ));
+    let router = Router::new(config).map_err(|e| single_error(loaded, format!("regex: {e}")))?;
+
+    let mut upstreams = HashMap::new();
+    for (name, pool) in &config.origins {
+        let upstream = Arc::new(
+            Upstream::new(name, pool)
+                .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?,
+        );
+        if let Some(check) = &pool.health_check {
+            upstream.spawn_health_checks(check);
+        }
+        upstreams.insert(name.clone(), upstream);
+    }
+
+    // Certificates first: a bad one must stop the start before any socket opens.
+    let mut acceptors = Vec::new();
+    for (i, listener) in config.listen.iter().enumerate() {
+        let Some(tls) = &listener.value.tls else {
+            acceptors.push(None);
+            continue;
+        };
+        let files: Vec<tls::CertFiles> = tls
+            .certificates
+            .iter()
+            .map(|c| tls::CertFiles {
+                cert: loaded.resolve(&c.value.cert),
+                key: loaded.resolve(&c.value.key),
+                hosts: c.value.hosts.clone().unwrap_or_default(),
+            })
+            .collect();
+        let acceptor = tls::acceptor(&files).map_err(|e| {
+            let at = tls
+                .certificates
+                .first()
+                .map_or(listener.referenced, |c| c.referenced);
+            ErrorList(vec![loaded.error_at(
+                at,
+                format!("listen[{i}].tls.certificates"),
+                e.to_string(),
+            )])
+        })?;
+        acceptors.push(Some(Arc::new(acceptor)));
+    }
+
+    let router = Arc::new(router);
+    let proxy = Arc::new(Proxy {
+        router: router.clone(),
+        cache: cache.clone(),
+        upstreams,
+        metrics: metrics.clone(),
+        max_object_size: usize::try_from(config.cache.max_object_size.bytes())
+            .unwrap_or(usize::MAX),
+    });
+
+    let mut running = Running {
+        listeners: Vec::new(),
+        admin: config.admin.addr,
+    };
+    for (listener, acceptor) in config.listen.iter().zip(acceptors) {
+        let addr = listener.value.addr;
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        running.listeners.push((bound, acceptor.is_some()));
+        server::spawn_proxy_listener(socket, acceptor, proxy.clone());
+    }
+
+    let key_router = router.clone();
+    let key_for_url: Arc<KeyForUrl> = Arc::new(move |url: &str| purge_key(&key_router, url));
+    let admin = Arc::new(Admin::new(cache, metrics, token.as_deref(), key_for_url));
+    let addr = config.admin.addr;
+    let socket = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    running.admin = socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    server::spawn_admin_listener(socket, admin);
+    Ok(running)
+}
+
+/// The key a purge URL names, built with the rules of the site that serves it.
+fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
+    let plain =
+        CacheKey::from_url(url, outpost_config::QueryKey::Keep).map_err(|e| e.to_string())?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not absolute"))?;
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(split);
+    let host = host_name(authority).ok_or_else(|| format!("{url:?} has no valid host"))?;
+    let site = router
+        .site(&host)
+        .ok_or_else(|| format!("no site serves host {host}"))?;
+    let path_and_query = path_and_query.split('#').next().unwrap_or_default();
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let rule = site.rule_for(if path.is_empty() { "/" } else { path });
+    if rule.query == outpost_config::QueryKey::Keep {
+        return Ok(plain);
+    }
+    Ok(CacheKey::new(
+        &scheme.to_ascii_lowercase(),
+        authority,
+        path_and_query,
+        rule.query,
+    ))
+}
+
+fn single_error(loaded: &Loaded, message: String) -> ErrorList {
+    ErrorList(vec![outpost_config::ConfigError {
+        file: loaded.file.clone(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message,
+    }])
+}

@@ -1,0 +1,166 @@
+//! The `outpost` command: `run`, `check` and `demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use outpost_config::{Loaded, ServerUrl};
+use outpost_edge::{Running, demo};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "outpost", version, about = "A caching CDN edge node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the sites of a config file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file; errors are printed as FILE:LINE:COL: key.path: message.
+    Check { file: PathBuf },
+    /// Serve the built-in demo configuration and a demo origin on loopback.
+    Demo {
+        /// Where the demo keeps its self-signed certificate.
+        #[arg(long, env = "OUTPOST_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check { file } => match outpost_config::load_file(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => report(runtime().and_then(|rt| rt.block_on(run(&config)))),
+        Command::Demo { state_dir } => {
+            report(runtime().and_then(|rt| rt.block_on(run_demo(state_dir))))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+fn report(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outpost: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: &Path) -> Result<()> {
+    let loaded = outpost_config::load_file(path)?;
+    let token = admin_token(&loaded);
+    if token.is_none() {
+        tracing::warn!(
+            variable = %loaded.config.admin.token_env,
+            "the admin token variable is unset or empty: /purge refuses every request"
+        );
+    }
+    let running = outpost_edge::start(&loaded, token).await?;
+    announce(&running);
+    wait_for_shutdown().await
+}
+
+async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
+    let state_dir = state_dir.unwrap_or_else(default_state_dir);
+    demo::ensure_certificate(&state_dir).map_err(anyhow::Error::msg)?;
+    let loaded = outpost_config::load_str(demo::DEMO_CONFIG, "demo.yaml (built in)", &state_dir)?;
+    for pool in loaded.config.origins.values() {
+        for server in &pool.servers {
+            let url = ServerUrl::parse(&server.url.value).map_err(anyhow::Error::msg)?;
+            let addr = format!("{}:{}", url.host, url.port)
+                .parse()
+                .context("the demo origin must be an IP address")?;
+            demo::spawn_origin(addr)
+                .await
+                .with_context(|| format!("starting the demo origin on {addr}"))?;
+        }
+    }
+    let token = admin_token(&loaded).unwrap_or_else(|| demo::DEMO_TOKEN.to_owned());
+    let running = outpost_edge::start(&loaded, Some(token.clone())).await?;
+    announce(&running);
+    let http = running
+        .listeners
+        .iter()
+        .find(|(_, tls)| !tls)
+        .map(|(a, _)| *a);
+    let https = running
+        .listeners
+        .iter()
+        .find(|(_, tls)| *tls)
+        .map(|(a, _)| *a);
+    if let Some(http) = http {
+        println!("{}", demo::instructions(http, https, running.admin, &token));
+    }
+    println!("(state directory: {})", state_dir.display());
+    wait_for_shutdown().await
+}
+
+fn admin_token(loaded: &Loaded) -> Option<String> {
+    std::env::var(&loaded.config.admin.token_env)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("outpost-demo");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/outpost-demo"),
+        None => std::env::temp_dir().join("outpost-demo"),
+    }
+}
+
+/// One line on stdout with the bound addresses, for people and for tests
+/// that start Outpost on port 0.
+fn announce(running: &Running) {
+    let listen: Vec<serde_json::Value> = running
+        .listeners
+        .iter()
+        .map(|(addr, tls)| serde_json::json!({"addr": addr.to_string(), "tls": tls}))
+        .collect();
+    let line =
+        serde_json::json!({"event": "ready", "listen": listen, "admin": running.admin.to_string()});
+    println!("{line}");
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}

@@ -1,0 +1,520 @@
+//! The request path: route by host, build the key, answer from the cache or
+//! fetch from the origin pool, store what may be stored, and mark every
+//! answer with `Cache-Status` (RFC 9211).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
+use http_body::Body as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use outpost_cache::{Cache, CacheKey, Entry, Lookup};
+use outpost_purge_api::Metrics;
+
+use crate::body::StoringBody;
+use crate::headers::{self, PSEUDONYM};
+use crate::router::{Router, RuleView, host_name};
+use crate::upstream::{Answer, Upstream, UpstreamError};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Everything a request needs, built from one config.
+pub struct Proxy {
+    pub router: Arc<Router>,
+    pub cache: Arc<Cache>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub metrics: Arc<Metrics>,
+    /// Largest body the cache keeps.
+    pub max_object_size: usize,
+}
+
+/// The client's side of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// How an answer came about, for metrics.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Hit,
+    Stale,
+    Miss,
+    Bypass,
+    Error,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Bypass => "bypass",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl Proxy {
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let started = Instant::now();
+        let (outcome, response) = self.route(conn, req).await;
+        let label = outcome.label();
+        self.metrics.requests.with_label_values(&[label]).inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(response)
+    }
+
+    async fn route(
+        &self,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let (parts, body) = req.into_parts();
+        // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
+        let authority = match parts.uri.authority() {
+            Some(a) => Some(a.as_str().to_owned()),
+            None => parts
+                .headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let Some((authority, host)) = authority.and_then(|a| host_name(&a).map(|h| (a, h))) else {
+            return (
+                Outcome::Error,
+                plain(StatusCode::BAD_REQUEST, "missing or invalid Host\n"),
+            );
+        };
+        let Some(site) = self.router.site(&host) else {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("no site is served for host {host}\n"),
+                ),
+            );
+        };
+        if parts.method == Method::CONNECT {
+            return (
+                Outcome::Error,
+                plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
+            );
+        }
+        let Some(upstream) = self.upstreams.get(&site.origin) else {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "site has no origin pool\n",
+                ),
+            );
+        };
+        let rule = site.rule_for(parts.uri.path());
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let key = CacheKey::new(
+            if conn.tls { "https" } else { "http" },
+            &authority,
+            path_and_query,
+            rule.query,
+        );
+        let request = Exchange {
+            conn,
+            parts,
+            authority,
+            key,
+            rule,
+            upstream,
+        };
+
+        let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
+        if !cacheable_method || rule.bypass {
+            let status = if rule.bypass {
+                "fwd=bypass"
+            } else {
+                "fwd=method"
+            };
+            return self.pass(request, body, status).await;
+        }
+        // A GET or HEAD carries no meaningful body; drop whatever came.
+        drop(body);
+        let now = self.cache.now();
+        match self.cache.lookup(&request.key, &request.parts) {
+            Lookup::Fresh(entry) => {
+                let ttl = entry.time_to_live(now).as_secs();
+                (
+                    Outcome::Hit,
+                    from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
+                )
+            }
+            Lookup::Stale {
+                entry,
+                revalidation,
+            } => self.revalidate(request, entry, revalidation).await,
+            Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
+            Lookup::Miss => self.fetch(request, "fwd=miss").await,
+        }
+    }
+
+    /// Forwards a request the cache takes no part in, body and all.
+    async fn pass(
+        &self,
+        request: Exchange<'_>,
+        body: Incoming,
+        status: &str,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let unsafe_method = !matches!(
+            request.parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        let outgoing = request.origin_parts(&request.parts.headers);
+        let body = (!body.is_end_stream()).then(|| body.boxed_unsync());
+        match request
+            .upstream
+            .send(request.key.hash(), outgoing, body)
+            .await
+        {
+            Ok(answer) => {
+                // RFC 9111 §4.4: a successful unsafe request invalidates the stored response.
+                if unsafe_method
+                    && (answer.response.status().is_success()
+                        || answer.response.status().is_redirection())
+                {
+                    self.cache.purge(&request.key);
+                }
+                (Outcome::Bypass, relay(answer, status))
+            }
+            Err(e) => (Outcome::Error, upstream_error(&e)),
+        }
+    }
+
+    /// Sends a conditional request for a stale entry; a 304 refreshes it.
+    async fn revalidate(
+        &self,
+        request: Exchange<'_>,
+        entry: Arc<Entry>,
+        revalidation: HeaderMap,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let mut headers = request.parts.headers.clone();
+        for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+            headers.remove(&name);
+            for value in revalidation.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let mut outgoing = request.origin_parts(&headers);
+        outgoing.method = Method::GET;
+        let answer = match request
+            .upstream
+            .send(request.key.hash(), outgoing, None)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return (Outcome::Error, upstream_error(&e)),
+        };
+        if answer.response.status() == StatusCode::NOT_MODIFIED {
+            let now = self.cache.now();
+            let (parts, _) = answer.response.into_parts();
+            let refreshed = self
+                .cache
+                .refresh(&request.key, &entry, &request.parts, &parts, now);
+            return (
+                Outcome::Stale,
+                from_cache(&refreshed, &request.parts, now, "fwd=stale; fwd-status=304"),
+            );
+        }
+        self.store_and_relay(request, answer, "fwd=stale").await
+    }
+
+    /// Fetches a miss from the origin, storing the answer if it may be stored.
+    async fn fetch(&self, request: Exchange<'_>, status: &str) -> (Outcome, Response<ProxyBody>) {
+        let outgoing = request.origin_parts(&request.parts.headers);
+        match request
+            .upstream
+            .send(request.key.hash(), outgoing, None)
+            .await
+        {
+            Ok(answer) => self.store_and_relay(request, answer, status).await,
+            Err(e) => (Outcome::Error, upstream_error(&e)),
+        }
+    }
+
+    async fn store_and_relay(
+        &self,
+        request: Exchange<'_>,
+        answer: Answer,
+        status: &str,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let response_time: SystemTime = self.cache.now();
+        let Answer {
+            response,
+            server: _,
+        } = answer;
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let mut status = status.to_owned();
+        let body = if request.parts.method != Method::GET {
+            body.map_err(BoxError::from).boxed_unsync()
+        } else {
+            match self.cache.prepare(
+                &request.key,
+                &request.parts,
+                &parts,
+                response_time,
+                request.rule.store,
+            ) {
+                Ok(pending) => {
+                    let too_large = body
+                        .size_hint()
+                        .exact()
+                        .is_some_and(|n| n > self.max_object_size as u64);
+                    if too_large {
+                        status.push_str("; detail=too-large");
+                        body.map_err(BoxError::from).boxed_unsync()
+                    } else {
+                        status.push_str("; stored");
+                        StoringBody::new(body, self.cache.clone(), pending, self.max_object_size)
+                            .map_err(BoxError::from)
+                            .boxed_unsync()
+                    }
+                }
+                Err(reason) => {
+                    status.push_str("; detail=");
+                    status.push_str(reason.as_str());
+                    body.map_err(BoxError::from).boxed_unsync()
+                }
+            }
+        };
+        headers::append_via(&mut parts.headers, parts.version);
+        set_cache_status(&mut parts.headers, &status);
+        parts.version = http::Version::HTTP_11;
+        (Outcome::Miss, Response::from_parts(parts, body))
+    }
+}
+
+/// One request on its way through the proxy.
+struct Exchange<'a> {
+    conn: ConnInfo,
+    parts: request::Parts,
+    /// The `Host` the client sent (with port, as written).
+    authority: String,
+    key: CacheKey,
+    rule: RuleView,
+    upstream: &'a Upstream,
+}
+
+impl Exchange<'_> {
+    /// Request head for the origin with `headers` prepared for forwarding.
+    fn origin_parts(&self, headers: &HeaderMap) -> request::Parts {
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = self.parts.method.clone();
+        parts.uri = self.parts.uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |p| {
+                p.as_str()
+                    .parse()
+                    .unwrap_or_else(|_| http::Uri::from_static("/"))
+            },
+        );
+        parts.headers = headers.clone();
+        let host = self.upstream.host_header(&self.authority).to_owned();
+        headers::to_origin(
+            &mut parts.headers,
+            self.conn.remote.ip(),
+            self.conn.tls,
+            &host,
+            self.parts.version,
+        );
+        parts
+    }
+}
+
+/// A response from the origin passed on as it came, marked with `Cache-Status`.
+fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
+    let (mut parts, body) = answer.response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_via(&mut parts.headers, parts.version);
+    set_cache_status(&mut parts.headers, status);
+    parts.version = http::Version::HTTP_11;
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
+/// client's own validators match (RFC 9110 §13.1).
+fn from_cache(
+    entry: &Entry,
+    req: &request::Parts,
+    now: SystemTime,
+    status: &str,
+) -> Response<ProxyBody> {
+    let mut headers = entry.headers.clone();
+    headers.insert(
+        http::header::AGE,
+        HeaderValue::from(entry.age(now).as_secs()),
+    );
+    headers::append_via(&mut headers, http::Version::HTTP_11);
+    set_cache_status(&mut headers, status);
+    if not_modified(&entry.headers, &req.headers) {
+        for name in [
+            CONTENT_LENGTH,
+            CONTENT_TYPE,
+            http::header::CONTENT_ENCODING,
+            http::header::CONTENT_LANGUAGE,
+        ] {
+            headers.remove(name);
+        }
+        let mut res = Response::new(empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        *res.headers_mut() = headers;
+        return res;
+    }
+    let body = if req.method == Method::HEAD {
+        empty()
+    } else {
+        full(entry.body.clone())
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = entry.status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// Whether the request's `If-None-Match` (weak comparison) or, without it,
+/// `If-Modified-Since` says the client's copy is current.
+fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
+    let inm: Vec<&str> = req
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !inm.is_empty() {
+        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm.iter().any(|t| *t == "*" || weak(t) == weak(etag));
+    }
+    let since = req
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = stored
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+}
+
+fn set_cache_status(headers: &mut HeaderMap, status: &str) {
+    if let Ok(value) = HeaderValue::from_str(&format!("{PSEUDONYM}; {status}")) {
+        headers.insert(CACHE_STATUS, value);
+    }
+}
+
+fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {
+    let status = match e {
+        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamError::Connect(_) | UpstreamError::Failed(_) => StatusCode::BAD_GATEWAY,
+    };
+    tracing::warn!(error = %e, "origin request failed");
+    let mut res = plain(status, &format!("{e}\n"));
+    set_cache_status(res.headers_mut(), "fwd=miss; detail=origin-error");
+    res
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(full(Bytes::from(text.to_owned())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> ProxyBody {
+    full(Bytes::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let stored = map(&[("etag", "W/\"v1\"")]);
+        assert!(not_modified(&stored, &map(&[("if-none-match", "\"v1\"")])));
+        assert!(not_modified(
+            &stored,
+            &map(&[("if-none-match", "\"x\", W/\"v1\"")])
+        ));
+        assert!(not_modified(&stored, &map(&[("if-none-match", "*")])));
+        assert!(!not_modified(&stored, &map(&[("if-none-match", "\"v2\"")])));
+    }
+
+    /// RFC 9110 §13.1.3: If-Modified-Since is ignored when If-None-Match is present.
+    #[test]
+    fn if_modified_since_applies_only_without_if_none_match() {
+        let stored = map(&[
+            ("last-modified", "Tue, 01 Sep 2026 00:00:00 GMT"),
+            ("etag", "\"a\""),
+        ]);
+        assert!(not_modified(
+            &stored,
+            &map(&[("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            &map(&[("if-modified-since", "Mon, 31 Aug 2026 00:00:00 GMT")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            &map(&[
+                ("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT"),
+                ("if-none-match", "\"b\"")
+            ])
+        ));
+    }
+}

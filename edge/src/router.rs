@@ -1,0 +1,228 @@
+//! Routing: the request's host picks a site, its path picks the first
+//! matching rule. A host that no site serves is answered 421 by the proxy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_cache::StoreRules;
+use outpost_config::{CacheMode, Config, QueryKey, Rule};
+use regex::Regex;
+
+/// A site as the proxy uses it.
+pub struct Site {
+    pub origin: String,
+    rules: Vec<CompiledRule>,
+}
+
+/// What applies to one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleView {
+    pub bypass: bool,
+    pub query: QueryKey,
+    pub store: StoreRules,
+}
+
+struct CompiledRule {
+    path_prefix: Option<String>,
+    path_regex: Option<Regex>,
+    extensions: Option<Vec<String>>,
+    view: RuleView,
+}
+
+impl CompiledRule {
+    fn new(rule: &Rule) -> Result<Self, regex::Error> {
+        let path_regex = rule
+            .matcher
+            .path_regex
+            .as_ref()
+            .map(|r| Regex::new(&r.value))
+            .transpose()?;
+        Ok(Self {
+            path_prefix: rule.matcher.path_prefix.clone(),
+            path_regex,
+            extensions: rule.matcher.extensions.as_ref().map(|list| {
+                list.iter()
+                    .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                    .collect()
+            }),
+            view: RuleView {
+                bypass: rule.cache == CacheMode::Bypass,
+                query: rule.key.query,
+                store: StoreRules {
+                    ttl: rule.ttl.map(|t| t.get()).filter(|t| *t > Duration::ZERO),
+                    share_set_cookie: rule.share_set_cookie,
+                },
+            },
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        if let Some(prefix) = &self.path_prefix
+            && !path.starts_with(prefix.as_str())
+        {
+            return false;
+        }
+        if let Some(regex) = &self.path_regex
+            && !regex.is_match(path)
+        {
+            return false;
+        }
+        if let Some(extensions) = &self.extensions {
+            let last = path.rsplit('/').next().unwrap_or_default();
+            let Some((_, ext)) = last.rsplit_once('.') else {
+                return false;
+            };
+            if !extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Site {
+    /// The first rule whose match holds for `path`; the defaults when none does.
+    pub fn rule_for(&self, path: &str) -> RuleView {
+        self.rules
+            .iter()
+            .find(|r| r.matches(path))
+            .map(|r| r.view)
+            .unwrap_or_default()
+    }
+}
+
+pub struct Router {
+    exact: HashMap<String, Arc<Site>>,
+    /// `*.example.com` stored as `example.com`.
+    wildcard: HashMap<String, Arc<Site>>,
+    any: Option<Arc<Site>>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Result<Self, regex::Error> {
+        let mut router = Router {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            any: None,
+        };
+        for site in &config.sites {
+            let rules = site
+                .rules
+                .iter()
+                .map(CompiledRule::new)
+                .collect::<Result<_, _>>()?;
+            let compiled = Arc::new(Site {
+                origin: site.origin.value.clone(),
+                rules,
+            });
+            for host in &site.hosts {
+                let host = host.value.to_ascii_lowercase();
+                if host == "*" {
+                    router.any = Some(compiled.clone());
+                } else if let Some(suffix) = host.strip_prefix("*.") {
+                    router.wildcard.insert(suffix.to_owned(), compiled.clone());
+                } else {
+                    router.exact.insert(host, compiled.clone());
+                }
+            }
+        }
+        Ok(router)
+    }
+
+    /// The site for a host name (lower-case, without port): exact name, then
+    /// the closest wildcard, then the catch-all site.
+    pub fn site(&self, host: &str) -> Option<&Arc<Site>> {
+        if let Some(site) = self.exact.get(host) {
+            return Some(site);
+        }
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(site) = self.wildcard.get(parent) {
+                return Some(site);
+            }
+            rest = parent;
+        }
+        self.any.as_ref()
+    }
+}
+
+/// The host name of a `Host` value or URI authority: lower-case, without
+/// port, without trailing dot. None when it is not a valid host.
+pub fn host_name(authority: &str) -> Option<String> {
+    let authority: http::uri::Authority = authority.parse().ok()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn router() -> Router {
+        let text = "\
+listen: [{addr: 127.0.0.1:0}]
+origins:
+  a: {servers: [{url: http://127.0.0.1:1}]}
+  b: {servers: [{url: http://127.0.0.1:2}]}
+  c: {servers: [{url: http://127.0.0.1:3}]}
+sites:
+  - hosts: [example.com]
+    origin: a
+    rules:
+      - match: {path_prefix: /static/, extensions: [css]}
+        ttl: 1h
+      - match: {path_regex: '^/api/v[0-9]+/'}
+        cache: bypass
+      - match: {path_prefix: /static/}
+        key: {query: ignore}
+  - hosts: ['*.example.com']
+    origin: b
+  - hosts: ['*']
+    origin: c
+";
+        let loaded = outpost_config::load_str(text, "t.yaml", Path::new(".")).unwrap();
+        Router::new(&loaded.config).unwrap()
+    }
+
+    #[test]
+    fn hosts_pick_sites() {
+        let r = router();
+        assert_eq!(r.site("example.com").unwrap().origin, "a");
+        assert_eq!(r.site("www.example.com").unwrap().origin, "b");
+        assert_eq!(r.site("a.b.example.com").unwrap().origin, "b");
+        assert_eq!(r.site("other.net").unwrap().origin, "c");
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let r = router();
+        let site = r.site("example.com").unwrap();
+        assert_eq!(
+            site.rule_for("/static/a.css").store.ttl,
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(site.rule_for("/static/a.js").query, QueryKey::Ignore);
+        assert!(site.rule_for("/api/v2/users").bypass);
+        assert!(!site.rule_for("/api/users").bypass);
+        assert_eq!(site.rule_for("/").query, QueryKey::Keep);
+    }
+
+    #[test]
+    fn host_names_are_normalized() {
+        assert_eq!(
+            host_name("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_name("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(host_name("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(host_name("user@host"), None);
+        assert_eq!(host_name(""), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! TLS termination through BoringSSL: one context per certificate, chosen by
+//! SNI (exact name, then wildcard, then the default), ALPN offering h2 and
+//! http/1.1, TLS 1.2 and 1.3 only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use boring::asn1::Asn1Time;
+use boring::bn::BigNum;
+use boring::ec::{EcGroup, EcKey};
+use boring::hash::MessageDigest;
+use boring::nid::Nid;
+use boring::pkey::PKey;
+use boring::ssl::{
+    AlpnError, NameType, SniError, SslAcceptor, SslContext, SslFiletype, SslMethod, SslVersion,
+};
+use boring::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
+use boring::x509::{X509, X509NameBuilder};
+
+/// ALPN protocols in the server's order of preference, wire format.
+const ALPN: &[u8] = b"\x02h2\x08http/1.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Ssl(#[from] boring::error::ErrorStack),
+    #[error("certificate {0} names no host (give `hosts` in the config)")]
+    NoHosts(PathBuf),
+}
+
+/// A certificate to serve: PEM chain and key files, and the names it is for
+/// (its subject alternative names when empty).
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hosts: Vec<String>,
+}
+
+/// Builds the acceptor for one TLS listener. The first certificate is the
+/// default for clients whose SNI matches none.
+pub fn acceptor(certs: &[CertFiles]) -> Result<SslAcceptor, TlsError> {
+    let mut exact: HashMap<String, SslContext> = HashMap::new();
+    let mut wildcard: HashMap<String, SslContext> = HashMap::new();
+    let mut default: Option<(CertFiles, SslContext)> = None;
+    for files in certs {
+        let (context, names) = context(files)?;
+        for name in names {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(suffix) => wildcard
+                    .entry(suffix.to_owned())
+                    .or_insert_with(|| context.clone()),
+                None => exact.entry(name).or_insert_with(|| context.clone()),
+            };
+        }
+        if default.is_none() {
+            default = Some((files.clone(), context));
+        }
+    }
+    let Some((default_files, _)) = default else {
+        return Err(TlsError::NoHosts(PathBuf::new()));
+    };
+    let mut builder = base_builder()?;
+    load_pair(&mut builder, &default_files)?;
+    let exact = Arc::new(exact);
+    let wildcard = Arc::new(wildcard);
+    builder.set_servername_callback(move |ssl, _alert| {
+        let Some(name) = ssl
+            .servername(NameType::HOST_NAME)
+            .map(str::to_ascii_lowercase)
+        else {
+            return Ok(());
+        };
+        let chosen = exact.get(&name).or_else(|| {
+            name.split_once('.')
+                .and_then(|(_, parent)| wildcard.get(parent))
+        });
+        if let Some(context) = chosen {
+            ssl.set_ssl_context(context)
+                .map_err(|_| SniError::ALERT_FATAL)?;
+        }
+        Ok(())
+    });
+    Ok(builder.build())
+}
+
+fn base_builder() -> Result<boring::ssl::SslAcceptorBuilder, TlsError> {
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    builder.set_alpn_select_callback(|_, client| {
+        boring::ssl::select_next_proto(ALPN, client).ok_or(AlpnError::NOACK)
+    });
+    Ok(builder)
+}
+
+fn load_pair(
+    builder: &mut boring::ssl::SslAcceptorBuilder,
+    files: &CertFiles,
+) -> Result<(), TlsError> {
+    let file_err = |path: &Path, e: boring::error::ErrorStack| TlsError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot load: {e}"),
+    };
+    builder
+        .set_certificate_chain_file(&files.cert)
+        .map_err(|e| file_err(&files.cert, e))?;
+    builder
+        .set_private_key_file(&files.key, SslFiletype::PEM)
+        .map_err(|e| file_err(&files.key, e))?;
+    builder.check_private_key().map_err(|e| TlsError::File {
+        path: files.key.clone(),
+        message: format!("does not match {}: {e}", files.cert.display()),
+    })?;
+    Ok(())
+}
+
+/// One context for one certificate, and the names it serves.
+fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>), TlsError> {
+    let pem = std::fs::read(&files.cert).map_err(|e| TlsError::File {
+        path: files.cert.clone(),
+        message: e.to_string(),
+    })?;
+    let leaf = X509::from_pem(&pem).map_err(|e| TlsError::File {
+        path: files.cert.clone(),
+        message: format!("not a PEM certificate: {e}"),
+    })?;
+    let names = if files.hosts.is_empty() {
+        leaf.subject_alt_names()
+            .map(|sans| {
+                sans.iter()
+                    .filter_map(|n| n.dnsname().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        files.hosts.clone()
+    };
+    if names.is_empty() {
+        return Err(TlsError::NoHosts(files.cert.clone()));
+    }
+    let mut builder = base_builder()?;
+    load_pair(&mut builder, files)?;
+    Ok((builder.build().into_context(), names))
+}
+
+/// A self-signed certificate for `hosts` (the first is the common name), as
+/// PEM certificate and PEM private key. Used by the demo and by tests.
+pub fn self_signed(hosts: &[&str]) -> Result<(String, String), TlsError> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", hosts.first().copied().unwrap_or("localhost"))?;
+    let name = name.build();
+    let mut cert = X509::builder()?;
+    cert.set_version(2)?;
+    let serial = BigNum::from_u32(std::process::id() ^ 0x5a5a_5a5a)?.to_asn1_integer()?;
+    cert.set_serial_number(&serial)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(&name)?;
+    cert.set_pubkey(&key)?;
+    let not_before = Asn1Time::days_from_now(0)?;
+    let not_after = Asn1Time::days_from_now(365)?;
+    cert.set_not_before(&not_before)?;
+    cert.set_not_after(&not_after)?;
+    let constraints = BasicConstraints::new().build()?;
+    let usage = ExtendedKeyUsage::new().server_auth().build()?;
+    cert.append_extension(&constraints)?;
+    cert.append_extension(&usage)?;
+    let mut sans = SubjectAlternativeName::new();
+    for host in hosts {
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            sans.ip(host);
+        } else {
+            sans.dns(host);
+        }
+    }
+    let sans = sans.build(&cert.x509v3_context(None, None))?;
+    cert.append_extension(&sans)?;
+    cert.sign(&key, MessageDigest::sha256())?;
+    let cert = cert.build();
+    let cert_pem = String::from_utf8_lossy(&cert.to_pem()?).into_owned();
+    let key_pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((cert_pem, key_pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_certificates_load_into_an_acceptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut certs = Vec::new();
+        for (i, host) in ["a.test", "*.b.test"].iter().enumerate() {
+            let (cert, key) = self_signed(&[host]).unwrap();
+            let cert_path = dir.path().join(format!("{i}.pem"));
+            let key_path = dir.path().join(format!("{i}.key"));
+            std::fs::write(&cert_path, cert).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            certs.push(CertFiles {
+                cert: cert_path,
+                key: key_path,
+                hosts: Vec::new(),
+            });
+        }
+        acceptor(&certs).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let files = CertFiles {
+            cert: "/nonexistent/c.pem".into(),
+            key: "/nonexistent/k.pem".into(),
+            hosts: vec![],
+        };
+        let Err(err) = acceptor(&[files]) else {
+            panic!("a missing file was accepted")
+        };
+        let err = err.to_string();
+        assert!(err.starts_with("/nonexistent/c.pem"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! Outpost's side API: purge, health and Prometheus metrics, on its own
+//! port, with bearer-token auth for everything that changes state.
+//!
+//! The edge owns the sockets and calls [`Admin::handle`] for each request.
+
+mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use outpost_cache::{Cache, CacheKey};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+pub use metrics::Metrics;
+
+/// Largest purge request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Turns a purge URL into the cache key the edge would build for it, using
+/// the matching site's rules.
+pub type KeyForUrl = dyn Fn(&str) -> Result<CacheKey, String> + Send + Sync;
+
+pub struct Admin {
+    cache: Arc<Cache>,
+    metrics: Arc<Metrics>,
+    token_hash: Option<[u8; 32]>,
+    key_for_url: Arc<KeyForUrl>,
+    request_ids: AtomicU64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    urls: Vec<String>,
+}
+
+impl Admin {
+    /// `token` is the bearer token; with none, every state-changing call is refused.
+    pub fn new(
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        token: Option<&str>,
+        key_for_url: Arc<KeyForUrl>,
+    ) -> Self {
+        let token_hash = token
+            .filter(|t| !t.is_empty())
+            .map(|t| *blake3::hash(t.as_bytes()).as_bytes());
+        Self {
+            cache,
+            metrics,
+            token_hash,
+            key_for_url,
+            request_ids: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = self.next_request_id();
+        match (req.uri().path(), req.method()) {
+            ("/healthz", &Method::GET | &Method::HEAD) => {
+                json_response(StatusCode::OK, json!({"status": "ok"}))
+            }
+            ("/metrics", &Method::GET | &Method::HEAD) => {
+                let usage = self.cache.usage();
+                self.metrics
+                    .cache_objects
+                    .with_label_values(&["memory"])
+                    .set(clamp(usage.memory_objects));
+                self.metrics
+                    .cache_bytes
+                    .with_label_values(&["memory"])
+                    .set(clamp(usage.memory_bytes));
+                let mut res = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                res.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                res
+            }
+            ("/purge", &Method::POST) => self.purge(req, &request_id).await,
+            ("/healthz" | "/metrics" | "/purge", _) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                &request_id,
+            ),
+            _ => error(StatusCode::NOT_FOUND, "no such route", &request_id),
+        }
+    }
+
+    async fn purge<B>(&self, req: Request<B>, request_id: &str) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if !self.authorized(&req) {
+            self.metrics
+                .purges
+                .with_label_values(&["urls", "unauthorized"])
+                .inc();
+            let mut res = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+                request_id,
+            );
+            res.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return res;
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body over {MAX_BODY} bytes"),
+                    request_id,
+                );
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("reading the body: {e}"),
+                    request_id,
+                );
+            }
+        };
+        let purge: PurgeRequest = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid purge request: {e}"),
+                    request_id,
+                );
+            }
+        };
+        if purge.urls.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "urls is empty", request_id);
+        }
+        let mut keys = Vec::with_capacity(purge.urls.len());
+        for url in &purge.urls {
+            match (self.key_for_url)(url) {
+                Ok(key) => keys.push(key),
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+            }
+        }
+        let purged = keys.iter().filter(|key| self.cache.purge(key)).count();
+        self.metrics.purges.with_label_values(&["urls", "ok"]).inc();
+        tracing::info!(request_id, urls = purge.urls.len(), purged, "purge");
+        json_response(
+            StatusCode::OK,
+            json!({"purged": purged, "request_id": request_id}),
+        )
+    }
+
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(expected) = &self.token_hash else {
+            return false;
+        };
+        let Some(given) = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // Compare hashes so that neither the length nor the bytes of the
+        // token leak through timing.
+        let given = blake3::hash(given.trim().as_bytes());
+        bool::from(given.as_bytes().ct_eq(expected))
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("{started:x}-{n:06x}")
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(value.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn error(status: StatusCode, message: &str, request_id: &str) -> Response<Full<Bytes>> {
+    json_response(status, json!({"error": message, "request_id": request_id}))
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_cache::{PolicyOptions, StoreRules, SystemClock};
+    use outpost_config::QueryKey;
+
+    use super::*;
+
+    fn admin(token: Option<&str>) -> (Admin, Arc<Cache>) {
+        let cache = Arc::new(Cache::new(
+            1 << 20,
+            PolicyOptions {
+                heuristic_fraction: 0.1,
+            },
+            Arc::new(SystemClock),
+        ));
+        let key_for_url: Arc<KeyForUrl> = Arc::new(|url: &str| {
+            CacheKey::from_url(url, QueryKey::Keep).map_err(|e| e.to_string())
+        });
+        (
+            Admin::new(
+                cache.clone(),
+                Arc::new(Metrics::new().unwrap()),
+                token,
+                key_for_url,
+            ),
+            cache,
+        )
+    }
+
+    fn store(cache: &Cache, url: &str) {
+        let key = CacheKey::from_url(url, QueryKey::Keep).unwrap();
+        let req = Request::get("/").body(()).unwrap().into_parts().0;
+        let res = Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let pending = cache
+            .prepare(&key, &req, &res, cache.now(), StoreRules::default())
+            .unwrap();
+        cache.insert(pending, Bytes::from_static(b"x"));
+    }
+
+    fn purge_request(token: Option<&str>, body: &str) -> Request<Full<Bytes>> {
+        let mut b = Request::post("/purge");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    async fn call(admin: &Admin, req: Request<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+        let res = admin.handle(req).await;
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn purge_needs_the_right_token() {
+        let (admin, cache) = admin(Some("secret"));
+        store(&cache, "http://example.com/a");
+        let body = r#"{"urls": ["http://example.com/a"]}"#;
+        assert_eq!(
+            call(&admin, purge_request(None, body)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&admin, purge_request(Some("wrong"), body)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(cache.usage().memory_objects, 1);
+        let (status, json) = call(&admin, purge_request(Some("secret"), body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["purged"], 1);
+        assert!(json["request_id"].is_string());
+        assert_eq!(cache.usage().memory_objects, 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_configured_token_purge_is_refused() {
+        let (admin, _) = admin(None);
+        let body = r#"{"urls": ["http://example.com/a"]}"#;
+        assert_eq!(
+            call(&admin, purge_request(Some(""), body)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_purge_bodies_are_400_or_413() {
+        let (admin, _) = admin(Some("t"));
+        for body in [
+            "not json",
+            r#"{"urls": []}"#,
+            r#"{"urls": ["/relative"]}"#,
+            r#"{"urls": ["http://a/"], "extra": 1}"#,
+        ] {
+            assert_eq!(
+                call(&admin, purge_request(Some("t"), body)).await.0,
+                StatusCode::BAD_REQUEST,
+                "{body}"
+            );
+        }
+        let huge = format!(r#"{{"urls": ["{}"]}}"#, "a".repeat(MAX_BODY));
+        assert_eq!(
+            call(&admin, purge_request(Some("t"), &huge)).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let get = Request::get("/purge")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(call(&admin, get).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let (admin, _) = admin(None);
+        admin.metrics.requests.with_label_values(&["hit"]).inc();
+        let res = admin
+            .handle(
+                Request::get("/metrics")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("outpost_cache_objects{tier=\"memory\"} 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics. One registry per process, created by the binary and
+//! shared by every part; all names start with `outpost_`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served, by cache status (`hit`, `miss`, `stale`, `bypass`, `error`).
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    /// Purge requests, by kind and outcome.
+    pub purges: IntCounterVec,
+    /// Objects and bytes held, by tier; set when scraped.
+    pub cache_objects: IntGaugeVec,
+    pub cache_bytes: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "outpost_requests_total",
+                "Client requests answered, by cache status.",
+            ),
+            &["cache_status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_request_duration_seconds",
+                "Time from request to response headers, by cache status.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["cache_status"],
+        )?;
+        let purges = IntCounterVec::new(
+            Opts::new(
+                "outpost_purges_total",
+                "Purge requests on the side API, by kind and outcome.",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let cache_objects = IntGaugeVec::new(
+            Opts::new("outpost_cache_objects", "Objects stored, by tier."),
+            &["tier"],
+        )?;
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new("outpost_cache_bytes", "Bytes stored, by tier."),
+            &["tier"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(purges.clone()))?;
+        registry.register(Box::new(cache_objects.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            purges,
+            cache_objects,
+            cache_bytes,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for want of space; a failure would
+        // be a malformed metric, which leaves a partial page.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}

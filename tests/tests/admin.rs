@@ -1,0 +1,90 @@
+//! End-to-end: the side API's purge, health and metrics.
+
+use outpost_tests::{Origin, Outpost, get, purge, respond, simple_config};
+
+#[tokio::test]
+async fn a_purge_makes_the_next_request_a_miss() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "v")).await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("s3cret"),
+    )
+    .await;
+    get(outpost.addr(), "example.com", "/x?b=2&a=1").await;
+    assert!(
+        get(outpost.addr(), "example.com", "/x?a=1&b=2")
+            .await
+            .cache_status()
+            .starts_with("Outpost; hit")
+    );
+
+    // Normalized the same way as the key: case, default port, query order.
+    let res = purge(
+        outpost.admin,
+        Some("s3cret"),
+        r#"{"urls": ["http://EXAMPLE.com:80/x?a=1&b=2"]}"#,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    let json: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(json["purged"], 1);
+    assert!(json["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/x?a=1&b=2")
+            .await
+            .cache_status(),
+        "Outpost; fwd=miss; stored"
+    );
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_purge_without_the_right_token_gets_401_and_purges_nothing() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "v")).await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("s3cret"),
+    )
+    .await;
+    get(outpost.addr(), "example.com", "/x").await;
+    let body = r#"{"urls": ["http://example.com/x"]}"#;
+    for token in [None, Some("wrong"), Some("")] {
+        let res = purge(outpost.admin, token, body).await;
+        assert_eq!(res.status, 401);
+        let json: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+        assert!(json["error"].is_string());
+    }
+    assert!(
+        get(outpost.addr(), "example.com", "/x")
+            .await
+            .cache_status()
+            .starts_with("Outpost; hit")
+    );
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "v")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    get(outpost.addr(), "example.com", "/m").await;
+    get(outpost.addr(), "example.com", "/m").await;
+    assert_eq!(get(outpost.admin, "admin", "/healthz").await.status, 200);
+    let metrics = get(outpost.admin, "admin", "/metrics").await;
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(
+        text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outpost_requests_total{cache_status=\"miss\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outpost_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}

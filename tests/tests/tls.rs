@@ -1,0 +1,93 @@
+//! End-to-end: TLS termination with certificates chosen by SNI, and HTTP/2
+//! negotiated by ALPN.
+
+use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use outpost_tests::{Origin, Outpost, respond};
+
+fn certificate(host: &str) -> (String, String) {
+    outpost_edge::tls::self_signed(&[host]).expect("self-signed certificate")
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_h2_is_spoken_when_offered() {
+    let origin =
+        Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "secure")).await;
+    let (a_cert, a_key) = certificate("a.test");
+    let (b_cert, b_key) = certificate("b.test");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: a.pem, key: a.key}}\n        - {{cert: b.pem, key: b.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [a.test, b.test]\n    origin: app\n",
+        origin.url()
+    );
+    let files = [
+        ("a.pem", a_cert.as_str()),
+        ("a.key", a_key.as_str()),
+        ("b.pem", b_cert.as_str()),
+        ("b.key", b_key.as_str()),
+    ];
+    let outpost = Outpost::start(&config, &files, None).await;
+
+    for (sni, alpn, want_h2) in [
+        ("b.test", &b"\x02h2\x08http/1.1"[..], true),
+        ("a.test", &b"\x08http/1.1"[..], false),
+    ] {
+        let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+        connector.set_verify(SslVerifyMode::NONE);
+        connector.set_alpn_protos(alpn).unwrap();
+        let config = connector.build().configure().unwrap();
+        let tcp = tokio::net::TcpStream::connect(outpost.addr())
+            .await
+            .unwrap();
+        let tls = tokio_boring::connect(config, sni, tcp).await.unwrap();
+
+        let peer = tls.ssl().peer_certificate().expect("peer certificate");
+        let names: Vec<String> = peer
+            .subject_alt_names()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.dnsname().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            names,
+            vec![sni.to_owned()],
+            "SNI {sni} got the wrong certificate"
+        );
+        assert_eq!(tls.ssl().selected_alpn_protocol() == Some(b"h2"), want_h2);
+
+        if want_h2 {
+            let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get(format!("https://{sni}/s"))
+                .body(())
+                .unwrap();
+            let (response, _) = client.send_request(req, true).unwrap();
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.version(), http::Version::HTTP_2);
+            assert!(
+                response.headers()["cache-status"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Outpost; fwd=miss")
+            );
+        } else {
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get("/s")
+                .header("host", sni)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(
+                response.headers()["cache-status"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Outpost; fwd=miss")
+            );
+        }
+    }
+}
