@@ -16,7 +16,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
-#[command(name = "outpost-loadtest", about = "Bounded HTTP/1.1 load against a loopback address")]
+#[command(
+    name = "outpost-loadtest",
+    about = "Bounded HTTP/1.1 load against a loopback address"
+)]
 struct Args {
     /// Target address; only loopback addresses are accepted.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -57,7 +60,9 @@ impl Tally {
     }
 
     fn merge(&mut self, other: Tally) -> Result<()> {
-        self.latencies.add(other.latencies).context("merging histograms")?;
+        self.latencies
+            .add(other.latencies)
+            .context("merging histograms")?;
         for (k, v) in other.statuses {
             *self.statuses.entry(k).or_default() += v;
         }
@@ -73,7 +78,10 @@ impl Tally {
 async fn main() -> Result<()> {
     let args = Args::parse();
     if !args.addr.ip().is_loopback() {
-        bail!("{} is not a loopback address: load goes to this machine only", args.addr);
+        bail!(
+            "{} is not a loopback address: load goes to this machine only",
+            args.addr
+        );
     }
     if args.connections == 0 || args.paths.is_empty() {
         bail!("need at least one connection and one path");
@@ -87,7 +95,9 @@ async fn main() -> Result<()> {
         let host = args.host.clone();
         let paths = args.paths.clone();
         let addr = args.addr;
-        tasks.push(tokio::spawn(async move { connection(addr, host, paths, worker, budget, deadline).await }));
+        tasks.push(tokio::spawn(async move {
+            connection(addr, host, paths, worker, budget, deadline).await
+        }));
     }
     let mut total = Tally::new()?;
     for task in tasks {
@@ -111,7 +121,11 @@ async fn connection(
     let mut tally = Tally::new()?;
     let mut sender = None;
     let mut n = worker;
-    while Instant::now() < deadline && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok() {
+    while Instant::now() < deadline
+        && budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_ok()
+    {
         if sender.is_none() {
             let stream = match TcpStream::connect(addr).await {
                 Ok(stream) => stream,
@@ -129,7 +143,9 @@ async fn connection(
         let Some(s) = sender.as_mut() else { continue };
         let path = &paths[n % paths.len()];
         n += 1;
-        let req = http::Request::get(path.as_str()).header("host", host.as_str()).body(Empty::<Bytes>::new())?;
+        let req = http::Request::get(path.as_str())
+            .header("host", host.as_str())
+            .body(Empty::<Bytes>::new())?;
         let start = Instant::now();
         let outcome = async {
             let res = s.send_request(req).await?;
@@ -146,7 +162,9 @@ async fn connection(
         .await;
         match outcome {
             Ok((status, cache)) => {
-                let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                let micros = u64::try_from(start.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
                 tally.latencies.saturating_record(micros);
                 *tally.statuses.entry(status).or_default() += 1;
                 *tally.cache.entry(cache).or_default() += 1;
@@ -163,7 +181,10 @@ async fn connection(
 fn report(tally: &Tally, elapsed: Duration) {
     let done = tally.latencies.len();
     let secs = elapsed.as_secs_f64().max(f64::EPSILON);
-    println!("requests   {done} in {secs:.2}s = {:.0} req/s", done as f64 / secs);
+    println!(
+        "requests   {done} in {secs:.2}s = {:.0} req/s",
+        done as f64 / secs
+    );
     println!("errors     {}", tally.errors);
     let ms = |q: f64| tally.latencies.value_at_quantile(q) as f64 / 1000.0;
     println!(
@@ -174,8 +195,16 @@ fn report(tally: &Tally, elapsed: Duration) {
         ms(0.999),
         tally.latencies.max() as f64 / 1000.0
     );
-    let statuses: Vec<String> = tally.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let statuses: Vec<String> = tally
+        .statuses
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
     println!("status     {}", statuses.join(", "));
-    let cache: Vec<String> = tally.cache.iter().map(|(k, v)| format!("{}: {v}", if k.is_empty() { "-" } else { k })).collect();
+    let cache: Vec<String> = tally
+        .cache
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", if k.is_empty() { "-" } else { k }))
+        .collect();
     println!("cache      {}", cache.join(", "));
 }
