@@ -223,8 +223,7 @@ impl Proxy {
                 headers.append(name.clone(), value.clone());
             }
         }
-        let mut outgoing = request.origin_parts(&headers);
-        outgoing.method = Method::GET;
+        let outgoing = request.origin_parts(&headers);
         let answer = match request
             .upstream
             .send(request.key.hash(), outgoing, None)
