@@ -305,10 +305,7 @@ impl Proxy {
                 }
             }
         };
-        headers::append_via(&mut parts.headers, parts.version);
-        set_cache_status(&mut parts.headers, &status);
-        parts.version = http::Version::HTTP_11;
-        (Outcome::Miss, Response::from_parts(parts, body))
+        (Outcome::Miss, to_client(parts, body, &status))
     }
 }
 
@@ -353,10 +350,21 @@ impl Exchange<'_> {
 fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
     let (mut parts, body) = answer.response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    to_client(parts, body.map_err(BoxError::from).boxed_unsync(), status)
+}
+
+/// An origin's response head (hop-by-hop fields already gone) made ready
+/// for the client: our `Via` hop and `Cache-Status`.
+fn to_client(
+    mut parts: http::response::Parts,
+    body: ProxyBody,
+    status: &str,
+) -> Response<ProxyBody> {
     headers::append_via(&mut parts.headers, parts.version);
     set_cache_status(&mut parts.headers, status);
+    // The client's connection decides its own version.
     parts.version = http::Version::HTTP_11;
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    Response::from_parts(parts, body)
 }
 
 /// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the

@@ -242,6 +242,16 @@ impl Got {
     pub fn cache_status(&self) -> &str {
         self.header("cache-status")
     }
+
+    /// Panics unless the answer came from cache as a fresh hit.
+    #[track_caller]
+    pub fn assert_hit(&self) {
+        let status = self.cache_status();
+        assert!(
+            status.starts_with("Outpost; hit"),
+            "expected a hit, got Cache-Status: {status:?}"
+        );
+    }
 }
 
 /// Sends one HTTP/1.1 request on a new connection and reads the whole answer.

@@ -24,11 +24,7 @@ async fn a_max_age_response_is_fetched_once_then_served_as_a_hit() {
     let second = get(outpost.addr(), "example.com", "/a").await;
     assert_eq!(second.status, 200);
     assert_eq!(second.body, "hello");
-    assert!(
-        second.cache_status().starts_with("Outpost; hit"),
-        "{}",
-        second.cache_status()
-    );
+    second.assert_hit();
     assert!(
         second.header("age").parse::<u64>().is_ok(),
         "RFC 9111 §5.1: a cached response carries Age"
@@ -179,11 +175,7 @@ async fn authorization_is_not_answered_from_a_shared_entry_unless_allowed() {
     assert_eq!(origin.hits(), 2);
     request(outpost.addr(), "GET", "example.com", "/public", &auth, "").await;
     let got = request(outpost.addr(), "GET", "example.com", "/public", &auth, "").await;
-    assert!(
-        got.cache_status().starts_with("Outpost; hit"),
-        "{}",
-        got.cache_status()
-    );
+    got.assert_hit();
     assert_eq!(origin.hits(), 3);
 }
 
@@ -207,11 +199,7 @@ async fn set_cookie_responses_are_shared_only_when_a_rule_says_so() {
     assert_eq!(got.cache_status(), "Outpost; fwd=miss; detail=set-cookie");
     get(outpost.addr(), "example.com", "/shared/x").await;
     let got = get(outpost.addr(), "example.com", "/shared/x").await;
-    assert!(
-        got.cache_status().starts_with("Outpost; hit"),
-        "{}",
-        got.cache_status()
-    );
+    got.assert_hit();
     assert_eq!(origin.hits(), 3);
 }
 
@@ -222,11 +210,7 @@ async fn rules_bypass_and_ignore_the_query() {
     let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
     get(outpost.addr(), "example.com", "/static/app.js?v=1").await;
     let got = get(outpost.addr(), "example.com", "/static/app.js?v=2").await;
-    assert!(
-        got.cache_status().starts_with("Outpost; hit"),
-        "{}",
-        got.cache_status()
-    );
+    got.assert_hit();
     for _ in 0..2 {
         assert_eq!(
             get(outpost.addr(), "example.com", "/api/x")
@@ -275,11 +259,7 @@ async fn a_stale_entry_is_revalidated_and_a_304_refreshes_it() {
     assert_eq!(second.body, "body-v1");
     assert_eq!(origin.last().headers["if-none-match"], "\"v1\"");
     let third = get(outpost.addr(), "example.com", "/r").await;
-    assert!(
-        third.cache_status().starts_with("Outpost; hit"),
-        "{}",
-        third.cache_status()
-    );
+    third.assert_hit();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -328,12 +308,7 @@ async fn a_post_invalidates_the_stored_response_and_its_body_reaches_the_origin(
     .await;
     let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
     get(outpost.addr(), "example.com", "/p").await;
-    assert!(
-        get(outpost.addr(), "example.com", "/p")
-            .await
-            .cache_status()
-            .starts_with("Outpost; hit")
-    );
+    get(outpost.addr(), "example.com", "/p").await.assert_hit();
     let posted = request(
         outpost.addr(),
         "POST",
