@@ -231,6 +231,55 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 );
             }
         }
+        let at_pool = pool
+            .servers
+            .first()
+            .map_or(Location::UNKNOWN, |s| s.url.referenced);
+        if pool.tls.client_cert.is_some() != pool.tls.client_key.is_some() {
+            err(
+                at_pool,
+                format!("origins.{name}.tls"),
+                "client_cert and client_key go together".into(),
+            );
+        }
+        if pool.max_connections_per_server == 0 {
+            err(
+                at_pool,
+                format!("origins.{name}.max_connections_per_server"),
+                "must be at least 1".into(),
+            );
+        }
+        for (key, span) in [
+            ("connect", Some(pool.timeouts.connect)),
+            ("response_header", Some(pool.timeouts.response_header)),
+            ("idle", Some(pool.timeouts.idle)),
+            ("total", pool.timeouts.total),
+        ] {
+            if span.is_some_and(|s| s.get().is_zero()) {
+                err(
+                    at_pool,
+                    format!("origins.{name}.timeouts.{key}"),
+                    "must be more than 0".into(),
+                );
+            }
+        }
+        if pool.resolve_interval.get() < std::time::Duration::from_secs(1) {
+            err(
+                at_pool,
+                format!("origins.{name}.resolve_interval"),
+                "must be at least 1s".into(),
+            );
+        }
+        if pool.eject.cooldown > pool.eject.max_cooldown {
+            err(
+                at_pool,
+                format!("origins.{name}.eject.cooldown"),
+                format!(
+                    "{} is longer than max_cooldown {}",
+                    pool.eject.cooldown, pool.eject.max_cooldown
+                ),
+            );
+        }
         if let Some(check) = &pool.health_check {
             if !check.path.starts_with('/') {
                 err(

@@ -143,24 +143,128 @@ pub struct OriginPool {
     pub balance: Balance,
     pub servers: Vec<Server>,
     pub health_check: Option<HealthCheck>,
-    /// Further servers to try after a failure that is safe to retry.
+    /// Passive ejection: failures seen on live traffic take a server out.
+    #[serde(default)]
+    pub eject: Eject,
+    /// Further attempts after a failure that is safe to retry.
     #[serde(default = "OriginPool::default_retries")]
     pub retries: u32,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Host header sent to the origin; the client's when absent.
     pub host: Option<String>,
+    /// Requests in flight per server at most (with HTTP/1.1, connections).
+    #[serde(default = "OriginPool::default_max_connections")]
+    pub max_connections_per_server: usize,
     /// Connections kept idle per server.
     #[serde(default = "OriginPool::default_max_idle")]
     pub max_idle_per_server: usize,
+    /// The protocol spoken to the servers.
+    #[serde(default)]
+    pub protocol: OriginProtocol,
+    /// TLS settings for `https://` servers.
+    #[serde(default)]
+    pub tls: OriginTls,
+    /// How often host names are resolved again.
+    #[serde(default = "OriginPool::default_resolve_interval")]
+    pub resolve_interval: Span,
 }
 
 impl OriginPool {
     fn default_retries() -> u32 {
         2
     }
+    fn default_max_connections() -> usize {
+        1024
+    }
     fn default_max_idle() -> usize {
         64
+    }
+    fn default_resolve_interval() -> Span {
+        Span(Duration::from_secs(30))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginProtocol {
+    /// HTTP/1.1 on plain connections; HTTP/2 or HTTP/1.1 by ALPN over TLS.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only: prior knowledge (h2c) on plain connections, ALPN h2 over TLS.
+    Http2,
+}
+
+/// TLS to the origin servers, through BoringSSL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginTls {
+    /// Verify the server's certificate and name. Turning this off needs
+    /// `verify: false` written out.
+    #[serde(default = "OriginTls::default_verify")]
+    pub verify: bool,
+    /// PEM file of CA certificates to verify against instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and key presented to the origin.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Name sent in SNI and verified; the server's host name when absent.
+    pub sni: Option<String>,
+}
+
+impl OriginTls {
+    fn default_verify() -> bool {
+        true
+    }
+}
+
+impl Default for OriginTls {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            sni: None,
+        }
+    }
+}
+
+/// Passive ejection of servers that fail on live traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eject {
+    /// Connect failures or 5xx answers in a row that take a server out; 0 turns ejection off.
+    #[serde(default = "Eject::default_failures")]
+    pub consecutive_failures: u32,
+    /// First time out; it doubles with each ejection in a row.
+    #[serde(default = "Eject::default_cooldown")]
+    pub cooldown: Span,
+    #[serde(default = "Eject::default_max_cooldown")]
+    pub max_cooldown: Span,
+}
+
+impl Eject {
+    fn default_failures() -> u32 {
+        5
+    }
+    fn default_cooldown() -> Span {
+        Span(Duration::from_secs(10))
+    }
+    fn default_max_cooldown() -> Span {
+        Span(Duration::from_secs(300))
+    }
+}
+
+impl Default for Eject {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: Self::default_failures(),
+            cooldown: Self::default_cooldown(),
+            max_cooldown: Self::default_max_cooldown(),
+        }
     }
 }
 
@@ -232,10 +336,17 @@ impl HealthCheck {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
+    /// TCP connect (and TLS handshake) per server.
     #[serde(default = "Timeouts::default_connect")]
     pub connect: Span,
+    /// From sending the request to the response headers.
     #[serde(default = "Timeouts::default_response_header")]
     pub response_header: Span,
+    /// Longest silence between two pieces of the response body.
+    #[serde(default = "Timeouts::default_idle")]
+    pub idle: Span,
+    /// Whole exchange, headers and body; none when absent.
+    pub total: Option<Span>,
     /// Idle pooled connections are closed after this long.
     #[serde(default = "Timeouts::default_keepalive")]
     pub keepalive: Span,
@@ -248,6 +359,9 @@ impl Timeouts {
     fn default_response_header() -> Span {
         Span(Duration::from_secs(15))
     }
+    fn default_idle() -> Span {
+        Span(Duration::from_secs(30))
+    }
     fn default_keepalive() -> Span {
         Span(Duration::from_secs(60))
     }
@@ -258,6 +372,8 @@ impl Default for Timeouts {
         Self {
             connect: Self::default_connect(),
             response_header: Self::default_response_header(),
+            idle: Self::default_idle(),
+            total: None,
             keepalive: Self::default_keepalive(),
         }
     }

@@ -1,26 +1,115 @@
-//! Response bodies: a body from the origin streams to the client while a
-//! copy fills the cache; the copy is stored only when the body ended cleanly
-//! and stayed within the size limit.
+//! Response bodies from origins: `OriginBody` enforces the pool's idle and
+//! total timeouts and holds the server's connection slot until the body is
+//! done; `StoringBody` streams a body to the client while a copy fills the
+//! cache, and stores the copy only when the body ended cleanly and stayed
+//! within the size limit.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use outpost_cache::{Cache, PendingEntry};
+use tokio::time::Sleep;
 
-pub struct StoringBody {
+use crate::upstream::Lease;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the origin sent nothing for {0:?} in the middle of a body")]
+    Idle(Duration),
+    #[error("the origin exchange went past its total timeout")]
+    Total,
+}
+
+/// A body as it comes from an origin server.
+pub struct OriginBody {
     inner: Incoming,
+    lease: Option<Lease>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl OriginBody {
+    pub fn new(inner: Incoming, lease: Lease) -> Self {
+        let idle_timeout = lease.idle_timeout;
+        let deadline = lease
+            .deadline
+            .map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+        Self {
+            inner,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline,
+            lease: Some(lease),
+        }
+    }
+}
+
+impl Body for OriginBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.lease = None;
+            return Poll::Ready(Some(Err(BodyError::Total.into())));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + this.idle_timeout;
+                this.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.lease = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.lease = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.idle.as_mut().poll(cx));
+                this.lease = None;
+                Poll::Ready(Some(Err(BodyError::Idle(this.idle_timeout).into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Streams `inner` and keeps a copy for the cache.
+pub struct StoringBody<B> {
+    inner: B,
     copy: BytesMut,
     limit: usize,
     /// Dropped when the body grows past `limit` or fails.
     store: Option<(Arc<Cache>, PendingEntry)>,
 }
 
-impl StoringBody {
-    pub fn new(inner: Incoming, cache: Arc<Cache>, pending: PendingEntry, limit: usize) -> Self {
+impl<B: Body<Data = Bytes> + Unpin> StoringBody<B> {
+    pub fn new(inner: B, cache: Arc<Cache>, pending: PendingEntry, limit: usize) -> Self {
         let expected = inner
             .size_hint()
             .exact()
@@ -33,9 +122,7 @@ impl StoringBody {
             store: Some((cache, pending)),
         }
     }
-}
 
-impl StoringBody {
     /// Stores the copy: the origin's body has ended cleanly.
     fn finish(&mut self) {
         if let Some((cache, pending)) = self.store.take() {
@@ -44,14 +131,14 @@ impl StoringBody {
     }
 }
 
-impl Body for StoringBody {
+impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {

@@ -4,7 +4,9 @@
 pub mod body;
 pub mod demo;
 pub mod headers;
+pub mod health;
 pub mod proxy;
+pub mod resolve;
 pub mod ring;
 pub mod router;
 pub mod server;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock};
 use outpost_config::{ErrorList, Loaded};
-use outpost_purge_api::{Admin, KeyForUrl, Metrics};
+use outpost_purge_api::{Admin, AdminParts, KeyForUrl, Metrics, OriginsSource};
 use tokio::net::TcpListener;
 
 use crate::proxy::Proxy;
@@ -61,15 +63,15 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
 
     let mut upstreams = HashMap::new();
     for (name, pool) in &config.origins {
-        let upstream = Arc::new(
-            Upstream::new(name, pool)
-                .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?,
-        );
-        if let Some(check) = &pool.health_check {
-            upstream.spawn_health_checks(check);
-        }
+        let upstream = Upstream::new(name, pool, metrics.clone(), &loaded.base_dir)
+            .await
+            .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
+        let upstream = Arc::new(upstream);
+        upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
         upstreams.insert(name.clone(), upstream);
     }
+    let pools: Vec<Arc<Upstream>> = upstreams.values().cloned().collect();
+    let origins: Arc<OriginsSource> = Arc::new(move || pools.iter().map(|p| p.status()).collect());
 
     // Certificates first: a bad one must stop the start before any socket opens.
     let mut acceptors = Vec::new();
@@ -129,7 +131,13 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
 
     let key_router = router.clone();
     let key_for_url: Arc<KeyForUrl> = Arc::new(move |url: &str| purge_key(&key_router, url));
-    let admin = Arc::new(Admin::new(cache, metrics, token.as_deref(), key_for_url));
+    let admin = Arc::new(Admin::new(AdminParts {
+        cache,
+        metrics,
+        token,
+        key_for_url,
+        origins,
+    }));
     let addr = config.admin.addr;
     let socket = TcpListener::bind(addr)
         .await

@@ -20,12 +20,12 @@ use hyper::body::Incoming;
 use outpost_cache::{Cache, CacheKey, Entry, Lookup};
 use outpost_purge_api::Metrics;
 
-use crate::body::StoringBody;
+use crate::body::{OriginBody, StoringBody};
 use crate::headers::{self, PSEUDONYM};
 use crate::router::{Router, RuleView, host_name};
-use crate::upstream::{Answer, Upstream, UpstreamError};
+use crate::upstream::{Answer, OutgoingBody, Upstream, UpstreamError};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::body::BoxError;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -189,7 +189,7 @@ impl Proxy {
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
         let outgoing = request.origin_parts(&request.parts.headers);
-        let body = (!body.is_end_stream()).then(|| body.boxed_unsync());
+        let body = outgoing_body(body).await;
         match request
             .upstream
             .send(request.key.hash(), outgoing, body)
@@ -226,7 +226,7 @@ impl Proxy {
         let outgoing = request.origin_parts(&headers);
         let answer = match request
             .upstream
-            .send(request.key.hash(), outgoing, None)
+            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
             .await
         {
             Ok(answer) => answer,
@@ -251,7 +251,7 @@ impl Proxy {
         let outgoing = request.origin_parts(&request.parts.headers);
         match request
             .upstream
-            .send(request.key.hash(), outgoing, None)
+            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
             .await
         {
             Ok(answer) => self.store_and_relay(request, answer, status).await,
@@ -267,14 +267,14 @@ impl Proxy {
     ) -> (Outcome, Response<ProxyBody>) {
         let response_time: SystemTime = self.cache.now();
         let Answer {
-            response,
-            server: _,
+            response, lease, ..
         } = answer;
         let (mut parts, body) = response.into_parts();
+        let body = OriginBody::new(body, lease);
         headers::strip_hop_by_hop(&mut parts.headers);
         let mut status = status.to_owned();
         let body = if request.parts.method != Method::GET {
-            body.map_err(BoxError::from).boxed_unsync()
+            body.boxed_unsync()
         } else {
             match self.cache.prepare(
                 &request.key,
@@ -290,18 +290,17 @@ impl Proxy {
                         .is_some_and(|n| n > self.max_object_size as u64);
                     if too_large {
                         status.push_str("; detail=too-large");
-                        body.map_err(BoxError::from).boxed_unsync()
+                        body.boxed_unsync()
                     } else {
                         status.push_str("; stored");
                         StoringBody::new(body, self.cache.clone(), pending, self.max_object_size)
-                            .map_err(BoxError::from)
                             .boxed_unsync()
                     }
                 }
                 Err(reason) => {
                     status.push_str("; detail=");
                     status.push_str(reason.as_str());
-                    body.map_err(BoxError::from).boxed_unsync()
+                    body.boxed_unsync()
                 }
             }
         };
@@ -350,7 +349,40 @@ impl Exchange<'_> {
 fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
     let (mut parts, body) = answer.response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    to_client(parts, body.map_err(BoxError::from).boxed_unsync(), status)
+    to_client(
+        parts,
+        OriginBody::new(body, answer.lease).boxed_unsync(),
+        status,
+    )
+}
+
+/// Request bodies up to this size are read whole before they are sent, so
+/// that a failover can send them again.
+const REPLAYABLE_BODY: u64 = 64 * 1024;
+
+/// The client's request body as the pool will send it.
+async fn outgoing_body(body: Incoming) -> OutgoingBody {
+    if body.is_end_stream() {
+        return OutgoingBody::Empty;
+    }
+    if body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= REPLAYABLE_BODY)
+    {
+        let limited = http_body_util::Limited::new(body, REPLAYABLE_BODY as usize);
+        return match limited.collect().await {
+            Ok(collected) => OutgoingBody::Buffered(collected.to_bytes()),
+            // The client broke off: send what fails the same way at the origin.
+            Err(e) => OutgoingBody::Streaming(
+                http_body_util::StreamBody::new(futures_util::stream::once(async move {
+                    Err::<http_body::Frame<Bytes>, BoxError>(e)
+                }))
+                .boxed_unsync(),
+            ),
+        };
+    }
+    OutgoingBody::Streaming(body.map_err(BoxError::from).boxed_unsync())
 }
 
 /// An origin's response head (hop-by-hop fields already gone) made ready

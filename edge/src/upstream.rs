@@ -1,132 +1,286 @@
 //! Origin pools: server choice (consistent hash, round robin, least
-//! connections, random), pooled connections over HTTP/1.1, h2 or TLS,
-//! active health checks, and failover for failures that are safe to retry.
+//! connections, random), pooled connections over HTTP/1.1, h2c or TLS
+//! (BoringSSL, h2 by ALPN), DNS names re-resolved into one server per
+//! address, active and passive health, and failover that never replays a
+//! request that is not safe to replay.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
 
+use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use bytes::Bytes;
-use http::{Request, Response, request};
+use http::{Method, Request, Response, request};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_boring::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use outpost_config::{Balance, HealthCheck, OriginPool, ServerUrl};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use outpost_config::{Balance, Eject, HealthCheck, OriginPool, OriginProtocol, ServerUrl};
+use outpost_purge_api::{Metrics, PoolStatus, ServerStatus};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_layer::Layer;
 
+use crate::health::Health;
+use crate::resolve::{FixedAddr, resolve};
 use crate::ring::Ring;
 
-pub type UpstreamBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type Connector = HttpsConnector<HttpConnector<FixedAddr>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("no healthy server could be reached ({0})")]
+    #[error("no origin server could be reached: {0}")]
     Connect(String),
     #[error("the origin did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the origin failed: {0}")]
+    #[error("the origin failed before answering: {0}")]
     Failed(String),
 }
 
+/// A request body as the pool sends it: one that can be sent again, or one
+/// that streams once.
+pub enum OutgoingBody {
+    Empty,
+    Buffered(Bytes),
+    Streaming(UpstreamBody),
+}
+
+impl OutgoingBody {
+    fn replayable(&self) -> bool {
+        !matches!(self, OutgoingBody::Streaming(_))
+    }
+
+    /// The body for one attempt; a streaming body can be taken once only.
+    fn take(&mut self) -> Option<UpstreamBody> {
+        match std::mem::replace(self, OutgoingBody::Empty) {
+            OutgoingBody::Empty => {
+                Some(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            }
+            OutgoingBody::Buffered(bytes) => {
+                *self = OutgoingBody::Buffered(bytes.clone());
+                Some(
+                    Full::new(bytes)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+            }
+            OutgoingBody::Streaming(body) => Some(body),
+        }
+    }
+}
+
+/// One origin server at one address.
 pub struct Server {
-    pub url: ServerUrl,
-    /// `scheme://host:port`, the front of every request URI.
+    /// The URL as configured.
+    url: String,
+    /// `scheme://name:port`: the front of every request URI (the name serves
+    /// SNI and certificate checks; the connector dials `addr`).
     base: String,
-    healthy: AtomicBool,
-    in_flight: AtomicUsize,
+    addr: std::net::SocketAddr,
+    /// Name in metrics and logs: the URL, with the address when it was a name.
+    label: String,
+    weight: u32,
+    client: Client<Connector, UpstreamBody>,
+    pub health: Health,
+    in_flight: Arc<AtomicUsize>,
+    permits: Arc<Semaphore>,
 }
 
 impl Server {
     pub fn label(&self) -> &str {
-        &self.base
+        &self.label
     }
+}
 
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
+/// The servers of a pool and the ring over them; replaced whole when DNS changes.
+struct Members {
+    servers: Vec<Arc<Server>>,
+    ring: Ring,
+}
+
+/// Everything needed to build a server's client.
+struct Blueprint {
+    pool: String,
+    connector: Result<hyper_boring::HttpsLayer, String>,
+    protocol: OriginProtocol,
+    connect_timeout: Duration,
+    keepalive: Duration,
+    max_idle: usize,
+    max_connections: usize,
+    sni: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 pub struct Upstream {
     pub name: String,
-    servers: Vec<Arc<Server>>,
-    ring: Ring,
+    members: RwLock<Arc<Members>>,
+    configured: Vec<(ServerUrl, String, u32)>,
+    blueprint: Blueprint,
     balance: Balance,
     next: AtomicUsize,
     retries: u32,
     response_header_timeout: Duration,
+    idle_timeout: Duration,
+    total_timeout: Option<Duration>,
+    eject: Eject,
     host: Option<String>,
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    metrics: Arc<Metrics>,
 }
 
-/// The origin's answer and the server that gave it.
+/// The origin's answer, the server that gave it, and the lease that keeps
+/// the server's connection slot until the body is done.
 pub struct Answer {
     pub response: Response<Incoming>,
     pub server: Arc<Server>,
+    pub lease: Lease,
+}
+
+/// Held while a response body streams: frees the connection slot and the
+/// in-flight count when dropped.
+pub struct Lease {
+    _permit: OwnedSemaphorePermit,
+    in_flight: Arc<AtomicUsize>,
+    /// Idle and total limits for the body.
+    pub idle_timeout: Duration,
+    pub deadline: Option<Instant>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Upstream {
-    pub fn new(name: &str, pool: &OriginPool) -> Result<Self, String> {
-        let mut servers = Vec::with_capacity(pool.servers.len());
+    /// Builds a pool, resolving every server's host name.
+    pub async fn new(
+        name: &str,
+        pool: &OriginPool,
+        metrics: Arc<Metrics>,
+        base_dir: &std::path::Path,
+    ) -> Result<Self, String> {
+        let mut configured = Vec::with_capacity(pool.servers.len());
         for server in &pool.servers {
-            let url = ServerUrl::parse(&server.url.value)?;
-            let host = if url.host.contains(':') {
-                format!("[{}]", url.host)
-            } else {
-                url.host.clone()
-            };
-            let base = format!(
-                "{}://{}:{}",
-                if url.tls { "https" } else { "http" },
-                host,
-                url.port
-            );
-            servers.push(Arc::new(Server {
-                url,
-                base,
-                healthy: AtomicBool::new(true),
-                in_flight: AtomicUsize::new(0),
-            }));
+            configured.push((
+                ServerUrl::parse(&server.url.value)?,
+                server.url.value.clone(),
+                server.weight,
+            ));
         }
-        let ring = Ring::new(
-            servers
-                .iter()
-                .zip(&pool.servers)
-                .map(|(s, c)| (s.base.as_str(), c.weight)),
-        );
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(pool.timeouts.connect.get()));
-        http.set_nodelay(true);
-        let connector = HttpsConnector::with_connector(http, {
-            let mut ssl = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls())
-                .map_err(|e| e.to_string())?;
-            ssl.set_alpn_protos(b"\x02h2\x08http/1.1")
-                .map_err(|e| e.to_string())?;
-            ssl
-        })
-        .map_err(|e| e.to_string())?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(pool.timeouts.keepalive.get())
-            .pool_max_idle_per_host(pool.max_idle_per_server)
-            .build(connector);
-        Ok(Self {
+        let blueprint = Blueprint {
+            pool: name.to_owned(),
+            connector: tls_layer(pool, base_dir),
+            protocol: pool.protocol,
+            connect_timeout: pool.timeouts.connect.get(),
+            keepalive: pool.timeouts.keepalive.get(),
+            max_idle: pool.max_idle_per_server,
+            max_connections: pool.max_connections_per_server,
+            sni: pool.tls.sni.clone(),
+            metrics: metrics.clone(),
+        };
+        if configured.iter().any(|(url, _, _)| url.tls) {
+            blueprint.connector.as_ref().map_err(Clone::clone)?;
+        }
+        let upstream = Self {
             name: name.to_owned(),
-            servers,
-            ring,
+            members: RwLock::new(Arc::new(Members {
+                servers: Vec::new(),
+                ring: Ring::new([]),
+            })),
+            configured,
+            blueprint,
             balance: pool.balance,
             next: AtomicUsize::new(0),
             retries: pool.retries,
             response_header_timeout: pool.timeouts.response_header.get(),
+            idle_timeout: pool.timeouts.idle.get(),
+            total_timeout: pool.timeouts.total.map(|t| t.get()),
+            eject: pool.eject.clone(),
             host: pool.host.clone(),
-            client,
-        })
+            metrics,
+        };
+        upstream.refresh_members(true).await?;
+        Ok(upstream)
     }
 
-    pub fn servers(&self) -> &[Arc<Server>] {
-        &self.servers
+    fn members(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Resolves every server again and swaps in the new member list when
+    /// addresses changed; servers whose address stayed keep their
+    /// connections and health. At start (`strict`) a failure is an error;
+    /// later the last known addresses stay.
+    async fn refresh_members(&self, strict: bool) -> Result<(), String> {
+        let current = self.members();
+        let existing: HashMap<(String, std::net::SocketAddr), Arc<Server>> = current
+            .servers
+            .iter()
+            .map(|s| ((s.url.clone(), s.addr), s.clone()))
+            .collect();
+        let mut servers = Vec::new();
+        for (url, text, weight) in &self.configured {
+            let addrs = match resolve(&url.host, url.port).await {
+                Ok(addrs) => addrs,
+                Err(e) if strict => {
+                    return Err(format!("{text}: cannot resolve {}: {e}", url.host));
+                }
+                Err(e) => {
+                    tracing::warn!(pool = %self.name, server = %text, error = %e, "re-resolving failed; keeping the last addresses");
+                    servers.extend(current.servers.iter().filter(|s| &s.url == text).cloned());
+                    continue;
+                }
+            };
+            let literal = url.host.parse::<std::net::IpAddr>().is_ok();
+            for addr in addrs {
+                let server = match existing.get(&(text.clone(), addr)) {
+                    Some(server) => server.clone(),
+                    None => Arc::new(self.blueprint.server(url, text, *weight, addr, literal)?),
+                };
+                servers.push(server);
+            }
+        }
+        let unchanged = servers.len() == current.servers.len()
+            && servers
+                .iter()
+                .zip(&current.servers)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if unchanged {
+            return Ok(());
+        }
+        if !strict {
+            tracing::info!(pool = %self.name, servers = servers.len(), "origin addresses changed");
+        }
+        let ring = Ring::new(servers.iter().map(|s| (s.label.as_str(), s.weight)));
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Members { servers, ring });
+        Ok(())
+    }
+
+    /// Starts the pool's background work: active health checks, if
+    /// configured, and re-resolution of host names.
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        check: Option<&HealthCheck>,
+        resolve_every: Duration,
+    ) {
+        if let Some(check) = check {
+            tokio::spawn(health_loop(Arc::downgrade(self), check.clone()));
+        }
+        if self
+            .configured
+            .iter()
+            .any(|(url, _, _)| url.host.parse::<std::net::IpAddr>().is_err())
+        {
+            tokio::spawn(resolve_loop(Arc::downgrade(self), resolve_every));
+        }
     }
 
     /// The Host header to send: the pool's override or the client's.
@@ -134,12 +288,12 @@ impl Upstream {
         self.host.as_deref().unwrap_or(client_host)
     }
 
-    /// Servers to try, best first: healthy ones in the balance policy's order,
-    /// then the unhealthy ones as a last resort.
-    fn candidates(&self, key_hash: &[u8; 32]) -> Vec<usize> {
-        let n = self.servers.len();
-        let mut order: Vec<usize> = match self.balance {
-            Balance::ConsistentHash => self.ring.order(key_hash),
+    /// Servers to try, best first: those taking traffic in the balance
+    /// policy's order, then the others as a last resort.
+    fn candidates(&self, members: &Members, key_hash: &[u8; 32]) -> Vec<Arc<Server>> {
+        let n = members.servers.len();
+        let order: Vec<usize> = match self.balance {
+            Balance::ConsistentHash => members.ring.order(key_hash),
             Balance::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|i| (start + i) % n).collect()
@@ -151,77 +305,177 @@ impl Upstream {
             Balance::LeastConnections => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
-                order.sort_by_key(|&i| self.servers[i].in_flight.load(Ordering::Relaxed));
+                order.sort_by_key(|&i| members.servers[i].in_flight.load(Ordering::Relaxed));
                 order
             }
         };
-        order.sort_by_key(|&i| !self.servers[i].is_healthy());
-        order
+        let mut servers: Vec<Arc<Server>> = order
+            .into_iter()
+            .map(|i| members.servers[i].clone())
+            .collect();
+        servers.sort_by_key(|s| !s.health.is_available());
+        servers
     }
 
     /// Sends a request to the pool. `parts.uri` holds the path and query.
     ///
-    /// A request without a body is retried on the next server after a
-    /// connect failure, up to the pool's retry budget: nothing reached the
-    /// origin, so even an unsafe method may be sent again. A request with a
-    /// body is sent once.
+    /// Failover, within `retries` further attempts, walks the candidate
+    /// list (and wraps around to retry a lone server):
+    /// - a connect failure is retried for any request with a replayable
+    ///   body: nothing reached the origin;
+    /// - a failure after the request was sent but before the response
+    ///   headers (a reset, or a pooled connection the origin had just
+    ///   closed) is retried only for idempotent methods;
+    /// - a response-header timeout is not retried;
+    /// - a streaming body is sent at most once.
     pub async fn send(
         &self,
         key_hash: &[u8; 32],
         parts: request::Parts,
-        body: Option<UpstreamBody>,
+        mut body: OutgoingBody,
     ) -> Result<Answer, UpstreamError> {
-        let candidates = self.candidates(key_hash);
-        let attempts = if body.is_some() {
-            1
-        } else {
-            (self.retries as usize + 1).min(candidates.len())
-        };
-        let mut body = body;
-        let mut last_error = UpstreamError::Connect("the pool has no servers".into());
-        for &index in candidates.iter().take(attempts) {
-            let server = self.servers[index].clone();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let uri = match format!("{}{}", server.base, path).parse::<http::Uri>() {
-                Ok(uri) => uri,
-                Err(e) => return Err(UpstreamError::Failed(format!("bad request target: {e}"))),
+        let members = self.members();
+        let candidates = self.candidates(&members, key_hash);
+        if candidates.is_empty() {
+            return Err(UpstreamError::Connect("the pool has no servers".into()));
+        }
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut last_error = UpstreamError::Connect("no attempt was made".into());
+        for attempt in 0..=self.retries as usize {
+            let server = candidates[attempt % candidates.len()].clone();
+            let Some(attempt_body) = body.take() else {
+                break;
             };
-            let mut req =
-                Request::new(body.take().unwrap_or_else(|| {
-                    Empty::new().map_err(|never| match never {}).boxed_unsync()
-                }));
+            let uri: http::Uri = format!("{}{}", server.base, path)
+                .parse()
+                .map_err(|e| UpstreamError::Failed(format!("bad request target: {e}")))?;
+            let mut req = Request::new(attempt_body);
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = uri;
             *req.headers_mut() = parts.headers.clone();
+
+            let Ok(permit) = tokio::time::timeout(
+                self.blueprint.connect_timeout,
+                server.permits.clone().acquire_owned(),
+            )
+            .await
+            else {
+                self.count(&server, "connect_error");
+                last_error = UpstreamError::Connect(format!(
+                    "{}: all {} connections busy",
+                    server.label, self.blueprint.max_connections
+                ));
+                continue;
+            };
+            let Ok(permit) = permit else { break };
             server.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result =
-                tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await;
-            server.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let lease = Lease {
+                _permit: permit,
+                in_flight: server.in_flight.clone(),
+                idle_timeout: self.idle_timeout,
+                deadline: self.total_timeout.map(|t| Instant::now() + t),
+            };
+            let started = Instant::now();
+            let limit = match lease.deadline {
+                Some(deadline) => self
+                    .response_header_timeout
+                    .min(deadline.saturating_duration_since(started)),
+                None => self.response_header_timeout,
+            };
+            let result = tokio::time::timeout(limit, server.client.request(req)).await;
+            self.metrics
+                .origin_response
+                .with_label_values(&[self.name.as_str()])
+                .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(Ok(response)) => return Ok(Answer { response, server }),
-                Ok(Err(e)) if e.is_connect() => {
-                    tracing::warn!(pool = %self.name, server = %server.base, error = %e, "connect failed");
-                    last_error =
-                        UpstreamError::Connect(format!("{}: {}", server.base, error_chain(&e)));
+                Ok(Ok(response)) => {
+                    if response.status().is_server_error() {
+                        self.count(&server, "5xx");
+                        self.failed(&server);
+                    } else {
+                        self.count(&server, "ok");
+                        server.health.record_success();
+                    }
+                    return Ok(Answer {
+                        response,
+                        server,
+                        lease,
+                    });
                 }
-                Ok(Err(e)) => return Err(UpstreamError::Failed(error_chain(&e))),
-                Err(_) => return Err(UpstreamError::Timeout(self.response_header_timeout)),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.count(&server, "connect_error");
+                    self.failed(&server);
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %error_chain(&e), "connect failed");
+                    last_error =
+                        UpstreamError::Connect(format!("{}: {}", server.label, error_chain(&e)));
+                    if !body.replayable() {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.count(&server, "reset");
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %error_chain(&e), "failed before the response headers");
+                    last_error =
+                        UpstreamError::Failed(format!("{}: {}", server.label, error_chain(&e)));
+                    if !(idempotent && body.replayable()) {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.count(&server, "timeout");
+                    self.failed(&server);
+                    return Err(UpstreamError::Timeout(limit));
+                }
             }
         }
         Err(last_error)
     }
 
-    /// Starts the active health checks of this pool, if it has any.
-    pub fn spawn_health_checks(self: &Arc<Self>, check: &HealthCheck) {
-        for server in &self.servers {
-            let upstream = Arc::downgrade(self);
-            let server = Arc::clone(server);
-            let check = check.clone();
-            tokio::spawn(health_loop(upstream, server, check));
+    fn count(&self, server: &Server, outcome: &str) {
+        self.metrics
+            .origin_requests
+            .with_label_values(&[self.name.as_str(), server.label.as_str(), outcome])
+            .inc();
+    }
+
+    fn failed(&self, server: &Server) {
+        if server.health.record_failure(&self.eject) {
+            tracing::warn!(pool = %self.name, server = %server.label, cooldown = ?server.health.ejected_for(), "server ejected after repeated failures");
+        }
+    }
+
+    /// The pool's servers and their health, for `/stats` and `/metrics`.
+    pub fn status(&self) -> PoolStatus {
+        let members = self.members();
+        PoolStatus {
+            name: self.name.clone(),
+            servers: members
+                .servers
+                .iter()
+                .map(|s| ServerStatus {
+                    url: s.url.clone(),
+                    address: s.addr.to_string(),
+                    healthy: s.health.is_available(),
+                    passes_checks: s.health.passes_checks(),
+                    ejected_for_ms: u64::try_from(s.health.ejected_for().as_millis())
+                        .unwrap_or(u64::MAX),
+                    in_flight: s.in_flight.load(Ordering::Relaxed),
+                    label: s.label.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -236,7 +490,7 @@ impl Upstream {
         {
             req.headers_mut().insert(http::header::HOST, value);
         }
-        match tokio::time::timeout(check.timeout.get(), self.client.request(req)).await {
+        match tokio::time::timeout(check.timeout.get(), server.client.request(req)).await {
             Ok(Ok(res)) => {
                 let ok = res.status().as_u16() == check.expect_status;
                 // Drain so the connection goes back to the pool.
@@ -248,32 +502,158 @@ impl Upstream {
     }
 }
 
-/// Probes one server at the check's interval until its pool is dropped.
-async fn health_loop(upstream: std::sync::Weak<Upstream>, server: Arc<Server>, check: HealthCheck) {
-    let successes = AtomicU32::new(0);
-    let failures = AtomicU32::new(0);
+impl Blueprint {
+    fn server(
+        &self,
+        url: &ServerUrl,
+        text: &str,
+        weight: u32,
+        addr: std::net::SocketAddr,
+        literal: bool,
+    ) -> Result<Server, String> {
+        let host = if url.host.contains(':') {
+            format!("[{}]", url.host)
+        } else {
+            url.host.clone()
+        };
+        let label_base = format!(
+            "{}://{}:{}",
+            if url.tls { "https" } else { "http" },
+            host,
+            url.port
+        );
+        let label = if literal {
+            label_base.clone()
+        } else {
+            format!("{label_base}@{addr}")
+        };
+        // The URI's host serves SNI and certificate checks only: the
+        // connector dials `addr` whatever the name.
+        let base = match (&self.sni, url.tls) {
+            (Some(sni), true) => format!("https://{sni}:{}", url.port),
+            _ => label_base,
+        };
+        let connects = self
+            .metrics
+            .origin_connects
+            .with_label_values(&[self.pool.as_str(), label.as_str()]);
+        let mut http = HttpConnector::new_with_resolver(FixedAddr::new(addr, connects));
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        http.set_nodelay(true);
+        let connector = match &self.connector {
+            Ok(layer) => layer.layer(http),
+            Err(e) if url.tls => return Err(e.clone()),
+            Err(_) => plain_layer()?.layer(http),
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(self.keepalive)
+            .pool_max_idle_per_host(self.max_idle)
+            .http2_only(self.protocol == OriginProtocol::Http2);
+        Ok(Server {
+            url: text.to_owned(),
+            base,
+            addr,
+            label,
+            weight,
+            client: builder.build(connector),
+            health: Health::default(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            permits: Arc::new(Semaphore::new(self.max_connections)),
+        })
+    }
+}
+
+/// A TLS layer that is never used for TLS (pools with only http:// servers
+/// whose TLS settings failed to load still need a connector type).
+fn plain_layer() -> Result<hyper_boring::HttpsLayer, String> {
+    let ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())
+}
+
+/// The TLS settings of a pool: roots or a CA file, an optional client
+/// certificate, ALPN by protocol, and verification off only when asked.
+fn tls_layer(
+    pool: &OriginPool,
+    base_dir: &std::path::Path,
+) -> Result<hyper_boring::HttpsLayer, String> {
+    let tls = &pool.tls;
+    let mut ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    if let Some(ca) = &tls.ca_file {
+        let path = base_dir.join(ca);
+        ssl.set_ca_file(&path)
+            .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        let (cert, key) = (base_dir.join(cert), base_dir.join(key));
+        ssl.set_certificate_chain_file(&cert)
+            .map_err(|e| format!("tls.client_cert {}: {e}", cert.display()))?;
+        ssl.set_private_key_file(&key, SslFiletype::PEM)
+            .map_err(|e| format!("tls.client_key {}: {e}", key.display()))?;
+        ssl.check_private_key()
+            .map_err(|e| format!("tls.client_key does not match tls.client_cert: {e}"))?;
+    }
+    let alpn: &[u8] = match pool.protocol {
+        OriginProtocol::Auto => b"\x02h2\x08http/1.1",
+        OriginProtocol::Http1 => b"\x08http/1.1",
+        OriginProtocol::Http2 => b"\x02h2",
+    };
+    ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;
+    if !tls.verify {
+        ssl.set_verify(SslVerifyMode::NONE);
+    }
+    let mut layer = hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())?;
+    if !tls.verify {
+        layer.set_callback(|config, _uri| {
+            config.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    Ok(layer)
+}
+
+/// Probes every server of a pool at the check's interval until the pool is dropped.
+async fn health_loop(upstream: Weak<Upstream>, check: HealthCheck) {
     let mut interval = tokio::time::interval(check.interval.get());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(upstream) = upstream.upgrade() else {
             return;
         };
-        let ok = upstream.probe(&server, &check).await;
-        let (mine, other) = if ok {
-            (&successes, &failures)
-        } else {
-            (&failures, &successes)
-        };
-        other.store(0, Ordering::Relaxed);
-        let run = mine.fetch_add(1, Ordering::Relaxed) + 1;
-        let was_healthy = server.is_healthy();
-        if ok && !was_healthy && run >= check.rise {
-            server.healthy.store(true, Ordering::Relaxed);
-            tracing::info!(pool = %upstream.name, server = %server.base, "server is healthy again");
-        } else if !ok && was_healthy && run >= check.fall {
-            server.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(pool = %upstream.name, server = %server.base, "server failed its health check");
+        let members = upstream.members();
+        let probes = members.servers.iter().map(|server| {
+            let upstream = &upstream;
+            let check = &check;
+            async move { (server.clone(), upstream.probe(server, check).await) }
+        });
+        for (server, ok) in futures_util::future::join_all(probes).await {
+            match server.health.record_check(ok, check.rise, check.fall) {
+                Some(true) => {
+                    tracing::info!(pool = %upstream.name, server = %server.label, "server passes its health checks again")
+                }
+                Some(false) => {
+                    tracing::warn!(pool = %upstream.name, server = %server.label, "server failed its health checks")
+                }
+                None => {}
+            }
         }
+    }
+}
+
+/// Resolves the pool's host names again every `every`, until the pool is dropped.
+async fn resolve_loop(upstream: Weak<Upstream>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(upstream) = upstream.upgrade() else {
+            return;
+        };
+        let _ = upstream.refresh_members(false).await;
     }
 }
 

@@ -27,11 +27,50 @@ pub const MAX_BODY: usize = 1 << 20;
 /// the matching site's rules.
 pub type KeyForUrl = dyn Fn(&str) -> Result<CacheKey, String> + Send + Sync;
 
+/// The state of the origin pools, as the edge reports it.
+pub type OriginsSource = dyn Fn() -> Vec<PoolStatus> + Send + Sync;
+
+/// One origin pool in `/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One origin server (one address) in `/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerStatus {
+    /// The URL as configured.
+    pub url: String,
+    /// The address it resolved to.
+    pub address: String,
+    /// Takes traffic: passes its checks and is not ejected.
+    pub healthy: bool,
+    pub passes_checks: bool,
+    /// Milliseconds left in a passive ejection; 0 when not ejected.
+    pub ejected_for_ms: u64,
+    pub in_flight: usize,
+    /// Label used for this server in metrics.
+    #[serde(skip)]
+    pub label: String,
+}
+
+/// What the side API works on.
+pub struct AdminParts {
+    pub cache: Arc<Cache>,
+    pub metrics: Arc<Metrics>,
+    /// The bearer token; with none, every state-changing call is refused.
+    pub token: Option<String>,
+    pub key_for_url: Arc<KeyForUrl>,
+    pub origins: Arc<OriginsSource>,
+}
+
 pub struct Admin {
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
     token_hash: Option<[u8; 32]>,
     key_for_url: Arc<KeyForUrl>,
+    origins: Arc<OriginsSource>,
     request_ids: AtomicU64,
 }
 
@@ -42,21 +81,19 @@ struct PurgeRequest {
 }
 
 impl Admin {
-    /// `token` is the bearer token; with none, every state-changing call is refused.
-    pub fn new(
-        cache: Arc<Cache>,
-        metrics: Arc<Metrics>,
-        token: Option<&str>,
-        key_for_url: Arc<KeyForUrl>,
-    ) -> Self {
-        let token_hash = token
+    pub fn new(parts: AdminParts) -> Self {
+        let token_hash = parts
+            .token
+            .as_deref()
+            .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| *blake3::hash(t.as_bytes()).as_bytes());
         Self {
-            cache,
-            metrics,
+            cache: parts.cache,
+            metrics: parts.metrics,
             token_hash,
-            key_for_url,
+            key_for_url: parts.key_for_url,
+            origins: parts.origins,
             request_ids: AtomicU64::new(0),
         }
     }
@@ -71,16 +108,9 @@ impl Admin {
             ("/healthz", &Method::GET | &Method::HEAD) => {
                 json_response(StatusCode::OK, json!({"status": "ok"}))
             }
+            ("/stats", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, self.stats()),
             ("/metrics", &Method::GET | &Method::HEAD) => {
-                let usage = self.cache.usage();
-                self.metrics
-                    .cache_objects
-                    .with_label_values(&["memory"])
-                    .set(clamp(usage.memory_objects));
-                self.metrics
-                    .cache_bytes
-                    .with_label_values(&["memory"])
-                    .set(clamp(usage.memory_bytes));
+                self.refresh_gauges();
                 let mut res = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 res.headers_mut().insert(
                     CONTENT_TYPE,
@@ -89,7 +119,7 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
-            ("/healthz" | "/metrics" | "/purge", _) => error(
+            ("/healthz" | "/metrics" | "/stats" | "/purge", _) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed",
                 &request_id,
@@ -165,6 +195,54 @@ impl Admin {
         )
     }
 
+    /// Sets the gauges that are read from the live state rather than counted.
+    fn refresh_gauges(&self) {
+        let usage = self.cache.usage();
+        self.metrics
+            .cache_objects
+            .with_label_values(&["memory"])
+            .set(clamp(usage.memory_objects));
+        self.metrics
+            .cache_bytes
+            .with_label_values(&["memory"])
+            .set(clamp(usage.memory_bytes));
+        for pool in (self.origins)() {
+            for server in pool.servers {
+                self.metrics
+                    .origin_up
+                    .with_label_values(&[pool.name.as_str(), server.label.as_str()])
+                    .set(i64::from(server.healthy));
+            }
+        }
+    }
+
+    /// `GET /stats`: the cache's size and hit ratio, and the origins' health.
+    fn stats(&self) -> serde_json::Value {
+        let usage = self.cache.usage();
+        let count = |status: &str| self.metrics.requests.with_label_values(&[status]).get();
+        let (hits, stale, misses) = (count("hit"), count("stale"), count("miss"));
+        let lookups = hits + stale + misses;
+        let hit_ratio = if lookups == 0 {
+            0.0
+        } else {
+            (hits + stale) as f64 / lookups as f64
+        };
+        json!({
+            "cache": {
+                "memory": {"objects": usage.memory_objects, "bytes": usage.memory_bytes},
+            },
+            "requests": {
+                "hit": hits,
+                "stale": stale,
+                "miss": misses,
+                "bypass": count("bypass"),
+                "error": count("error"),
+            },
+            "hit_ratio": hit_ratio,
+            "origins": (self.origins)(),
+        })
+    }
+
     fn authorized<B>(&self, req: &Request<B>) -> bool {
         let Some(expected) = &self.token_hash else {
             return false;
@@ -229,15 +307,28 @@ mod tests {
         let key_for_url: Arc<KeyForUrl> = Arc::new(|url: &str| {
             CacheKey::from_url(url, QueryKey::Keep).map_err(|e| e.to_string())
         });
-        (
-            Admin::new(
-                cache.clone(),
-                Arc::new(Metrics::new().unwrap()),
-                token,
-                key_for_url,
-            ),
-            cache,
-        )
+        let origins: Arc<OriginsSource> = Arc::new(|| {
+            vec![PoolStatus {
+                name: "app".into(),
+                servers: vec![ServerStatus {
+                    url: "http://127.0.0.1:9000".into(),
+                    address: "127.0.0.1:9000".into(),
+                    healthy: false,
+                    passes_checks: true,
+                    ejected_for_ms: 4000,
+                    in_flight: 0,
+                    label: "http://127.0.0.1:9000".into(),
+                }],
+            }]
+        });
+        let parts = AdminParts {
+            cache: cache.clone(),
+            metrics: Arc::new(Metrics::new().unwrap()),
+            token: token.map(str::to_owned),
+            key_for_url,
+            origins,
+        };
+        (Admin::new(parts), cache)
     }
 
     fn store(cache: &Cache, url: &str) {
@@ -351,5 +442,30 @@ mod tests {
             text.contains("outpost_cache_objects{tier=\"memory\"} 0"),
             "{text}"
         );
+        assert!(
+            text.contains("outpost_origin_up{pool=\"app\",server=\"http://127.0.0.1:9000\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stats_report_the_cache_and_the_origins() {
+        let (admin, cache) = admin(None);
+        store(&cache, "http://example.com/a");
+        admin.metrics.requests.with_label_values(&["hit"]).inc_by(3);
+        admin.metrics.requests.with_label_values(&["miss"]).inc();
+        let (status, json) = call(
+            &admin,
+            Request::get("/stats")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["cache"]["memory"]["objects"], 1);
+        assert_eq!(json["hit_ratio"], 0.75);
+        assert_eq!(json["origins"][0]["name"], "app");
+        assert_eq!(json["origins"][0]["servers"][0]["healthy"], false);
+        assert_eq!(json["origins"][0]["servers"][0]["ejected_for_ms"], 4000);
     }
 }

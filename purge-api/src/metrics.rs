@@ -15,6 +15,15 @@ pub struct Metrics {
     /// Objects and bytes held, by tier; set when scraped.
     pub cache_objects: IntGaugeVec,
     pub cache_bytes: IntGaugeVec,
+    /// Requests to origin servers, by pool, server and outcome
+    /// (`ok`, `5xx`, `connect_error`, `reset`, `timeout`).
+    pub origin_requests: IntCounterVec,
+    /// Time from sending a request to an origin to its response headers.
+    pub origin_response: HistogramVec,
+    /// New connections (connect attempts) to origin servers.
+    pub origin_connects: IntCounterVec,
+    /// 1 when a server takes traffic, 0 when checks or ejection keep it out; set when scraped.
+    pub origin_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -53,6 +62,41 @@ impl Metrics {
             Opts::new("outpost_cache_bytes", "Bytes stored, by tier."),
             &["tier"],
         )?;
+        let origin_requests = IntCounterVec::new(
+            Opts::new(
+                "outpost_origin_requests_total",
+                "Requests sent to origin servers, by pool, server and outcome.",
+            ),
+            &["pool", "server", "outcome"],
+        )?;
+        let origin_response = HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_origin_response_seconds",
+                "Time from sending a request to an origin to its response headers.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["pool"],
+        )?;
+        let origin_connects = IntCounterVec::new(
+            Opts::new(
+                "outpost_origin_connects_total",
+                "New connections opened (attempted) to origin servers.",
+            ),
+            &["pool", "server"],
+        )?;
+        let origin_up = IntGaugeVec::new(
+            Opts::new(
+                "outpost_origin_up",
+                "1 when an origin server takes traffic, 0 when health checks or ejection keep it out.",
+            ),
+            &["pool", "server"],
+        )?;
+        registry.register(Box::new(origin_requests.clone()))?;
+        registry.register(Box::new(origin_response.clone()))?;
+        registry.register(Box::new(origin_connects.clone()))?;
+        registry.register(Box::new(origin_up.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(purges.clone()))?;
@@ -65,6 +109,10 @@ impl Metrics {
             purges,
             cache_objects,
             cache_bytes,
+            origin_requests,
+            origin_response,
+            origin_connects,
+            origin_up,
         })
     }
 
