@@ -3,8 +3,9 @@
 //! after its own hash. Points come from blake3 of the server's URL, so every
 //! process with the same config agrees on which server owns a key.
 
-/// Points per unit of weight.
-const POINTS_PER_WEIGHT: u32 = 160;
+/// Points of the heaviest server; the others get points in proportion to
+/// their weight. 4096 points keep every share within about 5% of its weight.
+const POINTS_PER_SERVER: u64 = 4096;
 
 pub struct Ring {
     /// (position, server index), sorted by position.
@@ -15,12 +16,14 @@ pub struct Ring {
 impl Ring {
     /// `servers` are (stable identity, weight) pairs.
     pub fn new<'a>(servers: impl IntoIterator<Item = (&'a str, u32)>) -> Ring {
+        let servers: Vec<(&str, u32)> = servers.into_iter().collect();
+        let heaviest = u64::from(servers.iter().map(|(_, w)| *w).max().unwrap_or(1).max(1));
         let mut points = Vec::new();
-        let mut count = 0;
+        let count = servers.len();
         for (index, (id, weight)) in servers.into_iter().enumerate() {
-            count += 1;
+            let share = (POINTS_PER_SERVER * u64::from(weight.max(1))).div_ceil(heaviest);
             // Each blake3 digest gives eight 32-bit points.
-            let digests = (weight.max(1) * POINTS_PER_WEIGHT).div_ceil(8);
+            let digests = share.div_ceil(8);
             for n in 0..digests {
                 let digest = blake3::hash(format!("{id}#{n}").as_bytes());
                 for chunk in digest.as_bytes().chunks_exact(4) {
@@ -90,6 +93,23 @@ mod tests {
     }
 
     #[test]
+    fn equal_servers_get_equal_shares_within_5_percent() {
+        let ids: Vec<String> = (0..10).map(|i| format!("http://10.0.0.{i}:80")).collect();
+        let ring = Ring::new(ids.iter().map(|s| (s.as_str(), 1)));
+        let mut counts = [0u32; 10];
+        for i in 0..100_000 {
+            counts[ring.order(&key(i))[0]] += 1;
+        }
+        for (server, count) in counts.iter().enumerate() {
+            let share = f64::from(*count) / 10_000.0;
+            assert!(
+                (0.95..=1.05).contains(&share),
+                "server {server} got {count} keys: {counts:?}"
+            );
+        }
+    }
+
+    #[test]
     fn weights_hold() {
         let ring = Ring::new([("a", 1), ("b", 3)]);
         let mut counts = [0u32; 2];
@@ -97,7 +117,10 @@ mod tests {
             counts[ring.order(&key(i))[0]] += 1;
         }
         let share_b = f64::from(counts[1]) / 100_000.0;
-        assert!((0.70..0.80).contains(&share_b), "b got {share_b}");
+        assert!(
+            (0.75 * 0.95..=0.75 * 1.05).contains(&share_b),
+            "b got {share_b}"
+        );
     }
 
     #[test]

@@ -150,41 +150,90 @@ fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>), TlsError> {
 /// A self-signed certificate for `hosts` (the first is the common name), as
 /// PEM certificate and PEM private key. Used by the demo and by tests.
 pub fn self_signed(hosts: &[&str]) -> Result<(String, String), TlsError> {
+    let key = new_key()?;
+    let cert = build_certificate(hosts, &key, None, false)?;
+    pem_pair(&cert, &key)
+}
+
+/// A certificate authority for tests: PEM certificate and key.
+pub fn certificate_authority(name: &str) -> Result<(String, String), TlsError> {
+    let key = new_key()?;
+    let cert = build_certificate(&[name], &key, None, true)?;
+    pem_pair(&cert, &key)
+}
+
+/// A certificate for `hosts` signed by the authority in `ca_cert` / `ca_key` (PEM).
+pub fn signed_certificate(
+    hosts: &[&str],
+    ca_cert: &str,
+    ca_key: &str,
+) -> Result<(String, String), TlsError> {
+    let ca_cert = X509::from_pem(ca_cert.as_bytes())?;
+    let ca_key = PKey::private_key_from_pem(ca_key.as_bytes())?;
+    let key = new_key()?;
+    let cert = build_certificate(hosts, &key, Some((&ca_cert, &ca_key)), false)?;
+    pem_pair(&cert, &key)
+}
+
+fn new_key() -> Result<PKey<boring::pkey::Private>, TlsError> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
+}
+
+fn pem_pair(cert: &X509, key: &PKey<boring::pkey::Private>) -> Result<(String, String), TlsError> {
+    let cert_pem = String::from_utf8_lossy(&cert.to_pem()?).into_owned();
+    let key_pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((cert_pem, key_pem))
+}
+
+/// A certificate for `hosts` (the first is the common name) over `key`,
+/// signed by `issuer` or by itself; `ca` makes it a certificate authority.
+fn build_certificate(
+    hosts: &[&str],
+    key: &PKey<boring::pkey::Private>,
+    issuer: Option<(&X509, &PKey<boring::pkey::Private>)>,
+    ca: bool,
+) -> Result<X509, TlsError> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_text("CN", hosts.first().copied().unwrap_or("localhost"))?;
     let name = name.build();
     let mut cert = X509::builder()?;
     cert.set_version(2)?;
-    let serial = BigNum::from_u32(std::process::id() ^ 0x5a5a_5a5a)?.to_asn1_integer()?;
+    let mut serial = [0u8; 8];
+    boring::rand::rand_bytes(&mut serial)?;
+    let serial = BigNum::from_slice(&serial)?.to_asn1_integer()?;
     cert.set_serial_number(&serial)?;
     cert.set_subject_name(&name)?;
-    cert.set_issuer_name(&name)?;
-    cert.set_pubkey(&key)?;
+    cert.set_issuer_name(issuer.map_or(&*name, |(c, _)| c.subject_name()))?;
+    cert.set_pubkey(key)?;
     let not_before = Asn1Time::days_from_now(0)?;
     let not_after = Asn1Time::days_from_now(365)?;
     cert.set_not_before(&not_before)?;
     cert.set_not_after(&not_after)?;
-    let constraints = BasicConstraints::new().build()?;
-    let usage = ExtendedKeyUsage::new().server_auth().build()?;
-    cert.append_extension(&constraints)?;
-    cert.append_extension(&usage)?;
-    let mut sans = SubjectAlternativeName::new();
-    for host in hosts {
-        if host.parse::<std::net::IpAddr>().is_ok() {
-            sans.ip(host);
-        } else {
-            sans.dns(host);
+    if ca {
+        let constraints = BasicConstraints::new().critical().ca().build()?;
+        cert.append_extension(&constraints)?;
+    } else {
+        let constraints = BasicConstraints::new().build()?;
+        let usage = ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()?;
+        cert.append_extension(&constraints)?;
+        cert.append_extension(&usage)?;
+        let mut sans = SubjectAlternativeName::new();
+        for host in hosts {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                sans.ip(host);
+            } else {
+                sans.dns(host);
+            }
         }
+        let sans = sans.build(&cert.x509v3_context(issuer.map(|(c, _)| &**c), None))?;
+        cert.append_extension(&sans)?;
     }
-    let sans = sans.build(&cert.x509v3_context(None, None))?;
-    cert.append_extension(&sans)?;
-    cert.sign(&key, MessageDigest::sha256())?;
-    let cert = cert.build();
-    let cert_pem = String::from_utf8_lossy(&cert.to_pem()?).into_owned();
-    let key_pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
-    Ok((cert_pem, key_pem))
+    cert.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256())?;
+    Ok(cert.build())
 }
 
 #[cfg(test)]

@@ -135,64 +135,143 @@ impl Outpost {
 pub struct Seen {
     pub method: http::Method,
     pub uri: http::Uri,
+    pub version: http::Version,
     pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 type Handler = dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync;
 
-/// An HTTP/1.1 origin on 127.0.0.1 port 0 that answers with `handler` and
-/// records every request it receives.
+/// How a scripted origin listens.
+#[derive(Debug, Clone, Default)]
+pub struct OriginOptions {
+    /// PEM certificate and key: serve TLS.
+    pub tls: Option<(String, String)>,
+    /// Speak HTTP/2 only (h2c by prior knowledge, or ALPN h2 over TLS).
+    pub http2_only: bool,
+}
+
+/// An origin on 127.0.0.1 port 0 that answers with `handler` and records
+/// every request it receives.
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<std::sync::Mutex<Vec<Seen>>>,
     hits: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Origin {
     pub async fn start(
         handler: impl Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync + 'static,
     ) -> Origin {
+        Self::start_with(OriginOptions::default(), handler).await
+    }
+
+    pub async fn start_with(
+        options: OriginOptions,
+        handler: impl Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (seen2, hits2) = (seen.clone(), hits.clone());
-        tokio::spawn(async move {
+        let acceptor = options
+            .tls
+            .as_ref()
+            .map(|(cert, key)| Arc::new(origin_acceptor(cert, key, options.http2_only)));
+        let state = (
+            seen.clone(),
+            hits.clone(),
+            connections.clone(),
+            tasks.clone(),
+        );
+        let accept = tokio::spawn(async move {
+            let (seen, hits, connections, tasks) = state;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (seen, hits, handler) = (seen2.clone(), hits2.clone(), handler.clone());
-                tokio::spawn(async move {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (seen, hits, handler, acceptor) = (
+                    seen.clone(),
+                    hits.clone(),
+                    handler.clone(),
+                    acceptor.clone(),
+                );
+                let http2_only = options.http2_only;
+                let task = tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (seen, hits, handler) = (seen.clone(), hits.clone(), handler.clone());
                         async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let record = Seen {
-                                method: req.method().clone(),
-                                uri: req.uri().clone(),
-                                headers: req.headers().clone(),
+                                method: parts.method,
+                                uri: parts.uri,
+                                version: parts.version,
+                                headers: parts.headers,
+                                body,
                             };
-                            // Read the whole request body before answering.
-                            let _ = req.into_body().collect().await;
                             let response = handler(&record);
                             seen.lock().expect("lock").push(record);
                             hits.fetch_add(1, Ordering::SeqCst);
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let mut builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    if http2_only {
+                        builder = builder.http2_only();
+                    }
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = tokio_boring::accept(&acceptor, stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
+                tasks.lock().expect("lock").push(task.abort_handle());
             }
         });
-        Origin { addr, seen, hits }
+        tasks.lock().expect("lock").push(accept.abort_handle());
+        Origin {
+            addr,
+            seen,
+            hits,
+            connections,
+            tasks,
+        }
+    }
+
+    /// Stops listening and drops every open connection, as a crashed origin would.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
     }
 
     /// Requests served so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The last request received.
@@ -205,8 +284,120 @@ impl Origin {
             .expect("no request reached the origin")
     }
 
+    /// Every request received, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn origin_acceptor(cert: &str, key: &str, http2_only: bool) -> boring::ssl::SslAcceptor {
+    use boring::ssl::{AlpnError, SslAcceptor, SslMethod};
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+    let mut chain = boring::x509::X509::stack_from_pem(cert.as_bytes())
+        .expect("certificate")
+        .into_iter();
+    builder
+        .set_certificate(&chain.next().expect("leaf"))
+        .expect("set certificate");
+    for extra in chain {
+        builder.add_extra_chain_cert(extra).expect("chain");
+    }
+    builder
+        .set_private_key(&boring::pkey::PKey::private_key_from_pem(key.as_bytes()).expect("key"))
+        .expect("set key");
+    let protocols: &'static [u8] = if http2_only {
+        b"\x02h2"
+    } else {
+        b"\x08http/1.1"
+    };
+    builder.set_alpn_select_callback(move |_, client| {
+        boring::ssl::select_next_proto(protocols, client).ok_or(AlpnError::NOACK)
+    });
+    builder.build()
+}
+
+/// How a [`RawOrigin`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Answers each request with a small 200 and closes the connection
+    /// without saying so: the client believes it may reuse it.
+    AnswerThenCloseSilently,
+    /// Reads the request and closes the connection without an answer.
+    CloseWithoutAnswer,
+}
+
+/// An HTTP/1.1 origin written on raw TCP, for failures hyper would not
+/// produce on purpose.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::AbortHandle,
+}
+
+impl RawOrigin {
+    pub async fn start(behaviour: Misbehaviour) -> RawOrigin {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind raw origin");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if behaviour == Misbehaviour::AnswerThenCloseSilently {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok")
+                            .await;
+                    }
+                    // Dropping the stream closes it.
+                });
+            }
+        });
+        RawOrigin {
+            addr,
+            requests,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// Requests whose head was read.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -311,4 +502,24 @@ pub fn simple_config(origin: &Origin, hosts: &[&str], rules: &str) -> String {
         hosts.join(", "),
         if rules.is_empty() { "[]" } else { rules }
     )
+}
+
+/// A config with one plain listener, the admin API, and one catch-all site
+/// served by a pool of `servers` (URLs); `pool` is extra YAML for the pool,
+/// indented under it (e.g. `"    balance: round_robin\n"`).
+pub fn pool_config(servers: &[String], pool: &str) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|url| format!("      - url: {url}\n"))
+        .collect();
+    format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app:\n    servers:\n{}{pool}sites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        servers.concat()
+    )
+}
+
+/// `GET /stats` from the side API, as JSON.
+pub async fn stats(admin: SocketAddr) -> serde_json::Value {
+    let got = get(admin, "admin", "/stats").await;
+    serde_json::from_slice(&got.body).expect("stats JSON")
 }
