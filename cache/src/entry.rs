@@ -10,7 +10,7 @@ use http_cache_semantics::CachePolicy;
 use crate::policy::StoreRules;
 
 /// Fixed bookkeeping cost counted for every entry, beyond its bytes.
-const ENTRY_OVERHEAD: usize = 256;
+const ENTRY_OVERHEAD: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -26,14 +26,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Bytes this entry costs the memory tier: body, headers, key and bookkeeping.
+    /// Bytes this entry costs the memory tier: body, headers (held twice:
+    /// once to serve, once inside the policy), key and bookkeeping.
     pub fn weight(&self) -> u32 {
         let headers: usize = self
             .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
-        let total = self.body.len() + headers + self.key.len() + ENTRY_OVERHEAD;
+        let total = self.body.len() + 2 * headers + self.key.len() + ENTRY_OVERHEAD;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 

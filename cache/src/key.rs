@@ -52,7 +52,9 @@ impl CacheKey {
                 })
                 .collect();
             if !params.is_empty() {
-                params.sort();
+                // By name only, and stable: `a=2&a=1` keeps its order, which
+                // the origin may well give meaning to.
+                params.sort_by(|x, y| param_name(x).cmp(param_name(y)));
                 text.push('?');
                 text.push_str(&params.join("&"));
             }
@@ -98,6 +100,39 @@ impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+fn param_name(param: &str) -> &str {
+    param.split('=').next().unwrap_or(param)
+}
+
+/// A path that cannot be served as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request target is not an absolute path")]
+    NotAbsolute,
+    #[error("the path has a dot segment")]
+    DotSegment,
+}
+
+/// The path as Outpost matches, keys and forwards it: percent-escapes of
+/// unreserved characters decoded, other escapes upper-cased (RFC 3986
+/// §6.2.2), and dot segments, written plainly or encoded, refused: a
+/// client sends them resolved (§5.2.4), and left in they would let a path
+/// match one rule and reach another resource at the origin.
+pub fn normalize_path(path: &str) -> Result<String, PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut out = String::with_capacity(path.len());
+    normalize_escapes(path, &mut out);
+    if out
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(PathError::DotSegment);
+    }
+    Ok(out)
 }
 
 /// Lower-cases the host and removes a trailing dot and the scheme's default port.
@@ -194,6 +229,32 @@ mod tests {
         assert_eq!(key("http://a/%4"), "http://a/%4");
         assert_eq!(key("http://a/é"), "http://a/é");
         assert_eq!(key("http://a/p#frag"), "http://a/p");
+    }
+
+    #[test]
+    fn repeated_parameters_keep_their_order() {
+        assert_eq!(key("http://a/p?b=1&a=2&a=1"), "http://a/p?a=2&a=1&b=1");
+        assert_ne!(key("http://a/p?a=2&a=1"), key("http://a/p?a=1&a=2"));
+    }
+
+    #[test]
+    fn paths_are_normalized_and_dot_segments_refused() {
+        assert_eq!(
+            normalize_path("/%7Euser/a%2fb").as_deref(),
+            Ok("/~user/a%2Fb")
+        );
+        assert_eq!(normalize_path("/%61pi/x").as_deref(), Ok("/api/x"));
+        for bad in [
+            "/static/../account",
+            "/static/%2e%2e/account",
+            "/a/./b",
+            "/a/%2E",
+            "/..",
+        ] {
+            assert_eq!(normalize_path(bad), Err(PathError::DotSegment), "{bad}");
+        }
+        assert_eq!(normalize_path("/a..b/c.").as_deref(), Ok("/a..b/c."));
+        assert_eq!(normalize_path("?x=1"), Err(PathError::NotAbsolute));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use http_cache_semantics::BeforeRequest;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::Entry;
-pub use key::{CacheKey, KeyError, normalize_host};
+pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::MemoryTier;
 pub use policy::{NotStored, PolicyOptions, StoreRules, storage_policy};
 
@@ -27,12 +27,8 @@ pub use policy::{NotStored, PolicyOptions, StoreRules, storage_policy};
 pub enum Lookup {
     /// A fresh entry that answers the request as is.
     Fresh(Arc<Entry>),
-    /// A stored entry that must be validated first; `revalidation` holds the
-    /// request headers to send (with `If-None-Match` / `If-Modified-Since`).
-    Stale {
-        entry: Arc<Entry>,
-        revalidation: HeaderMap,
-    },
+    /// A stored entry that must be validated with the origin before use.
+    Stale(Arc<Entry>),
     /// An entry exists for the URL but its Vary fields differ.
     VaryMiss,
     Miss,
@@ -77,19 +73,20 @@ impl Cache {
             // A blake3 collision: never serve another URL's object.
             return Lookup::Miss;
         }
+        // RFC 9111 §3.5: an authenticated request is answered from a shared
+        // entry only when the response allowed it.
+        if req.headers.contains_key(http::header::AUTHORIZATION)
+            && !policy::allows_authorized(&entry.headers)
+        {
+            return Lookup::Miss;
+        }
         match entry
             .policy
             .before_request(&policy::request_view(req), self.now())
         {
             BeforeRequest::Fresh(_) => Lookup::Fresh(entry),
             BeforeRequest::Stale { matches: false, .. } => Lookup::VaryMiss,
-            BeforeRequest::Stale {
-                request,
-                matches: true,
-            } => Lookup::Stale {
-                entry,
-                revalidation: request.headers,
-            },
+            BeforeRequest::Stale { matches: true, .. } => Lookup::Stale(entry),
         }
     }
 
@@ -102,11 +99,13 @@ impl Cache {
         response_time: SystemTime,
         rules: StoreRules,
     ) -> Result<PendingEntry, NotStored> {
-        let policy = storage_policy(req, res, response_time, self.options, rules)?;
+        let mut res = res.clone();
+        clamp_age(&mut res.headers);
+        let policy = storage_policy(req, &res, response_time, self.options, rules)?;
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
-            headers: res.headers.clone(),
+            headers: res.headers,
             policy,
             rules,
         })
@@ -135,7 +134,9 @@ impl Cache {
 
     /// Applies a `304 Not Modified` to a stored entry (RFC 9111 §4.3.4):
     /// the 304's header fields replace the stored ones, the body stays, and
-    /// the freshness clock restarts. Returns the updated entry.
+    /// the freshness clock restarts. Returns None when the 304 names another
+    /// representation than the one stored (a different entity tag), which
+    /// must then not be updated. The caller removes hop-by-hop fields first.
     pub fn refresh(
         &self,
         key: &CacheKey,
@@ -143,13 +144,24 @@ impl Cache {
         req: &request::Parts,
         not_modified: &response::Parts,
         response_time: SystemTime,
-    ) -> Arc<Entry> {
+    ) -> Option<Arc<Entry>> {
+        let etag = |h: &HeaderMap| {
+            h.get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(|t| t.trim().trim_start_matches("W/").to_owned())
+        };
+        if let Some(new) = etag(&not_modified.headers)
+            && etag(&stored.headers).as_deref() != Some(new.as_str())
+        {
+            return None;
+        }
         let mut headers = stored.headers.clone();
         for name in not_modified.headers.keys() {
-            if matches!(
+            let skip = matches!(
                 name.as_str(),
                 "content-length" | "content-encoding" | "transfer-encoding" | "content-range"
-            ) {
+            ) || (name == http::header::SET_COOKIE && !stored.rules.share_set_cookie);
+            if skip {
                 continue;
             }
             headers.remove(name);
@@ -157,6 +169,7 @@ impl Cache {
                 headers.append(name.clone(), value.clone());
             }
         }
+        clamp_age(&mut headers);
         let policy = policy::build(
             req,
             stored.status,
@@ -174,7 +187,7 @@ impl Cache {
             rules: stored.rules,
         });
         self.memory.insert(*key.hash(), entry.clone());
-        entry
+        Some(entry)
     }
 
     /// Removes every stored variant of `key`; true when something was removed.
@@ -189,6 +202,22 @@ impl Cache {
             memory_bytes,
         }
     }
+}
+
+/// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can
+/// never overflow; a value that is not a number is dropped.
+fn clamp_age(headers: &mut HeaderMap) {
+    const MAX_AGE: u64 = 1 << 31;
+    let Some(value) = headers.get(http::header::AGE) else {
+        return;
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if !text.bytes().all(|b| b.is_ascii_digit()) || text.is_empty() {
+        headers.remove(http::header::AGE);
+        return;
+    }
+    let age = text.parse::<u64>().unwrap_or(MAX_AGE).min(MAX_AGE);
+    headers.insert(http::header::AGE, http::HeaderValue::from(age));
 }
 
 /// A response that may be stored once its body has arrived whole.
@@ -260,9 +289,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(31));
         match cache.lookup(&key(), &req) {
-            Lookup::Stale { revalidation, .. } => {
-                assert_eq!(revalidation["if-none-match"], "\"v1\"")
-            }
+            Lookup::Stale(entry) => assert_eq!(entry.headers["etag"], "\"v1\""),
             other => panic!("expected stale, got {other:?}"),
         }
     }
@@ -290,7 +317,9 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        let refreshed = cache.refresh(&key(), &stored, &req, &not_modified, cache.now());
+        let refreshed = cache
+            .refresh(&key(), &stored, &req, &not_modified, cache.now())
+            .unwrap();
         assert_eq!(refreshed.body, Bytes::from_static(b"body"));
         assert_eq!(refreshed.headers["x-version"], "2");
         assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
@@ -306,7 +335,7 @@ mod tests {
         cache.insert(pending, Bytes::new());
         assert!(matches!(
             cache.lookup(&key(), &get(&[("cache-control", "no-cache")])),
-            Lookup::Stale { .. }
+            Lookup::Stale(_)
         ));
     }
 
@@ -346,5 +375,132 @@ mod tests {
         cache.insert(pending, Bytes::new());
         assert!(cache.purge(&key()));
         assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Miss));
+    }
+
+    /// RFC 9111 §1.2.2: an Age past 2^31 is taken as 2^31, never an overflow.
+    #[test]
+    fn a_huge_age_is_capped_not_a_panic() {
+        let (cache, clock) = setup();
+        let res = ok(&[
+            ("cache-control", "max-age=60"),
+            ("age", "18446744073709551615"),
+        ]);
+        let pending = cache
+            .prepare(&key(), &get(&[]), &res, cache.now(), StoreRules::default())
+            .unwrap();
+        let entry = cache.insert(pending, Bytes::new());
+        assert_eq!(entry.headers["age"], "2147483648");
+        clock.advance(Duration::from_secs(1));
+        assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Stale(_)));
+        assert!(entry.age(cache.now()) >= Duration::from_secs(1 << 31));
+    }
+
+    /// RFC 9111 §3.5: a rule's TTL does not make an authenticated response shareable.
+    #[test]
+    fn a_rule_ttl_never_shares_an_authenticated_response() {
+        let (cache, _) = setup();
+        let rules = StoreRules {
+            ttl: Some(Duration::from_secs(300)),
+            share_set_cookie: false,
+        };
+        let auth = get(&[("authorization", "Bearer alice")]);
+        assert!(
+            cache
+                .prepare(&key(), &auth, &ok(&[]), cache.now(), rules)
+                .is_err()
+        );
+        let public = ok(&[("cache-control", "public")]);
+        assert!(
+            cache
+                .prepare(&key(), &auth, &public, cache.now(), rules)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_authenticated_request_misses_an_anonymous_entry() {
+        let (cache, _) = setup();
+        let pending = cache
+            .prepare(
+                &key(),
+                &get(&[]),
+                &ok(&[("cache-control", "max-age=60")]),
+                cache.now(),
+                StoreRules::default(),
+            )
+            .unwrap();
+        cache.insert(pending, Bytes::new());
+        assert!(matches!(
+            cache.lookup(&key(), &get(&[("authorization", "Bearer x")])),
+            Lookup::Miss
+        ));
+        assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Fresh(_)));
+    }
+
+    /// RFC 9111 §4.3.4: a 304 for another entity tag updates nothing, and a
+    /// 304's Set-Cookie is never merged into a shared entry.
+    #[test]
+    fn a_304_updates_only_the_representation_it_names_and_never_its_cookies() {
+        let (cache, _) = setup();
+        let req = get(&[]);
+        let res = ok(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let pending = cache
+            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .unwrap();
+        let stored = cache.insert(pending, Bytes::from_static(b"v1"));
+        let other = response::Response::builder()
+            .status(304)
+            .header("etag", "\"v2\"")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(
+            cache
+                .refresh(&key(), &stored, &req, &other, cache.now())
+                .is_none()
+        );
+        let same = response::Response::builder()
+            .status(304)
+            .header("etag", "W/\"v1\"")
+            .header("set-cookie", "session=alice")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let refreshed = cache
+            .refresh(&key(), &stored, &req, &same, cache.now())
+            .unwrap();
+        assert!(!refreshed.headers.contains_key("set-cookie"));
+    }
+
+    #[test]
+    fn the_stored_request_keeps_no_credentials() {
+        let (cache, _) = setup();
+        let req = get(&[
+            ("cookie", "session=secret"),
+            ("accept-language", "en"),
+            ("authorization", "Bearer t"),
+        ]);
+        let res = ok(&[
+            ("cache-control", "public, max-age=60"),
+            ("vary", "Accept-Language"),
+        ]);
+        let pending = cache
+            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .unwrap();
+        let entry = cache.insert(pending, Bytes::new());
+        let debug = format!("{:?}", entry.policy);
+        assert!(
+            !debug.contains("secret") && !debug.contains("Bearer t"),
+            "{debug}"
+        );
+        assert!(matches!(
+            cache.lookup(
+                &key(),
+                &get(&[("accept-language", "en"), ("authorization", "Bearer u")])
+            ),
+            Lookup::Fresh(_)
+        ));
     }
 }

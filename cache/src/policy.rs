@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CACHE_CONTROL, EXPIRES, SET_COOKIE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, EXPIRES, HeaderName, PRAGMA, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
@@ -67,6 +67,11 @@ pub fn storage_policy(
     if res.headers.contains_key(SET_COOKIE) && !rules.share_set_cookie {
         return Err(NotStored::SetCookie);
     }
+    // RFC 9111 §3.5, decided on the origin's own words: a rule's TTL must
+    // never be what lets a shared cache keep an authenticated response.
+    if req.headers.contains_key(AUTHORIZATION) && !allows_authorized(&res.headers) {
+        return Err(NotStored::Headers);
+    }
     let policy = build(req, res.status, &res.headers, response_time, options, rules);
     if policy.is_storable() {
         Ok(policy)
@@ -84,7 +89,7 @@ pub(crate) fn build(
     options: PolicyOptions,
     rules: StoreRules,
 ) -> CachePolicy {
-    let req_view = request_view(req);
+    let req_view = stored_request_view(req, headers);
     let mut res_view = response::Builder::new()
         .status(status)
         .body(())
@@ -102,16 +107,63 @@ pub(crate) fn build(
     CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
 }
 
-/// The request as the policy sees it: a GET (HEAD is answered from GET
-/// entries) for a fixed URI, since the cache key already fixes identity.
+/// Whether a response lets a shared cache answer requests that carry
+/// `Authorization` (RFC 9111 §3.5): `public`, `s-maxage` or `must-revalidate`.
+pub fn allows_authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            d.split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|d| matches!(d.as_str(), "public" | "s-maxage" | "must-revalidate"))
+}
+
+/// The request as the policy sees it on a lookup: a GET (HEAD is answered
+/// from GET entries) for a fixed URI, since the cache key already fixes
+/// identity, and without `Host`: the key holds it normalized, and the
+/// library would compare the raw field (`Example.com:80` against `example.com`).
 pub(crate) fn request_view(req: &request::Parts) -> request::Parts {
     let mut view = request::Request::new(()).into_parts().0;
     view.method = Method::GET;
     view.uri = Uri::from_static("/");
     view.headers = req.headers.clone();
-    // The key already holds the normalized host; the library would compare
-    // the raw field and miss `Example.com:80` against `example.com`.
     view.headers.remove(http::header::HOST);
+    view
+}
+
+/// The request as a stored policy keeps it: only the fields it needs later
+/// (its directives, whether it was authenticated, and the fields the
+/// response varies on), so no cookie or credential stays in memory beyond them.
+fn stored_request_view(req: &request::Parts, res_headers: &HeaderMap) -> request::Parts {
+    let mut view = request::Request::new(()).into_parts().0;
+    view.method = Method::GET;
+    view.uri = Uri::from_static("/");
+    let varied = res_headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| {
+            HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok()
+        });
+    let kept = [CACHE_CONTROL, PRAGMA].into_iter().chain(varied);
+    for name in kept {
+        for value in req.headers.get_all(&name) {
+            view.headers.append(name.clone(), value.clone());
+        }
+    }
+    if req.headers.contains_key(AUTHORIZATION) {
+        // Its presence matters to the policy, its value never.
+        view.headers
+            .insert(AUTHORIZATION, HeaderValue::from_static("present"));
+    }
     view
 }
 
@@ -137,7 +189,7 @@ fn with_ttl(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
         })
         .map(str::to_owned)
         .collect();
-    directives.push(format!("s-maxage={}", ttl.as_secs()));
+    directives.push(format!("max-age={}", ttl.as_secs()));
     out.remove(CACHE_CONTROL);
     if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
         out.insert(CACHE_CONTROL, value);

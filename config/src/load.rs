@@ -242,6 +242,17 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 "client_cert and client_key go together".into(),
             );
         }
+        if let Some(host) = &pool.host
+            && (http::HeaderValue::from_str(host).is_err()
+                || host.is_empty()
+                || host.contains(char::is_whitespace))
+        {
+            err(
+                at_pool,
+                format!("origins.{name}.host"),
+                format!("{host:?} is not a valid Host value"),
+            );
+        }
         if pool.max_connections_per_server == 0 {
             err(
                 at_pool,
@@ -286,6 +297,22 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     Location::UNKNOWN,
                     format!("origins.{name}.health_check.path"),
                     format!("{:?} must start with /", check.path),
+                );
+            }
+            if check.interval.get() < std::time::Duration::from_millis(10)
+                || check.timeout.get().is_zero()
+            {
+                err(
+                    at_pool,
+                    format!("origins.{name}.health_check"),
+                    "interval must be at least 10ms and timeout more than 0".into(),
+                );
+            }
+            if !(100..=599).contains(&check.expect_status) {
+                err(
+                    at_pool,
+                    format!("origins.{name}.health_check.expect_status"),
+                    format!("{} is not an HTTP status code", check.expect_status),
                 );
             }
             if check.rise == 0 || check.fall == 0 {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock};
+use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock, normalize_path};
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::{Admin, AdminParts, KeyForUrl, Metrics, OriginsSource};
 use tokio::net::TcpListener;
@@ -47,35 +47,21 @@ pub struct Running {
     pub admin: SocketAddr,
 }
 
-/// Builds everything from a validated config, binds every socket, and starts
-/// serving. `token` is the side API's bearer token.
-pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, StartError> {
-    let config = &loaded.config;
-    let metrics = Arc::new(Metrics::new()?);
-    let cache = Arc::new(Cache::new(
-        config.cache.memory.bytes(),
-        PolicyOptions {
-            heuristic_fraction: config.cache.heuristic_fraction,
-        },
-        Arc::new(SystemClock),
-    ));
-    let router = Router::new(config).map_err(|e| single_error(loaded, format!("regex: {e}")))?;
-
-    let mut upstreams = HashMap::new();
-    for (name, pool) in &config.origins {
-        let upstream = Upstream::new(name, pool, metrics.clone(), &loaded.base_dir)
-            .await
+/// What `outpost check` verifies beyond the file itself: every listener
+/// certificate and every origin pool's TLS files load, as at start.
+pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
+    acceptors(loaded)?;
+    for (name, pool) in &loaded.config.origins {
+        upstream::check_tls(pool, &loaded.base_dir)
             .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
-        let upstream = Arc::new(upstream);
-        upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
-        upstreams.insert(name.clone(), upstream);
     }
-    let pools: Vec<Arc<Upstream>> = upstreams.values().cloned().collect();
-    let origins: Arc<OriginsSource> = Arc::new(move || pools.iter().map(|p| p.status()).collect());
+    Ok(())
+}
 
-    // Certificates first: a bad one must stop the start before any socket opens.
+/// The TLS acceptor of each listener (None for plain ones), in config order.
+fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>>>, ErrorList> {
     let mut acceptors = Vec::new();
-    for (i, listener) in config.listen.iter().enumerate() {
+    for (i, listener) in loaded.config.listen.iter().enumerate() {
         let Some(tls) = &listener.value.tls else {
             acceptors.push(None);
             continue;
@@ -102,6 +88,49 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         })?;
         acceptors.push(Some(Arc::new(acceptor)));
     }
+    Ok(acceptors)
+}
+
+/// The largest body the memory tier can keep: `max_object_size`, but never
+/// more than the tier itself nor what an entry's weight can express.
+fn max_stored_body(config: &outpost_config::Config) -> usize {
+    let limit = config
+        .cache
+        .max_object_size
+        .bytes()
+        .min(config.cache.memory.bytes())
+        .min(u64::from(u32::MAX / 2));
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// Builds everything from a validated config, binds every socket, and starts
+/// serving. `token` is the side API's bearer token.
+pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, StartError> {
+    let config = &loaded.config;
+    let metrics = Arc::new(Metrics::new()?);
+    let cache = Arc::new(Cache::new(
+        config.cache.memory.bytes(),
+        PolicyOptions {
+            heuristic_fraction: config.cache.heuristic_fraction,
+        },
+        Arc::new(SystemClock),
+    ));
+    let router = Router::new(config).map_err(|e| single_error(loaded, format!("regex: {e}")))?;
+
+    let mut upstreams = HashMap::new();
+    for (name, pool) in &config.origins {
+        let upstream = Upstream::new(name, pool, metrics.clone(), &loaded.base_dir)
+            .await
+            .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
+        let upstream = Arc::new(upstream);
+        upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
+        upstreams.insert(name.clone(), upstream);
+    }
+    let pools: Vec<Arc<Upstream>> = upstreams.values().cloned().collect();
+    let origins: Arc<OriginsSource> = Arc::new(move || pools.iter().map(|p| p.status()).collect());
+
+    // Certificates before sockets: a bad one must stop the start first.
+    let acceptors = acceptors(loaded)?;
 
     let router = Arc::new(router);
     let proxy = Arc::new(Proxy {
@@ -109,8 +138,7 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         cache: cache.clone(),
         upstreams,
         metrics: metrics.clone(),
-        max_object_size: usize::try_from(config.cache.max_object_size.bytes())
-            .unwrap_or(usize::MAX),
+        max_object_size: max_stored_body(config),
     });
 
     let mut running = Running {
@@ -151,8 +179,8 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
 
 /// The key a purge URL names, built with the rules of the site that serves it.
 fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
-    let plain =
-        CacheKey::from_url(url, outpost_config::QueryKey::Keep).map_err(|e| e.to_string())?;
+    // Validates the URL as a whole (scheme, host) first.
+    CacheKey::from_url(url, outpost_config::QueryKey::Keep).map_err(|e| e.to_string())?;
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url:?} is not absolute"))?;
@@ -163,15 +191,22 @@ fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
         .site(&host)
         .ok_or_else(|| format!("no site serves host {host}"))?;
     let path_and_query = path_and_query.split('#').next().unwrap_or_default();
-    let path = path_and_query.split('?').next().unwrap_or_default();
-    let rule = site.rule_for(if path.is_empty() { "/" } else { path });
-    if rule.query == outpost_config::QueryKey::Keep {
-        return Ok(plain);
-    }
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    // The same normalization the proxy applies before matching and keying.
+    let path = normalize_path(if path.is_empty() { "/" } else { path })
+        .map_err(|e| format!("{url:?}: {e}"))?;
+    let rule = site.rule_for(&path);
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
     Ok(CacheKey::new(
         &scheme.to_ascii_lowercase(),
         authority,
-        path_and_query,
+        &target,
         rule.query,
     ))
 }

@@ -42,16 +42,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Check { file } => match outpost_config::load_file(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+        Command::Check { file } => {
+            match outpost_config::load_file(&file).and_then(|loaded| outpost_edge::check(&loaded)) {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run { config } => report(runtime().and_then(|rt| rt.block_on(run(&config)))),
         Command::Demo { state_dir } => {
             report(runtime().and_then(|rt| rt.block_on(run_demo(state_dir))))

@@ -10,14 +10,15 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
 use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use outpost_cache::{Cache, CacheKey, Entry, Lookup};
+use outpost_cache::{Cache, CacheKey, Entry, Lookup, normalize_path};
 use outpost_purge_api::Metrics;
 
 use crate::body::{OriginBody, StoringBody};
@@ -92,6 +93,13 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> (Outcome, Response<ProxyBody>) {
         let (parts, body) = req.into_parts();
+        // RFC 9112 §3.2: more than one Host is a bad request.
+        if parts.headers.get_all(HOST).iter().count() > 1 {
+            return (
+                Outcome::Error,
+                plain(StatusCode::BAD_REQUEST, "more than one Host\n"),
+            );
+        }
         // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
         let authority = match parts.uri.authority() {
             Some(a) => Some(a.as_str().to_owned()),
@@ -131,8 +139,28 @@ impl Proxy {
                 ),
             );
         };
-        let rule = site.rule_for(parts.uri.path());
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // One normalized path for matching, keying and forwarding.
+        let path = match normalize_path(parts.uri.path()) {
+            Ok(path) => path,
+            Err(e) => {
+                return (
+                    Outcome::Error,
+                    plain(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+                );
+            }
+        };
+        let target = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let Ok(target) = target.parse::<http::Uri>() else {
+            return (
+                Outcome::Error,
+                plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
+            );
+        };
+        let rule = site.rule_for(target.path());
+        let path_and_query = target.path_and_query().map_or("/", |p| p.as_str());
         let key = CacheKey::new(
             if conn.tls { "https" } else { "http" },
             &authority,
@@ -142,6 +170,7 @@ impl Proxy {
         let request = Exchange {
             conn,
             parts,
+            target,
             authority,
             key,
             rule,
@@ -168,10 +197,7 @@ impl Proxy {
                     from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
                 )
             }
-            Lookup::Stale {
-                entry,
-                revalidation,
-            } => self.revalidate(request, entry, revalidation).await,
+            Lookup::Stale(entry) => self.revalidate(request, entry).await,
             Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
             Lookup::Miss => self.fetch(request, "fwd=miss").await,
         }
@@ -209,19 +235,30 @@ impl Proxy {
         }
     }
 
-    /// Sends a conditional request for a stale entry; a 304 refreshes it.
+    /// Sends a conditional request for a stale entry with the cache's own
+    /// validators (RFC 9111 §4.3.1); a 304 that names the stored
+    /// representation refreshes it, anything else replaces it.
     async fn revalidate(
         &self,
         request: Exchange<'_>,
         entry: Arc<Entry>,
-        revalidation: HeaderMap,
     ) -> (Outcome, Response<ProxyBody>) {
         let mut headers = request.parts.headers.clone();
-        for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
-            headers.remove(&name);
-            for value in revalidation.get_all(&name) {
-                headers.append(name.clone(), value.clone());
-            }
+        for name in [
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_MATCH,
+            IF_UNMODIFIED_SINCE,
+            IF_RANGE,
+            RANGE,
+        ] {
+            headers.remove(name);
+        }
+        if let Some(etag) = entry.headers.get(ETAG) {
+            headers.insert(IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(modified) = entry.headers.get(LAST_MODIFIED) {
+            headers.insert(IF_MODIFIED_SINCE, modified.clone());
         }
         let outgoing = request.origin_parts(&headers);
         let answer = match request
@@ -234,14 +271,19 @@ impl Proxy {
         };
         if answer.response.status() == StatusCode::NOT_MODIFIED {
             let now = self.cache.now();
-            let (parts, _) = answer.response.into_parts();
-            let refreshed = self
+            let (mut parts, _) = answer.response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            return match self
                 .cache
-                .refresh(&request.key, &entry, &request.parts, &parts, now);
-            return (
-                Outcome::Stale,
-                from_cache(&refreshed, &request.parts, now, "fwd=stale; fwd-status=304"),
-            );
+                .refresh(&request.key, &entry, &request.parts, &parts, now)
+            {
+                Some(refreshed) => (
+                    Outcome::Stale,
+                    from_cache(&refreshed, &request.parts, now, "fwd=stale; fwd-status=304"),
+                ),
+                // The 304 was about another representation: fetch it whole.
+                None => self.fetch(request, "fwd=stale").await,
+            };
         }
         self.store_and_relay(request, answer, "fwd=stale").await
     }
@@ -312,6 +354,8 @@ impl Proxy {
 struct Exchange<'a> {
     conn: ConnInfo,
     parts: request::Parts,
+    /// The normalized path and query, as matched, keyed and forwarded.
+    target: http::Uri,
     /// The `Host` the client sent (with port, as written).
     authority: String,
     key: CacheKey,
@@ -324,15 +368,13 @@ impl Exchange<'_> {
     fn origin_parts(&self, headers: &HeaderMap) -> request::Parts {
         let mut parts = Request::new(()).into_parts().0;
         parts.method = self.parts.method.clone();
-        parts.uri = self.parts.uri.path_and_query().map_or_else(
-            || http::Uri::from_static("/"),
-            |p| {
-                p.as_str()
-                    .parse()
-                    .unwrap_or_else(|_| http::Uri::from_static("/"))
-            },
-        );
+        parts.uri = self.target.clone();
         parts.headers = headers.clone();
+        if matches!(parts.method, Method::GET | Method::HEAD) {
+            // The cache sends these without a body (whatever the client
+            // sent is dropped), so no length may promise one.
+            parts.headers.remove(CONTENT_LENGTH);
+        }
         let host = self.upstream.host_header(&self.authority).to_owned();
         headers::to_origin(
             &mut parts.headers,
@@ -414,7 +456,8 @@ fn from_cache(
     );
     headers::append_via(&mut headers, http::Version::HTTP_11);
     set_cache_status(&mut headers, status);
-    if not_modified(&entry.headers, &req.headers) {
+    // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
+    if entry.status.is_success() && not_modified(&entry.headers, &req.headers) {
         for name in [
             CONTENT_LENGTH,
             CONTENT_TYPE,

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_cache::StoreRules;
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
@@ -50,7 +49,7 @@ impl CompiledRule {
                 bypass: rule.cache == CacheMode::Bypass,
                 query: rule.key.query,
                 store: StoreRules {
-                    ttl: rule.ttl.map(|t| t.get()).filter(|t| *t > Duration::ZERO),
+                    ttl: rule.ttl.map(|t| t.get()),
                     share_set_cookie: rule.share_set_cookie,
                 },
             },
@@ -162,6 +161,7 @@ pub fn host_name(authority: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::time::Duration;
 
     use super::*;
 

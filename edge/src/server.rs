@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use boring::ssl::SslAcceptor;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use outpost_purge_api::Admin;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,6 +16,10 @@ use crate::proxy::{ConnInfo, Proxy};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle HTTP/2 connections are pinged this often and closed when a ping goes unanswered as long.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Accepts proxy connections until the process ends.
 pub fn spawn_proxy_listener(
@@ -53,7 +57,7 @@ pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>) {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
                 });
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let builder = connection_builder();
                 if let Err(e) = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -63,6 +67,23 @@ pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>) {
             });
         }
     });
+}
+
+/// How every accepted connection is served: a client gets 30 s to send
+/// its request head, and idle HTTP/2 connections are pinged, so that a
+/// silent peer does not hold a connection forever.
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_INTERVAL);
+    builder
 }
 
 /// One accepted connection; accept errors (out of descriptors, say) are
@@ -84,7 +105,7 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
 async fn serve_proxy(stream: TcpStream, remote: SocketAddr, proxy: Arc<Proxy>) {
     let conn = ConnInfo { remote, tls: false };
     let service = service_fn(move |req| proxy.clone().handle(conn, req));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder();
     if let Err(e) = builder
         .serve_connection(TokioIo::new(stream), service)
         .await
@@ -115,7 +136,7 @@ async fn serve_proxy_tls(
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { remote, tls: true };
     let service = service_fn(move |req| proxy.clone().handle(conn, req));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder();
     let builder = if h2 {
         builder.http2_only()
     } else {

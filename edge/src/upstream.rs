@@ -77,9 +77,12 @@ impl OutgoingBody {
 pub struct Server {
     /// The URL as configured.
     url: String,
-    /// `scheme://name:port`: the front of every request URI (the name serves
-    /// SNI and certificate checks; the connector dials `addr`).
-    base: String,
+    scheme: &'static str,
+    /// `host:port` as configured: the URI authority of requests whose Host
+    /// the URI need not carry. The connector dials `addr` for any name (an
+    /// IP literal is dialled as written, and is `addr`); TLS names come from
+    /// the configuration, not from the URI.
+    authority: String,
     addr: std::net::SocketAddr,
     /// Name in metrics and logs: the URL, with the address when it was a name.
     label: String,
@@ -105,13 +108,13 @@ struct Members {
 /// Everything needed to build a server's client.
 struct Blueprint {
     pool: String,
-    connector: Result<hyper_boring::HttpsLayer, String>,
+    tls: outpost_config::OriginTls,
+    base_dir: std::path::PathBuf,
     protocol: OriginProtocol,
     connect_timeout: Duration,
     keepalive: Duration,
     max_idle: usize,
     max_connections: usize,
-    sni: Option<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -173,18 +176,15 @@ impl Upstream {
         }
         let blueprint = Blueprint {
             pool: name.to_owned(),
-            connector: tls_layer(pool, base_dir),
+            tls: pool.tls.clone(),
+            base_dir: base_dir.to_path_buf(),
             protocol: pool.protocol,
             connect_timeout: pool.timeouts.connect.get(),
             keepalive: pool.timeouts.keepalive.get(),
             max_idle: pool.max_idle_per_server,
             max_connections: pool.max_connections_per_server,
-            sni: pool.tls.sni.clone(),
             metrics: metrics.clone(),
         };
-        if configured.iter().any(|(url, _, _)| url.tls) {
-            blueprint.connector.as_ref().map_err(Clone::clone)?;
-        }
         let upstream = Self {
             name: name.to_owned(),
             members: RwLock::new(Arc::new(Members {
@@ -359,13 +359,31 @@ impl Upstream {
             let Some(attempt_body) = body.take() else {
                 break;
             };
-            let uri: http::Uri = format!("{}{}", server.base, path)
+            let mut headers = parts.headers.clone();
+            let authority = match self.blueprint.protocol {
+                // RFC 9113 §8.3.1: over HTTP/2 the authority is `:authority`
+                // alone, so it carries the Host the origin should see. A name
+                // only, and without port: the connector resolves names to this
+                // server's address, while an IP literal would be dialled as written.
+                OriginProtocol::Http2 => headers
+                    .remove(http::header::HOST)
+                    .and_then(|h| h.to_str().ok().and_then(crate::router::host_name))
+                    .filter(|name| {
+                        name.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .parse::<std::net::IpAddr>()
+                            .is_err()
+                    })
+                    .unwrap_or_else(|| server.authority.clone()),
+                _ => server.authority.clone(),
+            };
+            let uri: http::Uri = format!("{}://{authority}{path}", server.scheme)
                 .parse()
                 .map_err(|e| UpstreamError::Failed(format!("bad request target: {e}")))?;
             let mut req = Request::new(attempt_body);
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = uri;
-            *req.headers_mut() = parts.headers.clone();
+            *req.headers_mut() = headers;
 
             let Ok(permit) = tokio::time::timeout(
                 self.blueprint.connect_timeout,
@@ -480,7 +498,9 @@ impl Upstream {
     }
 
     async fn probe(&self, server: &Server, check: &HealthCheck) -> bool {
-        let Ok(uri) = format!("{}{}", server.base, check.path).parse::<http::Uri>() else {
+        let Ok(uri) =
+            format!("{}://{}{}", server.scheme, server.authority, check.path).parse::<http::Uri>()
+        else {
             return false;
         };
         let mut req = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
@@ -527,12 +547,6 @@ impl Blueprint {
         } else {
             format!("{label_base}@{addr}")
         };
-        // The URI's host serves SNI and certificate checks only: the
-        // connector dials `addr` whatever the name.
-        let base = match (&self.sni, url.tls) {
-            (Some(sni), true) => format!("https://{sni}:{}", url.port),
-            _ => label_base,
-        };
         let connects = self
             .metrics
             .origin_connects
@@ -541,11 +555,15 @@ impl Blueprint {
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.connect_timeout));
         http.set_nodelay(true);
-        let connector = match &self.connector {
-            Ok(layer) => layer.layer(http),
-            Err(e) if url.tls => return Err(e.clone()),
-            Err(_) => plain_layer()?.layer(http),
-        };
+        // SNI and certificate checks use the configured name (or `tls.sni`).
+        let tls_name = self.tls.sni.clone().unwrap_or_else(|| url.host.clone());
+        let connector = tls_layer(
+            &self.tls,
+            &self.base_dir,
+            self.protocol,
+            url.tls.then_some(tls_name.as_str()),
+        )?
+        .layer(http);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -555,7 +573,8 @@ impl Blueprint {
             .http2_only(self.protocol == OriginProtocol::Http2);
         Ok(Server {
             url: text.to_owned(),
-            base,
+            scheme: if url.tls { "https" } else { "http" },
+            authority: format!("{host}:{}", url.port),
             addr,
             label,
             weight,
@@ -567,21 +586,26 @@ impl Blueprint {
     }
 }
 
-/// A TLS layer that is never used for TLS (pools with only http:// servers
-/// whose TLS settings failed to load still need a connector type).
-fn plain_layer() -> Result<hyper_boring::HttpsLayer, String> {
-    let ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
-    hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())
+/// Loads the pool's TLS settings (CA file, client certificate) as a start
+/// would, without resolving or connecting; for `outpost check`.
+pub fn check_tls(pool: &OriginPool, base_dir: &std::path::Path) -> Result<(), String> {
+    tls_layer(&pool.tls, base_dir, pool.protocol, Some("check")).map(|_| ())
 }
 
-/// The TLS settings of a pool: roots or a CA file, an optional client
-/// certificate, ALPN by protocol, and verification off only when asked.
+/// The TLS settings of one server: system roots or a CA file, an optional
+/// client certificate, ALPN by protocol, SNI and name checks against
+/// `name`, and verification off only when asked. With `name` None the
+/// server speaks plain HTTP and the layer only carries the type.
 fn tls_layer(
-    pool: &OriginPool,
+    tls: &outpost_config::OriginTls,
     base_dir: &std::path::Path,
+    protocol: OriginProtocol,
+    name: Option<&str>,
 ) -> Result<hyper_boring::HttpsLayer, String> {
-    let tls = &pool.tls;
     let mut ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    let Some(name) = name else {
+        return hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string());
+    };
     if let Some(ca) = &tls.ca_file {
         let path = base_dir.join(ca);
         ssl.set_ca_file(&path)
@@ -596,9 +620,10 @@ fn tls_layer(
         ssl.check_private_key()
             .map_err(|e| format!("tls.client_key does not match tls.client_cert: {e}"))?;
     }
-    let alpn: &[u8] = match pool.protocol {
-        OriginProtocol::Auto => b"\x02h2\x08http/1.1",
-        OriginProtocol::Http1 => b"\x08http/1.1",
+    let alpn: &[u8] = match protocol {
+        // HTTP/2 only where asked: over h2 the authority must be the Host
+        // the origin sees, which `http2` arranges.
+        OriginProtocol::Auto | OriginProtocol::Http1 => b"\x08http/1.1",
         OriginProtocol::Http2 => b"\x02h2",
     };
     ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;
@@ -606,12 +631,31 @@ fn tls_layer(
         ssl.set_verify(SslVerifyMode::NONE);
     }
     let mut layer = hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())?;
-    if !tls.verify {
-        layer.set_callback(|config, _uri| {
-            config.set_verify_hostname(false);
-            Ok(())
-        });
-    }
+    // The URI's host is the site's; SNI and the name check are the server's.
+    layer.set_callback(|config, _uri| {
+        config.set_use_server_name_indication(false);
+        config.set_verify_hostname(false);
+        Ok(())
+    });
+    let name = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let verify = tls.verify;
+    layer.set_ssl_callback(move |ssl, _uri| {
+        let ip = name.parse::<std::net::IpAddr>().ok();
+        if ip.is_none() {
+            ssl.set_hostname(&name)?;
+        }
+        if verify {
+            let param = ssl.param_mut();
+            match ip {
+                Some(ip) => param.set_ip(ip)?,
+                None => param.set_host(&name)?,
+            }
+        }
+        Ok(())
+    });
     Ok(layer)
 }
 

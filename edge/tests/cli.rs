@@ -20,8 +20,26 @@ fn version_and_help_name_the_subcommands() {
 
 #[test]
 fn check_accepts_the_demo_config_and_run_refuses_a_missing_file() {
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/demo.yaml");
-    let ok = Command::new(BIN).args(["check", demo]).output().unwrap();
+    // The demo's certificate is made at first start in its state
+    // directory; `check` loads certificates, so it needs one there.
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/examples/demo.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        text,
+        outpost_edge::demo::DEMO_CONFIG,
+        "the binary embeds config/examples/demo.yaml"
+    );
+    std::fs::write(&demo, text).unwrap();
+    let missing_cert = Command::new(BIN).arg("check").arg(&demo).output().unwrap();
+    assert_eq!(missing_cert.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing_cert.stderr).contains("demo-cert.pem"));
+    outpost_edge::demo::ensure_certificate(dir.path()).unwrap();
+    let ok = Command::new(BIN).arg("check").arg(&demo).output().unwrap();
     assert!(
         ok.status.success(),
         "{}",

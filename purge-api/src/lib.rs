@@ -119,11 +119,21 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
-            ("/healthz" | "/metrics" | "/stats" | "/purge", _) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed",
-                &request_id,
-            ),
+            (path @ ("/healthz" | "/metrics" | "/stats" | "/purge"), _) => {
+                let mut res = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                    &request_id,
+                );
+                let allow = if path == "/purge" {
+                    "POST"
+                } else {
+                    "GET, HEAD"
+                };
+                res.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                res
+            }
             _ => error(StatusCode::NOT_FOUND, "no such route", &request_id),
         }
     }
@@ -181,9 +191,12 @@ impl Admin {
         }
         let mut keys = Vec::with_capacity(purge.urls.len());
         for url in &purge.urls {
-            match (self.key_for_url)(url) {
-                Ok(key) => keys.push(key),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+            // A URL names its object over both schemes.
+            for variant in scheme_variants(url) {
+                match (self.key_for_url)(&variant) {
+                    Ok(key) => keys.push(key),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+                }
             }
         }
         let purged = keys.iter().filter(|key| self.cache.purge(key)).count();
@@ -251,7 +264,9 @@ impl Admin {
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
         else {
             return false;
         };
@@ -269,6 +284,18 @@ impl Admin {
             .unwrap_or(0);
         format!("{started:x}-{n:06x}")
     }
+}
+
+/// The URL as given and with the other of http and https.
+fn scheme_variants(url: &str) -> Vec<String> {
+    let mut variants = vec![url.to_owned()];
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        variants.push(format!("http://{}", &url[8..]));
+    } else if lower.starts_with("http://") {
+        variants.push(format!("https://{}", &url[7..]));
+    }
+    variants
 }
 
 fn clamp(n: u64) -> i64 {
@@ -378,9 +405,15 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(cache.usage().memory_objects, 1);
-        let (status, json) = call(&admin, purge_request(Some("secret"), body)).await;
+        store(&cache, "https://example.com/a");
+        let mut lower_case = purge_request(None, body);
+        lower_case.headers_mut().insert(
+            "authorization",
+            http::HeaderValue::from_static("bearer secret"),
+        );
+        let (status, json) = call(&admin, lower_case).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(json["purged"], 1);
+        assert_eq!(json["purged"], 2, "both schemes of the URL");
         assert!(json["request_id"].is_string());
         assert_eq!(cache.usage().memory_objects, 0);
     }
@@ -418,7 +451,9 @@ mod tests {
         let get = Request::get("/purge")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        assert_eq!(call(&admin, get).await.0, StatusCode::METHOD_NOT_ALLOWED);
+        let res = admin.handle(get).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()["allow"], "POST");
     }
 
     #[tokio::test]

@@ -408,3 +408,124 @@ async fn h2c_with_prior_knowledge_is_served_on_a_plain_listener() {
     }
     assert_eq!(origin.hits(), 1);
 }
+
+/// Dot segments, plain or encoded, would let a path match one rule and
+/// reach another resource at the origin: they are refused.
+#[tokio::test]
+async fn dot_segments_are_refused_and_escapes_normalized() {
+    let origin = Origin::start(|seen| {
+        respond(
+            200,
+            &[("cache-control", "no-store")],
+            seen.uri.path().to_owned(),
+        )
+    })
+    .await;
+    let rules = "\n      - match: { path_prefix: /api/ }\n        cache: bypass";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    for path in ["/static/%2e%2e/account", "/a/../b", "/a/%2E/b"] {
+        assert_eq!(
+            get(outpost.addr(), "example.com", path).await.status,
+            400,
+            "{path}"
+        );
+    }
+    assert_eq!(origin.hits(), 0);
+    // `%61` is `a`: the request is the /api/ path, bypassed, and forwarded decoded.
+    let got = get(outpost.addr(), "example.com", "/%61pi/x").await;
+    assert_eq!(got.cache_status(), "Outpost; fwd=bypass");
+    assert_eq!(got.body, "/api/x");
+}
+
+/// RFC 9112 §3.2: a request with two Host fields is a 400.
+#[tokio::test]
+async fn two_host_fields_are_a_bad_request() {
+    let origin = Origin::start(|_| respond(200, &[], "x")).await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com", "other.test"], ""),
+        &[],
+        None,
+    )
+    .await;
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/",
+        &[("host", "other.test")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(origin.hits(), 0);
+}
+
+/// A body on a GET is dropped, and so is the length that announced it: the
+/// origin must not wait for bytes that never come.
+#[tokio::test]
+async fn a_get_body_is_dropped_with_its_length() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=60")], "ok")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let got = request(outpost.addr(), "GET", "example.com", "/g", &[], "hello").await;
+    assert_eq!(got.status, 200);
+    let seen = origin.last();
+    assert!(
+        !seen.headers.contains_key("content-length"),
+        "{:?}",
+        seen.headers
+    );
+    assert!(seen.body.is_empty());
+}
+
+/// RFC 9111 §4.3.1: the cache validates its own entry with its own
+/// validators; a client's If-None-Match for another version is not sent.
+#[tokio::test]
+async fn revalidation_sends_the_caches_validators_not_the_clients() {
+    let origin = Origin::start(|seen| {
+        if seen
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
+            respond(
+                304,
+                &[("etag", "\"v1\""), ("cache-control", "max-age=0")],
+                "",
+            )
+        } else {
+            respond(
+                200,
+                &[("etag", "\"v1\""), ("cache-control", "max-age=0")],
+                "v1",
+            )
+        }
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    get(outpost.addr(), "example.com", "/v").await;
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/v",
+        &[("if-none-match", "\"v2\"")],
+        "",
+    )
+    .await;
+    assert_eq!(origin.last().headers["if-none-match"], "\"v1\"");
+    assert_eq!(
+        got.status, 200,
+        "the client's v2 does not match the stored v1"
+    );
+    assert_eq!(got.body, "v1");
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/v",
+        &[("if-none-match", "\"v1\"")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 304);
+}
