@@ -1,6 +1,6 @@
 //! Name resolution for origin servers: every address a name resolves to
 //! becomes a server of its own, and each server's connector dials exactly
-//! its address (the name stays in the URI for SNI and verification).
+//! its address; and a connector wrapper that counts new connections.
 
 use std::future::Ready;
 use std::net::SocketAddr;
@@ -8,17 +8,43 @@ use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
 
-/// A resolver that always answers with one address, and counts how often it
-/// was asked: once per new connection.
+/// A resolver that always answers with one address.
 #[derive(Clone, Debug)]
 pub struct FixedAddr {
     addr: SocketAddr,
-    connects: prometheus::IntCounter,
 }
 
 impl FixedAddr {
-    pub fn new(addr: SocketAddr, connects: prometheus::IntCounter) -> Self {
-        Self { addr, connects }
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr }
+    }
+}
+
+/// A connector that counts the connections it opens (attempts included).
+#[derive(Clone, Debug)]
+pub struct Counted<C> {
+    inner: C,
+    connects: prometheus::IntCounter,
+}
+
+impl<C> Counted<C> {
+    pub fn new(inner: C, connects: prometheus::IntCounter) -> Self {
+        Self { inner, connects }
+    }
+}
+
+impl<C: tower_service::Service<http::Uri>> tower_service::Service<http::Uri> for Counted<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        self.connects.inc();
+        self.inner.call(uri)
     }
 }
 
@@ -32,7 +58,6 @@ impl tower_service::Service<Name> for FixedAddr {
     }
 
     fn call(&mut self, _name: Name) -> Self::Future {
-        self.connects.inc();
         std::future::ready(Ok(std::iter::once(self.addr)))
     }
 }

@@ -25,11 +25,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 
 use crate::health::Health;
-use crate::resolve::{FixedAddr, resolve};
+use crate::resolve::{Counted, FixedAddr, resolve};
 use crate::ring::Ring;
 
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-type Connector = HttpsConnector<HttpConnector<FixedAddr>>;
+type Connector = HttpsConnector<Counted<HttpConnector<FixedAddr>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -551,10 +551,11 @@ impl Blueprint {
             .metrics
             .origin_connects
             .with_label_values(&[self.pool.as_str(), label.as_str()]);
-        let mut http = HttpConnector::new_with_resolver(FixedAddr::new(addr, connects));
+        let mut http = HttpConnector::new_with_resolver(FixedAddr::new(addr));
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.connect_timeout));
         http.set_nodelay(true);
+        let http = Counted::new(http, connects);
         // SNI and certificate checks use the configured name (or `tls.sni`).
         let tls_name = self.tls.sni.clone().unwrap_or_else(|| url.host.clone());
         let connector = tls_layer(
