@@ -1,39 +1,34 @@
 //! Name resolution for origin servers: every address a name resolves to
 //! becomes a server of its own, and each server's connector dials exactly
-//! its address; and a connector wrapper that counts new connections.
+//! that address, whatever the request URI names (the URI carries the site's
+//! authority; TLS names come from the configuration).
 
-use std::future::Ready;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use hyper_util::client::legacy::connect::dns::Name;
-
-/// A resolver that always answers with one address.
+/// A connector that dials one fixed address for every URI, and counts the
+/// connections it opens (attempts included).
 #[derive(Clone, Debug)]
-pub struct FixedAddr {
-    addr: SocketAddr,
-}
-
-impl FixedAddr {
-    pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
-    }
-}
-
-/// A connector that counts the connections it opens (attempts included).
-#[derive(Clone, Debug)]
-pub struct Counted<C> {
+pub struct Dial<C> {
     inner: C,
+    target: http::Uri,
     connects: prometheus::IntCounter,
 }
 
-impl<C> Counted<C> {
-    pub fn new(inner: C, connects: prometheus::IntCounter) -> Self {
-        Self { inner, connects }
+impl<C> Dial<C> {
+    pub fn new(inner: C, addr: SocketAddr, connects: prometheus::IntCounter) -> Self {
+        // An IP literal is never resolved: the inner connector dials it as written.
+        let target = http::Uri::try_from(format!("http://{addr}"))
+            .unwrap_or_else(|_| http::Uri::from_static("http://0.0.0.0:0"));
+        Self {
+            inner,
+            target,
+            connects,
+        }
     }
 }
 
-impl<C: tower_service::Service<http::Uri>> tower_service::Service<http::Uri> for Counted<C> {
+impl<C: tower_service::Service<http::Uri>> tower_service::Service<http::Uri> for Dial<C> {
     type Response = C::Response;
     type Error = C::Error;
     type Future = C::Future;
@@ -42,23 +37,9 @@ impl<C: tower_service::Service<http::Uri>> tower_service::Service<http::Uri> for
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
         self.connects.inc();
-        self.inner.call(uri)
-    }
-}
-
-impl tower_service::Service<Name> for FixedAddr {
-    type Response = std::iter::Once<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _name: Name) -> Self::Future {
-        std::future::ready(Ok(std::iter::once(self.addr)))
+        self.inner.call(self.target.clone())
     }
 }
 

@@ -25,11 +25,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 
 use crate::health::Health;
-use crate::resolve::{Counted, FixedAddr, resolve};
+use crate::resolve::{Dial, resolve};
 use crate::ring::Ring;
 
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-type Connector = HttpsConnector<Counted<HttpConnector<FixedAddr>>>;
+type Connector = HttpsConnector<Dial<HttpConnector>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -78,10 +78,8 @@ pub struct Server {
     /// The URL as configured.
     url: String,
     scheme: &'static str,
-    /// `host:port` as configured: the URI authority of requests whose Host
-    /// the URI need not carry. The connector dials `addr` for any name (an
-    /// IP literal is dialled as written, and is `addr`); TLS names come from
-    /// the configuration, not from the URI.
+    /// `host:port` as configured: the URI authority when a request has no
+    /// usable Host, and for health checks.
     authority: String,
     addr: std::net::SocketAddr,
     /// Name in metrics and logs: the URL, with the address when it was a name.
@@ -359,24 +357,18 @@ impl Upstream {
             let Some(attempt_body) = body.take() else {
                 break;
             };
-            let mut headers = parts.headers.clone();
-            let authority = match self.blueprint.protocol {
-                // RFC 9113 §8.3.1: over HTTP/2 the authority is `:authority`
-                // alone, so it carries the Host the origin should see. A name
-                // only, and without port: the connector resolves names to this
-                // server's address, while an IP literal would be dialled as written.
-                OriginProtocol::Http2 => headers
-                    .remove(http::header::HOST)
-                    .and_then(|h| h.to_str().ok().and_then(crate::router::host_name))
-                    .filter(|name| {
-                        name.trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .parse::<std::net::IpAddr>()
-                            .is_err()
-                    })
-                    .unwrap_or_else(|| server.authority.clone()),
-                _ => server.authority.clone(),
-            };
+            let headers = parts.headers.clone();
+            // The URI carries the Host the origin should see, so that over
+            // HTTP/2 `:authority` and `Host` agree (RFC 9113 §8.3.1); the
+            // connector dials this server whatever the URI names.
+            let authority = headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    h.parse::<http::uri::Authority>()
+                        .is_ok_and(|a| !a.as_str().contains('@'))
+                })
+                .map_or_else(|| server.authority.clone(), str::to_owned);
             let uri: http::Uri = format!("{}://{authority}{path}", server.scheme)
                 .parse()
                 .map_err(|e| UpstreamError::Failed(format!("bad request target: {e}")))?;
@@ -551,11 +543,11 @@ impl Blueprint {
             .metrics
             .origin_connects
             .with_label_values(&[self.pool.as_str(), label.as_str()]);
-        let mut http = HttpConnector::new_with_resolver(FixedAddr::new(addr));
+        let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.connect_timeout));
         http.set_nodelay(true);
-        let http = Counted::new(http, connects);
+        let http = Dial::new(http, addr, connects);
         // SNI and certificate checks use the configured name (or `tls.sni`).
         let tls_name = self.tls.sni.clone().unwrap_or_else(|| url.host.clone());
         let connector = tls_layer(
@@ -622,9 +614,8 @@ fn tls_layer(
             .map_err(|e| format!("tls.client_key does not match tls.client_cert: {e}"))?;
     }
     let alpn: &[u8] = match protocol {
-        // HTTP/2 only where asked: over h2 the authority must be the Host
-        // the origin sees, which `http2` arranges.
-        OriginProtocol::Auto | OriginProtocol::Http1 => b"\x08http/1.1",
+        OriginProtocol::Auto => b"\x02h2\x08http/1.1",
+        OriginProtocol::Http1 => b"\x08http/1.1",
         OriginProtocol::Http2 => b"\x02h2",
     };
     ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;

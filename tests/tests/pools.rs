@@ -335,3 +335,38 @@ async fn a_host_name_with_several_addresses_becomes_several_servers() {
         "{addresses:?}"
     );
 }
+
+#[tokio::test]
+async fn an_https_origin_that_speaks_h2_gets_it_by_alpn() {
+    let (ca_cert, ca_key) = outpost_edge::tls::certificate_authority("Test CA").unwrap();
+    let (cert, key) =
+        outpost_edge::tls::signed_certificate(&["localhost"], &ca_cert, &ca_key).unwrap();
+    let origin = Origin::start_with(
+        OriginOptions {
+            tls: Some((cert, key)),
+            http2_only: true,
+        },
+        |_| respond(200, &[("cache-control", "no-store")], "h2 over tls"),
+    )
+    .await;
+    let url = format!("https://localhost:{}", origin.addr.port());
+    let outpost = Outpost::start(
+        &pool_config(&[url], "    tls: {ca_file: ca.pem}\n"),
+        &[("ca.pem", &ca_cert)],
+        None,
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            get(outpost.addr(), "example.com", "/").await.body,
+            "h2 over tls"
+        );
+    }
+    let last = origin.last();
+    assert_eq!(last.version, http::Version::HTTP_2);
+    assert_eq!(
+        last.uri.authority().map(|a| a.as_str()),
+        Some("example.com")
+    );
+    assert_eq!(origin.connections(), 1);
+}
