@@ -23,6 +23,8 @@ pub struct Entry {
     pub policy: CachePolicy,
     /// The rule's overrides the policy was built with, kept for revalidation updates.
     pub rules: StoreRules,
+    /// When the response (or its last 304) arrived.
+    pub stored_at: SystemTime,
 }
 
 impl Entry {
@@ -41,6 +43,42 @@ impl Entry {
     /// Current age (RFC 9111 §4.2.3) as the policy computes it.
     pub fn age(&self, now: SystemTime) -> Duration {
         self.policy.age(now)
+    }
+
+    /// How long the entry stays fresh, counted from its generation.
+    pub fn freshness_lifetime(&self) -> Duration {
+        self.policy.age(self.stored_at) + self.policy.time_to_live(self.stored_at)
+    }
+
+    /// Whether the entry may answer when the origin fails (RFC 5861 §4):
+    /// fresh, or stale by no more than its `stale-if-error`, and never past
+    /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies
+    /// proxy-revalidate in a shared cache) or `no-cache`.
+    pub fn stale_if_error(&self, now: SystemTime) -> bool {
+        let mut window = None;
+        for directive in self
+            .headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+        {
+            let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
+            match name.trim().to_ascii_lowercase().as_str() {
+                "must-revalidate" | "proxy-revalidate" | "s-maxage" | "no-cache" => return false,
+                "stale-if-error" => {
+                    window = value
+                        .trim()
+                        .trim_matches('"')
+                        .parse::<u64>()
+                        .ok()
+                        .map(Duration::from_secs)
+                }
+                _ => {}
+            }
+        }
+        let staleness = self.age(now).saturating_sub(self.freshness_lifetime());
+        staleness.is_zero() || window.is_some_and(|w| staleness <= w)
     }
 
     /// Time left before the entry goes stale.

@@ -108,6 +108,7 @@ impl Cache {
             headers: res.headers,
             policy,
             rules,
+            stored_at: response_time,
         })
     }
 
@@ -119,6 +120,7 @@ impl Cache {
             headers,
             policy,
             rules,
+            stored_at,
         } = pending;
         let entry = Arc::new(Entry {
             key: key.text().to_owned(),
@@ -127,6 +129,7 @@ impl Cache {
             body,
             policy,
             rules,
+            stored_at,
         });
         self.memory.insert(*key.hash(), entry.clone());
         entry
@@ -185,6 +188,7 @@ impl Cache {
             body: stored.body.clone(),
             policy,
             rules: stored.rules,
+            stored_at: response_time,
         });
         self.memory.insert(*key.hash(), entry.clone());
         Some(entry)
@@ -228,6 +232,7 @@ pub struct PendingEntry {
     headers: HeaderMap,
     policy: http_cache_semantics::CachePolicy,
     rules: StoreRules,
+    stored_at: SystemTime,
 }
 
 #[cfg(test)]
@@ -292,6 +297,41 @@ mod tests {
             Lookup::Stale(entry) => assert_eq!(entry.headers["etag"], "\"v1\""),
             other => panic!("expected stale, got {other:?}"),
         }
+    }
+
+    /// RFC 5861 §4: stale-if-error allows a stale entry while its staleness
+    /// is within the window; RFC 9111 §5.2.2.2 and §5.2.2.8: never past
+    /// must-revalidate or proxy-revalidate.
+    #[test]
+    fn stale_if_error_holds_for_its_window_only() {
+        let (cache, clock) = setup();
+        let store = |cc: &str| {
+            let pending = cache
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &ok(&[("cache-control", cc)]),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .unwrap();
+            cache.insert(pending, Bytes::new())
+        };
+        let entry = store("max-age=10, stale-if-error=30");
+        assert!(
+            entry.stale_if_error(cache.now()),
+            "fresh is usable on error too"
+        );
+        clock.advance(Duration::from_secs(35));
+        assert!(entry.stale_if_error(cache.now()), "25 s stale, within 30");
+        clock.advance(Duration::from_secs(10));
+        assert!(!entry.stale_if_error(cache.now()), "35 s stale, past 30");
+        let strict = store("max-age=10, stale-if-error=30, must-revalidate");
+        clock.advance(Duration::from_secs(11));
+        assert!(!strict.stale_if_error(cache.now()));
+        let plain = store("max-age=10");
+        clock.advance(Duration::from_secs(11));
+        assert!(!plain.stale_if_error(cache.now()));
     }
 
     #[test]

@@ -267,8 +267,38 @@ impl Proxy {
             .await
         {
             Ok(answer) => answer,
-            Err(e) => return (Outcome::Error, upstream_error(&e)),
+            Err(e) => {
+                let now = self.cache.now();
+                if entry.stale_if_error(now) {
+                    tracing::warn!(error = %e, key = %request.key, "origin failed; serving stale (stale-if-error)");
+                    return (
+                        Outcome::Stale,
+                        from_cache(
+                            &entry,
+                            &request.parts,
+                            now,
+                            "fwd=stale; detail=stale-if-error",
+                        ),
+                    );
+                }
+                return (Outcome::Error, upstream_error(&e));
+            }
         };
+        // RFC 5861 §4: these answers count as errors too.
+        let status = answer.response.status();
+        if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+            let now = self.cache.now();
+            if entry.stale_if_error(now) {
+                let label = format!(
+                    "fwd=stale; fwd-status={}; detail=stale-if-error",
+                    status.as_u16()
+                );
+                return (
+                    Outcome::Stale,
+                    from_cache(&entry, &request.parts, now, &label),
+                );
+            }
+        }
         if answer.response.status() == StatusCode::NOT_MODIFIED {
             let now = self.cache.now();
             let (mut parts, _) = answer.response.into_parts();

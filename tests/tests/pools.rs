@@ -370,3 +370,62 @@ async fn an_https_origin_that_speaks_h2_gets_it_by_alpn() {
     );
     assert_eq!(origin.connections(), 1);
 }
+
+/// RFC 5861 §4: when every server is down, or answers 5xx, a stale entry
+/// with stale-if-error answers instead of an error.
+#[tokio::test]
+async fn when_the_origin_fails_stale_if_error_serves_the_stale_copy() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let origin = Origin::start(move |seen| {
+        if flag.load(Ordering::SeqCst) {
+            return respond(503, &[], "down");
+        }
+        let cc = if seen.uri.path() == "/strict" {
+            "max-age=0, stale-if-error=60, must-revalidate"
+        } else {
+            "max-age=0, stale-if-error=60"
+        };
+        respond(200, &[("cache-control", cc)], "kept")
+    })
+    .await;
+    let outpost = Outpost::start(
+        &pool_config(&[origin.url()], "    eject: {consecutive_failures: 0}\n"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(get(outpost.addr(), "example.com", "/s").await.body, "kept");
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/strict").await.body,
+        "kept"
+    );
+
+    failing.store(true, Ordering::SeqCst);
+    let got = get(outpost.addr(), "example.com", "/s").await;
+    assert_eq!(
+        (got.status.as_u16(), got.body.as_ref()),
+        (200, &b"kept"[..])
+    );
+    assert_eq!(
+        got.cache_status(),
+        "Outpost; fwd=stale; fwd-status=503; detail=stale-if-error"
+    );
+    let got = get(outpost.addr(), "example.com", "/strict").await;
+    assert_eq!(got.status, 503, "must-revalidate forbids serving stale");
+
+    origin.stop();
+    let got = get(outpost.addr(), "example.com", "/s").await;
+    assert_eq!(
+        (got.status.as_u16(), got.body.as_ref()),
+        (200, &b"kept"[..])
+    );
+    assert_eq!(
+        got.cache_status(),
+        "Outpost; fwd=stale; detail=stale-if-error"
+    );
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/strict").await.status,
+        502
+    );
+}
