@@ -6,6 +6,7 @@ pub mod demo;
 pub mod headers;
 pub mod health;
 pub mod proxy;
+pub mod range;
 pub mod resolve;
 pub mod ring;
 pub mod router;

@@ -10,8 +10,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
 use http_body::Body as _;
@@ -23,6 +23,7 @@ use outpost_purge_api::Metrics;
 
 use crate::body::{OriginBody, StoringBody};
 use crate::headers::{self, PSEUDONYM};
+use crate::range::{self, Ranges};
 use crate::router::{Router, RuleView, host_name};
 use crate::upstream::{Answer, OutgoingBody, Upstream, UpstreamError};
 
@@ -319,16 +320,48 @@ impl Proxy {
     }
 
     /// Fetches a miss from the origin, storing the answer if it may be stored.
+    ///
+    /// A range request fetches the whole object, so that later ranges are
+    /// hits, and takes its range from the stream; when the object turns out
+    /// larger than the cache keeps, the range is asked of the origin instead.
     async fn fetch(&self, request: Exchange<'_>, status: &str) -> (Outcome, Response<ProxyBody>) {
-        let outgoing = request.origin_parts(&request.parts.headers);
-        match request
+        let wants_range = request.parts.headers.contains_key(RANGE);
+        let mut headers = request.parts.headers.clone();
+        if wants_range {
+            headers.remove(RANGE);
+            headers.remove(IF_RANGE);
+        }
+        let outgoing = request.origin_parts(&headers);
+        let answer = match request
             .upstream
             .send(request.key.hash(), outgoing, OutgoingBody::Empty)
             .await
         {
-            Ok(answer) => self.store_and_relay(request, answer, status).await,
-            Err(e) => (Outcome::Error, upstream_error(&e)),
+            Ok(answer) => answer,
+            Err(e) => return (Outcome::Error, upstream_error(&e)),
+        };
+        let oversized = answer
+            .response
+            .body()
+            .size_hint()
+            .exact()
+            .is_none_or(|n| n > self.max_object_size as u64);
+        if wants_range && oversized {
+            drop(answer);
+            let outgoing = request.origin_parts(&request.parts.headers);
+            return match request
+                .upstream
+                .send(request.key.hash(), outgoing, OutgoingBody::Empty)
+                .await
+            {
+                Ok(answer) => (
+                    Outcome::Miss,
+                    relay(answer, &format!("{status}; detail=range-passed")),
+                ),
+                Err(e) => (Outcome::Error, upstream_error(&e)),
+            };
         }
+        self.store_and_relay(request, answer, status).await
     }
 
     async fn store_and_relay(
@@ -376,7 +409,72 @@ impl Proxy {
                 }
             }
         };
+        // A range the client asked for, cut from the whole object as it streams.
+        if request.parts.method == Method::GET
+            && parts.status == StatusCode::OK
+            && let Some(len) = body.size_hint().exact()
+        {
+            match range::evaluate(&request.parts.headers, len, &parts.headers) {
+                Ranges::Whole => {}
+                Ranges::Partial(ranges) if ranges.len() == 1 => {
+                    parts.status = StatusCode::PARTIAL_CONTENT;
+                    set_header(
+                        &mut parts.headers,
+                        CONTENT_RANGE,
+                        &range::content_range(ranges[0], len),
+                    );
+                    set_header(
+                        &mut parts.headers,
+                        CONTENT_LENGTH,
+                        &(ranges[0].1 - ranges[0].0 + 1).to_string(),
+                    );
+                    let body = range::SliceBody::new(body, ranges[0]).boxed_unsync();
+                    return (Outcome::Miss, to_client(parts, body, &status));
+                }
+                // Several ranges of an object still arriving: the whole
+                // object is an answer the RFC allows (§14.2).
+                Ranges::Partial(_) => {}
+                Ranges::Unsatisfiable => {
+                    // The object still fills the cache behind the 416.
+                    tokio::spawn(async move { drop(body.collect().await) });
+                    return (
+                        Outcome::Miss,
+                        to_client_empty(parts, unsatisfiable(len), &status),
+                    );
+                }
+            }
+        }
         (Outcome::Miss, to_client(parts, body, &status))
+    }
+}
+
+/// A 416 head for an object of `len` bytes (RFC 9110 §15.5.17).
+fn unsatisfiable(len: u64) -> (StatusCode, HeaderMap) {
+    let mut headers = HeaderMap::new();
+    set_header(&mut headers, CONTENT_RANGE, &format!("bytes */{len}"));
+    (StatusCode::RANGE_NOT_SATISFIABLE, headers)
+}
+
+/// An origin response head replaced by a body-less answer (`status`,
+/// `headers`), keeping the origin's validators and caching fields.
+fn to_client_empty(
+    mut parts: http::response::Parts,
+    (code, extra): (StatusCode, HeaderMap),
+    status: &str,
+) -> Response<ProxyBody> {
+    parts.status = code;
+    for name in [CONTENT_LENGTH, CONTENT_TYPE, http::header::CONTENT_ENCODING] {
+        parts.headers.remove(name);
+    }
+    for (name, value) in &extra {
+        parts.headers.insert(name, value.clone());
+    }
+    to_client(parts, empty(), status)
+}
+
+fn set_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
     }
 }
 
@@ -501,6 +599,50 @@ fn from_cache(
         *res.headers_mut() = headers;
         return res;
     }
+    if req.method == Method::GET && entry.status == StatusCode::OK {
+        let len = entry.body.len() as u64;
+        match range::evaluate(&req.headers, len, &entry.headers) {
+            Ranges::Whole => {}
+            Ranges::Unsatisfiable => {
+                let (code, extra) = unsatisfiable(len);
+                for name in [CONTENT_LENGTH, CONTENT_TYPE, http::header::CONTENT_ENCODING] {
+                    headers.remove(name);
+                }
+                headers.extend(extra);
+                let mut res = Response::new(empty());
+                *res.status_mut() = code;
+                *res.headers_mut() = headers;
+                return res;
+            }
+            Ranges::Partial(ranges) => {
+                let body = if let [(start, end)] = ranges[..] {
+                    set_header(
+                        &mut headers,
+                        CONTENT_RANGE,
+                        &range::content_range((start, end), len),
+                    );
+                    entry.body.slice(start as usize..=end as usize)
+                } else {
+                    let boundary = boundary(entry, now);
+                    let content_type = headers
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    set_header(
+                        &mut headers,
+                        CONTENT_TYPE,
+                        &format!("multipart/byteranges; boundary={boundary}"),
+                    );
+                    range::multipart(&entry.body, &ranges, content_type.as_deref(), &boundary)
+                };
+                headers.remove(CONTENT_LENGTH);
+                let mut res = Response::new(full(body));
+                *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                *res.headers_mut() = headers;
+                return res;
+            }
+        }
+    }
     let body = if req.method == Method::HEAD {
         empty()
     } else {
@@ -510,6 +652,16 @@ fn from_cache(
     *res.status_mut() = entry.status;
     *res.headers_mut() = headers;
     res
+}
+
+/// A multipart boundary that the body is vanishingly unlikely to contain.
+fn boundary(entry: &Entry, now: SystemTime) -> String {
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body.len()).as_bytes());
+    format!("outpost-{}", &digest.to_hex()[..24])
 }
 
 /// Whether the request's `If-None-Match` (weak comparison) or, without it,

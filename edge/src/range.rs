@@ -1,0 +1,376 @@
+//! Byte ranges (RFC 9110 §14): which ranges a request asks of a
+//! representation of known length, and the bodies that answer them — a
+//! slice of a stored body, `multipart/byteranges`, or a slice of a body
+//! still streaming from the origin while the whole of it fills the cache.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use http_body::{Body, Frame, SizeHint};
+
+/// More ranges than this in one request are answered with the whole object.
+const MAX_RANGES: usize = 32;
+/// Bytes of part headers counted per part of a multipart answer.
+const PART_OVERHEAD: u64 = 96;
+
+/// How to answer a request's `Range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ranges {
+    /// No usable Range (none, another unit, invalid syntax, a failed
+    /// If-Range, or ranges that would not save anything): the whole object.
+    Whole,
+    /// Inclusive byte ranges, sorted and coalesced.
+    Partial(Vec<(u64, u64)>),
+    /// Syntactically valid but none overlaps the object: 416.
+    Unsatisfiable,
+}
+
+/// Evaluates `Range` and `If-Range` against a representation of `len`
+/// bytes whose validators are in `stored`.
+pub fn evaluate(req: &HeaderMap, len: u64, stored: &HeaderMap) -> Ranges {
+    let Some(spec) = req.get(RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ranges::Whole;
+    };
+    if let Some(condition) = req.get(IF_RANGE)
+        && !if_range_holds(condition.to_str().unwrap_or_default(), stored)
+    {
+        return Ranges::Whole;
+    }
+    let Some((unit, list)) = spec.split_once('=') else {
+        return Ranges::Whole;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ranges::Whole;
+    }
+    let mut ranges = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((first, last)) = part.split_once('-') else {
+            return Ranges::Whole;
+        };
+        let (first, last) = (first.trim(), last.trim());
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let range = if first.is_empty() {
+            // A suffix: the last N bytes.
+            if !digits(last) {
+                return Ranges::Whole;
+            }
+            let n = last.parse::<u64>().unwrap_or(u64::MAX);
+            (n > 0 && len > 0).then(|| (len - n.min(len), len - 1))
+        } else {
+            if !digits(first) || !(last.is_empty() || digits(last)) {
+                return Ranges::Whole;
+            }
+            let Ok(start) = first.parse::<u64>() else {
+                return Ranges::Whole;
+            };
+            let end = if last.is_empty() {
+                u64::MAX
+            } else {
+                last.parse::<u64>().unwrap_or(u64::MAX)
+            };
+            if end < start {
+                return Ranges::Whole;
+            }
+            (start < len).then(|| (start, end.min(len - 1)))
+        };
+        ranges.extend(range);
+        if ranges.len() > MAX_RANGES {
+            return Ranges::Whole;
+        }
+    }
+    if ranges.is_empty() {
+        return if list.split(',').any(|p| !p.trim().is_empty()) {
+            Ranges::Unsatisfiable
+        } else {
+            Ranges::Whole
+        };
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    // Never answer with more than the object itself.
+    let bytes: u64 = merged.iter().map(|(s, e)| e - s + 1).sum();
+    let overhead = if merged.len() > 1 {
+        PART_OVERHEAD * merged.len() as u64
+    } else {
+        0
+    };
+    if merged.len() > 1 && bytes + overhead >= len {
+        return Ranges::Whole;
+    }
+    Ranges::Partial(merged)
+}
+
+/// RFC 9110 §13.1.5: If-Range holds when its entity tag matches the stored
+/// one strongly, or its date equals a Last-Modified that is strong enough.
+fn if_range_holds(condition: &str, stored: &HeaderMap) -> bool {
+    let condition = condition.trim();
+    if condition.starts_with('"') || condition.starts_with("W/") {
+        let etag = stored
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        return !condition.starts_with("W/")
+            && etag.is_some_and(|e| !e.starts_with("W/") && e == condition);
+    }
+    let date = httpdate::parse_http_date(condition).ok();
+    let modified = stored
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    date.is_some() && date == modified
+}
+
+/// `Content-Range` for one range of an object of `len` bytes.
+pub fn content_range((start, end): (u64, u64), len: u64) -> String {
+    format!("bytes {start}-{end}/{len}")
+}
+
+/// A `multipart/byteranges` body (RFC 9110 §14.6) and its boundary.
+pub fn multipart(
+    body: &Bytes,
+    ranges: &[(u64, u64)],
+    content_type: Option<&str>,
+    boundary: &str,
+) -> Bytes {
+    let len = body.len() as u64;
+    let mut out = BytesMut::new();
+    for &(start, end) in ranges {
+        out.put_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        if let Some(ct) = content_type {
+            out.put_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        out.put_slice(
+            format!(
+                "Content-Range: {}\r\n\r\n",
+                content_range((start, end), len)
+            )
+            .as_bytes(),
+        );
+        out.put_slice(&body[start as usize..=end as usize]);
+    }
+    out.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out.freeze()
+}
+
+/// The bytes `start..=end` of a body that is still streaming. Once they
+/// are out the client's response ends, and the rest of the body is read in
+/// the background so that a copy being stored can complete.
+pub struct SliceBody<B: Body + Send + Unpin + 'static> {
+    inner: Option<B>,
+    skip: u64,
+    remaining: u64,
+}
+
+impl<B: Body + Send + Unpin + 'static> SliceBody<B> {
+    pub fn new(inner: B, (start, end): (u64, u64)) -> Self {
+        Self {
+            inner: Some(inner),
+            skip: start,
+            remaining: end - start + 1,
+        }
+    }
+}
+
+impl<B> Body for SliceBody<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.remaining == 0 {
+                if let Some(mut rest) = this.inner.take() {
+                    tokio::spawn(async move {
+                        while let Some(Ok(_)) =
+                            std::future::poll_fn(|cx| Pin::new(&mut rest).poll_frame(cx)).await
+                        {
+                        }
+                    });
+                }
+                return Poll::Ready(None);
+            }
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            let len = data.len() as u64;
+            if this.skip >= len {
+                this.skip -= len;
+                continue;
+            }
+            data = data.slice(this.skip as usize..);
+            this.skip = 0;
+            if data.len() as u64 > this.remaining {
+                data.truncate(this.remaining as usize);
+            }
+            this.remaining -= data.len() as u64;
+            if !data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn req(range: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RANGE, HeaderValue::from_str(range).unwrap());
+        h
+    }
+
+    fn stored() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ETAG, HeaderValue::from_static("\"v1\""));
+        h.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Tue, 01 Sep 2026 00:00:00 GMT"),
+        );
+        h
+    }
+
+    #[test]
+    fn single_ranges_of_every_form() {
+        assert_eq!(
+            evaluate(&req("bytes=0-9"), 100, &stored()),
+            Ranges::Partial(vec![(0, 9)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=90-"), 100, &stored()),
+            Ranges::Partial(vec![(90, 99)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=-10"), 100, &stored()),
+            Ranges::Partial(vec![(90, 99)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=-500"), 100, &stored()),
+            Ranges::Partial(vec![(0, 99)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=50-500"), 100, &stored()),
+            Ranges::Partial(vec![(50, 99)])
+        );
+        assert_eq!(
+            evaluate(&req("BYTES = 0-0"), 100, &stored()),
+            Ranges::Partial(vec![(0, 0)])
+        );
+    }
+
+    /// RFC 9110 §14.1.1 and §15.5.17.
+    #[test]
+    fn unsatisfiable_and_invalid_ranges() {
+        assert_eq!(
+            evaluate(&req("bytes=100-"), 100, &stored()),
+            Ranges::Unsatisfiable
+        );
+        assert_eq!(
+            evaluate(&req("bytes=-0"), 100, &stored()),
+            Ranges::Unsatisfiable
+        );
+        assert_eq!(evaluate(&req("bytes=5-1"), 100, &stored()), Ranges::Whole);
+        assert_eq!(evaluate(&req("bytes=a-b"), 100, &stored()), Ranges::Whole);
+        assert_eq!(evaluate(&req("items=0-1"), 100, &stored()), Ranges::Whole);
+        assert_eq!(evaluate(&HeaderMap::new(), 100, &stored()), Ranges::Whole);
+    }
+
+    #[test]
+    fn many_or_overlapping_ranges_never_outgrow_the_object() {
+        assert_eq!(
+            evaluate(&req("bytes=0-9,20-29"), 1000, &stored()),
+            Ranges::Partial(vec![(0, 9), (20, 29)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=0-50,10-60,61-70"), 1000, &stored()),
+            Ranges::Partial(vec![(0, 70)])
+        );
+        assert_eq!(
+            evaluate(&req("bytes=0-0,2-2,4-4"), 10, &stored()),
+            Ranges::Whole
+        );
+        let many: Vec<String> = (0..40).map(|i| format!("{}-{}", i * 10, i * 10)).collect();
+        assert_eq!(
+            evaluate(
+                &req(&format!("bytes={}", many.join(","))),
+                100_000,
+                &stored()
+            ),
+            Ranges::Whole
+        );
+    }
+
+    /// RFC 9110 §13.1.5: If-Range needs a strong match.
+    #[test]
+    fn if_range_decides_between_part_and_whole() {
+        let with = |cond: &str| {
+            let mut h = req("bytes=0-9");
+            h.insert(IF_RANGE, HeaderValue::from_str(cond).unwrap());
+            evaluate(&h, 100, &stored())
+        };
+        assert_eq!(with("\"v1\""), Ranges::Partial(vec![(0, 9)]));
+        assert_eq!(with("\"v2\""), Ranges::Whole);
+        assert_eq!(with("W/\"v1\""), Ranges::Whole);
+        assert_eq!(
+            with("Tue, 01 Sep 2026 00:00:00 GMT"),
+            Ranges::Partial(vec![(0, 9)])
+        );
+        assert_eq!(with("Wed, 02 Sep 2026 00:00:00 GMT"), Ranges::Whole);
+    }
+
+    #[test]
+    fn multipart_bodies_carry_each_part() {
+        let body = Bytes::from_static(b"0123456789");
+        let out = multipart(&body, &[(0, 1), (8, 9)], Some("text/plain"), "B");
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n01\r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 8-9/10\r\n\r\n89\r\n--B--\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_streaming_slice_takes_only_its_bytes() {
+        use http_body_util::{BodyExt, StreamBody};
+        let chunks = ["0123", "4567", "89ab"].map(|c| {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(c.as_bytes())))
+        });
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        let slice = SliceBody::new(body, (3, 8));
+        let got = slice.collect().await.unwrap().to_bytes();
+        assert_eq!(got, "345678");
+    }
+}
