@@ -60,8 +60,8 @@ impl Cache {
         self.clock.now()
     }
 
-    pub fn options(&self) -> PolicyOptions {
-        self.options
+    pub fn options(&self) -> &PolicyOptions {
+        &self.options
     }
 
     /// Looks `key` up for the request `req`.
@@ -101,7 +101,7 @@ impl Cache {
     ) -> Result<PendingEntry, NotStored> {
         let mut res = res.clone();
         clamp_age(&mut res.headers);
-        let policy = storage_policy(req, &res, response_time, self.options, rules)?;
+        let policy = storage_policy(req, &res, response_time, &self.options, rules)?;
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
@@ -178,7 +178,7 @@ impl Cache {
             stored.status,
             &headers,
             response_time,
-            self.options,
+            &self.options,
             stored.rules,
         );
         let entry = Arc::new(Entry {
@@ -247,13 +247,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         ));
-        let cache = Cache::new(
-            1 << 20,
-            PolicyOptions {
-                heuristic_fraction: 0.1,
-            },
-            clock.clone(),
-        );
+        let cache = Cache::new(1 << 20, PolicyOptions::default(), clock.clone());
         (cache, clock)
     }
 
@@ -332,6 +326,61 @@ mod tests {
         let plain = store("max-age=10");
         clock.advance(Duration::from_secs(11));
         assert!(!plain.stale_if_error(cache.now()));
+    }
+
+    /// RFC 9213 §2.1: the first targeted field present replaces
+    /// Cache-Control and Expires for this cache.
+    #[test]
+    fn cdn_cache_control_takes_precedence() {
+        let (cache, _) = setup();
+        let ttl = |headers: &[(&str, &str)]| {
+            cache
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &ok(headers),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .map(|p| {
+                    let entry = cache.insert(p, Bytes::new());
+                    entry.time_to_live(cache.now()).as_secs()
+                })
+        };
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600")
+            ]),
+            Ok(600)
+        );
+        assert!(
+            ttl(&[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store")
+            ])
+            .is_err()
+        );
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "max-age=5"),
+                ("surrogate-control", "max-age=60")
+            ]),
+            Ok(60)
+        );
+        assert_eq!(
+            ttl(&[
+                ("cdn-cache-control", "max-age=10"),
+                ("surrogate-control", "max-age=60")
+            ]),
+            Ok(10),
+            "list order decides"
+        );
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=5"), ("cdn-cache-control", " ")]),
+            Ok(5),
+            "empty value ignored"
+        );
     }
 
     #[test]

@@ -35,13 +35,28 @@ impl NotStored {
 }
 
 /// Options shared by every policy this cache builds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PolicyOptions {
     pub heuristic_fraction: f32,
+    /// Targeted cache-control fields Outpost obeys, first match wins
+    /// (RFC 9213 §2.1); lower-case names.
+    pub targeted: Vec<HeaderName>,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        Self {
+            heuristic_fraction: 0.1,
+            targeted: vec![
+                HeaderName::from_static("cdn-cache-control"),
+                HeaderName::from_static("surrogate-control"),
+            ],
+        }
+    }
 }
 
 impl PolicyOptions {
-    fn cache_options(self) -> CacheOptions {
+    fn cache_options(&self) -> CacheOptions {
         CacheOptions {
             shared: true,
             cache_heuristic: self.heuristic_fraction,
@@ -58,7 +73,7 @@ pub fn storage_policy(
     req: &request::Parts,
     res: &response::Parts,
     response_time: SystemTime,
-    options: PolicyOptions,
+    options: &PolicyOptions,
     rules: StoreRules,
 ) -> Result<CachePolicy, NotStored> {
     if req.method != Method::GET {
@@ -69,7 +84,9 @@ pub fn storage_policy(
     }
     // RFC 9111 §3.5, decided on the origin's own words: a rule's TTL must
     // never be what lets a shared cache keep an authenticated response.
-    if req.headers.contains_key(AUTHORIZATION) && !allows_authorized(&res.headers) {
+    if req.headers.contains_key(AUTHORIZATION)
+        && !allows_authorized(&targeted_view(&res.headers, &options.targeted))
+    {
         return Err(NotStored::Headers);
     }
     let policy = build(req, res.status, &res.headers, response_time, options, rules);
@@ -86,7 +103,7 @@ pub(crate) fn build(
     status: http::StatusCode,
     headers: &HeaderMap,
     response_time: SystemTime,
-    options: PolicyOptions,
+    options: &PolicyOptions,
     rules: StoreRules,
 ) -> CachePolicy {
     let req_view = stored_request_view(req, headers);
@@ -95,9 +112,10 @@ pub(crate) fn build(
         .body(())
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| response::Response::new(()).into_parts().0);
+    let headers = targeted_view(headers, &options.targeted);
     res_view.headers = match rules.ttl {
-        Some(ttl) => with_ttl(headers, ttl),
-        None => headers.clone(),
+        Some(ttl) => with_ttl(&headers, ttl),
+        None => headers,
     };
     if rules.share_set_cookie {
         // The operator chose to share these; the library would otherwise
@@ -105,6 +123,28 @@ pub(crate) fn build(
         res_view.headers.remove(SET_COOKIE);
     }
     CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
+}
+
+/// The response as this cache reads its caching policy: when one of the
+/// targeted fields is present with a non-empty value (the first in list
+/// order), it replaces `Cache-Control`, and `Expires` is ignored
+/// (RFC 9213 §2.1).
+fn targeted_view(headers: &HeaderMap, targeted: &[HeaderName]) -> HeaderMap {
+    let mut view = headers.clone();
+    let chosen = targeted.iter().find(|name| {
+        headers
+            .get_all(*name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|t| !t.trim().is_empty()))
+    });
+    if let Some(name) = chosen {
+        view.remove(CACHE_CONTROL);
+        view.remove(EXPIRES);
+        for value in headers.get_all(name) {
+            view.append(CACHE_CONTROL, value.clone());
+        }
+    }
+    view
 }
 
 /// Whether a response lets a shared cache answer requests that carry
@@ -201,9 +241,9 @@ fn with_ttl(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
 mod tests {
     use super::*;
 
-    const OPTIONS: PolicyOptions = PolicyOptions {
-        heuristic_fraction: 0.1,
-    };
+    fn options() -> PolicyOptions {
+        PolicyOptions::default()
+    }
 
     fn req(headers: &[(&str, &str)]) -> request::Parts {
         let mut b = request::Request::get("/x");
@@ -227,7 +267,7 @@ mod tests {
         rules: StoreRules,
     ) -> Result<u64, NotStored> {
         let now = SystemTime::now();
-        storage_policy(req, res, now, OPTIONS, rules).map(|p| p.time_to_live(now).as_secs())
+        storage_policy(req, res, now, &options(), rules).map(|p| p.time_to_live(now).as_secs())
     }
 
     #[test]

@@ -199,6 +199,16 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "must be more than 0 bytes".into(),
         );
     }
+    for (i, name) in cache.targeted_fields.iter().enumerate() {
+        let header = http::HeaderName::from_bytes(name.as_bytes());
+        if header.is_err() || name.eq_ignore_ascii_case("cache-control") {
+            err(
+                Location::UNKNOWN,
+                format!("cache.targeted_fields[{i}]"),
+                format!("{name:?} is not a targeted field name"),
+            );
+        }
+    }
     if !(0.0..=1.0).contains(&cache.heuristic_fraction) {
         err(
             Location::UNKNOWN,

@@ -99,6 +99,10 @@ pub struct CacheSettings {
     /// Fraction of (Date - Last-Modified) used as a heuristic lifetime.
     #[serde(default = "CacheSettings::default_heuristic_fraction")]
     pub heuristic_fraction: f32,
+    /// Targeted cache-control fields Outpost obeys over Cache-Control, first
+    /// present wins (RFC 9213).
+    #[serde(default = "CacheSettings::default_targeted_fields")]
+    pub targeted_fields: Vec<String>,
 }
 
 impl CacheSettings {
@@ -114,6 +118,9 @@ impl CacheSettings {
     fn default_heuristic_fraction() -> f32 {
         0.1
     }
+    fn default_targeted_fields() -> Vec<String> {
+        vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()]
+    }
 }
 
 impl Default for CacheSettings {
@@ -124,6 +131,7 @@ impl Default for CacheSettings {
             max_object_size: Self::default_max_object_size(),
             coalesce_timeout: Self::default_coalesce_timeout(),
             heuristic_fraction: Self::default_heuristic_fraction(),
+            targeted_fields: Self::default_targeted_fields(),
         }
     }
 }

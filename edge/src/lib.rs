@@ -113,6 +113,14 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         config.cache.memory.bytes(),
         PolicyOptions {
             heuristic_fraction: config.cache.heuristic_fraction,
+            targeted: config
+                .cache
+                .targeted_fields
+                .iter()
+                .filter_map(|name| {
+                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()
+                })
+                .collect(),
         },
         Arc::new(SystemClock),
     ));

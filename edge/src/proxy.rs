@@ -18,7 +18,7 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use outpost_cache::{Cache, CacheKey, Entry, Lookup, normalize_path};
+use outpost_cache::{Cache, CacheKey, Entry, Lookup, normalize_host, normalize_path};
 use outpost_purge_api::Metrics;
 
 use crate::body::{OriginBody, StoringBody};
@@ -190,7 +190,19 @@ impl Proxy {
         // A GET or HEAD carries no meaningful body; drop whatever came.
         drop(body);
         let now = self.cache.now();
-        match self.cache.lookup(&request.key, &request.parts) {
+        let lookup = self.cache.lookup(&request.key, &request.parts);
+        // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
+        if request_directive(&request.parts.headers, "only-if-cached")
+            && !matches!(lookup, Lookup::Fresh(_))
+        {
+            let mut res = plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: nothing usable is stored\n",
+            );
+            set_cache_status(res.headers_mut(), "detail=only-if-cached");
+            return (Outcome::Miss, res);
+        }
+        match lookup {
             Lookup::Fresh(entry) => {
                 let ttl = entry.time_to_live(now).as_secs();
                 (
@@ -228,7 +240,7 @@ impl Proxy {
                     && (answer.response.status().is_success()
                         || answer.response.status().is_redirection())
                 {
-                    self.cache.purge(&request.key);
+                    self.invalidate(&request, answer.response.headers());
                 }
                 (Outcome::Bypass, relay(answer, status))
             }
@@ -476,6 +488,66 @@ fn set_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
+}
+
+impl Proxy {
+    /// RFC 9111 §4.4: after a successful unsafe request, the stored
+    /// responses for its target and for the same-origin URIs in its
+    /// `Location` and `Content-Location` are no longer used.
+    fn invalidate(&self, request: &Exchange<'_>, response: &HeaderMap) {
+        self.cache.purge(&request.key);
+        let scheme = if request.conn.tls { "https" } else { "http" };
+        let own_host = host_name(&request.authority);
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(target) = response.get(&name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = target.parse::<http::Uri>() else {
+                continue;
+            };
+            let authority = match (uri.scheme_str(), uri.authority()) {
+                (None, None) => request.authority.clone(),
+                (Some(s), Some(a))
+                    if s.eq_ignore_ascii_case(scheme)
+                        && normalize_host(scheme, a.as_str())
+                            == normalize_host(scheme, &request.authority) =>
+                {
+                    a.as_str().to_owned()
+                }
+                // Another origin: never ours to invalidate.
+                _ => continue,
+            };
+            let Ok(path) = normalize_path(uri.path()) else {
+                continue;
+            };
+            let Some(site) = own_host.as_deref().and_then(|h| self.router.site(h)) else {
+                continue;
+            };
+            let rule = site.rule_for(&path);
+            let target = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            self.cache
+                .purge(&CacheKey::new(scheme, &authority, &target, rule.query));
+        }
+    }
+}
+
+/// Whether the request's Cache-Control carries `directive`.
+fn request_directive(headers: &HeaderMap, directive: &str) -> bool {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            d.split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case(directive)
+        })
 }
 
 /// One request on its way through the proxy.

@@ -326,9 +326,7 @@ mod tests {
     fn admin(token: Option<&str>) -> (Admin, Arc<Cache>) {
         let cache = Arc::new(Cache::new(
             1 << 20,
-            PolicyOptions {
-                heuristic_fraction: 0.1,
-            },
+            PolicyOptions::default(),
             Arc::new(SystemClock),
         ));
         let key_for_url: Arc<KeyForUrl> = Arc::new(|url: &str| {

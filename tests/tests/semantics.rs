@@ -1,0 +1,129 @@
+//! End-to-end: caching semantics of RFC 9111 and RFC 9213 beyond the basics.
+
+use outpost_tests::{Origin, Outpost, get, request, respond, simple_config};
+
+/// RFC 9111 §4.4: a successful unsafe request invalidates its target and
+/// the same-origin URIs in Location and Content-Location, not others.
+#[tokio::test]
+async fn unsafe_requests_invalidate_location_and_content_location() {
+    let origin = Origin::start(|seen| {
+        if seen.method == http::Method::POST {
+            respond(
+                201,
+                &[
+                    ("location", "/items/7"),
+                    ("content-location", "http://example.com/items/list"),
+                    ("x-other", "1"),
+                ],
+                "",
+            )
+        } else {
+            respond(
+                200,
+                &[("cache-control", "max-age=300")],
+                seen.uri.path().to_owned(),
+            )
+        }
+    })
+    .await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com", "other.test"], ""),
+        &[],
+        None,
+    )
+    .await;
+    for path in ["/items/7", "/items/list", "/items/8"] {
+        get(outpost.addr(), "example.com", path).await;
+        get(outpost.addr(), "example.com", path).await.assert_hit();
+    }
+    get(outpost.addr(), "other.test", "/items/7").await;
+    let posted = request(outpost.addr(), "POST", "example.com", "/items", &[], "new").await;
+    assert_eq!(posted.status, 201);
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/items/7")
+            .await
+            .cache_status(),
+        "Outpost; fwd=miss; stored"
+    );
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/items/list")
+            .await
+            .cache_status(),
+        "Outpost; fwd=miss; stored"
+    );
+    get(outpost.addr(), "example.com", "/items/8")
+        .await
+        .assert_hit();
+    get(outpost.addr(), "other.test", "/items/7")
+        .await
+        .assert_hit();
+}
+
+/// RFC 9111 §5.2.1.7: only-if-cached answers from cache or with 504.
+#[tokio::test]
+async fn only_if_cached_never_reaches_the_origin() {
+    let origin =
+        Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "stored")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let oic = [("cache-control", "only-if-cached")];
+    let got = request(outpost.addr(), "GET", "example.com", "/o", &oic, "").await;
+    assert_eq!(got.status, 504);
+    assert_eq!(origin.hits(), 0);
+    get(outpost.addr(), "example.com", "/o").await;
+    let got = request(outpost.addr(), "GET", "example.com", "/o", &oic, "").await;
+    assert_eq!(
+        (got.status.as_u16(), got.body.as_ref()),
+        (200, &b"stored"[..])
+    );
+    assert_eq!(origin.hits(), 1);
+}
+
+/// RFC 9213 §2.1: CDN-Cache-Control decides for Outpost over Cache-Control,
+/// which still reaches the client for browsers.
+#[tokio::test]
+async fn cdn_cache_control_takes_precedence_over_cache_control() {
+    let origin = Origin::start(|seen| {
+        let headers: &[(&str, &str)] = match seen.uri.path() {
+            "/cdn-only" => &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600"),
+            ],
+            "/cdn-no" => &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store"),
+            ],
+            _ => &[
+                ("cache-control", "max-age=1"),
+                ("surrogate-control", "max-age=600"),
+            ],
+        };
+        respond(200, headers, "x")
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    get(outpost.addr(), "example.com", "/cdn-only").await;
+    let got = get(outpost.addr(), "example.com", "/cdn-only").await;
+    got.assert_hit();
+    assert_eq!(got.header("cache-control"), "no-store");
+    get(outpost.addr(), "example.com", "/cdn-no").await;
+    assert!(
+        get(outpost.addr(), "example.com", "/cdn-no")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    get(outpost.addr(), "example.com", "/surrogate").await;
+    let got = get(outpost.addr(), "example.com", "/surrogate").await;
+    got.assert_hit();
+    let ttl: u64 = got
+        .cache_status()
+        .rsplit("ttl=")
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (590..=600).contains(&ttl),
+        "Surrogate-Control max-age=600 wins: {}",
+        got.cache_status()
+    );
+}
