@@ -25,6 +25,10 @@ pub struct Entry {
     pub rules: StoreRules,
     /// When the response (or its last 304) arrived.
     pub stored_at: SystemTime,
+    /// For a Vary variant: the varied fields and the request's values.
+    pub variant: String,
+    /// For a Vary variant: the id of the marker it was stored under; 0 otherwise.
+    pub marker: u64,
 }
 
 impl Entry {
@@ -36,7 +40,8 @@ impl Entry {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
-        let total = self.body.len() + 2 * headers + self.key.len() + ENTRY_OVERHEAD;
+        let total =
+            self.body.len() + 2 * headers + self.key.len() + self.variant.len() + ENTRY_OVERHEAD;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 

@@ -8,6 +8,7 @@ mod entry;
 mod key;
 mod memory;
 mod policy;
+mod vary;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,8 +20,10 @@ use http_cache_semantics::BeforeRequest;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::Entry;
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
-pub use memory::MemoryTier;
+pub use memory::{MemoryTier, Stored};
 pub use policy::{NotStored, PolicyOptions, StoreRules, storage_policy};
+pub use vary::MAX_VARIANTS;
+use vary::VaryMarker;
 
 /// What the cache holds for a request.
 #[derive(Debug)]
@@ -66,8 +69,26 @@ impl Cache {
 
     /// Looks `key` up for the request `req`.
     pub fn lookup(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
-        let Some(entry) = self.memory.get(key.hash()) else {
-            return Lookup::Miss;
+        let entry = match self.memory.get(key.hash()) {
+            None => return Lookup::Miss,
+            Some(Stored::Object(entry)) => entry,
+            Some(Stored::Variants(marker)) => {
+                if marker.key != key.text() {
+                    return Lookup::Miss;
+                }
+                let secondary = vary::secondary(&marker.names, &req.headers);
+                match self
+                    .memory
+                    .get(&vary::secondary_hash(key.text(), &secondary))
+                {
+                    Some(Stored::Object(entry))
+                        if entry.marker == marker.id && entry.variant == secondary =>
+                    {
+                        entry
+                    }
+                    _ => return Lookup::VaryMiss,
+                }
+            }
         };
         if entry.key != key.text() {
             // A blake3 collision: never serve another URL's object.
@@ -82,7 +103,7 @@ impl Cache {
         }
         match entry
             .policy
-            .before_request(&policy::request_view(req), self.now())
+            .before_request(&policy::request_view(req, &entry.headers), self.now())
         {
             BeforeRequest::Fresh(_) => Lookup::Fresh(entry),
             BeforeRequest::Stale { matches: false, .. } => Lookup::VaryMiss,
@@ -101,7 +122,14 @@ impl Cache {
     ) -> Result<PendingEntry, NotStored> {
         let mut res = res.clone();
         clamp_age(&mut res.headers);
+        // RFC 9111 §4.1: `Vary: *` never matches a later request.
+        let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
         let policy = storage_policy(req, &res, response_time, &self.options, rules)?;
+        let variant = if names.is_empty() {
+            String::new()
+        } else {
+            vary::secondary(&names, &req.headers)
+        };
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
@@ -109,10 +137,12 @@ impl Cache {
             policy,
             rules,
             stored_at: response_time,
+            vary: names,
+            variant,
         })
     }
 
-    /// Stores a complete entry.
+    /// Stores a complete entry: under the URL's key, or as one variant of it.
     pub fn insert(&self, pending: PendingEntry, body: Bytes) -> Arc<Entry> {
         let PendingEntry {
             key,
@@ -121,8 +151,10 @@ impl Cache {
             policy,
             rules,
             stored_at,
+            vary,
+            variant,
         } = pending;
-        let entry = Arc::new(Entry {
+        let mut entry = Entry {
             key: key.text().to_owned(),
             status,
             headers,
@@ -130,8 +162,33 @@ impl Cache {
             policy,
             rules,
             stored_at,
-        });
-        self.memory.insert(*key.hash(), entry.clone());
+            variant,
+            marker: 0,
+        };
+        if vary.is_empty() {
+            let entry = Arc::new(entry);
+            self.memory
+                .insert(*key.hash(), Stored::Object(entry.clone()));
+            return entry;
+        }
+        let marker = match self.memory.get(key.hash()) {
+            Some(Stored::Variants(marker)) if marker.key == key.text() && marker.names == vary => {
+                marker
+            }
+            _ => {
+                let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary));
+                self.memory
+                    .insert(*key.hash(), Stored::Variants(marker.clone()));
+                marker
+            }
+        };
+        entry.marker = marker.id;
+        let hash = vary::secondary_hash(key.text(), &entry.variant);
+        let entry = Arc::new(entry);
+        self.memory.insert(hash, Stored::Object(entry.clone()));
+        for dropped in marker.remember(hash) {
+            self.memory.remove(&dropped);
+        }
         entry
     }
 
@@ -162,7 +219,11 @@ impl Cache {
         for name in not_modified.headers.keys() {
             let skip = matches!(
                 name.as_str(),
-                "content-length" | "content-encoding" | "transfer-encoding" | "content-range"
+                "content-length"
+                    | "content-encoding"
+                    | "transfer-encoding"
+                    | "content-range"
+                    | "vary"
             ) || (name == http::header::SET_COOKIE && !stored.rules.share_set_cookie);
             if skip {
                 continue;
@@ -189,14 +250,30 @@ impl Cache {
             policy,
             rules: stored.rules,
             stored_at: response_time,
+            variant: stored.variant.clone(),
+            marker: stored.marker,
         });
-        self.memory.insert(*key.hash(), entry.clone());
+        let hash = if entry.marker == 0 {
+            *key.hash()
+        } else {
+            vary::secondary_hash(key.text(), &entry.variant)
+        };
+        self.memory.insert(hash, Stored::Object(entry.clone()));
         Some(entry)
     }
 
-    /// Removes every stored variant of `key`; true when something was removed.
-    pub fn purge(&self, key: &CacheKey) -> bool {
-        self.memory.remove(key.hash())
+    /// Removes the object stored for `key`, every Vary variant of it
+    /// included; returns how many objects were removed.
+    pub fn purge(&self, key: &CacheKey) -> usize {
+        match self.memory.remove(key.hash()) {
+            None => 0,
+            Some(Stored::Object(_)) => 1,
+            Some(Stored::Variants(marker)) => marker
+                .variants()
+                .iter()
+                .filter(|hash| self.memory.remove(hash).is_some())
+                .count(),
+        }
     }
 
     pub fn usage(&self) -> Usage {
@@ -233,6 +310,9 @@ pub struct PendingEntry {
     policy: http_cache_semantics::CachePolicy,
     rules: StoreRules,
     stored_at: SystemTime,
+    /// The fields the response varies on (empty when it does not).
+    vary: Vec<http::HeaderName>,
+    variant: String,
 }
 
 #[cfg(test)]
@@ -428,6 +508,68 @@ mod tests {
         ));
     }
 
+    /// RFC 9111 §4.1: variants of one URL are stored side by side, and a
+    /// purge of the URL removes them all.
+    #[test]
+    fn variants_live_side_by_side_and_purge_together() {
+        let (cache, _) = setup();
+        let res = ok(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]);
+        for encoding in ["gzip", "br", "identity"] {
+            let req = get(&[("accept-encoding", encoding)]);
+            let pending = cache
+                .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+                .unwrap();
+            cache.insert(pending, Bytes::from(encoding));
+        }
+        for encoding in ["gzip", "br", "identity"] {
+            match cache.lookup(&key(), &get(&[("accept-encoding", encoding)])) {
+                Lookup::Fresh(entry) => assert_eq!(entry.body, encoding),
+                other => panic!("{encoding}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            cache.lookup(&key(), &get(&[("accept-encoding", "  gzip ")])),
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::VaryMiss));
+        assert_eq!(cache.purge(&key()), 3);
+        assert!(matches!(
+            cache.lookup(&key(), &get(&[("accept-encoding", "gzip")])),
+            Lookup::Miss
+        ));
+    }
+
+    #[test]
+    fn vary_star_is_never_stored_and_variants_are_bounded() {
+        let (cache, _) = setup();
+        let star = ok(&[("cache-control", "max-age=60"), ("vary", "*")]);
+        assert!(
+            cache
+                .prepare(&key(), &get(&[]), &star, cache.now(), StoreRules::default())
+                .is_err()
+        );
+        let res = ok(&[("cache-control", "max-age=60"), ("vary", "x-v")]);
+        for i in 0..MAX_VARIANTS + 5 {
+            let req = get(&[("x-v", &i.to_string())]);
+            let pending = cache
+                .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+                .unwrap();
+            cache.insert(pending, Bytes::new());
+        }
+        assert!(
+            matches!(
+                cache.lookup(&key(), &get(&[("x-v", "0")])),
+                Lookup::VaryMiss
+            ),
+            "the oldest variant was dropped"
+        );
+        assert!(matches!(
+            cache.lookup(&key(), &get(&[("x-v", "36")])),
+            Lookup::Fresh(_)
+        ));
+        assert_eq!(cache.purge(&key()), MAX_VARIANTS);
+    }
+
     #[test]
     fn vary_mismatch_is_reported() {
         let (cache, _) = setup();
@@ -462,7 +604,7 @@ mod tests {
             .prepare(&key(), &get(&[]), &res, cache.now(), StoreRules::default())
             .unwrap();
         cache.insert(pending, Bytes::new());
-        assert!(cache.purge(&key()));
+        assert_eq!(cache.purge(&key()), 1);
         assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Miss));
     }
 

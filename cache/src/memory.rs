@@ -3,9 +3,28 @@
 use std::sync::Arc;
 
 use crate::entry::Entry;
+use crate::vary::VaryMarker;
+
+/// What a key holds: a response, or the marker of a URL whose responses vary.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    Object(Arc<Entry>),
+    Variants(Arc<VaryMarker>),
+}
+
+impl Stored {
+    fn weight(&self) -> u32 {
+        match self {
+            Stored::Object(entry) => entry.weight(),
+            Stored::Variants(marker) => {
+                256 + u32::try_from(marker.key.len()).unwrap_or(u32::MAX / 2)
+            }
+        }
+    }
+}
 
 pub struct MemoryTier {
-    entries: moka::sync::Cache<[u8; 32], Arc<Entry>>,
+    entries: moka::sync::Cache<[u8; 32], Stored>,
 }
 
 impl MemoryTier {
@@ -13,21 +32,21 @@ impl MemoryTier {
     pub fn new(capacity: u64) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
-            .weigher(|_key, entry: &Arc<Entry>| entry.weight())
+            .weigher(|_key, stored: &Stored| stored.weight())
             .build();
         Self { entries }
     }
 
-    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<Entry>> {
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Stored> {
         self.entries.get(hash)
     }
 
-    pub fn insert(&self, hash: [u8; 32], entry: Arc<Entry>) {
-        self.entries.insert(hash, entry);
+    pub fn insert(&self, hash: [u8; 32], stored: Stored) {
+        self.entries.insert(hash, stored);
     }
 
-    pub fn remove(&self, hash: &[u8; 32]) -> bool {
-        self.entries.remove(hash).is_some()
+    pub fn remove(&self, hash: &[u8; 32]) -> Option<Stored> {
+        self.entries.remove(hash)
     }
 
     /// Objects and bytes held, after pending evictions have run.

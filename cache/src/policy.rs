@@ -169,12 +169,15 @@ pub fn allows_authorized(headers: &HeaderMap) -> bool {
 /// from GET entries) for a fixed URI, since the cache key already fixes
 /// identity, and without `Host`: the key holds it normalized, and the
 /// library would compare the raw field (`Example.com:80` against `example.com`).
-pub(crate) fn request_view(req: &request::Parts) -> request::Parts {
+pub(crate) fn request_view(req: &request::Parts, stored: &HeaderMap) -> request::Parts {
     let mut view = request::Request::new(()).into_parts().0;
     view.method = Method::GET;
     view.uri = Uri::from_static("/");
     view.headers = req.headers.clone();
     view.headers.remove(http::header::HOST);
+    if let Some(names) = crate::vary::names(stored) {
+        crate::vary::normalize_fields(&mut view.headers, &names);
+    }
     view
 }
 
@@ -198,6 +201,9 @@ fn stored_request_view(req: &request::Parts, res_headers: &HeaderMap) -> request
         for value in req.headers.get_all(&name) {
             view.headers.append(name.clone(), value.clone());
         }
+    }
+    if let Some(names) = crate::vary::names(res_headers) {
+        crate::vary::normalize_fields(&mut view.headers, &names);
     }
     if req.headers.contains_key(AUTHORIZATION) {
         // Its presence matters to the policy, its value never.

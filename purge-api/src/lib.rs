@@ -199,7 +199,7 @@ impl Admin {
                 }
             }
         }
-        let purged = keys.iter().filter(|key| self.cache.purge(key)).count();
+        let purged: usize = keys.iter().map(|key| self.cache.purge(key)).sum();
         self.metrics.purges.with_label_values(&["urls", "ok"]).inc();
         tracing::info!(request_id, urls = purge.urls.len(), purged, "purge");
         json_response(

@@ -127,3 +127,46 @@ async fn cdn_cache_control_takes_precedence_over_cache_control() {
         got.cache_status()
     );
 }
+
+/// RFC 9111 §4.1: two variants of one URL are served side by side.
+#[tokio::test]
+async fn vary_variants_are_stored_side_by_side() {
+    let origin = Origin::start(|seen| {
+        let encoding = seen
+            .headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=300"),
+                ("vary", "Accept-Encoding"),
+            ],
+            encoding,
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    for round in 0..2 {
+        for encoding in ["gzip", "br"] {
+            let got = request(
+                outpost.addr(),
+                "GET",
+                "example.com",
+                "/v",
+                &[("accept-encoding", encoding)],
+                "",
+            )
+            .await;
+            assert_eq!(got.body, encoding);
+            if round == 1 {
+                got.assert_hit();
+            }
+        }
+    }
+    let got = get(outpost.addr(), "example.com", "/v").await;
+    assert_eq!(got.cache_status(), "Outpost; fwd=vary-miss; stored");
+    assert_eq!(origin.hits(), 3);
+}

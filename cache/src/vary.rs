@@ -1,0 +1,193 @@
+//! Vary (RFC 9111 §4.1): a response that varies is stored as one variant
+//! among several under its URL. The primary key holds a marker naming the
+//! fields it varies on; each variant lives under a secondary key made of
+//! the URL and the request's normalized values of those fields.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::VARY;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Variants kept per URL; storing one more drops the least recently stored.
+pub const MAX_VARIANTS: usize = 32;
+
+/// The field names a response varies on, lower-case, sorted, without
+/// duplicates, from every `Vary` line. `None` for `Vary: *`, which no
+/// request ever matches.
+pub fn names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for value in headers.get_all(VARY) {
+        for name in value.to_str().unwrap_or_default().split(',') {
+            let name = name.trim();
+            if name == "*" {
+                return None;
+            }
+            if let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    Some(names)
+}
+
+/// A field's value for matching: every line joined, each list member
+/// trimmed, members separated by `", "`. Absent is distinct from empty.
+fn normalized(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    let members: Vec<&str> = lines
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    Some(members.join(", "))
+}
+
+/// Rewrites the fields in `names` to their normalized form, so that values
+/// that differ only in whitespace or line breaks compare equal.
+pub fn normalize_fields(headers: &mut HeaderMap, names: &[HeaderName]) {
+    for name in names {
+        if let Some(value) = normalized(headers, name) {
+            headers.remove(name);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name.clone(), value);
+            }
+        }
+    }
+}
+
+/// The secondary part of a variant's key: each varied field and the
+/// request's normalized value (`\u{1}` marks an absent field).
+pub fn secondary(names: &[HeaderName], request: &HeaderMap) -> String {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(name.as_str());
+        text.push('=');
+        match normalized(request, name) {
+            Some(value) => text.push_str(&value),
+            None => text.push('\u{1}'),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Where a variant is stored.
+pub fn secondary_hash(key: &str, secondary: &str) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(key.as_bytes());
+    hasher.update(b"\0vary\0");
+    hasher.update(secondary.as_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// Stored under a URL's primary key when its responses vary.
+#[derive(Debug)]
+pub struct VaryMarker {
+    /// Full primary key text.
+    pub key: String,
+    /// Identifies this marker: variants stored under an earlier marker
+    /// (before a purge, or before the Vary names changed) never match.
+    pub id: u64,
+    pub names: Vec<HeaderName>,
+    /// Secondary hashes of the variants, most recently stored last.
+    variants: Mutex<VecDeque<[u8; 32]>>,
+}
+
+impl VaryMarker {
+    pub fn new(key: String, names: Vec<HeaderName>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            key,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            names,
+            variants: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records a stored variant; returns the ones pushed out by the bound.
+    pub fn remember(&self, hash: [u8; 32]) -> Vec<[u8; 32]> {
+        let mut variants = self.variants.lock().unwrap_or_else(|p| p.into_inner());
+        variants.retain(|h| *h != hash);
+        variants.push_back(hash);
+        let excess = variants.len().saturating_sub(MAX_VARIANTS);
+        variants.drain(..excess).collect()
+    }
+
+    /// Every variant stored under this marker.
+    pub fn variants(&self) -> Vec<[u8; 32]> {
+        self.variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn names_are_combined_lowercased_and_sorted() {
+        let h = headers(&[
+            ("vary", "Accept-Language, accept-encoding"),
+            ("vary", "ACCEPT-ENCODING"),
+        ]);
+        let names: Vec<String> = names(&h).unwrap().iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["accept-encoding", "accept-language"]);
+        assert_eq!(super::names(&headers(&[("vary", "accept, *")])), None);
+    }
+
+    /// RFC 9111 §4.1: values are compared after normalization; several
+    /// lines combine; an absent field differs from an empty one.
+    #[test]
+    fn secondary_keys_normalize_values() {
+        let names = vec![HeaderName::from_static("accept-encoding")];
+        let a = secondary(&names, &headers(&[("accept-encoding", "gzip,  br")]));
+        let b = secondary(
+            &names,
+            &headers(&[("accept-encoding", "gzip"), ("accept-encoding", " br ")]),
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            secondary(&names, &headers(&[("accept-encoding", "br, gzip")]))
+        );
+        assert_ne!(
+            secondary(&names, &headers(&[])),
+            secondary(&names, &headers(&[("accept-encoding", "")]))
+        );
+    }
+
+    #[test]
+    fn the_variant_count_is_bounded() {
+        let marker = VaryMarker::new("k".into(), vec![]);
+        for i in 0..MAX_VARIANTS as u8 {
+            assert!(marker.remember([i; 32]).is_empty());
+        }
+        assert_eq!(
+            marker.remember([0; 32]),
+            Vec::<[u8; 32]>::new(),
+            "re-storing one does not grow the set"
+        );
+        assert_eq!(marker.remember([200; 32]), vec![[1; 32]]);
+    }
+}
