@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_cache_semantics::CachePolicy;
 
-use crate::policy::StoreRules;
+use crate::policy::{StaleUse, StoreRules};
 
 /// Fixed bookkeeping cost counted for every entry, beyond its bytes.
 const ENTRY_OVERHEAD: usize = 512;
@@ -25,6 +25,8 @@ pub struct Entry {
     pub rules: StoreRules,
     /// When the response (or its last 304) arrived.
     pub stored_at: SystemTime,
+    /// When it may be used stale.
+    pub stale: StaleUse,
     /// For a Vary variant: the varied fields and the request's values.
     pub variant: String,
     /// For a Vary variant: the id of the marker it was stored under; 0 otherwise.
@@ -55,35 +57,27 @@ impl Entry {
         self.policy.age(self.stored_at) + self.policy.time_to_live(self.stored_at)
     }
 
+    /// How long past its freshness the entry is now; zero while fresh.
+    pub fn staleness(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.freshness_lifetime())
+    }
+
     /// Whether the entry may answer when the origin fails (RFC 5861 §4):
-    /// fresh, or stale by no more than its `stale-if-error`, and never past
-    /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies
-    /// proxy-revalidate in a shared cache) or `no-cache`.
+    /// fresh, or stale within its stale-if-error window, and never past
+    /// must-revalidate, proxy-revalidate, s-maxage or no-cache.
     pub fn stale_if_error(&self, now: SystemTime) -> bool {
-        let mut window = None;
-        for directive in self
-            .headers
-            .get_all(http::header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-        {
-            let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
-            match name.trim().to_ascii_lowercase().as_str() {
-                "must-revalidate" | "proxy-revalidate" | "s-maxage" | "no-cache" => return false,
-                "stale-if-error" => {
-                    window = value
-                        .trim()
-                        .trim_matches('"')
-                        .parse::<u64>()
-                        .ok()
-                        .map(Duration::from_secs)
-                }
-                _ => {}
-            }
-        }
-        let staleness = self.age(now).saturating_sub(self.freshness_lifetime());
-        staleness.is_zero() || window.is_some_and(|w| staleness <= w)
+        let staleness = self.staleness(now);
+        staleness.is_zero()
+            || (!self.stale.never && self.stale.if_error.is_some_and(|w| staleness <= w))
+    }
+
+    /// Whether the stale entry may answer at once while it is revalidated
+    /// in the background (RFC 5861 §3).
+    pub fn stale_while_revalidate(&self, now: SystemTime) -> bool {
+        let staleness = self.staleness(now);
+        !staleness.is_zero()
+            && !self.stale.never
+            && self.stale.while_revalidate.is_some_and(|w| staleness <= w)
     }
 
     /// Time left before the entry goes stale.

@@ -25,7 +25,7 @@ impl CacheKey {
     /// default port; the path has percent-encoded unreserved characters
     /// decoded and other escapes upper-cased; the query is sorted by
     /// parameter or dropped, as the rule says.
-    pub fn new(scheme: &str, host: &str, path_and_query: &str, query: QueryKey) -> CacheKey {
+    pub fn new(scheme: &str, host: &str, path_and_query: &str, query: &QueryKey) -> CacheKey {
         let scheme = scheme.to_ascii_lowercase();
         let host = normalize_host(&scheme, host);
         let (path, raw_query) = match path_and_query.split_once('?') {
@@ -41,10 +41,16 @@ impl CacheKey {
         } else {
             normalize_escapes(path, &mut text);
         }
-        if let (QueryKey::Keep, Some(q)) = (query, raw_query) {
+        if let Some(q) = raw_query {
+            let kept = |param: &str| match query {
+                QueryKey::All => true,
+                QueryKey::Ignore => false,
+                QueryKey::Include(names) => names.iter().any(|n| n == param_name(param)),
+                QueryKey::Exclude(names) => !names.iter().any(|n| n == param_name(param)),
+            };
             let mut params: Vec<String> = q
                 .split('&')
-                .filter(|p| !p.is_empty())
+                .filter(|p| !p.is_empty() && kept(p))
                 .map(|p| {
                     let mut out = String::with_capacity(p.len());
                     normalize_escapes(p, &mut out);
@@ -64,7 +70,7 @@ impl CacheKey {
     }
 
     /// Parses an absolute URL such as `https://example.com/a?b=1`.
-    pub fn from_url(url: &str, query: QueryKey) -> Result<CacheKey, KeyError> {
+    pub fn from_url(url: &str, query: &QueryKey) -> Result<CacheKey, KeyError> {
         let (scheme, rest) = url
             .split_once("://")
             .filter(|(s, _)| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
@@ -193,8 +199,29 @@ fn hex(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn query_parameters_can_be_included_or_excluded() {
+        let include = QueryKey::Include(vec!["id".into()]);
+        let exclude = QueryKey::Exclude(vec!["utm_source".into(), "fbclid".into()]);
+        let url = "http://a/p?utm_source=x&id=7&page=2&fbclid=z";
+        assert_eq!(
+            CacheKey::from_url(url, &include).unwrap().text(),
+            "http://a/p?id=7"
+        );
+        assert_eq!(
+            CacheKey::from_url(url, &exclude).unwrap().text(),
+            "http://a/p?id=7&page=2"
+        );
+        assert_eq!(
+            CacheKey::from_url("http://a/p?utm_source=x", &exclude)
+                .unwrap()
+                .text(),
+            "http://a/p"
+        );
+    }
+
     fn key(url: &str) -> String {
-        CacheKey::from_url(url, QueryKey::Keep)
+        CacheKey::from_url(url, &QueryKey::All)
             .unwrap()
             .text()
             .to_owned()
@@ -218,7 +245,7 @@ mod tests {
     fn query_is_sorted_or_dropped() {
         assert_eq!(key("http://a/p?b=2&a=1"), "http://a/p?a=1&b=2");
         assert_eq!(key("http://a/p?"), "http://a/p");
-        let ignored = CacheKey::from_url("http://a/p?b=2", QueryKey::Ignore).unwrap();
+        let ignored = CacheKey::from_url("http://a/p?b=2", &QueryKey::Ignore).unwrap();
         assert_eq!(ignored.text(), "http://a/p");
     }
 
@@ -259,16 +286,16 @@ mod tests {
 
     #[test]
     fn different_urls_have_different_hashes() {
-        let a = CacheKey::from_url("http://a/x", QueryKey::Keep).unwrap();
-        let b = CacheKey::from_url("http://b/x", QueryKey::Keep).unwrap();
+        let a = CacheKey::from_url("http://a/x", &QueryKey::All).unwrap();
+        let b = CacheKey::from_url("http://b/x", &QueryKey::All).unwrap();
         assert_ne!(a.hash(), b.hash());
-        assert_eq!(a, CacheKey::new("http", "A:80", "/x", QueryKey::Keep));
+        assert_eq!(a, CacheKey::new("http", "A:80", "/x", &QueryKey::All));
     }
 
     #[test]
     fn relative_urls_are_refused() {
-        assert!(CacheKey::from_url("/x", QueryKey::Keep).is_err());
-        assert!(CacheKey::from_url("ftp://a/x", QueryKey::Keep).is_err());
-        assert!(CacheKey::from_url("http:///x", QueryKey::Keep).is_err());
+        assert!(CacheKey::from_url("/x", &QueryKey::All).is_err());
+        assert!(CacheKey::from_url("ftp://a/x", &QueryKey::All).is_err());
+        assert!(CacheKey::from_url("http:///x", &QueryKey::All).is_err());
     }
 }

@@ -21,7 +21,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::Entry;
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
-pub use policy::{NotStored, PolicyOptions, StoreRules, storage_policy};
+pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
 pub use vary::MAX_VARIANTS;
 use vary::VaryMarker;
 
@@ -124,7 +124,7 @@ impl Cache {
         clamp_age(&mut res.headers);
         // RFC 9111 §4.1: `Vary: *` never matches a later request.
         let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
-        let policy = storage_policy(req, &res, response_time, &self.options, rules)?;
+        let (policy, stale) = storage_policy(req, &res, response_time, &self.options, rules)?;
         let variant = if names.is_empty() {
             String::new()
         } else {
@@ -137,6 +137,7 @@ impl Cache {
             policy,
             rules,
             stored_at: response_time,
+            stale,
             vary: names,
             variant,
         })
@@ -151,6 +152,7 @@ impl Cache {
             policy,
             rules,
             stored_at,
+            stale,
             vary,
             variant,
         } = pending;
@@ -162,6 +164,7 @@ impl Cache {
             policy,
             rules,
             stored_at,
+            stale,
             variant,
             marker: 0,
         };
@@ -234,7 +237,7 @@ impl Cache {
             }
         }
         clamp_age(&mut headers);
-        let policy = policy::build(
+        let (policy, stale) = policy::build(
             req,
             stored.status,
             &headers,
@@ -250,6 +253,7 @@ impl Cache {
             policy,
             rules: stored.rules,
             stored_at: response_time,
+            stale,
             variant: stored.variant.clone(),
             marker: stored.marker,
         });
@@ -310,6 +314,7 @@ pub struct PendingEntry {
     policy: http_cache_semantics::CachePolicy,
     rules: StoreRules,
     stored_at: SystemTime,
+    stale: StaleUse,
     /// The fields the response varies on (empty when it does not).
     vary: Vec<http::HeaderName>,
     variant: String,
@@ -348,7 +353,7 @@ mod tests {
     }
 
     fn key() -> CacheKey {
-        CacheKey::from_url("http://example.com/x", QueryKey::Keep).unwrap()
+        CacheKey::from_url("http://example.com/x", &QueryKey::All).unwrap()
     }
 
     #[test]
@@ -591,7 +596,7 @@ mod tests {
         let (cache, _) = setup();
         let res = ok(&[("cache-control", "max-age=60")]);
         for i in 0..100 {
-            let k = CacheKey::from_url(&format!("http://example.com/{i}"), QueryKey::Keep).unwrap();
+            let k = CacheKey::from_url(&format!("http://example.com/{i}"), &QueryKey::All).unwrap();
             let pending = cache
                 .prepare(&k, &get(&[]), &res, cache.now(), StoreRules::default())
                 .unwrap();
@@ -632,7 +637,7 @@ mod tests {
         let (cache, _) = setup();
         let rules = StoreRules {
             ttl: Some(Duration::from_secs(300)),
-            share_set_cookie: false,
+            ..StoreRules::default()
         };
         let auth = get(&[("authorization", "Bearer alice")]);
         assert!(

@@ -7,13 +7,43 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, EXPIRES, HeaderName, PRAGMA, SE
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
-/// What the matching rule says about storing.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the matching rule says about storing one response.
+#[derive(Debug, Clone, Copy)]
 pub struct StoreRules {
     /// Replaces the origin's freshness lifetime.
     pub ttl: Option<Duration>,
+    /// Freshness for responses without any of their own.
+    pub default_ttl: Option<Duration>,
     /// Store responses that set cookies.
     pub share_set_cookie: bool,
+    /// `false`: the origin's Cache-Control and Expires are ignored.
+    pub respect_origin: bool,
+    /// Defaults for responses that do not say (RFC 5861).
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+}
+
+impl Default for StoreRules {
+    fn default() -> Self {
+        Self {
+            ttl: None,
+            default_ttl: None,
+            share_set_cookie: false,
+            respect_origin: true,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+        }
+    }
+}
+
+/// When a stored response may be used stale (RFC 9111 §4.2.4, RFC 5861).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleUse {
+    /// must-revalidate, proxy-revalidate, s-maxage (which implies
+    /// proxy-revalidate in a shared cache) or no-cache: never stale.
+    pub never: bool,
+    pub while_revalidate: Option<Duration>,
+    pub if_error: Option<Duration>,
 }
 
 /// Why a response was not stored; the words go into `Cache-Status: detail=`.
@@ -75,7 +105,7 @@ pub fn storage_policy(
     response_time: SystemTime,
     options: &PolicyOptions,
     rules: StoreRules,
-) -> Result<CachePolicy, NotStored> {
+) -> Result<(CachePolicy, StaleUse), NotStored> {
     if req.method != Method::GET {
         return Err(NotStored::Method);
     }
@@ -89,9 +119,9 @@ pub fn storage_policy(
     {
         return Err(NotStored::Headers);
     }
-    let policy = build(req, res.status, &res.headers, response_time, options, rules);
+    let (policy, stale) = build(req, res.status, &res.headers, response_time, options, rules);
     if policy.is_storable() {
-        Ok(policy)
+        Ok((policy, stale))
     } else {
         Err(NotStored::Headers)
     }
@@ -105,7 +135,7 @@ pub(crate) fn build(
     response_time: SystemTime,
     options: &PolicyOptions,
     rules: StoreRules,
-) -> CachePolicy {
+) -> (CachePolicy, StaleUse) {
     let req_view = stored_request_view(req, headers);
     let mut res_view = response::Builder::new()
         .status(status)
@@ -113,16 +143,79 @@ pub(crate) fn build(
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| response::Response::new(()).into_parts().0);
     let headers = targeted_view(headers, &options.targeted);
-    res_view.headers = match rules.ttl {
-        Some(ttl) => with_ttl(&headers, ttl),
-        None => headers,
+    res_view.headers = if !rules.respect_origin {
+        origin_ignored(
+            &headers,
+            rules.ttl.or(rules.default_ttl).unwrap_or_default(),
+        )
+    } else if let Some(ttl) = rules.ttl {
+        with_ttl(&headers, ttl)
+    } else if let Some(ttl) = rules
+        .default_ttl
+        .filter(|_| !has_explicit_freshness(&headers))
+    {
+        with_ttl(&headers, ttl)
+    } else {
+        headers
     };
     if rules.share_set_cookie {
         // The operator chose to share these; the library would otherwise
         // give them no freshness.
         res_view.headers.remove(SET_COOKIE);
     }
-    CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
+    let stale = stale_use(&res_view.headers, rules);
+    let policy =
+        CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options());
+    (policy, stale)
+}
+
+/// The directives of the response as read for this cache.
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = (String, &str)> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            let (name, value) = d.split_once('=').unwrap_or((d, ""));
+            (
+                name.trim().to_ascii_lowercase(),
+                value.trim().trim_matches('"'),
+            )
+        })
+}
+
+fn has_explicit_freshness(headers: &HeaderMap) -> bool {
+    headers.contains_key(EXPIRES)
+        || directives(headers).any(|(name, _)| name == "max-age" || name == "s-maxage")
+}
+
+/// The origin's words set aside: only the rule's TTL decides.
+fn origin_ignored(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
+    let mut out = headers.clone();
+    out.remove(CACHE_CONTROL);
+    out.remove(EXPIRES);
+    out.remove(PRAGMA);
+    if let Ok(value) = HeaderValue::from_str(&format!("max-age={}", ttl.as_secs())) {
+        out.insert(CACHE_CONTROL, value);
+    }
+    out
+}
+
+fn stale_use(headers: &HeaderMap, rules: StoreRules) -> StaleUse {
+    let mut stale = StaleUse::default();
+    let seconds = |v: &str| v.parse::<u64>().ok().map(Duration::from_secs);
+    for (name, value) in directives(headers) {
+        match name.as_str() {
+            "must-revalidate" | "proxy-revalidate" | "s-maxage" | "no-cache" => stale.never = true,
+            "stale-while-revalidate" => stale.while_revalidate = seconds(value),
+            "stale-if-error" => stale.if_error = seconds(value),
+            _ => {}
+        }
+    }
+    stale.while_revalidate = stale.while_revalidate.or(rules.stale_while_revalidate);
+    stale.if_error = stale.if_error.or(rules.stale_if_error);
+    stale
 }
 
 /// The response as this cache reads its caching policy: when one of the
@@ -273,7 +366,7 @@ mod tests {
         rules: StoreRules,
     ) -> Result<u64, NotStored> {
         let now = SystemTime::now();
-        storage_policy(req, res, now, &options(), rules).map(|p| p.time_to_live(now).as_secs())
+        storage_policy(req, res, now, &options(), rules).map(|(p, _)| p.time_to_live(now).as_secs())
     }
 
     #[test]
@@ -298,7 +391,7 @@ mod tests {
     fn a_rule_ttl_replaces_max_age_but_not_no_store() {
         let rules = StoreRules {
             ttl: Some(Duration::from_secs(3600)),
-            share_set_cookie: false,
+            ..StoreRules::default()
         };
         assert_eq!(
             ttl_of(

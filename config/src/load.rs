@@ -399,6 +399,15 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     format!("invalid regular expression: {first_line}"),
                 );
             }
+            for code in rule.ttl_by_status.keys() {
+                if !(100..=599).contains(code) {
+                    err(
+                        site.origin.referenced,
+                        format!("sites[{i}].rules[{k}].ttl_by_status"),
+                        format!("{code} is not an HTTP status code"),
+                    );
+                }
+            }
             if let Some(prefix) = &rule.matcher.path_prefix
                 && !prefix.starts_with('/')
             {

@@ -401,7 +401,7 @@ pub struct Site {
 
 /// How requests matching `match` are cached. The first matching rule wins;
 /// a request that matches none is cached by the origin's headers alone.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     #[serde(rename = "match", default)]
@@ -409,6 +409,26 @@ pub struct Rule {
     /// Replaces the origin's freshness lifetime for this cache. Responses
     /// the origin marked `no-store` or `private` are still not stored.
     pub ttl: Option<Span>,
+    /// `ttl` for particular status codes, e.g. `{404: 1m}`.
+    #[serde(default)]
+    pub ttl_by_status: std::collections::BTreeMap<u16, Span>,
+    /// Freshness for responses that carry none of their own.
+    pub default_ttl: Option<Span>,
+    /// Serve this long past freshness while revalidating in the background,
+    /// unless the response says otherwise (RFC 5861 §3).
+    pub stale_while_revalidate: Option<Span>,
+    /// Serve this long past freshness when the origin fails, unless the
+    /// response says otherwise (RFC 5861 §4).
+    pub stale_if_error: Option<Span>,
+    /// `false`: ignore the origin's Cache-Control and Expires altogether and
+    /// cache by `ttl` / `default_ttl` (an authenticated request's response is
+    /// still never shared unless the origin allowed it).
+    #[serde(default = "Rule::default_respect_origin")]
+    pub respect_origin: bool,
+    /// `true`: the client's `no-cache` and `no-store` request directives
+    /// neither bypass nor forbid the cache, as many CDNs do.
+    #[serde(default)]
+    pub ignore_client_no_cache: bool,
     #[serde(default)]
     pub cache: CacheMode,
     #[serde(default)]
@@ -416,6 +436,12 @@ pub struct Rule {
     /// Store and share responses that carry `Set-Cookie`.
     #[serde(default)]
     pub share_set_cookie: bool,
+}
+
+impl Rule {
+    fn default_respect_origin() -> bool {
+        true
+    }
 }
 
 /// Conditions a request path must all meet; an empty match matches every path.
@@ -445,12 +471,17 @@ pub struct KeyRule {
     pub query: QueryKey,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryKey {
-    /// Keep the query in the key, parameters sorted.
+    /// Keep the whole query in the key, parameters sorted by name.
     #[default]
-    Keep,
+    #[serde(alias = "keep")]
+    All,
     /// Drop the query from the key.
     Ignore,
+    /// Keep only these parameters.
+    Include(Vec<String>),
+    /// Keep every parameter but these (`utm_source`, say).
+    Exclude(Vec<String>),
 }

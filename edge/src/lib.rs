@@ -148,6 +148,7 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         upstreams,
         metrics: metrics.clone(),
         max_object_size: max_stored_body(config),
+        revalidating: Default::default(),
     });
 
     let mut running = Running {
@@ -189,7 +190,7 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
 /// The key a purge URL names, built with the rules of the site that serves it.
 fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
     // Validates the URL as a whole (scheme, host) first.
-    CacheKey::from_url(url, outpost_config::QueryKey::Keep).map_err(|e| e.to_string())?;
+    CacheKey::from_url(url, &outpost_config::QueryKey::All).map_err(|e| e.to_string())?;
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url:?} is not absolute"))?;
@@ -216,7 +217,7 @@ fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
         &scheme.to_ascii_lowercase(),
         authority,
         &target,
-        rule.query,
+        &rule.query,
     ))
 }
 

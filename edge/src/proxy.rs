@@ -40,6 +40,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Largest body the cache keeps.
     pub max_object_size: usize,
+    /// Keys being revalidated in the background (stale-while-revalidate).
+    pub revalidating: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 /// The client's side of a connection.
@@ -89,11 +91,11 @@ impl Proxy {
     }
 
     async fn route(
-        &self,
+        self: &Arc<Self>,
         conn: ConnInfo,
         req: Request<Incoming>,
     ) -> (Outcome, Response<ProxyBody>) {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // RFC 9112 §3.2: more than one Host is a bad request.
         if parts.headers.get_all(HOST).iter().count() > 1 {
             return (
@@ -131,7 +133,7 @@ impl Proxy {
                 plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
             );
         }
-        let Some(upstream) = self.upstreams.get(&site.origin) else {
+        let Some(upstream) = self.upstreams.get(&site.origin).cloned() else {
             return (
                 Outcome::Error,
                 plain(
@@ -161,12 +163,16 @@ impl Proxy {
             );
         };
         let rule = site.rule_for(target.path());
+        if rule.ignore_client_no_cache {
+            strip_client_no_cache(&mut parts.headers);
+        }
+        let bypass = rule.bypass;
         let path_and_query = target.path_and_query().map_or("/", |p| p.as_str());
         let key = CacheKey::new(
             if conn.tls { "https" } else { "http" },
             &authority,
             path_and_query,
-            rule.query,
+            &rule.query,
         );
         let request = Exchange {
             conn,
@@ -179,12 +185,8 @@ impl Proxy {
         };
 
         let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
-        if !cacheable_method || rule.bypass {
-            let status = if rule.bypass {
-                "fwd=bypass"
-            } else {
-                "fwd=method"
-            };
+        if !cacheable_method || bypass {
+            let status = if bypass { "fwd=bypass" } else { "fwd=method" };
             return self.pass(request, body, status).await;
         }
         // A GET or HEAD carries no meaningful body; drop whatever came.
@@ -210,6 +212,20 @@ impl Proxy {
                     from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
                 )
             }
+            // RFC 5861 §3: within stale-while-revalidate, answer at once and
+            // revalidate in the background; a client's no-cache still waits.
+            Lookup::Stale(entry)
+                if entry.stale_while_revalidate(now)
+                    && !request_directive(&request.parts.headers, "no-cache") =>
+            {
+                let stale_for = entry.staleness(now).as_secs();
+                self.revalidate_in_background(&request, entry.clone());
+                let status = format!("hit; ttl=-{stale_for}; detail=stale-while-revalidate");
+                (
+                    Outcome::Hit,
+                    from_cache(&entry, &request.parts, now, &status),
+                )
+            }
             Lookup::Stale(entry) => self.revalidate(request, entry).await,
             Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
             Lookup::Miss => self.fetch(request, "fwd=miss").await,
@@ -219,7 +235,7 @@ impl Proxy {
     /// Forwards a request the cache takes no part in, body and all.
     async fn pass(
         &self,
-        request: Exchange<'_>,
+        request: Exchange,
         body: Incoming,
         status: &str,
     ) -> (Outcome, Response<ProxyBody>) {
@@ -253,7 +269,7 @@ impl Proxy {
     /// representation refreshes it, anything else replaces it.
     async fn revalidate(
         &self,
-        request: Exchange<'_>,
+        request: Exchange,
         entry: Arc<Entry>,
     ) -> (Outcome, Response<ProxyBody>) {
         let mut headers = request.parts.headers.clone();
@@ -336,7 +352,7 @@ impl Proxy {
     /// A range request fetches the whole object, so that later ranges are
     /// hits, and takes its range from the stream; when the object turns out
     /// larger than the cache keeps, the range is asked of the origin instead.
-    async fn fetch(&self, request: Exchange<'_>, status: &str) -> (Outcome, Response<ProxyBody>) {
+    async fn fetch(&self, request: Exchange, status: &str) -> (Outcome, Response<ProxyBody>) {
         let wants_range = request.parts.headers.contains_key(RANGE);
         let mut headers = request.parts.headers.clone();
         if wants_range {
@@ -378,7 +394,7 @@ impl Proxy {
 
     async fn store_and_relay(
         &self,
-        request: Exchange<'_>,
+        request: Exchange,
         answer: Answer,
         status: &str,
     ) -> (Outcome, Response<ProxyBody>) {
@@ -398,7 +414,7 @@ impl Proxy {
                 &request.parts,
                 &parts,
                 response_time,
-                request.rule.store,
+                request.rule.store_rules(parts.status.as_u16()),
             ) {
                 Ok(pending) => {
                     let too_large = body
@@ -491,10 +507,35 @@ fn set_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 impl Proxy {
+    /// Revalidates `entry` off the client's path, at most once at a time per key.
+    fn revalidate_in_background(self: &Arc<Self>, request: &Exchange, entry: Arc<Entry>) {
+        let key = *request.key.hash();
+        if !self
+            .revalidating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        let proxy = self.clone();
+        let exchange = request.detached();
+        tokio::spawn(async move {
+            let (_, response) = proxy.revalidate(exchange, entry).await;
+            // Reading the body to its end is what stores a new copy.
+            let _ = response.into_body().collect().await;
+            proxy
+                .revalidating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+    }
+
     /// RFC 9111 §4.4: after a successful unsafe request, the stored
     /// responses for its target and for the same-origin URIs in its
     /// `Location` and `Content-Location` are no longer used.
-    fn invalidate(&self, request: &Exchange<'_>, response: &HeaderMap) {
+    fn invalidate(&self, request: &Exchange, response: &HeaderMap) {
         self.cache.purge(&request.key);
         let scheme = if request.conn.tls { "https" } else { "http" };
         let own_host = host_name(&request.authority);
@@ -529,8 +570,33 @@ impl Proxy {
                 None => path,
             };
             self.cache
-                .purge(&CacheKey::new(scheme, &authority, &target, rule.query));
+                .purge(&CacheKey::new(scheme, &authority, &target, &rule.query));
         }
+    }
+}
+
+/// Removes the client's `no-cache` and `no-store` (and `Pragma: no-cache`)
+/// for a rule that sets them aside.
+fn strip_client_no_cache(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or_default().trim();
+            !name.eq_ignore_ascii_case("no-cache") && !name.eq_ignore_ascii_case("no-store")
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(http::header::CACHE_CONTROL);
+    headers.remove(http::header::PRAGMA);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(http::header::CACHE_CONTROL, value);
     }
 }
 
@@ -551,7 +617,7 @@ fn request_directive(headers: &HeaderMap, directive: &str) -> bool {
 }
 
 /// One request on its way through the proxy.
-struct Exchange<'a> {
+struct Exchange {
     conn: ConnInfo,
     parts: request::Parts,
     /// The normalized path and query, as matched, keyed and forwarded.
@@ -560,10 +626,29 @@ struct Exchange<'a> {
     authority: String,
     key: CacheKey,
     rule: RuleView,
-    upstream: &'a Upstream,
+    upstream: Arc<Upstream>,
 }
 
-impl Exchange<'_> {
+impl Exchange {
+    /// A copy that can outlive the client's request, for work done in the
+    /// background on its behalf (the body is never needed: GET and HEAD).
+    fn detached(&self) -> Exchange {
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = self.parts.method.clone();
+        parts.uri = self.parts.uri.clone();
+        parts.version = self.parts.version;
+        parts.headers = self.parts.headers.clone();
+        Exchange {
+            conn: self.conn,
+            parts,
+            target: self.target.clone(),
+            authority: self.authority.clone(),
+            key: self.key.clone(),
+            rule: self.rule.clone(),
+            upstream: self.upstream.clone(),
+        }
+    }
+
     /// Request head for the origin with `headers` prepared for forwarding.
     fn origin_parts(&self, headers: &HeaderMap) -> request::Parts {
         let mut parts = Request::new(()).into_parts().0;

@@ -1,8 +1,9 @@
 //! Routing: the request's host picks a site, its path picks the first
 //! matching rule. A host that no site serves is answered 421 by the proxy.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use outpost_cache::StoreRules;
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
@@ -14,12 +15,27 @@ pub struct Site {
     rules: Vec<CompiledRule>,
 }
 
-/// What applies to one request.
-#[derive(Debug, Clone, Copy, Default)]
+/// What applies to one request; cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub struct RuleView {
     pub bypass: bool,
-    pub query: QueryKey,
-    pub store: StoreRules,
+    pub query: Arc<QueryKey>,
+    /// The client's no-cache and no-store are set aside.
+    pub ignore_client_no_cache: bool,
+    store: StoreRules,
+    ttl_by_status: Arc<BTreeMap<u16, Duration>>,
+}
+
+impl RuleView {
+    /// The storing rules for a response with `status`: `ttl_by_status`
+    /// takes the place of `ttl` for the codes it names.
+    pub fn store_rules(&self, status: u16) -> StoreRules {
+        let mut rules = self.store;
+        if let Some(ttl) = self.ttl_by_status.get(&status) {
+            rules.ttl = Some(*ttl);
+        }
+        rules
+    }
 }
 
 struct CompiledRule {
@@ -47,11 +63,22 @@ impl CompiledRule {
             }),
             view: RuleView {
                 bypass: rule.cache == CacheMode::Bypass,
-                query: rule.key.query,
+                query: Arc::new(rule.key.query.clone()),
+                ignore_client_no_cache: rule.ignore_client_no_cache,
                 store: StoreRules {
                     ttl: rule.ttl.map(|t| t.get()),
+                    default_ttl: rule.default_ttl.map(|t| t.get()),
                     share_set_cookie: rule.share_set_cookie,
+                    respect_origin: rule.respect_origin,
+                    stale_while_revalidate: rule.stale_while_revalidate.map(|t| t.get()),
+                    stale_if_error: rule.stale_if_error.map(|t| t.get()),
                 },
+                ttl_by_status: Arc::new(
+                    rule.ttl_by_status
+                        .iter()
+                        .map(|(code, ttl)| (*code, ttl.get()))
+                        .collect(),
+                ),
             },
         })
     }
@@ -86,7 +113,7 @@ impl Site {
         self.rules
             .iter()
             .find(|r| r.matches(path))
-            .map(|r| r.view)
+            .map(|r| r.view.clone())
             .unwrap_or_default()
     }
 }
@@ -161,7 +188,6 @@ pub fn host_name(authority: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
 
@@ -205,13 +231,13 @@ sites:
         let r = router();
         let site = r.site("example.com").unwrap();
         assert_eq!(
-            site.rule_for("/static/a.css").store.ttl,
+            site.rule_for("/static/a.css").store_rules(200).ttl,
             Some(Duration::from_secs(3600))
         );
-        assert_eq!(site.rule_for("/static/a.js").query, QueryKey::Ignore);
+        assert_eq!(*site.rule_for("/static/a.js").query, QueryKey::Ignore);
         assert!(site.rule_for("/api/v2/users").bypass);
         assert!(!site.rule_for("/api/users").bypass);
-        assert_eq!(site.rule_for("/").query, QueryKey::Keep);
+        assert_eq!(*site.rule_for("/").query, QueryKey::All);
     }
 
     #[test]

@@ -330,7 +330,7 @@ mod tests {
             Arc::new(SystemClock),
         ));
         let key_for_url: Arc<KeyForUrl> = Arc::new(|url: &str| {
-            CacheKey::from_url(url, QueryKey::Keep).map_err(|e| e.to_string())
+            CacheKey::from_url(url, &QueryKey::All).map_err(|e| e.to_string())
         });
         let origins: Arc<OriginsSource> = Arc::new(|| {
             vec![PoolStatus {
@@ -357,7 +357,7 @@ mod tests {
     }
 
     fn store(cache: &Cache, url: &str) {
-        let key = CacheKey::from_url(url, QueryKey::Keep).unwrap();
+        let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
         let req = Request::get("/").body(()).unwrap().into_parts().0;
         let res = Response::builder()
             .header("cache-control", "max-age=60")
