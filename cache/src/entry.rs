@@ -1,12 +1,12 @@
-//! A stored response: status, headers, body and the policy that says how
-//! long it stays fresh.
+//! A stored response: status, headers, body, and what says how long it
+//! stays fresh and when it may be used stale.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use http_cache_semantics::CachePolicy;
 
+use crate::freshness::{Directives, Freshness};
 use crate::policy::{StaleUse, StoreRules};
 
 /// Fixed bookkeeping cost counted for every entry, beyond its bytes.
@@ -20,13 +20,15 @@ pub struct Entry {
     /// Response headers as stored (hop-by-hop fields already removed).
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub policy: CachePolicy,
-    /// The rule's overrides the policy was built with, kept for revalidation updates.
-    pub rules: StoreRules,
-    /// When the response (or its last 304) arrived.
-    pub stored_at: SystemTime,
+    /// Lifetime and age (RFC 9111 §4.2).
+    pub freshness: Freshness,
+    /// The response's Cache-Control as this cache reads it (targeted
+    /// field and rule overrides applied).
+    pub directives: Directives,
     /// When it may be used stale.
     pub stale: StaleUse,
+    /// The rule's overrides it was stored with, kept for revalidation updates.
+    pub rules: StoreRules,
     /// For a Vary variant: the varied fields and the request's values.
     pub variant: String,
     /// For a Vary variant: the id of the marker it was stored under; 0 otherwise.
@@ -34,8 +36,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Bytes this entry costs the memory tier: body, headers (held twice:
-    /// once to serve, once inside the policy), key and bookkeeping.
+    /// Bytes this entry costs the memory tier: body, headers, key and bookkeeping.
     pub fn weight(&self) -> u32 {
         let headers: usize = self
             .headers
@@ -43,23 +44,28 @@ impl Entry {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         let total =
-            self.body.len() + 2 * headers + self.key.len() + self.variant.len() + ENTRY_OVERHEAD;
+            self.body.len() + headers + self.key.len() + self.variant.len() + ENTRY_OVERHEAD;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 
-    /// Current age (RFC 9111 §4.2.3) as the policy computes it.
+    /// Current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.policy.age(now)
+        self.freshness.age(now)
     }
 
     /// How long the entry stays fresh, counted from its generation.
     pub fn freshness_lifetime(&self) -> Duration {
-        self.policy.age(self.stored_at) + self.policy.time_to_live(self.stored_at)
+        self.freshness.lifetime
     }
 
     /// How long past its freshness the entry is now; zero while fresh.
     pub fn staleness(&self, now: SystemTime) -> Duration {
-        self.age(now).saturating_sub(self.freshness_lifetime())
+        self.freshness.staleness(now)
+    }
+
+    /// Time left before the entry goes stale.
+    pub fn time_to_live(&self, now: SystemTime) -> Duration {
+        self.freshness.time_to_live(now)
     }
 
     /// Whether the entry may answer when the origin fails (RFC 5861 §4):
@@ -80,8 +86,9 @@ impl Entry {
             && self.stale.while_revalidate.is_some_and(|w| staleness <= w)
     }
 
-    /// Time left before the entry goes stale.
-    pub fn time_to_live(&self, now: SystemTime) -> Duration {
-        self.policy.time_to_live(now)
+    /// The fields a qualified `no-cache="..."` names (RFC 9111 §5.2.2.4):
+    /// they may not be sent from cache without revalidation.
+    pub fn unvalidated_fields(&self) -> Vec<String> {
+        self.directives.fields("no-cache").unwrap_or_default()
     }
 }

@@ -5,6 +5,7 @@
 
 mod clock;
 mod entry;
+mod freshness;
 mod key;
 mod memory;
 mod policy;
@@ -15,10 +16,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request, response};
-use http_cache_semantics::BeforeRequest;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::Entry;
+use freshness::Unusable;
+pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
 pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
@@ -32,6 +34,9 @@ pub enum Lookup {
     Fresh(Arc<Entry>),
     /// A stored entry that must be validated with the origin before use.
     Stale(Arc<Entry>),
+    /// A fresh entry that the request's own directives refuse (no-cache,
+    /// max-age, min-fresh): validated before use, `fwd=request`.
+    Refused(Arc<Entry>),
     /// An entry exists for the URL but its Vary fields differ.
     VaryMiss,
     Miss,
@@ -101,22 +106,28 @@ impl Cache {
         {
             return Lookup::Miss;
         }
-        match entry
-            .policy
-            .before_request(&policy::request_view(req, &entry.headers), self.now())
-        {
-            BeforeRequest::Fresh(_) => Lookup::Fresh(entry),
-            BeforeRequest::Stale { matches: false, .. } => Lookup::VaryMiss,
-            BeforeRequest::Stale { matches: true, .. } => Lookup::Stale(entry),
+        match freshness::usable(
+            &entry.freshness,
+            &entry.directives,
+            entry.stale.never,
+            &req.headers,
+            self.now(),
+        ) {
+            Ok(()) => Lookup::Fresh(entry),
+            Err(Unusable::Request) => Lookup::Refused(entry),
+            Err(Unusable::Stale) => Lookup::Stale(entry),
         }
     }
 
-    /// Builds an entry for a complete response, or says why it must not be stored.
+    /// Builds an entry for a complete response, or says why it must not be
+    /// stored. `request_time` is when the request went to the origin and
+    /// `response_time` when its answer arrived (RFC 9111 §4.2.3).
     pub fn prepare(
         &self,
         key: &CacheKey,
         req: &request::Parts,
         res: &response::Parts,
+        request_time: SystemTime,
         response_time: SystemTime,
         rules: StoreRules,
     ) -> Result<PendingEntry, NotStored> {
@@ -124,7 +135,20 @@ impl Cache {
         clamp_age(&mut res.headers);
         // RFC 9111 §4.1: `Vary: *` never matches a later request.
         let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
-        let (policy, stale) = storage_policy(req, &res, response_time, &self.options, rules)?;
+        let built = storage_policy(req, &res, response_time, &self.options, rules)?;
+        let freshness = Freshness::compute(
+            res.status,
+            &built.view,
+            request_time,
+            response_time,
+            self.options.heuristic(),
+        );
+        let directives = Directives::from_headers(&built.view);
+        // RFC 9111 §5.2.2.7: a shared cache does not store the fields a
+        // qualified `private` names.
+        for field in directives.fields("private").unwrap_or_default() {
+            res.headers.remove(field.as_str());
+        }
         let variant = if names.is_empty() {
             String::new()
         } else {
@@ -134,10 +158,10 @@ impl Cache {
             key: key.clone(),
             status: res.status,
             headers: res.headers,
-            policy,
+            freshness,
+            directives,
+            stale: built.stale,
             rules,
-            stored_at: response_time,
-            stale,
             vary: names,
             variant,
         })
@@ -149,10 +173,10 @@ impl Cache {
             key,
             status,
             headers,
-            policy,
-            rules,
-            stored_at,
+            freshness,
+            directives,
             stale,
+            rules,
             vary,
             variant,
         } = pending;
@@ -161,10 +185,10 @@ impl Cache {
             status,
             headers,
             body,
-            policy,
-            rules,
-            stored_at,
+            freshness,
+            directives,
             stale,
+            rules,
             variant,
             marker: 0,
         };
@@ -206,6 +230,7 @@ impl Cache {
         stored: &Entry,
         req: &request::Parts,
         not_modified: &response::Parts,
+        request_time: SystemTime,
         response_time: SystemTime,
     ) -> Option<Arc<Entry>> {
         let etag = |h: &HeaderMap| {
@@ -237,7 +262,7 @@ impl Cache {
             }
         }
         clamp_age(&mut headers);
-        let (policy, stale) = policy::build(
+        let built = policy::build(
             req,
             stored.status,
             &headers,
@@ -245,15 +270,22 @@ impl Cache {
             &self.options,
             stored.rules,
         );
+        let freshness = Freshness::compute(
+            stored.status,
+            &built.view,
+            request_time,
+            response_time,
+            self.options.heuristic(),
+        );
         let entry = Arc::new(Entry {
             key: stored.key.clone(),
             status: stored.status,
             headers,
             body: stored.body.clone(),
-            policy,
+            freshness,
+            directives: Directives::from_headers(&built.view),
+            stale: built.stale,
             rules: stored.rules,
-            stored_at: response_time,
-            stale,
             variant: stored.variant.clone(),
             marker: stored.marker,
         });
@@ -311,10 +343,10 @@ pub struct PendingEntry {
     key: CacheKey,
     status: StatusCode,
     headers: HeaderMap,
-    policy: http_cache_semantics::CachePolicy,
-    rules: StoreRules,
-    stored_at: SystemTime,
+    freshness: Freshness,
+    directives: Directives,
     stale: StaleUse,
+    rules: StoreRules,
     /// The fields the response varies on (empty when it does not).
     vary: Vec<http::HeaderName>,
     variant: String,
@@ -362,7 +394,14 @@ mod tests {
         let req = get(&[]);
         let res = ok(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]);
         let pending = cache
-            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         cache.insert(pending, Bytes::from_static(b"hello"));
         assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
@@ -390,6 +429,7 @@ mod tests {
                     &key(),
                     &get(&[]),
                     &ok(&[("cache-control", cc)]),
+                    cache.now(),
                     cache.now(),
                     StoreRules::default(),
                 )
@@ -424,6 +464,7 @@ mod tests {
                     &key(),
                     &get(&[]),
                     &ok(headers),
+                    cache.now(),
                     cache.now(),
                     StoreRules::default(),
                 )
@@ -478,7 +519,14 @@ mod tests {
             ("x-version", "1"),
         ]);
         let pending = cache
-            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         let stored = cache.insert(pending, Bytes::from_static(b"body"));
         clock.advance(Duration::from_secs(20));
@@ -492,7 +540,14 @@ mod tests {
             .into_parts()
             .0;
         let refreshed = cache
-            .refresh(&key(), &stored, &req, &not_modified, cache.now())
+            .refresh(
+                &key(),
+                &stored,
+                &req,
+                &not_modified,
+                cache.now(),
+                cache.now(),
+            )
             .unwrap();
         assert_eq!(refreshed.body, Bytes::from_static(b"body"));
         assert_eq!(refreshed.headers["x-version"], "2");
@@ -504,12 +559,19 @@ mod tests {
         let (cache, _) = setup();
         let res = ok(&[("cache-control", "max-age=60")]);
         let pending = cache
-            .prepare(&key(), &get(&[]), &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &get(&[]),
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         cache.insert(pending, Bytes::new());
         assert!(matches!(
             cache.lookup(&key(), &get(&[("cache-control", "no-cache")])),
-            Lookup::Stale(_)
+            Lookup::Refused(_)
         ));
     }
 
@@ -522,7 +584,14 @@ mod tests {
         for encoding in ["gzip", "br", "identity"] {
             let req = get(&[("accept-encoding", encoding)]);
             let pending = cache
-                .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+                .prepare(
+                    &key(),
+                    &req,
+                    &res,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
                 .unwrap();
             cache.insert(pending, Bytes::from(encoding));
         }
@@ -550,14 +619,28 @@ mod tests {
         let star = ok(&[("cache-control", "max-age=60"), ("vary", "*")]);
         assert!(
             cache
-                .prepare(&key(), &get(&[]), &star, cache.now(), StoreRules::default())
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &star,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default()
+                )
                 .is_err()
         );
         let res = ok(&[("cache-control", "max-age=60"), ("vary", "x-v")]);
         for i in 0..MAX_VARIANTS + 5 {
             let req = get(&[("x-v", &i.to_string())]);
             let pending = cache
-                .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+                .prepare(
+                    &key(),
+                    &req,
+                    &res,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
                 .unwrap();
             cache.insert(pending, Bytes::new());
         }
@@ -581,7 +664,14 @@ mod tests {
         let res = ok(&[("cache-control", "max-age=60"), ("vary", "accept-language")]);
         let req = get(&[("accept-language", "en")]);
         let pending = cache
-            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         cache.insert(pending, Bytes::new());
         assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
@@ -598,7 +688,14 @@ mod tests {
         for i in 0..100 {
             let k = CacheKey::from_url(&format!("http://example.com/{i}"), &QueryKey::All).unwrap();
             let pending = cache
-                .prepare(&k, &get(&[]), &res, cache.now(), StoreRules::default())
+                .prepare(
+                    &k,
+                    &get(&[]),
+                    &res,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
                 .unwrap();
             cache.insert(pending, Bytes::from(vec![0u8; 64 * 1024]));
         }
@@ -606,7 +703,14 @@ mod tests {
         assert!(usage.memory_bytes <= 1 << 20, "{usage:?}");
         assert!(usage.memory_objects < 100);
         let pending = cache
-            .prepare(&key(), &get(&[]), &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &get(&[]),
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         cache.insert(pending, Bytes::new());
         assert_eq!(cache.purge(&key()), 1);
@@ -622,7 +726,14 @@ mod tests {
             ("age", "18446744073709551615"),
         ]);
         let pending = cache
-            .prepare(&key(), &get(&[]), &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &get(&[]),
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         let entry = cache.insert(pending, Bytes::new());
         assert_eq!(entry.headers["age"], "2147483648");
@@ -642,13 +753,13 @@ mod tests {
         let auth = get(&[("authorization", "Bearer alice")]);
         assert!(
             cache
-                .prepare(&key(), &auth, &ok(&[]), cache.now(), rules)
+                .prepare(&key(), &auth, &ok(&[]), cache.now(), cache.now(), rules)
                 .is_err()
         );
         let public = ok(&[("cache-control", "public")]);
         assert!(
             cache
-                .prepare(&key(), &auth, &public, cache.now(), rules)
+                .prepare(&key(), &auth, &public, cache.now(), cache.now(), rules)
                 .is_ok()
         );
     }
@@ -661,6 +772,7 @@ mod tests {
                 &key(),
                 &get(&[]),
                 &ok(&[("cache-control", "max-age=60")]),
+                cache.now(),
                 cache.now(),
                 StoreRules::default(),
             )
@@ -681,7 +793,14 @@ mod tests {
         let req = get(&[]);
         let res = ok(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
         let pending = cache
-            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         let stored = cache.insert(pending, Bytes::from_static(b"v1"));
         let other = response::Response::builder()
@@ -693,7 +812,7 @@ mod tests {
             .0;
         assert!(
             cache
-                .refresh(&key(), &stored, &req, &other, cache.now())
+                .refresh(&key(), &stored, &req, &other, cache.now(), cache.now())
                 .is_none()
         );
         let same = response::Response::builder()
@@ -705,7 +824,7 @@ mod tests {
             .into_parts()
             .0;
         let refreshed = cache
-            .refresh(&key(), &stored, &req, &same, cache.now())
+            .refresh(&key(), &stored, &req, &same, cache.now(), cache.now())
             .unwrap();
         assert!(!refreshed.headers.contains_key("set-cookie"));
     }
@@ -723,10 +842,17 @@ mod tests {
             ("vary", "Accept-Language"),
         ]);
         let pending = cache
-            .prepare(&key(), &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         let entry = cache.insert(pending, Bytes::new());
-        let debug = format!("{:?}", entry.policy);
+        let debug = format!("{entry:?}");
         assert!(
             !debug.contains("secret") && !debug.contains("Bearer t"),
             "{debug}"

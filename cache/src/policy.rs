@@ -68,6 +68,8 @@ impl NotStored {
 #[derive(Debug, Clone)]
 pub struct PolicyOptions {
     pub heuristic_fraction: f32,
+    /// Longest heuristic freshness lifetime.
+    pub heuristic_max: Duration,
     /// Targeted cache-control fields Outpost obeys, first match wins
     /// (RFC 9213 §2.1); lower-case names.
     pub targeted: Vec<HeaderName>,
@@ -77,6 +79,7 @@ impl Default for PolicyOptions {
     fn default() -> Self {
         Self {
             heuristic_fraction: 0.1,
+            heuristic_max: Duration::from_secs(86_400),
             targeted: vec![
                 HeaderName::from_static("cdn-cache-control"),
                 HeaderName::from_static("surrogate-control"),
@@ -86,6 +89,13 @@ impl Default for PolicyOptions {
 }
 
 impl PolicyOptions {
+    pub fn heuristic(&self) -> crate::freshness::Heuristic {
+        crate::freshness::Heuristic {
+            fraction: self.heuristic_fraction,
+            max: self.heuristic_max,
+        }
+    }
+
     fn cache_options(&self) -> CacheOptions {
         CacheOptions {
             shared: true,
@@ -105,7 +115,7 @@ pub fn storage_policy(
     response_time: SystemTime,
     options: &PolicyOptions,
     rules: StoreRules,
-) -> Result<(CachePolicy, StaleUse), NotStored> {
+) -> Result<Built, NotStored> {
     if req.method != Method::GET {
         return Err(NotStored::Method);
     }
@@ -119,9 +129,9 @@ pub fn storage_policy(
     {
         return Err(NotStored::Headers);
     }
-    let (policy, stale) = build(req, res.status, &res.headers, response_time, options, rules);
-    if policy.is_storable() {
-        Ok((policy, stale))
+    let built = build(req, res.status, &res.headers, response_time, options, rules);
+    if built.storable {
+        Ok(built)
     } else {
         Err(NotStored::Headers)
     }
@@ -135,7 +145,7 @@ pub(crate) fn build(
     response_time: SystemTime,
     options: &PolicyOptions,
     rules: StoreRules,
-) -> (CachePolicy, StaleUse) {
+) -> Built {
     let req_view = stored_request_view(req, headers);
     let mut res_view = response::Builder::new()
         .status(status)
@@ -164,9 +174,25 @@ pub(crate) fn build(
         res_view.headers.remove(SET_COOKIE);
     }
     let stale = stale_use(&res_view.headers, rules);
-    let policy =
-        CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options());
-    (policy, stale)
+    let storable =
+        CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
+            .is_storable();
+    Built {
+        storable,
+        stale,
+        view: res_view.headers,
+    }
+}
+
+/// A response as this cache reads it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// RFC 9111 §3, decided by http-cache-semantics on the view.
+    pub storable: bool,
+    pub stale: StaleUse,
+    /// The headers that decide freshness: targeted field, rule TTL and
+    /// `respect_origin` applied.
+    pub view: HeaderMap,
 }
 
 /// The directives of the response as read for this cache.
@@ -256,22 +282,6 @@ pub fn allows_authorized(headers: &HeaderMap) -> bool {
                 .to_ascii_lowercase()
         })
         .any(|d| matches!(d.as_str(), "public" | "s-maxage" | "must-revalidate"))
-}
-
-/// The request as the policy sees it on a lookup: a GET (HEAD is answered
-/// from GET entries) for a fixed URI, since the cache key already fixes
-/// identity, and without `Host`: the key holds it normalized, and the
-/// library would compare the raw field (`Example.com:80` against `example.com`).
-pub(crate) fn request_view(req: &request::Parts, stored: &HeaderMap) -> request::Parts {
-    let mut view = request::Request::new(()).into_parts().0;
-    view.method = Method::GET;
-    view.uri = Uri::from_static("/");
-    view.headers = req.headers.clone();
-    view.headers.remove(http::header::HOST);
-    if let Some(names) = crate::vary::names(stored) {
-        crate::vary::normalize_fields(&mut view.headers, &names);
-    }
-    view
 }
 
 /// The request as a stored policy keeps it: only the fields it needs later
@@ -366,7 +376,17 @@ mod tests {
         rules: StoreRules,
     ) -> Result<u64, NotStored> {
         let now = SystemTime::now();
-        storage_policy(req, res, now, &options(), rules).map(|(p, _)| p.time_to_live(now).as_secs())
+        storage_policy(req, res, now, &options(), rules).map(|built| {
+            crate::freshness::Freshness::compute(
+                res.status,
+                &built.view,
+                now,
+                now,
+                options().heuristic(),
+            )
+            .lifetime
+            .as_secs()
+        })
     }
 
     #[test]

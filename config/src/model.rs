@@ -99,6 +99,9 @@ pub struct CacheSettings {
     /// Fraction of (Date - Last-Modified) used as a heuristic lifetime.
     #[serde(default = "CacheSettings::default_heuristic_fraction")]
     pub heuristic_fraction: f32,
+    /// Longest heuristic freshness lifetime.
+    #[serde(default = "CacheSettings::default_heuristic_max")]
+    pub heuristic_max: Span,
     /// Targeted cache-control fields Outpost obeys over Cache-Control, first
     /// present wins (RFC 9213).
     #[serde(default = "CacheSettings::default_targeted_fields")]
@@ -118,6 +121,9 @@ impl CacheSettings {
     fn default_heuristic_fraction() -> f32 {
         0.1
     }
+    fn default_heuristic_max() -> Span {
+        Span(Duration::from_secs(86_400))
+    }
     fn default_targeted_fields() -> Vec<String> {
         vec!["CDN-Cache-Control".into(), "Surrogate-Control".into()]
     }
@@ -131,6 +137,7 @@ impl Default for CacheSettings {
             max_object_size: Self::default_max_object_size(),
             coalesce_timeout: Self::default_coalesce_timeout(),
             heuristic_fraction: Self::default_heuristic_fraction(),
+            heuristic_max: Self::default_heuristic_max(),
             targeted_fields: Self::default_targeted_fields(),
         }
     }

@@ -113,6 +113,7 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         config.cache.memory.bytes(),
         PolicyOptions {
             heuristic_fraction: config.cache.heuristic_fraction,
+            heuristic_max: config.cache.heuristic_max.get(),
             targeted: config
                 .cache
                 .targeted_fields

@@ -209,7 +209,10 @@ impl Proxy {
                 let ttl = entry.time_to_live(now).as_secs();
                 (
                     Outcome::Hit,
-                    from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
+                    unvalidated(
+                        &entry,
+                        from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
+                    ),
                 )
             }
             // RFC 5861 §3: within stale-while-revalidate, answer at once and
@@ -223,10 +226,12 @@ impl Proxy {
                 let status = format!("hit; ttl=-{stale_for}; detail=stale-while-revalidate");
                 (
                     Outcome::Hit,
-                    from_cache(&entry, &request.parts, now, &status),
+                    unvalidated(&entry, from_cache(&entry, &request.parts, now, &status)),
                 )
             }
-            Lookup::Stale(entry) => self.revalidate(request, entry).await,
+            Lookup::Stale(entry) => self.revalidate(request, entry, "stale").await,
+            // RFC 9211 §2.2: a fresh response the request's directives refused.
+            Lookup::Refused(entry) => self.revalidate(request, entry, "request").await,
             Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
             Lookup::Miss => self.fetch(request, "fwd=miss").await,
         }
@@ -271,6 +276,7 @@ impl Proxy {
         &self,
         request: Exchange,
         entry: Arc<Entry>,
+        reason: &str,
     ) -> (Outcome, Response<ProxyBody>) {
         let mut headers = request.parts.headers.clone();
         for name in [
@@ -290,6 +296,7 @@ impl Proxy {
             headers.insert(IF_MODIFIED_SINCE, modified.clone());
         }
         let outgoing = request.origin_parts(&headers);
+        let request_time = self.cache.now();
         let answer = match request
             .upstream
             .send(request.key.hash(), outgoing, OutgoingBody::Empty)
@@ -300,15 +307,13 @@ impl Proxy {
                 let now = self.cache.now();
                 if entry.stale_if_error(now) {
                     tracing::warn!(error = %e, key = %request.key, "origin failed; serving stale (stale-if-error)");
-                    return (
-                        Outcome::Stale,
-                        from_cache(
-                            &entry,
-                            &request.parts,
-                            now,
-                            "fwd=stale; detail=stale-if-error",
-                        ),
+                    let response = from_cache(
+                        &entry,
+                        &request.parts,
+                        now,
+                        "fwd=stale; detail=stale-if-error",
                     );
+                    return (Outcome::Stale, unvalidated(&entry, response));
                 }
                 return (Outcome::Error, upstream_error(&e));
             }
@@ -324,7 +329,7 @@ impl Proxy {
                 );
                 return (
                     Outcome::Stale,
-                    from_cache(&entry, &request.parts, now, &label),
+                    unvalidated(&entry, from_cache(&entry, &request.parts, now, &label)),
                 );
             }
         }
@@ -332,19 +337,29 @@ impl Proxy {
             let now = self.cache.now();
             let (mut parts, _) = answer.response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
-            return match self
-                .cache
-                .refresh(&request.key, &entry, &request.parts, &parts, now)
-            {
+            return match self.cache.refresh(
+                &request.key,
+                &entry,
+                &request.parts,
+                &parts,
+                request_time,
+                now,
+            ) {
                 Some(refreshed) => (
                     Outcome::Stale,
-                    from_cache(&refreshed, &request.parts, now, "fwd=stale; fwd-status=304"),
+                    from_cache(
+                        &refreshed,
+                        &request.parts,
+                        now,
+                        &format!("fwd={reason}; fwd-status=304"),
+                    ),
                 ),
                 // The 304 was about another representation: fetch it whole.
-                None => self.fetch(request, "fwd=stale").await,
+                None => self.fetch(request, &format!("fwd={reason}")).await,
             };
         }
-        self.store_and_relay(request, answer, "fwd=stale").await
+        self.store_and_relay(request, answer, request_time, &format!("fwd={reason}"))
+            .await
     }
 
     /// Fetches a miss from the origin, storing the answer if it may be stored.
@@ -360,6 +375,7 @@ impl Proxy {
             headers.remove(IF_RANGE);
         }
         let outgoing = request.origin_parts(&headers);
+        let request_time = self.cache.now();
         let answer = match request
             .upstream
             .send(request.key.hash(), outgoing, OutgoingBody::Empty)
@@ -389,13 +405,15 @@ impl Proxy {
                 Err(e) => (Outcome::Error, upstream_error(&e)),
             };
         }
-        self.store_and_relay(request, answer, status).await
+        self.store_and_relay(request, answer, request_time, status)
+            .await
     }
 
     async fn store_and_relay(
         &self,
         request: Exchange,
         answer: Answer,
+        request_time: SystemTime,
         status: &str,
     ) -> (Outcome, Response<ProxyBody>) {
         let response_time: SystemTime = self.cache.now();
@@ -413,6 +431,7 @@ impl Proxy {
                 &request.key,
                 &request.parts,
                 &parts,
+                request_time,
                 response_time,
                 request.rule.store_rules(parts.status.as_u16()),
             ) {
@@ -521,7 +540,7 @@ impl Proxy {
         let proxy = self.clone();
         let exchange = request.detached();
         tokio::spawn(async move {
-            let (_, response) = proxy.revalidate(exchange, entry).await;
+            let (_, response) = proxy.revalidate(exchange, entry, "stale").await;
             // Reading the body to its end is what stores a new copy.
             let _ = response.into_body().collect().await;
             proxy
@@ -809,6 +828,15 @@ fn from_cache(
     *res.status_mut() = entry.status;
     *res.headers_mut() = headers;
     res
+}
+
+/// A response from cache sent without revalidation loses the fields a
+/// qualified `no-cache` names (RFC 9111 §5.2.2.4).
+fn unvalidated(entry: &Entry, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    for field in entry.unvalidated_fields() {
+        response.headers_mut().remove(field.as_str());
+    }
+    response
 }
 
 /// A multipart boundary that the body is vanishingly unlikely to contain.

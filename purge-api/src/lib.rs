@@ -366,7 +366,14 @@ mod tests {
             .into_parts()
             .0;
         let pending = cache
-            .prepare(&key, &req, &res, cache.now(), StoreRules::default())
+            .prepare(
+                &key,
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
             .unwrap();
         cache.insert(pending, Bytes::from_static(b"x"));
     }

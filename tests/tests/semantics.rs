@@ -170,3 +170,165 @@ async fn vary_variants_are_stored_side_by_side() {
     assert_eq!(got.cache_status(), "Outpost; fwd=vary-miss; stored");
     assert_eq!(origin.hits(), 3);
 }
+
+fn http_date(seconds_ago: u64) -> String {
+    httpdate::fmt_http_date(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(seconds_ago),
+    )
+}
+
+fn ttl(status: &str) -> i64 {
+    status
+        .rsplit("ttl=")
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(i64::MIN)
+}
+
+/// RFC 9111 §4.2.3: the age counts the time since the origin's Date
+/// (apparent age) and never goes below the origin's own Age; §5.1: every
+/// cached answer carries it. Time is moved by dating the responses.
+#[tokio::test]
+async fn age_counts_the_apparent_age_and_the_origins_age() {
+    let origin = Origin::start(|seen| match seen.uri.path() {
+        "/dated" => respond(
+            200,
+            &[("date", &http_date(100)), ("cache-control", "max-age=300")],
+            "d",
+        ),
+        _ => respond(
+            200,
+            &[("age", "250"), ("cache-control", "max-age=300")],
+            "a",
+        ),
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    for (path, min_age) in [("/dated", 100), ("/aged", 250)] {
+        get(outpost.addr(), "example.com", path).await;
+        let got = get(outpost.addr(), "example.com", path).await;
+        got.assert_hit();
+        let age: u64 = got.header("age").parse().unwrap();
+        assert!((min_age..min_age + 5).contains(&age), "{path}: Age {age}");
+        let left = ttl(got.cache_status());
+        assert!(
+            (300 - min_age as i64 - 5..=300 - min_age as i64).contains(&left),
+            "{path}: {}",
+            got.cache_status()
+        );
+    }
+}
+
+/// RFC 9111 §4.2.1, §5.3: Expires in the past, an invalid Expires and an
+/// invalid max-age all mean stale; s-maxage wins over max-age.
+#[tokio::test]
+async fn explicit_freshness_edge_cases() {
+    let origin = Origin::start(|seen| {
+        let past = http_date(60);
+        let headers: Vec<(&str, String)> = match seen.uri.path() {
+            "/past" => vec![("expires", past)],
+            "/zero" => vec![("expires", "0".into())],
+            "/bad" => vec![("cache-control", "max-age=soon".into())],
+            _ => vec![("cache-control", "max-age=1, s-maxage=600".into())],
+        };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        respond(200, &headers, "x")
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    for path in ["/past", "/zero", "/bad"] {
+        get(outpost.addr(), "example.com", path).await;
+        let got = get(outpost.addr(), "example.com", path).await;
+        assert!(
+            !got.cache_status().contains("hit"),
+            "{path}: {}",
+            got.cache_status()
+        );
+    }
+    get(outpost.addr(), "example.com", "/shared").await;
+    let got = get(outpost.addr(), "example.com", "/shared").await;
+    assert!(ttl(got.cache_status()) > 590, "{}", got.cache_status());
+}
+
+/// RFC 9111 §4.2.2: a heuristic lifetime (10% of Date − Last-Modified,
+/// capped) only for heuristically cacheable codes without explicit freshness.
+#[tokio::test]
+async fn heuristic_freshness_for_cacheable_codes_only() {
+    let origin = Origin::start(|seen| {
+        let modified = http_date(1000);
+        let status = if seen.uri.path() == "/found" {
+            302
+        } else {
+            200
+        };
+        respond(
+            status,
+            &[
+                ("last-modified", &modified),
+                ("date", &http_date(0)),
+                ("location", "/x"),
+            ],
+            "h",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    get(outpost.addr(), "example.com", "/page").await;
+    let got = get(outpost.addr(), "example.com", "/page").await;
+    got.assert_hit();
+    assert!(
+        (95..=100).contains(&ttl(got.cache_status())),
+        "{}",
+        got.cache_status()
+    );
+    get(outpost.addr(), "example.com", "/found").await;
+    let got = get(outpost.addr(), "example.com", "/found").await;
+    assert!(
+        !got.cache_status().contains("hit"),
+        "302 is not heuristically cacheable: {}",
+        got.cache_status()
+    );
+}
+
+/// RFC 9111 §5.2.2.8: proxy-revalidate forbids serving stale, not serving fresh.
+#[tokio::test]
+async fn proxy_revalidate_still_allows_fresh_hits() {
+    let origin = Origin::start(|_| {
+        respond(
+            200,
+            &[("cache-control", "max-age=300, proxy-revalidate")],
+            "p",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    get(outpost.addr(), "example.com", "/p").await;
+    get(outpost.addr(), "example.com", "/p").await.assert_hit();
+}
+
+/// RFC 9111 §5.2.2.4: a qualified no-cache lets the response be used
+/// without revalidation, minus the fields it names.
+#[tokio::test]
+async fn qualified_no_cache_strips_its_fields_from_hits() {
+    let origin = Origin::start(|_| {
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=300, no-cache=\"X-Session\""),
+                ("x-session", "alice"),
+            ],
+            "q",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/q")
+            .await
+            .header("x-session"),
+        "alice"
+    );
+    let got = get(outpost.addr(), "example.com", "/q").await;
+    got.assert_hit();
+    assert!(!got.headers.contains_key("x-session"));
+}

@@ -1,0 +1,571 @@
+//! Freshness and age as RFC 9111 §4.2 defines them for a shared cache:
+//! the freshness lifetime from s-maxage, max-age, Expires or a heuristic,
+//! the age from §4.2.3's corrected initial age and resident time, and the
+//! request directives of §5.2.1 that decide whether a stored response may
+//! be used. Cache-Control is parsed here too, robustly (§5.2).
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED, PRAGMA};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+/// The greatest delta-seconds value a cache needs to represent (§1.2.2).
+const MAX_DELTA: u64 = 1 << 31;
+
+/// Cache-Control directives from every field line: names lower-cased,
+/// values trimmed and unquoted, commas inside quotes respected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directives(Vec<(String, Option<String>)>);
+
+/// A directive present with a value that cannot be used (§4.2.1: "consider
+/// the response stale"): not a number, or conflicting duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+impl Directives {
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
+        let mut list = Vec::new();
+        for value in values {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            for item in split_outside_quotes(&text) {
+                let (name, value) = match item.split_once('=') {
+                    Some((name, value)) => (name, Some(unquote(value.trim()))),
+                    None => (item, None),
+                };
+                let name = name.trim().to_ascii_lowercase();
+                if !name.is_empty() {
+                    list.push((name, value));
+                }
+            }
+        }
+        Self(list)
+    }
+
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self::parse(headers.get_all(CACHE_CONTROL))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// A delta-seconds directive: None when absent; Invalid when its value
+    /// is not a number or duplicates disagree; values past 2^31 are 2^31.
+    pub fn seconds(&self, name: &str) -> Option<Result<u64, Invalid>> {
+        let mut found: Option<Result<u64, Invalid>> = None;
+        for (_, value) in self.0.iter().filter(|(n, _)| n == name) {
+            let parsed = match value.as_deref() {
+                Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(v.parse::<u64>().unwrap_or(MAX_DELTA).min(MAX_DELTA))
+                }
+                _ => Err(Invalid),
+            };
+            found = Some(match (found, parsed) {
+                (None, parsed) => parsed,
+                (Some(Ok(a)), Ok(b)) if a == b => Ok(a),
+                _ => Err(Invalid),
+            });
+        }
+        found
+    }
+
+    /// The field names of a qualified directive (`no-cache="Set-Cookie"`):
+    /// None when absent, an empty list when unqualified.
+    pub fn fields(&self, name: &str) -> Option<Vec<String>> {
+        let mut out: Option<Vec<String>> = None;
+        for (_, value) in self.0.iter().filter(|(n, _)| n == name) {
+            let list = out.get_or_insert_with(Vec::new);
+            match value {
+                None => return Some(Vec::new()),
+                Some(v) => list.extend(
+                    v.split(',')
+                        .map(|f| f.trim().to_ascii_lowercase())
+                        .filter(|f| !f.is_empty()),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// Splits a Cache-Control line on the commas that are not inside a quoted string.
+fn split_outside_quotes(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+fn unquote(value: &str) -> String {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' {
+                    chars.next().unwrap_or('\\')
+                } else {
+                    c
+                });
+            }
+            out
+        }
+        None => value.to_owned(),
+    }
+}
+
+/// Status codes that are heuristically cacheable (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Settings of the heuristic (§4.2.2).
+#[derive(Debug, Clone, Copy)]
+pub struct Heuristic {
+    /// Fraction of (Date - Last-Modified).
+    pub fraction: f32,
+    /// Longest heuristic lifetime.
+    pub max: Duration,
+}
+
+/// What a stored response's freshness is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    /// §4.2.1 freshness lifetime.
+    pub lifetime: Duration,
+    /// §4.2.3 corrected initial age.
+    pub initial_age: Duration,
+    pub response_time: SystemTime,
+    /// Whether the lifetime came from the heuristic.
+    pub heuristic: bool,
+}
+
+impl Freshness {
+    /// Computes freshness for a response whose (policy-view) headers are
+    /// `headers`, received at `response_time` for a request sent at `request_time`.
+    pub fn compute(
+        status: StatusCode,
+        headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        heuristic: Heuristic,
+    ) -> Freshness {
+        let cc = Directives::from_headers(headers);
+        let date = single_date(headers, DATE).and_then(Result::ok);
+        let date_value = date.unwrap_or(response_time);
+        let mut from_heuristic = false;
+        let lifetime = if let Some(s_maxage) = cc.seconds("s-maxage") {
+            Duration::from_secs(s_maxage.unwrap_or(0))
+        } else if let Some(max_age) = cc.seconds("max-age") {
+            Duration::from_secs(max_age.unwrap_or(0))
+        } else if let Some(expires) = single_date(headers, EXPIRES) {
+            // §5.3: an invalid date, "0" among them, is in the past.
+            match expires {
+                Ok(expires) => expires.duration_since(date_value).unwrap_or_default(),
+                Err(Invalid) => Duration::ZERO,
+            }
+        } else if heuristically_cacheable(status) || cc.has("public") {
+            // §4.2.2: only without explicit freshness.
+            from_heuristic = true;
+            match single_date(headers, LAST_MODIFIED).and_then(Result::ok) {
+                Some(modified) => {
+                    let since = date_value.duration_since(modified).unwrap_or_default();
+                    since
+                        .mul_f64(f64::from(heuristic.fraction.clamp(0.0, 1.0)))
+                        .min(heuristic.max)
+                }
+                None => Duration::ZERO,
+            }
+        } else {
+            Duration::ZERO
+        };
+        // §4.2.3.
+        let age_value = headers
+            .get(AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, |a| Duration::from_secs(a.min(MAX_DELTA)));
+        let apparent_age = response_time.duration_since(date_value).unwrap_or_default();
+        let response_delay = response_time
+            .duration_since(request_time)
+            .unwrap_or_default();
+        let corrected_age_value = age_value + response_delay;
+        let initial_age = apparent_age.max(corrected_age_value);
+        Freshness {
+            lifetime,
+            initial_age,
+            response_time,
+            heuristic: from_heuristic && lifetime > Duration::ZERO,
+        }
+    }
+
+    /// §4.2.3 current age.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+    }
+
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        self.age(now) < self.lifetime
+    }
+
+    pub fn time_to_live(&self, now: SystemTime) -> Duration {
+        self.lifetime.saturating_sub(self.age(now))
+    }
+
+    pub fn staleness(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.lifetime)
+    }
+}
+
+/// A date header with exactly one value (§4.2.1: several values that
+/// disagree are treated as invalid); None when absent.
+fn single_date(headers: &HeaderMap, name: http::HeaderName) -> Option<Result<SystemTime, Invalid>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.any(|v| v != first) {
+        return Some(Err(Invalid));
+    }
+    Some(
+        first
+            .to_str()
+            .ok()
+            .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+            .ok_or(Invalid),
+    )
+}
+
+/// Why a stored response may not be used as is for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// Stale, or the response demands validation (no-cache).
+    Stale,
+    /// Fresh, but the request's directives (no-cache, max-age, min-fresh) refuse it.
+    Request,
+}
+
+/// §4 and §5.2.1: whether a stored response with `freshness` and response
+/// directives `response` may answer a request with headers `request` now.
+/// `never_stale` covers must-revalidate, proxy-revalidate and s-maxage.
+pub fn usable(
+    freshness: &Freshness,
+    response: &Directives,
+    never_stale: bool,
+    request: &HeaderMap,
+    now: SystemTime,
+) -> Result<(), Unusable> {
+    let req = Directives::from_headers(request);
+    let age = freshness.age(now);
+    let fresh = freshness.is_fresh(now);
+    // §5.2.2.4: an unqualified no-cache means validate before every use.
+    if response.fields("no-cache").is_some_and(|f| f.is_empty()) {
+        return Err(Unusable::Stale);
+    }
+    // §5.2.1.4 and §5.4: the request's no-cache (Pragma without Cache-Control too).
+    let pragma = !request.contains_key(CACHE_CONTROL)
+        && request.get_all(PRAGMA).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|p| p.to_ascii_lowercase().contains("no-cache"))
+        });
+    let refused = if req.has("no-cache") || pragma {
+        true
+    } else if let Some(max_age) = req.seconds("max-age") {
+        max_age.map_or(true, |m| age > Duration::from_secs(m))
+    } else {
+        false
+    };
+    let too_close = req.seconds("min-fresh").is_some_and(|m| {
+        m.map_or(true, |m| {
+            freshness.time_to_live(now) < Duration::from_secs(m)
+        })
+    });
+    if refused || too_close {
+        return Err(if fresh {
+            Unusable::Request
+        } else {
+            Unusable::Stale
+        });
+    }
+    if fresh {
+        return Ok(());
+    }
+    // §5.2.1.2: max-stale lets the client take a stale response, but never
+    // one the origin forbade to serve stale.
+    if !never_stale {
+        match req.seconds("max-stale") {
+            Some(Ok(limit)) if freshness.staleness(now) <= Duration::from_secs(limit) => {
+                return Ok(());
+            }
+            Some(Err(Invalid)) if req.fields("max-stale").is_some_and(|f| f.is_empty()) => {
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    Err(Unusable::Stale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const HEURISTIC: Heuristic = Heuristic {
+        fraction: 0.1,
+        max: Duration::from_secs(86_400),
+    };
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(t(secs))
+    }
+
+    fn lifetime(status: u16, pairs: &[(&str, &str)]) -> u64 {
+        Freshness::compute(
+            StatusCode::from_u16(status).unwrap(),
+            &headers(pairs),
+            t(1000),
+            t(1000),
+            HEURISTIC,
+        )
+        .lifetime
+        .as_secs()
+    }
+
+    /// §5.2: case, whitespace, quoted values, several lines, unknown directives.
+    #[test]
+    fn cache_control_parsing_is_robust() {
+        let d = Directives::parse(
+            headers(&[
+                ("cache-control", " Max-Age = 60 ,FOO=\"a,b\""),
+                ("cache-control", "no-cache=\"Set-Cookie, X-A\", x-unknown"),
+            ])
+            .get_all(CACHE_CONTROL),
+        );
+        assert_eq!(d.seconds("max-age"), Some(Ok(60)));
+        assert_eq!(
+            d.fields("no-cache"),
+            Some(vec!["set-cookie".into(), "x-a".into()])
+        );
+        assert!(d.has("foo") && d.has("x-unknown"));
+        let d = Directives::parse(
+            headers(&[("cache-control", "max-age=\"30\"")]).get_all(CACHE_CONTROL),
+        );
+        assert_eq!(d.seconds("max-age"), Some(Ok(30)));
+    }
+
+    /// §4.2.1 and §1.2.2: invalid numbers and conflicting duplicates mean stale;
+    /// agreeing duplicates are fine; huge values are 2^31.
+    #[test]
+    fn bad_numbers_mean_stale() {
+        assert_eq!(lifetime(200, &[("cache-control", "max-age=abc")]), 0);
+        assert_eq!(lifetime(200, &[("cache-control", "max-age=-5")]), 0);
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=60, max-age=120")]),
+            0
+        );
+        assert_eq!(
+            lifetime(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("cache-control", "max-age=60")
+                ]
+            ),
+            60
+        );
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=99999999999999999999")]),
+            MAX_DELTA
+        );
+    }
+
+    /// §4.2.1: s-maxage over max-age over Expires.
+    #[test]
+    fn lifetime_precedence() {
+        assert_eq!(
+            lifetime(
+                200,
+                &[
+                    ("cache-control", "max-age=10, s-maxage=100"),
+                    ("expires", &date(5000))
+                ]
+            ),
+            100
+        );
+        assert_eq!(
+            lifetime(
+                200,
+                &[("cache-control", "max-age=10"), ("expires", &date(5000))]
+            ),
+            10
+        );
+        assert_eq!(
+            lifetime(200, &[("date", &date(1000)), ("expires", &date(1600))]),
+            600
+        );
+    }
+
+    /// §5.3: an invalid Expires, "0" included, or one in the past, is stale;
+    /// several Expires that disagree are invalid.
+    #[test]
+    fn expires_edge_cases() {
+        assert_eq!(lifetime(200, &[("expires", "0")]), 0);
+        assert_eq!(lifetime(200, &[("expires", "not a date")]), 0);
+        assert_eq!(
+            lifetime(200, &[("date", &date(1000)), ("expires", &date(500))]),
+            0
+        );
+        assert_eq!(
+            lifetime(
+                200,
+                &[
+                    ("date", &date(1000)),
+                    ("expires", &date(1600)),
+                    ("expires", &date(1700))
+                ]
+            ),
+            0
+        );
+        assert_eq!(
+            lifetime(
+                200,
+                &[
+                    ("date", &date(1000)),
+                    ("expires", &date(1600)),
+                    ("expires", &date(1600))
+                ]
+            ),
+            600
+        );
+    }
+
+    /// §4.2.2: heuristics only without explicit freshness and only for
+    /// heuristically cacheable codes (or public), capped.
+    #[test]
+    fn heuristic_freshness() {
+        let lm = [("date", date(1000)), ("last-modified", date(0))];
+        let lm: Vec<(&str, &str)> = lm.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(lifetime(200, &lm), 100);
+        assert_eq!(lifetime(404, &lm), 100);
+        assert_eq!(lifetime(302, &lm), 0, "302 is not heuristically cacheable");
+        let mut public = lm.clone();
+        public.push(("cache-control", "public"));
+        assert_eq!(lifetime(302, &public), 100);
+        assert_eq!(
+            lifetime(
+                200,
+                &[("date", &date(1_000_000)), ("last-modified", &date(0))]
+            ),
+            86_400,
+            "capped"
+        );
+        assert_eq!(lifetime(200, &[]), 0, "nothing to go on");
+    }
+
+    /// §4.2.3: apparent age, the origin's Age, response delay and resident time.
+    #[test]
+    fn age_calculation() {
+        // Date 100 s before arrival: apparent age 100.
+        let f = Freshness::compute(
+            StatusCode::OK,
+            &headers(&[("date", &date(900)), ("cache-control", "max-age=600")]),
+            t(1000),
+            t(1000),
+            HEURISTIC,
+        );
+        assert_eq!(f.age(t(1000)).as_secs(), 100);
+        assert_eq!(f.age(t(1030)).as_secs(), 130);
+        // Age 50 plus a 5 s response delay beats an apparent age of 0.
+        let f = Freshness::compute(
+            StatusCode::OK,
+            &headers(&[("date", &date(1005)), ("age", "50")]),
+            t(1000),
+            t(1005),
+            HEURISTIC,
+        );
+        assert_eq!(f.age(t(1005)).as_secs(), 55);
+        assert!(
+            f.age(t(1005)).as_secs() >= 50,
+            "never lower than the origin's Age"
+        );
+    }
+
+    /// §5.2.1: request directives and the response's no-cache.
+    #[test]
+    fn request_directives_decide_use() {
+        let f = Freshness::compute(
+            StatusCode::OK,
+            &headers(&[("cache-control", "max-age=100")]),
+            t(0),
+            t(0),
+            HEURISTIC,
+        );
+        let none = Directives::default();
+        let req = |cc: &str| headers(&[("cache-control", cc)]);
+        assert_eq!(usable(&f, &none, false, &HeaderMap::new(), t(50)), Ok(()));
+        assert_eq!(
+            usable(&f, &none, false, &req("no-cache"), t(50)),
+            Err(Unusable::Request)
+        );
+        assert_eq!(
+            usable(&f, &none, false, &headers(&[("pragma", "no-cache")]), t(50)),
+            Err(Unusable::Request)
+        );
+        assert_eq!(
+            usable(&f, &none, false, &req("max-age=30"), t(50)),
+            Err(Unusable::Request)
+        );
+        assert_eq!(
+            usable(&f, &none, false, &req("min-fresh=60"), t(50)),
+            Err(Unusable::Request)
+        );
+        assert_eq!(
+            usable(&f, &none, false, &req("max-stale=30"), t(120)),
+            Ok(())
+        );
+        assert_eq!(
+            usable(&f, &none, false, &req("max-stale=10"), t(120)),
+            Err(Unusable::Stale)
+        );
+        assert_eq!(usable(&f, &none, false, &req("max-stale"), t(9999)), Ok(()));
+        assert_eq!(
+            usable(&f, &none, true, &req("max-stale"), t(120)),
+            Err(Unusable::Stale),
+            "must-revalidate"
+        );
+        let no_cache =
+            Directives::parse(headers(&[("cache-control", "no-cache")]).get_all(CACHE_CONTROL));
+        assert_eq!(
+            usable(&f, &no_cache, false, &HeaderMap::new(), t(1)),
+            Err(Unusable::Stale)
+        );
+    }
+}
