@@ -24,8 +24,8 @@ pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
 pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
-pub use vary::MAX_VARIANTS;
 use vary::VaryMarker;
+pub use vary::{KeyFields, MAX_VARIANTS};
 
 /// What the cache holds for a request.
 #[derive(Debug)]
@@ -81,7 +81,7 @@ impl Cache {
                 if marker.key != key.text() {
                     return Lookup::Miss;
                 }
-                let secondary = vary::secondary(&marker.names, &req.headers);
+                let secondary = vary::secondary(&marker.names, &marker.cookies, &req.headers);
                 match self
                     .memory
                     .get(&vary::secondary_hash(key.text(), &secondary))
@@ -152,7 +152,7 @@ impl Cache {
         let variant = if names.is_empty() {
             String::new()
         } else {
-            vary::secondary(&names, &req.headers)
+            vary::secondary(&names, &[], &req.headers)
         };
         Ok(PendingEntry {
             key: key.clone(),
@@ -163,6 +163,7 @@ impl Cache {
             stale: built.stale,
             rules,
             vary: names,
+            cookies: Vec::new(),
             variant,
         })
     }
@@ -178,6 +179,7 @@ impl Cache {
             stale,
             rules,
             vary,
+            cookies,
             variant,
         } = pending;
         let mut entry = Entry {
@@ -192,18 +194,22 @@ impl Cache {
             variant,
             marker: 0,
         };
-        if vary.is_empty() {
+        if vary.is_empty() && cookies.is_empty() {
             let entry = Arc::new(entry);
             self.memory
                 .insert(*key.hash(), Stored::Object(entry.clone()));
             return entry;
         }
         let marker = match self.memory.get(key.hash()) {
-            Some(Stored::Variants(marker)) if marker.key == key.text() && marker.names == vary => {
+            Some(Stored::Variants(marker))
+                if marker.key == key.text()
+                    && marker.names == vary
+                    && marker.cookies == cookies =>
+            {
                 marker
             }
             _ => {
-                let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary));
+                let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary, cookies));
                 self.memory
                     .insert(*key.hash(), Stored::Variants(marker.clone()));
                 marker
@@ -321,6 +327,22 @@ impl Cache {
     }
 }
 
+impl PendingEntry {
+    /// Adds the request fields a rule keys on: they make variants as Vary
+    /// does. `request` is the request the response answers.
+    pub fn with_key_fields(mut self, fields: &KeyFields, request: &HeaderMap) -> Self {
+        if fields.is_empty() {
+            return self;
+        }
+        self.vary.extend(fields.headers.iter().cloned());
+        self.vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        self.vary.dedup();
+        self.cookies = fields.cookies.clone();
+        self.variant = vary::secondary(&self.vary, &self.cookies, request);
+        self
+    }
+}
+
 /// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can
 /// never overflow; a value that is not a number is dropped.
 fn clamp_age(headers: &mut HeaderMap) {
@@ -349,6 +371,8 @@ pub struct PendingEntry {
     rules: StoreRules,
     /// The fields the response varies on (empty when it does not).
     vary: Vec<http::HeaderName>,
+    /// Cookies the rule adds to the key.
+    cookies: Vec<String>,
     variant: String,
 }
 

@@ -61,9 +61,25 @@ pub fn normalize_fields(headers: &mut HeaderMap, names: &[HeaderName]) {
     }
 }
 
-/// The secondary part of a variant's key: each varied field and the
-/// request's normalized value (`\u{1}` marks an absent field).
-pub fn secondary(names: &[HeaderName], request: &HeaderMap) -> String {
+/// Request fields a rule adds to the key (`key: {headers, cookies}`): they
+/// make variants exactly as Vary does, so a purge of the URL reaches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyFields {
+    /// Lower-case header names.
+    pub headers: Vec<HeaderName>,
+    /// Cookie names, as written.
+    pub cookies: Vec<String>,
+}
+
+impl KeyFields {
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.cookies.is_empty()
+    }
+}
+
+/// The secondary part of a variant's key: each varied field and cookie
+/// with the request's normalized value (`\u{1}` marks an absent one).
+pub fn secondary(names: &[HeaderName], cookies: &[String], request: &HeaderMap) -> String {
     let mut text = String::new();
     for name in names {
         text.push_str(name.as_str());
@@ -74,7 +90,29 @@ pub fn secondary(names: &[HeaderName], request: &HeaderMap) -> String {
         }
         text.push('\n');
     }
+    for cookie in cookies {
+        text.push_str("cookie:");
+        text.push_str(cookie);
+        text.push('=');
+        match cookie_value(request, cookie) {
+            Some(value) => text.push_str(value),
+            None => text.push('\u{1}'),
+        }
+        text.push('\n');
+    }
     text
+}
+
+/// The value of cookie `name` in the request's Cookie fields (RFC 6265 §5.4).
+fn cookie_value<'a>(request: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    request
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// Where a variant is stored.
@@ -95,17 +133,19 @@ pub struct VaryMarker {
     /// (before a purge, or before the Vary names changed) never match.
     pub id: u64,
     pub names: Vec<HeaderName>,
+    pub cookies: Vec<String>,
     /// Secondary hashes of the variants, most recently stored last.
     variants: Mutex<VecDeque<[u8; 32]>>,
 }
 
 impl VaryMarker {
-    pub fn new(key: String, names: Vec<HeaderName>) -> Self {
+    pub fn new(key: String, names: Vec<HeaderName>, cookies: Vec<String>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self {
             key,
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             names,
+            cookies,
             variants: Mutex::new(VecDeque::new()),
         }
     }
@@ -161,25 +201,45 @@ mod tests {
     #[test]
     fn secondary_keys_normalize_values() {
         let names = vec![HeaderName::from_static("accept-encoding")];
-        let a = secondary(&names, &headers(&[("accept-encoding", "gzip,  br")]));
+        let a = secondary(&names, &[], &headers(&[("accept-encoding", "gzip,  br")]));
         let b = secondary(
             &names,
+            &[],
             &headers(&[("accept-encoding", "gzip"), ("accept-encoding", " br ")]),
         );
         assert_eq!(a, b);
         assert_ne!(
             a,
-            secondary(&names, &headers(&[("accept-encoding", "br, gzip")]))
+            secondary(&names, &[], &headers(&[("accept-encoding", "br, gzip")]))
         );
         assert_ne!(
-            secondary(&names, &headers(&[])),
-            secondary(&names, &headers(&[("accept-encoding", "")]))
+            secondary(&names, &[], &headers(&[])),
+            secondary(&names, &[], &headers(&[("accept-encoding", "")]))
         );
     }
 
     #[test]
+    fn cookies_join_the_secondary_key() {
+        let cookies = vec!["lang".to_owned()];
+        let en = secondary(&[], &cookies, &headers(&[("cookie", "session=1; lang=en")]));
+        assert_eq!(
+            en,
+            secondary(
+                &[],
+                &cookies,
+                &headers(&[("cookie", "lang=en"), ("cookie", "session=2")])
+            )
+        );
+        assert_ne!(
+            en,
+            secondary(&[], &cookies, &headers(&[("cookie", "lang=fr")]))
+        );
+        assert_ne!(en, secondary(&[], &cookies, &headers(&[])));
+    }
+
+    #[test]
     fn the_variant_count_is_bounded() {
-        let marker = VaryMarker::new("k".into(), vec![]);
+        let marker = VaryMarker::new("k".into(), vec![], vec![]);
         for i in 0..MAX_VARIANTS as u8 {
             assert!(marker.remember([i; 32]).is_empty());
         }

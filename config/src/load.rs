@@ -399,6 +399,24 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     format!("invalid regular expression: {first_line}"),
                 );
             }
+            for (h, name) in rule.key.headers.iter().enumerate() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    err(
+                        site.origin.referenced,
+                        format!("sites[{i}].rules[{k}].key.headers[{h}]"),
+                        format!("{name:?} is not a header name"),
+                    );
+                }
+            }
+            for (c, name) in rule.key.cookies.iter().enumerate() {
+                if name.is_empty() || name.contains([';', '=', ' ', ',']) {
+                    err(
+                        site.origin.referenced,
+                        format!("sites[{i}].rules[{k}].key.cookies[{c}]"),
+                        format!("{name:?} is not a cookie name"),
+                    );
+                }
+            }
             for code in rule.ttl_by_status.keys() {
                 if !(100..=599).contains(code) {
                     err(

@@ -476,6 +476,12 @@ pub enum CacheMode {
 pub struct KeyRule {
     #[serde(default)]
     pub query: QueryKey,
+    /// Request headers whose values join the key (as Vary would).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Cookies whose values join the key.
+    #[serde(default)]
+    pub cookies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -427,14 +427,19 @@ impl Proxy {
         let body = if request.parts.method != Method::GET {
             body.boxed_unsync()
         } else {
-            match self.cache.prepare(
-                &request.key,
-                &request.parts,
-                &parts,
-                request_time,
-                response_time,
-                request.rule.store_rules(parts.status.as_u16()),
-            ) {
+            match self
+                .cache
+                .prepare(
+                    &request.key,
+                    &request.parts,
+                    &parts,
+                    request_time,
+                    response_time,
+                    request.rule.store_rules(parts.status.as_u16()),
+                )
+                .map(|pending| {
+                    pending.with_key_fields(&request.rule.key_fields, &request.parts.headers)
+                }) {
                 Ok(pending) => {
                     let too_large = body
                         .size_hint()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_cache::StoreRules;
+use outpost_cache::{KeyFields, StoreRules};
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
 use regex::Regex;
 
@@ -22,6 +22,8 @@ pub struct RuleView {
     pub query: Arc<QueryKey>,
     /// The client's no-cache and no-store are set aside.
     pub ignore_client_no_cache: bool,
+    /// Request headers and cookies that join the key.
+    pub key_fields: Arc<KeyFields>,
     store: StoreRules,
     ttl_by_status: Arc<BTreeMap<u16, Duration>>,
 }
@@ -65,6 +67,17 @@ impl CompiledRule {
                 bypass: rule.cache == CacheMode::Bypass,
                 query: Arc::new(rule.key.query.clone()),
                 ignore_client_no_cache: rule.ignore_client_no_cache,
+                key_fields: Arc::new(KeyFields {
+                    headers: rule
+                        .key
+                        .headers
+                        .iter()
+                        .filter_map(|h| {
+                            http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()
+                        })
+                        .collect(),
+                    cookies: rule.key.cookies.clone(),
+                }),
                 store: StoreRules {
                     ttl: rule.ttl.map(|t| t.get()),
                     default_ttl: rule.default_ttl.map(|t| t.get()),

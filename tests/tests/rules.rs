@@ -197,3 +197,77 @@ async fn a_rule_default_for_stale_if_error_serves_stale_when_the_origin_is_down(
         "Outpost; fwd=stale; detail=stale-if-error"
     );
 }
+
+/// `key: {headers, cookies}` make variants of one URL, and a purge of the
+/// URL reaches every one of them.
+#[tokio::test]
+async fn key_headers_and_cookies_make_variants_that_purge_together() {
+    let origin = Origin::start(|seen| {
+        let device = seen
+            .headers
+            .get("x-device")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        let cookie = seen
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        respond(
+            200,
+            &[("cache-control", "max-age=300")],
+            format!("{device}|{cookie}"),
+        )
+    })
+    .await;
+    let rules = "\n      - match: {}\n        key: {headers: [X-Device], cookies: [lang]}";
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], rules),
+        &[],
+        Some("t"),
+    )
+    .await;
+    let variants: [&[(&str, &str)]; 3] = [
+        &[("x-device", "mobile"), ("cookie", "lang=en")],
+        &[("x-device", "desktop"), ("cookie", "lang=en")],
+        &[("x-device", "mobile"), ("cookie", "lang=fr; session=9")],
+    ];
+    for headers in variants {
+        request(outpost.addr(), "GET", "example.com", "/k", headers, "").await;
+    }
+    for headers in variants {
+        request(outpost.addr(), "GET", "example.com", "/k", headers, "")
+            .await
+            .assert_hit();
+    }
+    // Another session cookie does not split the variant: only `lang` counts.
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/k",
+        &[("x-device", "mobile"), ("cookie", "session=1; lang=en")],
+        "",
+    )
+    .await;
+    got.assert_hit();
+    assert_eq!(got.body, "mobile|lang=en");
+    assert_eq!(origin.hits(), 3);
+
+    let purged = outpost_tests::purge(
+        outpost.admin,
+        Some("t"),
+        r#"{"urls": ["http://example.com/k"]}"#,
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(json["purged"], 3);
+    let got = request(outpost.addr(), "GET", "example.com", "/k", variants[0], "").await;
+    assert!(
+        got.cache_status().contains("fwd="),
+        "{}",
+        got.cache_status()
+    );
+}
