@@ -682,6 +682,39 @@ mod tests {
         assert_eq!(cache.purge(&key()), MAX_VARIANTS);
     }
 
+    /// RFC 9111 §3: a final status with explicit freshness may be stored,
+    /// whatever its code; without it, only heuristically cacheable codes.
+    #[test]
+    fn which_status_codes_are_stored() {
+        let (cache, _) = setup();
+        let stored = |status: u16, cc: &str| {
+            let mut res = ok(&[("cache-control", cc)]);
+            res.status = StatusCode::from_u16(status).unwrap();
+            cache
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &res,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .is_ok()
+        };
+        assert!(stored(500, "max-age=60"));
+        assert!(stored(302, "max-age=60"));
+        assert!(!stored(500, "public"), "no explicit freshness");
+        assert!(
+            !stored(206, "max-age=60"),
+            "partial content is not stored whole"
+        );
+        assert!(
+            !stored(418, "max-age=60, must-understand"),
+            "must-understand and an unknown code"
+        );
+        assert!(!stored(200, "no-store"));
+    }
+
     #[test]
     fn vary_mismatch_is_reported() {
         let (cache, _) = setup();

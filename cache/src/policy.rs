@@ -174,9 +174,20 @@ pub(crate) fn build(
         res_view.headers.remove(SET_COOKIE);
     }
     let stale = stale_use(&res_view.headers, rules);
+    let storable_as = |status| {
+        let mut view = res_view.clone();
+        view.status = status;
+        CachePolicy::new_options(&req_view, &view, response_time, options.cache_options())
+            .is_storable()
+    };
+    // RFC 9111 §3: any final status may be stored with explicit freshness;
+    // the library knows only a list of codes. Without `must-understand`
+    // (§5.2.2.3), judge such a response as if its code were on the list.
+    let unlisted_but_explicit = !matches!(status.as_u16(), 100..=199 | 206 | 304)
+        && has_explicit_freshness(&res_view.headers)
+        && !directives(&res_view.headers).any(|(name, _)| name == "must-understand");
     let storable =
-        CachePolicy::new_options(&req_view, &res_view, response_time, options.cache_options())
-            .is_storable();
+        storable_as(status) || (unlisted_but_explicit && storable_as(http::StatusCode::OK));
     Built {
         storable,
         stale,
