@@ -4,6 +4,7 @@
 //! fetches from the origin when told to, and hands back what may be stored.
 
 mod clock;
+mod coalesce;
 mod entry;
 mod freshness;
 mod key;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request, response};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use coalesce::{Coalescer, Fill, FillFailed, FillWriter, Leader, Role, SharedHead};
 pub use entry::Entry;
 use freshness::Unusable;
 pub use freshness::{Directives, Freshness, Heuristic};
@@ -328,6 +330,11 @@ impl Cache {
 }
 
 impl PendingEntry {
+    /// The Vary secondary text of this response's request ("" when it does not vary).
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
     /// Adds the request fields a rule keys on: they make variants as Vary
     /// does. `request` is the request the response answers.
     pub fn with_key_fields(mut self, fields: &KeyFields, request: &HeaderMap) -> Self {
@@ -341,6 +348,19 @@ impl PendingEntry {
         self.variant = vary::secondary(&self.vary, &self.cookies, request);
         self
     }
+}
+
+/// The Vary secondary text `request` would have for a response with
+/// `response` headers under a rule keying on `fields`; None for `Vary: *`.
+pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap) -> Option<String> {
+    let mut names = vary::names(response)?;
+    names.extend(fields.headers.iter().cloned());
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    if names.is_empty() && fields.cookies.is_empty() {
+        return Some(String::new());
+    }
+    Some(vary::secondary(&names, &fields.cookies, request))
 }
 
 /// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can

@@ -150,6 +150,8 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         metrics: metrics.clone(),
         max_object_size: max_stored_body(config),
         revalidating: Default::default(),
+        coalescer: outpost_cache::Coalescer::new(),
+        coalesce_timeout: config.cache.coalesce_timeout.get(),
     });
 
     let mut running = Running {

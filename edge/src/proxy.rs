@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{
     CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HOST, IF_MATCH, IF_MODIFIED_SINCE,
     IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
@@ -18,7 +19,10 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use outpost_cache::{Cache, CacheKey, Entry, Lookup, normalize_host, normalize_path};
+use outpost_cache::{
+    Cache, CacheKey, Coalescer, Entry, Leader, Lookup, Role, SharedHead, normalize_host,
+    normalize_path,
+};
 use outpost_purge_api::Metrics;
 
 use crate::body::{OriginBody, StoringBody};
@@ -40,6 +44,10 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Largest body the cache keeps.
     pub max_object_size: usize,
+    /// Misses in progress that others may join.
+    pub coalescer: Arc<Coalescer>,
+    /// Longest a request waits on another's fetch of the same key.
+    pub coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
     pub revalidating: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
@@ -58,6 +66,7 @@ enum Outcome {
     Stale,
     Miss,
     Bypass,
+    Collapsed,
     Error,
 }
 
@@ -68,6 +77,7 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Miss => "miss",
             Outcome::Bypass => "bypass",
+            Outcome::Collapsed => "collapsed",
             Outcome::Error => "error",
         }
     }
@@ -358,8 +368,14 @@ impl Proxy {
                 None => self.fetch(request, &format!("fwd={reason}")).await,
             };
         }
-        self.store_and_relay(request, answer, request_time, &format!("fwd={reason}"))
-            .await
+        self.store_and_relay(
+            request,
+            answer,
+            request_time,
+            &format!("fwd={reason}"),
+            None,
+        )
+        .await
     }
 
     /// Fetches a miss from the origin, storing the answer if it may be stored.
@@ -368,6 +384,53 @@ impl Proxy {
     /// hits, and takes its range from the stream; when the object turns out
     /// larger than the cache keeps, the range is asked of the origin instead.
     async fn fetch(&self, request: Exchange, status: &str) -> (Outcome, Response<ProxyBody>) {
+        // Plain GETs collapse onto one fetch; a range or an authenticated
+        // request fetches on its own.
+        let collapsible = request.parts.method == Method::GET
+            && !request.parts.headers.contains_key(RANGE)
+            && !request
+                .parts
+                .headers
+                .contains_key(http::header::AUTHORIZATION);
+        if !collapsible {
+            return self.fetch_alone(request, status, None).await;
+        }
+        match self.coalescer.join(*request.key.hash()) {
+            Role::Leader(leader) => self.fetch_alone(request, status, Some(leader)).await,
+            Role::Follower(fill) => {
+                if let Some(head) = fill.head(self.coalesce_timeout).await {
+                    let same_variant = outpost_cache::variant_of(
+                        &head.headers,
+                        &request.rule.key_fields,
+                        &request.parts.headers,
+                    )
+                    .is_some_and(|variant| variant == head.variant);
+                    if same_variant {
+                        let mut parts = Response::new(()).into_parts().0;
+                        parts.status = head.status;
+                        parts.headers = head.headers.clone();
+                        let body = http_body_util::StreamBody::new(
+                            fill.body().map(|frame| frame.map_err(BoxError::from)),
+                        );
+                        return (
+                            Outcome::Collapsed,
+                            to_client(parts, body.boxed_unsync(), &format!("{status}; collapsed")),
+                        );
+                    }
+                }
+                self.fetch_alone(request, status, None).await
+            }
+        }
+    }
+
+    /// Fetches from the origin; a `leader` shares the answer with the
+    /// requests that collapsed onto it, when it can be stored.
+    async fn fetch_alone(
+        &self,
+        request: Exchange,
+        status: &str,
+        leader: Option<Leader>,
+    ) -> (Outcome, Response<ProxyBody>) {
         let wants_range = request.parts.headers.contains_key(RANGE);
         let mut headers = request.parts.headers.clone();
         if wants_range {
@@ -405,7 +468,7 @@ impl Proxy {
                 Err(e) => (Outcome::Error, upstream_error(&e)),
             };
         }
-        self.store_and_relay(request, answer, request_time, status)
+        self.store_and_relay(request, answer, request_time, status, leader)
             .await
     }
 
@@ -415,6 +478,7 @@ impl Proxy {
         answer: Answer,
         request_time: SystemTime,
         status: &str,
+        leader: Option<Leader>,
     ) -> (Outcome, Response<ProxyBody>) {
         let response_time: SystemTime = self.cache.now();
         let Answer {
@@ -441,17 +505,25 @@ impl Proxy {
                     pending.with_key_fields(&request.rule.key_fields, &request.parts.headers)
                 }) {
                 Ok(pending) => {
-                    let too_large = body
-                        .size_hint()
-                        .exact()
-                        .is_some_and(|n| n > self.max_object_size as u64);
-                    if too_large {
+                    let length = body.size_hint().exact();
+                    if length.is_some_and(|n| n > self.max_object_size as u64) {
                         status.push_str("; detail=too-large");
                         body.boxed_unsync()
                     } else {
                         status.push_str("; stored");
-                        StoringBody::new(body, self.cache.clone(), pending, self.max_object_size)
-                            .boxed_unsync()
+                        let variant = pending.variant().to_owned();
+                        let storing = StoringBody::new(
+                            body,
+                            self.cache.clone(),
+                            pending,
+                            self.max_object_size,
+                        );
+                        match leader {
+                            Some(leader) if length.is_some() => {
+                                share(leader, &parts, variant, storing)
+                            }
+                            _ => storing.boxed_unsync(),
+                        }
                     }
                 }
                 Err(reason) => {
@@ -498,6 +570,40 @@ impl Proxy {
         }
         (Outcome::Miss, to_client(parts, body, &status))
     }
+}
+
+/// Shares a storable response with the requests collapsed onto it: a task
+/// reads the origin's body into the cache and the fill, whoever's client
+/// goes away, and every client (the leader's too) reads the fill.
+fn share(
+    leader: Leader,
+    parts: &http::response::Parts,
+    variant: String,
+    mut storing: StoringBody<OriginBody>,
+) -> ProxyBody {
+    let writer = leader.share(SharedHead {
+        status: parts.status,
+        headers: parts.headers.clone(),
+        variant,
+    });
+    let fill = writer.fill().clone();
+    tokio::spawn(async move {
+        while let Some(frame) = storing.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        writer.push(data.clone());
+                    }
+                }
+                // Dropping the writer fails the fill for every reader.
+                Err(_) => return,
+            }
+        }
+        // The entry is in the cache now; only then is the fill forgotten.
+        writer.finish();
+    });
+    http_body_util::StreamBody::new(fill.body().map(|frame| frame.map_err(BoxError::from)))
+        .boxed_unsync()
 }
 
 /// A 416 head for an object of `len` bytes (RFC 9110 §15.5.17).

@@ -149,6 +149,8 @@ pub struct OriginOptions {
     pub tls: Option<(String, String)>,
     /// Speak HTTP/2 only (h2c by prior knowledge, or ALPN h2 over TLS).
     pub http2_only: bool,
+    /// Hold every answer this long before sending it (a slow origin).
+    pub delay: Option<Duration>,
 }
 
 /// An origin on 127.0.0.1 port 0 that answers with `handler` and records
@@ -203,10 +205,14 @@ impl Origin {
                     acceptor.clone(),
                 );
                 let http2_only = options.http2_only;
+                let delay = options.delay;
                 let task = tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (seen, hits, handler) = (seen.clone(), hits.clone(), handler.clone());
                         async move {
+                            if let Some(delay) = delay {
+                                tokio::time::sleep(delay).await;
+                            }
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()

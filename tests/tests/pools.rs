@@ -143,6 +143,7 @@ async fn a_tls_origin_is_verified_against_the_configured_ca() {
         OriginOptions {
             tls: Some((cert, key)),
             http2_only: false,
+            delay: None,
         },
         |_| respond(200, &[("cache-control", "no-store")], "over tls"),
     )
@@ -165,6 +166,7 @@ async fn a_tls_origin_is_verified_against_the_configured_ca() {
         OriginOptions {
             tls: Some((rogue_cert, rogue_key)),
             http2_only: false,
+            delay: None,
         },
         |_| respond(200, &[], "should never be seen"),
     )
@@ -187,6 +189,7 @@ async fn an_h2c_origin_carries_many_requests_on_few_connections() {
         OriginOptions {
             tls: None,
             http2_only: true,
+            delay: None,
         },
         |_| respond(200, &[("cache-control", "no-store")], "h2"),
     )
@@ -345,6 +348,7 @@ async fn an_https_origin_that_speaks_h2_gets_it_by_alpn() {
         OriginOptions {
             tls: Some((cert, key)),
             http2_only: true,
+            delay: None,
         },
         |_| respond(200, &[("cache-control", "no-store")], "h2 over tls"),
     )

@@ -332,3 +332,67 @@ async fn qualified_no_cache_strips_its_fields_from_hits() {
     got.assert_hit();
     assert!(!got.headers.contains_key("x-session"));
 }
+
+/// Concurrent misses for one key make one origin request; the others are
+/// collapsed onto it (RFC 9211 `collapsed`) and get the same body.
+#[tokio::test]
+async fn concurrent_misses_collapse_into_one_fetch() {
+    let body = "z".repeat(200_000);
+    let expected = body.clone();
+    let options = outpost_tests::OriginOptions {
+        delay: Some(std::time::Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, move |_| {
+        respond(200, &[("cache-control", "max-age=300")], body.clone())
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let requests: Vec<_> = (0..8)
+        .map(|_| get(outpost.addr(), "example.com", "/popular"))
+        .collect();
+    let answers = futures_util::future::join_all(requests).await;
+    assert_eq!(origin.hits(), 1);
+    let collapsed = answers
+        .iter()
+        .filter(|got| got.cache_status() == "Outpost; fwd=miss; collapsed")
+        .count();
+    assert_eq!(
+        collapsed,
+        7,
+        "{:?}",
+        answers
+            .iter()
+            .map(|g| g.cache_status().to_owned())
+            .collect::<Vec<_>>()
+    );
+    assert!(answers.iter().all(|got| got.body == expected.as_bytes()));
+    get(outpost.addr(), "example.com", "/popular")
+        .await
+        .assert_hit();
+}
+
+/// A response that cannot be stored is not shared: the waiting requests
+/// fetch on their own.
+#[tokio::test]
+async fn uncacheable_answers_release_the_collapsed_requests() {
+    let options = outpost_tests::OriginOptions {
+        delay: Some(std::time::Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, |_| {
+        respond(200, &[("cache-control", "private")], "mine")
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let requests: Vec<_> = (0..4)
+        .map(|_| get(outpost.addr(), "example.com", "/private"))
+        .collect();
+    let answers = futures_util::future::join_all(requests).await;
+    assert_eq!(origin.hits(), 4);
+    assert!(
+        answers
+            .iter()
+            .all(|got| got.body == "mine" && !got.cache_status().contains("collapsed"))
+    );
+}

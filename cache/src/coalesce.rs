@@ -1,0 +1,350 @@
+//! Request coalescing: the first miss for a key fetches (the leader);
+//! requests for the same key that arrive meanwhile (followers) wait for
+//! its response head, and when it can be shared they read the body from
+//! the first byte while it streams in. A leader whose response cannot be
+//! shared, or that goes away before its head, releases its followers to
+//! fetch on their own, and no follower waits longer than its timeout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+/// What a shared fill's followers receive first.
+#[derive(Debug, Clone)]
+pub struct SharedHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The leader's Vary secondary text, for followers to compare theirs.
+    pub variant: String,
+}
+
+#[derive(Debug, Clone)]
+enum Head {
+    Pending,
+    Shared(Arc<SharedHead>),
+    NotShared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Open,
+    Complete,
+    Failed,
+}
+
+#[derive(Debug)]
+struct State {
+    head: Head,
+    chunks: Vec<Bytes>,
+    end: End,
+}
+
+/// One fetch in progress that others may join.
+#[derive(Debug)]
+pub struct Fill {
+    state: Mutex<State>,
+    /// Bumped on every change; followers wait on it.
+    changes: watch::Sender<u64>,
+}
+
+impl Fill {
+    fn new() -> Self {
+        let (changes, _) = watch::channel(0);
+        Self {
+            state: Mutex::new(State {
+                head: Head::Pending,
+                chunks: Vec::new(),
+                end: End::Open,
+            }),
+            changes,
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits up to `timeout` for the leader's head: None when the leader
+    /// declined to share, went away, or took too long.
+    pub async fn head(&self, timeout: Duration) -> Option<Arc<SharedHead>> {
+        let mut changes = self.changes.subscribe();
+        let wait = async {
+            loop {
+                match &self.state.lock().unwrap_or_else(|p| p.into_inner()).head {
+                    Head::Shared(head) => return Some(head.clone()),
+                    Head::NotShared => return None,
+                    Head::Pending => {}
+                }
+                if changes.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// The body as a stream of frames from the first byte; it fails when
+    /// the leader's body failed.
+    pub fn body(
+        self: &Arc<Self>,
+    ) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, FillFailed>> + Send + 'static
+    {
+        let changes = self.changes.subscribe();
+        futures_util::stream::unfold(
+            (self.clone(), 0usize, changes, false),
+            |(fill, next, mut changes, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    {
+                        let state = fill.state.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(chunk) = state.chunks.get(next) {
+                            let frame = http_body::Frame::data(chunk.clone());
+                            drop(state);
+                            return Some((Ok(frame), (fill, next + 1, changes, false)));
+                        }
+                        match state.end {
+                            End::Complete => return None,
+                            End::Failed => {
+                                drop(state);
+                                return Some((Err(FillFailed), (fill, next, changes, true)));
+                            }
+                            End::Open => {}
+                        }
+                    }
+                    if changes.changed().await.is_err() {
+                        return Some((Err(FillFailed), (fill, next, changes, true)));
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// The body the followers were reading broke off at the origin.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the shared origin response broke off")]
+pub struct FillFailed;
+
+/// The fills in progress, by key hash.
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    fills: Mutex<HashMap<[u8; 32], Arc<Fill>>>,
+}
+
+/// What a request is for its key.
+pub enum Role {
+    Leader(Leader),
+    Follower(Arc<Fill>),
+}
+
+impl Coalescer {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Leads the fetch of `key`, or follows the one in progress.
+    pub fn join(self: &Arc<Self>, key: [u8; 32]) -> Role {
+        let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fill) = fills.get(&key) {
+            return Role::Follower(fill.clone());
+        }
+        let fill = Arc::new(Fill::new());
+        fills.insert(key, fill.clone());
+        Role::Leader(Leader {
+            coalescer: self.clone(),
+            key,
+            fill,
+            settled: false,
+        })
+    }
+
+    /// Fills in progress, for stats.
+    pub fn in_progress(&self) -> usize {
+        self.fills.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn forget(&self, key: &[u8; 32], fill: &Arc<Fill>) {
+        let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
+        if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(key);
+        }
+    }
+}
+
+/// The right and duty to settle a fill: share its response or decline.
+/// Dropped unsettled, it declines.
+pub struct Leader {
+    coalescer: Arc<Coalescer>,
+    key: [u8; 32],
+    fill: Arc<Fill>,
+    settled: bool,
+}
+
+impl Leader {
+    /// The followers fetch on their own.
+    pub fn decline(mut self) {
+        self.settle_declined();
+    }
+
+    fn settle_declined(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            self.fill.update(|s| s.head = Head::NotShared);
+            self.coalescer.forget(&self.key, &self.fill);
+        }
+    }
+
+    /// Publishes the head; the returned writer feeds the body.
+    pub fn share(mut self, head: SharedHead) -> FillWriter {
+        self.settled = true;
+        self.fill.update(|s| s.head = Head::Shared(Arc::new(head)));
+        FillWriter {
+            coalescer: self.coalescer.clone(),
+            key: self.key,
+            fill: self.fill.clone(),
+            ended: false,
+        }
+    }
+
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.settle_declined();
+    }
+}
+
+/// Feeds a shared fill. Dropped before `finish`, the body fails.
+pub struct FillWriter {
+    coalescer: Arc<Coalescer>,
+    key: [u8; 32],
+    fill: Arc<Fill>,
+    ended: bool,
+}
+
+impl FillWriter {
+    pub fn push(&self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.fill.update(|s| s.chunks.push(chunk));
+        }
+    }
+
+    /// The body ended cleanly. Call after the entry is in the cache, so
+    /// that a request arriving now finds it there.
+    pub fn finish(mut self) {
+        self.end(End::Complete);
+    }
+
+    fn end(&mut self, end: End) {
+        if !self.ended {
+            self.ended = true;
+            self.fill.update(|s| s.end = end);
+            self.coalescer.forget(&self.key, &self.fill);
+        }
+    }
+
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+}
+
+impl Drop for FillWriter {
+    fn drop(&mut self) {
+        self.end(End::Failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn head() -> SharedHead {
+        SharedHead {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            variant: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn followers_read_the_whole_body_from_the_first_byte() {
+        let coalescer = Coalescer::new();
+        let Role::Leader(leader) = coalescer.join([1; 32]) else {
+            panic!("first is the leader")
+        };
+        let Role::Follower(early) = coalescer.join([1; 32]) else {
+            panic!("second follows")
+        };
+        let writer = leader.share(head());
+        writer.push(Bytes::from_static(b"ab"));
+        let Role::Follower(late) = coalescer.join([1; 32]) else {
+            panic!("still in progress")
+        };
+        let reader = tokio::spawn(async move {
+            assert!(late.head(Duration::from_secs(1)).await.is_some());
+            late.body()
+                .map(|f| f.unwrap().into_data().unwrap())
+                .collect::<Vec<_>>()
+                .await
+                .concat()
+        });
+        writer.push(Bytes::from_static(b"cd"));
+        writer.finish();
+        assert_eq!(reader.await.unwrap(), b"abcd");
+        assert!(early.head(Duration::from_secs(1)).await.is_some());
+        assert!(
+            matches!(coalescer.join([1; 32]), Role::Leader(_)),
+            "a finished fill is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declining_or_vanishing_leader_releases_followers() {
+        let coalescer = Coalescer::new();
+        let Role::Leader(leader) = coalescer.join([2; 32]) else {
+            panic!()
+        };
+        let Role::Follower(follower) = coalescer.join([2; 32]) else {
+            panic!()
+        };
+        drop(leader);
+        assert!(follower.head(Duration::from_secs(1)).await.is_none());
+        let Role::Leader(_slow) = coalescer.join([3; 32]) else {
+            panic!()
+        };
+        let Role::Follower(waiting) = coalescer.join([3; 32]) else {
+            panic!()
+        };
+        assert!(
+            waiting.head(Duration::from_millis(20)).await.is_none(),
+            "the timeout bounds the wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_fails_for_followers() {
+        let coalescer = Coalescer::new();
+        let Role::Leader(leader) = coalescer.join([4; 32]) else {
+            panic!()
+        };
+        let writer = leader.share(head());
+        let fill = writer.fill().clone();
+        writer.push(Bytes::from_static(b"partial"));
+        drop(writer);
+        let frames: Vec<_> = fill.body().collect().await;
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].is_err());
+    }
+}
