@@ -154,7 +154,7 @@ async fn connection(
                 .headers()
                 .get("cache-status")
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').nth(1).unwrap_or("").trim().to_owned())
+                .map(cache_outcome)
                 .unwrap_or_default();
             res.into_body().collect().await?;
             Ok::<_, hyper::Error>((status, cache))
@@ -176,6 +176,18 @@ async fn connection(
         }
     }
     Ok(tally)
+}
+
+/// A Cache-Status value without the cache's name and the parameters that
+/// change from answer to answer (`ttl`), e.g. `fwd=miss; collapsed`.
+fn cache_outcome(value: &str) -> String {
+    value
+        .split(';')
+        .skip(1)
+        .map(str::trim)
+        .filter(|p| !p.starts_with("ttl="))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn report(tally: &Tally, elapsed: Duration) {
