@@ -7,7 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Most keys remembered as hit-for-pass at once.
+const MAX_PASS_KEYS: usize = 100_000;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -136,12 +139,17 @@ pub struct FillFailed;
 #[derive(Debug, Default)]
 pub struct Coalescer {
     fills: Mutex<HashMap<[u8; 32], Arc<Fill>>>,
+    /// Keys whose last answer could not be shared, until when (hit-for-pass):
+    /// requests for them fetch at once instead of queueing.
+    pass: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 /// What a request is for its key.
 pub enum Role {
     Leader(Leader),
     Follower(Arc<Fill>),
+    /// The key's answers are known not to be shareable: fetch alone.
+    Pass,
 }
 
 impl Coalescer {
@@ -151,6 +159,16 @@ impl Coalescer {
 
     /// Leads the fetch of `key`, or follows the one in progress.
     pub fn join(self: &Arc<Self>, key: [u8; 32]) -> Role {
+        {
+            let mut pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+            match pass.get(&key) {
+                Some(until) if *until > Instant::now() => return Role::Pass,
+                Some(_) => {
+                    pass.remove(&key);
+                }
+                None => {}
+            }
+        }
         let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(fill) = fills.get(&key) {
             return Role::Follower(fill.clone());
@@ -190,6 +208,27 @@ pub struct Leader {
 impl Leader {
     /// The followers fetch on their own.
     pub fn decline(mut self) {
+        self.settle_declined();
+    }
+
+    /// The answer cannot be shared (uncacheable, too large): the followers
+    /// fetch on their own, and so does every request for the key during
+    /// `remember` rather than queueing behind a fetch (hit-for-pass).
+    pub fn decline_for(mut self, remember: Duration) {
+        let mut pass = self
+            .coalescer
+            .pass
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Bounded: an attacker cycling keys cannot grow it without end.
+        if pass.len() >= MAX_PASS_KEYS {
+            let now = Instant::now();
+            pass.retain(|_, until| *until > now);
+        }
+        if pass.len() < MAX_PASS_KEYS {
+            pass.insert(self.key, Instant::now() + remember);
+        }
+        drop(pass);
         self.settle_declined();
     }
 
@@ -331,6 +370,18 @@ mod tests {
             waiting.head(Duration::from_millis(20)).await.is_none(),
             "the timeout bounds the wait"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unshareable_answer_is_remembered_for_a_while() {
+        let coalescer = Coalescer::new();
+        let Role::Leader(leader) = coalescer.join([5; 32]) else {
+            panic!()
+        };
+        leader.decline_for(Duration::from_millis(50));
+        assert!(matches!(coalescer.join([5; 32]), Role::Pass));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(matches!(coalescer.join([5; 32]), Role::Leader(_)));
     }
 
     #[tokio::test]

@@ -36,6 +36,10 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
+/// How long a key whose answer could not be shared is fetched without
+/// coalescing (hit-for-pass).
+const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything a request needs, built from one config.
 pub struct Proxy {
     pub router: Arc<Router>,
@@ -397,8 +401,15 @@ impl Proxy {
         }
         match self.coalescer.join(*request.key.hash()) {
             Role::Leader(leader) => self.fetch_alone(request, status, Some(leader)).await,
+            Role::Pass => self.fetch_alone(request, status, None).await,
             Role::Follower(fill) => {
-                if let Some(head) = fill.head(self.coalesce_timeout).await {
+                self.metrics.coalesced.inc();
+                let waited = Instant::now();
+                let head = fill.head(self.coalesce_timeout).await;
+                self.metrics
+                    .coalesce_wait
+                    .observe(waited.elapsed().as_secs_f64());
+                if let Some(head) = head {
                     let same_variant = outpost_cache::variant_of(
                         &head.headers,
                         &request.rule.key_fields,
@@ -478,7 +489,7 @@ impl Proxy {
         answer: Answer,
         request_time: SystemTime,
         status: &str,
-        leader: Option<Leader>,
+        mut leader: Option<Leader>,
     ) -> (Outcome, Response<ProxyBody>) {
         let response_time: SystemTime = self.cache.now();
         let Answer {
@@ -508,6 +519,9 @@ impl Proxy {
                     let length = body.size_hint().exact();
                     if length.is_some_and(|n| n > self.max_object_size as u64) {
                         status.push_str("; detail=too-large");
+                        if let Some(leader) = leader.take() {
+                            leader.decline_for(HIT_FOR_PASS);
+                        }
                         body.boxed_unsync()
                     } else {
                         status.push_str("; stored");
@@ -529,6 +543,9 @@ impl Proxy {
                 Err(reason) => {
                     status.push_str("; detail=");
                     status.push_str(reason.as_str());
+                    if let Some(leader) = leader.take() {
+                        leader.decline_for(HIT_FOR_PASS);
+                    }
                     body.boxed_unsync()
                 }
             }

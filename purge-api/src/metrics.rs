@@ -24,6 +24,10 @@ pub struct Metrics {
     pub origin_connects: IntCounterVec,
     /// 1 when a server takes traffic, 0 when checks or ejection keep it out; set when scraped.
     pub origin_up: IntGaugeVec,
+    /// Requests that waited on another request's fetch of the same key.
+    pub coalesced: prometheus::IntCounter,
+    /// How long they waited for its response head.
+    pub coalesce_wait: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -93,6 +97,21 @@ impl Metrics {
             ),
             &["pool", "server"],
         )?;
+        let coalesced = prometheus::IntCounter::new(
+            "outpost_coalesced_requests_total",
+            "Requests that waited on another request's fetch of the same key.",
+        )?;
+        let coalesce_wait = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_coalesce_wait_seconds",
+                "Time a collapsed request waited for the leader's response head.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        registry.register(Box::new(coalesced.clone()))?;
+        registry.register(Box::new(coalesce_wait.clone()))?;
         registry.register(Box::new(origin_requests.clone()))?;
         registry.register(Box::new(origin_response.clone()))?;
         registry.register(Box::new(origin_connects.clone()))?;
@@ -113,6 +132,8 @@ impl Metrics {
             origin_response,
             origin_connects,
             origin_up,
+            coalesced,
+            coalesce_wait,
         })
     }
 
