@@ -17,8 +17,8 @@ async fn streaming_origin() -> (
     mpsc::UnboundedReceiver<()>,
     Arc<Notify>,
 ) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
     let (seen, requests) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
     let gate = release.clone();
@@ -47,16 +47,16 @@ async fn streaming_origin() -> (
 }
 
 async fn open(addr: std::net::SocketAddr, path: &str) -> hyper::Response<hyper::body::Incoming> {
-    let stream = TcpStream::connect(addr).await.unwrap();
+    let stream = TcpStream::connect(addr).await.expect("test setup");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .expect("test setup");
     tokio::spawn(conn);
     let req = http::Request::get(path)
         .header("host", "example.com")
         .body(Empty::<Bytes>::new())
-        .unwrap();
-    sender.send_request(req).await.unwrap()
+        .expect("test setup");
+    sender.send_request(req).await.expect("test setup")
 }
 
 /// A follower gets the first bytes while the origin is still sending.
