@@ -33,9 +33,36 @@ pub struct Entry {
     pub variant: String,
     /// For a Vary variant: the id of the marker it was stored under; 0 otherwise.
     pub marker: u64,
+    /// Sequence number given when the response arrived; purges made later
+    /// apply to it.
+    pub seq: u64,
+    /// Tags from the response's tag headers (Surrogate-Key, Cache-Tag).
+    pub tags: Vec<String>,
+    /// Hash of the URL's primary key (the same for every variant).
+    pub primary: [u8; 32],
 }
 
 impl Entry {
+    /// Host and path without the scheme, as prefix purges name them.
+    pub fn location(&self) -> &str {
+        self.key
+            .split_once("://")
+            .map_or(self.key.as_str(), |(_, rest)| rest)
+    }
+
+    /// The normalized host (with a non-default port).
+    pub fn host(&self) -> &str {
+        let location = self.location();
+        location.split(['/', '?']).next().unwrap_or(location)
+    }
+
+    /// A copy that must be revalidated before use (a soft purge).
+    pub fn soft_purged(&self) -> Entry {
+        let mut copy = self.clone();
+        copy.freshness.lifetime = Duration::ZERO;
+        copy
+    }
+
     /// Bytes this entry costs the memory tier: body, headers, key and bookkeeping.
     pub fn weight(&self) -> u32 {
         let headers: usize = self

@@ -10,6 +10,7 @@ mod freshness;
 mod key;
 mod memory;
 mod policy;
+mod purge;
 mod vary;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
 pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
+pub use purge::{PurgeIndex, Verdict};
 use vary::VaryMarker;
 pub use vary::{KeyFields, MAX_VARIANTS};
 
@@ -53,14 +55,17 @@ pub struct Usage {
 
 pub struct Cache {
     memory: MemoryTier,
+    purges: Arc<PurgeIndex>,
     clock: Arc<dyn Clock>,
     options: PolicyOptions,
 }
 
 impl Cache {
     pub fn new(memory_bytes: u64, options: PolicyOptions, clock: Arc<dyn Clock>) -> Self {
+        let purges = Arc::new(PurgeIndex::default());
         Self {
-            memory: MemoryTier::new(memory_bytes),
+            memory: MemoryTier::new(memory_bytes, purges.clone()),
+            purges,
             clock,
             options,
         }
@@ -76,6 +81,7 @@ impl Cache {
 
     /// Looks `key` up for the request `req`.
     pub fn lookup(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
+        let mut hash = *key.hash();
         let entry = match self.memory.get(key.hash()) {
             None => return Lookup::Miss,
             Some(Stored::Object(entry)) => entry,
@@ -84,10 +90,8 @@ impl Cache {
                     return Lookup::Miss;
                 }
                 let secondary = vary::secondary(&marker.names, &marker.cookies, &req.headers);
-                match self
-                    .memory
-                    .get(&vary::secondary_hash(key.text(), &secondary))
-                {
+                hash = vary::secondary_hash(key.text(), &secondary);
+                match self.memory.get(&hash) {
                     Some(Stored::Object(entry))
                         if entry.marker == marker.id && entry.variant == secondary =>
                     {
@@ -100,6 +104,14 @@ impl Cache {
         if entry.key != key.text() {
             // A blake3 collision: never serve another URL's object.
             return Lookup::Miss;
+        }
+        match self.purges.judge(&entry) {
+            Verdict::Gone => {
+                self.memory.remove(&hash);
+                return Lookup::Miss;
+            }
+            Verdict::Stale => return Lookup::Stale(entry),
+            Verdict::Live => {}
         }
         // RFC 9111 §3.5: an authenticated request is answered from a shared
         // entry only when the response allowed it.
@@ -156,6 +168,7 @@ impl Cache {
         } else {
             vary::secondary(&names, &[], &req.headers)
         };
+        let tags = self.tags_of(&res.headers);
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
@@ -167,7 +180,27 @@ impl Cache {
             vary: names,
             cookies: Vec::new(),
             variant,
+            seq: self.purges.next_seq(),
+            tags,
         })
+    }
+
+    /// The tags a response carries in the configured tag headers, split on
+    /// commas and white space (Surrogate-Key and Cache-Tag both fit).
+    fn tags_of(&self, headers: &HeaderMap) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .options
+            .tag_headers
+            .iter()
+            .flat_map(|name| headers.get_all(name))
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(|c: char| c == ',' || c.is_whitespace()))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        tags
     }
 
     /// Stores a complete entry: under the URL's key, or as one variant of it.
@@ -183,6 +216,8 @@ impl Cache {
             vary,
             cookies,
             variant,
+            seq,
+            tags,
         } = pending;
         let mut entry = Entry {
             key: key.text().to_owned(),
@@ -195,11 +230,17 @@ impl Cache {
             rules,
             variant,
             marker: 0,
+            seq,
+            tags,
+            primary: *key.hash(),
         };
+        // A purge that arrived while this response was on its way wins.
+        if self.purges.judge(&entry) == Verdict::Gone {
+            return Arc::new(entry);
+        }
         if vary.is_empty() && cookies.is_empty() {
             let entry = Arc::new(entry);
-            self.memory
-                .insert(*key.hash(), Stored::Object(entry.clone()));
+            self.store(*key.hash(), entry.clone());
             return entry;
         }
         let marker = match self.memory.get(key.hash()) {
@@ -220,7 +261,7 @@ impl Cache {
         entry.marker = marker.id;
         let hash = vary::secondary_hash(key.text(), &entry.variant);
         let entry = Arc::new(entry);
-        self.memory.insert(hash, Stored::Object(entry.clone()));
+        self.store(hash, entry.clone());
         for dropped in marker.remember(hash) {
             self.memory.remove(&dropped);
         }
@@ -296,28 +337,130 @@ impl Cache {
             rules: stored.rules,
             variant: stored.variant.clone(),
             marker: stored.marker,
+            seq: self.purges.next_seq(),
+            tags: stored.tags.clone(),
+            primary: stored.primary,
         });
         let hash = if entry.marker == 0 {
             *key.hash()
         } else {
             vary::secondary_hash(key.text(), &entry.variant)
         };
-        self.memory.insert(hash, Stored::Object(entry.clone()));
+        self.store(hash, entry.clone());
         Some(entry)
+    }
+
+    /// Puts an object in memory and in the purge index.
+    fn store(&self, hash: [u8; 32], entry: Arc<Entry>) {
+        self.purges.add(hash, &entry);
+        self.memory.insert(hash, Stored::Object(entry));
+    }
+
+    /// Removes objects by hash; many are removed on a thread of their own,
+    /// the purge marks already keep them from being served.
+    fn remove_all(&self, hashes: Vec<[u8; 32]>) {
+        const INLINE: usize = 1024;
+        if hashes.len() <= INLINE {
+            for hash in &hashes {
+                self.memory.remove(hash);
+            }
+            return;
+        }
+        let memory = self.memory.clone();
+        std::thread::spawn(move || {
+            for hash in &hashes {
+                memory.remove(hash);
+            }
+        });
+    }
+
+    /// Purges URLs' keys, every variant of each; `soft` marks them stale
+    /// instead. Returns the objects matched.
+    pub fn purge_urls(&self, keys: &[CacheKey], soft: bool) -> usize {
+        let mut matched = 0;
+        for key in keys {
+            self.purges.mark_url(*key.hash(), soft);
+            let hashes: Vec<[u8; 32]> = match self.memory.get(key.hash()) {
+                None => Vec::new(),
+                Some(Stored::Object(_)) => vec![*key.hash()],
+                Some(Stored::Variants(marker)) => marker.variants(),
+            };
+            for hash in hashes {
+                let Some(Stored::Object(entry)) = self.memory.get(&hash) else {
+                    continue;
+                };
+                matched += 1;
+                if soft {
+                    self.store(hash, Arc::new(entry.soft_purged()));
+                } else {
+                    self.memory.remove(&hash);
+                }
+            }
+            if !soft {
+                self.memory.remove(key.hash());
+            }
+        }
+        matched
+    }
+
+    /// Purges every object of these hosts (normalized, with any non-default port).
+    pub fn purge_hosts(&self, hosts: &[String], soft: bool) -> usize {
+        let hashes = self.purges.mark_hosts(hosts, soft);
+        let matched = hashes.len();
+        if !soft {
+            self.remove_all(hashes);
+        }
+        matched
+    }
+
+    /// Purges every object that carries one of these tags.
+    pub fn purge_tags(&self, tags: &[String], soft: bool) -> usize {
+        let hashes = self.purges.mark_tags(tags, soft);
+        let matched = hashes.len();
+        if !soft {
+            self.remove_all(hashes);
+        }
+        matched
+    }
+
+    /// Purges every object whose host and path start with one of these
+    /// prefixes (`example.com/static/`). Looks at every stored object.
+    pub fn purge_prefixes(&self, prefixes: &[String], soft: bool) -> usize {
+        self.purges.mark_prefixes(prefixes, soft);
+        let mut matched = 0;
+        let mut gone = Vec::new();
+        for (hash, entry) in self.memory.objects() {
+            if !prefixes
+                .iter()
+                .any(|p| entry.location().starts_with(p.as_str()))
+            {
+                continue;
+            }
+            matched += 1;
+            if soft {
+                self.store(hash, Arc::new(entry.soft_purged()));
+            } else {
+                gone.push(hash);
+            }
+        }
+        self.remove_all(gone);
+        matched
+    }
+
+    /// Purges everything, in constant time.
+    pub fn purge_everything(&self, soft: bool) -> usize {
+        let matched = usize::try_from(self.memory.usage().0).unwrap_or(usize::MAX);
+        self.purges.mark_everything(soft);
+        if !soft {
+            self.memory.clear();
+        }
+        matched
     }
 
     /// Removes the object stored for `key`, every Vary variant of it
     /// included; returns how many objects were removed.
     pub fn purge(&self, key: &CacheKey) -> usize {
-        match self.memory.remove(key.hash()) {
-            None => 0,
-            Some(Stored::Object(_)) => 1,
-            Some(Stored::Variants(marker)) => marker
-                .variants()
-                .iter()
-                .filter(|hash| self.memory.remove(hash).is_some())
-                .count(),
-        }
+        self.purge_urls(std::slice::from_ref(key), false)
     }
 
     pub fn usage(&self) -> Usage {
@@ -393,6 +536,8 @@ pub struct PendingEntry {
     vary: Vec<http::HeaderName>,
     /// Cookies the rule adds to the key.
     cookies: Vec<String>,
+    seq: u64,
+    tags: Vec<String>,
     variant: String,
 }
 
@@ -733,6 +878,111 @@ mod tests {
             "must-understand and an unknown code"
         );
         assert!(!stored(200, "no-store"));
+    }
+
+    fn store_tagged(cache: &Cache, url: &str, tags: &str) -> PendingEntry {
+        let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
+        let res = ok(&[("cache-control", "max-age=60"), ("surrogate-key", tags)]);
+        let pending = cache
+            .prepare(
+                &key,
+                &get(&[]),
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
+            .unwrap();
+        cache.insert(pending.clone(), Bytes::new());
+        pending
+    }
+
+    fn is_fresh(cache: &Cache, url: &str) -> bool {
+        let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
+        matches!(cache.lookup(&key, &get(&[])), Lookup::Fresh(_))
+    }
+
+    fn is_stale(cache: &Cache, url: &str) -> bool {
+        let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
+        matches!(cache.lookup(&key, &get(&[])), Lookup::Stale(_))
+    }
+
+    #[test]
+    fn purges_by_tag_host_prefix_and_everything() {
+        let (cache, _) = setup();
+        store_tagged(&cache, "http://a.test/p/1", "red blue");
+        store_tagged(&cache, "http://a.test/p/2", "blue");
+        store_tagged(&cache, "http://a.test/q/3", "green");
+        store_tagged(&cache, "http://b.test/p/4", "green");
+        assert_eq!(cache.purge_tags(&["blue".into()], false), 2);
+        assert!(!is_fresh(&cache, "http://a.test/p/1") && !is_fresh(&cache, "http://a.test/p/2"));
+        assert!(is_fresh(&cache, "http://a.test/q/3"));
+        assert_eq!(cache.purge_prefixes(&["a.test/q/".into()], false), 1);
+        assert!(!is_fresh(&cache, "http://a.test/q/3"));
+        assert!(is_fresh(&cache, "http://b.test/p/4"));
+        assert_eq!(cache.purge_hosts(&["b.test".into()], false), 1);
+        assert!(!is_fresh(&cache, "http://b.test/p/4"));
+        store_tagged(&cache, "http://c.test/x", "");
+        assert_eq!(cache.purge_everything(false), 1);
+        assert!(!is_fresh(&cache, "http://c.test/x"));
+        store_tagged(&cache, "http://c.test/x", "");
+        assert!(
+            is_fresh(&cache, "http://c.test/x"),
+            "what is stored after a purge stays"
+        );
+    }
+
+    /// A soft purge leaves the object, stale: the next use revalidates.
+    #[test]
+    fn soft_purges_mark_stale() {
+        let (cache, _) = setup();
+        for url in [
+            "http://a.test/1",
+            "http://a.test/2",
+            "http://a.test/3",
+            "http://b.test/4",
+        ] {
+            store_tagged(&cache, url, "t");
+        }
+        let key = CacheKey::from_url("http://a.test/1", &QueryKey::All).unwrap();
+        assert_eq!(cache.purge_urls(&[key], true), 1);
+        assert!(is_stale(&cache, "http://a.test/1"));
+        assert_eq!(cache.purge_prefixes(&["a.test/2".into()], true), 1);
+        assert!(is_stale(&cache, "http://a.test/2"));
+        assert!(is_fresh(&cache, "http://a.test/3"));
+        assert_eq!(cache.purge_tags(&["t".into()], true), 4);
+        assert!(is_stale(&cache, "http://a.test/3") && is_stale(&cache, "http://b.test/4"));
+    }
+
+    /// A purge that arrives while a response is on its way wins: the fill
+    /// that started before it is not stored.
+    #[test]
+    fn a_purge_wins_over_a_fill_in_flight() {
+        let (cache, _) = setup();
+        let key = CacheKey::from_url("http://a.test/race", &QueryKey::All).unwrap();
+        let res = ok(&[("cache-control", "max-age=60"), ("surrogate-key", "t")]);
+        for purge in 0..3 {
+            let pending = cache
+                .prepare(
+                    &key,
+                    &get(&[]),
+                    &res,
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .unwrap();
+            match purge {
+                0 => drop(cache.purge(&key)),
+                1 => drop(cache.purge_tags(&["t".into()], false)),
+                _ => drop(cache.purge_everything(false)),
+            }
+            cache.insert(pending, Bytes::new());
+            assert!(
+                matches!(cache.lookup(&key, &get(&[])), Lookup::Miss),
+                "purge {purge}"
+            );
+        }
     }
 
     #[test]

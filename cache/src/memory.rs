@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::entry::Entry;
+use crate::purge::PurgeIndex;
 use crate::vary::VaryMarker;
 
 /// What a key holds: a response, or the marker of a URL whose responses vary.
@@ -23,18 +24,43 @@ impl Stored {
     }
 }
 
+#[derive(Clone)]
 pub struct MemoryTier {
     entries: moka::sync::Cache<[u8; 32], Stored>,
 }
 
 impl MemoryTier {
-    /// A tier that holds at most `capacity` bytes of entries.
-    pub fn new(capacity: u64) -> Self {
+    /// A tier that holds at most `capacity` bytes of entries; objects that
+    /// leave it, for any reason, leave the purge index too.
+    pub fn new(capacity: u64, purges: Arc<PurgeIndex>) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_key, stored: &Stored| stored.weight())
+            .eviction_listener(move |hash: Arc<[u8; 32]>, stored: Stored, cause| {
+                // A replaced object's successor is already indexed under the hash.
+                if let (Stored::Object(entry), false) =
+                    (stored, cause == moka::notification::RemovalCause::Replaced)
+                {
+                    purges.remove(&hash, &entry);
+                }
+            })
             .build();
         Self { entries }
+    }
+
+    /// Every stored object, for purges that must look at each (prefixes).
+    pub fn objects(&self) -> impl Iterator<Item = ([u8; 32], Arc<Entry>)> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(hash, stored)| match stored {
+                Stored::Object(entry) => Some((*hash, entry)),
+                Stored::Variants(_) => None,
+            })
+    }
+
+    /// Drops everything (lazily, in constant time).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
     }
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<Stored> {

@@ -73,6 +73,8 @@ pub struct PolicyOptions {
     /// Targeted cache-control fields Outpost obeys, first match wins
     /// (RFC 9213 §2.1); lower-case names.
     pub targeted: Vec<HeaderName>,
+    /// Response headers whose values tag an object for purges.
+    pub tag_headers: Vec<HeaderName>,
 }
 
 impl Default for PolicyOptions {
@@ -83,6 +85,10 @@ impl Default for PolicyOptions {
             targeted: vec![
                 HeaderName::from_static("cdn-cache-control"),
                 HeaderName::from_static("surrogate-control"),
+            ],
+            tag_headers: vec![
+                HeaderName::from_static("surrogate-key"),
+                HeaderName::from_static("cache-tag"),
             ],
         }
     }

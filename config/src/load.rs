@@ -199,6 +199,15 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "must be more than 0 bytes".into(),
         );
     }
+    for (i, name) in cache.tag_headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            err(
+                Location::UNKNOWN,
+                format!("cache.tag_headers[{i}]"),
+                format!("{name:?} is not a header name"),
+            );
+        }
+    }
     for (i, name) in cache.targeted_fields.iter().enumerate() {
         let header = http::HeaderName::from_bytes(name.as_bytes());
         if header.is_err() || name.eq_ignore_ascii_case("cache-control") {

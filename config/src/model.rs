@@ -102,6 +102,12 @@ pub struct CacheSettings {
     /// Longest heuristic freshness lifetime.
     #[serde(default = "CacheSettings::default_heuristic_max")]
     pub heuristic_max: Span,
+    /// Response headers whose values tag objects for `tags` purges.
+    #[serde(default = "CacheSettings::default_tag_headers")]
+    pub tag_headers: Vec<String>,
+    /// Send the tag headers on to clients (they are removed by default).
+    #[serde(default)]
+    pub expose_tag_headers: bool,
     /// Targeted cache-control fields Outpost obeys over Cache-Control, first
     /// present wins (RFC 9213).
     #[serde(default = "CacheSettings::default_targeted_fields")]
@@ -121,6 +127,9 @@ impl CacheSettings {
     fn default_heuristic_fraction() -> f32 {
         0.1
     }
+    fn default_tag_headers() -> Vec<String> {
+        vec!["Surrogate-Key".into(), "Cache-Tag".into()]
+    }
     fn default_heuristic_max() -> Span {
         Span(Duration::from_secs(86_400))
     }
@@ -138,6 +147,8 @@ impl Default for CacheSettings {
             coalesce_timeout: Self::default_coalesce_timeout(),
             heuristic_fraction: Self::default_heuristic_fraction(),
             heuristic_max: Self::default_heuristic_max(),
+            tag_headers: Self::default_tag_headers(),
+            expose_tag_headers: false,
             targeted_fields: Self::default_targeted_fields(),
         }
     }

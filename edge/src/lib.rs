@@ -92,6 +92,14 @@ fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>
     Ok(acceptors)
 }
 
+/// Header names from the config (validated there), lower-cased.
+fn header_names(names: &[String]) -> Vec<http::HeaderName> {
+    names
+        .iter()
+        .filter_map(|name| http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok())
+        .collect()
+}
+
 /// The largest body the memory tier can keep: `max_object_size`, but never
 /// more than the tier itself nor what an entry's weight can express.
 fn max_stored_body(config: &outpost_config::Config) -> usize {
@@ -114,14 +122,8 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         PolicyOptions {
             heuristic_fraction: config.cache.heuristic_fraction,
             heuristic_max: config.cache.heuristic_max.get(),
-            targeted: config
-                .cache
-                .targeted_fields
-                .iter()
-                .filter_map(|name| {
-                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()
-                })
-                .collect(),
+            tag_headers: header_names(&config.cache.tag_headers),
+            targeted: header_names(&config.cache.targeted_fields),
         },
         Arc::new(SystemClock),
     ));
@@ -151,6 +153,11 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
         max_object_size: max_stored_body(config),
         revalidating: Default::default(),
         coalescer: outpost_cache::Coalescer::new(),
+        hidden_headers: if config.cache.expose_tag_headers {
+            Vec::new()
+        } else {
+            header_names(&config.cache.tag_headers)
+        },
         coalesce_timeout: config.cache.coalesce_timeout.get(),
     });
 

@@ -50,6 +50,8 @@ pub struct Proxy {
     pub max_object_size: usize,
     /// Misses in progress that others may join.
     pub coalescer: Arc<Coalescer>,
+    /// Response headers clients never see (the purge tags, by default).
+    pub hidden_headers: Vec<HeaderName>,
     /// Longest a request waits on another's fetch of the same key.
     pub coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
@@ -94,7 +96,10 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
-        let (outcome, response) = self.route(conn, req).await;
+        let (outcome, mut response) = self.route(conn, req).await;
+        for name in &self.hidden_headers {
+            response.headers_mut().remove(name);
+        }
         let label = outcome.label();
         self.metrics.requests.with_label_values(&[label]).inc();
         self.metrics

@@ -77,7 +77,14 @@ pub struct Admin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeRequest {
-    urls: Vec<String>,
+    urls: Option<Vec<String>>,
+    prefixes: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    everything: Option<bool>,
+    /// Mark stale instead of deleting.
+    #[serde(default)]
+    soft: bool,
 }
 
 impl Admin {
@@ -186,25 +193,98 @@ impl Admin {
                 );
             }
         };
-        if purge.urls.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "urls is empty", request_id);
+        let lists = [
+            ("urls", &purge.urls),
+            ("prefixes", &purge.prefixes),
+            ("hosts", &purge.hosts),
+            ("tags", &purge.tags),
+        ];
+        if let Some((name, _)) = lists
+            .iter()
+            .find(|(_, list)| list.as_ref().is_some_and(|l| l.is_empty()))
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{name} is empty"),
+                request_id,
+            );
         }
-        let mut keys = Vec::with_capacity(purge.urls.len());
-        for url in &purge.urls {
-            // A URL names its object over both schemes.
-            for variant in scheme_variants(url) {
-                match (self.key_for_url)(&variant) {
-                    Ok(key) => keys.push(key),
+        if purge.everything == Some(false) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "everything must be true when given",
+                request_id,
+            );
+        }
+        if lists.iter().all(|(_, list)| list.is_none()) && purge.everything.is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "name what to purge: urls, prefixes, hosts, tags or everything",
+                request_id,
+            );
+        }
+        let soft = purge.soft;
+        let mut matched = 0;
+        let mut kinds = Vec::new();
+        if let Some(urls) = &purge.urls {
+            let mut keys = Vec::with_capacity(urls.len() * 2);
+            for url in urls {
+                // A URL names its object over both schemes.
+                for variant in scheme_variants(url) {
+                    match (self.key_for_url)(&variant) {
+                        Ok(key) => keys.push(key),
+                        Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+                    }
+                }
+            }
+            matched += self.cache.purge_urls(&keys, soft);
+            kinds.push("urls");
+        }
+        if let Some(prefixes) = &purge.prefixes {
+            let mut normalized = Vec::with_capacity(prefixes.len());
+            for prefix in prefixes {
+                match normalize_prefix(prefix) {
+                    Ok(p) => normalized.push(p),
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
                 }
             }
+            matched += self.cache.purge_prefixes(&normalized, soft);
+            kinds.push("prefixes");
         }
-        let purged: usize = keys.iter().map(|key| self.cache.purge(key)).sum();
-        self.metrics.purges.with_label_values(&["urls", "ok"]).inc();
-        tracing::info!(request_id, urls = purge.urls.len(), purged, "purge");
+        if let Some(hosts) = &purge.hosts {
+            let mut normalized = Vec::with_capacity(hosts.len());
+            for host in hosts {
+                match normalize_prefix(host) {
+                    Ok(p) if p.ends_with('/') && p.matches('/').count() == 1 => {
+                        normalized.push(p.trim_end_matches('/').to_owned())
+                    }
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("{host:?} is not a host name"),
+                            request_id,
+                        );
+                    }
+                }
+            }
+            matched += self.cache.purge_hosts(&normalized, soft);
+            kinds.push("hosts");
+        }
+        if let Some(tags) = &purge.tags {
+            matched += self.cache.purge_tags(tags, soft);
+            kinds.push("tags");
+        }
+        if purge.everything == Some(true) {
+            matched += self.cache.purge_everything(soft);
+            kinds.push("everything");
+        }
+        for kind in &kinds {
+            self.metrics.purges.with_label_values(&[kind, "ok"]).inc();
+        }
+        tracing::info!(request_id, kinds = ?kinds, soft, matched, "purge");
         json_response(
             StatusCode::OK,
-            json!({"purged": purged, "request_id": request_id}),
+            json!({"matched": matched, "purged": matched, "soft": soft, "request_id": request_id}),
         )
     }
 
@@ -284,6 +364,29 @@ impl Admin {
             .unwrap_or(0);
         format!("{started:x}-{n:06x}")
     }
+}
+
+/// A prefix as purges match it: host (lower-case, no trailing dot, no
+/// default port, which is unknown without a scheme) and path, no scheme.
+/// A bare host becomes `host/`.
+fn normalize_prefix(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.contains("://") {
+        return Err(format!(
+            "{text:?}: prefixes name a host and path without a scheme"
+        ));
+    }
+    let (host, path) = match text.find('/') {
+        Some(i) => text.split_at(i),
+        None => (text, "/"),
+    };
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+        return Err(format!("{text:?} does not start with a host"));
+    }
+    let path = outpost_cache::normalize_path(path).map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(format!("{host}{path}"))
 }
 
 /// The URL as given and with the other of http and https.
@@ -439,6 +542,10 @@ mod tests {
         for body in [
             "not json",
             r#"{"urls": []}"#,
+            r#"{}"#,
+            r#"{"everything": false}"#,
+            r#"{"prefixes": ["https://a.test/x"]}"#,
+            r#"{"hosts": ["a.test/path"]}"#,
             r#"{"urls": ["/relative"]}"#,
             r#"{"urls": ["http://a/"], "extra": 1}"#,
         ] {

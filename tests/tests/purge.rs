@@ -1,0 +1,200 @@
+//! End-to-end: purges by tag, prefix, host and everything, hard and soft.
+
+use outpost_tests::{Origin, Outpost, get, purge, request, respond, simple_config};
+
+async fn tagged_origin() -> Origin {
+    Origin::start(|seen| {
+        if seen
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"e\"")
+        {
+            return respond(
+                304,
+                &[("etag", "\"e\""), ("cache-control", "max-age=300")],
+                "",
+            );
+        }
+        let tags = match seen.uri.path() {
+            "/a" => "news sport",
+            "/b" => "sport",
+            _ => "other",
+        };
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=300"),
+                ("etag", "\"e\""),
+                ("surrogate-key", tags),
+                ("cache-tag", "all"),
+            ],
+            "body",
+        )
+    })
+    .await
+}
+
+async fn warm(outpost: &Outpost, host: &str, paths: &[&str]) {
+    for path in paths {
+        get(outpost.addr(), host, path).await;
+        get(outpost.addr(), host, path).await.assert_hit();
+    }
+}
+
+fn matched(res: &outpost_tests::Got) -> u64 {
+    let json: serde_json::Value = serde_json::from_slice(&res.body).expect("JSON answer");
+    assert!(json["request_id"].is_string());
+    json["matched"].as_u64().expect("matched count")
+}
+
+#[tokio::test]
+async fn tags_purge_what_carries_them_and_never_reach_clients() {
+    let origin = tagged_origin().await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("t"),
+    )
+    .await;
+    warm(&outpost, "example.com", &["/a", "/b", "/c"]).await;
+    let got = get(outpost.addr(), "example.com", "/a").await;
+    assert!(!got.headers.contains_key("surrogate-key") && !got.headers.contains_key("cache-tag"));
+    assert_eq!(
+        matched(&purge(outpost.admin, Some("t"), r#"{"tags": ["sport"]}"#).await),
+        2
+    );
+    assert!(
+        get(outpost.addr(), "example.com", "/a")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    assert!(
+        get(outpost.addr(), "example.com", "/b")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    get(outpost.addr(), "example.com", "/c").await.assert_hit();
+    // Cache-Tag (comma-separated) tags too.
+    assert_eq!(
+        matched(&purge(outpost.admin, Some("t"), r#"{"tags": ["all"]}"#).await),
+        3
+    );
+}
+
+#[tokio::test]
+async fn prefixes_hosts_and_everything() {
+    let origin = tagged_origin().await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["a.test", "b.test"], ""),
+        &[],
+        Some("t"),
+    )
+    .await;
+    warm(&outpost, "a.test", &["/static/1", "/static/2", "/page"]).await;
+    warm(&outpost, "b.test", &["/static/1"]).await;
+    assert_eq!(
+        matched(
+            &purge(
+                outpost.admin,
+                Some("t"),
+                r#"{"prefixes": ["A.test/static/"]}"#
+            )
+            .await
+        ),
+        2
+    );
+    assert!(
+        get(outpost.addr(), "a.test", "/static/1")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    get(outpost.addr(), "a.test", "/page").await.assert_hit();
+    get(outpost.addr(), "b.test", "/static/1")
+        .await
+        .assert_hit();
+    assert_eq!(
+        matched(&purge(outpost.admin, Some("t"), r#"{"hosts": ["b.test"]}"#).await),
+        1
+    );
+    assert!(
+        get(outpost.addr(), "b.test", "/static/1")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    get(outpost.addr(), "a.test", "/page").await.assert_hit();
+    let res = purge(outpost.admin, Some("t"), r#"{"everything": true}"#).await;
+    assert!(matched(&res) >= 3);
+    assert!(
+        get(outpost.addr(), "a.test", "/page")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+}
+
+/// A soft purge marks stale: the next request revalidates, a 304 refreshes
+/// the entry, and it is a hit again.
+#[tokio::test]
+async fn a_soft_purge_revalidates_instead_of_refetching() {
+    let origin = tagged_origin().await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("t"),
+    )
+    .await;
+    warm(&outpost, "example.com", &["/a"]).await;
+    let res = purge(
+        outpost.admin,
+        Some("t"),
+        r#"{"tags": ["news"], "soft": true}"#,
+    )
+    .await;
+    assert_eq!(matched(&res), 1);
+    let got = get(outpost.addr(), "example.com", "/a").await;
+    assert_eq!(got.cache_status(), "Outpost; fwd=stale; fwd-status=304");
+    assert_eq!(got.body, "body");
+    get(outpost.addr(), "example.com", "/a").await.assert_hit();
+    let res = purge(
+        outpost.admin,
+        Some("t"),
+        r#"{"urls": ["http://example.com/a"], "soft": true}"#,
+    )
+    .await;
+    assert_eq!(matched(&res), 1);
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/a")
+            .await
+            .cache_status(),
+        "Outpost; fwd=stale; fwd-status=304"
+    );
+}
+
+#[tokio::test]
+async fn malformed_purges_are_refused() {
+    let origin = tagged_origin().await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("t"),
+    )
+    .await;
+    for body in [
+        r#"{}"#,
+        r#"{"tags": []}"#,
+        r#"{"prefixes": ["http://example.com/x"]}"#,
+        r#"{"regex": ".*"}"#,
+    ] {
+        assert_eq!(
+            purge(outpost.admin, Some("t"), body).await.status,
+            400,
+            "{body}"
+        );
+    }
+    let got = request(outpost.admin, "GET", "admin", "/purge", &[], "").await;
+    assert_eq!(got.status, 405);
+}
