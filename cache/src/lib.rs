@@ -424,26 +424,20 @@ impl Cache {
     }
 
     /// Purges every object whose host and path start with one of these
-    /// prefixes (`example.com/static/`). Looks at every stored object.
+    /// prefixes (`example.com/static/`).
     pub fn purge_prefixes(&self, prefixes: &[String], soft: bool) -> usize {
-        self.purges.mark_prefixes(prefixes, soft);
-        let mut matched = 0;
-        let mut gone = Vec::new();
-        for (hash, entry) in self.memory.objects() {
-            if !prefixes
-                .iter()
-                .any(|p| entry.location().starts_with(p.as_str()))
-            {
-                continue;
+        let hashes = self.purges.mark_prefixes(prefixes, soft);
+        let matched = hashes.len();
+        if soft {
+            // Prefix marks expire; the entries themselves must carry the staleness.
+            for hash in hashes {
+                if let Some(Stored::Object(entry)) = self.memory.get(&hash) {
+                    self.store(hash, Arc::new(entry.soft_purged()));
+                }
             }
-            matched += 1;
-            if soft {
-                self.store(hash, Arc::new(entry.soft_purged()));
-            } else {
-                gone.push(hash);
-            }
+        } else {
+            self.remove_all(hashes);
         }
-        self.remove_all(gone);
         matched
     }
 

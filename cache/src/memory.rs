@@ -48,16 +48,6 @@ impl MemoryTier {
         Self { entries }
     }
 
-    /// Every stored object, for purges that must look at each (prefixes).
-    pub fn objects(&self) -> impl Iterator<Item = ([u8; 32], Arc<Entry>)> + '_ {
-        self.entries
-            .iter()
-            .filter_map(|(hash, stored)| match stored {
-                Stored::Object(entry) => Some((*hash, entry)),
-                Stored::Variants(_) => None,
-            })
-    }
-
     /// Drops everything (lazily, in constant time).
     pub fn clear(&self) {
         self.entries.invalidate_all();

@@ -56,6 +56,9 @@ struct Members {
     /// tag -> stored hash -> the entry's sequence number.
     tags: HashMap<String, HashMap<[u8; 32], u64>>,
     hosts: HashMap<String, HashMap<[u8; 32], u64>>,
+    /// (host and path, stored hash) -> sequence number, sorted so that a
+    /// prefix is a range.
+    locations: std::collections::BTreeMap<(String, [u8; 32]), u64>,
 }
 
 #[derive(Debug)]
@@ -155,6 +158,9 @@ impl PurgeIndex {
                 .or_default()
                 .insert(hash, entry.seq);
         }
+        members
+            .locations
+            .insert((entry.location().to_owned(), hash), entry.seq);
     }
 
     /// Forgets a stored entry that left the cache (the one with `seq` only:
@@ -174,6 +180,10 @@ impl PurgeIndex {
         drop_from(&mut members.hosts, entry.host());
         for tag in &entry.tags {
             drop_from(&mut members.tags, tag);
+        }
+        let location = (entry.location().to_owned(), *hash);
+        if members.locations.get(&location) == Some(&entry.seq) {
+            members.locations.remove(&location);
         }
     }
 
@@ -220,8 +230,9 @@ impl PurgeIndex {
         hashes
     }
 
-    /// Marks host+path prefixes (no scheme).
-    pub fn mark_prefixes(&self, prefixes: &[String], soft: bool) {
+    /// Marks host+path prefixes (no scheme); returns the hashes of the
+    /// stored objects under them.
+    pub fn mark_prefixes(&self, prefixes: &[String], soft: bool) -> Vec<[u8; 32]> {
         let seq = self.next_seq();
         let now = std::time::Instant::now();
         let mut list = self.prefixes.write().unwrap_or_else(|p| p.into_inner());
@@ -231,6 +242,22 @@ impl PurgeIndex {
             marks.record(seq, soft);
             list.push((prefix.clone(), marks, now));
         }
+        drop(list);
+        let members = lock(&self.members);
+        let mut hashes = Vec::new();
+        for prefix in prefixes {
+            let start = (prefix.clone(), [0u8; 32]);
+            hashes.extend(
+                members
+                    .locations
+                    .range(start..)
+                    .take_while(|((location, _), _)| location.starts_with(prefix.as_str()))
+                    .map(|((_, hash), _)| *hash),
+            );
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes
     }
 
     pub fn mark_everything(&self, soft: bool) {
