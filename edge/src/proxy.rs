@@ -152,6 +152,17 @@ impl Proxy {
                 plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
             );
         }
+        // Purges go through the side API only: the public listener neither
+        // acts on these methods nor passes them to an origin.
+        if matches!(parts.method.as_str(), "PURGE" | "BAN" | "REFRESH") {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "purges go through the admin API\n",
+                ),
+            );
+        }
         let Some(upstream) = self.upstreams.get(&site.origin).cloned() else {
             return (
                 Outcome::Error,

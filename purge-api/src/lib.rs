@@ -112,6 +112,11 @@ impl Admin {
     {
         let request_id = self.next_request_id();
         match (req.uri().path(), req.method()) {
+            // Serving starts only once the config is loaded and every
+            // listener is bound, so an answering side API means ready.
+            ("/readyz", &Method::GET | &Method::HEAD) => {
+                json_response(StatusCode::OK, json!({"status": "ready"}))
+            }
             ("/healthz", &Method::GET | &Method::HEAD) => {
                 json_response(StatusCode::OK, json!({"status": "ok"}))
             }
@@ -126,7 +131,7 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
-            (path @ ("/healthz" | "/metrics" | "/stats" | "/purge"), _) => {
+            (path @ ("/healthz" | "/readyz" | "/metrics" | "/stats" | "/purge"), _) => {
                 let mut res = error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method not allowed",

@@ -80,3 +80,36 @@ async fn health_and_metrics_answer() {
         "{text}"
     );
 }
+
+/// The public listener never purges: PURGE and BAN get 405 and reach no
+/// origin, and `/purge` there is an ordinary path.
+#[tokio::test]
+async fn the_public_listener_never_purges() {
+    let origin = Origin::start(|seen| {
+        respond(
+            200,
+            &[("cache-control", "max-age=300")],
+            seen.uri.path().to_owned(),
+        )
+    })
+    .await;
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], ""),
+        &[],
+        Some("t"),
+    )
+    .await;
+    get(outpost.addr(), "example.com", "/x").await;
+    for method in ["PURGE", "BAN"] {
+        let got =
+            outpost_tests::request(outpost.addr(), method, "example.com", "/x", &[], "").await;
+        assert_eq!(got.status, 405, "{method}");
+    }
+    get(outpost.addr(), "example.com", "/x").await.assert_hit();
+    assert_eq!(
+        get(outpost.addr(), "example.com", "/purge").await.body,
+        "/purge"
+    );
+    assert_eq!(origin.hits(), 2);
+    assert_eq!(get(outpost.admin, "admin", "/readyz").await.status, 200);
+}
