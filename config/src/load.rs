@@ -184,6 +184,24 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
 
+    for (i, token) in config.admin.scoped_tokens.iter().enumerate() {
+        if token.hosts.is_empty() {
+            err(
+                Location::UNKNOWN,
+                format!("admin.scoped_tokens[{i}].hosts"),
+                "a scoped token needs at least one host".into(),
+            );
+        }
+        for (j, host) in token.hosts.iter().enumerate() {
+            if host == "*" || check_host_pattern(host).is_err() {
+                err(
+                    Location::UNKNOWN,
+                    format!("admin.scoped_tokens[{i}].hosts[{j}]"),
+                    format!("{host:?} is not a host name or *.domain"),
+                );
+            }
+        }
+    }
     let cache = &config.cache;
     if cache.memory.bytes() == 0 {
         err(

@@ -63,6 +63,20 @@ pub struct Admin {
     /// `/purge` and `/reload`.
     #[serde(default = "Admin::default_token_env")]
     pub token_env: String,
+    /// Further tokens that may purge only the hosts they list.
+    #[serde(default)]
+    pub scoped_tokens: Vec<ScopedToken>,
+}
+
+/// A bearer token, read from an environment variable, that may purge URLs,
+/// prefixes and hosts of the listed hosts only (not tags, not everything,
+/// and no reload).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedToken {
+    pub token_env: String,
+    /// Host names, `*.example.com` for any subdomain.
+    pub hosts: Vec<String>,
 }
 
 impl Admin {
@@ -79,6 +93,7 @@ impl Default for Admin {
         Self {
             addr: Self::default_addr(),
             token_env: Self::default_token_env(),
+            scoped_tokens: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock, normalize_path};
 use outpost_config::{ErrorList, Loaded};
+pub use outpost_purge_api::Tokens;
 use outpost_purge_api::{Admin, AdminParts, KeyForUrl, Metrics, OriginsSource};
 use tokio::net::TcpListener;
 
@@ -113,8 +114,8 @@ fn max_stored_body(config: &outpost_config::Config) -> usize {
 }
 
 /// Builds everything from a validated config, binds every socket, and starts
-/// serving. `token` is the side API's bearer token.
-pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, StartError> {
+/// serving. `tokens` are the side API's bearer tokens.
+pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartError> {
     let config = &loaded.config;
     let metrics = Arc::new(Metrics::new()?);
     let cache = Arc::new(Cache::new(
@@ -182,7 +183,7 @@ pub async fn start(loaded: &Loaded, token: Option<String>) -> Result<Running, St
     let admin = Arc::new(Admin::new(AdminParts {
         cache,
         metrics,
-        token,
+        tokens,
         key_for_url,
         origins,
     }));

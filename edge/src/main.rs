@@ -80,14 +80,14 @@ fn report(result: Result<()>) -> ExitCode {
 
 async fn run(path: &Path) -> Result<()> {
     let loaded = outpost_config::load_file(path)?;
-    let token = admin_token(&loaded);
-    if token.is_none() {
+    let tokens = admin_tokens(&loaded);
+    if tokens.full.is_none() {
         tracing::warn!(
             variable = %loaded.config.admin.token_env,
-            "the admin token variable is unset or empty: /purge refuses every request"
+            "the admin token variable is unset or empty: only scoped tokens, if any, may purge"
         );
     }
-    let running = outpost_edge::start(&loaded, token).await?;
+    let running = outpost_edge::start(&loaded, tokens).await?;
     announce(&running);
     wait_for_shutdown().await
 }
@@ -107,8 +107,12 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
                 .with_context(|| format!("starting the demo origin on {addr}"))?;
         }
     }
-    let token = admin_token(&loaded).unwrap_or_else(|| demo::DEMO_TOKEN.to_owned());
-    let running = outpost_edge::start(&loaded, Some(token.clone())).await?;
+    let mut tokens = admin_tokens(&loaded);
+    let token = tokens
+        .full
+        .get_or_insert_with(|| demo::DEMO_TOKEN.to_owned())
+        .clone();
+    let running = outpost_edge::start(&loaded, tokens).await?;
     announce(&running);
     let http = running
         .listeners
@@ -127,10 +131,22 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
     wait_for_shutdown().await
 }
 
-fn admin_token(loaded: &Loaded) -> Option<String> {
-    std::env::var(&loaded.config.admin.token_env)
-        .ok()
-        .filter(|t| !t.trim().is_empty())
+/// The side API's tokens, read from the variables the config names.
+fn admin_tokens(loaded: &Loaded) -> outpost_edge::Tokens {
+    let read = |name: &str| std::env::var(name).ok().filter(|t| !t.trim().is_empty());
+    let mut scoped = Vec::new();
+    for token in &loaded.config.admin.scoped_tokens {
+        match read(&token.token_env) {
+            Some(value) => scoped.push((value, token.hosts.clone())),
+            None => {
+                tracing::warn!(variable = %token.token_env, "a scoped token's variable is unset or empty")
+            }
+        }
+    }
+    outpost_edge::Tokens {
+        full: read(&loaded.config.admin.token_env),
+        scoped,
+    }
 }
 
 fn default_state_dir() -> PathBuf {

@@ -59,16 +59,37 @@ pub struct ServerStatus {
 pub struct AdminParts {
     pub cache: Arc<Cache>,
     pub metrics: Arc<Metrics>,
-    /// The bearer token; with none, every state-changing call is refused.
-    pub token: Option<String>,
+    pub tokens: Tokens,
     pub key_for_url: Arc<KeyForUrl>,
     pub origins: Arc<OriginsSource>,
 }
 
+/// Bearer tokens of the side API.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// May do everything; with none (and no scoped tokens) every
+    /// state-changing call is refused.
+    pub full: Option<String>,
+    /// May purge URLs, prefixes and hosts of their hosts only.
+    pub scoped: Vec<(String, Vec<String>)>,
+}
+
+/// What a presented token may purge.
+enum Scope<'a> {
+    All,
+    Hosts(&'a [String]),
+}
+
+/// Prefix and everything purges allowed in a burst, refilled one a second.
+const PURGE_BURST: f64 = 10.0;
+
 pub struct Admin {
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
-    token_hash: Option<[u8; 32]>,
+    /// blake3 of each token, and the hosts it is limited to (None: all).
+    tokens: Vec<([u8; 32], Option<Vec<String>>)>,
+    /// Token bucket for prefix and everything purges.
+    bulk_purges: std::sync::Mutex<(f64, std::time::Instant)>,
     key_for_url: Arc<KeyForUrl>,
     origins: Arc<OriginsSource>,
     request_ids: AtomicU64,
@@ -89,16 +110,29 @@ struct PurgeRequest {
 
 impl Admin {
     pub fn new(parts: AdminParts) -> Self {
-        let token_hash = parts
-            .token
+        let hash = |t: &str| *blake3::hash(t.trim().as_bytes()).as_bytes();
+        let mut tokens = Vec::new();
+        if let Some(full) = parts
+            .tokens
+            .full
             .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| *blake3::hash(t.as_bytes()).as_bytes());
+            .filter(|t| !t.trim().is_empty())
+        {
+            tokens.push((hash(full), None));
+        }
+        for (token, hosts) in &parts.tokens.scoped {
+            if !token.trim().is_empty() {
+                tokens.push((
+                    hash(token),
+                    Some(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+                ));
+            }
+        }
         Self {
             cache: parts.cache,
             metrics: parts.metrics,
-            token_hash,
+            tokens,
+            bulk_purges: std::sync::Mutex::new((PURGE_BURST, std::time::Instant::now())),
             key_for_url: parts.key_for_url,
             origins: parts.origins,
             request_ids: AtomicU64::new(0),
@@ -155,7 +189,7 @@ impl Admin {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if !self.authorized(&req) {
+        let Some(scope) = self.scope(&req) else {
             self.metrics
                 .purges
                 .with_label_values(&["urls", "unauthorized"])
@@ -170,7 +204,7 @@ impl Admin {
                 http::HeaderValue::from_static("Bearer"),
             );
             return res;
-        }
+        };
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(body) => body.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -227,6 +261,29 @@ impl Admin {
                 "name what to purge: urls, prefixes, hosts, tags or everything",
                 request_id,
             );
+        }
+        if let Err(denied) = self.check_scope(&scope, &purge) {
+            self.metrics
+                .purges
+                .with_label_values(&["any", "forbidden"])
+                .inc();
+            return error(StatusCode::FORBIDDEN, &denied, request_id);
+        }
+        if (purge.prefixes.is_some() || purge.everything.is_some()) && !self.take_bulk_purge() {
+            self.metrics
+                .purges
+                .with_label_values(&["any", "rate_limited"])
+                .inc();
+            let mut res = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many prefix or everything purges; try again shortly",
+                request_id,
+            );
+            res.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return res;
         }
         let soft = purge.soft;
         let mut matched = 0;
@@ -341,24 +398,91 @@ impl Admin {
         })
     }
 
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(expected) = &self.token_hash else {
-            return false;
-        };
-        let Some(given) = req
+    /// The scope of the presented bearer token; None when it is missing or
+    /// matches no configured token. Every token is compared, in constant time.
+    fn scope<B>(&self, req: &Request<B>) -> Option<Scope<'_>> {
+        let given = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-        else {
-            return false;
-        };
-        // Compare hashes so that neither the length nor the bytes of the
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())?;
+        // Compare hashes so that neither the length nor the bytes of a
         // token leak through timing.
-        let given = blake3::hash(given.trim().as_bytes());
-        bool::from(given.as_bytes().ct_eq(expected))
+        let given = blake3::hash(given.as_bytes());
+        let mut found = None;
+        for (expected, hosts) in &self.tokens {
+            if bool::from(given.as_bytes().ct_eq(expected)) && found.is_none() {
+                found = Some(match hosts {
+                    None => Scope::All,
+                    Some(hosts) => Scope::Hosts(hosts),
+                });
+            }
+        }
+        found
+    }
+
+    /// A scoped token may purge URLs, prefixes and hosts of its hosts only.
+    fn check_scope(&self, scope: &Scope<'_>, purge: &PurgeRequest) -> Result<(), String> {
+        let Scope::Hosts(allowed) = scope else {
+            return Ok(());
+        };
+        if purge.tags.is_some() || purge.everything.is_some() {
+            return Err("this token may not purge tags or everything".into());
+        }
+        let in_scope = |host: &str| {
+            let host = host.to_ascii_lowercase();
+            let host = host
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('.');
+            allowed
+                .iter()
+                .any(|pattern| match pattern.strip_prefix("*.") {
+                    Some(suffix) => {
+                        host.len() > suffix.len()
+                            && host.ends_with(suffix)
+                            && host[..host.len() - suffix.len()].ends_with('.')
+                    }
+                    None => pattern == host,
+                })
+        };
+        let url_hosts = purge.urls.iter().flatten().map(|url| {
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            rest.split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        let prefix_hosts = purge
+            .prefixes
+            .iter()
+            .flatten()
+            .map(|p| p.split('/').next().unwrap_or_default().to_owned());
+        let hosts = purge.hosts.iter().flatten().cloned();
+        for host in url_hosts.chain(prefix_hosts).chain(hosts) {
+            if !in_scope(&host) {
+                return Err(format!("this token may not purge host {host:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one prefix-or-everything purge from the bucket; false when empty.
+    fn take_bulk_purge(&self) -> bool {
+        let mut bucket = self.bulk_purges.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64()).min(PURGE_BURST);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn next_request_id(&self) -> String {
@@ -457,7 +581,10 @@ mod tests {
         let parts = AdminParts {
             cache: cache.clone(),
             metrics: Arc::new(Metrics::new().unwrap()),
-            token: token.map(str::to_owned),
+            tokens: Tokens {
+                full: token.map(str::to_owned),
+                scoped: vec![("team-a".into(), vec!["a.test".into(), "*.a.test".into()])],
+            },
             key_for_url,
             origins,
         };
@@ -529,6 +656,62 @@ mod tests {
         assert_eq!(json["purged"], 2, "both schemes of the URL");
         assert!(json["request_id"].is_string());
         assert_eq!(cache.usage().memory_objects, 0);
+    }
+
+    #[tokio::test]
+    async fn scoped_tokens_purge_only_their_hosts() {
+        let (admin, cache) = admin(Some("secret"));
+        store(&cache, "http://www.a.test/x");
+        let allowed = r#"{"urls": ["http://www.a.test/x"]}"#;
+        let (status, json) = call(&admin, purge_request(Some("team-a"), allowed)).await;
+        assert_eq!(
+            (status, json["matched"].as_u64()),
+            (StatusCode::OK, Some(1))
+        );
+        for body in [
+            r#"{"urls": ["http://b.test/x"]}"#,
+            r#"{"hosts": ["evila.test"]}"#,
+            r#"{"tags": ["t"]}"#,
+            r#"{"everything": true}"#,
+        ] {
+            assert_eq!(
+                call(&admin, purge_request(Some("team-a"), body)).await.0,
+                StatusCode::FORBIDDEN,
+                "{body}"
+            );
+        }
+        assert_eq!(
+            call(&admin, purge_request(Some("secret"), r#"{"tags": ["t"]}"#))
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn bulk_purges_are_rate_limited() {
+        let (admin, _) = admin(Some("secret"));
+        let statuses: Vec<StatusCode> = everything_purges(&admin, 12).await;
+        assert!(
+            statuses[..10].iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    async fn everything_purges(admin: &Admin, n: usize) -> Vec<StatusCode> {
+        let mut statuses = Vec::new();
+        for _ in 0..n {
+            statuses.push(
+                call(
+                    admin,
+                    purge_request(Some("secret"), r#"{"everything": true}"#),
+                )
+                .await
+                .0,
+            );
+        }
+        statuses
     }
 
     #[tokio::test]
