@@ -20,6 +20,16 @@ use subtle::ConstantTimeEq;
 
 pub use metrics::Metrics;
 
+/// Every route the side API serves and its methods (HEAD goes with GET);
+/// `docs/openapi.yaml` documents exactly these, which a test checks.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/stats", &["GET"]),
+    ("/purge", &["POST"]),
+];
+
 /// Largest purge request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -165,22 +175,31 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
-            (path @ ("/healthz" | "/readyz" | "/metrics" | "/stats" | "/purge"), _) => {
-                let mut res = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method not allowed",
-                    &request_id,
-                );
-                let allow = if path == "/purge" {
-                    "POST"
-                } else {
-                    "GET, HEAD"
-                };
-                res.headers_mut()
-                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-                res
-            }
-            _ => error(StatusCode::NOT_FOUND, "no such route", &request_id),
+            (path, _) => match ROUTES.iter().find(|(route, _)| *route == path) {
+                Some((_, methods)) => {
+                    let mut res = error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method not allowed",
+                        &request_id,
+                    );
+                    let allow = methods
+                        .iter()
+                        .flat_map(|m| {
+                            if *m == "GET" {
+                                vec!["GET", "HEAD"]
+                            } else {
+                                vec![*m]
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if let Ok(value) = http::HeaderValue::from_str(&allow) {
+                        res.headers_mut().insert(http::header::ALLOW, value);
+                    }
+                    res
+                }
+                None => error(StatusCode::NOT_FOUND, "no such route", &request_id),
+            },
         }
     }
 
@@ -656,6 +675,39 @@ mod tests {
         assert_eq!(json["purged"], 2, "both schemes of the URL");
         assert!(json["request_id"].is_string());
         assert_eq!(cache.usage().memory_objects, 0);
+    }
+
+    /// The routing table is what the handler serves: each listed method
+    /// answers, others get 405 with Allow, other paths 404.
+    #[tokio::test]
+    async fn every_listed_route_is_served() {
+        let (admin, _) = admin(Some("secret"));
+        for (path, methods) in ROUTES {
+            for method in *methods {
+                let req = Request::builder()
+                    .method(*method)
+                    .uri(*path)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let status = admin.handle(req).await.status();
+                assert!(
+                    status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {status}"
+                );
+            }
+            let req = Request::builder()
+                .method("DELETE")
+                .uri(*path)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let res = admin.handle(req).await;
+            assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+            assert!(res.headers().contains_key("allow"));
+        }
+        let req = Request::get("/reload-nope")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(admin.handle(req).await.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
