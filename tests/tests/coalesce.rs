@@ -164,3 +164,38 @@ fn simple_config_for(origin: std::net::SocketAddr) -> String {
         "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: http://{origin}}}]}}\nsites:\n  - hosts: [example.com]\n    origin: app\n"
     )
 }
+
+/// An origin that breaks off mid-body: the client sees an aborted body,
+/// never a complete-looking one, and nothing is stored.
+#[tokio::test]
+async fn a_body_the_origin_breaks_off_is_aborted_and_not_stored() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = listener.local_addr().expect("addr");
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf).await;
+                // Chunked, and cut before the last chunk.
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: max-age=60\r\n\r\n5\r\nhello\r\n")
+                    .await;
+            });
+        }
+    });
+    let outpost = Outpost::start(&simple_config_for(origin), &[], None).await;
+    for _ in 0..2 {
+        let response = open(outpost.addr(), "/cut").await;
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await;
+        assert!(body.is_err(), "a cut body must not end cleanly");
+    }
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "nothing was stored"
+    );
+}
