@@ -405,17 +405,18 @@ impl Cache {
 
     /// Purges every object of these hosts (normalized, with any non-default port).
     pub fn purge_hosts(&self, hosts: &[String], soft: bool) -> usize {
-        let hashes = self.purges.mark_hosts(hosts, soft);
-        let matched = hashes.len();
-        if !soft {
-            self.remove_all(hashes);
-        }
-        matched
+        self.drop_marked(self.purges.mark_hosts(hosts, soft), soft)
     }
 
     /// Purges every object that carries one of these tags.
     pub fn purge_tags(&self, tags: &[String], soft: bool) -> usize {
-        let hashes = self.purges.mark_tags(tags, soft);
+        self.drop_marked(self.purges.mark_tags(tags, soft), soft)
+    }
+
+    /// After a host or tag mark, whose marks never expire: a hard purge
+    /// frees the objects' memory, a soft one leaves them to the mark.
+    /// Returns the objects matched.
+    fn drop_marked(&self, hashes: Vec<[u8; 32]>, soft: bool) -> usize {
         let matched = hashes.len();
         if !soft {
             self.remove_all(hashes);
