@@ -25,6 +25,15 @@ pub struct Config {
     #[serde(default)]
     pub origins: BTreeMap<String, OriginPool>,
     pub sites: Vec<Site>,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
+    #[serde(default = "Config::default_shutdown_grace")]
+    pub shutdown_grace: Span,
+}
+
+impl Config {
+    fn default_shutdown_grace() -> Span {
+        Span(Duration::from_secs(30))
+    }
 }
 
 /// One listening socket: plain text (HTTP/1.1 and h2c) or TLS.

@@ -41,12 +41,21 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// The addresses a started edge actually listens on.
-#[derive(Debug, Clone)]
+/// A started edge: the addresses it actually listens on, and its drain.
 pub struct Running {
     /// Proxy listeners in config order, with whether each speaks TLS.
     pub listeners: Vec<(SocketAddr, bool)>,
     pub admin: SocketAddr,
+    drain: server::DrainHandle,
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, ask every connection to finish
+    /// (GOAWAY on h2), and wait up to `grace` for requests in flight.
+    /// Returns the connections still open when the grace period ended.
+    pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+        self.drain.run(grace).await
+    }
 }
 
 /// What `outpost check` verifies beyond the file itself: every listener
@@ -165,6 +174,7 @@ pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartErro
     let mut running = Running {
         listeners: Vec::new(),
         admin: config.admin.addr,
+        drain: server::DrainHandle::new(),
     };
     for (listener, acceptor) in config.listen.iter().zip(acceptors) {
         let addr = listener.value.addr;
@@ -175,7 +185,7 @@ pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartErro
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         running.listeners.push((bound, acceptor.is_some()));
-        server::spawn_proxy_listener(socket, acceptor, proxy.clone());
+        server::spawn_proxy_listener(socket, acceptor, proxy.clone(), running.drain.drain());
     }
 
     let key_router = router.clone();
@@ -194,7 +204,7 @@ pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartErro
     running.admin = socket
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    server::spawn_admin_listener(socket, admin);
+    server::spawn_admin_listener(socket, admin, running.drain.drain());
     Ok(running)
 }
 

@@ -89,7 +89,23 @@ async fn run(path: &Path) -> Result<()> {
     }
     let running = outpost_edge::start(&loaded, tokens).await?;
     announce(&running);
-    wait_for_shutdown().await
+    wait_for_shutdown().await?;
+    drain(&running, loaded.config.shutdown_grace.get()).await;
+    Ok(())
+}
+
+/// Lets requests in flight finish, up to the grace period.
+async fn drain(running: &Running, grace: std::time::Duration) {
+    let left = running.shutdown(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            ?grace,
+            "grace period over; closing the connections left"
+        );
+    } else {
+        tracing::info!("every connection finished; exiting");
+    }
 }
 
 async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
@@ -128,7 +144,9 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
         println!("{}", demo::instructions(http, https, running.admin, &token));
     }
     println!("(state directory: {})", state_dir.display());
-    wait_for_shutdown().await
+    wait_for_shutdown().await?;
+    drain(&running, loaded.config.shutdown_grace.get()).await;
+    Ok(())
 }
 
 /// The side API's tokens, read from the variables the config names.
@@ -179,6 +197,6 @@ async fn wait_for_shutdown() -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections, finishing the requests in flight");
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! Listening sockets: accept loops for the proxy (plain text with HTTP/1.1
-//! and h2c, or TLS with ALPN) and for the side API.
+//! and h2c, or TLS with ALPN) and for the side API, and the drain that a
+//! graceful shutdown runs: stop accepting, ask every connection to finish
+//! (GOAWAY on h2, `Connection: close` on HTTP/1.1), wait for them.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boring::ssl::SslAcceptor;
@@ -11,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use outpost_purge_api::Admin;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
 
 use crate::proxy::{ConnInfo, Proxy};
 
@@ -21,52 +26,173 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle HTTP/2 connections are pinged this often and closed when a ping goes unanswered as long.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Accepts proxy connections until the process ends.
+/// Shared by every accept loop and connection: the stop signal and the
+/// count of connections still open.
+#[derive(Clone)]
+pub struct Drain {
+    stop: watch::Receiver<bool>,
+    live: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+/// Starts a drain.
+pub struct DrainHandle {
+    stop: watch::Sender<bool>,
+    drain: Drain,
+}
+
+impl DrainHandle {
+    pub fn new() -> Self {
+        let (stop, rx) = watch::channel(false);
+        Self {
+            stop,
+            drain: Drain {
+                stop: rx,
+                live: Arc::new(AtomicUsize::new(0)),
+                idle: Arc::new(Notify::new()),
+            },
+        }
+    }
+
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// Stops every accept loop, asks every connection to finish, and waits
+    /// up to `grace` for them. Returns the connections still open then.
+    pub async fn run(&self, grace: Duration) -> usize {
+        let _ = self.stop.send(true);
+        let live = &self.drain.live;
+        let wait = async {
+            while live.load(Ordering::SeqCst) > 0 {
+                let idle = self.drain.idle.notified();
+                if live.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        live.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for DrainHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drain {
+    async fn stopped(&mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+
+    /// Counts a connection open until the returned guard drops.
+    fn open(&self) -> OpenConnection {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        OpenConnection {
+            live: self.live.clone(),
+            idle: self.idle.clone(),
+        }
+    }
+}
+
+struct OpenConnection {
+    live: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accepts proxy connections until the drain stops it.
 pub fn spawn_proxy_listener(
     listener: TcpListener,
     tls: Option<Arc<SslAcceptor>>,
     proxy: Arc<Proxy>,
+    drain: Drain,
 ) {
-    tokio::spawn(async move {
-        loop {
-            let Some((stream, remote)) = accept(&listener).await else {
-                continue;
-            };
-            let proxy = proxy.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    None => serve_proxy(stream, remote, proxy).await,
-                    Some(acceptor) => serve_proxy_tls(stream, remote, &acceptor, proxy).await,
-                }
-            });
+    spawn_accept_loop(listener, drain, move |stream, remote, drain| {
+        let proxy = proxy.clone();
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => serve_proxy(stream, remote, proxy, drain).await,
+                Some(acceptor) => serve_proxy_tls(stream, remote, &acceptor, proxy, drain).await,
+            }
         }
     });
 }
 
-/// Accepts side-API connections until the process ends.
-pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>) {
-    tokio::spawn(async move {
-        loop {
-            let Some((stream, _remote)) = accept(&listener).await else {
-                continue;
-            };
-            let admin = admin.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-                });
-                let builder = connection_builder();
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "admin connection ended with an error");
-                }
+/// Accepts side-API connections until the drain stops it.
+pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>, drain: Drain) {
+    spawn_accept_loop(listener, drain, move |stream, _remote, drain| {
+        let admin = admin.clone();
+        async move {
+            let service = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
             });
+            let builder = connection_builder();
+            serve(
+                builder.serve_connection(TokioIo::new(stream), service),
+                drain,
+            )
+            .await;
         }
     });
+}
+
+fn spawn_accept_loop<F, Fut>(listener: TcpListener, drain: Drain, serve_one: F)
+where
+    F: Fn(TcpStream, SocketAddr, Drain) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stop = drain.clone();
+        loop {
+            let accepted = tokio::select! {
+                accepted = accept(&listener) => accepted,
+                () = stop.stopped() => break,
+            };
+            let Some((stream, remote)) = accepted else {
+                continue;
+            };
+            let open = drain.open();
+            let connection = serve_one(stream, remote, drain.clone());
+            tokio::spawn(async move {
+                connection.await;
+                drop(open);
+            });
+        }
+        // The listener is dropped here: new connections are refused.
+    });
+}
+
+/// Serves one connection until it ends, or asks it to finish once the
+/// drain starts and then lets it.
+async fn serve<C>(connection: C, mut drain: Drain)
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = drain.stopped() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// How every accepted connection is served: a client gets 30 s to send
@@ -102,16 +228,15 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
-async fn serve_proxy(stream: TcpStream, remote: SocketAddr, proxy: Arc<Proxy>) {
+async fn serve_proxy(stream: TcpStream, remote: SocketAddr, proxy: Arc<Proxy>, drain: Drain) {
     let conn = ConnInfo { remote, tls: false };
     let service = service_fn(move |req| proxy.clone().handle(conn, req));
     let builder = connection_builder();
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
-    }
+    serve(
+        builder.serve_connection(TokioIo::new(stream), service),
+        drain,
+    )
+    .await;
 }
 
 async fn serve_proxy_tls(
@@ -119,6 +244,7 @@ async fn serve_proxy_tls(
     remote: SocketAddr,
     acceptor: &SslAcceptor,
     proxy: Arc<Proxy>,
+    drain: Drain,
 ) {
     let stream =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_boring::accept(acceptor, stream)).await
@@ -142,10 +268,9 @@ async fn serve_proxy_tls(
     } else {
         builder.http1_only()
     };
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%remote, error = %e, "TLS connection ended with an error");
-    }
+    serve(
+        builder.serve_connection(TokioIo::new(stream), service),
+        drain,
+    )
+    .await;
 }

@@ -128,6 +128,26 @@ impl Outpost {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends SIGTERM, as an init system stopping the service would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("outpost is running");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("outpost did not exit in time")
+            .ok()?
+            .code()
+    }
 }
 
 /// What a scripted origin saw of one request.
