@@ -25,6 +25,9 @@ pub struct Config {
     #[serde(default)]
     pub origins: BTreeMap<String, OriginPool>,
     pub sites: Vec<Site>,
+    /// `stdout`, or a file (relative to the config's directory) that gets
+    /// one JSON line per request and is reopened on SIGUSR1. Off when absent.
+    pub access_log: Option<String>,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
     #[serde(default = "Config::default_shutdown_grace")]
     pub shutdown_grace: Span,

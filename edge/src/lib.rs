@@ -1,6 +1,7 @@
 //! Outpost's edge: it wires the config, the cache, the origin pools and the
 //! side API into one process and serves them on their sockets.
 
+pub mod access_log;
 pub mod body;
 pub mod demo;
 pub mod headers;
@@ -35,6 +36,11 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log {target}: {source}")]
+    AccessLog {
+        target: String,
         source: std::io::Error,
     },
     #[error("metrics: {0}")]
@@ -154,6 +160,22 @@ pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartErro
     // Certificates before sockets: a bad one must stop the start first.
     let acceptors = acceptors(loaded)?;
 
+    let access_log = match config.access_log.as_deref() {
+        None => None,
+        Some("stdout") => Some(access_log::Target::Stdout),
+        Some(path) => Some(access_log::Target::File(
+            loaded.resolve(std::path::Path::new(path)),
+        )),
+    };
+    let access_log = match access_log {
+        Some(target) => Some(access_log::AccessLog::start(target.clone()).await.map_err(
+            |source| StartError::AccessLog {
+                target: format!("{target:?}"),
+                source,
+            },
+        )?),
+        None => None,
+    };
     let router = Arc::new(router);
     let proxy = Arc::new(Proxy {
         router: router.clone(),
@@ -169,6 +191,8 @@ pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartErro
             header_names(&config.cache.tag_headers)
         },
         coalesce_timeout: config.cache.coalesce_timeout.get(),
+        access_log,
+        request_ids: Default::default(),
     });
 
     let mut running = Running {

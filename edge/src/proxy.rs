@@ -25,6 +25,7 @@ use outpost_cache::{
 };
 use outpost_purge_api::Metrics;
 
+use crate::access_log::{self, AccessLog, LoggedBody};
 use crate::body::{OriginBody, StoringBody};
 use crate::headers::{self, PSEUDONYM};
 use crate::range::{self, Ranges};
@@ -52,6 +53,9 @@ pub struct Proxy {
     pub coalescer: Arc<Coalescer>,
     /// Response headers clients never see (the purge tags, by default).
     pub hidden_headers: Vec<HeaderName>,
+    /// One JSON line per request, when configured.
+    pub access_log: Option<Arc<AccessLog>>,
+    pub request_ids: std::sync::atomic::AtomicU64,
     /// Longest a request waits on another's fetch of the same key.
     pub coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
@@ -96,6 +100,10 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|log| (log.clone(), request_fields(&self.request_ids, conn, &req)));
         let (outcome, mut response) = self.route(conn, req).await;
         for name in &self.hidden_headers {
             response.headers_mut().remove(name);
@@ -106,6 +114,20 @@ impl Proxy {
             .request_duration
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
+        if let Some((log, mut fields)) = logged {
+            response_fields(&mut fields, &response);
+            let (parts, body) = response.into_parts();
+            let body = LoggedBody::new(
+                body,
+                access_log::Pending {
+                    log,
+                    fields,
+                    started,
+                },
+            )
+            .boxed_unsync();
+            response = Response::from_parts(parts, body);
+        }
         Ok(response)
     }
 
@@ -637,6 +659,66 @@ fn share(
     });
     http_body_util::StreamBody::new(fill.body().map(|frame| frame.map_err(BoxError::from)))
         .boxed_unsync()
+}
+
+/// The access-log fields known when a request arrives.
+fn request_fields<B>(
+    ids: &std::sync::atomic::AtomicU64,
+    conn: ConnInfo,
+    req: &Request<B>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let n = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = SystemTime::now();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+    let mut fields = serde_json::Map::new();
+    fields.insert("time".into(), access_log::rfc3339(now).into());
+    fields.insert(
+        "request_id".into(),
+        format!("{:x}-{n:x}", std::process::id()).into(),
+    );
+    fields.insert("client".into(), conn.remote.to_string().into());
+    fields.insert("method".into(), req.method().as_str().into());
+    fields.insert("host".into(), host.unwrap_or_default().into());
+    fields.insert(
+        "path".into(),
+        req.uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .into(),
+    );
+    fields.insert("protocol".into(), format!("{:?}", req.version()).into());
+    fields.insert("tls".into(), conn.tls.into());
+    fields
+}
+
+/// The access-log fields known once the response head is ready.
+fn response_fields(
+    fields: &mut serde_json::Map<String, serde_json::Value>,
+    response: &Response<ProxyBody>,
+) {
+    fields.insert("status".into(), response.status().as_u16().into());
+    let cache = response
+        .headers()
+        .get(CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    fields.insert("cache_status".into(), cache.into());
+    if let Some(origin) = response.extensions().get::<crate::upstream::OriginInfo>() {
+        fields.insert("origin".into(), origin.server.clone().into());
+        fields.insert(
+            "origin_ms".into(),
+            (origin.duration.as_secs_f64() * 1000.0).into(),
+        );
+    }
 }
 
 /// A 416 head for an object of `len` bytes (RFC 9110 §15.5.17).

@@ -132,6 +132,14 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
 }
 
+/// Which server answered and how long its headers took, for the access log;
+/// carried in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct OriginInfo {
+    pub server: String,
+    pub duration: Duration,
+}
+
 /// The origin's answer, the server that gave it, and the lease that keeps
 /// the server's connection slot until the body is done.
 pub struct Answer {
@@ -411,7 +419,11 @@ impl Upstream {
                 .with_label_values(&[self.name.as_str()])
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(Ok(response)) => {
+                Ok(Ok(mut response)) => {
+                    response.extensions_mut().insert(OriginInfo {
+                        server: server.label.clone(),
+                        duration: started.elapsed(),
+                    });
                     if response.status().is_server_error() {
                         self.count(&server, "5xx");
                         self.failed(&server);

@@ -131,13 +131,18 @@ impl Outpost {
 
     /// Sends SIGTERM, as an init system stopping the service would.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `USR1`, `HUP`).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("outpost is running");
         let status = std::process::Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(pid.to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        assert!(status.success(), "kill -{name} {pid} failed");
     }
 
     /// Waits (bounded) for the process to exit; its exit code.

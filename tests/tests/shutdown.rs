@@ -38,3 +38,69 @@ async fn sigterm_finishes_requests_in_flight_and_exits_zero() {
         "nothing listens after the exit"
     );
 }
+
+/// Reads the access log until it holds `lines` lines (bounded wait).
+async fn log_lines(path: &std::path::Path, lines: usize) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let parsed: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if parsed.len() >= lines {
+                return parsed;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never held {lines} lines", path.display());
+}
+
+/// One JSON line per request, and a reopen on SIGUSR1 for log rotation.
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request_and_reopens_on_sigusr1() {
+    let origin =
+        Origin::start(|_| respond(200, &[("cache-control", "max-age=60")], "logged")).await;
+    let config = format!(
+        "access_log: access.log\n{}",
+        simple_config(&origin, &["example.com"], "")
+    );
+    let outpost = Outpost::start(&config, &[], None).await;
+    let path = outpost.dir.path().join("access.log");
+    get(outpost.addr(), "example.com", "/one?x=1").await;
+    get(outpost.addr(), "example.com", "/one?x=1").await;
+    let lines = log_lines(&path, 2).await;
+    let first = &lines[0];
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "example.com");
+    assert_eq!(first["path"], "/one?x=1");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["bytes_sent"], 6);
+    assert_eq!(first["cache_status"], "Outpost; fwd=miss; stored");
+    assert_eq!(first["origin"], origin.url());
+    assert!(first["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(first["request_id"].is_string() && first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(first["duration_ms"].is_number() && first["origin_ms"].is_number());
+    assert_eq!(
+        lines[1]["cache_status"]
+            .as_str()
+            .unwrap()
+            .split(';')
+            .nth(1)
+            .map(str::trim),
+        Some("hit")
+    );
+
+    // Rotation: move the file away, signal, and the next line starts a new file.
+    std::fs::rename(&path, outpost.dir.path().join("access.log.1")).unwrap();
+    outpost.signal("USR1");
+    for _ in 0..500 {
+        get(outpost.addr(), "example.com", "/two").await;
+        if path.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = log_lines(&path, 1).await;
+    assert_eq!(lines[0]["path"], "/two");
+}

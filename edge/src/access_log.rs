@@ -1,0 +1,243 @@
+//! The access log: one JSON line per request, written by a task of its own
+//! to stdout or a file, reopened on SIGUSR1 so that log rotation can move
+//! the file away. Lines that would block the request path are dropped and
+//! counted instead.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::body::BoxError;
+use crate::proxy::ProxyBody;
+
+/// Lines waiting for the writer at most.
+const QUEUE: usize = 65_536;
+
+pub struct AccessLog {
+    lines: mpsc::Sender<String>,
+    dropped: AtomicU64,
+}
+
+/// Where lines go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+impl AccessLog {
+    /// Opens the target (a file is created if need be) and starts the writer.
+    pub async fn start(target: Target) -> std::io::Result<Arc<Self>> {
+        let (lines, mut rx) = mpsc::channel::<String>(QUEUE);
+        let mut out = open(&target).await?;
+        let mut reopen =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    line = rx.recv() => {
+                        let Some(line) = line else { break };
+                        let mut batch = line;
+                        batch.push('\n');
+                        // Take what else is queued so one write carries many lines.
+                        while batch.len() < 64 * 1024 {
+                            match rx.try_recv() {
+                                Ok(more) => {
+                                    batch.push_str(&more);
+                                    batch.push('\n');
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(e) = out.write_all(batch.as_bytes()).await {
+                            tracing::warn!(error = %e, "writing the access log");
+                        }
+                        let _ = out.flush().await;
+                    }
+                    _ = reopen.recv() => {
+                        match open(&target).await {
+                            Ok(file) => {
+                                out = file;
+                                tracing::info!("access log reopened");
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reopening the access log; keeping the old one"),
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            lines,
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn record(&self, line: String) {
+        if self.lines.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn open(target: &Target) -> std::io::Result<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> {
+    Ok(match target {
+        Target::Stdout => Box::new(tokio::io::stdout()),
+        Target::File(path) => Box::new(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?,
+        ),
+    })
+}
+
+/// What a request's line says before its body is out.
+pub struct Pending {
+    pub log: Arc<AccessLog>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub started: Instant,
+}
+
+/// A response body that counts its bytes and writes the request's line
+/// when it ends (or is dropped, when the client went away).
+pub struct LoggedBody {
+    inner: ProxyBody,
+    sent: u64,
+    complete: bool,
+    pending: Option<Pending>,
+}
+
+impl LoggedBody {
+    pub fn new(inner: ProxyBody, pending: Pending) -> Self {
+        Self {
+            inner,
+            sent: 0,
+            complete: false,
+            pending: Some(pending),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(Pending {
+            log,
+            mut fields,
+            started,
+        }) = self.pending.take()
+        {
+            fields.insert("bytes_sent".into(), self.sent.into());
+            fields.insert("complete".into(), self.complete.into());
+            fields.insert(
+                "duration_ms".into(),
+                (started.elapsed().as_secs_f64() * 1000.0).into(),
+            );
+            log.record(serde_json::Value::Object(fields).to_string());
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.complete = true;
+                    this.finish();
+                }
+            }
+            Some(Err(_)) => this.finish(),
+            None => {
+                this.complete = true;
+                this.finish();
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.complete = true;
+        }
+        self.finish();
+    }
+}
+
+/// `2026-11-26T17:45:09.123Z` for a point in time.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_796_233_509_123)),
+            "2026-12-02T17:45:09.123Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+}
