@@ -183,11 +183,6 @@ impl Coalescer {
         })
     }
 
-    /// Fills in progress, for stats.
-    pub fn in_progress(&self) -> usize {
-        self.fills.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     fn forget(&self, key: &[u8; 32], fill: &Arc<Fill>) {
         let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
         if fills.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {

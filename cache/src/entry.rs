@@ -80,11 +80,6 @@ impl Entry {
         self.freshness.age(now)
     }
 
-    /// How long the entry stays fresh, counted from its generation.
-    pub fn freshness_lifetime(&self) -> Duration {
-        self.freshness.lifetime
-    }
-
     /// How long past its freshness the entry is now; zero while fresh.
     pub fn staleness(&self, now: SystemTime) -> Duration {
         self.freshness.staleness(now)

@@ -75,10 +75,6 @@ impl Cache {
         self.clock.now()
     }
 
-    pub fn options(&self) -> &PolicyOptions {
-        &self.options
-    }
-
     /// Looks `key` up for the request `req`.
     pub fn lookup(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
         let mut hash = *key.hash();

@@ -7,6 +7,8 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, EXPIRES, HeaderName, PRAGMA, SE
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
+use crate::freshness::Directives;
+
 /// What the matching rule says about storing one response.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreRules {
@@ -191,7 +193,7 @@ pub(crate) fn build(
     // (§5.2.2.3), judge such a response as if its code were on the list.
     let unlisted_but_explicit = !matches!(status.as_u16(), 100..=199 | 206 | 304)
         && has_explicit_freshness(&res_view.headers)
-        && !directives(&res_view.headers).any(|(name, _)| name == "must-understand");
+        && !Directives::from_headers(&res_view.headers).has("must-understand");
     let storable =
         storable_as(status) || (unlisted_but_explicit && storable_as(http::StatusCode::OK));
     Built {
@@ -212,25 +214,10 @@ pub struct Built {
     pub view: HeaderMap,
 }
 
-/// The directives of the response as read for this cache.
-fn directives(headers: &HeaderMap) -> impl Iterator<Item = (String, &str)> {
-    headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| {
-            let (name, value) = d.split_once('=').unwrap_or((d, ""));
-            (
-                name.trim().to_ascii_lowercase(),
-                value.trim().trim_matches('"'),
-            )
-        })
-}
-
 fn has_explicit_freshness(headers: &HeaderMap) -> bool {
     headers.contains_key(EXPIRES)
-        || directives(headers).any(|(name, _)| name == "max-age" || name == "s-maxage")
+        || Directives::from_headers(headers).has("max-age")
+        || Directives::from_headers(headers).has("s-maxage")
 }
 
 /// The origin's words set aside: only the rule's TTL decides.
@@ -246,19 +233,24 @@ fn origin_ignored(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
 }
 
 fn stale_use(headers: &HeaderMap, rules: StoreRules) -> StaleUse {
-    let mut stale = StaleUse::default();
-    let seconds = |v: &str| v.parse::<u64>().ok().map(Duration::from_secs);
-    for (name, value) in directives(headers) {
-        match name.as_str() {
-            "must-revalidate" | "proxy-revalidate" | "s-maxage" | "no-cache" => stale.never = true,
-            "stale-while-revalidate" => stale.while_revalidate = seconds(value),
-            "stale-if-error" => stale.if_error = seconds(value),
-            _ => {}
-        }
+    let cc = Directives::from_headers(headers);
+    let seconds = |name| {
+        cc.seconds(name)
+            .and_then(Result::ok)
+            .map(Duration::from_secs)
+    };
+    StaleUse {
+        never: [
+            "must-revalidate",
+            "proxy-revalidate",
+            "s-maxage",
+            "no-cache",
+        ]
+        .iter()
+        .any(|d| cc.has(d)),
+        while_revalidate: seconds("stale-while-revalidate").or(rules.stale_while_revalidate),
+        if_error: seconds("stale-if-error").or(rules.stale_if_error),
     }
-    stale.while_revalidate = stale.while_revalidate.or(rules.stale_while_revalidate);
-    stale.if_error = stale.if_error.or(rules.stale_if_error);
-    stale
 }
 
 /// The response as this cache reads its caching policy: when one of the
@@ -286,19 +278,10 @@ fn targeted_view(headers: &HeaderMap, targeted: &[HeaderName]) -> HeaderMap {
 /// Whether a response lets a shared cache answer requests that carry
 /// `Authorization` (RFC 9111 §3.5): `public`, `s-maxage` or `must-revalidate`.
 pub fn allows_authorized(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CACHE_CONTROL)
+    let cc = Directives::from_headers(headers);
+    ["public", "s-maxage", "must-revalidate"]
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| {
-            d.split('=')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .any(|d| matches!(d.as_str(), "public" | "s-maxage" | "must-revalidate"))
+        .any(|d| cc.has(d))
 }
 
 /// The request as a stored policy keeps it: only the fields it needs later

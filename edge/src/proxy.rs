@@ -847,18 +847,7 @@ fn strip_client_no_cache(headers: &mut HeaderMap) {
 
 /// Whether the request's Cache-Control carries `directive`.
 fn request_directive(headers: &HeaderMap, directive: &str) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| {
-            d.split('=')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .eq_ignore_ascii_case(directive)
-        })
+    outpost_cache::Directives::from_headers(headers).has(directive)
 }
 
 /// One request on its way through the proxy.
