@@ -57,7 +57,8 @@ pub struct Cache {
     memory: MemoryTier,
     purges: Arc<PurgeIndex>,
     clock: Arc<dyn Clock>,
-    options: PolicyOptions,
+    /// Swapped whole by a config reload.
+    options: arc_swap::ArcSwap<PolicyOptions>,
 }
 
 impl Cache {
@@ -67,8 +68,14 @@ impl Cache {
             memory: MemoryTier::new(memory_bytes, purges.clone()),
             purges,
             clock,
-            options,
+            options: arc_swap::ArcSwap::from_pointee(options),
         }
+    }
+
+    /// The storage options of a reloaded config; they apply from the next
+    /// response stored. Entries already stored keep what they were stored with.
+    pub fn set_options(&self, options: PolicyOptions) {
+        self.options.store(Arc::new(options));
     }
 
     pub fn now(&self) -> SystemTime {
@@ -145,13 +152,14 @@ impl Cache {
         clamp_age(&mut res.headers);
         // RFC 9111 §4.1: `Vary: *` never matches a later request.
         let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
-        let built = storage_policy(req, &res, response_time, &self.options, rules)?;
+        let options = self.options.load();
+        let built = storage_policy(req, &res, response_time, &options, rules)?;
         let freshness = Freshness::compute(
             res.status,
             &built.view,
             request_time,
             response_time,
-            self.options.heuristic(),
+            options.heuristic(),
         );
         let directives = Directives::from_headers(&built.view);
         // RFC 9111 §5.2.2.7: a shared cache does not store the fields a
@@ -186,6 +194,7 @@ impl Cache {
     fn tags_of(&self, headers: &HeaderMap) -> Vec<String> {
         let mut tags: Vec<String> = self
             .options
+            .load()
             .tag_headers
             .iter()
             .flat_map(|name| headers.get_all(name))
@@ -307,12 +316,13 @@ impl Cache {
             }
         }
         clamp_age(&mut headers);
+        let options = self.options.load();
         let built = policy::build(
             req,
             stored.status,
             &headers,
             response_time,
-            &self.options,
+            &options,
             stored.rules,
         );
         let freshness = Freshness::compute(
@@ -320,7 +330,7 @@ impl Cache {
             &built.view,
             request_time,
             response_time,
-            self.options.heuristic(),
+            options.heuristic(),
         );
         let entry = Arc::new(Entry {
             key: stored.key.clone(),

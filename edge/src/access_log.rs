@@ -22,10 +22,11 @@ const QUEUE: usize = 65_536;
 
 pub struct AccessLog {
     lines: mpsc::Sender<String>,
+    target: Target,
 }
 
 /// Where lines go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Stdout,
     File(PathBuf),
@@ -36,6 +37,7 @@ impl AccessLog {
     pub async fn start(target: Target) -> std::io::Result<Arc<Self>> {
         let (lines, mut rx) = mpsc::channel::<String>(QUEUE);
         let mut out = open(&target).await?;
+        let writer_target = target.clone();
         let mut reopen =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         tokio::spawn(async move {
@@ -61,7 +63,7 @@ impl AccessLog {
                         let _ = out.flush().await;
                     }
                     _ = reopen.recv() => {
-                        match open(&target).await {
+                        match open(&writer_target).await {
                             Ok(file) => {
                                 out = file;
                                 tracing::info!("access log reopened");
@@ -72,7 +74,11 @@ impl AccessLog {
                 }
             }
         });
-        Ok(Arc::new(Self { lines }))
+        Ok(Arc::new(Self { lines, target }))
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Queues a line; when the writer is that far behind, the line is dropped.

@@ -41,6 +41,26 @@ impl Default for Health {
 }
 
 impl Health {
+    /// Takes over another record's state: a reload rebuilds the pools, and
+    /// a server that was down before it is still down after it. The
+    /// verdict of active checks carries over only when checks still run.
+    pub fn inherit(&self, other: &Health, checked: bool) {
+        let copy32 = |to: &AtomicU32, from: &AtomicU32| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        if checked {
+            self.active_ok
+                .store(other.active_ok.load(Ordering::Relaxed), Ordering::Relaxed);
+            copy32(&self.check_run, &other.check_run);
+        }
+        copy32(&self.failures, &other.failures);
+        copy32(&self.ejections, &other.ejections);
+        self.ejected_until.store(
+            other.ejected_until.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Whether the server takes traffic now.
     pub fn is_available(&self) -> bool {
         self.active_ok.load(Ordering::Relaxed) && !self.is_ejected()

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod body;
 pub mod demo;
+pub mod generation;
 pub mod headers;
 pub mod health;
 pub mod proxy;
@@ -15,19 +16,21 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use outpost_cache::{Cache, CacheKey, PolicyOptions, SystemClock, normalize_path};
+use arc_swap::ArcSwap;
+use outpost_cache::{Cache, CacheKey, SystemClock, normalize_path};
 use outpost_config::{ErrorList, Loaded};
 pub use outpost_purge_api::Tokens;
-use outpost_purge_api::{Admin, AdminParts, KeyForUrl, Metrics, OriginsSource};
+use outpost_purge_api::{
+    Admin, AdminParts, KeyForUrl, Metrics, OriginsSource, PoolStatus, ReloadHook,
+};
 use tokio::net::TcpListener;
 
-use crate::proxy::Proxy;
+pub use crate::generation::{ConfigSource, tokens_from_env};
+use crate::generation::{Current, Generation, Reloader};
 use crate::router::{Router, host_name};
-use crate::upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,24 +41,38 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot open the access log {target}: {source}")]
-    AccessLog {
-        target: String,
-        source: std::io::Error,
-    },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
 
-/// A started edge: the addresses it actually listens on, and its drain.
+/// A started edge: the addresses it actually listens on, its drain and
+/// its reloader.
 pub struct Running {
     /// Proxy listeners in config order, with whether each speaks TLS.
     pub listeners: Vec<(SocketAddr, bool)>,
     pub admin: SocketAddr,
     drain: server::DrainHandle,
+    reloader: Arc<Reloader>,
 }
 
 impl Running {
+    /// Reads the config again and switches to it (SIGHUP does this); a bad
+    /// file is refused with its errors and the old config keeps serving.
+    pub async fn reload(&self) -> Result<serde_json::Value, Vec<String>> {
+        self.reloader.reload().await
+    }
+
+    /// The current config's `shutdown_grace`.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.reloader
+            .current
+            .load()
+            .loaded
+            .config
+            .shutdown_grace
+            .get()
+    }
+
     /// Graceful shutdown: stop accepting, ask every connection to finish
     /// (GOAWAY on h2), and wait up to `grace` for requests in flight.
     /// Returns the connections still open when the grace period ended.
@@ -76,7 +93,9 @@ pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
 }
 
 /// The TLS acceptor of each listener (None for plain ones), in config order.
-fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>>>, ErrorList> {
+pub(crate) fn acceptors(
+    loaded: &Loaded,
+) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>>>, ErrorList> {
     let mut acceptors = Vec::new();
     for (i, listener) in loaded.config.listen.iter().enumerate() {
         let Some(tls) = &listener.value.tls else {
@@ -109,7 +128,7 @@ fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>
 }
 
 /// Header names from the config (validated there), lower-cased.
-fn header_names(names: &[String]) -> Vec<http::HeaderName> {
+pub(crate) fn header_names(names: &[String]) -> Vec<http::HeaderName> {
     names
         .iter()
         .filter_map(|name| http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok())
@@ -118,7 +137,7 @@ fn header_names(names: &[String]) -> Vec<http::HeaderName> {
 
 /// The largest body the memory tier can keep: `max_object_size`, but never
 /// more than the tier itself nor what an entry's weight can express.
-fn max_stored_body(config: &outpost_config::Config) -> usize {
+pub(crate) fn max_stored_body(config: &outpost_config::Config) -> usize {
     let limit = config
         .cache
         .max_object_size
@@ -129,105 +148,102 @@ fn max_stored_body(config: &outpost_config::Config) -> usize {
 }
 
 /// Builds everything from a validated config, binds every socket, and starts
-/// serving. `tokens` are the side API's bearer tokens.
-pub async fn start(loaded: &Loaded, tokens: Tokens) -> Result<Running, StartError> {
+/// serving. `source` is where a reload reads the config again;
+/// `default_token` stands in for an unset admin token (the demo's).
+pub async fn start(
+    loaded: Loaded,
+    source: ConfigSource,
+    default_token: Option<String>,
+) -> Result<Running, StartError> {
     let config = &loaded.config;
     let metrics = Arc::new(Metrics::new()?);
     let cache = Arc::new(Cache::new(
         config.cache.memory.bytes(),
-        PolicyOptions {
-            heuristic_fraction: config.cache.heuristic_fraction,
-            heuristic_max: config.cache.heuristic_max.get(),
-            tag_headers: header_names(&config.cache.tag_headers),
-            targeted: header_names(&config.cache.targeted_fields),
-        },
+        generation::policy_options(config),
         Arc::new(SystemClock),
     ));
-    let router = Router::new(config).map_err(|e| single_error(loaded, format!("regex: {e}")))?;
-
-    let mut upstreams = HashMap::new();
-    for (name, pool) in &config.origins {
-        let upstream = Upstream::new(name, pool, metrics.clone(), &loaded.base_dir)
-            .await
-            .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
-        let upstream = Arc::new(upstream);
-        upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
-        upstreams.insert(name.clone(), upstream);
-    }
-    let pools: Vec<Arc<Upstream>> = upstreams.values().cloned().collect();
-    let origins: Arc<OriginsSource> = Arc::new(move || pools.iter().map(|p| p.status()).collect());
-
-    // Certificates before sockets: a bad one must stop the start first.
-    let acceptors = acceptors(loaded)?;
-
-    let access_log = match config.access_log.as_deref() {
-        None => None,
-        Some("stdout") => Some(access_log::Target::Stdout),
-        Some(path) => Some(access_log::Target::File(
-            loaded.resolve(std::path::Path::new(path)),
-        )),
-    };
-    let access_log = match access_log {
-        Some(target) => Some(access_log::AccessLog::start(target.clone()).await.map_err(
-            |source| StartError::AccessLog {
-                target: format!("{target:?}"),
-                source,
-            },
-        )?),
-        None => None,
-    };
-    let router = Arc::new(router);
-    let proxy = Arc::new(Proxy {
-        router: router.clone(),
+    let shared = generation::Shared {
         cache: cache.clone(),
-        upstreams,
         metrics: metrics.clone(),
-        max_object_size: max_stored_body(config),
-        revalidating: Default::default(),
         coalescer: outpost_cache::Coalescer::new(),
-        hidden_headers: if config.cache.expose_tag_headers {
-            Vec::new()
-        } else {
-            header_names(&config.cache.tag_headers)
-        },
-        coalesce_timeout: config.cache.coalesce_timeout.get(),
-        access_log,
+        revalidating: Default::default(),
         request_ids: Default::default(),
-    });
+    };
+    let tokens = tokens_from_env(&loaded, default_token.as_deref());
+    let generation = Generation::build(1, loaded, &shared, None).await?;
+    generation.go_live();
+    let listen: Vec<(SocketAddr, bool)> = generation
+        .loaded
+        .config
+        .listen
+        .iter()
+        .map(|l| (l.value.addr, l.value.tls.is_some()))
+        .collect();
+    let admin_addr = generation.loaded.config.admin.addr;
+    let current: Current = Arc::new(ArcSwap::from_pointee(generation));
 
     let mut running = Running {
         listeners: Vec::new(),
-        admin: config.admin.addr,
+        admin: admin_addr,
         drain: server::DrainHandle::new(),
+        reloader: Arc::new(Reloader::new(
+            source,
+            current.clone(),
+            shared,
+            default_token,
+        )),
     };
-    for (listener, acceptor) in config.listen.iter().zip(acceptors) {
-        let addr = listener.value.addr;
+    running.reloader.record_success();
+    for (index, (addr, tls)) in listen.into_iter().enumerate() {
         let socket = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let bound = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        running.listeners.push((bound, acceptor.is_some()));
-        server::spawn_proxy_listener(socket, acceptor, proxy.clone(), running.drain.drain());
+        running.listeners.push((bound, tls));
+        server::spawn_proxy_listener(socket, index, current.clone(), running.drain.drain());
     }
 
-    let key_router = router.clone();
-    let key_for_url: Arc<KeyForUrl> = Arc::new(move |url: &str| purge_key(&key_router, url));
+    let key_current = current.clone();
+    let key_for_url: Arc<KeyForUrl> =
+        Arc::new(move |url: &str| purge_key(&key_current.load().proxy.router, url));
+    let origins_current = current.clone();
+    let origins: Arc<OriginsSource> = Arc::new(move || {
+        let generation = origins_current.load();
+        let mut pools: Vec<PoolStatus> = generation
+            .proxy
+            .upstreams
+            .values()
+            .map(|p| p.status())
+            .collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        pools
+    });
+    let reloader = running.reloader.clone();
+    let reload: Arc<ReloadHook> = Arc::new(move || {
+        let reloader = reloader.clone();
+        Box::pin(async move { reloader.reload().await })
+    });
     let admin = Arc::new(Admin::new(AdminParts {
         cache,
         metrics,
         tokens,
         key_for_url,
         origins,
+        reload: Some(reload),
     }));
-    let addr = config.admin.addr;
-    let socket = TcpListener::bind(addr)
+    let _ = running.reloader.admin.set(admin.clone());
+    let socket = TcpListener::bind(admin_addr)
         .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    running.admin = socket
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
+    running.admin = socket.local_addr().map_err(|source| StartError::Bind {
+        addr: admin_addr,
+        source,
+    })?;
     server::spawn_admin_listener(socket, admin, running.drain.drain());
     Ok(running)
 }
@@ -266,7 +282,7 @@ fn purge_key(router: &Router, url: &str) -> Result<CacheKey, String> {
     ))
 }
 
-fn single_error(loaded: &Loaded, message: String) -> ErrorList {
+pub(crate) fn single_error(loaded: &Loaded, message: String) -> ErrorList {
     ErrorList(vec![outpost_config::ConfigError {
         file: loaded.file.clone(),
         line: 0,

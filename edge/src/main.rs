@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use outpost_config::{Loaded, ServerUrl};
-use outpost_edge::{Running, demo};
+use outpost_config::ServerUrl;
+use outpost_edge::{ConfigSource, Running, demo};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -80,22 +80,17 @@ fn report(result: Result<()>) -> ExitCode {
 
 async fn run(path: &Path) -> Result<()> {
     let loaded = outpost_config::load_file(path)?;
-    let tokens = admin_tokens(&loaded);
-    if tokens.full.is_none() {
-        tracing::warn!(
-            variable = %loaded.config.admin.token_env,
-            "the admin token variable is unset or empty: only scoped tokens, if any, may purge"
-        );
-    }
-    let running = outpost_edge::start(&loaded, tokens).await?;
+    let source = ConfigSource::File(path.to_path_buf());
+    let running = outpost_edge::start(loaded, source, None).await?;
     announce(&running);
-    wait_for_shutdown().await?;
-    drain(&running, loaded.config.shutdown_grace.get()).await;
+    serve_until_shutdown(&running).await?;
+    drain(&running).await;
     Ok(())
 }
 
 /// Lets requests in flight finish, up to the grace period.
-async fn drain(running: &Running, grace: std::time::Duration) {
+async fn drain(running: &Running) {
+    let grace = running.shutdown_grace();
     let left = running.shutdown(grace).await;
     if left > 0 {
         tracing::warn!(
@@ -111,7 +106,12 @@ async fn drain(running: &Running, grace: std::time::Duration) {
 async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
     let state_dir = state_dir.unwrap_or_else(default_state_dir);
     demo::ensure_certificate(&state_dir).map_err(anyhow::Error::msg)?;
-    let loaded = outpost_config::load_str(demo::DEMO_CONFIG, "demo.yaml (built in)", &state_dir)?;
+    let source = ConfigSource::BuiltIn {
+        text: demo::DEMO_CONFIG,
+        name: "demo.yaml (built in)".to_owned(),
+        base_dir: state_dir.clone(),
+    };
+    let loaded = source.load()?;
     for pool in loaded.config.origins.values() {
         for server in &pool.servers {
             let url = ServerUrl::parse(&server.url.value).map_err(anyhow::Error::msg)?;
@@ -123,12 +123,10 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
                 .with_context(|| format!("starting the demo origin on {addr}"))?;
         }
     }
-    let mut tokens = admin_tokens(&loaded);
-    let token = tokens
+    let token = outpost_edge::tokens_from_env(&loaded, Some(demo::DEMO_TOKEN))
         .full
-        .get_or_insert_with(|| demo::DEMO_TOKEN.to_owned())
-        .clone();
-    let running = outpost_edge::start(&loaded, tokens).await?;
+        .unwrap_or_default();
+    let running = outpost_edge::start(loaded, source, Some(demo::DEMO_TOKEN.to_owned())).await?;
     announce(&running);
     let http = running
         .listeners
@@ -144,27 +142,9 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
         println!("{}", demo::instructions(http, https, running.admin, &token));
     }
     println!("(state directory: {})", state_dir.display());
-    wait_for_shutdown().await?;
-    drain(&running, loaded.config.shutdown_grace.get()).await;
+    serve_until_shutdown(&running).await?;
+    drain(&running).await;
     Ok(())
-}
-
-/// The side API's tokens, read from the variables the config names.
-fn admin_tokens(loaded: &Loaded) -> outpost_edge::Tokens {
-    let read = |name: &str| std::env::var(name).ok().filter(|t| !t.trim().is_empty());
-    let mut scoped = Vec::new();
-    for token in &loaded.config.admin.scoped_tokens {
-        match read(&token.token_env) {
-            Some(value) => scoped.push((value, token.hosts.clone())),
-            None => {
-                tracing::warn!(variable = %token.token_env, "a scoped token's variable is unset or empty")
-            }
-        }
-    }
-    outpost_edge::Tokens {
-        full: read(&loaded.config.admin.token_env),
-        scoped,
-    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -190,12 +170,21 @@ fn announce(running: &Running) {
     println!("{line}");
 }
 
-async fn wait_for_shutdown() -> Result<()> {
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads the config meanwhile
+/// (the reloader logs the outcome).
+async fn serve_until_shutdown(running: &Running) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = running.reload().await;
+            }
+        }
     }
     tracing::info!("shutting down: no new connections, finishing the requests in flight");
     Ok(())

@@ -55,11 +55,12 @@ pub struct Proxy {
     pub hidden_headers: Vec<HeaderName>,
     /// One JSON line per request, when configured.
     pub access_log: Option<Arc<AccessLog>>,
-    pub request_ids: std::sync::atomic::AtomicU64,
+    /// Shared by every config generation, so ids never repeat.
+    pub request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a request waits on another's fetch of the same key.
     pub coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
-    pub revalidating: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
 
 /// The client's side of a connection.

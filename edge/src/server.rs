@@ -17,7 +17,8 @@ use outpost_purge_api::Admin;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
-use crate::proxy::{ConnInfo, Proxy};
+use crate::generation::Current;
+use crate::proxy::ConnInfo;
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,20 +112,17 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Accepts proxy connections until the drain stops it.
-pub fn spawn_proxy_listener(
-    listener: TcpListener,
-    tls: Option<Arc<SslAcceptor>>,
-    proxy: Arc<Proxy>,
-    drain: Drain,
-) {
+/// Accepts proxy connections until the drain stops it. `index` is the
+/// listener's place in the config: a TLS connection takes that listener's
+/// acceptor from the generation current when it is accepted.
+pub fn spawn_proxy_listener(listener: TcpListener, index: usize, current: Current, drain: Drain) {
     spawn_accept_loop(listener, drain, move |stream, remote, drain| {
-        let proxy = proxy.clone();
-        let tls = tls.clone();
+        let tls = current.load().acceptors.get(index).cloned().flatten();
+        let current = current.clone();
         async move {
             match tls {
-                None => serve_proxy(stream, remote, proxy, drain).await,
-                Some(acceptor) => serve_proxy_tls(stream, remote, &acceptor, proxy, drain).await,
+                None => serve_proxy(stream, remote, current, drain).await,
+                Some(acceptor) => serve_proxy_tls(stream, remote, &acceptor, current, drain).await,
             }
         }
     });
@@ -228,9 +226,11 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
-async fn serve_proxy(stream: TcpStream, remote: SocketAddr, proxy: Arc<Proxy>, drain: Drain) {
+async fn serve_proxy(stream: TcpStream, remote: SocketAddr, current: Current, drain: Drain) {
     let conn = ConnInfo { remote, tls: false };
-    let service = service_fn(move |req| proxy.clone().handle(conn, req));
+    // Each request takes the generation current when it arrives and keeps
+    // it to its end, whatever reloads happen meanwhile.
+    let service = service_fn(move |req| current.load().proxy.clone().handle(conn, req));
     let builder = connection_builder();
     serve(
         builder.serve_connection(TokioIo::new(stream), service),
@@ -243,7 +243,7 @@ async fn serve_proxy_tls(
     stream: TcpStream,
     remote: SocketAddr,
     acceptor: &SslAcceptor,
-    proxy: Arc<Proxy>,
+    current: Current,
     drain: Drain,
 ) {
     let stream =
@@ -261,7 +261,7 @@ async fn serve_proxy_tls(
         };
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { remote, tls: true };
-    let service = service_fn(move |req| proxy.clone().handle(conn, req));
+    let service = service_fn(move |req| current.load().proxy.clone().handle(conn, req));
     let builder = connection_builder();
     let builder = if h2 {
         builder.http2_only()

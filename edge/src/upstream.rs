@@ -270,6 +270,18 @@ impl Upstream {
         Ok(())
     }
 
+    /// Carries the health of `old`'s servers over to this pool's servers
+    /// with the same label (URL and address); `checked`: whether this pool
+    /// has active health checks.
+    pub fn inherit_health(&self, old: &Upstream, checked: bool) {
+        let old = old.members();
+        for server in &self.members().servers {
+            if let Some(previous) = old.servers.iter().find(|s| s.label == server.label) {
+                server.health.inherit(&previous.health, checked);
+            }
+        }
+    }
+
     /// Starts the pool's background work: active health checks, if
     /// configured, and re-resolution of host names.
     pub fn spawn_background(

@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/metrics", &["GET"]),
     ("/stats", &["GET"]),
     ("/purge", &["POST"]),
+    ("/reload", &["POST"]),
 ];
 
 /// Largest purge request body accepted.
@@ -39,6 +40,14 @@ pub type KeyForUrl = dyn Fn(&str) -> Result<CacheKey, String> + Send + Sync;
 
 /// The state of the origin pools, as the edge reports it.
 pub type OriginsSource = dyn Fn() -> Vec<PoolStatus> + Send + Sync;
+
+/// Re-reads the config file and switches to it, or refuses it and keeps
+/// the one serving. Ok carries a JSON summary of the new config; Err the
+/// reasons it was refused (`FILE:LINE:COL: key: message` lines).
+pub type ReloadHook = dyn Fn() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<serde_json::Value, Vec<String>>> + Send>,
+    > + Send
+    + Sync;
 
 /// One origin pool in `/stats`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -72,6 +81,8 @@ pub struct AdminParts {
     pub tokens: Tokens,
     pub key_for_url: Arc<KeyForUrl>,
     pub origins: Arc<OriginsSource>,
+    /// `POST /reload`; None where the edge cannot reload (it answers 501).
+    pub reload: Option<Arc<ReloadHook>>,
 }
 
 /// Bearer tokens of the side API.
@@ -85,10 +96,13 @@ pub struct Tokens {
 }
 
 /// What a presented token may purge.
-enum Scope<'a> {
+enum Scope {
     All,
-    Hosts(&'a [String]),
+    Hosts(Vec<String>),
 }
+
+/// A token's blake3 hash, and the hosts it is limited to (None: all).
+type TokenTable = Vec<([u8; 32], Option<Vec<String>>)>;
 
 /// Prefix and everything purges allowed in a burst, refilled one a second.
 const PURGE_BURST: f64 = 10.0;
@@ -96,12 +110,13 @@ const PURGE_BURST: f64 = 10.0;
 pub struct Admin {
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
-    /// blake3 of each token, and the hosts it is limited to (None: all).
-    tokens: Vec<([u8; 32], Option<Vec<String>>)>,
+    /// Swapped whole when a reload changes the scoped tokens.
+    tokens: std::sync::RwLock<Arc<TokenTable>>,
     /// Token bucket for prefix and everything purges.
     bulk_purges: std::sync::Mutex<(f64, std::time::Instant)>,
     key_for_url: Arc<KeyForUrl>,
     origins: Arc<OriginsSource>,
+    reload: Option<Arc<ReloadHook>>,
     request_ids: AtomicU64,
 }
 
@@ -120,33 +135,21 @@ struct PurgeRequest {
 
 impl Admin {
     pub fn new(parts: AdminParts) -> Self {
-        let hash = |t: &str| *blake3::hash(t.trim().as_bytes()).as_bytes();
-        let mut tokens = Vec::new();
-        if let Some(full) = parts
-            .tokens
-            .full
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-        {
-            tokens.push((hash(full), None));
-        }
-        for (token, hosts) in &parts.tokens.scoped {
-            if !token.trim().is_empty() {
-                tokens.push((
-                    hash(token),
-                    Some(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
-                ));
-            }
-        }
         Self {
             cache: parts.cache,
             metrics: parts.metrics,
-            tokens,
+            tokens: std::sync::RwLock::new(Arc::new(token_table(&parts.tokens))),
             bulk_purges: std::sync::Mutex::new((PURGE_BURST, std::time::Instant::now())),
             key_for_url: parts.key_for_url,
             origins: parts.origins,
+            reload: parts.reload,
             request_ids: AtomicU64::new(0),
         }
+    }
+
+    /// Replaces the bearer tokens (a reload may change the scoped ones).
+    pub fn set_tokens(&self, tokens: &Tokens) {
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(token_table(tokens));
     }
 
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
@@ -175,6 +178,7 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
+            ("/reload", &Method::POST) => self.reload(&req, &request_id).await,
             (path, _) => match ROUTES.iter().find(|(route, _)| *route == path) {
                 Some((_, methods)) => {
                     let mut res = error(
@@ -213,16 +217,7 @@ impl Admin {
                 .purges
                 .with_label_values(&["urls", "unauthorized"])
                 .inc();
-            let mut res = error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-                request_id,
-            );
-            res.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-            return res;
+            return unauthorized(request_id);
         };
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(body) => body.to_bytes(),
@@ -369,6 +364,46 @@ impl Admin {
         )
     }
 
+    /// `POST /reload`: only a full token may reload. The body, if any, is
+    /// ignored: the edge re-reads the file it was started with.
+    async fn reload<B>(&self, req: &Request<B>, request_id: &str) -> Response<Full<Bytes>> {
+        match self.scope(req) {
+            None => return unauthorized(request_id),
+            Some(Scope::Hosts(_)) => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "a token scoped to hosts may not reload the config",
+                    request_id,
+                );
+            }
+            Some(Scope::All) => {}
+        }
+        let Some(reload) = &self.reload else {
+            return error(
+                StatusCode::NOT_IMPLEMENTED,
+                "this process cannot reload its config",
+                request_id,
+            );
+        };
+        match reload().await {
+            Ok(summary) => {
+                tracing::info!(request_id, "config reloaded through the side API");
+                json_response(
+                    StatusCode::OK,
+                    json!({"status": "reloaded", "config": summary, "request_id": request_id}),
+                )
+            }
+            Err(errors) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "error": "the new config was refused; the old one keeps serving",
+                    "errors": errors,
+                    "request_id": request_id,
+                }),
+            ),
+        }
+    }
+
     /// Sets the gauges that are read from the live state rather than counted.
     fn refresh_gauges(&self) {
         let usage = self.cache.usage();
@@ -380,6 +415,8 @@ impl Admin {
             .cache_bytes
             .with_label_values(&["memory"])
             .set(clamp(usage.memory_bytes));
+        // A reload may have removed servers: only the current ones report.
+        self.metrics.origin_up.reset();
         for pool in (self.origins)() {
             for server in pool.servers {
                 self.metrics
@@ -419,7 +456,7 @@ impl Admin {
 
     /// The scope of the presented bearer token; None when it is missing or
     /// matches no configured token. Every token is compared, in constant time.
-    fn scope<B>(&self, req: &Request<B>) -> Option<Scope<'_>> {
+    fn scope<B>(&self, req: &Request<B>) -> Option<Scope> {
         let given = req
             .headers()
             .get(AUTHORIZATION)
@@ -431,12 +468,17 @@ impl Admin {
         // Compare hashes so that neither the length nor the bytes of a
         // token leak through timing.
         let given = blake3::hash(given.as_bytes());
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut found = None;
-        for (expected, hosts) in &self.tokens {
+        for (expected, hosts) in tokens.iter() {
             if bool::from(given.as_bytes().ct_eq(expected)) && found.is_none() {
                 found = Some(match hosts {
                     None => Scope::All,
-                    Some(hosts) => Scope::Hosts(hosts),
+                    Some(hosts) => Scope::Hosts(hosts.clone()),
                 });
             }
         }
@@ -444,7 +486,7 @@ impl Admin {
     }
 
     /// A scoped token may purge URLs, prefixes and hosts of its hosts only.
-    fn check_scope(&self, scope: &Scope<'_>, purge: &PurgeRequest) -> Result<(), String> {
+    fn check_scope(&self, scope: &Scope, purge: &PurgeRequest) -> Result<(), String> {
         let Scope::Hosts(allowed) = scope else {
             return Ok(());
         };
@@ -549,6 +591,37 @@ fn scheme_variants(url: &str) -> Vec<String> {
     variants
 }
 
+/// The lookup table of `tokens`; blank tokens never match.
+fn token_table(tokens: &Tokens) -> TokenTable {
+    let hash = |t: &str| *blake3::hash(t.trim().as_bytes()).as_bytes();
+    let mut table = Vec::new();
+    if let Some(full) = tokens.full.as_deref().filter(|t| !t.trim().is_empty()) {
+        table.push((hash(full), None));
+    }
+    for (token, hosts) in &tokens.scoped {
+        if !token.trim().is_empty() {
+            table.push((
+                hash(token),
+                Some(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            ));
+        }
+    }
+    table
+}
+
+fn unauthorized(request_id: &str) -> Response<Full<Bytes>> {
+    let mut res = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token",
+        request_id,
+    );
+    res.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    res
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -606,8 +679,67 @@ mod tests {
             },
             key_for_url,
             origins,
+            // Accepts a config unless it is told to refuse the next one.
+            reload: Some(Arc::new(|| {
+                Box::pin(async {
+                    if REFUSE_NEXT_RELOAD.swap(false, Ordering::SeqCst) {
+                        Err(vec!["outpost.yaml:3:5: listen: bad".to_owned()])
+                    } else {
+                        Ok(json!({"generation": 2}))
+                    }
+                })
+            })),
         };
         (Admin::new(parts), cache)
+    }
+
+    static REFUSE_NEXT_RELOAD: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    fn reload_request(token: Option<&str>) -> Request<Full<Bytes>> {
+        let mut req = Request::post("/reload");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        req.body(Full::new(Bytes::new())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reload_needs_a_full_token_and_reports_a_refusal() {
+        let (admin, _) = admin(Some("secret"));
+        let (status, _) = call(&admin, reload_request(None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&admin, reload_request(Some("wrong"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&admin, reload_request(Some("team-a"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let (status, body) = call(&admin, reload_request(Some("secret"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "reloaded");
+        assert_eq!(body["config"]["generation"], 2);
+
+        REFUSE_NEXT_RELOAD.store(true, Ordering::SeqCst);
+        let (status, body) = call(&admin, reload_request(Some("secret"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["errors"][0], "outpost.yaml:3:5: listen: bad");
+        assert!(body["request_id"].is_string());
+    }
+
+    #[tokio::test]
+    async fn replaced_tokens_take_effect_at_once() {
+        let (admin, _) = admin(Some("secret"));
+        admin.set_tokens(&Tokens {
+            full: Some("rotated".into()),
+            scoped: Vec::new(),
+        });
+        let body = r#"{"everything": true}"#;
+        let (status, _) = call(&admin, purge_request(Some("secret"), body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&admin, purge_request(Some("team-a"), body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&admin, purge_request(Some("rotated"), body)).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     fn store(cache: &Cache, url: &str) {

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub coalesced: prometheus::IntCounter,
     /// How long they waited for its response head.
     pub coalesce_wait: prometheus::Histogram,
+    /// Config reloads, by result (`ok`, `failed`).
+    pub config_reloads: IntCounterVec,
+    /// 1 when the last reload (or the start) succeeded, 0 after a refused one.
+    pub config_last_reload_successful: prometheus::IntGauge,
+    /// Unix time of the last successful load of the config.
+    pub config_last_reload_success_timestamp: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -110,6 +116,27 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "outpost_config_reloads_total",
+                "Config reloads (SIGHUP or POST /reload), by result.",
+            ),
+            &["result"],
+        )?;
+        let config_last_reload_successful = prometheus::IntGauge::new(
+            "outpost_config_last_reload_successful",
+            "1 when the last config load succeeded, 0 when the last reload was refused.",
+        )?;
+        let config_last_reload_success_timestamp = prometheus::Gauge::new(
+            "outpost_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )?;
+        for result in ["ok", "failed"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        registry.register(Box::new(config_last_reload_success_timestamp.clone()))?;
         registry.register(Box::new(coalesced.clone()))?;
         registry.register(Box::new(coalesce_wait.clone()))?;
         registry.register(Box::new(origin_requests.clone()))?;
@@ -134,6 +161,9 @@ impl Metrics {
             origin_up,
             coalesced,
             coalesce_wait,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
         })
     }
 

@@ -554,3 +554,210 @@ pub async fn stats(admin: SocketAddr) -> serde_json::Value {
     let got = get(admin, "admin", "/stats").await;
     serde_json::from_slice(&got.body).expect("stats JSON")
 }
+
+/// One sample from `GET /metrics`: the value of the series written
+/// exactly as `series` (name and labels, e.g.
+/// `outpost_config_reloads_total{result="ok"}`), if present.
+pub async fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
+    let got = get(admin, "admin", "/metrics").await;
+    let text = String::from_utf8_lossy(&got.body).into_owned();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits (bounded: 10 s) until `series` reaches `value`.
+pub async fn await_metric(admin: SocketAddr, series: &str, value: f64) {
+    for _ in 0..1000 {
+        if metric(admin, series).await == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{series} never reached {value}; last {:?}",
+        metric(admin, series).await
+    );
+}
+
+/// `POST /reload` to the side API.
+pub async fn reload(admin: SocketAddr, token: &str) -> Got {
+    let auth = format!("Bearer {token}");
+    request(
+        admin,
+        "POST",
+        "admin",
+        "/reload",
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Answers by status code.
+    pub statuses: std::collections::BTreeMap<u16, u64>,
+    /// Requests that got no answer (connect, reset, malformed), with the
+    /// first few reasons.
+    pub failed: u64,
+    pub reasons: Vec<String>,
+    /// Bodies seen, by content, when short (which origin answered).
+    pub bodies: std::collections::BTreeMap<String, u64>,
+}
+
+impl LoadReport {
+    pub fn answered(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// Every request answered 200.
+    pub fn assert_all_ok(&self) {
+        let not_ok: u64 = self
+            .statuses
+            .iter()
+            .filter(|(status, _)| **status != 200)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            self.failed == 0 && not_ok == 0 && self.answered() > 0,
+            "load saw failures: {self:?}"
+        );
+    }
+}
+
+/// A bounded load loop: `connections` keep-alive HTTP/1.1 clients sending
+/// `GET path` with `Host: host` until stopped, or until `max_requests` in
+/// all or `max_time` have passed, whichever comes first. A client whose
+/// connection fails counts the failure and opens a new one.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Load {
+    pub fn start(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        connections: usize,
+        max_requests: u64,
+        max_time: Duration,
+    ) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let deadline = tokio::time::Instant::now() + max_time;
+        let tasks = (0..connections)
+            .map(|_| {
+                let (stop, sent) = (stop.clone(), sent.clone());
+                let (host, path) = (host.to_owned(), path.to_owned());
+                tokio::spawn(async move {
+                    let mut report = LoadReport::default();
+                    let mut sender = None;
+                    while !stop.load(Ordering::SeqCst)
+                        && tokio::time::Instant::now() < deadline
+                        && sent.fetch_add(1, Ordering::SeqCst) < max_requests
+                    {
+                        match load_one(&mut sender, addr, &host, &path).await {
+                            Ok((status, body)) => {
+                                *report.statuses.entry(status).or_default() += 1;
+                                if body.len() <= 32 {
+                                    *report.bodies.entry(body).or_default() += 1;
+                                }
+                            }
+                            Err(reason) => {
+                                sender = None;
+                                report.failed += 1;
+                                if report.reasons.len() < 5 {
+                                    report.reasons.push(reason);
+                                }
+                            }
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, tasks, sent }
+    }
+
+    /// Requests started so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded: 10 s) until at least `n` more requests have started.
+    pub async fn await_progress(&self, n: u64) {
+        let target = self.sent() + n;
+        for _ in 0..1000 {
+            if self.sent() >= target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the load made no progress");
+    }
+
+    /// Stops the clients and sums what they saw.
+    pub async fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut total = LoadReport::default();
+        for task in self.tasks {
+            let report = task.await.expect("load task");
+            for (status, n) in report.statuses {
+                *total.statuses.entry(status).or_default() += n;
+            }
+            for (body, n) in report.bodies {
+                *total.bodies.entry(body).or_default() += n;
+            }
+            total.failed += report.failed;
+            total.reasons.extend(report.reasons);
+        }
+        total
+    }
+}
+
+type LoadSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn load_one(
+    sender: &mut Option<LoadSender>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (new, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        *sender = Some(new);
+    }
+    let Some(client) = sender.as_mut() else {
+        return Err("no connection".into());
+    };
+    client
+        .ready()
+        .await
+        .map_err(|e| format!("not ready: {e}"))?;
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("request: {e}"))?;
+    let res = client
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

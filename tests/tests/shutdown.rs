@@ -104,3 +104,39 @@ async fn the_access_log_has_a_line_per_request_and_reopens_on_sigusr1() {
     let lines = log_lines(&path, 1).await;
     assert_eq!(lines[0]["path"], "/two");
 }
+
+/// Twenty slow requests in flight when SIGTERM lands all complete.
+#[tokio::test]
+async fn sigterm_lets_twenty_slow_downloads_complete() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_millis(800)),
+        ..Default::default()
+    };
+    let body = bytes::Bytes::from("x".repeat(256 * 1024));
+    let origin = Origin::start_with(options, move |_| {
+        respond(200, &[("cache-control", "no-store")], body.clone())
+    })
+    .await;
+    let mut outpost =
+        Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let addr = outpost.addr();
+    let downloads: Vec<_> = (0..20)
+        .map(|i| tokio::spawn(async move { get(addr, "example.com", &format!("/big/{i}")).await }))
+        .collect();
+    for _ in 0..1000 {
+        if origin.connections() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        origin.connections() >= 20,
+        "every download reached the origin"
+    );
+    outpost.terminate();
+    for download in downloads {
+        let got = download.await.unwrap();
+        assert_eq!((got.status.as_u16(), got.body.len()), (200, 256 * 1024));
+    }
+    assert_eq!(outpost.exit_code(Duration::from_secs(10)).await, Some(0));
+}

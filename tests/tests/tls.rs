@@ -91,3 +91,65 @@ async fn sni_picks_the_certificate_and_h2_is_spoken_when_offered() {
         }
     }
 }
+
+/// The names of the certificate presented for `sni`.
+async fn presented_names(addr: std::net::SocketAddr, sni: &str) -> Vec<String> {
+    let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    connector.set_verify(SslVerifyMode::NONE);
+    let config = connector.build().configure().expect("configure");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_boring::connect(config, sni, tcp)
+        .await
+        .expect("handshake");
+    let peer = tls.ssl().peer_certificate().expect("peer certificate");
+    peer.subject_alt_names()
+        .expect("subject alt names")
+        .iter()
+        .filter_map(|n| n.dnsname().map(str::to_owned))
+        .collect()
+}
+
+/// A reload loads the certificate files again: a renewed certificate is
+/// presented from the next handshake on; a broken one is refused and the
+/// old one stays.
+#[tokio::test]
+async fn certificates_are_reloaded_with_the_config() {
+    let origin = Origin::start(|_| respond(200, &[], "secure")).await;
+    let (old_cert, old_key) = certificate("old.test");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: site.pem, key: site.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        origin.url()
+    );
+    let files = [
+        ("site.pem", old_cert.as_str()),
+        ("site.key", old_key.as_str()),
+    ];
+    let outpost = Outpost::start(&config, &files, Some("t")).await;
+    assert_eq!(
+        presented_names(outpost.addr(), "x.test").await,
+        ["old.test"]
+    );
+
+    let (new_cert, new_key) = certificate("new.test");
+    std::fs::write(outpost.dir.path().join("site.pem"), &new_cert).unwrap();
+    std::fs::write(outpost.dir.path().join("site.key"), &new_key).unwrap();
+    assert_eq!(outpost_tests::reload(outpost.admin, "t").await.status, 200);
+    assert_eq!(
+        presented_names(outpost.addr(), "x.test").await,
+        ["new.test"]
+    );
+
+    std::fs::write(outpost.dir.path().join("site.pem"), "not a certificate").unwrap();
+    let refused = outpost_tests::reload(outpost.admin, "t").await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("certificates"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        presented_names(outpost.addr(), "x.test").await,
+        ["new.test"]
+    );
+}

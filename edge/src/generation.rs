@@ -1,0 +1,346 @@
+//! Config generations and hot reload.
+//!
+//! Everything built from one config file (the router, the origin pools,
+//! the TLS acceptors, the access log) is a [`Generation`]; the cache, the
+//! metrics and the fills in progress outlive it. A reload (SIGHUP or
+//! `POST /reload`) reads the file again, validates it, loads its
+//! certificates and builds its pools, and only then swaps the generation
+//! in. Each request takes the generation current when it starts and keeps
+//! it to the end; each TLS handshake takes the acceptor current at accept.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use boring::ssl::SslAcceptor;
+use outpost_cache::{Cache, Coalescer, PolicyOptions};
+use outpost_config::{ErrorList, Loaded};
+use outpost_purge_api::{Admin, Metrics, Tokens};
+
+use crate::access_log::{AccessLog, Target};
+use crate::proxy::Proxy;
+use crate::router::Router;
+use crate::upstream::Upstream;
+use crate::{acceptors, header_names, max_stored_body, single_error};
+
+/// Where the config comes from; read again on every reload.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// A config compiled into the binary (the demo), with the directory
+    /// its relative paths resolve against.
+    BuiltIn {
+        text: &'static str,
+        name: String,
+        base_dir: PathBuf,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Loaded, ErrorList> {
+        match self {
+            ConfigSource::File(path) => outpost_config::load_file(path),
+            ConfigSource::BuiltIn {
+                text,
+                name,
+                base_dir,
+            } => outpost_config::load_str(text, name, base_dir),
+        }
+    }
+}
+
+/// What every generation shares: it outlives reloads.
+pub(crate) struct Shared {
+    pub cache: Arc<Cache>,
+    pub metrics: Arc<Metrics>,
+    pub coalescer: Arc<Coalescer>,
+    pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    pub request_ids: Arc<AtomicU64>,
+}
+
+/// Everything built from one config.
+pub struct Generation {
+    /// 1 for the config loaded at start, then one more per reload.
+    pub number: u64,
+    pub loaded: Loaded,
+    pub proxy: Arc<Proxy>,
+    /// The TLS acceptor of each listener (None for plain ones), in config order.
+    pub acceptors: Vec<Option<Arc<SslAcceptor>>>,
+}
+
+/// The generation serving now.
+pub type Current = Arc<ArcSwap<Generation>>;
+
+impl Generation {
+    /// Builds a generation; `previous` lends what may carry over (the
+    /// access log writer when its target is the same, origin health).
+    pub(crate) async fn build(
+        number: u64,
+        loaded: Loaded,
+        shared: &Shared,
+        previous: Option<&Generation>,
+    ) -> Result<Generation, ErrorList> {
+        let config = &loaded.config;
+        let router =
+            Router::new(config).map_err(|e| single_error(&loaded, format!("regex: {e}")))?;
+        // Certificates before the pools: a bad one is the likelier error.
+        let acceptors = acceptors(&loaded)?;
+        let mut upstreams = HashMap::new();
+        for (name, pool) in &config.origins {
+            let upstream = Upstream::new(name, pool, shared.metrics.clone(), &loaded.base_dir)
+                .await
+                .map_err(|e| single_error(&loaded, format!("origins.{name}: {e}")))?;
+            if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
+                upstream.inherit_health(old, pool.health_check.is_some());
+            }
+            upstreams.insert(name.clone(), Arc::new(upstream));
+        }
+        let access_log = access_log(&loaded, previous).await?;
+        let proxy = Proxy {
+            router: Arc::new(router),
+            cache: shared.cache.clone(),
+            upstreams,
+            metrics: shared.metrics.clone(),
+            max_object_size: max_stored_body(config),
+            revalidating: shared.revalidating.clone(),
+            coalescer: shared.coalescer.clone(),
+            hidden_headers: if config.cache.expose_tag_headers {
+                Vec::new()
+            } else {
+                header_names(&config.cache.tag_headers)
+            },
+            coalesce_timeout: config.cache.coalesce_timeout.get(),
+            access_log,
+            request_ids: shared.request_ids.clone(),
+        };
+        Ok(Generation {
+            number,
+            loaded,
+            proxy: Arc::new(proxy),
+            acceptors,
+        })
+    }
+
+    /// Starts the pools' background work (health checks, DNS). Only for the
+    /// generation that goes live: a refused one must not probe origins.
+    pub(crate) fn go_live(&self) {
+        for (name, upstream) in &self.proxy.upstreams {
+            if let Some(pool) = self.loaded.config.origins.get(name) {
+                upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
+            }
+        }
+    }
+
+    /// A short description for logs and for `POST /reload`.
+    pub fn summary(&self, restart_needed: &[String]) -> serde_json::Value {
+        let config = &self.loaded.config;
+        serde_json::json!({
+            "generation": self.number,
+            "file": self.loaded.file,
+            "sites": config.sites.len(),
+            "origins": config.origins.keys().collect::<Vec<_>>(),
+            "restart_needed": restart_needed,
+        })
+    }
+}
+
+/// The storage options a config asks of the cache.
+pub(crate) fn policy_options(config: &outpost_config::Config) -> PolicyOptions {
+    PolicyOptions {
+        heuristic_fraction: config.cache.heuristic_fraction,
+        heuristic_max: config.cache.heuristic_max.get(),
+        tag_headers: header_names(&config.cache.tag_headers),
+        targeted: header_names(&config.cache.targeted_fields),
+    }
+}
+
+async fn access_log(
+    loaded: &Loaded,
+    previous: Option<&Generation>,
+) -> Result<Option<Arc<AccessLog>>, ErrorList> {
+    let Some(setting) = loaded.config.access_log.as_deref() else {
+        return Ok(None);
+    };
+    let target = match setting {
+        "stdout" => Target::Stdout,
+        path => Target::File(loaded.resolve(std::path::Path::new(path))),
+    };
+    if let Some(previous) = previous
+        && let Some(log) = &previous.proxy.access_log
+        && log.target() == &target
+    {
+        return Ok(Some(log.clone()));
+    }
+    AccessLog::start(target.clone())
+        .await
+        .map(Some)
+        .map_err(|e| single_error(loaded, format!("access_log: cannot open {target:?}: {e}")))
+}
+
+/// Reloads the config: one at a time, all or nothing.
+pub struct Reloader {
+    pub(crate) source: ConfigSource,
+    pub(crate) current: Current,
+    pub(crate) shared: Shared,
+    /// The full admin token when its variable is unset (the demo's).
+    pub(crate) default_token: Option<String>,
+    pub(crate) admin: std::sync::OnceLock<Arc<Admin>>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        source: ConfigSource,
+        current: Current,
+        shared: Shared,
+        default_token: Option<String>,
+    ) -> Self {
+        Self {
+            source,
+            current,
+            shared,
+            default_token,
+            admin: std::sync::OnceLock::new(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Records a successful load in the metrics (the start counts as one).
+    pub(crate) fn record_success(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.config_last_reload_successful.set(1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics.config_last_reload_success_timestamp.set(now);
+    }
+
+    /// Reads the config again and switches to it, or refuses it and keeps
+    /// the current one. Returns a summary, or the reasons for the refusal.
+    pub async fn reload(&self) -> Result<serde_json::Value, Vec<String>> {
+        let _one_at_a_time = self.lock.lock().await;
+        let metrics = &self.shared.metrics;
+        match self.try_reload().await {
+            Ok((generation, restart_needed)) => {
+                metrics.config_reloads.with_label_values(&["ok"]).inc();
+                self.record_success();
+                let summary = generation.summary(&restart_needed);
+                tracing::info!(generation = generation.number, file = %generation.loaded.file, "config reloaded");
+                for setting in &restart_needed {
+                    tracing::warn!("{setting}");
+                }
+                Ok(summary)
+            }
+            Err(errors) => {
+                metrics.config_reloads.with_label_values(&["failed"]).inc();
+                metrics.config_last_reload_successful.set(0);
+                let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                tracing::error!(
+                    errors = %lines.join("; "),
+                    "config reload refused; the old config keeps serving"
+                );
+                Err(lines)
+            }
+        }
+    }
+
+    async fn try_reload(&self) -> Result<(Arc<Generation>, Vec<String>), ErrorList> {
+        let loaded = self.source.load()?;
+        let old = self.current.load_full();
+        fixed_settings(&old.loaded, &loaded)?;
+        let restart_needed = restart_needed(&old.loaded, &loaded);
+        let generation =
+            Generation::build(old.number + 1, loaded, &self.shared, Some(&old)).await?;
+        let generation = Arc::new(generation);
+        // Nothing can fail from here on.
+        generation.go_live();
+        self.shared
+            .cache
+            .set_options(policy_options(&generation.loaded.config));
+        if let Some(admin) = self.admin.get() {
+            admin.set_tokens(&tokens_from_env(
+                &generation.loaded,
+                self.default_token.as_deref(),
+            ));
+        }
+        self.current.store(generation.clone());
+        Ok((generation, restart_needed))
+    }
+}
+
+/// The side API's tokens, read from the variables the config names;
+/// `default_full` stands in for an unset full token (the demo's).
+pub fn tokens_from_env(loaded: &Loaded, default_full: Option<&str>) -> Tokens {
+    let read = |name: &str| std::env::var(name).ok().filter(|t| !t.trim().is_empty());
+    let admin = &loaded.config.admin;
+    let mut scoped = Vec::new();
+    for token in &admin.scoped_tokens {
+        match read(&token.token_env) {
+            Some(value) => scoped.push((value, token.hosts.clone())),
+            None => {
+                tracing::warn!(variable = %token.token_env, "a scoped token's variable is unset or empty")
+            }
+        }
+    }
+    let full = read(&admin.token_env).or_else(|| default_full.map(str::to_owned));
+    if full.is_none() {
+        tracing::warn!(
+            variable = %admin.token_env,
+            "the admin token variable is unset or empty: only scoped tokens, if any, may purge"
+        );
+    }
+    Tokens { full, scoped }
+}
+
+/// Sockets are bound once: a reload that moves them is refused.
+fn fixed_settings(old: &Loaded, new: &Loaded) -> Result<(), ErrorList> {
+    let (old_config, new_config) = (&old.config, &new.config);
+    let shape = |config: &outpost_config::Config| -> Vec<(std::net::SocketAddr, bool)> {
+        config
+            .listen
+            .iter()
+            .map(|l| (l.value.addr, l.value.tls.is_some()))
+            .collect()
+    };
+    let (old_shape, new_shape) = (shape(old_config), shape(new_config));
+    if old_shape != new_shape {
+        let message = "listeners (their addresses, their number and whether they use TLS) change only with a restart or an upgrade";
+        let first_change = (0..new_shape.len())
+            .find(|&i| old_shape.get(i) != new_shape.get(i))
+            .or(new_shape.len().checked_sub(1));
+        return Err(match first_change {
+            Some(i) => ErrorList(vec![new.error_at(
+                new_config.listen[i].referenced,
+                format!("listen[{i}]"),
+                message,
+            )]),
+            None => single_error(new, format!("listen: {message}")),
+        });
+    }
+    if old_config.admin.addr != new_config.admin.addr {
+        return Err(single_error(
+            new,
+            format!(
+                "admin.addr: the side API's address ({} now) changes only with a restart or an upgrade",
+                old_config.admin.addr
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Settings that a reload accepts but that wait for the next restart.
+fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
+    let mut notes = Vec::new();
+    let (old, new) = (&old.config.cache, &new.config.cache);
+    if old.memory != new.memory {
+        notes.push(format!(
+            "cache.memory: the memory tier keeps its size ({}) until the next restart or upgrade",
+            old.memory
+        ));
+    }
+    notes
+}
