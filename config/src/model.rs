@@ -28,6 +28,10 @@ pub struct Config {
     /// `stdout`, or a file (relative to the config's directory) that gets
     /// one JSON line per request and is reopened on SIGUSR1. Off when absent.
     pub access_log: Option<String>,
+    /// A Unix socket (path relative to the config's directory) on which the
+    /// running process hands its listening sockets to a successor started
+    /// with `outpost run --upgrade`, or spawned on SIGUSR2. Off when absent.
+    pub upgrade_socket: Option<std::path::PathBuf>,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
     #[serde(default = "Config::default_shutdown_grace")]
     pub shutdown_grace: Span,

@@ -14,6 +14,7 @@ pub mod ring;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 pub use crate::generation::{ConfigSource, tokens_from_env};
 use crate::generation::{Current, Generation, Reloader};
 use crate::router::{Router, host_name};
+pub use crate::upgrade::Sockets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -53,9 +55,37 @@ pub struct Running {
     pub admin: SocketAddr,
     drain: server::DrainHandle,
     reloader: Arc<Reloader>,
+    /// Duplicates of the listening sockets, for a successor.
+    sockets: Sockets,
 }
 
 impl Running {
+    /// Answers successors on the config's `upgrade_socket`, if it has one;
+    /// the returned notification fires once a successor serves (this
+    /// process should then drain). `replace`: this process is itself a
+    /// successor taking the socket over from its predecessor.
+    pub async fn serve_upgrades(
+        &self,
+        replace: bool,
+    ) -> std::io::Result<Option<Arc<tokio::sync::Notify>>> {
+        let Some(path) = self.upgrade_socket() else {
+            return Ok(None);
+        };
+        let sockets = self.sockets.try_clone()?;
+        upgrade::serve(path, sockets, replace).await.map(Some)
+    }
+
+    /// Where the current config puts the upgrade socket, if anywhere.
+    pub fn upgrade_socket(&self) -> Option<std::path::PathBuf> {
+        let generation = self.reloader.current.load();
+        let loaded = &generation.loaded;
+        loaded
+            .config
+            .upgrade_socket
+            .as_deref()
+            .map(|p| loaded.resolve(p))
+    }
+
     /// Reads the config again and switches to it (SIGHUP does this); a bad
     /// file is refused with its errors and the old config keeps serving.
     pub async fn reload(&self) -> Result<serde_json::Value, Vec<String>> {
@@ -150,10 +180,15 @@ pub(crate) fn max_stored_body(config: &outpost_config::Config) -> usize {
 /// Builds everything from a validated config, binds every socket, and starts
 /// serving. `source` is where a reload reads the config again;
 /// `default_token` stands in for an unset admin token (the demo's).
+///
+/// `inherited` holds sockets handed over by a predecessor (a binary
+/// upgrade): a listener configured at the same address takes its socket
+/// rather than binding a new one.
 pub async fn start(
     loaded: Loaded,
     source: ConfigSource,
     default_token: Option<String>,
+    mut inherited: Sockets,
 ) -> Result<Running, StartError> {
     let config = &loaded.config;
     let metrics = Arc::new(Metrics::new()?);
@@ -192,12 +227,20 @@ pub async fn start(
             shared,
             default_token,
         )),
+        sockets: Sockets::default(),
     };
     running.reloader.record_success();
-    for (index, (addr, tls)) in listen.into_iter().enumerate() {
-        let socket = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+    let mut sockets = Vec::new();
+    for (addr, _) in &listen {
+        let (socket, copy) = listen_on(*addr, inherited.take_listener(*addr))?;
+        sockets.push(socket);
+        running.sockets.listeners.push((*addr, copy));
+    }
+    let (admin_socket, admin_copy) = listen_on(admin_addr, inherited.take_admin(admin_addr))?;
+    running.sockets.admin = Some((admin_addr, admin_copy));
+    // Sockets handed over that this config no longer has close here.
+    drop(inherited);
+    for (index, (socket, (addr, tls))) in sockets.into_iter().zip(listen).enumerate() {
         let bound = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -234,18 +277,44 @@ pub async fn start(
         reload: Some(reload),
     }));
     let _ = running.reloader.admin.set(admin.clone());
-    let socket = TcpListener::bind(admin_addr)
-        .await
+    running.admin = admin_socket
+        .local_addr()
         .map_err(|source| StartError::Bind {
             addr: admin_addr,
             source,
         })?;
-    running.admin = socket.local_addr().map_err(|source| StartError::Bind {
-        addr: admin_addr,
-        source,
-    })?;
-    server::spawn_admin_listener(socket, admin, running.drain.drain());
+    server::spawn_admin_listener(admin_socket, admin, running.drain.drain());
     Ok(running)
+}
+
+/// A listening socket for `addr`: the inherited one, or a new one (with
+/// `SO_REUSEADDR` and a backlog of 1024). Also returns a duplicate of it,
+/// kept for handing over to a successor.
+fn listen_on(
+    addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> Result<(TcpListener, std::net::TcpListener), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = match inherited {
+        Some(socket) => socket,
+        None => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(bind_error)?;
+            socket.set_reuseaddr(true).map_err(bind_error)?;
+            socket.bind(addr).map_err(bind_error)?;
+            socket
+                .listen(1024)
+                .and_then(TcpListener::into_std)
+                .map_err(bind_error)?
+        }
+    };
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    let copy = socket.try_clone().map_err(bind_error)?;
+    Ok((TcpListener::from_std(socket).map_err(bind_error)?, copy))
 }
 
 /// The key a purge URL names, built with the rules of the site that serves it.

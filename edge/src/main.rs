@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use outpost_config::ServerUrl;
-use outpost_edge::{ConfigSource, Running, demo};
+use outpost_edge::{ConfigSource, Running, Sockets, demo};
+use tokio::sync::Notify;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -18,10 +20,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the sites of a config file.
+    /// Serve the sites of a config file. SIGHUP reloads the file, SIGUSR1
+    /// reopens the access log, SIGUSR2 starts a successor (binary upgrade),
+    /// SIGTERM and SIGINT stop gracefully.
     Run {
+        /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Take over the listening sockets of the outpost answering on the
+        /// config's `upgrade_socket`; it drains and exits once this one serves.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file; errors are printed as FILE:LINE:COL: key.path: message.
     Check { file: PathBuf },
@@ -54,7 +63,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => report(runtime().and_then(|rt| rt.block_on(run(&config)))),
+        Command::Run { config, upgrade } => {
+            report(runtime().and_then(|rt| rt.block_on(run(&config, upgrade))))
+        }
         Command::Demo { state_dir } => {
             report(runtime().and_then(|rt| rt.block_on(run_demo(state_dir))))
         }
@@ -78,12 +89,47 @@ fn report(result: Result<()>) -> ExitCode {
     }
 }
 
-async fn run(path: &Path) -> Result<()> {
+async fn run(path: &Path, upgrade: bool) -> Result<()> {
     let loaded = outpost_config::load_file(path)?;
+    let (inherited, handshake) = if upgrade {
+        let socket = loaded
+            .config
+            .upgrade_socket
+            .as_deref()
+            .map(|p| loaded.resolve(p))
+            .context("--upgrade needs `upgrade_socket` in the config")?;
+        let (sockets, handshake) =
+            tokio::task::spawn_blocking(move || outpost_edge::upgrade::request(&socket))
+                .await
+                .context("the upgrade exchange")??;
+        tracing::info!(
+            from_pid = handshake.from_pid,
+            "took over the listening sockets"
+        );
+        (sockets, Some(handshake))
+    } else {
+        (Sockets::default(), None)
+    };
     let source = ConfigSource::File(path.to_path_buf());
-    let running = outpost_edge::start(loaded, source, None).await?;
+    // Should anything fail from here to READY, the predecessor keeps serving.
+    let running = outpost_edge::start(loaded, source, None, inherited).await?;
+    let handed_over = running
+        .serve_upgrades(handshake.is_some())
+        .await
+        .context("the upgrade socket")?;
+    let signals = Signals::install()?;
+    // Ready (and, under systemd, the main process) before the predecessor
+    // is told to go: systemd must never see the service without one.
     announce(&running);
-    serve_until_shutdown(&running).await?;
+    if let Some(handshake) = handshake {
+        let from_pid = handshake.from_pid;
+        tokio::task::spawn_blocking(move || handshake.ready())
+            .await
+            .context("the upgrade exchange")?
+            .context("telling the predecessor to drain")?;
+        tracing::info!(from_pid, "serving; the predecessor drains");
+    }
+    serve_until_shutdown(&running, signals, handed_over, Some(path)).await?;
     drain(&running).await;
     Ok(())
 }
@@ -126,7 +172,14 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
     let token = outpost_edge::tokens_from_env(&loaded, Some(demo::DEMO_TOKEN))
         .full
         .unwrap_or_default();
-    let running = outpost_edge::start(loaded, source, Some(demo::DEMO_TOKEN.to_owned())).await?;
+    let running = outpost_edge::start(
+        loaded,
+        source,
+        Some(demo::DEMO_TOKEN.to_owned()),
+        Sockets::default(),
+    )
+    .await?;
+    let signals = Signals::install()?;
     announce(&running);
     let http = running
         .listeners
@@ -142,7 +195,7 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
         println!("{}", demo::instructions(http, https, running.admin, &token));
     }
     println!("(state directory: {})", state_dir.display());
-    serve_until_shutdown(&running).await?;
+    serve_until_shutdown(&running, signals, None, None).await?;
     drain(&running).await;
     Ok(())
 }
@@ -165,27 +218,128 @@ fn announce(running: &Running) {
         .iter()
         .map(|(addr, tls)| serde_json::json!({"addr": addr.to_string(), "tls": tls}))
         .collect();
-    let line =
-        serde_json::json!({"event": "ready", "listen": listen, "admin": running.admin.to_string()});
+    let line = serde_json::json!({
+        "event": "ready",
+        "pid": std::process::id(),
+        "listen": listen,
+        "admin": running.admin.to_string(),
+    });
     println!("{line}");
+    // Under systemd (Type=notify, NotifyAccess=all) a successor becomes the
+    // service's main process; elsewhere this does nothing.
+    if let Err(e) = sd_notify::notify(&[
+        sd_notify::NotifyState::MainPid(std::process::id()),
+        sd_notify::NotifyState::Ready,
+    ]) {
+        tracing::warn!(error = %e, "notifying systemd");
+    }
 }
 
-/// Serves until SIGTERM or SIGINT; SIGHUP reloads the config meanwhile
-/// (the reloader logs the outcome).
-async fn serve_until_shutdown(running: &Running) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+/// The signals `run` and `demo` act on. They are installed before the
+/// ready line, so that a signal sent as soon as it appears is handled
+/// rather than killing the process.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    upgrade: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            hangup: install(SignalKind::hangup(), "SIGHUP")?,
+            upgrade: install(SignalKind::user_defined2(), "SIGUSR2")?,
+        })
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, or until a successor serves in our
+/// place. Meanwhile SIGHUP reloads the config (the reloader logs the
+/// outcome) and SIGUSR2 starts a successor on `config`.
+async fn serve_until_shutdown(
+    running: &Running,
+    signals: Signals,
+    handed_over: Option<Arc<Notify>>,
+    config: Option<&Path>,
+) -> Result<()> {
+    let Signals {
+        mut interrupt,
+        mut term,
+        mut hangup,
+        mut upgrade,
+    } = signals;
+    let handed_over = async {
+        match handed_over {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut handed_over = std::pin::pin!(handed_over);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = term.recv() => break,
+            () = &mut handed_over => {
+                tracing::info!("a successor serves on our sockets: draining");
+                return Ok(());
+            }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = running.reload().await;
             }
+            _ = upgrade.recv() => start_successor(running, config),
         }
     }
     tracing::info!("shutting down: no new connections, finishing the requests in flight");
     Ok(())
+}
+
+/// SIGUSR2: runs this program's path again as `run --config FILE
+/// --upgrade`; it takes the sockets over and tells us to drain. When it
+/// fails, we keep serving.
+fn start_successor(running: &Running, config: Option<&Path>) {
+    let Some(config) = config else {
+        tracing::warn!("SIGUSR2: the built-in demo config cannot be upgraded");
+        return;
+    };
+    if running.upgrade_socket().is_none() {
+        tracing::warn!("SIGUSR2: the config has no upgrade_socket; no upgrade");
+        return;
+    }
+    // argv[0], as the operator started us: after a package upgrade it names
+    // the new binary, where /proc/self/exe would name the old one.
+    let program = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| "outpost".into());
+    let spawned = tokio::process::Command::new(&program)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--upgrade")
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            tracing::info!(pid = child.id(), program = ?program, "SIGUSR2: started a successor");
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => {
+                        tracing::error!(%status, "the successor failed; this process keeps serving")
+                    }
+                    Err(e) => tracing::error!(error = %e, "waiting on the successor"),
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, program = ?program, "SIGUSR2: cannot start a successor")
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boring::ssl::SslAcceptor;
@@ -18,12 +18,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::generation::Current;
-use crate::proxy::ConnInfo;
+use crate::proxy::{ConnInfo, ProxyBody};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a draining connection keeps answering (with `Connection:
+/// close`) before it is asked to finish.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
 /// Idle HTTP/2 connections are pinged this often and closed when a ping goes unanswered as long.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -141,6 +144,7 @@ pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>, drain: Dra
             serve(
                 builder.serve_connection(TokioIo::new(stream), service),
                 drain,
+                &AtomicBool::new(false),
             )
             .await;
         }
@@ -175,7 +179,15 @@ where
 
 /// Serves one connection until it ends, or asks it to finish once the
 /// drain starts and then lets it.
-async fn serve<C>(connection: C, mut drain: Drain)
+///
+/// An HTTP/1.1 client may be sending its next request on an idle
+/// keep-alive connection just as the server closes it, and that request
+/// is lost (RFC 9112 §9.6). So a draining connection first lingers: for
+/// up to [`DRAIN_LINGER`] each response it sends carries `Connection:
+/// close` (`closing`), and the client closes once it has its answer. Only
+/// then is the connection asked to finish (GOAWAY on h2; HTTP/1.1 closes
+/// if idle).
+async fn serve<C>(connection: C, mut drain: Drain, closing: &AtomicBool)
 where
     C: hyper_util::server::graceful::GracefulConnection,
     C::Error: std::fmt::Display,
@@ -184,8 +196,14 @@ where
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = drain.stopped() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            closing.store(true, Ordering::SeqCst);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = tokio::time::sleep(DRAIN_LINGER) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -226,15 +244,37 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
+/// One request: the generation current when it arrives serves it to its
+/// end, whatever reloads happen meanwhile. While the connection drains,
+/// HTTP/1 answers say `Connection: close`.
+async fn answer(
+    current: Current,
+    conn: ConnInfo,
+    closing: Arc<AtomicBool>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
+    let http1 = req.version() < http::Version::HTTP_2;
+    let proxy = current.load().proxy.clone();
+    let mut res = proxy.handle(conn, req).await?;
+    if http1 && closing.load(Ordering::SeqCst) {
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(res)
+}
+
 async fn serve_proxy(stream: TcpStream, remote: SocketAddr, current: Current, drain: Drain) {
     let conn = ConnInfo { remote, tls: false };
-    // Each request takes the generation current when it arrives and keeps
-    // it to its end, whatever reloads happen meanwhile.
-    let service = service_fn(move |req| current.load().proxy.clone().handle(conn, req));
+    let closing = Arc::new(AtomicBool::new(false));
+    let flag = closing.clone();
+    let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder();
     serve(
         builder.serve_connection(TokioIo::new(stream), service),
         drain,
+        &closing,
     )
     .await;
 }
@@ -261,7 +301,9 @@ async fn serve_proxy_tls(
         };
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { remote, tls: true };
-    let service = service_fn(move |req| current.load().proxy.clone().handle(conn, req));
+    let closing = Arc::new(AtomicBool::new(false));
+    let flag = closing.clone();
+    let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder();
     let builder = if h2 {
         builder.http2_only()
@@ -271,6 +313,7 @@ async fn serve_proxy_tls(
     serve(
         builder.serve_connection(TokioIo::new(stream), service),
         drain,
+        &closing,
     )
     .await;
 }

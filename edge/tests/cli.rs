@@ -16,6 +16,14 @@ fn version_and_help_name_the_subcommands() {
     }
     let version = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("outpost "));
+    let run = Command::new(BIN).args(["help", "run"]).output().unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    for needle in ["--config", "--upgrade", "SIGHUP", "SIGUSR2", "SIGTERM"] {
+        assert!(
+            text.contains(needle),
+            "`outpost help run` lacks {needle}: {text}"
+        );
+    }
 }
 
 #[test]

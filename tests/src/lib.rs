@@ -46,7 +46,11 @@ pub fn outpost_bin() -> PathBuf {
 /// A running `outpost run`, killed when dropped.
 pub struct Outpost {
     child: Child,
-    pub dir: tempfile::TempDir,
+    /// Shared with a successor started by [`Outpost::upgrade`].
+    pub dir: Arc<tempfile::TempDir>,
+    token: Option<String>,
+    /// JSON lines printed after `ready` (by a successor sharing stdout).
+    events: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
     /// Proxy listeners in config order.
     pub listen: Vec<SocketAddr>,
     pub admin: SocketAddr,
@@ -62,11 +66,23 @@ impl Outpost {
         }
         let path = dir.path().join("outpost.yaml");
         std::fs::write(&path, config).expect("write config");
+        Self::spawn(Arc::new(dir), &[], token).await
+    }
+
+    /// Starts a successor on the same config with `run --upgrade`: it takes
+    /// this process's sockets over, and this process drains and exits.
+    pub async fn upgrade(&self) -> Outpost {
+        Self::spawn(self.dir.clone(), &["--upgrade"], self.token.as_deref()).await
+    }
+
+    async fn spawn(dir: Arc<tempfile::TempDir>, args: &[&str], token: Option<&str>) -> Outpost {
+        let path = dir.path().join("outpost.yaml");
         let mut command = Command::new(outpost_bin());
         command
             .arg("run")
             .arg("--config")
             .arg(&path)
+            .args(args)
             .env_remove("OUTPOST_ADMIN_TOKEN")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -92,8 +108,16 @@ impl Outpost {
         .await
         .expect("outpost did not report ready in time")
         .expect("outpost exited before it was ready");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe;
+        // the events on it (a successor's `ready`) go to `events`.
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = events_tx.send(value);
+                }
+            }
+        });
         let listen = ready["listen"]
             .as_array()
             .expect("listen array")
@@ -114,6 +138,8 @@ impl Outpost {
         Outpost {
             child,
             dir,
+            token: token.map(str::to_owned),
+            events,
             listen,
             admin,
         }
@@ -122,6 +148,26 @@ impl Outpost {
     /// The first proxy listener.
     pub fn addr(&self) -> SocketAddr {
         self.listen[0]
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("outpost is running")
+    }
+
+    /// Waits (bounded: 30 s) for the next `ready` line on this process's
+    /// stdout after its own: a successor it started (SIGUSR2).
+    pub async fn next_ready(&mut self) -> serde_json::Value {
+        tokio::time::timeout(READY_TIMEOUT, async {
+            while let Some(event) = self.events.recv().await {
+                if event["event"] == "ready" {
+                    return event;
+                }
+            }
+            panic!("stdout closed before another ready line");
+        })
+        .await
+        .expect("no ready line in time")
     }
 
     /// Whether the process is still running.
@@ -602,6 +648,10 @@ pub struct LoadReport {
     /// Requests that got no answer (connect, reset, malformed), with the
     /// first few reasons.
     pub failed: u64,
+    /// Requests sent again because the server closed an idle keep-alive
+    /// connection as they were sent (RFC 9112 §9.3.1 lets a client retry
+    /// an idempotent request then).
+    pub retried: u64,
     pub reasons: Vec<String>,
     /// Bodies seen, by content, when short (which origin answered).
     pub bodies: std::collections::BTreeMap<String, u64>,
@@ -646,6 +696,20 @@ impl Load {
         max_requests: u64,
         max_time: Duration,
     ) -> Load {
+        Self::start_with(addr, host, path, connections, max_requests, max_time, true)
+    }
+
+    /// As [`Load::start`]; with `keep_alive` false every request opens a
+    /// new connection (each one tests that the listener accepts).
+    pub fn start_with(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        connections: usize,
+        max_requests: u64,
+        max_time: Duration,
+        keep_alive: bool,
+    ) -> Load {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let deadline = tokio::time::Instant::now() + max_time;
@@ -655,12 +719,22 @@ impl Load {
                 let (host, path) = (host.to_owned(), path.to_owned());
                 tokio::spawn(async move {
                     let mut report = LoadReport::default();
-                    let mut sender = None;
+                    let mut sender: Option<LoadSender> = None;
                     while !stop.load(Ordering::SeqCst)
                         && tokio::time::Instant::now() < deadline
                         && sent.fetch_add(1, Ordering::SeqCst) < max_requests
                     {
-                        match load_one(&mut sender, addr, &host, &path).await {
+                        if !keep_alive {
+                            sender = None;
+                        }
+                        let reused = sender.as_ref().is_some_and(|s| !s.is_closed());
+                        let mut outcome = load_one(&mut sender, addr, &host, &path).await;
+                        if reused && matches!(&outcome, Err(LoadError::ClosedUnanswered)) {
+                            report.retried += 1;
+                            sender = None;
+                            outcome = load_one(&mut sender, addr, &host, &path).await;
+                        }
+                        match outcome.map_err(|e| e.to_string()) {
                             Ok((status, body)) => {
                                 *report.statuses.entry(status).or_default() += 1;
                                 if body.len() <= 32 {
@@ -713,6 +787,7 @@ impl Load {
                 *total.bodies.entry(body).or_default() += n;
             }
             total.failed += report.failed;
+            total.retried += report.retried;
             total.reasons.extend(report.reasons);
         }
         total
@@ -721,43 +796,71 @@ impl Load {
 
 type LoadSender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// Why a load request got no answer.
+#[derive(Debug)]
+enum LoadError {
+    /// The connection closed before any byte of an answer.
+    ClosedUnanswered,
+    Other(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::ClosedUnanswered => f.write_str("connection closed before an answer"),
+            LoadError::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
 async fn load_one(
     sender: &mut Option<LoadSender>,
     addr: SocketAddr,
     host: &str,
     path: &str,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), LoadError> {
+    let other = LoadError::Other;
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| other(format!("connect: {e}")))?;
         let (new, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("handshake: {e}"))?;
+            .map_err(|e| other(format!("handshake: {e}")))?;
         tokio::spawn(conn);
         *sender = Some(new);
     }
     let Some(client) = sender.as_mut() else {
-        return Err("no connection".into());
+        return Err(other("no connection".into()));
     };
-    client
-        .ready()
-        .await
-        .map_err(|e| format!("not ready: {e}"))?;
+    if client.ready().await.is_err() {
+        return Err(LoadError::ClosedUnanswered);
+    }
     let req = Request::get(path)
         .header("host", host)
         .body(Full::new(Bytes::new()))
-        .map_err(|e| format!("request: {e}"))?;
-    let res = client
-        .send_request(req)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(|e| other(format!("request: {e}")))?;
+    let res = client.send_request(req).await.map_err(|e| {
+        let reset = std::error::Error::source(&e)
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            });
+        if e.is_canceled() || e.is_incomplete_message() || reset {
+            LoadError::ClosedUnanswered
+        } else {
+            other(format!("send: {e}"))
+        }
+    })?;
     let status = res.status().as_u16();
     let body = res
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("body: {e}"))?
+        .map_err(|e| other(format!("body: {e}")))?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -168,6 +168,7 @@ async fn reloads_under_load_fail_no_request() {
     }
     let report = load.finish().await;
     report.assert_all_ok();
+    assert_eq!(report.retried, 0, "a reload closes no connection");
     assert!(
         report.bodies.get("A").is_some_and(|n| *n > 0)
             && report.bodies.get("B").is_some_and(|n| *n > 0),
