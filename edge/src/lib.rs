@@ -13,6 +13,7 @@ pub mod resolve;
 pub mod ring;
 pub mod router;
 pub mod server;
+pub mod strict;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -140,12 +140,24 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         // RFC 9112 §3.2: more than one Host is a bad request.
         if parts.headers.get_all(HOST).iter().count() > 1 {
+            return (Outcome::Error, protocol_error("more than one Host\n"));
+        }
+        // RFC 9112 §3.2.2 has an absolute-form target's authority win over
+        // Host, and RFC 9113 §8.3.1 calls a request whose Host differs from
+        // its :authority malformed. A target and a Host naming two places is
+        // how caches get poisoned: refuse it rather than pick one.
+        if let (Some(target), Some(host)) = (parts.uri.authority(), parts.headers.get(HOST))
+            && !same_authority(target, host, conn.tls)
+        {
             return (
                 Outcome::Error,
-                plain(StatusCode::BAD_REQUEST, "more than one Host\n"),
+                protocol_error("the request target and Host name different hosts\n"),
             );
         }
-        // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
+        // HTTP/2 without :path and :authority reaches here with no target.
+        if parts.uri.path().is_empty() {
+            return (Outcome::Error, protocol_error("no request target\n"));
+        }
         let authority = match parts.uri.authority() {
             Some(a) => Some(a.as_str().to_owned()),
             None => parts
@@ -1109,6 +1121,31 @@ fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {
     let mut res = plain(status, &format!("{e}\n"));
     set_cache_status(res.headers_mut(), "fwd=miss; detail=origin-error");
     res
+}
+
+/// A 400 for a request whose framing or target cannot be trusted: the
+/// connection closes after it (HTTP/1.1; hyper drops the field on h2).
+fn protocol_error(text: &str) -> Response<ProxyBody> {
+    let mut res = plain(StatusCode::BAD_REQUEST, text);
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// Whether a target's authority and a Host value name the same host and
+/// port (names compared without case or a trailing dot, a missing port
+/// being the scheme's default).
+fn same_authority(target: &http::uri::Authority, host: &HeaderValue, tls: bool) -> bool {
+    let Some(host) = host
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    let default = if tls { 443 } else { 80 };
+    host_name(target.as_str()) == host_name(host.as_str())
+        && target.port_u16().unwrap_or(default) == host.port_u16().unwrap_or(default)
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::generation::Current;
 use crate::proxy::{ConnInfo, ProxyBody};
+use crate::strict::Strict;
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,7 +220,9 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(crate::strict::MAX_HEAD)
+        .max_headers(crate::strict::MAX_FIELDS);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -272,7 +275,7 @@ async fn serve_proxy(stream: TcpStream, remote: SocketAddr, current: Current, dr
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder();
     serve(
-        builder.serve_connection(TokioIo::new(stream), service),
+        builder.serve_connection(TokioIo::new(Strict::new(stream)), service),
         drain,
         &closing,
     )
@@ -311,7 +314,7 @@ async fn serve_proxy_tls(
         builder.http1_only()
     };
     serve(
-        builder.serve_connection(TokioIo::new(stream), service),
+        builder.serve_connection(TokioIo::new(Strict::new(stream)), service),
         drain,
         &closing,
     )

@@ -1,0 +1,873 @@
+//! A strict reader in front of hyper's HTTP/1 parser.
+//!
+//! hyper accepts some request framings that RFC 9112 lets a server reject
+//! and that proxies have been smuggled through: Content-Length together
+//! with Transfer-Encoding (it drops the Content-Length), codings other than
+//! a lone `chunked`, bare LF line ends, chunk extensions of any syntax, and
+//! a missing Host. [`Strict`] wraps a client connection and follows its
+//! messages byte by byte: each request head is held back until it is
+//! complete and checked, each body is followed through its framing (and
+//! passed on as it comes), and the first chunk-size line of a chunked body,
+//! when it arrived with the head, is checked before the head is released.
+//!
+//! A request that fails is never seen by the service: hyper gets, in its
+//! place, a request line it rejects itself (400, or 431 for a head over
+//! the limit), answers it, and closes the connection; nothing more is read.
+//! After a request with `Upgrade`, the reader waits for the answer: a `101`
+//! turns the connection into an opaque tunnel, anything else resumes
+//! checking. A connection that opens with the HTTP/2 preface is left to
+//! hyper's HTTP/2 server.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Longest request head accepted (request line and fields); hyper's own
+/// buffer limit is set to the same.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a head; hyper's `max_headers` is the same.
+pub const MAX_FIELDS: usize = 100;
+/// Longest chunk-size line (with extensions), and all trailers together.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// What hyper gets instead of a bad request: a method that is not a
+/// token, which it answers with 400 and a close.
+const BAD_REQUEST: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The first bytes: the HTTP/2 preface, or a request head.
+    Start,
+    /// Collecting a request head (held back until checked).
+    Head,
+    /// Content-Length bytes still to pass.
+    Body {
+        left: u64,
+        then: After,
+    },
+    /// A chunk-size line (held back until checked, max MAX_CHUNK_LINE).
+    ChunkLine {
+        then: After,
+    },
+    /// Chunk data still to pass, then its CRLF.
+    ChunkData {
+        left: u64,
+        then: After,
+    },
+    ChunkEnd {
+        seen: u8,
+        then: After,
+    },
+    /// Trailer fields after the last chunk, up to the empty line.
+    Trailers {
+        size: usize,
+        then: After,
+    },
+    /// A request with Upgrade was read: wait for the answer's status.
+    AwaitUpgrade,
+    /// Opaque bytes: an HTTP/2 connection or an upgraded one.
+    Tunnel,
+    /// A bad request was replaced; nothing more is read.
+    Rejected,
+}
+
+/// Where a message's body leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    NextHead,
+    Upgrade,
+}
+
+/// Why a request was refused (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    BareLineFeed,
+    BadHead,
+    TooManyFields,
+    HeadTooLarge,
+    ContentLengthWithTransferEncoding,
+    BadContentLength,
+    UnsupportedTransferEncoding,
+    TransferEncodingOnHttp10,
+    MissingHost,
+    MoreThanOneHost,
+    BadChunkLine,
+    BadChunkEnd,
+    BadTrailers,
+}
+
+pub struct Strict<T> {
+    inner: T,
+    state: State,
+    /// Read but not yet checked.
+    pending: BytesMut,
+    /// Checked, waiting for hyper to read.
+    ready: BytesMut,
+    eof: bool,
+    violation: Option<Violation>,
+    /// hyper's read, parked on the socket while bytes are held back; woken
+    /// when an answer's status releases them.
+    reader: Option<std::task::Waker>,
+}
+
+impl<T> Strict<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            state: State::Start,
+            pending: BytesMut::new(),
+            ready: BytesMut::new(),
+            eof: false,
+            violation: None,
+            reader: None,
+        }
+    }
+
+    /// Why the connection's last request was refused, if it was.
+    pub fn violation(&self) -> Option<Violation> {
+        self.violation
+    }
+
+    /// hyper writes `data`; while an Upgrade request waits, the start of
+    /// its answer says what the connection becomes: 101 opens a tunnel,
+    /// anything else means the held-back bytes are the next request.
+    fn answer_started(&mut self, data: &[u8]) {
+        if self.state != State::AwaitUpgrade || data.len() < 12 || !data.starts_with(b"HTTP/1.1 ") {
+            return;
+        }
+        self.state = if &data[9..12] == b"101" {
+            State::Tunnel
+        } else {
+            State::Head
+        };
+        self.advance();
+        if !self.ready.is_empty()
+            && let Some(reader) = self.reader.take()
+        {
+            reader.wake();
+        }
+    }
+
+    /// Moves what can be checked from `pending` to `ready`.
+    fn advance(&mut self) {
+        loop {
+            let progressed = match self.state {
+                State::Start => self.start(),
+                State::Head => self.head(),
+                State::Body { left, then } => {
+                    let n = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(self.pending.len());
+                    self.pass(n);
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        self.after(then)
+                    } else {
+                        State::Body { left, then }
+                    };
+                    n > 0 || left == 0
+                }
+                State::ChunkLine { then } => self.chunk_line(then),
+                State::ChunkData { left, then } => {
+                    let n = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(self.pending.len());
+                    self.pass(n);
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        State::ChunkEnd { seen: 0, then }
+                    } else {
+                        State::ChunkData { left, then }
+                    };
+                    n > 0
+                }
+                State::ChunkEnd { seen, then } => self.chunk_end(seen, then),
+                State::Trailers { size, then } => self.trailers(size, then),
+                State::AwaitUpgrade => {
+                    // A client waits for 101 before it sends more; one
+                    // that does not is not upgrading.
+                    if self.pending.len() > MAX_HEAD {
+                        self.reject(Violation::BadHead);
+                    }
+                    false
+                }
+                State::Rejected => false,
+                State::Tunnel => {
+                    let n = self.pending.len();
+                    self.pass(n);
+                    false
+                }
+            };
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn after(&self, then: After) -> State {
+        match then {
+            After::NextHead => State::Head,
+            After::Upgrade => State::AwaitUpgrade,
+        }
+    }
+
+    fn pass(&mut self, n: usize) {
+        let bytes = self.pending.split_to(n);
+        self.ready.extend_from_slice(&bytes);
+    }
+
+    fn reject(&mut self, violation: Violation) -> bool {
+        tracing::debug!(?violation, "refusing a malformed request");
+        self.violation = Some(violation);
+        self.pending.clear();
+        if matches!(
+            violation,
+            Violation::HeadTooLarge | Violation::TooManyFields
+        ) {
+            // A head start hyper's buffer limit cannot hold: it answers 431.
+            self.ready.extend_from_slice(b"GET / HTTP/1.1\r\nx: ");
+            self.ready.resize(self.ready.len() + MAX_HEAD + 1, b'a');
+        } else {
+            self.ready.extend_from_slice(BAD_REQUEST);
+        }
+        self.state = State::Rejected;
+        false
+    }
+
+    fn start(&mut self) -> bool {
+        let n = self.pending.len().min(PREFACE.len());
+        if self.pending[..n] != PREFACE[..n] {
+            self.state = State::Head;
+            return true;
+        }
+        if n == PREFACE.len() {
+            self.state = State::Tunnel;
+            return true;
+        }
+        false
+    }
+
+    fn head(&mut self) -> bool {
+        // RFC 9112 §2.2: empty lines before the request line are ignored.
+        while self.pending.starts_with(b"\r\n") {
+            self.pending.advance(2);
+        }
+        let Some(end) = find(&self.pending, b"\r\n\r\n") else {
+            if self.pending.len() > MAX_HEAD {
+                return self.reject(Violation::HeadTooLarge);
+            }
+            // A bare LF ends no line: refuse as soon as one shows.
+            if has_bare_lf(&self.pending) {
+                return self.reject(Violation::BareLineFeed);
+            }
+            return false;
+        };
+        let head_len = end + 4;
+        if head_len > MAX_HEAD {
+            return self.reject(Violation::HeadTooLarge);
+        }
+        if has_bare_lf(&self.pending[..head_len]) {
+            return self.reject(Violation::BareLineFeed);
+        }
+        let framing = match check_head(&self.pending[..head_len]) {
+            Ok(framing) => framing,
+            Err(violation) => return self.reject(violation),
+        };
+        let then = if framing.upgrade {
+            After::Upgrade
+        } else {
+            After::NextHead
+        };
+        if framing.chunked {
+            // The first chunk line, if it came with the head, is checked
+            // before the head goes on: a bad one never reaches the origin.
+            let body = &self.pending[head_len..];
+            if let Some(lf) = body.iter().position(|b| *b == b'\n')
+                && parse_chunk_line(&body[..=lf]).is_err()
+            {
+                return self.reject(Violation::BadChunkLine);
+            }
+            self.pass(head_len);
+            self.state = State::ChunkLine { then };
+        } else {
+            self.pass(head_len);
+            self.state = match framing.length {
+                Some(left) if left > 0 => State::Body { left, then },
+                _ => self.after(then),
+            };
+        }
+        true
+    }
+
+    fn chunk_line(&mut self, then: After) -> bool {
+        let Some(lf) = self.pending.iter().position(|b| *b == b'\n') else {
+            if self.pending.len() > MAX_CHUNK_LINE {
+                return self.reject(Violation::BadChunkLine);
+            }
+            return false;
+        };
+        if lf + 1 > MAX_CHUNK_LINE {
+            return self.reject(Violation::BadChunkLine);
+        }
+        match parse_chunk_line(&self.pending[..=lf]) {
+            Ok(0) => {
+                self.pass(lf + 1);
+                self.state = State::Trailers { size: 0, then };
+            }
+            Ok(size) => {
+                self.pass(lf + 1);
+                self.state = State::ChunkData { left: size, then };
+            }
+            Err(()) => return self.reject(Violation::BadChunkLine),
+        }
+        true
+    }
+
+    fn chunk_end(&mut self, seen: u8, then: After) -> bool {
+        let Some(&byte) = self.pending.first() else {
+            return false;
+        };
+        let expected = if seen == 0 { b'\r' } else { b'\n' };
+        if byte != expected {
+            return self.reject(Violation::BadChunkEnd);
+        }
+        self.pass(1);
+        self.state = if seen == 0 {
+            State::ChunkEnd { seen: 1, then }
+        } else {
+            State::ChunkLine { then }
+        };
+        true
+    }
+
+    fn trailers(&mut self, size: usize, then: After) -> bool {
+        let Some(lf) = self.pending.iter().position(|b| *b == b'\n') else {
+            if size + self.pending.len() > MAX_TRAILERS {
+                return self.reject(Violation::BadTrailers);
+            }
+            return false;
+        };
+        let line = &self.pending[..=lf];
+        if line.len() < 2 || line[line.len() - 2] != b'\r' || size + line.len() > MAX_TRAILERS {
+            return self.reject(Violation::BadTrailers);
+        }
+        if line == b"\r\n" {
+            self.pass(2);
+            self.state = self.after(then);
+            return true;
+        }
+        if !is_field_line(&line[..line.len() - 2]) {
+            return self.reject(Violation::BadTrailers);
+        }
+        let n = line.len();
+        self.pass(n);
+        self.state = State::Trailers {
+            size: size + n,
+            then,
+        };
+        true
+    }
+}
+
+/// How a checked head frames its body.
+#[derive(Debug, Default)]
+struct Framing {
+    length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+}
+
+/// Checks a complete head (ending in CRLF CRLF, no bare LF).
+fn check_head(head: &[u8]) -> Result<Framing, Violation> {
+    // RFC 9112 §5.2: a field line starting with white space is obs-fold;
+    // httparse refuses it, and so does every other check of field syntax.
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut request = httparse::Request::new(&mut fields);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Violation::BadHead),
+        Err(httparse::Error::TooManyHeaders) => return Err(Violation::TooManyFields),
+        Err(_) => return Err(Violation::BadHead),
+    }
+    let http10 = request.version == Some(0);
+    let mut framing = Framing::default();
+    let mut te: Option<Vec<u8>> = None;
+    let mut hosts = 0;
+    for field in request.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            // RFC 9110 §8.6: 1*DIGIT; repeated lines must agree.
+            let value = trim(field.value);
+            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+                return Err(Violation::BadContentLength);
+            }
+            let n: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or(Violation::BadContentLength)?;
+            if framing.length.is_some_and(|previous| previous != n) {
+                return Err(Violation::BadContentLength);
+            }
+            framing.length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let joined = te.get_or_insert_with(Vec::new);
+            if !joined.is_empty() {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(field.value);
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            framing.upgrade = true;
+        }
+    }
+    if let Some(te) = te {
+        // RFC 9112 §6.1: none on HTTP/1.0; the final coding must be chunked,
+        // and as no other coding is decoded here, chunked must be alone.
+        if http10 {
+            return Err(Violation::TransferEncodingOnHttp10);
+        }
+        // RFC 9112 §6.3: both framings at once is how requests are smuggled.
+        if framing.length.is_some() {
+            return Err(Violation::ContentLengthWithTransferEncoding);
+        }
+        if !trim(&te).eq_ignore_ascii_case(b"chunked") {
+            return Err(Violation::UnsupportedTransferEncoding);
+        }
+        framing.chunked = true;
+    }
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
+    match hosts {
+        0 if !http10 => return Err(Violation::MissingHost),
+        0 | 1 => {}
+        _ => return Err(Violation::MoreThanOneHost),
+    }
+    if request.method == Some("CONNECT") {
+        framing.upgrade = true;
+    }
+    Ok(framing)
+}
+
+/// RFC 9112 §7.1: `chunk-size [ chunk-ext ] CRLF`, with
+/// `chunk-ext = *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`.
+fn parse_chunk_line(line: &[u8]) -> Result<u64, ()> {
+    let line = line.strip_suffix(b"\r\n").ok_or(())?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(());
+    }
+    let size = u64::from_str_radix(std::str::from_utf8(&line[..digits]).map_err(|_| ())?, 16)
+        .map_err(|_| ())?;
+    let mut rest = &line[digits..];
+    loop {
+        if rest.is_empty() {
+            return Ok(size);
+        }
+        rest = skip_bws(rest).strip_prefix(b";").ok_or(())?;
+        rest = skip_bws(rest);
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(());
+        }
+        rest = skip_bws(&rest[name..]);
+        if let Some(value) = rest.strip_prefix(b"=") {
+            let value = skip_bws(value);
+            rest = if value.first() == Some(&b'"') {
+                &value[quoted_len(value).ok_or(())?..]
+            } else {
+                let n = token_len(value);
+                if n == 0 {
+                    return Err(());
+                }
+                &value[n..]
+            };
+        }
+        // What follows must be BWS, another extension or the end.
+        if !rest.is_empty() && !matches!(rest[0], b' ' | b'\t' | b';') {
+            return Err(());
+        }
+    }
+}
+
+fn skip_bws(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    &bytes[n..]
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn token_len(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| is_tchar(**b)).count()
+}
+
+/// Length of a quoted-string at the start of `bytes` (RFC 9110 §5.6.4).
+fn quoted_len(bytes: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let escaped = *bytes.get(i + 1)?;
+                if !(escaped == b'\t' || (0x20..=0x7e).contains(&escaped) || escaped >= 0x80) {
+                    return None;
+                }
+                i += 2;
+            }
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// `field-name ":" OWS field-value OWS` with no control characters.
+fn is_field_line(line: &[u8]) -> bool {
+    let name = token_len(line);
+    if name == 0 || line.get(name) != Some(&b':') {
+        return false;
+    }
+    line[name + 1..]
+        .iter()
+        .all(|b| *b == b'\t' || (0x20..=0x7e).contains(b) || *b >= 0x80)
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &value[start..end.max(start)]
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof || this.state == State::Rejected {
+                // End of stream: hyper answers what it has and closes.
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => {
+                    this.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    if read.filled().is_empty() {
+                        // What was held back never completed a checked
+                        // unit: hyper sees the end where the last one did.
+                        this.eof = true;
+                        this.pending.clear();
+                        continue;
+                    }
+                    this.pending.extend_from_slice(read.filled());
+                    this.advance();
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.answer_started(data);
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.answer_started(first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// What hyper would read after the client sent `input` and closed.
+    async fn through(input: &[u8]) -> (Vec<u8>, Option<Violation>) {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut strict = Strict::new(server);
+        let mut out = Vec::new();
+        strict.read_to_end(&mut out).await.unwrap();
+        (out, strict.violation())
+    }
+
+    async fn refused(input: &str) -> Violation {
+        let (out, violation) = through(input.as_bytes()).await;
+        assert!(
+            out.ends_with(BAD_REQUEST) || out.len() > MAX_HEAD,
+            "{input:?} went through as {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        violation.expect("a violation")
+    }
+
+    async fn accepted(input: &str) {
+        let (out, violation) = through(input.as_bytes()).await;
+        assert_eq!(violation, None, "{input:?}");
+        assert_eq!(String::from_utf8_lossy(&out), input);
+    }
+
+    #[tokio::test]
+    async fn well_formed_requests_pass_unchanged() {
+        accepted("GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        accepted("GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        // RFC 9112 §2.2: an empty line before a request line is dropped.
+        let (out, _) = through(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        accepted("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        accepted(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d;\\\"e\"\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n",
+        )
+        .await;
+        accepted("GET / HTTP/1.0\r\n\r\n").await;
+    }
+
+    #[tokio::test]
+    async fn the_h2_preface_is_left_alone() {
+        let mut input = PREFACE.to_vec();
+        input.extend_from_slice(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00 anything\n");
+        let (out, violation) = through(&input).await;
+        assert_eq!((out, violation), (input, None));
+    }
+
+    /// RFC 9112 §6.1, §6.3: both framings, unknown codings, HTTP/1.0.
+    #[tokio::test]
+    async fn ambiguous_framing_is_refused() {
+        use Violation::*;
+        let cases = [
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                ContentLengthWithTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+                ContentLengthWithTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                UnsupportedTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                UnsupportedTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                UnsupportedTransferEncoding,
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                TransferEncodingOnHttp10,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                BadContentLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\na",
+                BadContentLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+                BadContentLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+                BadContentLength,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(refused(input).await, expected, "{input:?}");
+        }
+    }
+
+    /// RFC 9112 §2.2, §5.2, §3.2; RFC 9110 §5.5.
+    #[tokio::test]
+    async fn malformed_heads_are_refused() {
+        use Violation::*;
+        let cases = [
+            ("GET / HTTP/1.1\nHost: a\n\n", BareLineFeed),
+            ("GET / HTTP/1.1\r\nHost: a\n\r\n", BareLineFeed),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", BadHead),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", BadHead),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n",
+                BadHead,
+            ),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", BadHead),
+            ("GET / HTTP/1.1\r\n\r\n", MissingHost),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                MoreThanOneHost,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(refused(input).await, expected, "{input:?}");
+        }
+        let many: String = (0..=MAX_FIELDS).map(|i| format!("x{i}: y\r\n")).collect();
+        assert_eq!(
+            refused(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")).await,
+            TooManyFields
+        );
+        let huge = "a".repeat(MAX_HEAD);
+        let (out, violation) = through(format!("GET / HTTP/1.1\r\nX: {huge}").as_bytes()).await;
+        assert_eq!(violation, Some(HeadTooLarge));
+        assert!(out.len() > MAX_HEAD && out.starts_with(b"GET / HTTP/1.1\r\nx: a"));
+    }
+
+    /// RFC 9112 §7.1: chunk sizes and extensions.
+    #[tokio::test]
+    async fn malformed_chunks_are_refused() {
+        let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for body in [
+            "0x5\r\nhello\r\n0\r\n\r\n",
+            "-5\r\nhello\r\n0\r\n\r\n",
+            " 5\r\nhello\r\n0\r\n\r\n",
+            "5 \r\nhello\r\n0\r\n\r\n",
+            "10000000000000000\r\n",
+            "5;\r\nhello\r\n0\r\n\r\n",
+            "5;\"x\"\r\nhello\r\n0\r\n\r\n",
+            "5;a=\"unterminated\r\nhello\r\n0\r\n\r\n",
+            "5;a=b c\r\nhello\r\n0\r\n\r\n",
+            "5\nhello\r\n0\r\n\r\n",
+        ] {
+            let input = format!("{head}{body}");
+            let (out, violation) = through(input.as_bytes()).await;
+            assert_eq!(violation, Some(Violation::BadChunkLine), "{body:?}");
+            // The first chunk line came with the head: the head is held too.
+            assert_eq!(out, BAD_REQUEST, "{body:?}");
+        }
+        // Later faults cut the body short; the head already went on.
+        for (body, violation) in [
+            ("5\r\nhelloXY0\r\n\r\n", Violation::BadChunkEnd),
+            ("5\r\nhello\r\nzz\r\n", Violation::BadChunkLine),
+            ("0\r\nbad trailer\r\n\r\n", Violation::BadTrailers),
+            ("0\r\n\n", Violation::BadTrailers),
+        ] {
+            let input = format!("{head}{body}");
+            let (out, got) = through(input.as_bytes()).await;
+            assert_eq!(got, Some(violation), "{body:?}");
+            assert!(out.ends_with(BAD_REQUEST), "{body:?}");
+        }
+    }
+
+    /// A body is followed to its end: bytes inside it are never taken for
+    /// the next request head, and the request after it is checked.
+    #[tokio::test]
+    async fn bodies_are_skipped_and_the_next_head_is_checked() {
+        accepted("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18\r\n\r\nGET / HTTP/1.1\n\n\n\n")
+            .await;
+        let (_, violation) = through(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        assert_eq!(violation, Some(Violation::MissingHost));
+    }
+
+    /// After an Upgrade request, the bytes wait for the answer: a 101 makes
+    /// them tunnel data, anything else makes them the next request.
+    #[tokio::test]
+    async fn upgrades_wait_for_the_answer() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut strict = Strict::new(server);
+        client
+            .write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x05hello")
+            .await
+            .unwrap();
+        let mut head = vec![0u8; 1024];
+        let n = strict.read(&mut head).await.unwrap();
+        assert!(head[..n].ends_with(b"\r\n\r\n"));
+        strict
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .await
+            .unwrap();
+        let mut frame = [0u8; 7];
+        strict.read_exact(&mut frame).await.unwrap();
+        assert_eq!(&frame, b"\x81\x05hello");
+
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut strict = Strict::new(server);
+        client
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\n\n",
+            )
+            .await
+            .unwrap();
+        let n = strict.read(&mut head).await.unwrap();
+        assert!(head[..n].ends_with(b"\r\n\r\n"));
+        strict
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let n = strict.read(&mut head).await.unwrap();
+        assert_eq!(&head[..n], BAD_REQUEST);
+        assert_eq!(strict.violation(), Some(Violation::BareLineFeed));
+    }
+}
