@@ -1,0 +1,344 @@
+//! The command line: every flag, its default, and the checks that turn the
+//! raw flags into a [`Plan`] the rest of the program can trust.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+
+use crate::target::{Protocol, Target};
+use crate::urls::{Pick, Source, UrlSet};
+
+/// Longest run accepted: a load test here is a bounded experiment.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Most requests accepted for one run.
+const MAX_REQUESTS: u64 = 1_000_000_000;
+/// Most connections × streams accepted (workers are tasks, one per stream).
+const MAX_WORKERS: usize = 100_000;
+
+/// Bounded HTTP load against a loopback target: HTTP/1.1, h2c or HTTPS (h2
+/// by ALPN), closed loop or a fixed request rate, with latency percentiles,
+/// status codes, Cache-Status outcomes, CPU use, JSON and an SVG chart.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "outpost-loadtest", version)]
+pub struct Args {
+    /// Target URL: scheme (http or https), a loopback address (127.0.0.0/8,
+    /// [::1] or localhost), a port, and the path to request.
+    #[arg(long, short = 'u', default_value = "http://127.0.0.1:8080/")]
+    pub url: String,
+    /// Old form of the target: an address (IP:PORT) for http://ADDR/.
+    #[arg(long, hide = true, conflicts_with = "url")]
+    pub addr: Option<String>,
+    /// Host header (the :authority for HTTP/2, the SNI name for TLS);
+    /// default: the URL's host and port.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Speak HTTP/2: with http:// as h2c with prior knowledge; with
+    /// https:// offer only h2 in ALPN.
+    #[arg(long, conflicts_with = "http1")]
+    pub h2: bool,
+    /// With https://, offer only http/1.1 in ALPN.
+    #[arg(long)]
+    pub http1: bool,
+    /// Accept any TLS certificate (self-signed, wrong name, expired).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+
+    /// Connections to keep open.
+    #[arg(long, short, default_value_t = 16)]
+    pub connections: usize,
+    /// Concurrent streams per connection (HTTP/2 only).
+    #[arg(long, short = 's', default_value_t = 1)]
+    pub streams: usize,
+    /// Stop after this many requests in all (always bounded).
+    #[arg(long, short, default_value_t = 100_000)]
+    pub requests: u64,
+    /// Stop after this long, whichever comes first (e.g. 10s, 2m).
+    #[arg(long, short, default_value = "10s")]
+    pub duration: outpost_config::Span,
+    /// Open loop: send this many requests per second in all, on a fixed
+    /// schedule; latency counts from each request's scheduled time.
+    /// Without it the load is closed loop (each stream sends as soon as its
+    /// previous answer is in).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Give up on one request (connect, headers and body) after this long.
+    #[arg(long, default_value = "10s")]
+    pub timeout: outpost_config::Span,
+
+    /// Paths to request in turn instead of the URL's (repeat the flag).
+    #[arg(long = "path", conflicts_with_all = ["keys", "urls_file"])]
+    pub paths: Vec<String>,
+    /// Spread requests over N distinct keys (uniform unless --zipf).
+    #[arg(long, conflicts_with = "urls_file")]
+    pub keys: Option<u64>,
+    /// Path for --keys, where `{key}` becomes 0..N-1; default: the URL's
+    /// path with `{key}` appended.
+    #[arg(long, requires = "keys")]
+    pub path_template: Option<String>,
+    /// Pick keys (or lines of --urls-file, or --path entries) by a Zipf
+    /// law with this exponent: the first is the most popular.
+    #[arg(long)]
+    pub zipf: Option<f64>,
+    /// Request the paths (or absolute URLs, whose host becomes the Host
+    /// header) listed in this file, one a line; `#` starts a comment.
+    #[arg(long)]
+    pub urls_file: Option<PathBuf>,
+    /// Pick paths of --path or --urls-file uniformly at random instead of
+    /// in turn.
+    #[arg(long, conflicts_with = "zipf")]
+    pub random: bool,
+    /// Seed for the random choice of keys, so runs can be repeated.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Count the CPU time and peak memory of this process (the proxy under
+    /// test) over the run.
+    #[arg(long)]
+    pub proxy_pid: Option<u32>,
+    /// Write every figure as JSON to this file (`-` for stdout, which then
+    /// replaces the text report).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an SVG chart: latency by percentile, throughput per second.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where the JSON report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonOut {
+    /// Standard output, instead of the text report.
+    Stdout,
+    /// A file; the text report still goes to standard output.
+    File(PathBuf),
+}
+
+/// The validated run: what to hit, how hard, for how long, and where the
+/// results go.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The target address, scheme, protocol and Host.
+    pub target: Target,
+    /// The paths to request and how to pick among them.
+    pub urls: UrlSet,
+    /// Connections kept open.
+    pub connections: usize,
+    /// Streams per connection.
+    pub streams: usize,
+    /// Request budget.
+    pub requests: u64,
+    /// Time budget.
+    pub duration: Duration,
+    /// Requests per second in all, for an open loop.
+    pub rate: Option<f64>,
+    /// Per-request time limit.
+    pub timeout: Duration,
+    /// Seed for key choice.
+    pub seed: u64,
+    /// Process whose CPU time and memory to report.
+    pub proxy_pid: Option<u32>,
+    /// JSON output.
+    pub json: Option<JsonOut>,
+    /// SVG chart output.
+    pub chart: Option<PathBuf>,
+    /// Hide the progress bar.
+    pub quiet: bool,
+}
+
+impl Plan {
+    /// Workers (one per stream) across all connections.
+    pub fn workers(&self) -> usize {
+        self.connections * self.streams
+    }
+}
+
+impl Args {
+    /// Checks the flags and resolves the target (only loopback addresses
+    /// pass), reading `--urls-file` if given.
+    pub async fn into_plan(self) -> Result<Plan> {
+        let url = match &self.addr {
+            Some(addr) => format!("http://{addr}/"),
+            None => self.url.clone(),
+        };
+        let protocol = match (self.h2, self.http1) {
+            (true, _) => Protocol::H2,
+            (false, true) => Protocol::Http1,
+            (false, false) => Protocol::Auto,
+        };
+        // The old --addr form sent `Host: localhost`; keep that for it.
+        let host = self
+            .host
+            .as_deref()
+            .or(self.addr.as_ref().map(|_| "localhost"));
+        let target = Target::resolve(&url, host, protocol, self.insecure).await?;
+        if self.connections == 0 {
+            bail!("--connections must be at least 1");
+        }
+        if self.streams == 0 {
+            bail!("--streams must be at least 1");
+        }
+        if self.streams > 1 && !target.may_speak_h2() {
+            bail!(
+                "--streams {} needs HTTP/2: add --h2 or use https://",
+                self.streams
+            );
+        }
+        if self.connections.saturating_mul(self.streams) > MAX_WORKERS {
+            bail!("--connections × --streams may be at most {MAX_WORKERS}");
+        }
+        if self.requests == 0 || self.requests > MAX_REQUESTS {
+            bail!("--requests must be between 1 and {MAX_REQUESTS}");
+        }
+        let duration = self.duration.get();
+        if duration.is_zero() || duration > MAX_DURATION {
+            bail!("--duration must be more than 0 and at most 1h");
+        }
+        let timeout = self.timeout.get();
+        if timeout.is_zero() {
+            bail!("--timeout must be more than 0");
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a positive number of requests per second");
+        }
+        if self.proxy_pid == Some(0) {
+            bail!("--proxy-pid must name a process");
+        }
+        let pick = match (self.zipf, self.random) {
+            (Some(s), _) => Pick::Zipf(s),
+            (None, true) => Pick::Uniform,
+            (None, false) if self.keys.is_some() => Pick::Uniform,
+            (None, false) => Pick::InTurn,
+        };
+        let source = if let Some(n) = self.keys {
+            let template = match &self.path_template {
+                Some(t) => t.clone(),
+                None => default_template(target.path()),
+            };
+            Source::Keys { count: n, template }
+        } else if let Some(file) = &self.urls_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading --urls-file {}: {e}", file.display()))?;
+            Source::parse_list(&text, &format!("{}", file.display()))?
+        } else if !self.paths.is_empty() {
+            Source::Paths(self.paths.clone())
+        } else {
+            Source::Paths(vec![target.path().to_owned()])
+        };
+        let urls = UrlSet::new(source, pick)?;
+        let json = self.json.map(|p| {
+            if p.as_os_str() == "-" {
+                JsonOut::Stdout
+            } else {
+                JsonOut::File(p)
+            }
+        });
+        Ok(Plan {
+            target,
+            urls,
+            connections: self.connections,
+            streams: self.streams,
+            requests: self.requests,
+            duration,
+            rate: self.rate,
+            timeout,
+            seed: self.seed,
+            proxy_pid: self.proxy_pid,
+            json,
+            chart: self.chart,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// The URL's path with `{key}` appended as a last segment (its query, if
+/// any, kept after it): `/obj/` → `/obj/{key}`, `/obj?a=1` → `/obj/{key}?a=1`.
+fn default_template(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let slash = if path.ends_with('/') { "" } else { "/" };
+    match query {
+        Some(q) => format!("{path}{slash}{{key}}?{q}"),
+        None => format!("{path}{slash}{{key}}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Args {
+        let mut argv = vec!["outpost-loadtest"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("valid flags")
+    }
+
+    #[test]
+    fn default_template_appends_a_key_segment() {
+        assert_eq!(default_template("/"), "/{key}");
+        assert_eq!(default_template("/obj/"), "/obj/{key}");
+        assert_eq!(default_template("/obj"), "/obj/{key}");
+        assert_eq!(default_template("/obj?a=1"), "/obj/{key}?a=1");
+    }
+
+    #[tokio::test]
+    async fn defaults_are_bounded() {
+        let plan = parse(&[]).into_plan().await.expect("defaults are valid");
+        assert_eq!(plan.requests, 100_000);
+        assert_eq!(plan.duration, Duration::from_secs(10));
+        assert_eq!(plan.rate, None);
+        assert_eq!(plan.workers(), 16);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_with_a_message() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--url", "http://10.0.0.1/"], "loopback"),
+            (&["--requests", "0"], "--requests"),
+            (&["--connections", "0"], "--connections"),
+            (&["--streams", "4"], "needs HTTP/2"),
+            (&["--rate=-3"], "--rate"),
+            (&["--keys", "0"], "at least one"),
+            (&["--keys", "10", "--zipf=-1"], "zipf"),
+        ];
+        for (argv, needle) in cases {
+            let err = parse(argv)
+                .into_plan()
+                .await
+                .expect_err("should be refused");
+            assert!(
+                format!("{err:#}").contains(needle),
+                "{argv:?}: {err:#} lacks {needle}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn old_addr_form_still_works() {
+        let plan = parse(&["--addr", "127.0.0.1:8080", "--path", "/a", "--path", "/b"])
+            .into_plan()
+            .await
+            .expect("valid");
+        assert_eq!(plan.target.url, "http://127.0.0.1:8080/");
+        assert_eq!(plan.target.authority.as_str(), "localhost");
+        assert_eq!(plan.urls.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn h2_allows_streams_and_json_dash_means_stdout() {
+        let plan = parse(&["--h2", "--streams", "8", "-c", "2", "--json", "-"])
+            .into_plan()
+            .await
+            .expect("valid");
+        assert_eq!(plan.workers(), 16);
+        assert_eq!(plan.json, Some(JsonOut::Stdout));
+    }
+}
