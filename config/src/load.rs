@@ -162,6 +162,13 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "at least one listener is needed".into(),
         );
     }
+    if config.limits.max_connections == 0 {
+        err(
+            Location::UNKNOWN,
+            "limits.max_connections".into(),
+            "must be at least 1".into(),
+        );
+    }
     let mut seen_addrs = HashMap::new();
     for (i, listener) in config.listen.iter().enumerate() {
         if let Some(first) = seen_addrs.insert(listener.value.addr, i)

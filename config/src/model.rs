@@ -35,6 +35,48 @@ pub struct Config {
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
     #[serde(default = "Config::default_shutdown_grace")]
     pub shutdown_grace: Span,
+    /// Limits on what clients may send and hold.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What a client connection may take, whatever the site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Client connections open at once, over every listener; more are
+    /// closed as soon as they are accepted.
+    #[serde(default = "Limits::default_max_connections")]
+    pub max_connections: usize,
+    /// Time for a client to send a request head, and longest an idle
+    /// HTTP/1.1 keep-alive connection stays open; then it is closed.
+    #[serde(default = "Limits::default_header_read_timeout")]
+    pub header_read_timeout: Span,
+    /// Longest request target (path and query); longer is 414.
+    #[serde(default = "Limits::default_max_uri_length")]
+    pub max_uri_length: Size,
+}
+
+impl Limits {
+    fn default_max_connections() -> usize {
+        10_000
+    }
+    fn default_header_read_timeout() -> Span {
+        Span(Duration::from_secs(30))
+    }
+    fn default_max_uri_length() -> Size {
+        Size(8 * 1024)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::default_max_connections(),
+            header_read_timeout: Self::default_header_read_timeout(),
+            max_uri_length: Self::default_max_uri_length(),
+        }
+    }
 }
 
 impl Config {
@@ -485,6 +527,8 @@ pub struct Rule {
     /// Store and share responses that carry `Set-Cookie`.
     #[serde(default)]
     pub share_set_cookie: bool,
+    /// Largest request body forwarded; larger is 413. Unlimited when absent.
+    pub max_request_body: Option<Size>,
 }
 
 impl Rule {

@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use boring::ssl::SslAcceptor;
 use outpost_cache::{Cache, Coalescer, PolicyOptions};
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::{Admin, Metrics, Tokens};
@@ -23,6 +22,7 @@ use outpost_purge_api::{Admin, Metrics, Tokens};
 use crate::access_log::{AccessLog, Target};
 use crate::proxy::Proxy;
 use crate::router::Router;
+use crate::tls::Tls;
 use crate::upstream::Upstream;
 use crate::{acceptors, header_names, max_stored_body, single_error};
 
@@ -68,7 +68,7 @@ pub struct Generation {
     pub loaded: Loaded,
     pub proxy: Arc<Proxy>,
     /// The TLS acceptor of each listener (None for plain ones), in config order.
-    pub acceptors: Vec<Option<Arc<SslAcceptor>>>,
+    pub acceptors: Vec<Option<Arc<Tls>>>,
 }
 
 /// The generation serving now.
@@ -115,6 +115,9 @@ impl Generation {
             coalesce_timeout: config.cache.coalesce_timeout.get(),
             access_log,
             request_ids: shared.request_ids.clone(),
+            tls: acceptors.clone(),
+            max_uri_length: usize::try_from(config.limits.max_uri_length.bytes())
+                .unwrap_or(usize::MAX),
         };
         Ok(Generation {
             number,

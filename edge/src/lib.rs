@@ -124,9 +124,7 @@ pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
 }
 
 /// The TLS acceptor of each listener (None for plain ones), in config order.
-pub(crate) fn acceptors(
-    loaded: &Loaded,
-) -> Result<Vec<Option<Arc<boring::ssl::SslAcceptor>>>, ErrorList> {
+pub(crate) fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<tls::Tls>>>, ErrorList> {
     let mut acceptors = Vec::new();
     for (i, listener) in loaded.config.listen.iter().enumerate() {
         let Some(tls) = &listener.value.tls else {
@@ -241,12 +239,20 @@ pub async fn start(
     running.sockets.admin = Some((admin_addr, admin_copy));
     // Sockets handed over that this config no longer has close here.
     drop(inherited);
+    let max_connections = current.load().loaded.config.limits.max_connections;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     for (index, (socket, (addr, tls))) in sockets.into_iter().zip(listen).enumerate() {
         let bound = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         running.listeners.push((bound, tls));
-        server::spawn_proxy_listener(socket, index, current.clone(), running.drain.drain());
+        server::spawn_proxy_listener(
+            socket,
+            index,
+            current.clone(),
+            slots.clone(),
+            running.drain.drain(),
+        );
     }
 
     let key_current = current.clone();

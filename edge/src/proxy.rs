@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -55,6 +56,11 @@ pub struct Proxy {
     pub hidden_headers: Vec<HeaderName>,
     /// One JSON line per request, when configured.
     pub access_log: Option<Arc<AccessLog>>,
+    /// Longest request target accepted (414 above it).
+    pub max_uri_length: usize,
+    /// Each listener's TLS certificates (None for plain ones): a request
+    /// must name a host its connection's certificate serves.
+    pub tls: Vec<Option<Arc<crate::tls::Tls>>>,
     /// Shared by every config generation, so ids never repeat.
     pub request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a request waits on another's fetch of the same key.
@@ -68,6 +74,10 @@ pub struct Proxy {
 pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The listener's place in the config.
+    pub listener: usize,
+    /// On TLS, the certificate the handshake chose by SNI.
+    pub certificate: Option<usize>,
 }
 
 /// How an answer came about, for metrics.
@@ -138,6 +148,17 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> (Outcome, Response<ProxyBody>) {
         let (mut parts, body) = req.into_parts();
+        // RFC 9110 §15.5.15.
+        let target_length = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target_length > self.max_uri_length {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::URI_TOO_LONG,
+                    &format!("the request target is over {} bytes\n", self.max_uri_length),
+                ),
+            );
+        }
         // RFC 9112 §3.2: more than one Host is a bad request.
         if parts.headers.get_all(HOST).iter().count() > 1 {
             return (Outcome::Error, protocol_error("more than one Host\n"));
@@ -181,6 +202,21 @@ impl Proxy {
                 ),
             );
         };
+        // RFC 9110 §15.5.20, RFC 9113 §9.1.1: a connection is for the
+        // hosts its certificate serves; a request for another host (whose
+        // certificate the client never checked) goes elsewhere.
+        if let Some(chosen) = conn.certificate
+            && let Some(Some(tls)) = self.tls.get(conn.listener)
+            && tls.names.choose(Some(&host)) != chosen
+        {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("this connection's certificate does not serve {host}\n"),
+                ),
+            );
+        }
         if parts.method == Method::CONNECT {
             return (
                 Outcome::Error,
@@ -313,13 +349,29 @@ impl Proxy {
             request.parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
+        let limit = request.rule.max_request_body;
+        // RFC 9110 §15.5.14: a body over the rule's limit is 413; a declared
+        // length says so before anything goes to the origin.
+        if let Some(limit) = limit
+            && body.size_hint().lower() > limit
+        {
+            return (Outcome::Error, too_large(limit));
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
         let outgoing = request.origin_parts(&request.parts.headers);
-        let body = outgoing_body(body).await;
-        match request
+        let body = outgoing_body(body, limit, &exceeded).await;
+        if exceeded.load(Ordering::SeqCst) {
+            return (Outcome::Error, too_large(limit.unwrap_or_default()));
+        }
+        let sent = request
             .upstream
             .send(request.key.hash(), outgoing, body)
-            .await
-        {
+            .await;
+        // A streamed body that ran over the limit broke the origin request.
+        if sent.is_err() && exceeded.load(Ordering::SeqCst) {
+            return (Outcome::Error, too_large(limit.unwrap_or_default()));
+        }
+        match sent {
             Ok(answer) => {
                 // RFC 9111 §4.4: a successful unsafe request invalidates the stored response.
                 if unsafe_method
@@ -935,17 +987,38 @@ fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
 const REPLAYABLE_BODY: u64 = 64 * 1024;
 
 /// The client's request body as the pool will send it.
-async fn outgoing_body(body: Incoming) -> OutgoingBody {
+/// The request body as the pool sends it; a body that runs over `limit`
+/// ends in an error there and sets `exceeded`.
+async fn outgoing_body(
+    body: Incoming,
+    limit: Option<u64>,
+    exceeded: &Arc<AtomicBool>,
+) -> OutgoingBody {
     if body.is_end_stream() {
         return OutgoingBody::Empty;
     }
+    let body = match limit {
+        Some(limit) => {
+            let exceeded = exceeded.clone();
+            let limited =
+                http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+            limited
+                .map_err(move |e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        exceeded.store(true, Ordering::SeqCst);
+                    }
+                    e
+                })
+                .boxed_unsync()
+        }
+        None => body.map_err(BoxError::from).boxed_unsync(),
+    };
     if body
         .size_hint()
         .exact()
         .is_some_and(|n| n <= REPLAYABLE_BODY)
     {
-        let limited = http_body_util::Limited::new(body, REPLAYABLE_BODY as usize);
-        return match limited.collect().await {
+        return match body.collect().await {
             Ok(collected) => OutgoingBody::Buffered(collected.to_bytes()),
             // The client broke off: send what fails the same way at the origin.
             Err(e) => OutgoingBody::Streaming(
@@ -956,7 +1029,18 @@ async fn outgoing_body(body: Incoming) -> OutgoingBody {
             ),
         };
     }
-    OutgoingBody::Streaming(body.map_err(BoxError::from).boxed_unsync())
+    OutgoingBody::Streaming(body)
+}
+
+fn too_large(limit: u64) -> Response<ProxyBody> {
+    let mut res = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is over {limit} bytes\n"),
+    );
+    // The rest of the body is not read: the connection cannot go on.
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// An origin's response head (hop-by-hop fields already gone) made ready

@@ -24,6 +24,8 @@ pub struct RuleView {
     pub ignore_client_no_cache: bool,
     /// Request headers and cookies that join the key.
     pub key_fields: Arc<KeyFields>,
+    /// Largest request body forwarded (413 above it).
+    pub max_request_body: Option<u64>,
     store: StoreRules,
     ttl_by_status: Arc<BTreeMap<u16, Duration>>,
 }
@@ -67,6 +69,7 @@ impl CompiledRule {
                 bypass: rule.cache == CacheMode::Bypass,
                 query: Arc::new(rule.key.query.clone()),
                 ignore_client_no_cache: rule.ignore_client_no_cache,
+                max_request_body: rule.max_request_body.map(|s| s.bytes()),
                 key_fields: Arc::new(KeyFields {
                     headers: rule
                         .key

@@ -9,22 +9,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use boring::ssl::SslAcceptor;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use outpost_purge_api::Admin;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::generation::Current;
 use crate::proxy::{ConnInfo, ProxyBody};
 use crate::strict::Strict;
+use crate::tls::Tls;
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a client of the side API may take to send a request head.
+const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 128;
+/// Largest decoded header list (431 above it; GOAWAY far above it).
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Flow-control windows: what a client may send before we read.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
+/// Response bytes buffered per stream before back-pressure.
+const H2_SEND_BUFFER: usize = 256 * 1024;
+/// Streams reset by the client before they were served, at once.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server reset because of the client's errors.
+const H2_MAX_LOCAL_RESETS: Option<usize> = Some(256);
 /// How long a draining connection keeps answering (with `Connection:
 /// close`) before it is asked to finish.
 const DRAIN_LINGER: Duration = Duration::from_secs(1);
@@ -119,15 +132,37 @@ impl Drop for OpenConnection {
 /// Accepts proxy connections until the drain stops it. `index` is the
 /// listener's place in the config: a TLS connection takes that listener's
 /// acceptor from the generation current when it is accepted.
-pub fn spawn_proxy_listener(listener: TcpListener, index: usize, current: Current, drain: Drain) {
+///
+/// `slots` bounds the client connections open at once over every proxy
+/// listener: past it, a connection is closed as soon as it is accepted,
+/// which costs a client one round trip rather than a hang, and keeps the
+/// process clear of its descriptor limit.
+pub fn spawn_proxy_listener(
+    listener: TcpListener,
+    index: usize,
+    current: Current,
+    slots: Arc<Semaphore>,
+    drain: Drain,
+) {
     spawn_accept_loop(listener, drain, move |stream, remote, drain| {
-        let tls = current.load().acceptors.get(index).cloned().flatten();
+        let generation = current.load();
+        let tls = generation.acceptors.get(index).cloned().flatten();
+        let metrics = generation.proxy.metrics.clone();
+        let slot = slots.clone().try_acquire_owned().ok();
         let current = current.clone();
         async move {
+            let Some(_slot) = slot else {
+                metrics.client_connections_refused.inc();
+                tracing::debug!(%remote, "at limits.max_connections: closing a new connection");
+                drop(stream);
+                return;
+            };
+            metrics.client_connections.inc();
             match tls {
-                None => serve_proxy(stream, remote, current, drain).await,
-                Some(acceptor) => serve_proxy_tls(stream, remote, &acceptor, current, drain).await,
+                None => serve_proxy(stream, remote, index, current, drain).await,
+                Some(tls) => serve_proxy_tls(stream, remote, index, &tls, current, drain).await,
             }
+            metrics.client_connections.dec();
         }
     });
 }
@@ -141,7 +176,7 @@ pub fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>, drain: Dra
                 let admin = admin.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
             });
-            let builder = connection_builder();
+            let builder = connection_builder(ADMIN_HEADER_READ_TIMEOUT);
             serve(
                 builder.serve_connection(TokioIo::new(stream), service),
                 drain,
@@ -215,19 +250,32 @@ where
 /// How every accepted connection is served: a client gets 30 s to send
 /// its request head, and idle HTTP/2 connections are pinged, so that a
 /// silent peer does not hold a connection forever.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
+fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .max_buf_size(crate::strict::MAX_HEAD)
         .max_headers(crate::strict::MAX_FIELDS);
+    // HTTP/2 limits. Streams and header lists are bounded; a client that
+    // resets streams faster than they are served (Rapid Reset), or that
+    // makes the server reset many (MadeYouReset), gets GOAWAY; h2 itself
+    // closes connections that send endless CONTINUATION frames or empty
+    // DATA frames, and answers PING and SETTINGS one at a time, reading
+    // no further until each answer is written.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_PING_INTERVAL)
-        .keep_alive_timeout(H2_PING_INTERVAL);
+        .keep_alive_timeout(H2_PING_INTERVAL)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
     builder
 }
 
@@ -268,53 +316,109 @@ async fn answer(
     Ok(res)
 }
 
-async fn serve_proxy(stream: TcpStream, remote: SocketAddr, current: Current, drain: Drain) {
-    let conn = ConnInfo { remote, tls: false };
+async fn serve_proxy(
+    stream: TcpStream,
+    remote: SocketAddr,
+    listener: usize,
+    current: Current,
+    drain: Drain,
+) {
+    let conn = ConnInfo {
+        remote,
+        tls: false,
+        listener,
+        certificate: None,
+    };
     let closing = Arc::new(AtomicBool::new(false));
     let flag = closing.clone();
+    let header_read_timeout = current
+        .load()
+        .loaded
+        .config
+        .limits
+        .header_read_timeout
+        .get();
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
-    let builder = connection_builder();
+    let builder = connection_builder(header_read_timeout);
     serve(
-        builder.serve_connection(TokioIo::new(Strict::new(stream)), service),
+        builder.serve_connection(
+            TokioIo::new(Strict::new(stream, header_read_timeout)),
+            service,
+        ),
         drain,
         &closing,
     )
     .await;
 }
 
+fn handshakes(current: &Current, result: &str) {
+    current
+        .load()
+        .proxy
+        .metrics
+        .tls_handshakes
+        .with_label_values(&[result])
+        .inc();
+}
+
 async fn serve_proxy_tls(
     stream: TcpStream,
     remote: SocketAddr,
-    acceptor: &SslAcceptor,
+    listener: usize,
+    tls: &Tls,
     current: Current,
     drain: Drain,
 ) {
-    let stream =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_boring::accept(acceptor, stream)).await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%remote, "TLS handshake timed out");
-                return;
-            }
-        };
+    let stream = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_boring::accept(&tls.acceptor, stream),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            handshakes(&current, "failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            handshakes(&current, "timeout");
+            return;
+        }
+    };
+    handshakes(&current, "ok");
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
-    let conn = ConnInfo { remote, tls: true };
+    let sni = stream.ssl().servername(boring::ssl::NameType::HOST_NAME);
+    let conn = ConnInfo {
+        remote,
+        tls: true,
+        listener,
+        // Without SNI the client named no host to check the certificate
+        // against; requests are routed by Host alone.
+        certificate: sni.map(|name| tls.names.choose(Some(name))),
+    };
     let closing = Arc::new(AtomicBool::new(false));
     let flag = closing.clone();
+    let header_read_timeout = current
+        .load()
+        .loaded
+        .config
+        .limits
+        .header_read_timeout
+        .get();
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
-    let builder = connection_builder();
+    let builder = connection_builder(header_read_timeout);
     let builder = if h2 {
         builder.http2_only()
     } else {
         builder.http1_only()
     };
     serve(
-        builder.serve_connection(TokioIo::new(Strict::new(stream)), service),
+        builder.serve_connection(
+            TokioIo::new(Strict::new(stream, header_read_timeout)),
+            service,
+        ),
         drain,
         &closing,
     )

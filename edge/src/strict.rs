@@ -18,6 +18,7 @@
 //! checking. A connection that opens with the HTTP/2 preface is left to
 //! hyper's HTTP/2 server.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -112,11 +113,21 @@ pub struct Strict<T> {
     /// hyper's read, parked on the socket while bytes are held back; woken
     /// when an answer's status releases them.
     reader: Option<std::task::Waker>,
+    /// How long a request head may take, from the connection's start or
+    /// from a head's first byte.
+    head_timeout: std::time::Duration,
+    /// Running while a head is awaited or arriving.
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Strict<T> {
-    pub fn new(inner: T) -> Self {
+    /// Wraps a client connection; a request head (the first one counted
+    /// from the connection's start, later ones from their first byte) must
+    /// arrive within `head_timeout`, or the connection is closed.
+    pub fn new(inner: T, head_timeout: std::time::Duration) -> Self {
         Self {
+            head_timeout,
+            head_deadline: Some(Box::pin(tokio::time::sleep(head_timeout))),
             inner,
             state: State::Start,
             pending: BytesMut::new(),
@@ -124,6 +135,20 @@ impl<T> Strict<T> {
             eof: false,
             violation: None,
             reader: None,
+        }
+    }
+
+    /// Starts the head clock at a head's first byte, and stops it once
+    /// the head is through.
+    fn time_heads(&mut self) {
+        match self.state {
+            State::Start => {}
+            State::Head if !self.pending.is_empty() => {
+                if self.head_deadline.is_none() {
+                    self.head_deadline = Some(Box::pin(tokio::time::sleep(self.head_timeout)));
+                }
+            }
+            _ => self.head_deadline = None,
         }
     }
 
@@ -586,6 +611,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Pending => {
                     this.reader = Some(cx.waker().clone());
+                    // Slowloris: a head that does not finish in time ends
+                    // the connection (hyper sees the end of the stream).
+                    if let Some(deadline) = this.head_deadline.as_mut()
+                        && deadline.as_mut().poll(cx).is_ready()
+                    {
+                        tracing::debug!("a request head took too long; closing");
+                        this.head_deadline = None;
+                        this.pending.clear();
+                        this.state = State::Rejected;
+                        return Poll::Ready(Ok(()));
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -599,6 +635,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
                     }
                     this.pending.extend_from_slice(read.filled());
                     this.advance();
+                    this.time_heads();
                 }
             }
         }
@@ -652,7 +689,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         client.write_all(input).await.unwrap();
         client.shutdown().await.unwrap();
-        let mut strict = Strict::new(server);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
         let mut out = Vec::new();
         strict.read_to_end(&mut out).await.unwrap();
         (out, strict.violation())
@@ -836,7 +873,7 @@ mod tests {
     #[tokio::test]
     async fn upgrades_wait_for_the_answer() {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut strict = Strict::new(server);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
         client
             .write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x05hello")
             .await
@@ -853,7 +890,7 @@ mod tests {
         assert_eq!(&frame, b"\x81\x05hello");
 
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut strict = Strict::new(server);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
         client
             .write_all(
                 b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\n\n",

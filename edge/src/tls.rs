@@ -40,52 +40,77 @@ pub struct CertFiles {
     pub hosts: Vec<String>,
 }
 
+/// Which certificate serves which name: exact names, then one-level
+/// wildcards, then the first certificate (index 0).
+#[derive(Debug, Default)]
+pub struct CertNames {
+    exact: HashMap<String, usize>,
+    wildcard: HashMap<String, usize>,
+}
+
+impl CertNames {
+    /// The index of the certificate chosen for `name` (an SNI or a Host,
+    /// lower-cased); the default certificate when none names it.
+    pub fn choose(&self, name: Option<&str>) -> usize {
+        self.find(name).unwrap_or(0)
+    }
+
+    fn find(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        self.exact.get(name).copied().or_else(|| {
+            name.split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent).copied())
+        })
+    }
+}
+
+/// A TLS listener's acceptor and the names of its certificates.
+pub struct Tls {
+    pub acceptor: SslAcceptor,
+    pub names: CertNames,
+}
+
 /// Builds the acceptor for one TLS listener. The first certificate is the
 /// default for clients whose SNI matches none.
-pub fn acceptor(certs: &[CertFiles]) -> Result<SslAcceptor, TlsError> {
-    let mut exact: HashMap<String, SslContext> = HashMap::new();
-    let mut wildcard: HashMap<String, SslContext> = HashMap::new();
-    let mut default: Option<(CertFiles, SslContext)> = None;
+pub fn acceptor(certs: &[CertFiles]) -> Result<Tls, TlsError> {
+    let mut names = CertNames::default();
+    let mut contexts = Vec::new();
     for files in certs {
-        let (context, names) = context(files)?;
-        for name in names {
-            let name = name.to_ascii_lowercase();
-            match name.strip_prefix("*.") {
-                Some(suffix) => wildcard
-                    .entry(suffix.to_owned())
-                    .or_insert_with(|| context.clone()),
-                None => exact.entry(name).or_insert_with(|| context.clone()),
+        let (context, hosts) = context(files)?;
+        let index = contexts.len();
+        for host in hosts {
+            let host = host.to_ascii_lowercase();
+            match host.strip_prefix("*.") {
+                Some(suffix) => names.wildcard.entry(suffix.to_owned()).or_insert(index),
+                None => names.exact.entry(host).or_insert(index),
             };
         }
-        if default.is_none() {
-            default = Some((files.clone(), context));
-        }
+        contexts.push(context);
     }
-    let Some((default_files, _)) = default else {
+    let Some(default_files) = certs.first() else {
         return Err(TlsError::NoHosts(PathBuf::new()));
     };
     let mut builder = base_builder()?;
-    load_pair(&mut builder, &default_files)?;
-    let exact = Arc::new(exact);
-    let wildcard = Arc::new(wildcard);
+    load_pair(&mut builder, default_files)?;
+    let chooser = Arc::new(CertNames {
+        exact: names.exact.clone(),
+        wildcard: names.wildcard.clone(),
+    });
     builder.set_servername_callback(move |ssl, _alert| {
-        let Some(name) = ssl
-            .servername(NameType::HOST_NAME)
-            .map(str::to_ascii_lowercase)
-        else {
-            return Ok(());
-        };
-        let chosen = exact.get(&name).or_else(|| {
-            name.split_once('.')
-                .and_then(|(_, parent)| wildcard.get(parent))
-        });
-        if let Some(context) = chosen {
+        let name = ssl.servername(NameType::HOST_NAME).map(str::to_owned);
+        if let Some(index) = chooser.find(name.as_deref())
+            && let Some(context) = contexts.get(index)
+        {
             ssl.set_ssl_context(context)
                 .map_err(|_| SniError::ALERT_FATAL)?;
         }
         Ok(())
     });
-    Ok(builder.build())
+    Ok(Tls {
+        acceptor: builder.build(),
+        names,
+    })
 }
 
 fn base_builder() -> Result<boring::ssl::SslAcceptorBuilder, TlsError> {

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub coalesced: prometheus::IntCounter,
     /// How long they waited for its response head.
     pub coalesce_wait: prometheus::Histogram,
+    /// Client connections open now, over every proxy listener.
+    pub client_connections: prometheus::IntGauge,
+    /// Client connections closed at accept because `limits.max_connections` were open.
+    pub client_connections_refused: prometheus::IntCounter,
+    /// TLS handshakes on the proxy listeners, by result (`ok`, `failed`, `timeout`).
+    pub tls_handshakes: IntCounterVec,
     /// Config reloads, by result (`ok`, `failed`).
     pub config_reloads: IntCounterVec,
     /// 1 when the last reload (or the start) succeeded, 0 after a refused one.
@@ -116,6 +122,27 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
+        let client_connections = prometheus::IntGauge::new(
+            "outpost_client_connections",
+            "Client connections open on the proxy listeners.",
+        )?;
+        let client_connections_refused = prometheus::IntCounter::new(
+            "outpost_client_connections_refused_total",
+            "Client connections closed at once because limits.max_connections were open.",
+        )?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "outpost_tls_handshakes_total",
+                "TLS handshakes on the proxy listeners, by result.",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "failed", "timeout"] {
+            tls_handshakes.with_label_values(&[result]);
+        }
+        registry.register(Box::new(client_connections.clone()))?;
+        registry.register(Box::new(client_connections_refused.clone()))?;
+        registry.register(Box::new(tls_handshakes.clone()))?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "outpost_config_reloads_total",
@@ -161,6 +188,9 @@ impl Metrics {
             origin_up,
             coalesced,
             coalesce_wait,
+            client_connections,
+            client_connections_refused,
+            tls_handshakes,
             config_reloads,
             config_last_reload_successful,
             config_last_reload_success_timestamp,

@@ -2,6 +2,8 @@
 //! config the test writes, origins the test scripts, and small clients.
 //! Everything binds 127.0.0.1 port 0 and lives in its own temp dir.
 
+pub mod h2raw;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -153,3 +153,52 @@ async fn certificates_are_reloaded_with_the_config() {
         ["new.test"]
     );
 }
+
+/// RFC 9110 §15.5.20: over a connection whose SNI chose one certificate,
+/// a request for a host that another certificate serves gets 421; a host
+/// the same (wildcard) certificate covers is served.
+#[tokio::test]
+async fn a_host_served_by_another_certificate_gets_421() {
+    let origin = Origin::start(|_| respond(200, &[], "secure")).await;
+    let (a_cert, a_key) = certificate("a.test");
+    let (w_cert, w_key) = outpost_edge::tls::self_signed(&["*.w.test"]).expect("wildcard");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: a.pem, key: a.key}}\n        - {{cert: w.pem, key: w.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        origin.url()
+    );
+    let files = [
+        ("a.pem", a_cert.as_str()),
+        ("a.key", a_key.as_str()),
+        ("w.pem", w_cert.as_str()),
+        ("w.key", w_key.as_str()),
+    ];
+    let outpost = Outpost::start(&config, &files, None).await;
+    for (sni, host, status) in [
+        ("a.test", "a.test", 200),
+        ("a.test", "x.w.test", 421),
+        ("x.w.test", "a.test", 421),
+        ("x.w.test", "y.w.test", 200),
+        ("x.w.test", "X.W.TEST", 200),
+    ] {
+        let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+        connector.set_verify(SslVerifyMode::NONE);
+        connector.set_alpn_protos(b"\x08http/1.1").unwrap();
+        let config = connector.build().configure().unwrap();
+        let tcp = tokio::net::TcpStream::connect(outpost.addr())
+            .await
+            .unwrap();
+        let tls = tokio_boring::connect(config, sni, tcp).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .header("host", host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), status, "SNI {sni}, Host {host}");
+    }
+}

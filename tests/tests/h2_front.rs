@@ -1,0 +1,197 @@
+//! End-to-end: HTTP/2 from raw frames. Malformed requests are reset and
+//! never forwarded (RFC 9113 §8.1.1, §8.2); floods end in GOAWAY.
+
+use std::time::Duration;
+
+use outpost_tests::h2raw::*;
+use outpost_tests::{Origin, Outpost, respond, simple_config};
+
+async fn setup() -> (Origin, Outpost) {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    (origin, outpost)
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The frame that ends stream 1 or the connection, if one came.
+fn refusal(frames: &[Frame]) -> Option<&Frame> {
+    frames
+        .iter()
+        .find(|f| f.kind == GOAWAY || (f.kind == RST_STREAM && f.stream == 1))
+}
+
+fn answered(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| f.kind == HEADERS && f.stream == 1)
+}
+
+/// RFC 9113 §8.2.2: connection-specific fields; §8.2.1: upper-case names
+/// and CR, LF or NUL in values; §8.3.1: a space in :path; §8.1.1: a
+/// content-length that the DATA disagrees with. Each is reset (or, where
+/// h2 treats it as a connection error, the connection is closed with
+/// GOAWAY), and the origin never sees it.
+#[tokio::test]
+async fn malformed_requests_are_reset_and_not_forwarded() {
+    let (origin, outpost) = setup().await;
+    let extra: &[(&str, &[u8], &[u8])] = &[
+        ("connection", b"connection", b"keep-alive"),
+        ("keep-alive", b"keep-alive", b"timeout=5"),
+        ("transfer-encoding", b"transfer-encoding", b"chunked"),
+        ("upgrade", b"upgrade", b"websocket"),
+        ("te other than trailers", b"te", b"gzip"),
+        ("upper-case name", b"X-Upper", b"a"),
+        ("LF in a value", b"x-a", b"a\nb"),
+        ("CR in a value", b"x-a", b"a\rb"),
+        ("NUL in a value", b"x-a", b"a\0b"),
+    ];
+    for (name, field, value) in extra {
+        let mut h2 = H2Raw::connect(outpost.addr()).await;
+        let mut fields = request_fields(b"GET", b"a.test", b"/x");
+        fields.push((field, value));
+        h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+            .await;
+        let frames = h2
+            .read_until(WAIT, |f| refusal(std::slice::from_ref(f)).is_some())
+            .await;
+        assert!(
+            refusal(&frames).is_some() && !answered(&frames),
+            "{name}: {frames:?}"
+        );
+    }
+
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let fields = request_fields(b"GET", b"a.test", b"/a b");
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+        .await;
+    let frames = h2.read_until(WAIT, |f| f.kind == RST_STREAM).await;
+    assert!(refusal(&frames).is_some(), "space in :path: {frames:?}");
+
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let mut fields = request_fields(b"POST", b"a.test", b"/upload");
+    fields.push((b"content-length", b"10"));
+    h2.send(HEADERS, END_HEADERS, 1, &header_block(&fields))
+        .await;
+    h2.send(DATA, END_STREAM, 1, b"abc").await;
+    let frames = h2.read_until(WAIT, |f| f.kind == RST_STREAM).await;
+    assert_eq!(
+        refusal(&frames).and_then(Frame::error_code),
+        Some(PROTOCOL_ERROR),
+        "content-length 10 with 3 bytes: {frames:?}"
+    );
+
+    assert_eq!(origin.hits(), 0, "a malformed request was forwarded");
+}
+
+/// A request that is well formed passes over the same raw client: the
+/// tests above fail for the right reason.
+#[tokio::test]
+async fn a_well_formed_raw_request_is_answered() {
+    let (origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let fields = request_fields(b"GET", b"a.test", b"/x");
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+        .await;
+    let frames = h2
+        .read_until(WAIT, |f| f.stream == 1 && f.flags & END_STREAM != 0)
+        .await;
+    assert!(answered(&frames), "{frames:?}");
+    assert_eq!(origin.hits(), 1);
+}
+
+/// CONTINUATION flood (CVE-2024-27316 and kin): a header block that never
+/// ends is cut off with GOAWAY long before it can exhaust memory.
+#[tokio::test]
+async fn a_continuation_flood_ends_in_goaway() {
+    let (origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let mut flood = frame(
+        HEADERS,
+        0,
+        1,
+        &header_block(&request_fields(b"GET", b"a.test", b"/")),
+    );
+    let filler = header_block(&[(b"x-filler", &[b'a'; 1000][..])]);
+    for _ in 0..10_000 {
+        flood.extend_from_slice(&frame(CONTINUATION, 0, 1, &filler));
+    }
+    // About 10 MB: the server stops reading well before the end.
+    let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
+    assert!(
+        frames.iter().any(|f| f.kind == GOAWAY),
+        "no GOAWAY after the flood: {frames:?}"
+    );
+    assert_eq!(origin.hits(), 0);
+}
+
+/// Rapid Reset (CVE-2023-44487): streams opened and reset at once, over
+/// and over, end the connection with GOAWAY ENHANCE_YOUR_CALM.
+#[tokio::test]
+async fn rapid_reset_ends_in_goaway() {
+    let (_origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let block = header_block(&request_fields(b"GET", b"a.test", b"/reset"));
+    let mut flood = Vec::new();
+    for i in 0..2_000u32 {
+        let stream = 2 * i + 1;
+        flood.extend_from_slice(&frame(HEADERS, END_HEADERS | END_STREAM, stream, &block));
+        flood.extend_from_slice(&frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes()));
+    }
+    let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
+    let goaway = frames.iter().find(|f| f.kind == GOAWAY);
+    assert_eq!(
+        goaway.and_then(Frame::error_code),
+        Some(ENHANCE_YOUR_CALM),
+        "{goaway:?}"
+    );
+}
+
+/// Empty DATA frames cost work and carry nothing; a stream of them ends
+/// the connection.
+#[tokio::test]
+async fn empty_data_frames_end_in_goaway() {
+    let (_origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let fields = request_fields(b"POST", b"a.test", b"/upload");
+    let mut flood = frame(HEADERS, END_HEADERS, 1, &header_block(&fields));
+    for _ in 0..1_000 {
+        flood.extend_from_slice(&frame(DATA, 0, 1, &[]));
+    }
+    let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
+    assert_eq!(
+        frames
+            .iter()
+            .find(|f| f.kind == GOAWAY)
+            .and_then(Frame::error_code),
+        Some(ENHANCE_YOUR_CALM),
+        "{frames:?}"
+    );
+}
+
+/// A PING flood is answered one PING at a time: the connection stays
+/// usable and the server's memory does not grow with the flood.
+#[tokio::test]
+async fn a_ping_flood_is_absorbed() {
+    let (origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let mut flood = Vec::new();
+    for i in 0..20_000u64 {
+        flood.extend_from_slice(&frame(PING, 0, 0, &i.to_be_bytes()));
+    }
+    let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let fields = request_fields(b"GET", b"a.test", b"/after");
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+        .await;
+    let frames = h2
+        .read_until(Duration::from_secs(20), |f| {
+            f.kind == GOAWAY || (f.stream == 1 && f.flags & END_STREAM != 0)
+        })
+        .await;
+    assert!(
+        answered(&frames) || frames.iter().any(|f| f.kind == GOAWAY),
+        "neither an answer nor GOAWAY after a PING flood"
+    );
+    assert!(origin.hits() <= 1);
+}
