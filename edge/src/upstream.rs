@@ -132,6 +132,43 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
 }
 
+/// Checks an origin response's framing fields (RFC 9112 §6.1, §6.3; RFC
+/// 9110 §8.6). Content-Length together with Transfer-Encoding is refused:
+/// such a response is how responses are split, and the length it was
+/// meant to have cannot be known. A Content-Length repeated with one value
+/// (`5, 5`) becomes that value; anything else is refused.
+pub fn normalize_framing(headers: &mut http::HeaderMap) -> Result<(), &'static str> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let lengths: Vec<&http::HeaderValue> = headers.get_all(CONTENT_LENGTH).iter().collect();
+    if lengths.is_empty() {
+        return Ok(());
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    let mut value: Option<u64> = None;
+    for field in lengths {
+        let text = field
+            .to_str()
+            .map_err(|_| "a Content-Length that is not text")?;
+        for item in text.split(',') {
+            let item = item.trim_matches([' ', '\t']);
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("a malformed Content-Length");
+            }
+            let n: u64 = item.parse().map_err(|_| "a Content-Length out of range")?;
+            if value.is_some_and(|v| v != n) {
+                return Err("Content-Length values that differ");
+            }
+            value = Some(n);
+        }
+    }
+    if let Some(n) = value {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(n));
+    }
+    Ok(())
+}
+
 /// Which server answered and how long its headers took, for the access log;
 /// carried in the response's extensions.
 #[derive(Debug, Clone)]
@@ -396,6 +433,7 @@ impl Upstream {
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = uri;
             *req.headers_mut() = headers;
+            let connection = hyper_util::client::legacy::connect::capture_connection(&mut req);
 
             let Ok(permit) = tokio::time::timeout(
                 self.blueprint.connect_timeout,
@@ -432,6 +470,21 @@ impl Upstream {
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(Ok(mut response)) => {
+                    if let Err(why) = normalize_framing(response.headers_mut()) {
+                        // The connection goes: bytes that may belong to
+                        // this response are never read as the next one's.
+                        if let Some(connected) = connection.connection_metadata().as_ref() {
+                            connected.poison();
+                        }
+                        drop(response);
+                        self.count(&server, "malformed");
+                        self.failed(&server);
+                        tracing::warn!(pool = %self.name, server = %server.label, why, "malformed response");
+                        return Err(UpstreamError::Failed(format!(
+                            "{}: malformed response: {why}",
+                            server.label
+                        )));
+                    }
                     response.extensions_mut().insert(OriginInfo {
                         server: server.label.clone(),
                         duration: started.elapsed(),
@@ -743,4 +796,47 @@ fn random_index(n: usize) -> usize {
     usize::from_le_bytes([
         bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
     ]) % n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::normalize_framing;
+
+    fn headers(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    /// RFC 9110 §8.6 and RFC 9112 §6.3 on what an origin's framing fields
+    /// may be.
+    #[test]
+    fn framing_fields_are_checked_and_made_single() {
+        let mut one = headers(&[("content-length", "5, 5"), ("content-length", "5")]);
+        assert_eq!(normalize_framing(&mut one), Ok(()));
+        assert_eq!(one.get_all("content-length").iter().count(), 1);
+        assert_eq!(one["content-length"], "5");
+        for bad in [
+            vec![("content-length", "5"), ("transfer-encoding", "chunked")],
+            vec![("content-length", "5, 6")],
+            vec![("content-length", "5"), ("content-length", "6")],
+            vec![("content-length", "+5")],
+            vec![("content-length", "")],
+            vec![("content-length", "99999999999999999999999")],
+        ] {
+            assert!(normalize_framing(&mut headers(&bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            normalize_framing(&mut headers(&[("transfer-encoding", "chunked")])),
+            Ok(())
+        );
+        assert_eq!(normalize_framing(&mut HeaderMap::new()), Ok(()));
+    }
 }

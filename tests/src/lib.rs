@@ -413,6 +413,8 @@ pub enum Misbehaviour {
     AnswerThenCloseSilently,
     /// Reads the request and closes the connection without an answer.
     CloseWithoutAnswer,
+    /// Answers every request on a connection with these bytes, as they are.
+    Respond(&'static str),
 }
 
 /// An HTTP/1.1 origin written on raw TCP, for failures hyper would not
@@ -420,6 +422,7 @@ pub enum Misbehaviour {
 pub struct RawOrigin {
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::AbortHandle,
 }
 
@@ -431,35 +434,49 @@ impl RawOrigin {
             .expect("bind raw origin");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (counter, connected) = (requests.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     continue;
                 };
+                connected.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                    loop {
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        head.clear();
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        match behaviour {
+                            Misbehaviour::AnswerThenCloseSilently => {
+                                let _ = stream
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok")
+                                    .await;
+                                return;
+                            }
+                            Misbehaviour::CloseWithoutAnswer => return,
+                            Misbehaviour::Respond(raw) => {
+                                if stream.write_all(raw.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
                         }
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    if behaviour == Misbehaviour::AnswerThenCloseSilently {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok")
-                            .await;
-                    }
-                    // Dropping the stream closes it.
                 });
             }
         });
         RawOrigin {
             addr,
             requests,
+            connections,
             task: task.abort_handle(),
         }
     }
@@ -467,6 +484,11 @@ impl RawOrigin {
     /// Requests whose head was read.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {

@@ -174,3 +174,64 @@ async fn oversized_heads_get_431() {
     assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:.80}");
     assert_eq!(origin.hits(), 0);
 }
+
+/// An origin's malformed response is a 502: nothing is stored, and the
+/// connection it came on is never used again (RFC 9112 §6.3, §6.1).
+#[tokio::test]
+async fn a_malformed_origin_response_is_502_and_its_connection_dropped() {
+    use outpost_tests::{Misbehaviour, RawOrigin};
+    let cases: &[(&str, &str)] = &[
+        (
+            "CL with TE",
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        (
+            "differing CL",
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        ),
+        (
+            "obs-fold",
+            "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\nx-a: one\r\n two\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        (
+            "bad status line",
+            "HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok",
+        ),
+    ];
+    for (name, raw) in cases {
+        let origin = RawOrigin::start(Misbehaviour::Respond(raw)).await;
+        let config = simple_config_raw(&origin.url());
+        let outpost = Outpost::start(&config, &[], None).await;
+        let first = get(outpost.addr(), "a.test", "/x").await;
+        assert_eq!(first.status, 502, "{name}");
+        let second = get(outpost.addr(), "a.test", "/x").await;
+        assert_eq!(second.status, 502, "{name}: nothing was stored");
+        assert_eq!(
+            origin.connections(),
+            origin.requests(),
+            "{name}: a connection that carried a malformed response was used again"
+        );
+    }
+}
+
+/// `Content-Length: 2, 2` is one length (RFC 9110 §8.6): passed on as `2`.
+#[tokio::test]
+async fn a_repeated_origin_content_length_is_made_single() {
+    use outpost_tests::{Misbehaviour, RawOrigin};
+    let origin = RawOrigin::start(Misbehaviour::Respond(
+        "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2, 2\r\n\r\nok",
+    ))
+    .await;
+    let outpost = Outpost::start(&simple_config_raw(&origin.url()), &[], None).await;
+    let got = get(outpost.addr(), "a.test", "/x").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-length"), "2");
+    assert_eq!(got.body, "ok");
+    get(outpost.addr(), "a.test", "/x").await.assert_hit();
+}
+
+fn simple_config_raw(url: &str) -> String {
+    format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {url}}}], retries: 0}}\nsites:\n  - hosts: [a.test]\n    origin: app\n"
+    )
+}
