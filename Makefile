@@ -1,13 +1,34 @@
-# Outpost: `make run` starts the demo, `make test` runs every test.
-# Both install the system packages the build needs when they are missing
-# (Debian/Ubuntu, through apt-get; as root or with sudo).
+# Outpost: `make run` starts the demo, `make test` runs every test,
+# `make bench` measures Outpost against nginx and Varnish. They install the
+# system packages they need when they are missing (Debian/Ubuntu, through
+# apt-get; as root or with sudo).
 
 CARGO ?= cargo
 # Packages BoringSSL's build needs: cmake and a C/C++ compiler for its
 # sources, libclang for the Rust bindings.
 APT_PACKAGES := cmake g++ libclang-dev
+# What the side-by-side benchmark runs besides Outpost: the two peers,
+# python3 (the slow origin and the table), openssl (a certificate), curl.
+BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
 
-.PHONY: run test build release deps lint bench clean-demo
+.PHONY: run test build release deps bench-deps lint bench microbench clean-demo
+
+# $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
+# does not know yet; WHAT names them in the messages.
+define apt-install
+	@if command -v dpkg >/dev/null 2>&1; then \
+		missing=""; \
+		for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "Installing $(2):$$missing"; \
+			sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+			$$sudo apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+		fi; \
+	else \
+		echo "not a Debian system: make sure these are installed: $(1)"; \
+	fi
+endef
 
 run: release
 	./target/release/outpost demo
@@ -32,19 +53,19 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: deps
+# Outpost, nginx and Varnish side by side behind one origin (see
+# docs/benchmarks.md); BENCH_SECONDS and the other BENCH_* variables of
+# loadtest/scripts/bench.sh tune it.
+bench: deps bench-deps
+	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
+	loadtest/scripts/bench.sh
+
+# The criterion microbenchmarks (ring selection, purge speed).
+microbench: deps
 	$(CARGO) bench --workspace
 
 deps:
-	@if command -v dpkg >/dev/null 2>&1; then \
-		missing=""; \
-		for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-		if [ -n "$$missing" ]; then \
-			echo "Installing build packages:$$missing"; \
-			sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-			$$sudo apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
-		fi; \
-	else \
-		echo "not a Debian system: make sure cmake, a C++ compiler and libclang are installed"; \
-	fi
+	$(call apt-install,$(APT_PACKAGES),build packages)
+
+bench-deps:
+	$(call apt-install,$(BENCH_APT_PACKAGES),benchmark packages)

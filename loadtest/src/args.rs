@@ -94,9 +94,10 @@ pub struct Args {
     pub seed: u64,
 
     /// Count the CPU time and peak memory of this process (the proxy under
-    /// test) over the run.
-    #[arg(long)]
-    pub proxy_pid: Option<u32>,
+    /// test) over the run. Several, comma-separated or by repeating the
+    /// flag (an nginx's workers, say), are added up.
+    #[arg(long, value_delimiter = ',')]
+    pub proxy_pid: Vec<u32>,
     /// Write every figure as JSON to this file (`-` for stdout, which then
     /// replaces the text report).
     #[arg(long)]
@@ -140,8 +141,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// Seed for key choice.
     pub seed: u64,
-    /// Process whose CPU time and memory to report.
-    pub proxy_pid: Option<u32>,
+    /// Processes whose CPU time and memory to report, added up (none: no
+    /// proxy figures).
+    pub proxy_pids: Vec<u32>,
     /// JSON output.
     pub json: Option<JsonOut>,
     /// SVG chart output.
@@ -207,9 +209,12 @@ impl Args {
         {
             bail!("--rate must be a positive number of requests per second");
         }
-        if self.proxy_pid == Some(0) {
+        if self.proxy_pid.contains(&0) {
             bail!("--proxy-pid must name a process");
         }
+        let mut proxy_pids = self.proxy_pid.clone();
+        proxy_pids.sort_unstable();
+        proxy_pids.dedup();
         let pick = match (self.zipf, self.random) {
             (Some(s), _) => Pick::Zipf(s),
             (None, true) => Pick::Uniform,
@@ -249,7 +254,7 @@ impl Args {
             rate: self.rate,
             timeout,
             seed: self.seed,
-            proxy_pid: self.proxy_pid,
+            proxy_pids,
             json,
             chart: self.chart,
             quiet: self.quiet,
@@ -308,6 +313,7 @@ mod tests {
             (&["--rate=-3"], "--rate"),
             (&["--keys", "0"], "at least one"),
             (&["--keys", "10", "--zipf=-1"], "zipf"),
+            (&["--proxy-pid", "12,0"], "--proxy-pid"),
         ];
         for (argv, needle) in cases {
             let err = parse(argv)
@@ -330,6 +336,23 @@ mod tests {
         assert_eq!(plan.target.url, "http://127.0.0.1:8080/");
         assert_eq!(plan.target.authority.as_str(), "localhost");
         assert_eq!(plan.urls.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn proxy_pids_are_a_comma_separated_list() {
+        let plan = parse(&["--proxy-pid", "30,10", "--proxy-pid", "20,10"])
+            .into_plan()
+            .await
+            .expect("valid");
+        assert_eq!(plan.proxy_pids, [10, 20, 30]);
+        let plan = parse(&["--proxy-pid", "7"])
+            .into_plan()
+            .await
+            .expect("valid");
+        assert_eq!(plan.proxy_pids, [7]);
+        let plan = parse(&[]).into_plan().await.expect("valid");
+        assert!(plan.proxy_pids.is_empty());
+        assert!(Args::try_parse_from(["outpost-loadtest", "--proxy-pid", "1,x"]).is_err());
     }
 
     #[tokio::test]

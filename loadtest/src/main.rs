@@ -5,8 +5,8 @@
 //! duration runs out. It reports throughput, latency percentiles (HDR
 //! histogram, corrected for coordinated omission), status codes,
 //! `Cache-Status` outcomes and hit ratio, errors by kind, its own CPU time
-//! and, given `--proxy-pid`, the proxy's CPU time and peak memory; as text,
-//! JSON and an SVG chart.
+//! and, given `--proxy-pid`, the proxy's CPU time and peak memory (added up
+//! over several processes); as text, JSON and an SVG chart.
 //!
 //! Modules: [`args`] (flags and checks), [`target`] (loopback-only URL),
 //! [`urls`] (URL sets and key distributions), [`pacing`] (due times),
@@ -61,19 +61,22 @@ async fn load() -> Result<()> {
         }
     });
 
-    let proxy_before = match plan.proxy_pid {
-        Some(pid) => Some(
-            CpuTimes::read(Pid::Other(pid))
-                .with_context(|| format!("--proxy-pid {pid}: is that process running?"))?,
-        ),
-        None => None,
+    let proxy_before = if plan.proxy_pids.is_empty() {
+        None
+    } else {
+        Some(CpuTimes::read_sum(&plan.proxy_pids).with_context(|| {
+            format!(
+                "--proxy-pid {}: is that process running?",
+                pid_list(&plan.proxy_pids)
+            )
+        })?)
     };
     let own_before = CpuTimes::read(Pid::Myself)?;
     let outcome = run::run(&plan, stop_rx).await?;
     let own = CpuTimes::read(Pid::Myself)?.since(own_before);
-    let proxy = match (plan.proxy_pid, proxy_before) {
-        (Some(pid), Some(before)) => Some(proxy_report(pid, before)?),
-        _ => None,
+    let proxy = match proxy_before {
+        Some(before) => Some(proxy_report(&plan.proxy_pids, before)?),
+        None => None,
     };
     let cpu = CpuReport {
         loadgen: own.into(),
@@ -88,16 +91,25 @@ async fn load() -> Result<()> {
     Ok(())
 }
 
-/// The proxy's CPU time since `before` and its memory now.
-fn proxy_report(pid: u32, before: CpuTimes) -> Result<ProxyReport> {
-    let after = CpuTimes::read(Pid::Other(pid))
-        .with_context(|| format!("--proxy-pid {pid} ended during the run"))?;
+/// The proxy's CPU time since `before` and its memory now (each added up
+/// over `pids`).
+fn proxy_report(pids: &[u32], before: CpuTimes) -> Result<ProxyReport> {
+    let after = CpuTimes::read_sum(pids)
+        .with_context(|| format!("--proxy-pid {} ended during the run", pid_list(pids)))?;
     Ok(ProxyReport {
-        pid,
+        pids: pids.to_vec(),
         cpu: after.since(before).into(),
         cpu_s_per_10k_requests: None,
-        memory: Memory::read(Pid::Other(pid)).unwrap_or_default(),
+        memory: Memory::read_sum(pids).unwrap_or_default(),
     })
+}
+
+/// `1,2,3`, as the flag takes them.
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Text to stdout (unless JSON goes there), JSON and the chart to files.

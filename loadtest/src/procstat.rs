@@ -1,7 +1,8 @@
 //! CPU time and memory of a process, read from `/proc` (Linux): user and
 //! system seconds from `/proc/PID/stat`, peak and current resident memory
 //! from `/proc/PID/status`. Used for the load generator itself and for the
-//! proxy under test (`--proxy-pid`).
+//! proxy under test (`--proxy-pid`), which may be several processes (an
+//! nginx's workers, say) whose figures are added up.
 
 use std::time::Duration;
 
@@ -47,6 +48,21 @@ impl CpuTimes {
             user: ticks(user),
             system: ticks(system),
         })
+    }
+
+    /// The CPU times of several processes, added up.
+    pub fn read_sum(pids: &[u32]) -> Result<CpuTimes> {
+        pids.iter().try_fold(CpuTimes::default(), |sum, &pid| {
+            Ok(sum.plus(CpuTimes::read(Pid::Other(pid))?))
+        })
+    }
+
+    /// Both times added to `other`'s.
+    pub fn plus(self, other: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
     }
 
     /// The time used between `earlier` and `self`.
@@ -114,6 +130,28 @@ impl Memory {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         Ok(parse_status(&text))
     }
+
+    /// The memory figures of several processes, added up: an upper bound
+    /// of their joint peak (each peaked at its own moment) and, for pages
+    /// they share, counted once for each process.
+    pub fn read_sum(pids: &[u32]) -> Result<Memory> {
+        pids.iter().try_fold(Memory::default(), |sum, &pid| {
+            Ok(sum.plus(Memory::read(Pid::Other(pid))?))
+        })
+    }
+
+    /// Each figure added to `other`'s; a figure missing on either side
+    /// stays whatever the other side has.
+    pub fn plus(self, other: Memory) -> Memory {
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Memory {
+            peak_rss_kib: add(self.peak_rss_kib, other.peak_rss_kib),
+            rss_kib: add(self.rss_kib, other.rss_kib),
+        }
+    }
 }
 
 fn parse_status(text: &str) -> Memory {
@@ -167,6 +205,37 @@ mod tests {
         assert!(after.user + after.system >= before.user + before.system);
         assert!(Memory::read(Pid::Myself)?.peak_rss_kib.is_some());
         assert!(CpuTimes::read(Pid::Other(u32::MAX)).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn several_processes_are_added_up() -> Result<()> {
+        let me = std::process::id();
+        let one = CpuTimes::read_sum(&[me])?;
+        let two = CpuTimes::read_sum(&[me, me])?;
+        // Twice the same process: at least twice what one read saw earlier.
+        assert!(two.user + two.system >= (one.user + one.system) * 2);
+        let peak = Memory::read_sum(&[me])?.peak_rss_kib.expect("VmHWM");
+        let both = Memory::read_sum(&[me, me])?.peak_rss_kib.expect("VmHWM");
+        assert!(both >= 2 * peak);
+        assert!(CpuTimes::read_sum(&[me, u32::MAX]).is_err());
+        assert_eq!(CpuTimes::read_sum(&[])?, CpuTimes::default());
+
+        let a = Memory {
+            peak_rss_kib: Some(10),
+            rss_kib: None,
+        };
+        let b = Memory {
+            peak_rss_kib: Some(5),
+            rss_kib: Some(3),
+        };
+        assert_eq!(
+            a.plus(b),
+            Memory {
+                peak_rss_kib: Some(15),
+                rss_kib: Some(3)
+            }
+        );
         Ok(())
     }
 }

@@ -232,8 +232,8 @@ pub struct CpuReport {
 /// The proxy's CPU time over the run and its memory.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyReport {
-    /// Its process id.
-    pub pid: u32,
+    /// Its process ids (the figures are their sums).
+    pub pids: Vec<u32>,
     /// CPU time it used between the start and the end of the run.
     pub cpu: CpuSeconds,
     /// CPU seconds per 10,000 responses.
@@ -475,8 +475,16 @@ impl Report {
         if let Some(p) = &self.cpu.proxy {
             write!(
                 out,
-                "; proxy pid {} {:.2}s (user {:.2}, sys {:.2})",
-                p.pid, p.cpu.total_s, p.cpu.user_s, p.cpu.sys_s
+                "; proxy pid{} {} {:.2}s (user {:.2}, sys {:.2})",
+                if p.pids.len() == 1 { "" } else { "s" },
+                p.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                p.cpu.total_s,
+                p.cpu.user_s,
+                p.cpu.sys_s
             )?;
             if let Some(per) = p.cpu_s_per_10k_requests {
                 write!(out, " = {per:.3}s per 10k requests")?;
@@ -606,7 +614,7 @@ mod tests {
             },
             loadgen_peak_rss_kib: Some(1000),
             proxy: Some(ProxyReport {
-                pid: 42,
+                pids: vec![42, 43],
                 cpu: CpuSeconds {
                     user_s: 1.0,
                     sys_s: 1.0,
@@ -659,6 +667,8 @@ mod tests {
         assert_eq!(v["cpu"]["proxy"]["memory"]["peak_rss_kib"], 2048);
         let text = report.to_text();
         assert!(text.contains("hit ratio 66.7%"), "{text}");
+        assert!(text.contains("proxy pids 42,43 2.00s"), "{text}");
+        assert_eq!(v["cpu"]["proxy"]["pids"], serde_json::json!([42, 43]));
         assert!(text.contains("first connect: refused"), "{text}");
         assert!(text.contains("10 keys, zipf s=1.2"), "{text}");
         assert_eq!(plural(1, "stream"), "1 stream");
