@@ -82,8 +82,16 @@ async fn a_body_over_the_rule_limit_gets_413() {
     )
     .await;
     assert_eq!(elsewhere.status, 200);
-    assert_eq!(origin.hits(), 2);
-    assert!(origin.seen().iter().all(|s| s.body.len() <= 20));
+    // A declared length is refused before the origin hears of it; a streamed
+    // body may have started on its way, and is cut off there: the origin
+    // never receives a whole body over the limit.
+    let uploads: Vec<_> = origin
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.path() == "/upload")
+        .collect();
+    assert!(uploads.iter().all(|s| s.body.len() <= 10), "{uploads:?}");
+    assert!(uploads.iter().any(|s| s.body == "tiny"));
 }
 
 /// Slowloris: a head that trickles in is cut off at
