@@ -176,7 +176,7 @@ impl Cache {
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
-            headers: res.headers,
+            headers: detached(&res.headers),
             freshness,
             directives,
             stale: built.stale,
@@ -335,7 +335,7 @@ impl Cache {
         let entry = Arc::new(Entry {
             key: stored.key.clone(),
             status: stored.status,
-            headers,
+            headers: detached(&headers),
             body: stored.body.clone(),
             freshness,
             directives: Directives::from_headers(&built.view),
@@ -505,6 +505,19 @@ pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap)
         return Some(String::new());
     }
     Some(vary::secondary(&names, &fields.cookies, request))
+}
+
+/// A copy of `headers` that owns its values. Values parsed off the wire
+/// are slices of the connection's read buffer; kept in an entry they would
+/// hold that whole buffer (kilobytes) in memory for the entry's life.
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut owned = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), owned);
+    }
+    copy
 }
 
 /// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can
