@@ -513,7 +513,8 @@ pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap)
 fn detached(headers: &HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let mut owned = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let mut owned =
+            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
         owned.set_sensitive(value.is_sensitive());
         copy.append(name.clone(), owned);
     }

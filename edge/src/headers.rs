@@ -48,7 +48,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// no client-supplied `Forwarded` / `X-Forwarded-Host`, the client appended
 /// to `X-Forwarded-For`, our `X-Forwarded-Proto`, `Host` and `Via`.
 pub fn to_origin(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &str, version: Version) {
+    // TE is hop-by-hop, but a client that takes trailers (gRPC must) gets
+    // them relayed, so the origin may send them (RFC 9110 §10.1.4).
+    let trailers = headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     headers.remove(FORWARDED);
     headers.remove(X_FORWARDED_HOST);
     let client = client.to_canonical().to_string();

@@ -32,6 +32,7 @@ use crate::headers::{self, PSEUDONYM};
 use crate::range::{self, Ranges};
 use crate::router::{Router, RuleView, host_name};
 use crate::upstream::{Answer, OutgoingBody, Upstream, UpstreamError};
+use hyper_util::rt::TokioIo;
 
 pub use crate::body::BoxError;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -285,6 +286,10 @@ impl Proxy {
             upstream,
         };
 
+        if is_websocket_upgrade(&request.parts) {
+            drop(body);
+            return self.tunnel(request).await;
+        }
         let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
         if !cacheable_method || bypass {
             let status = if bypass { "fwd=bypass" } else { "fwd=method" };
@@ -384,6 +389,79 @@ impl Proxy {
             }
             Err(e) => (Outcome::Error, upstream_error(&e)),
         }
+    }
+
+    /// A WebSocket upgrade (RFC 6455 §4, RFC 9110 §7.8): the request goes
+    /// to the origin with its Upgrade; only when the origin answers 101 is
+    /// the client answered 101 and the two connections joined, byte for
+    /// byte, until either side closes. Any other answer is an ordinary
+    /// response, and the client's connection goes on as HTTP. Never cached.
+    async fn tunnel(&self, mut request: Exchange) -> (Outcome, Response<ProxyBody>) {
+        let Some(client_side) = request
+            .parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+        else {
+            return (
+                Outcome::Error,
+                protocol_error("this connection cannot be upgraded\n"),
+            );
+        };
+        let mut outgoing = request.origin_parts(&request.parts.headers);
+        outgoing.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        outgoing
+            .headers
+            .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        outgoing.headers.remove(CONTENT_LENGTH);
+        let answer = match request
+            .upstream
+            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return (Outcome::Error, upstream_error(&e)),
+        };
+        if answer.response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return (Outcome::Bypass, relay(answer, "fwd=bypass"));
+        }
+        let Answer {
+            mut response,
+            lease,
+            ..
+        } = answer;
+        let origin_side = hyper::upgrade::on(&mut response);
+        let (mut parts, _) = response.into_parts();
+        let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.headers.insert(
+            http::header::UPGRADE,
+            upgrade.unwrap_or(HeaderValue::from_static("websocket")),
+        );
+        parts.version = http::Version::HTTP_11;
+        set_cache_status(&mut parts.headers, "fwd=bypass");
+        tokio::spawn(async move {
+            let (client, origin) = match tokio::try_join!(client_side, origin_side) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket upgrade did not complete");
+                    return;
+                }
+            };
+            let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+                tracing::debug!(error = %e, "WebSocket tunnel ended");
+            }
+            // The origin connection's slot is held for the tunnel's life.
+            drop(lease);
+        });
+        (Outcome::Bypass, Response::from_parts(parts, empty()))
     }
 
     /// Sends a conditional request for a stale entry with the cache's own
@@ -986,7 +1064,6 @@ fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
 /// that a failover can send them again.
 const REPLAYABLE_BODY: u64 = 64 * 1024;
 
-/// The client's request body as the pool will send it.
 /// The request body as the pool sends it; a body that runs over `limit`
 /// ends in an error there and sets `exceeded`.
 async fn outgoing_body(
@@ -1214,6 +1291,26 @@ fn protocol_error(text: &str) -> Response<ProxyBody> {
     res.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     res
+}
+
+/// An HTTP/1.1 request to switch to WebSocket: `Upgrade: websocket` and
+/// `Connection: upgrade` on a GET (RFC 6455 §4.1). Other upgrades are not
+/// offered: their Upgrade field is dropped as hop-by-hop and the request
+/// is served as HTTP (RFC 9110 §7.8 lets a server ignore it).
+fn is_websocket_upgrade(parts: &request::Parts) -> bool {
+    let has_token = |name: http::HeaderName, token: &str| {
+        parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    parts.method == Method::GET
+        && parts.version == http::Version::HTTP_11
+        && has_token(http::header::UPGRADE, "websocket")
+        && has_token(http::header::CONNECTION, "upgrade")
 }
 
 /// Whether a target's authority and a Host value name the same host and

@@ -341,7 +341,8 @@ async fn serve_proxy(
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder(header_read_timeout);
     serve(
-        builder.serve_connection(
+        // With upgrades: a WebSocket tunnel takes the connection over.
+        builder.serve_connection_with_upgrades(
             TokioIo::new(Strict::new(stream, header_read_timeout)),
             service,
         ),
@@ -409,18 +410,14 @@ async fn serve_proxy_tls(
         .get();
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder(header_read_timeout);
-    let builder = if h2 {
-        builder.http2_only()
+    let io = TokioIo::new(Strict::new(stream, header_read_timeout));
+    if h2 {
+        let builder = builder.http2_only();
+        let connection = builder.serve_connection(io, service);
+        serve(connection, drain, &closing).await;
     } else {
-        builder.http1_only()
-    };
-    serve(
-        builder.serve_connection(
-            TokioIo::new(Strict::new(stream, header_read_timeout)),
-            service,
-        ),
-        drain,
-        &closing,
-    )
-    .await;
+        // HTTP/1.1 by ALPN (or none): with upgrades, for WebSocket.
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        serve(connection, drain, &closing).await;
+    }
 }

@@ -1,0 +1,109 @@
+//! End-to-end: WebSocket through Outpost (RFC 6455), with real client and
+//! server libraries (tokio-tungstenite).
+
+use futures_util::{SinkExt, StreamExt};
+use outpost_tests::{Origin, Outpost, respond, simple_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A WebSocket origin that echoes every message with a prefix.
+async fn echo_origin() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    let reply = match message {
+                        Message::Text(text) => Message::text(format!("echo: {text}")),
+                        Message::Binary(bytes) => Message::binary(bytes),
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    if ws.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn config_for(url: &str) -> String {
+    format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {url}}}]}}\nsites:\n  - hosts: [a.test]\n    origin: app\n"
+    )
+}
+
+/// The upgrade reaches the origin, its 101 comes back, and messages flow
+/// both ways until the client closes.
+#[tokio::test]
+async fn messages_pass_both_ways_through_the_tunnel() {
+    let origin = echo_origin().await;
+    let outpost = Outpost::start(&config_for(&origin), &[], None).await;
+    let stream = TcpStream::connect(outpost.addr()).await.unwrap();
+    let request = "ws://a.test/chat".into_client_request().unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("the upgrade through Outpost");
+    assert_eq!(response.status(), 101);
+    for i in 0..20 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert_eq!(reply, Message::text(format!("echo: hello {i}")));
+    }
+    let big = vec![7u8; 256 * 1024];
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
+    ws.close(None).await.unwrap();
+}
+
+/// RFC 9110 §7.8: when the origin does not switch, its answer is an
+/// ordinary response and the bytes after the request are the next request
+/// on the same connection.
+#[tokio::test]
+async fn a_refused_upgrade_leaves_an_http_connection() {
+    let origin = Origin::start(|seen| {
+        if seen.uri.path() == "/ws" {
+            respond(403, &[("cache-control", "no-store")], "no sockets here")
+        } else {
+            respond(200, &[("cache-control", "no-store")], "next")
+        }
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    let mut stream = TcpStream::connect(outpost.addr()).await.unwrap();
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
+              GET /next HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    )
+    .await
+    .expect("closed")
+    .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let first = text.find("HTTP/1.1 403").expect("the refusal");
+    let second = text
+        .find("HTTP/1.1 200")
+        .expect("the next request's answer");
+    assert!(first < second, "{text}");
+    assert!(text.ends_with("next"), "{text}");
+    assert_eq!(origin.hits(), 2);
+    // The origin saw the upgrade request's fields (it chose not to switch).
+    let upgrade = &origin.seen()[0];
+    assert_eq!(upgrade.headers["upgrade"], "websocket");
+}
