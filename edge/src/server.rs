@@ -389,6 +389,9 @@ async fn serve_proxy_tls(
         }
     };
     handshakes(&current, "ok");
+    if stream.ssl().session_reused() {
+        current.load().proxy.metrics.tls_sessions_resumed.inc();
+    }
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let sni = stream.ssl().servername(boring::ssl::NameType::HOST_NAME);
     let conn = ConnInfo {

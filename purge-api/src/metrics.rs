@@ -34,6 +34,8 @@ pub struct Metrics {
     pub client_connections_refused: prometheus::IntCounter,
     /// TLS handshakes on the proxy listeners, by result (`ok`, `failed`, `timeout`).
     pub tls_handshakes: IntCounterVec,
+    /// TLS handshakes that resumed a session (ticket or cache).
+    pub tls_sessions_resumed: prometheus::IntCounter,
     /// Config reloads, by result (`ok`, `failed`).
     pub config_reloads: IntCounterVec,
     /// 1 when the last reload (or the start) succeeded, 0 after a refused one.
@@ -143,6 +145,11 @@ impl Metrics {
         registry.register(Box::new(client_connections.clone()))?;
         registry.register(Box::new(client_connections_refused.clone()))?;
         registry.register(Box::new(tls_handshakes.clone()))?;
+        let tls_sessions_resumed = prometheus::IntCounter::new(
+            "outpost_tls_sessions_resumed_total",
+            "TLS handshakes on the proxy listeners that resumed a session.",
+        )?;
+        registry.register(Box::new(tls_sessions_resumed.clone()))?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "outpost_config_reloads_total",
@@ -191,6 +198,7 @@ impl Metrics {
             client_connections,
             client_connections_refused,
             tls_handshakes,
+            tls_sessions_resumed,
             config_reloads,
             config_last_reload_successful,
             config_last_reload_success_timestamp,

@@ -202,3 +202,93 @@ async fn a_host_served_by_another_certificate_gets_421() {
         assert_eq!(res.status(), status, "SNI {sni}, Host {host}");
     }
 }
+
+/// TLS 1.2 and 1.3 only, with AEAD suites only (RFC 9325 §4.2).
+#[tokio::test]
+async fn old_protocols_and_weak_suites_are_refused() {
+    use boring::ssl::SslVersion;
+    let origin = Origin::start(|_| respond(200, &[], "secure")).await;
+    let (cert, key) = certificate("a.test");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: a.pem, key: a.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [a.test]\n    origin: app\n",
+        origin.url()
+    );
+    let outpost = Outpost::start(&config, &[("a.pem", &cert), ("a.key", &key)], None).await;
+    let addr = outpost.addr();
+    let attempt = |max: SslVersion, ciphers: Option<&'static str>| async move {
+        let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+        connector.set_verify(SslVerifyMode::NONE);
+        connector.set_max_proto_version(Some(max)).unwrap();
+        if let Some(ciphers) = ciphers {
+            connector.set_cipher_list(ciphers).unwrap();
+        }
+        let config = connector.build().configure().unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_boring::connect(config, "a.test", tcp)
+            .await
+            .map(|s| s.ssl().version2())
+    };
+    assert!(
+        attempt(SslVersion::TLS1_1, None).await.is_err(),
+        "TLS 1.1 was accepted"
+    );
+    assert!(
+        attempt(
+            SslVersion::TLS1_2,
+            Some("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")
+        )
+        .await
+        .is_err(),
+        "a CBC suite was accepted"
+    );
+    assert_eq!(
+        attempt(SslVersion::TLS1_2, None).await.unwrap(),
+        Some(SslVersion::TLS1_2)
+    );
+    assert_eq!(
+        attempt(SslVersion::TLS1_3, None).await.unwrap(),
+        Some(SslVersion::TLS1_3)
+    );
+}
+
+/// A returning client resumes its TLS session (tickets); counted in
+/// `outpost_tls_sessions_resumed_total`.
+#[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let origin = Origin::start(|_| respond(200, &[], "secure")).await;
+    let (cert, key) = certificate("localhost");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: l.pem, key: l.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [localhost]\n    origin: app\n",
+        origin.url()
+    );
+    let outpost = Outpost::start(&config, &[("l.pem", &cert), ("l.key", &key)], None).await;
+    // hyper-boring's client keeps each host's session and offers it again;
+    // with no pooling, every request is a new connection and handshake.
+    let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+    connector.set_verify(SslVerifyMode::NONE);
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_boring::HttpsConnector::with_connector(http, connector).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+    for _ in 0..3 {
+        let uri: http::Uri = format!("https://localhost:{}/", outpost.addr().port())
+            .parse()
+            .unwrap();
+        let res = client
+            .request(
+                http::Request::get(uri)
+                    .body(http_body_util::Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+    }
+    let resumed = outpost_tests::metric(outpost.admin, "outpost_tls_sessions_resumed_total").await;
+    assert!(resumed.is_some_and(|n| n >= 1.0), "resumed: {resumed:?}");
+}
