@@ -364,20 +364,40 @@ impl Cache {
 
     /// Removes objects by hash; many are removed on a thread of their own,
     /// the purge marks already keep them from being served.
+    ///
+    /// Only what the purge condemned goes: an object stored under the same
+    /// hash after the purge (a fresh fill) is left alone, however late the
+    /// removal runs.
     fn remove_all(&self, hashes: Vec<[u8; 32]>) {
         const INLINE: usize = 1024;
-        if hashes.len() <= INLINE {
-            for hash in &hashes {
-                self.memory.remove(hash);
+        let remove = |memory: &MemoryTier, purges: &PurgeIndex, hashes: &[[u8; 32]]| {
+            for batch in hashes.chunks(256) {
+                for hash in batch {
+                    memory.remove_if(hash, |stored| match stored {
+                        Stored::Object(entry) => purges.judge(entry) == Verdict::Gone,
+                        Stored::Variants(_) => false,
+                    });
+                }
+                // The tier's bookkeeping for these removals is done here,
+                // not by the lookups serving hits meanwhile.
+                memory.maintain();
             }
+        };
+        let paced = move |memory: &MemoryTier, purges: &PurgeIndex, hashes: &[[u8; 32]]| {
+            // The marks already hide these objects; only their memory is
+            // left to free, so the removal yields the processor often
+            // rather than compete with requests being served.
+            for batch in hashes.chunks(1024) {
+                remove(memory, purges, batch);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        if hashes.len() <= INLINE {
+            remove(&self.memory, &self.purges, &hashes);
             return;
         }
-        let memory = self.memory.clone();
-        std::thread::spawn(move || {
-            for hash in &hashes {
-                memory.remove(hash);
-            }
-        });
+        let (memory, purges) = (self.memory.clone(), self.purges.clone());
+        std::thread::spawn(move || paced(&memory, &purges, &hashes));
     }
 
     /// Purges URLs' keys, every variant of each; `soft` marks them stale
@@ -1206,5 +1226,28 @@ mod tests {
             ),
             Lookup::Fresh(_)
         ));
+    }
+
+    /// A large hard purge removes its objects on a thread of its own; an
+    /// object stored again under one of their keys meanwhile (a fill that
+    /// began after the purge) is not among them.
+    #[test]
+    fn a_late_removal_spares_an_object_stored_after_the_purge() {
+        let cache = Cache::new(64 << 20, PolicyOptions::default(), Arc::new(SystemClock));
+        let urls: Vec<String> = (0..2_000).map(|i| format!("http://a.test/{i}")).collect();
+        for url in &urls {
+            store_tagged(&cache, url, "t");
+        }
+        assert_eq!(cache.purge_tags(&["t".into()], false), 2_000);
+        store_tagged(&cache, &urls[1_500], "t");
+        for _ in 0..500 {
+            if cache.usage().memory_objects == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(cache.usage().memory_objects, 1);
+        assert!(is_fresh(&cache, &urls[1_500]));
+        assert!(!is_fresh(&cache, &urls[1_499]));
     }
 }

@@ -65,6 +65,24 @@ impl MemoryTier {
         self.entries.remove(hash)
     }
 
+    /// Removes the object under `hash` only if `doomed` says so of it, in
+    /// one step: a newer object stored under the hash in the meantime stays.
+    pub fn remove_if(&self, hash: &[u8; 32], doomed: impl FnOnce(&Stored) -> bool) {
+        use moka::ops::compute::Op;
+        self.entries
+            .entry(*hash)
+            .and_compute_with(|current| match current {
+                Some(entry) if doomed(entry.value()) => Op::Remove,
+                _ => Op::Nop,
+            });
+    }
+
+    /// Runs the tier's pending bookkeeping now, on this thread, rather than
+    /// leaving it to whichever lookup trips over it next.
+    pub fn maintain(&self) {
+        self.entries.run_pending_tasks();
+    }
+
     /// Objects and bytes held, after pending evictions have run.
     pub fn usage(&self) -> (u64, u64) {
         self.entries.run_pending_tasks();

@@ -64,7 +64,9 @@ struct Members {
 #[derive(Debug)]
 pub struct PurgeIndex {
     seq: AtomicU64,
-    everything: Mutex<Marks>,
+    /// Purge everything, hard and soft: read on every lookup, so atomics.
+    everything_hard: AtomicU64,
+    everything_soft: AtomicU64,
     hosts: RwLock<HashMap<String, Marks>>,
     tags: RwLock<HashMap<String, Marks>>,
     /// host+path prefixes (no scheme) with their marks.
@@ -78,7 +80,8 @@ impl Default for PurgeIndex {
     fn default() -> Self {
         Self {
             seq: AtomicU64::new(1),
-            everything: Mutex::new(Marks::default()),
+            everything_hard: AtomicU64::new(0),
+            everything_soft: AtomicU64::new(0),
             hosts: RwLock::default(),
             tags: RwLock::default(),
             prefixes: RwLock::default(),
@@ -103,7 +106,10 @@ impl PurgeIndex {
 
     /// Judges an entry (stored under `hash`) against every mark that applies.
     pub fn judge(&self, entry: &Entry) -> Verdict {
-        let mut marks = *lock(&self.everything);
+        let mut marks = Marks {
+            hard: self.everything_hard.load(Ordering::Acquire),
+            soft: self.everything_soft.load(Ordering::Acquire),
+        };
         if let Some(host) = self
             .hosts
             .read()
@@ -262,6 +268,11 @@ impl PurgeIndex {
 
     pub fn mark_everything(&self, soft: bool) {
         let seq = self.next_seq();
-        lock(&self.everything).record(seq, soft);
+        let mark = if soft {
+            &self.everything_soft
+        } else {
+            &self.everything_hard
+        };
+        mark.fetch_max(seq, Ordering::AcqRel);
     }
 }
