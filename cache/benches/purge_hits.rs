@@ -28,7 +28,11 @@ fn key(name: &str, i: usize) -> CacheKey {
 }
 
 fn store(cache: &Cache, key: &CacheKey, tag: &str) {
-    let req = http::Request::get("/").body(()).expect("request").into_parts().0;
+    let req = http::Request::get("/")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
     let res = http::Response::builder()
         .header("cache-control", "max-age=3600")
         .header("surrogate-key", tag)
@@ -49,14 +53,21 @@ const PURGING: u8 = 1;
 /// Times `LOOKUPS` lookups of the hot keys, in nanoseconds; with `phase`,
 /// only those made while it says PURGING.
 fn lookups(cache: &Cache, hot: &[CacheKey], phase: Option<&AtomicU8>) -> Histogram<u64> {
-    let req = http::Request::get("/").body(()).expect("request").into_parts().0;
+    let req = http::Request::get("/")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
     let mut histogram = Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
     for i in 0..LOOKUPS {
         let key = &hot[i % hot.len()];
         let started = Instant::now();
         let found = cache.lookup(key, &req);
         let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        assert!(matches!(found, Lookup::Fresh(_)), "a hot object went missing");
+        assert!(
+            matches!(found, Lookup::Fresh(_)),
+            "a hot object went missing"
+        );
         if phase.is_none_or(|p| p.load(Ordering::Relaxed) == PURGING) {
             histogram.saturating_record(spent.max(1));
         }

@@ -31,6 +31,7 @@ pub enum BodyError {
 /// A body as it comes from an origin server.
 pub struct OriginBody {
     inner: Incoming,
+    bytes: prometheus::IntCounter,
     lease: Option<Lease>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
@@ -45,6 +46,7 @@ impl OriginBody {
             .map(|d| Box::pin(tokio::time::sleep_until(d.into())));
         Self {
             inner,
+            bytes: lease.bytes.clone(),
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             deadline,
@@ -70,6 +72,9 @@ impl Body for OriginBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
+                }
                 let next = tokio::time::Instant::now() + this.idle_timeout;
                 this.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
@@ -172,6 +177,46 @@ impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
     fn is_end_stream(&self) -> bool {
         // Until the copy is stored, ask to be polled once more so the end is seen.
         self.store.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that adds the bytes of its data frames to a counter as they
+/// pass (bytes to or from clients, for the metrics).
+pub struct CountedBody<B> {
+    inner: B,
+    counter: prometheus::IntCounter,
+}
+
+impl<B> CountedBody<B> {
+    pub fn new(inner: B, counter: prometheus::IntCounter) -> Self {
+        Self { inner, counter }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            this.counter.inc_by(data.len() as u64);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

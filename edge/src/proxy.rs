@@ -27,7 +27,7 @@ use outpost_cache::{
 use outpost_purge_api::Metrics;
 
 use crate::access_log::{self, AccessLog, LoggedBody};
-use crate::body::{OriginBody, StoringBody};
+use crate::body::{CountedBody, OriginBody, StoringBody};
 use crate::headers::{self, PSEUDONYM};
 use crate::range::{self, Ranges};
 use crate::router::{Router, RuleView, host_name};
@@ -116,7 +116,9 @@ impl Proxy {
             .access_log
             .as_ref()
             .map(|log| (log.clone(), request_fields(&self.request_ids, conn, &req)));
-        let (outcome, mut response) = self.route(conn, req).await;
+        let (outcome, response) = self.route(conn, req).await;
+        let counter = self.metrics.client_bytes_out.clone();
+        let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
         for name in &self.hidden_headers {
             response.headers_mut().remove(name);
         }
@@ -364,7 +366,12 @@ impl Proxy {
         }
         let exceeded = Arc::new(AtomicBool::new(false));
         let outgoing = request.origin_parts(&request.parts.headers);
-        let body = outgoing_body(body, limit, &exceeded).await;
+        let body = outgoing_body(
+            CountedBody::new(body, self.metrics.client_bytes_in.clone()),
+            limit,
+            &exceeded,
+        )
+        .await;
         if exceeded.load(Ordering::SeqCst) {
             return (Outcome::Error, too_large(limit.unwrap_or_default()));
         }
@@ -1067,7 +1074,7 @@ const REPLAYABLE_BODY: u64 = 64 * 1024;
 /// The request body as the pool sends it; a body that runs over `limit`
 /// ends in an error there and sets `exceeded`.
 async fn outgoing_body(
-    body: Incoming,
+    body: CountedBody<Incoming>,
     limit: Option<u64>,
     exceeded: &Arc<AtomicBool>,
 ) -> OutgoingBody {

@@ -192,6 +192,8 @@ pub struct Lease {
     in_flight: Arc<AtomicUsize>,
     /// Idle and total limits for the body.
     pub idle_timeout: Duration,
+    /// Counts the body's bytes.
+    pub bytes: prometheus::IntCounter,
     pub deadline: Option<Instant>,
 }
 
@@ -454,6 +456,7 @@ impl Upstream {
                 _permit: permit,
                 in_flight: server.in_flight.clone(),
                 idle_timeout: self.idle_timeout,
+                bytes: self.metrics.origin_bytes.clone(),
                 deadline: self.total_timeout.map(|t| Instant::now() + t),
             };
             let started = Instant::now();

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub coalesced: prometheus::IntCounter,
     /// How long they waited for its response head.
     pub coalesce_wait: prometheus::Histogram,
+    /// Body bytes received from clients and sent to them (`direction`:
+    /// `in`, `out`), and received from origins.
+    pub client_bytes_in: prometheus::IntCounter,
+    pub client_bytes_out: prometheus::IntCounter,
+    pub origin_bytes: prometheus::IntCounter,
     /// Client connections open now, over every proxy listener.
     pub client_connections: prometheus::IntGauge,
     /// Client connections closed at accept because `limits.max_connections` were open.
@@ -124,6 +129,21 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
+        let client_bytes = IntCounterVec::new(
+            Opts::new(
+                "outpost_client_body_bytes_total",
+                "Body bytes received from clients (in) and sent to them (out).",
+            ),
+            &["direction"],
+        )?;
+        let client_bytes_in = client_bytes.with_label_values(&["in"]);
+        let client_bytes_out = client_bytes.with_label_values(&["out"]);
+        let origin_bytes = prometheus::IntCounter::new(
+            "outpost_origin_body_bytes_total",
+            "Body bytes received from origin servers.",
+        )?;
+        registry.register(Box::new(client_bytes.clone()))?;
+        registry.register(Box::new(origin_bytes.clone()))?;
         let client_connections = prometheus::IntGauge::new(
             "outpost_client_connections",
             "Client connections open on the proxy listeners.",
@@ -195,6 +215,9 @@ impl Metrics {
             origin_up,
             coalesced,
             coalesce_wait,
+            client_bytes_in,
+            client_bytes_out,
+            origin_bytes,
             client_connections,
             client_connections_refused,
             tls_handshakes,

@@ -113,3 +113,39 @@ async fn the_public_listener_never_purges() {
     assert_eq!(origin.hits(), 2);
     assert_eq!(get(outpost.admin, "admin", "/readyz").await.status, 200);
 }
+
+/// Body bytes from and to clients and from origins are counted.
+#[tokio::test]
+async fn body_bytes_are_counted() {
+    let body = "z".repeat(1000);
+    let origin = Origin::start(move |seen| {
+        if seen.uri.path() == "/upload" {
+            respond(200, &[("cache-control", "no-store")], "stored")
+        } else {
+            respond(200, &[("cache-control", "max-age=60")], body.clone())
+        }
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    get(outpost.addr(), "a.test", "/big").await;
+    get(outpost.addr(), "a.test", "/big").await.assert_hit();
+    outpost_tests::request(
+        outpost.addr(),
+        "POST",
+        "a.test",
+        "/upload",
+        &[],
+        "0123456789",
+    )
+    .await;
+    let value = |series: &'static str| outpost_tests::metric(outpost.admin, series);
+    assert_eq!(
+        value("outpost_client_body_bytes_total{direction=\"in\"}").await,
+        Some(10.0)
+    );
+    assert_eq!(
+        value("outpost_client_body_bytes_total{direction=\"out\"}").await,
+        Some(2006.0)
+    );
+    assert_eq!(value("outpost_origin_body_bytes_total").await, Some(1006.0));
+}
