@@ -51,6 +51,8 @@ pub enum Lookup {
 pub struct Usage {
     pub memory_objects: u64,
     pub memory_bytes: u64,
+    /// Objects evicted from the memory tier for room, since the start.
+    pub memory_evictions: u64,
 }
 
 pub struct Cache {
@@ -489,6 +491,7 @@ impl Cache {
         Usage {
             memory_objects,
             memory_bytes,
+            memory_evictions: self.memory.evictions(),
         }
     }
 }
@@ -1249,5 +1252,24 @@ mod tests {
         assert_eq!(cache.usage().memory_objects, 1);
         assert!(is_fresh(&cache, &urls[1_500]));
         assert!(!is_fresh(&cache, &urls[1_499]));
+    }
+
+    /// Objects pushed out for room are counted; purged ones are not.
+    #[test]
+    fn evictions_for_room_are_counted() {
+        let cache = Cache::new(64 * 1024, PolicyOptions::default(), Arc::new(SystemClock));
+        for i in 0..200 {
+            store_tagged(&cache, &format!("http://a.test/{i}"), "t");
+        }
+        let usage = cache.usage();
+        assert!(usage.memory_evictions > 0, "{usage:?}");
+        assert_eq!(
+            usage.memory_evictions + usage.memory_objects,
+            200,
+            "every object is either held or evicted"
+        );
+        let before = usage.memory_evictions;
+        cache.purge_tags(&["t".into()], false);
+        assert_eq!(cache.usage().memory_evictions, before);
     }
 }

@@ -27,16 +27,23 @@ impl Stored {
 #[derive(Clone)]
 pub struct MemoryTier {
     entries: moka::sync::Cache<[u8; 32], Stored>,
+    /// Objects pushed out to make room.
+    evictions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryTier {
     /// A tier that holds at most `capacity` bytes of entries; objects that
     /// leave it, for any reason, leave the purge index too.
     pub fn new(capacity: u64, purges: Arc<PurgeIndex>) -> Self {
+        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let evicted = evictions.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_key, stored: &Stored| stored.weight())
             .eviction_listener(move |hash: Arc<[u8; 32]>, stored: Stored, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 // A replaced object's successor is already indexed under the hash.
                 if let (Stored::Object(entry), false) =
                     (stored, cause == moka::notification::RemovalCause::Replaced)
@@ -45,7 +52,12 @@ impl MemoryTier {
                 }
             })
             .build();
-        Self { entries }
+        Self { entries, evictions }
+    }
+
+    /// Objects evicted for room since the start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops everything (lazily, in constant time).

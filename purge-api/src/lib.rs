@@ -415,6 +415,8 @@ impl Admin {
             .cache_bytes
             .with_label_values(&["memory"])
             .set(clamp(usage.memory_bytes));
+        let evictions = self.metrics.cache_evictions.with_label_values(&["memory"]);
+        evictions.inc_by(usage.memory_evictions.saturating_sub(evictions.get()));
         // A reload may have removed servers: only the current ones report.
         self.metrics.origin_up.reset();
         for pool in (self.origins)() {
@@ -440,7 +442,11 @@ impl Admin {
         };
         json!({
             "cache": {
-                "memory": {"objects": usage.memory_objects, "bytes": usage.memory_bytes},
+                "memory": {
+                    "objects": usage.memory_objects,
+                    "bytes": usage.memory_bytes,
+                    "evictions": usage.memory_evictions,
+                },
             },
             "requests": {
                 "hit": hits,

@@ -15,6 +15,8 @@ pub struct Metrics {
     /// Objects and bytes held, by tier; set when scraped.
     pub cache_objects: IntGaugeVec,
     pub cache_bytes: IntGaugeVec,
+    /// Objects evicted for room, by tier; brought up to date when scraped.
+    pub cache_evictions: IntCounterVec,
     /// Requests to origin servers, by pool, server and outcome
     /// (`ok`, `5xx`, `connect_error`, `reset`, `timeout`).
     pub origin_requests: IntCounterVec,
@@ -85,6 +87,14 @@ impl Metrics {
             Opts::new("outpost_cache_bytes", "Bytes stored, by tier."),
             &["tier"],
         )?;
+        let cache_evictions = IntCounterVec::new(
+            Opts::new(
+                "outpost_cache_evictions_total",
+                "Objects evicted to make room, by tier.",
+            ),
+            &["tier"],
+        )?;
+        registry.register(Box::new(cache_evictions.clone()))?;
         let origin_requests = IntCounterVec::new(
             Opts::new(
                 "outpost_origin_requests_total",
@@ -209,6 +219,7 @@ impl Metrics {
             purges,
             cache_objects,
             cache_bytes,
+            cache_evictions,
             origin_requests,
             origin_response,
             origin_connects,
