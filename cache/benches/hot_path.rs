@@ -14,7 +14,11 @@ use outpost_config::QueryKey;
 
 fn filled(objects: usize) -> (Cache, Vec<CacheKey>) {
     let cache = Cache::new(1 << 30, PolicyOptions::default(), Arc::new(SystemClock));
-    let req = http::Request::get("/").body(()).expect("request").into_parts().0;
+    let req = http::Request::get("/")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
     let keys: Vec<CacheKey> = (0..objects)
         .map(|i| {
             CacheKey::new(
@@ -57,7 +61,11 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let (cache, keys) = filled(100_000);
-    let req = http::Request::get("/").body(()).expect("request").into_parts().0;
+    let req = http::Request::get("/")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
     let mut i = 0;
     c.bench_function("memory/lookup-hit (100k objects)", |b| {
         b.iter(|| {
@@ -78,7 +86,10 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("headers/response-head-from-entry", |b| {
         b.iter(|| {
             let mut headers = black_box(&entry.headers).clone();
-            headers.insert(http::header::AGE, http::HeaderValue::from(entry.age(cache.now()).as_secs()));
+            headers.insert(
+                http::header::AGE,
+                http::HeaderValue::from(entry.age(cache.now()).as_secs()),
+            );
             headers.insert(
                 "cache-status",
                 http::HeaderValue::from_static("Outpost; hit"),
