@@ -275,7 +275,9 @@ fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecu
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_send_buf_size(H2_SEND_BUFFER)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // RFC 8441: WebSocket over HTTP/2 streams.
+        .enable_connect_protocol();
     builder
 }
 

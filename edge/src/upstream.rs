@@ -340,6 +340,12 @@ impl Upstream {
         }
     }
 
+    /// Whether this pool may speak HTTP/1.1, which a WebSocket upgrade
+    /// needs (`protocol: http2` pools never do).
+    pub fn speaks_http1(&self) -> bool {
+        self.blueprint.protocol != OriginProtocol::Http2
+    }
+
     /// The Host header to send: the pool's override or the client's.
     pub fn host_header<'a>(&'a self, client_host: &'a str) -> &'a str {
         self.host.as_deref().unwrap_or(client_host)

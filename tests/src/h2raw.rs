@@ -81,7 +81,7 @@ impl H2Raw {
         self.stream.write_all(frames).await.is_ok()
     }
 
-    /// Reads frames (acknowledging the server's SETTINGS) until `done`
+    /// Reads frames (acknowledging the server's SETTINGS and PINGs) until `done`
     /// holds for one, the connection ends, or `within` passes; returns
     /// every frame read.
     pub async fn read_until(
@@ -95,6 +95,10 @@ impl H2Raw {
             while let Some(frame) = self.take_frame() {
                 if frame.kind == SETTINGS && frame.flags & ACK == 0 {
                     self.send(SETTINGS, ACK, 0, &[]).await;
+                }
+                if frame.kind == PING && frame.flags & ACK == 0 {
+                    let payload = frame.payload.clone();
+                    self.send(PING, ACK, 0, &payload).await;
                 }
                 let finished = done(&frame);
                 frames.push(frame);

@@ -14,6 +14,19 @@ async fn setup() -> (Origin, Outpost) {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// What a flood may add to the process's resident memory.
+const FLOOD_MEMORY_KIB: u64 = 32 * 1024;
+
 /// The frame that ends stream 1 or the connection, if one came.
 fn refusal(frames: &[Frame]) -> Option<&Frame> {
     frames
@@ -115,6 +128,7 @@ async fn a_continuation_flood_ends_in_goaway() {
         flood.extend_from_slice(&frame(CONTINUATION, 0, 1, &filler));
     }
     // About 10 MB: the server stops reading well before the end.
+    let before = rss_kib(outpost.pid());
     let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
     let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
     assert!(
@@ -122,6 +136,8 @@ async fn a_continuation_flood_ends_in_goaway() {
         "no GOAWAY after the flood: {frames:?}"
     );
     assert_eq!(origin.hits(), 0);
+    let grown = rss_kib(outpost.pid()).saturating_sub(before);
+    assert!(grown < FLOOD_MEMORY_KIB, "memory grew by {grown} KiB");
 }
 
 /// Rapid Reset (CVE-2023-44487): streams opened and reset at once, over
@@ -180,7 +196,10 @@ async fn a_ping_flood_is_absorbed() {
     for i in 0..20_000u64 {
         flood.extend_from_slice(&frame(PING, 0, 0, &i.to_be_bytes()));
     }
+    let before = rss_kib(outpost.pid());
     let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let grown = rss_kib(outpost.pid()).saturating_sub(before);
+    assert!(grown < FLOOD_MEMORY_KIB, "memory grew by {grown} KiB");
     let fields = request_fields(b"GET", b"a.test", b"/after");
     h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
         .await;
@@ -194,4 +213,55 @@ async fn a_ping_flood_is_absorbed() {
         "neither an answer nor GOAWAY after a PING flood"
     );
     assert!(origin.hits() <= 1);
+}
+
+/// A SETTINGS flood is acknowledged one frame at a time, like PING: memory
+/// stays bounded and the connection either keeps serving or ends.
+#[tokio::test]
+async fn a_settings_flood_is_absorbed() {
+    let (_origin, outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    // SETTINGS_MAX_CONCURRENT_STREAMS (3) = 100, over and over.
+    let setting = [0x00, 0x03, 0x00, 0x00, 0x00, 0x64];
+    let mut flood = Vec::new();
+    for _ in 0..20_000 {
+        flood.extend_from_slice(&frame(SETTINGS, 0, 0, &setting));
+    }
+    let before = rss_kib(outpost.pid());
+    let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
+    let grown = rss_kib(outpost.pid()).saturating_sub(before);
+    assert!(grown < FLOOD_MEMORY_KIB, "memory grew by {grown} KiB");
+    let fields = request_fields(b"GET", b"a.test", b"/after");
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+        .await;
+    let frames = h2
+        .read_until(Duration::from_secs(20), |f| {
+            f.kind == GOAWAY || (f.stream == 1 && f.flags & END_STREAM != 0)
+        })
+        .await;
+    assert!(answered(&frames) || frames.iter().any(|f| f.kind == GOAWAY));
+}
+
+/// Graceful shutdown sends GOAWAY on HTTP/2 (RFC 9113 §6.8), after the
+/// request in flight is answered.
+#[tokio::test]
+async fn shutdown_sends_goaway() {
+    let (origin, mut outpost) = setup().await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let fields = request_fields(b"GET", b"a.test", b"/x");
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &header_block(&fields))
+        .await;
+    let frames = h2
+        .read_until(WAIT, |f| f.stream == 1 && f.flags & END_STREAM != 0)
+        .await;
+    assert!(answered(&frames));
+    outpost.terminate();
+    let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
+    let goaway = frames.iter().find(|f| f.kind == GOAWAY);
+    assert_eq!(goaway.and_then(Frame::error_code), Some(0), "{frames:?}");
+    // The server's PING (to settle the last stream id) is answered, and it
+    // closes the connection.
+    h2.read_until(WAIT, |_| false).await;
+    assert_eq!(outpost.exit_code(WAIT).await, Some(0));
+    assert_eq!(origin.hits(), 1);
 }

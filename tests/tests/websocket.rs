@@ -107,3 +107,65 @@ async fn a_refused_upgrade_leaves_an_http_connection() {
     let upgrade = &origin.seen()[0];
     assert_eq!(upgrade.headers["upgrade"], "websocket");
 }
+
+/// RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT) reaches
+/// an HTTP/1.1 WebSocket origin; frames pass both ways.
+#[tokio::test]
+async fn websocket_over_an_http2_stream() {
+    let origin = echo_origin().await;
+    let outpost = Outpost::start(&config_for(&origin), &[], None).await;
+    let tcp = TcpStream::connect(outpost.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // The server's SETTINGS arrive after the handshake (RFC 8441 §3).
+    for _ in 0..500 {
+        if client.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        client.is_extended_connect_protocol_enabled(),
+        "the server offers extended CONNECT"
+    );
+    let mut request = http::Request::builder()
+        .method("CONNECT")
+        .uri("http://a.test/chat")
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut outgoing) = client.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut incoming = response.into_body();
+
+    // One masked text frame, "hi" (RFC 6455 §5.2, §5.3).
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let payload: Vec<u8> = b"hi"
+        .iter()
+        .zip(mask.iter().cycle())
+        .map(|(b, m)| b ^ m)
+        .collect();
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend_from_slice(&payload);
+    outgoing.send_data(frame.into(), false).unwrap();
+
+    let mut received = Vec::new();
+    while received.len() < 2 + "echo: hi".len() {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), incoming.data())
+            .await
+            .expect("an echo in time")
+            .expect("data")
+            .unwrap();
+        let _ = incoming.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received[0], 0x81, "an unmasked text frame");
+    assert_eq!(usize::from(received[1]), "echo: hi".len());
+    assert_eq!(&received[2..], b"echo: hi");
+}
