@@ -606,8 +606,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
                 // End of stream: hyper answers what it has and closes.
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut read = ReadBuf::new(&mut chunk);
+            if this.state == State::Tunnel && this.pending.is_empty() {
+                // Nothing left to check (HTTP/2, or an upgraded
+                // connection): read straight into the caller's buffer.
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            // Not zeroed: the read writes what it reports.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
+            let mut read = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Pending => {
                     this.reader = Some(cx.waker().clone());
