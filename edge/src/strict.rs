@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -70,7 +70,9 @@ enum State {
     },
     /// A request with Upgrade was read: wait for the answer's status.
     AwaitUpgrade,
-    /// Opaque bytes: an HTTP/2 connection or an upgraded one.
+    /// An HTTP/2 connection: frames pass, PING and SETTINGS are counted.
+    H2,
+    /// Opaque bytes: an upgraded connection.
     Tunnel,
     /// A bad request was replaced; nothing more is read.
     Rejected,
@@ -99,6 +101,87 @@ pub enum Violation {
     BadChunkLine,
     BadChunkEnd,
     BadTrailers,
+    ControlFrameFlood,
+}
+
+/// PING and SETTINGS frames a client may send at once, and per second
+/// after that. A flood of them costs the server an answer each; h2 answers
+/// one at a time, so memory is safe, but the work is not.
+const CONTROL_BURST: f64 = 1000.0;
+const CONTROL_PER_SECOND: f64 = 100.0;
+
+/// Follows the HTTP/2 frames a client sends (after the preface), counting
+/// PING and SETTINGS frames that ask for an answer.
+#[derive(Debug)]
+struct FrameScan {
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: u64,
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl FrameScan {
+    fn new() -> Self {
+        Self {
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+            tokens: CONTROL_BURST,
+            refilled: std::time::Instant::now(),
+        }
+    }
+
+    /// Follows `bytes`; Err(offset) when the frame starting there goes over
+    /// the budget (a frame header split across reads is judged at the
+    /// next frame that starts within one).
+    fn scan(&mut self, bytes: &[u8]) -> Result<(), usize> {
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len() - at);
+                at += n;
+                self.skip -= n as u64;
+                continue;
+            }
+            let frame_start = at;
+            let started_here = self.have == 0;
+            let n = (9 - self.have).min(bytes.len() - at);
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
+            self.have += n;
+            at += n;
+            if self.have < 9 {
+                continue;
+            }
+            self.have = 0;
+            let length = u64::from(self.header[0]) << 16
+                | u64::from(self.header[1]) << 8
+                | u64::from(self.header[2]);
+            self.skip = length;
+            let (kind, flags) = (self.header[3], self.header[4]);
+            let asks_answer = matches!(kind, 0x4 | 0x6) && flags & 0x1 == 0;
+            if asks_answer && !self.take_token() && started_here {
+                return Err(frame_start);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_token(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * CONTROL_PER_SECOND).min(CONTROL_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct Strict<T> {
@@ -118,6 +201,8 @@ pub struct Strict<T> {
     head_timeout: std::time::Duration,
     /// Running while a head is awaited or arriving.
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// HTTP/2 frames, once the preface is seen.
+    frames: FrameScan,
 }
 
 impl<T> Strict<T> {
@@ -128,6 +213,7 @@ impl<T> Strict<T> {
         Self {
             head_timeout,
             head_deadline: Some(Box::pin(tokio::time::sleep(head_timeout))),
+            frames: FrameScan::new(),
             inner,
             state: State::Start,
             pending: BytesMut::new(),
@@ -155,6 +241,19 @@ impl<T> Strict<T> {
     /// Why the connection's last request was refused, if it was.
     pub fn violation(&self) -> Option<Violation> {
         self.violation
+    }
+
+    /// An HTTP/2 client sent PING or SETTINGS frames faster than the
+    /// budget: the flood frame is replaced by a PING of the wrong size,
+    /// which h2 answers with GOAWAY (FRAME_SIZE_ERROR) before it closes;
+    /// nothing more is read.
+    fn flood(&mut self) {
+        tracing::debug!("HTTP/2 control frame flood; closing the connection");
+        self.violation = Some(Violation::ControlFrameFlood);
+        self.pending.clear();
+        self.ready
+            .extend_from_slice(&[0, 0, 7, 0x6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        self.state = State::Rejected;
     }
 
     /// hyper writes `data`; while an Upgrade request waits, the start of
@@ -226,6 +325,19 @@ impl<T> Strict<T> {
                     self.pass(n);
                     false
                 }
+                State::H2 => {
+                    match self.frames.scan(&self.pending) {
+                        Ok(()) => {
+                            let n = self.pending.len();
+                            self.pass(n);
+                        }
+                        Err(at) => {
+                            self.pass(at);
+                            self.flood();
+                        }
+                    }
+                    false
+                }
             };
             if !progressed {
                 return;
@@ -270,7 +382,8 @@ impl<T> Strict<T> {
             return true;
         }
         if n == PREFACE.len() {
-            self.state = State::Tunnel;
+            self.pass(PREFACE.len());
+            self.state = State::H2;
             return true;
         }
         false
@@ -607,9 +720,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
                 return Poll::Ready(Ok(()));
             }
             if this.state == State::Tunnel && this.pending.is_empty() {
-                // Nothing left to check (HTTP/2, or an upgraded
-                // connection): read straight into the caller's buffer.
+                // An upgraded connection: nothing to check; read straight
+                // into the caller's buffer.
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            if this.state == State::H2 && this.pending.is_empty() {
+                // HTTP/2 frames go straight into the caller's buffer and
+                // are looked at there; a flood is cut at its first frame.
+                let start = buf.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                if let Err(at) = this.frames.scan(&buf.filled()[start..]) {
+                    buf.set_filled(start + at);
+                    this.flood();
+                    // The replacement frame follows at once (an empty read
+                    // would look like the end of the stream).
+                    let n = this.ready.len().min(buf.remaining());
+                    buf.put_slice(&this.ready[..n]);
+                    this.ready.advance(n);
+                }
+                return Poll::Ready(Ok(()));
             }
             // Not zeroed: the read writes what it reports.
             let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
@@ -730,6 +859,40 @@ mod tests {
         )
         .await;
         accepted("GET / HTTP/1.0\r\n\r\n").await;
+    }
+
+    /// PING and SETTINGS past the budget are cut at a frame boundary and
+    /// replaced by a frame h2 refuses with GOAWAY; ACKs and other frames
+    /// are not counted.
+    #[tokio::test]
+    async fn an_h2_control_frame_flood_is_cut_off() {
+        let ping = |flags: u8| {
+            let mut f = vec![0, 0, 8, 0x6, flags, 0, 0, 0, 0];
+            f.extend_from_slice(&[1; 8]);
+            f
+        };
+        let mut calm = PREFACE.to_vec();
+        for _ in 0..500 {
+            calm.extend_from_slice(&ping(0));
+            calm.extend_from_slice(&ping(1));
+        }
+        let (out, violation) = through(&calm).await;
+        assert_eq!((out.len(), violation), (calm.len(), None));
+
+        let mut flood = PREFACE.to_vec();
+        for _ in 0..5_000 {
+            flood.extend_from_slice(&ping(0));
+        }
+        let (out, violation) = through(&flood).await;
+        assert_eq!(violation, Some(Violation::ControlFrameFlood));
+        let cut = PREFACE.len() + 1000 * 17;
+        assert_eq!(&out[..cut], &flood[..cut], "the budget passes whole frames");
+        assert_eq!(
+            &out[cut..cut + 4],
+            &[0, 0, 7, 0x6],
+            "then a PING of the wrong size"
+        );
+        assert_eq!(out.len(), cut + 16);
     }
 
     #[tokio::test]
