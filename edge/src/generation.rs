@@ -338,11 +338,17 @@ fn fixed_settings(old: &Loaded, new: &Loaded) -> Result<(), ErrorList> {
 /// Settings that a reload accepts but that wait for the next restart.
 fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
     let mut notes = Vec::new();
-    let (old, new) = (&old.config.cache, &new.config.cache);
-    if old.memory != new.memory {
+    let (old, new) = (&old.config, &new.config);
+    if old.cache.memory != new.cache.memory {
         notes.push(format!(
             "cache.memory: the memory tier keeps its size ({}) until the next restart or upgrade",
-            old.memory
+            old.cache.memory
+        ));
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        notes.push(format!(
+            "limits.max_connections: {} stays in force until the next restart or upgrade",
+            old.limits.max_connections
         ));
     }
     notes

@@ -176,3 +176,27 @@ async fn reloads_under_load_fail_no_request() {
     );
     assert_eq!(metric(outpost.admin, FAILED).await, Some(1.0));
 }
+
+/// Settings a running process cannot change in place are accepted and
+/// named in the answer.
+#[tokio::test]
+async fn settings_that_wait_for_a_restart_are_named() {
+    let a = named_origin("A").await;
+    let config = simple_config(&a, &["example.com"], "");
+    let outpost = Outpost::start(&config, &[], Some(TOKEN)).await;
+    write_config(
+        &outpost,
+        &format!(
+            "limits: {{max_connections: 50}}\n{}",
+            config.replace("memory: 64MiB", "memory: 32MiB")
+        ),
+    );
+    let answer = reload(outpost.admin, TOKEN).await;
+    assert_eq!(answer.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let notes = body["config"]["restart_needed"].to_string();
+    assert!(
+        notes.contains("cache.memory") && notes.contains("limits.max_connections"),
+        "{notes}"
+    );
+}
