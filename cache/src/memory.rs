@@ -95,6 +95,11 @@ impl MemoryTier {
         self.entries.run_pending_tasks();
     }
 
+    /// Objects held, as last counted (cheap: no bookkeeping is run).
+    pub fn objects_estimate(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
     /// Objects and bytes held, after pending evictions have run.
     pub fn usage(&self) -> (u64, u64) {
         self.entries.run_pending_tasks();
