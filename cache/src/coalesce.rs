@@ -67,6 +67,10 @@ impl Fill {
         }
     }
 
+    fn failed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).end == End::Failed
+    }
+
     fn update(&self, change: impl FnOnce(&mut State)) {
         change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -170,7 +174,9 @@ impl Coalescer {
             }
         }
         let mut fills = self.fills.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(fill) = fills.get(&key) {
+        if let Some(fill) = fills.get(&key)
+            && !fill.failed()
+        {
             return Role::Follower(fill.clone());
         }
         let fill = Arc::new(Fill::new());
@@ -282,8 +288,11 @@ impl FillWriter {
     fn end(&mut self, end: End) {
         if !self.ended {
             self.ended = true;
-            self.fill.update(|s| s.end = end);
+            // Forgotten before anyone hears the end: a client that learns
+            // of a failure and asks again must start a new fetch, not join
+            // the failed one.
             self.coalescer.forget(&self.key, &self.fill);
+            self.fill.update(|s| s.end = end);
         }
     }
 
@@ -310,6 +319,23 @@ mod tests {
             headers: HeaderMap::new(),
             variant: String::new(),
         }
+    }
+
+    /// Once a fill has failed, whoever asks next leads a new fetch; by
+    /// then the failed fill is no longer found.
+    #[tokio::test]
+    async fn a_request_after_a_failure_leads_a_new_fetch() {
+        let coalescer = Coalescer::new();
+        let Role::Leader(leader) = coalescer.join([9; 32]) else {
+            panic!("first is the leader")
+        };
+        let writer = leader.share(head());
+        let fill = writer.fill().clone();
+        let mut changes = fill.changes.subscribe();
+        drop(writer);
+        changes.changed().await.expect("the failure is announced");
+        assert!(fill.failed());
+        assert!(matches!(coalescer.join([9; 32]), Role::Leader(_)));
     }
 
     #[tokio::test]
