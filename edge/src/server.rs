@@ -331,6 +331,16 @@ async fn serve_proxy(
         listener,
         certificate: None,
     };
+    serve_client(stream, conn, false, current, drain).await;
+}
+
+/// Serves one client connection, plain or TLS: the strict reader in front,
+/// then hyper (HTTP/2 only when ALPN chose it; otherwise HTTP/1.1 or h2c by
+/// the first bytes, with upgrades for WebSocket).
+async fn serve_client<S>(stream: S, conn: ConnInfo, h2_only: bool, current: Current, drain: Drain)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let closing = Arc::new(AtomicBool::new(false));
     let flag = closing.clone();
     let header_read_timeout = current
@@ -342,16 +352,15 @@ async fn serve_proxy(
         .get();
     let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
     let builder = connection_builder(header_read_timeout);
-    serve(
-        // With upgrades: a WebSocket tunnel takes the connection over.
-        builder.serve_connection_with_upgrades(
-            TokioIo::new(Strict::new(stream, header_read_timeout)),
-            service,
-        ),
-        drain,
-        &closing,
-    )
-    .await;
+    let io = TokioIo::new(Strict::new(stream, header_read_timeout));
+    if h2_only {
+        let builder = builder.http2_only();
+        let connection = builder.serve_connection(io, service);
+        serve(connection, drain, &closing).await;
+    } else {
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        serve(connection, drain, &closing).await;
+    }
 }
 
 fn handshakes(current: &Current, result: &str) {
@@ -404,25 +413,5 @@ async fn serve_proxy_tls(
         // against; requests are routed by Host alone.
         certificate: sni.map(|name| tls.names.choose(Some(name))),
     };
-    let closing = Arc::new(AtomicBool::new(false));
-    let flag = closing.clone();
-    let header_read_timeout = current
-        .load()
-        .loaded
-        .config
-        .limits
-        .header_read_timeout
-        .get();
-    let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
-    let builder = connection_builder(header_read_timeout);
-    let io = TokioIo::new(Strict::new(stream, header_read_timeout));
-    if h2 {
-        let builder = builder.http2_only();
-        let connection = builder.serve_connection(io, service);
-        serve(connection, drain, &closing).await;
-    } else {
-        // HTTP/1.1 by ALPN (or none): with upgrades, for WebSocket.
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        serve(connection, drain, &closing).await;
-    }
+    serve_client(stream, conn, h2, current, drain).await;
 }
