@@ -17,6 +17,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -288,6 +289,13 @@ fn hand_over(stream: UnixStream, sockets: Sockets) -> io::Result<()> {
 /// replaced; one that a live process answers on is an error unless
 /// `replace` (a successor taking over from it).
 fn bind(path: &Path, replace: bool) -> io::Result<tokio::net::UnixListener> {
+    let listener = bind_replacing(path, replace)?;
+    // Whoever can connect gets the listening sockets: the owner only.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn bind_replacing(path: &Path, replace: bool) -> io::Result<tokio::net::UnixListener> {
     match tokio::net::UnixListener::bind(path) {
         Ok(listener) => return Ok(listener),
         Err(e) if e.kind() != io::ErrorKind::AddrInUse => {
@@ -394,6 +402,8 @@ mod tests {
         let path = dir.path().join("upgrade.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         let live = bind(&path, false).expect("stale file replaced");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner may connect");
         let err = bind(&path, false).unwrap_err();
         assert!(err.to_string().contains("--upgrade"), "{err}");
         drop(live);
