@@ -22,7 +22,6 @@ use outpost_purge_api::{Admin, Metrics, Tokens};
 use crate::access_log::{AccessLog, Target};
 use crate::proxy::Proxy;
 use crate::router::Router;
-use crate::tls::Tls;
 use crate::upstream::Upstream;
 use crate::{acceptors, header_names, max_stored_body, single_error};
 
@@ -66,9 +65,8 @@ pub struct Generation {
     /// 1 for the config loaded at start, then one more per reload.
     pub number: u64,
     pub loaded: Loaded,
+    /// Holds the router, the pools and each listener's TLS acceptor.
     pub proxy: Arc<Proxy>,
-    /// The TLS acceptor of each listener (None for plain ones), in config order.
-    pub acceptors: Vec<Option<Arc<Tls>>>,
 }
 
 /// The generation serving now.
@@ -115,7 +113,7 @@ impl Generation {
             coalesce_timeout: config.cache.coalesce_timeout.get(),
             access_log,
             request_ids: shared.request_ids.clone(),
-            tls: acceptors.clone(),
+            tls: acceptors,
             max_uri_length: usize::try_from(config.limits.max_uri_length.bytes())
                 .unwrap_or(usize::MAX),
         };
@@ -123,7 +121,6 @@ impl Generation {
             number,
             loaded,
             proxy: Arc::new(proxy),
-            acceptors,
         })
     }
 

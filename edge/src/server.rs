@@ -146,7 +146,7 @@ pub fn spawn_proxy_listener(
 ) {
     spawn_accept_loop(listener, drain, move |stream, remote, drain| {
         let generation = current.load();
-        let tls = generation.acceptors.get(index).cloned().flatten();
+        let tls = generation.proxy.tls.get(index).cloned().flatten();
         let metrics = generation.proxy.metrics.clone();
         let slot = slots.clone().try_acquire_owned().ok();
         let current = current.clone();
