@@ -47,6 +47,9 @@ pub struct Entry {
     pub tags: Vec<String>,
     /// Hash of the URL's primary key (the same for every variant).
     pub primary: [u8; 32],
+    /// Where the body lies on disk, when it is larger than one chunk. The
+    /// body is in `body` as well when the entry is held in memory.
+    pub chunks: Option<crate::disk::Chunks>,
 }
 
 impl Entry {
@@ -61,6 +64,16 @@ impl Entry {
     pub fn host(&self) -> &str {
         let location = self.location();
         location.split(['/', '?']).next().unwrap_or(location)
+    }
+
+    /// Length of the body, wherever it is.
+    pub fn body_len(&self) -> u64 {
+        self.chunks.map_or(self.body.len() as u64, |c| c.len)
+    }
+
+    /// Whether the whole body is in `body` (otherwise it streams from disk).
+    pub fn resident(&self) -> bool {
+        self.body.len() as u64 == self.body_len()
     }
 
     /// A copy that must be revalidated before use (a soft purge).

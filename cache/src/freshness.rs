@@ -14,7 +14,7 @@ const MAX_DELTA: u64 = 1 << 31;
 
 /// Cache-Control directives from every field line: names lower-cased,
 /// values trimmed and unquoted, commas inside quotes respected.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Directives(Vec<(String, Option<String>)>);
 
 /// A directive present with a value that cannot be used (§4.2.1: "consider
@@ -144,7 +144,7 @@ pub struct Heuristic {
 }
 
 /// What a stored response's freshness is made of.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Freshness {
     /// §4.2.1 freshness lifetime.
     pub lifetime: Duration,

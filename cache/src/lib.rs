@@ -5,8 +5,10 @@
 
 mod clock;
 mod coalesce;
+mod disk;
 mod entry;
 mod freshness;
+mod journal;
 mod key;
 mod memory;
 mod policy;
@@ -14,20 +16,23 @@ mod purge;
 mod vary;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, request, response};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coalesce::{Coalescer, Fill, FillFailed, FillWriter, Leader, Role, SharedHead};
+pub use disk::{CHUNK, Chunks, DiskError, DiskStats, DiskTier, note_store_error};
+use disk::{ChunkWriter, Found};
 pub use entry::Entry;
 use freshness::Unusable;
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
 pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
-pub use purge::{PurgeIndex, Verdict};
+pub use purge::{PurgeIndex, RETENTION, Verdict};
 use vary::VaryMarker;
 pub use vary::{KeyFields, MAX_VARIANTS};
 
@@ -46,6 +51,12 @@ pub enum Lookup {
     Miss,
 }
 
+/// An id no other call returns, in this process or after a restart.
+pub fn unique_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    purge::next_after_now(&NEXT)
+}
+
 /// Sizes of the cache, for `/stats` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -53,10 +64,44 @@ pub struct Usage {
     pub memory_bytes: u64,
     /// Objects evicted from the memory tier for room, since the start.
     pub memory_evictions: u64,
+    /// Lookups the memory tier answered, and those it did not, since the start.
+    pub memory_hits: u64,
+    pub memory_misses: u64,
+    /// The disk tier, once open.
+    pub disk: Option<DiskUsage>,
+    /// Whether a disk tier is configured but not open yet (a successor
+    /// waiting for its predecessor to close it, or a disk without room).
+    pub disk_pending: bool,
+    /// Disk faults since the start: reads and writes that failed, and
+    /// failures to open the tier.
+    pub disk_faults: u64,
+}
+
+/// The disk tier's counts since the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Records found damaged or incomplete (and dropped).
+    pub damaged: u64,
+    /// Reads that failed.
+    pub errors: u64,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
 }
 
 pub struct Cache {
     memory: MemoryTier,
+    memory_hits: AtomicU64,
+    memory_misses: AtomicU64,
+    /// Set for a cache built to have a disk tier.
+    tiered: bool,
+    /// The largest body the memory tier keeps.
+    memory_limit: usize,
+    /// The disk tier, once it is open (a successor in a binary upgrade
+    /// opens it only when its predecessor has closed it).
+    disk: std::sync::OnceLock<DiskTier>,
     purges: Arc<PurgeIndex>,
     clock: Arc<dyn Clock>,
     /// Swapped whole by a config reload.
@@ -65,12 +110,73 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(memory_bytes: u64, options: PolicyOptions, clock: Arc<dyn Clock>) -> Self {
-        let purges = Arc::new(PurgeIndex::default());
+        Self::build(memory_bytes, PurgeIndex::default(), options, clock, false)
+    }
+
+    /// A cache that will have a disk tier below memory: purges are kept
+    /// for it from the start, and journaled once it is attached.
+    pub fn tiered(memory_bytes: u64, options: PolicyOptions, clock: Arc<dyn Clock>) -> Self {
+        Self::build(memory_bytes, PurgeIndex::durable(), options, clock, true)
+    }
+
+    /// A cache with a disk tier below memory.
+    pub fn with_disk(
+        memory_bytes: u64,
+        disk: DiskTier,
+        options: PolicyOptions,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
+        let cache = Self::tiered(memory_bytes, options, clock);
+        cache.attach_disk(disk)?;
+        Ok(cache)
+    }
+
+    /// Puts the disk tier below memory. The purges journaled beside its
+    /// files apply from now on, and the purges made before are journaled.
+    pub fn attach_disk(&self, disk: DiskTier) -> std::io::Result<()> {
+        self.purges.attach_journal(&disk.path().join("purges"))?;
+        self.disk
+            .set(disk)
+            .map_err(|_| std::io::Error::other("a disk tier is already attached"))
+    }
+
+    fn build(
+        memory_bytes: u64,
+        purges: PurgeIndex,
+        options: PolicyOptions,
+        clock: Arc<dyn Clock>,
+        tiered: bool,
+    ) -> Self {
+        let purges = Arc::new(purges);
         Self {
             memory: MemoryTier::new(memory_bytes, purges.clone()),
+            memory_hits: AtomicU64::new(0),
+            memory_misses: AtomicU64::new(0),
+            tiered,
+            memory_limit: usize::try_from(memory_bytes.min(u64::from(u32::MAX / 2)))
+                .unwrap_or(usize::MAX),
+            disk: std::sync::OnceLock::new(),
             purges,
             clock,
             options: arc_swap::ArcSwap::from_pointee(options),
+        }
+    }
+
+    /// Whether a disk tier is configured but not open yet.
+    pub fn disk_pending(&self) -> bool {
+        self.tiered && self.disk.get().is_none()
+    }
+
+    pub fn disk(&self) -> Option<&DiskTier> {
+        self.disk.get()
+    }
+
+    /// Writes what the disk tier has queued and closes it.
+    pub async fn close(&self) {
+        if let Some(disk) = self.disk.get()
+            && let Err(e) = disk.close().await
+        {
+            tracing::warn!(error = %e, "closing the disk tier");
         }
     }
 
@@ -84,8 +190,18 @@ impl Cache {
         self.clock.now()
     }
 
-    /// Looks `key` up for the request `req`.
+    /// Looks `key` up for the request `req`, in memory.
     pub fn lookup(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
+        let found = self.lookup_memory(key, req);
+        let counter = match found {
+            Lookup::Miss | Lookup::VaryMiss => &self.memory_misses,
+            _ => &self.memory_hits,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
+    }
+
+    fn lookup_memory(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
         let mut hash = *key.hash();
         let entry = match self.memory.get(key.hash()) {
             None => return Lookup::Miss,
@@ -113,11 +229,15 @@ impl Cache {
         match self.purges.judge(&entry) {
             Verdict::Gone => {
                 self.memory.remove(&hash);
-                return Lookup::Miss;
+                Lookup::Miss
             }
-            Verdict::Stale => return Lookup::Stale(entry),
-            Verdict::Live => {}
+            Verdict::Stale => Lookup::Stale(entry),
+            Verdict::Live => self.assess(entry, req),
         }
+    }
+
+    /// Whether a stored entry, live by the purge marks, answers `req`.
+    fn assess(&self, entry: Arc<Entry>, req: &request::Parts) -> Lookup {
         // RFC 9111 §3.5: an authenticated request is answered from a shared
         // entry only when the response allowed it.
         if req.headers.contains_key(http::header::AUTHORIZATION)
@@ -136,6 +256,149 @@ impl Cache {
             Err(Unusable::Request) => Lookup::Refused(entry),
             Err(Unusable::Stale) => Lookup::Stale(entry),
         }
+    }
+
+    /// Looks `key` up in memory, then on disk. An object found on disk is
+    /// promoted to memory when its body fits there.
+    pub async fn lookup_tiered(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
+        let found = self.lookup(key, req);
+        match (self.disk.get(), &found) {
+            (Some(disk), Lookup::Miss | Lookup::VaryMiss) => {
+                match self.lookup_disk(disk, key, req).await {
+                    Lookup::Miss => found,
+                    on_disk => on_disk,
+                }
+            }
+            _ => found,
+        }
+    }
+
+    async fn lookup_disk(&self, disk: &DiskTier, key: &CacheKey, req: &request::Parts) -> Lookup {
+        let marker = match self.memory.get(key.hash()) {
+            Some(Stored::Variants(marker)) if marker.key == key.text() => Some(marker),
+            // In memory and refused there (another URL, purged, private).
+            Some(_) => return Lookup::Miss,
+            None => None,
+        };
+        let (marker, primary_found) = match marker {
+            Some(marker) => (Some(marker), None),
+            None => match disk.load(key.hash()).await {
+                Ok(Some(Found::Marker(stored))) if stored.key == key.text() => {
+                    let names = stored
+                        .names
+                        .iter()
+                        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                        .collect();
+                    let marker = Arc::new(VaryMarker::with_id(
+                        stored.key,
+                        stored.id,
+                        names,
+                        stored.cookies,
+                    ));
+                    self.memory
+                        .insert(*key.hash(), Stored::Variants(marker.clone()));
+                    (Some(marker), None)
+                }
+                Ok(Some(Found::Object(entry))) => (None, Some(entry)),
+                _ => return Lookup::Miss,
+            },
+        };
+        let (hash, entry) = match (marker, primary_found) {
+            (_, Some(entry)) => (*key.hash(), entry),
+            (Some(marker), None) => {
+                let secondary = vary::secondary(&marker.names, &marker.cookies, &req.headers);
+                let hash = vary::secondary_hash(key.text(), &secondary);
+                match disk.load(&hash).await {
+                    Ok(Some(Found::Object(entry)))
+                        if entry.marker == marker.id && entry.variant == secondary =>
+                    {
+                        marker.remember(hash);
+                        (hash, entry)
+                    }
+                    _ => return Lookup::VaryMiss,
+                }
+            }
+            (None, None) => return Lookup::Miss,
+        };
+        if entry.key != key.text() {
+            return Lookup::Miss;
+        }
+        let verdict = self.purges.judge(&entry);
+        if verdict == Verdict::Gone {
+            disk.delete(&hash);
+            return Lookup::Miss;
+        }
+        let Some(entry) = self.promote(disk, *entry).await else {
+            disk.delete(&hash);
+            return Lookup::Miss;
+        };
+        let entry = Arc::new(entry);
+        if entry.resident() && entry.body.len() <= self.memory_limit {
+            self.store(hash, entry.clone());
+        }
+        match verdict {
+            Verdict::Stale => Lookup::Stale(entry),
+            _ => self.assess(entry, req),
+        }
+    }
+
+    /// The bytes `start..=end` of an entry's body, from memory or, chunk by
+    /// chunk, from disk. A chunk found damaged or gone ends the stream with
+    /// an error (the client's response is cut off, never passed off as
+    /// whole) and the object is dropped from disk.
+    pub fn body(
+        &self,
+        entry: &Entry,
+        start: u64,
+        end: u64,
+    ) -> futures_util::stream::BoxStream<'static, Result<Bytes, DiskError>> {
+        use futures_util::StreamExt;
+        match (entry.resident(), entry.chunks, self.disk.get()) {
+            (false, Some(chunks), Some(disk)) => {
+                let head = if entry.marker == 0 {
+                    entry.primary
+                } else {
+                    vary::secondary_hash(&entry.key, &entry.variant)
+                };
+                let tier = disk.clone();
+                disk.stream(chunks, start, end)
+                    .inspect(move |piece| {
+                        if piece.is_err() {
+                            tier.delete(&head);
+                        }
+                    })
+                    .boxed()
+            }
+            (false, _, _) => futures_util::stream::once(async { Err(DiskError::Missing) }).boxed(),
+            (true, _, _) => {
+                let len = entry.body.len();
+                let to = usize::try_from(end.saturating_add(1)).map_or(len, |e| e.min(len));
+                let from = usize::try_from(start).map_or(to, |s| s.min(to));
+                let piece = entry.body.slice(from..to);
+                futures_util::stream::once(async move { Ok(piece) }).boxed()
+            }
+        }
+    }
+
+    /// An entry read from disk with its body read in whole when it is small
+    /// enough for memory; None when a chunk is damaged or gone.
+    async fn promote(&self, disk: &DiskTier, mut entry: Entry) -> Option<Entry> {
+        const PROMOTE_MAX: u64 = 16 << 20;
+        let Some(chunks) = entry.chunks else {
+            return Some(entry);
+        };
+        if !disk.has_chunks(&chunks) {
+            return None;
+        }
+        if chunks.len > PROMOTE_MAX || chunks.len > self.memory_limit as u64 {
+            return Some(entry);
+        }
+        let mut body = BytesMut::with_capacity(usize::try_from(chunks.len).ok()?);
+        for index in 0..chunks.len.div_ceil(CHUNK as u64) {
+            body.extend_from_slice(&disk.chunk(&chunks, index).await.ok()?);
+        }
+        entry.body = body.freeze();
+        Some(entry)
     }
 
     /// Builds an entry for a complete response, or says why it must not be
@@ -212,6 +475,62 @@ impl Cache {
 
     /// Stores a complete entry: under the URL's key, or as one variant of it.
     pub fn insert(&self, pending: PendingEntry, body: Bytes) -> Arc<Entry> {
+        let chunks = match self.disk.get() {
+            Some(disk) if body.len() > CHUNK => {
+                let mut writer = disk.chunk_writer(*pending.key.hash());
+                writer.push(&body);
+                writer.finish(body.len() as u64).ok()
+            }
+            _ => None,
+        };
+        self.commit(pending, body, chunks)
+    }
+
+    /// Begins storing a response whose body is still to arrive: feed it
+    /// with [`Storing::push`], then hand it to [`Cache::finish`]. Bodies up
+    /// to `limit` bytes are stored: in memory when they fit there, and on
+    /// disk, chunk by chunk as they arrive, when there is a disk tier.
+    pub fn storing(&self, pending: PendingEntry, expected: Option<u64>, limit: u64) -> Storing {
+        let copy = (expected.is_none_or(|n| n <= self.memory_limit as u64)).then(|| {
+            let capacity = expected.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            BytesMut::with_capacity(capacity.min(self.memory_limit))
+        });
+        let chunks = self
+            .disk
+            .get()
+            .map(|disk| disk.chunk_writer(*pending.key.hash()));
+        Storing {
+            pending,
+            copy,
+            chunks,
+            len: 0,
+            limit,
+            memory_limit: self.memory_limit,
+        }
+    }
+
+    /// Stores a response whose body has ended cleanly.
+    pub fn finish(&self, storing: Storing) -> Option<Arc<Entry>> {
+        let Storing {
+            pending,
+            copy,
+            chunks,
+            len,
+            ..
+        } = storing;
+        let (body, chunks) = match (copy, chunks.map(|w| w.finish(len))) {
+            (Some(copy), Some(Ok(chunks))) => (copy.freeze(), Some(chunks)),
+            (Some(copy), _) => (copy.freeze(), None),
+            (None, Some(Ok(chunks))) => (Bytes::new(), Some(chunks)),
+            (None, Some(Err(inline))) => (inline, None),
+            (None, None) => return None,
+        };
+        Some(self.commit(pending, body, chunks))
+    }
+
+    /// Stores an entry whose body is `body` (or, with `chunks`, on disk and
+    /// perhaps in `body` too) in memory when it fits, and on disk.
+    fn commit(&self, pending: PendingEntry, body: Bytes, chunks: Option<Chunks>) -> Arc<Entry> {
         let PendingEntry {
             key,
             status,
@@ -240,37 +559,58 @@ impl Cache {
             seq,
             tags,
             primary: *key.hash(),
+            chunks,
         };
         // A purge that arrived while this response was on its way wins.
         if self.purges.judge(&entry) == Verdict::Gone {
             return Arc::new(entry);
         }
-        if vary.is_empty() && cookies.is_empty() {
-            let entry = Arc::new(entry);
-            self.store(*key.hash(), entry.clone());
-            return entry;
-        }
-        let marker = match self.memory.get(key.hash()) {
-            Some(Stored::Variants(marker))
-                if marker.key == key.text()
-                    && marker.names == vary
-                    && marker.cookies == cookies =>
-            {
-                marker
+        let hash = if vary.is_empty() && cookies.is_empty() {
+            *key.hash()
+        } else {
+            let marker = match self.memory.get(key.hash()) {
+                Some(Stored::Variants(marker))
+                    if marker.key == key.text()
+                        && marker.names == vary
+                        && marker.cookies == cookies =>
+                {
+                    marker
+                }
+                _ => {
+                    let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary, cookies));
+                    self.memory
+                        .insert(*key.hash(), Stored::Variants(marker.clone()));
+                    if let Some(disk) = self.disk.get() {
+                        disk.put_marker(
+                            *key.hash(),
+                            &disk::Marker {
+                                key: marker.key.clone(),
+                                id: marker.id,
+                                names: marker.names.iter().map(|n| n.to_string()).collect(),
+                                cookies: marker.cookies.clone(),
+                            },
+                        );
+                    }
+                    marker
+                }
+            };
+            entry.marker = marker.id;
+            let hash = vary::secondary_hash(key.text(), &entry.variant);
+            for dropped in marker.remember(hash) {
+                self.memory.remove(&dropped);
             }
-            _ => {
-                let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary, cookies));
-                self.memory
-                    .insert(*key.hash(), Stored::Variants(marker.clone()));
-                marker
-            }
+            hash
         };
-        entry.marker = marker.id;
-        let hash = vary::secondary_hash(key.text(), &entry.variant);
         let entry = Arc::new(entry);
-        self.store(hash, entry.clone());
-        for dropped in marker.remember(hash) {
-            self.memory.remove(&dropped);
+        if entry.resident() && entry.body.len() <= self.memory_limit {
+            self.store(hash, entry.clone());
+        }
+        if let Some(disk) = self.disk.get() {
+            if entry.chunks.is_some() {
+                disk.put_object_when_written(hash, entry.clone());
+            } else {
+                disk.put_object(hash, &entry, &entry.body);
+            }
         }
         entry
     }
@@ -348,13 +688,22 @@ impl Cache {
             seq: self.purges.next_seq(),
             tags: stored.tags.clone(),
             primary: stored.primary,
+            chunks: stored.chunks,
         });
         let hash = if entry.marker == 0 {
             *key.hash()
         } else {
             vary::secondary_hash(key.text(), &entry.variant)
         };
-        self.store(hash, entry.clone());
+        if entry.resident() && entry.body.len() <= self.memory_limit {
+            self.store(hash, entry.clone());
+        }
+        if let Some(disk) = self.disk.get() {
+            // The body's chunks stay; only the head changes.
+            if entry.chunks.is_some() || entry.body.len() <= CHUNK {
+                disk.put_object(hash, &entry, &entry.body);
+            }
+        }
         Some(entry)
     }
 
@@ -427,6 +776,10 @@ impl Cache {
             }
             if !soft {
                 self.memory.remove(key.hash());
+                if let Some(disk) = self.disk.get() {
+                    // Variants on disk are kept from use by the URL's mark.
+                    disk.delete(key.hash());
+                }
             }
         }
         matched
@@ -495,10 +848,31 @@ impl Cache {
 
     pub fn usage(&self) -> Usage {
         let (memory_objects, memory_bytes) = self.memory.usage();
+        let disk = self.disk.get().map(|disk| {
+            let stats = disk.stats();
+            let count = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let (bytes_written, bytes_read) = disk.io_bytes();
+            DiskUsage {
+                capacity: disk.capacity(),
+                hits: count(&stats.hits),
+                misses: count(&stats.misses),
+                damaged: count(&stats.damaged),
+                errors: count(&stats.errors) + disk::store_errors(),
+                bytes_written,
+                bytes_read,
+            }
+        });
         Usage {
             memory_objects,
             memory_bytes,
             memory_evictions: self.memory.evictions(),
+            memory_hits: self.memory_hits.load(std::sync::atomic::Ordering::Relaxed),
+            memory_misses: self
+                .memory_misses
+                .load(std::sync::atomic::Ordering::Relaxed),
+            disk_pending: self.tiered && disk.is_none(),
+            disk_faults: disk.map_or(disk::store_errors(), |d| d.errors),
+            disk,
         }
     }
 }
@@ -565,6 +939,48 @@ fn clamp_age(headers: &mut HeaderMap) {
     }
     let age = text.parse::<u64>().unwrap_or(MAX_AGE).min(MAX_AGE);
     headers.insert(http::header::AGE, http::HeaderValue::from(age));
+}
+
+/// A response being stored as its body arrives.
+pub struct Storing {
+    pending: PendingEntry,
+    /// The body so far, while it fits the memory tier.
+    copy: Option<BytesMut>,
+    /// The body's chunks on their way to disk.
+    chunks: Option<ChunkWriter>,
+    len: u64,
+    limit: u64,
+    memory_limit: usize,
+}
+
+impl Storing {
+    /// Adds the next bytes of the body; false once nothing will be stored
+    /// (the body grew past the limit, or past memory without a disk tier).
+    pub fn push(&mut self, data: &[u8]) -> bool {
+        self.len += data.len() as u64;
+        if self.len > self.limit {
+            self.copy = None;
+            self.chunks = None;
+            return false;
+        }
+        if let Some(copy) = &mut self.copy {
+            if self.len > self.memory_limit as u64 {
+                self.copy = None;
+            } else {
+                copy.extend_from_slice(data);
+            }
+        }
+        if let Some(chunks) = &mut self.chunks {
+            chunks.push(data);
+        }
+        self.copy.is_some() || self.chunks.is_some()
+    }
+
+    /// Once the body has run ahead of the disk, a future to wait on before
+    /// reading more of it.
+    pub fn backlog(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        self.chunks.as_mut()?.backlog()
+    }
 }
 
 /// A response that may be stored once its body has arrived whole.

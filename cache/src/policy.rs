@@ -10,7 +10,7 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 use crate::freshness::Directives;
 
 /// What the matching rule says about storing one response.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StoreRules {
     /// Replaces the origin's freshness lifetime.
     pub ttl: Option<Duration>,
@@ -39,7 +39,7 @@ impl Default for StoreRules {
 }
 
 /// When a stored response may be used stale (RFC 9111 §4.2.4, RFC 5861).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StaleUse {
     /// must-revalidate, proxy-revalidate, s-maxage (which implies
     /// proxy-revalidate in a shared cache) or no-cache: never stale.

@@ -15,10 +15,32 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::entry::Entry;
+use crate::journal::{Journal, Kind, Mark};
 
-/// How long URL and prefix marks are kept: they only need to outlive the
-/// fills that were in flight when they were made; older entries are gone.
+/// How long URL and prefix marks are kept when every tier is in memory:
+/// they only need to outlive the fills that were in flight when they were
+/// made; the older entries they name are removed at once.
 const MARK_LIFETIME: Duration = Duration::from_secs(600);
+
+/// With a disk tier, whose objects cannot be listed and removed at once,
+/// URL and prefix marks are kept this long, and an object stored longer
+/// ago than this (and not revalidated since) is no longer served.
+pub const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Microseconds since the Unix epoch: sequence numbers are never below it,
+/// so that numbers given after a restart are above those given before.
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The next number from `counter`: above every earlier one and not below
+/// the current time in microseconds.
+pub(crate) fn next_after_now(counter: &AtomicU64) -> u64 {
+    counter.fetch_max(now_micros(), Ordering::Relaxed);
+    counter.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The latest purges that apply to something.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,29 +91,168 @@ pub struct PurgeIndex {
     everything_soft: AtomicU64,
     hosts: RwLock<HashMap<String, Marks>>,
     tags: RwLock<HashMap<String, Marks>>,
-    /// host+path prefixes (no scheme) with their marks.
-    prefixes: RwLock<Vec<(String, Marks, std::time::Instant)>>,
+    /// host -> host+path prefixes (no scheme) with their marks.
+    prefixes: RwLock<HashMap<String, Vec<(String, Marks)>>>,
     /// URL purges by primary key hash.
     urls: moka::sync::Cache<[u8; 32], Marks>,
     members: Mutex<Members>,
+    /// How long URL and prefix marks are kept.
+    lifetime: Duration,
+    /// Whether marks must outlive the process (there is, or will be, a disk tier).
+    durable: bool,
+    /// Where they are written, once the disk tier is open.
+    journal: std::sync::OnceLock<Journal>,
+    /// Marks made before the journal was attached, written when it is.
+    unjournaled: Mutex<Vec<Mark>>,
 }
 
 impl Default for PurgeIndex {
     fn default() -> Self {
+        Self::with_lifetime(MARK_LIFETIME, false)
+    }
+}
+
+/// Serving an entry stored longer ago than the marks are kept could serve
+/// what a forgotten mark purged.
+fn past_retention(seq: u64, lifetime: Duration) -> bool {
+    now_micros().saturating_sub(seq) > u64::try_from(lifetime.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl PurgeIndex {
+    fn with_lifetime(lifetime: Duration, durable: bool) -> Self {
         Self {
-            seq: AtomicU64::new(1),
+            seq: AtomicU64::new(now_micros()),
             everything_hard: AtomicU64::new(0),
             everything_soft: AtomicU64::new(0),
             hosts: RwLock::default(),
             tags: RwLock::default(),
             prefixes: RwLock::default(),
-            urls: moka::sync::Cache::builder()
-                .time_to_live(MARK_LIFETIME)
-                .max_capacity(1_000_000)
-                .build(),
+            urls: moka::sync::Cache::builder().time_to_live(lifetime).build(),
             members: Mutex::default(),
+            lifetime,
+            durable,
+            journal: std::sync::OnceLock::new(),
+            unjournaled: Mutex::default(),
         }
     }
+
+    /// An index for a cache with a disk tier: its marks are journaled once
+    /// [`PurgeIndex::attach_journal`] names the file.
+    pub fn durable() -> Self {
+        Self::with_lifetime(RETENTION, true)
+    }
+
+    /// Starts journaling to the file at `path`: the marks recorded there
+    /// before apply, and those made so far are added to it.
+    pub fn attach_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut everything_hard = 0;
+        if let Ok(text) = std::fs::read_to_string(path) {
+            // Marks older than a hard purge of everything no longer matter;
+            // a cheap first pass finds the latest.
+            for line in text.lines() {
+                if let Some((seq, rest)) = line.split_once(' ')
+                    && rest.starts_with("h e ")
+                {
+                    everything_hard = everything_hard.max(seq.parse().unwrap_or(0));
+                }
+            }
+        }
+        let (journal, marks) = Journal::open(path, |mark| {
+            mark.seq < everything_hard
+                || (matches!(mark.kind, Kind::Url | Kind::Prefix)
+                    && past_retention(mark.seq, RETENTION))
+        })?;
+        for mark in &marks {
+            self.seq.fetch_max(mark.seq, Ordering::Relaxed);
+            self.apply(mark);
+        }
+        let mut unjournaled = lock(&self.unjournaled);
+        journal.append(&unjournaled)?;
+        unjournaled.clear();
+        self.journal
+            .set(journal)
+            .map_err(|_| std::io::Error::other("a purge journal is already attached"))
+    }
+
+    /// Applies a mark read back from the journal.
+    fn apply(&self, mark: &Mark) {
+        let name = String::from_utf8_lossy(&mark.name).into_owned();
+        match mark.kind {
+            Kind::Everything => {
+                let target = if mark.soft {
+                    &self.everything_soft
+                } else {
+                    &self.everything_hard
+                };
+                target.fetch_max(mark.seq, Ordering::AcqRel);
+            }
+            Kind::Host => write(&self.hosts)
+                .entry(name)
+                .or_default()
+                .record(mark.seq, mark.soft),
+            Kind::Tag => write(&self.tags)
+                .entry(name)
+                .or_default()
+                .record(mark.seq, mark.soft),
+            Kind::Prefix => self.record_prefix(&name, mark.seq, mark.soft),
+            Kind::Url => {
+                if let Ok(primary) = <[u8; 32]>::try_from(mark.name.as_slice()) {
+                    let mut marks = self.urls.get(&primary).unwrap_or_default();
+                    marks.record(mark.seq, mark.soft);
+                    self.urls.insert(primary, marks);
+                }
+            }
+        }
+    }
+
+    /// Writes marks to the journal, when there is one.
+    fn journal(&self, seq: u64, soft: bool, kind: Kind, names: &[&[u8]]) {
+        if !self.durable {
+            return;
+        }
+        let marks: Vec<Mark> = names
+            .iter()
+            .map(|name| Mark {
+                seq,
+                soft,
+                kind,
+                name: name.to_vec(),
+            })
+            .collect();
+        let journal = {
+            let mut unjournaled = lock(&self.unjournaled);
+            match self.journal.get() {
+                Some(journal) => journal,
+                None => {
+                    unjournaled.extend(marks);
+                    return;
+                }
+            }
+        };
+        if let Err(e) = journal.append(&marks) {
+            tracing::error!(path = %journal.path().display(), error = %e, "the purge journal could not be written; this purge will not outlive a restart");
+        }
+    }
+
+    fn record_prefix(&self, prefix: &str, seq: u64, soft: bool) {
+        let host = prefix.split('/').next().unwrap_or(prefix).to_owned();
+        let mut all = write(&self.prefixes);
+        let list = all.entry(host).or_default();
+        let lifetime = self.lifetime;
+        list.retain(|(_, marks)| !past_retention(marks.hard.max(marks.soft), lifetime));
+        match list.iter_mut().find(|(p, _)| p == prefix) {
+            Some((_, marks)) => marks.record(seq, soft),
+            None => {
+                let mut marks = Marks::default();
+                marks.record(seq, soft);
+                list.push((prefix.to_owned(), marks));
+            }
+        }
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,7 +262,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PurgeIndex {
     /// The next sequence number: for an arriving response, or a purge.
     pub fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        next_after_now(&self.seq)
     }
 
     /// Judges an entry (stored under `hash`) against every mark that applies.
@@ -131,14 +292,17 @@ impl PurgeIndex {
         }
         {
             let prefixes = self.prefixes.read().unwrap_or_else(|p| p.into_inner());
-            if !prefixes.is_empty() {
+            if let Some(list) = prefixes.get(entry.host()) {
                 let location = entry.location();
-                for (prefix, mark, _) in prefixes.iter() {
+                for (prefix, mark) in list {
                     if location.starts_with(prefix.as_str()) {
                         marks.merge(*mark);
                     }
                 }
             }
+        }
+        if self.durable && past_retention(entry.seq, self.lifetime) {
+            return Verdict::Gone;
         }
         if marks.hard > entry.seq {
             Verdict::Gone
@@ -196,6 +360,7 @@ impl PurgeIndex {
     /// Marks a URL (its primary key hash).
     pub fn mark_url(&self, primary: [u8; 32], soft: bool) {
         let seq = self.next_seq();
+        self.journal(seq, soft, Kind::Url, &[&primary]);
         let mut marks = self.urls.get(&primary).unwrap_or_default();
         marks.record(seq, soft);
         self.urls.insert(primary, marks);
@@ -204,6 +369,8 @@ impl PurgeIndex {
     /// Marks hosts; returns the stored objects they hold and their hashes.
     pub fn mark_hosts(&self, hosts: &[String], soft: bool) -> Vec<[u8; 32]> {
         let seq = self.next_seq();
+        let names: Vec<&[u8]> = hosts.iter().map(|h| h.as_bytes()).collect();
+        self.journal(seq, soft, Kind::Host, &names);
         let mut marks = self.hosts.write().unwrap_or_else(|p| p.into_inner());
         for host in hosts {
             marks.entry(host.clone()).or_default().record(seq, soft);
@@ -220,6 +387,8 @@ impl PurgeIndex {
     /// Marks tags; returns the hashes of the stored objects that carry them.
     pub fn mark_tags(&self, tags: &[String], soft: bool) -> Vec<[u8; 32]> {
         let seq = self.next_seq();
+        let names: Vec<&[u8]> = tags.iter().map(|t| t.as_bytes()).collect();
+        self.journal(seq, soft, Kind::Tag, &names);
         let mut marks = self.tags.write().unwrap_or_else(|p| p.into_inner());
         for tag in tags {
             marks.entry(tag.clone()).or_default().record(seq, soft);
@@ -240,15 +409,11 @@ impl PurgeIndex {
     /// stored objects under them.
     pub fn mark_prefixes(&self, prefixes: &[String], soft: bool) -> Vec<[u8; 32]> {
         let seq = self.next_seq();
-        let now = std::time::Instant::now();
-        let mut list = self.prefixes.write().unwrap_or_else(|p| p.into_inner());
-        list.retain(|(_, _, at)| now.duration_since(*at) < MARK_LIFETIME);
+        let names: Vec<&[u8]> = prefixes.iter().map(|p| p.as_bytes()).collect();
+        self.journal(seq, soft, Kind::Prefix, &names);
         for prefix in prefixes {
-            let mut marks = Marks::default();
-            marks.record(seq, soft);
-            list.push((prefix.clone(), marks, now));
+            self.record_prefix(prefix, seq, soft);
         }
-        drop(list);
         let members = lock(&self.members);
         let mut hashes = Vec::new();
         for prefix in prefixes {
@@ -268,6 +433,7 @@ impl PurgeIndex {
 
     pub fn mark_everything(&self, soft: bool) {
         let seq = self.next_seq();
+        self.journal(seq, soft, Kind::Everything, &[&[]]);
         let mark = if soft {
             &self.everything_soft
         } else {

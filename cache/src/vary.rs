@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::VARY;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -140,10 +139,14 @@ pub struct VaryMarker {
 
 impl VaryMarker {
     pub fn new(key: String, names: Vec<HeaderName>, cookies: Vec<String>) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self::with_id(key, crate::unique_id(), names, cookies)
+    }
+
+    /// A marker read back from disk, with the id its variants were stored under.
+    pub fn with_id(key: String, id: u64, names: Vec<HeaderName>, cookies: Vec<String>) -> Self {
         Self {
             key,
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            id,
             names,
             cookies,
             variants: Mutex::new(VecDeque::new()),

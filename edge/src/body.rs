@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use outpost_cache::{Cache, PendingEntry};
+use outpost_cache::{Cache, PendingEntry, Storing};
 use tokio::time::Sleep;
 
 use crate::upstream::Lease;
@@ -104,34 +104,30 @@ impl Body for OriginBody {
     }
 }
 
-/// Streams `inner` and keeps a copy for the cache.
+/// Streams `inner` and stores it as it passes: in memory when it fits
+/// there, and on disk chunk by chunk.
 pub struct StoringBody<B> {
     inner: B,
-    copy: BytesMut,
-    limit: usize,
-    /// Dropped when the body grows past `limit` or fails.
-    store: Option<(Arc<Cache>, PendingEntry)>,
+    /// Dropped when the body grows past the limit or fails: nothing is stored.
+    store: Option<(Arc<Cache>, Storing)>,
+    /// The disk catching up: the body is read further once it has.
+    backlog: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> StoringBody<B> {
     pub fn new(inner: B, cache: Arc<Cache>, pending: PendingEntry, limit: usize) -> Self {
-        let expected = inner
-            .size_hint()
-            .exact()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0);
+        let storing = cache.storing(pending, inner.size_hint().exact(), limit as u64);
         Self {
             inner,
-            copy: BytesMut::with_capacity(expected.min(limit)),
-            limit,
-            store: Some((cache, pending)),
+            store: Some((cache, storing)),
+            backlog: None,
         }
     }
 
-    /// Stores the copy: the origin's body has ended cleanly.
+    /// Stores the body: the origin's body has ended cleanly.
     fn finish(&mut self) {
-        if let Some((cache, pending)) = self.store.take() {
-            cache.insert(pending, std::mem::take(&mut self.copy).freeze());
+        if let Some((cache, storing)) = self.store.take() {
+            cache.finish(storing);
         }
     }
 }
@@ -145,14 +141,17 @@ impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
+        if let Some(backlog) = &mut this.backlog {
+            ready!(backlog.as_mut().poll(cx));
+            this.backlog = None;
+        }
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
-                if let (Some(data), Some(_)) = (frame.data_ref(), &this.store) {
-                    if this.copy.len() + data.len() > this.limit {
-                        this.store = None;
-                        this.copy = BytesMut::new();
+                if let (Some(data), Some((_, storing))) = (frame.data_ref(), &mut this.store) {
+                    if storing.push(data) {
+                        this.backlog = storing.backlog();
                     } else {
-                        this.copy.extend_from_slice(data);
+                        this.store = None;
                     }
                 }
                 // With a known length, the server may stop polling as soon as
@@ -175,7 +174,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        // Until the copy is stored, ask to be polled once more so the end is seen.
+        // Until the body is stored, ask to be polled once more so the end is seen.
         self.store.is_none() && self.inner.is_end_stream()
     }
 

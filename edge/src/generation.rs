@@ -342,6 +342,18 @@ fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
             old.cache.memory
         ));
     }
+    let disk = |c: &outpost_config::Config| {
+        c.cache
+            .disk
+            .as_ref()
+            .map(|d| (d.path.clone(), d.size.bytes()))
+    };
+    if disk(old) != disk(new) {
+        notes.push(
+            "cache.disk: the disk tier keeps its place and size until the next restart or upgrade"
+                .to_owned(),
+        );
+    }
     if old.limits.max_connections != new.limits.max_connections {
         notes.push(format!(
             "limits.max_connections: {} stays in force until the next restart or upgrade",

@@ -46,6 +46,8 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Disk(String),
 }
 
 /// A started edge: the addresses it actually listens on, its drain and
@@ -58,6 +60,7 @@ pub struct Running {
     reloader: Arc<Reloader>,
     /// Duplicates of the listening sockets, for a successor.
     sockets: Sockets,
+    cache: Arc<Cache>,
 }
 
 impl Running {
@@ -107,8 +110,12 @@ impl Running {
     /// Graceful shutdown: stop accepting, ask every connection to finish
     /// (GOAWAY on h2), and wait up to `grace` for requests in flight.
     /// Returns the connections still open when the grace period ended.
+    /// Drains, then closes the disk tier (what it has queued is written,
+    /// and a successor may open it).
     pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
-        self.drain.run(grace).await
+        let left = self.drain.run(grace).await;
+        self.cache.close().await;
+        left
     }
 }
 
@@ -164,16 +171,115 @@ pub(crate) fn header_names(names: &[String]) -> Vec<http::HeaderName> {
         .collect()
 }
 
-/// The largest body the memory tier can keep: `max_object_size`, but never
-/// more than the tier itself nor what an entry's weight can express.
+/// A log layer that counts the errors the disk tier's store reports on its
+/// own threads (failed writes: a full or failing disk), for the
+/// `outpost_disk_errors_total{kind="io"}` metric. It sees those events only.
+pub fn store_error_counter<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    struct Count;
+    impl<S: tracing::Subscriber> Layer<S> for Count {
+        fn on_event(
+            &self,
+            _event: &tracing::Event<'_>,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            outpost_cache::note_store_error();
+        }
+    }
+    Count.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() == tracing::Level::ERROR && meta.target().starts_with("foyer")
+    }))
+}
+
+/// The largest body stored: `max_object_size`; without a disk tier, never
+/// more than the memory tier itself nor what an entry's weight can express.
 pub(crate) fn max_stored_body(config: &outpost_config::Config) -> usize {
-    let limit = config
-        .cache
-        .max_object_size
-        .bytes()
-        .min(config.cache.memory.bytes())
-        .min(u64::from(u32::MAX / 2));
+    let limit = if config.cache.disk.is_some() {
+        config.cache.max_object_size.bytes()
+    } else {
+        config
+            .cache
+            .max_object_size
+            .bytes()
+            .min(config.cache.memory.bytes())
+            .min(u64::from(u32::MAX / 2))
+    };
     usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// How often a disk tier that found no room tries again.
+const DISK_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The cache a config describes. Its disk tier is opened now, or, for a
+/// successor in a binary upgrade (`handed_over`), as soon as the
+/// predecessor has closed it; meanwhile memory and the origins serve.
+async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, StartError> {
+    let config = &loaded.config;
+    let memory = config.cache.memory.bytes();
+    let options = generation::policy_options(config);
+    let Some(disk) = &config.cache.disk else {
+        return Ok(Arc::new(Cache::new(memory, options, Arc::new(SystemClock))));
+    };
+    let cache = Arc::new(Cache::tiered(memory, options, Arc::new(SystemClock)));
+    let path = loaded.resolve(&disk.path);
+    let size = disk.size.bytes();
+    fn attach(cache: &Cache, tier: outpost_cache::DiskTier) -> Result<(), String> {
+        let path = tier.path().to_owned();
+        cache
+            .attach_disk(tier)
+            .map_err(|e| format!("the purge journal in {}: {e}", path.display()))
+    }
+    if !handed_over {
+        let started = std::time::Instant::now();
+        match outpost_cache::DiskTier::open(&path, size).await {
+            Ok(tier) => {
+                attach(&cache, tier).map_err(StartError::Disk)?;
+                tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "disk tier open");
+                return Ok(cache);
+            }
+            // A full disk is no reason not to serve: memory and the origins
+            // do, and the tier opens once there is room.
+            Err(e @ outpost_cache::DiskError::NoSpace { .. }) => {
+                tracing::error!(error = %e, "serving without the disk tier until there is room");
+                outpost_cache::note_store_error();
+            }
+            Err(e) => return Err(StartError::Disk(e.to_string())),
+        }
+    }
+    let waiting = cache.clone();
+    tokio::spawn(async move {
+        if handed_over {
+            tracing::info!(path = %path.display(), "the disk tier opens once the predecessor has closed it");
+        }
+        loop {
+            let opened = if handed_over {
+                outpost_cache::DiskTier::open_when_free(&path, size).await
+            } else {
+                outpost_cache::DiskTier::open(&path, size).await
+            };
+            match opened {
+                Ok(tier) => {
+                    match attach(&waiting, tier) {
+                        Ok(()) => tracing::info!(path = %path.display(), "disk tier open"),
+                        Err(e) => tracing::error!("{e}; serving without the disk tier"),
+                    }
+                    return;
+                }
+                Err(outpost_cache::DiskError::NoSpace { .. }) => {
+                    tokio::time::sleep(DISK_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "serving without the disk tier");
+                    outpost_cache::note_store_error();
+                    return;
+                }
+            }
+        }
+    });
+    Ok(cache)
 }
 
 /// Builds everything from a validated config, binds every socket, and starts
@@ -189,13 +295,9 @@ pub async fn start(
     default_token: Option<String>,
     mut inherited: Sockets,
 ) -> Result<Running, StartError> {
-    let config = &loaded.config;
     let metrics = Arc::new(Metrics::new()?);
-    let cache = Arc::new(Cache::new(
-        config.cache.memory.bytes(),
-        generation::policy_options(config),
-        Arc::new(SystemClock),
-    ));
+    let handed_over = !inherited.listeners.is_empty() || inherited.admin.is_some();
+    let cache = open_cache(&loaded, handed_over).await?;
     let shared = generation::Shared {
         cache: cache.clone(),
         metrics: metrics.clone(),
@@ -227,6 +329,7 @@ pub async fn start(
             default_token,
         )),
         sockets: Sockets::default(),
+        cache: cache.clone(),
     };
     running.reloader.record_success();
     let mut sockets = Vec::new();

@@ -10,6 +10,7 @@ use outpost_config::ServerUrl;
 use outpost_edge::{ConfigSource, Running, Sockets, demo};
 use tokio::sync::Notify;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 /// mimalloc: faster than the system allocator on the request path, and it
 /// returns the memory of evicted and purged objects to the system sooner.
@@ -49,11 +50,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
+        .with(outpost_edge::store_error_counter())
         .init();
     match cli.command {
         Command::Check { file } => {

@@ -305,7 +305,7 @@ impl Proxy {
         // A GET or HEAD carries no meaningful body; drop whatever came.
         drop(body);
         let now = self.cache.now();
-        let lookup = self.cache.lookup(&request.key, &request.parts);
+        let lookup = self.cache.lookup_tiered(&request.key, &request.parts).await;
         // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
         if request_directive(&request.parts.headers, "only-if-cached")
             && !matches!(lookup, Lookup::Fresh(_))
@@ -324,7 +324,13 @@ impl Proxy {
                     Outcome::Hit,
                     unvalidated(
                         &entry,
-                        from_cache(&entry, &request.parts, now, &format!("hit; ttl={ttl}")),
+                        from_cache(
+                            &self.cache,
+                            &entry,
+                            &request.parts,
+                            now,
+                            &format!("hit; ttl={ttl}"),
+                        ),
                     ),
                 )
             }
@@ -339,7 +345,10 @@ impl Proxy {
                 let status = format!("hit; ttl=-{stale_for}; detail=stale-while-revalidate");
                 (
                     Outcome::Hit,
-                    unvalidated(&entry, from_cache(&entry, &request.parts, now, &status)),
+                    unvalidated(
+                        &entry,
+                        from_cache(&self.cache, &entry, &request.parts, now, &status),
+                    ),
                 )
             }
             Lookup::Stale(entry) => self.revalidate(request, entry, "stale").await,
@@ -576,6 +585,7 @@ impl Proxy {
                 if entry.stale_if_error(now) {
                     tracing::warn!(error = %e, key = %request.key, "origin failed; serving stale (stale-if-error)");
                     let response = from_cache(
+                        &self.cache,
                         &entry,
                         &request.parts,
                         now,
@@ -597,7 +607,10 @@ impl Proxy {
                 );
                 return (
                     Outcome::Stale,
-                    unvalidated(&entry, from_cache(&entry, &request.parts, now, &label)),
+                    unvalidated(
+                        &entry,
+                        from_cache(&self.cache, &entry, &request.parts, now, &label),
+                    ),
                 );
             }
         }
@@ -616,6 +629,7 @@ impl Proxy {
                 Some(refreshed) => (
                     Outcome::Stale,
                     from_cache(
+                        &self.cache,
                         &refreshed,
                         &request.parts,
                         now,
@@ -1210,6 +1224,7 @@ fn to_client(
 /// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
 /// client's own validators match (RFC 9110 §13.1).
 fn from_cache(
+    cache: &Cache,
     entry: &Entry,
     req: &request::Parts,
     now: SystemTime,
@@ -1237,8 +1252,8 @@ fn from_cache(
         *res.headers_mut() = headers;
         return res;
     }
+    let len = entry.body_len();
     if req.method == Method::GET && entry.status == StatusCode::OK {
-        let len = entry.body.len() as u64;
         match range::evaluate(&req.headers, len, &entry.headers) {
             Ranges::Whole => {}
             Ranges::Unsatisfiable => {
@@ -1253,13 +1268,13 @@ fn from_cache(
                 return res;
             }
             Ranges::Partial(ranges) => {
-                let body = if let [(start, end)] = ranges[..] {
+                let pieces = if let [(start, end)] = ranges[..] {
                     set_header(
                         &mut headers,
                         CONTENT_RANGE,
                         &range::content_range((start, end), len),
                     );
-                    entry.body.slice(start as usize..=end as usize)
+                    vec![range::Piece::Range(start, end)]
                 } else {
                     let boundary = boundary(entry, now);
                     let content_type = headers
@@ -1271,10 +1286,17 @@ fn from_cache(
                         CONTENT_TYPE,
                         &format!("multipart/byteranges; boundary={boundary}"),
                     );
-                    range::multipart(&entry.body, &ranges, content_type.as_deref(), &boundary)
+                    range::multipart_pieces(len, &ranges, content_type.as_deref(), &boundary)
                 };
-                headers.remove(CONTENT_LENGTH);
-                let mut res = Response::new(full(body));
+                let length: u64 = pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        range::Piece::Text(text) => text.len() as u64,
+                        range::Piece::Range(start, end) => end - start + 1,
+                    })
+                    .sum();
+                set_header(&mut headers, CONTENT_LENGTH, &length.to_string());
+                let mut res = Response::new(stored_body(cache, entry, pieces));
                 *res.status_mut() = StatusCode::PARTIAL_CONTENT;
                 *res.headers_mut() = headers;
                 return res;
@@ -1283,13 +1305,45 @@ fn from_cache(
     }
     let body = if req.method == Method::HEAD {
         empty()
-    } else {
+    } else if entry.resident() {
         full(entry.body.clone())
+    } else if len == 0 {
+        empty()
+    } else {
+        stored_body(cache, entry, vec![range::Piece::Range(0, len - 1)])
     };
     let mut res = Response::new(body);
     *res.status_mut() = entry.status;
     *res.headers_mut() = headers;
     res
+}
+
+/// A body made of text and ranges of a stored entry, read from memory or
+/// disk as it is sent.
+fn stored_body(cache: &Cache, entry: &Entry, pieces: Vec<range::Piece>) -> ProxyBody {
+    if entry.resident() {
+        let mut out = bytes::BytesMut::new();
+        for piece in pieces {
+            match piece {
+                range::Piece::Text(text) => out.extend_from_slice(&text),
+                range::Piece::Range(start, end) => {
+                    out.extend_from_slice(&entry.body[start as usize..=end as usize]);
+                }
+            }
+        }
+        return full(out.freeze());
+    }
+    let streams: Vec<_> = pieces
+        .into_iter()
+        .map(|piece| match piece {
+            range::Piece::Text(text) => futures_util::stream::once(async move { Ok(text) }).boxed(),
+            range::Piece::Range(start, end) => cache.body(entry, start, end),
+        })
+        .collect();
+    let frames = futures_util::stream::iter(streams)
+        .flatten()
+        .map(|piece| piece.map(http_body::Frame::data).map_err(BoxError::from));
+    http_body_util::StreamBody::new(frames).boxed_unsync()
 }
 
 /// A response from cache sent without revalidation loses the fields a
@@ -1307,7 +1361,7 @@ fn boundary(entry: &Entry, now: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body.len()).as_bytes());
+    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body_len()).as_bytes());
     format!("outpost-{}", &digest.to_hex()[..24])
 }
 

@@ -141,24 +141,47 @@ pub fn multipart(
     content_type: Option<&str>,
     boundary: &str,
 ) -> Bytes {
-    let len = body.len() as u64;
     let mut out = BytesMut::new();
-    for &(start, end) in ranges {
-        out.put_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-        if let Some(ct) = content_type {
-            out.put_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+    for piece in multipart_pieces(body.len() as u64, ranges, content_type, boundary) {
+        match piece {
+            Piece::Text(text) => out.put_slice(&text),
+            Piece::Range(start, end) => out.put_slice(&body[start as usize..=end as usize]),
         }
-        out.put_slice(
-            format!(
-                "Content-Range: {}\r\n\r\n",
-                content_range((start, end), len)
-            )
-            .as_bytes(),
-        );
-        out.put_slice(&body[start as usize..=end as usize]);
     }
-    out.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out.freeze()
+}
+
+/// One piece of a `multipart/byteranges` body: delimiter and part header
+/// text, or a range of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(Bytes),
+    Range(u64, u64),
+}
+
+/// The pieces of a `multipart/byteranges` body (RFC 9110 §14.6) over an
+/// object of `len` bytes, for a body that streams them in order.
+pub fn multipart_pieces(
+    len: u64,
+    ranges: &[(u64, u64)],
+    content_type: Option<&str>,
+    boundary: &str,
+) -> Vec<Piece> {
+    let mut pieces = Vec::with_capacity(2 * ranges.len() + 1);
+    for &(start, end) in ranges {
+        let mut head = format!("\r\n--{boundary}\r\n");
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Range: {}\r\n\r\n",
+            content_range((start, end), len)
+        ));
+        pieces.push(Piece::Text(Bytes::from(head)));
+        pieces.push(Piece::Range(start, end));
+    }
+    pieces.push(Piece::Text(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+    pieces
 }
 
 /// The bytes `start..=end` of a body that is still streaming. Once they

@@ -162,7 +162,14 @@ impl Admin {
             // Serving starts only once the config is loaded and every
             // listener is bound, so an answering side API means ready.
             ("/readyz", &Method::GET | &Method::HEAD) => {
-                json_response(StatusCode::OK, json!({"status": "ready"}))
+                if self.cache.disk_pending() {
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"status": "starting", "waiting_for": "disk tier"}),
+                    )
+                } else {
+                    json_response(StatusCode::OK, json!({"status": "ready"}))
+                }
             }
             ("/healthz", &Method::GET | &Method::HEAD) => {
                 json_response(StatusCode::OK, json!({"status": "ok"}))
@@ -417,6 +424,36 @@ impl Admin {
             .set(clamp(usage.memory_bytes));
         let evictions = self.metrics.cache_evictions.with_label_values(&["memory"]);
         evictions.inc_by(usage.memory_evictions.saturating_sub(evictions.get()));
+        let catch_up = |counter: prometheus::IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        let m = &self.metrics;
+        catch_up(
+            m.cache_hits.with_label_values(&["memory"]),
+            usage.memory_hits,
+        );
+        catch_up(
+            m.cache_misses.with_label_values(&["memory"]),
+            usage.memory_misses,
+        );
+        m.disk_open.set(i64::from(usage.disk.is_some()));
+        catch_up(m.disk_errors.with_label_values(&["io"]), usage.disk_faults);
+        if let Some(disk) = usage.disk {
+            catch_up(m.cache_hits.with_label_values(&["disk"]), disk.hits);
+            catch_up(m.cache_misses.with_label_values(&["disk"]), disk.misses);
+            catch_up(m.disk_errors.with_label_values(&["damaged"]), disk.damaged);
+            catch_up(
+                m.disk_io_bytes.with_label_values(&["write"]),
+                disk.bytes_written,
+            );
+            catch_up(
+                m.disk_io_bytes.with_label_values(&["read"]),
+                disk.bytes_read,
+            );
+            m.cache_capacity
+                .with_label_values(&["disk"])
+                .set(clamp(disk.capacity));
+        }
         // A reload may have removed servers: only the current ones report.
         self.metrics.origin_up.reset();
         for pool in (self.origins)() {
@@ -446,7 +483,19 @@ impl Admin {
                     "objects": usage.memory_objects,
                     "bytes": usage.memory_bytes,
                     "evictions": usage.memory_evictions,
+                    "hits": usage.memory_hits,
+                    "misses": usage.memory_misses,
                 },
+                "disk": usage.disk.map(|disk| json!({
+                    "capacity": disk.capacity,
+                    "hits": disk.hits,
+                    "misses": disk.misses,
+                    "damaged": disk.damaged,
+                    "errors": disk.errors,
+                    "bytes_written": disk.bytes_written,
+                    "bytes_read": disk.bytes_read,
+                })),
+                "disk_pending": usage.disk_pending,
             },
             "requests": {
                 "hit": hits,

@@ -17,6 +17,18 @@ pub struct Metrics {
     pub cache_bytes: IntGaugeVec,
     /// Objects evicted for room, by tier; brought up to date when scraped.
     pub cache_evictions: IntCounterVec,
+    /// Lookups each tier answered and did not, by tier; brought up to date when scraped.
+    pub cache_hits: IntCounterVec,
+    pub cache_misses: IntCounterVec,
+    /// Size each tier may grow to, by tier.
+    pub cache_capacity: IntGaugeVec,
+    /// Disk tier faults: `io` (reads that failed), `damaged` (records that
+    /// did not check, dropped).
+    pub disk_errors: IntCounterVec,
+    /// Bytes the disk tier wrote and read (`direction`: `write`, `read`).
+    pub disk_io_bytes: IntCounterVec,
+    /// 1 once the disk tier is open; 0 while it waits for a predecessor.
+    pub disk_open: prometheus::IntGauge,
     /// Requests to origin servers, by pool, server and outcome
     /// (`ok`, `5xx`, `connect_error`, `reset`, `timeout`).
     pub origin_requests: IntCounterVec,
@@ -95,6 +107,51 @@ impl Metrics {
             &["tier"],
         )?;
         registry.register(Box::new(cache_evictions.clone()))?;
+        let cache_hits = IntCounterVec::new(
+            Opts::new(
+                "outpost_cache_hits_total",
+                "Lookups a tier answered with a stored object, by tier.",
+            ),
+            &["tier"],
+        )?;
+        registry.register(Box::new(cache_hits.clone()))?;
+        let cache_misses = IntCounterVec::new(
+            Opts::new(
+                "outpost_cache_misses_total",
+                "Lookups a tier held nothing for, by tier.",
+            ),
+            &["tier"],
+        )?;
+        registry.register(Box::new(cache_misses.clone()))?;
+        let cache_capacity = IntGaugeVec::new(
+            Opts::new(
+                "outpost_cache_capacity_bytes",
+                "Bytes each tier may hold, by tier.",
+            ),
+            &["tier"],
+        )?;
+        registry.register(Box::new(cache_capacity.clone()))?;
+        let disk_errors = IntCounterVec::new(
+            Opts::new(
+                "outpost_disk_errors_total",
+                "Disk tier faults: reads that failed (io) and records that did not check (damaged).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(disk_errors.clone()))?;
+        let disk_io_bytes = IntCounterVec::new(
+            Opts::new(
+                "outpost_disk_io_bytes_total",
+                "Bytes the disk tier wrote and read, by direction.",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(disk_io_bytes.clone()))?;
+        let disk_open = prometheus::IntGauge::new(
+            "outpost_disk_open",
+            "1 once the disk tier is open, 0 while it is configured but not open yet.",
+        )?;
+        registry.register(Box::new(disk_open.clone()))?;
         let origin_requests = IntCounterVec::new(
             Opts::new(
                 "outpost_origin_requests_total",
@@ -214,6 +271,12 @@ impl Metrics {
         registry.register(Box::new(cache_bytes.clone()))?;
         Ok(Self {
             registry,
+            cache_hits,
+            cache_misses,
+            cache_capacity,
+            disk_errors,
+            disk_io_bytes,
+            disk_open,
             requests,
             request_duration,
             purges,

@@ -193,6 +193,21 @@ impl Outpost {
         assert!(status.success(), "kill -{name} {pid} failed");
     }
 
+    /// Stops this process (SIGTERM, or SIGKILL with `kill`), waits for it
+    /// to exit, and starts Outpost again on the same directory and config:
+    /// a restart.
+    pub async fn restart(mut self, kill: bool) -> Outpost {
+        self.signal(if kill { "KILL" } else { "TERM" });
+        let code = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("outpost did not exit in time")
+            .expect("wait for outpost");
+        if !kill {
+            assert_eq!(code.code(), Some(0), "outpost exited with {code}");
+        }
+        Self::spawn(self.dir.clone(), &[], self.token.as_deref()).await
+    }
+
     /// Waits (bounded) for the process to exit; its exit code.
     pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
         tokio::time::timeout(within, self.child.wait())
@@ -555,10 +570,26 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Got {
-    let stream = TcpStream::connect(addr).await.expect("connect to outpost");
+    try_request(addr, method, host, path, headers, body)
+        .await
+        .expect("request to outpost")
+}
+
+/// [`request`], for when the connection may fail (a process being killed).
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Got, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     let mut builder = Request::builder()
         .method(method)
@@ -569,15 +600,22 @@ pub async fn request(
     }
     let req = builder
         .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request");
-    let res = sender.send_request(req).await.expect("send request");
+        .map_err(|e| format!("request: {e}"))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     let (parts, body) = res.into_parts();
-    let body = body.collect().await.expect("read body").to_bytes();
-    Got {
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Got {
         status: parts.status,
         headers: parts.headers,
         body,
-    }
+    })
 }
 
 /// `GET path` with `Host: host`.

@@ -1,0 +1,322 @@
+//! End-to-end: the disk tier. Objects outlive a restart and a binary
+//! upgrade, `kill -9` during heavy writes never leaves an object that
+//! serves wrong bytes, purges stay in force after a restart, and large
+//! objects stream from disk, by range too.
+
+use std::time::Duration;
+
+use outpost_tests::{Origin, Outpost, await_metric, get, purge, request, respond};
+
+const TOKEN: &str = "disk-token";
+
+/// `/s/{size}/{id}`: `size` bytes made from `id`, with their blake3 in
+/// `x-sum`, tagged with `id`'s first letter, and an `Age` of 100 seconds.
+async fn origin() -> Origin {
+    Origin::start(|seen| {
+        let mut parts = seen.uri.path().trim_start_matches("/s/").splitn(2, '/');
+        let size: usize = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let id = parts.next().unwrap_or("");
+        let body = body_for(size, id);
+        let sum = blake3::hash(&body).to_hex().to_string();
+        let tag = id.get(..1).unwrap_or("none").to_owned();
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=3600"),
+                ("x-sum", &sum),
+                ("surrogate-key", &tag),
+                ("age", "100"),
+            ],
+            body,
+        )
+    })
+    .await
+}
+
+fn body_for(size: usize, id: &str) -> Vec<u8> {
+    let seed = blake3::hash(id.as_bytes());
+    let mut out = Vec::with_capacity(size);
+    let mut block = *seed.as_bytes();
+    while out.len() < size {
+        block = *blake3::hash(&block).as_bytes();
+        out.extend_from_slice(&block[..block.len().min(size - out.len())]);
+    }
+    out
+}
+
+fn config(origin: &Origin, extra: &str) -> String {
+    format!(
+        "{extra}listen:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+         cache:\n  memory: 64MiB\n  max_object_size: 64MiB\n  disk:\n    path: disk\n    size: 256MiB\n\
+         origins:\n  app:\n    servers:\n      - url: {}\n\
+         sites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        origin.url()
+    )
+}
+
+/// Fetches `/s/{size}/{id}` and checks its body against the origin's sum.
+async fn fetch(outpost: &Outpost, size: usize, id: &str) -> outpost_tests::Got {
+    let got = get(outpost.addr(), "example.com", &format!("/s/{size}/{id}")).await;
+    assert_eq!(got.status, 200, "{id}");
+    assert_eq!(
+        blake3::hash(&got.body).to_hex().as_str(),
+        got.header("x-sum"),
+        "{id}: the body does not match its sum"
+    );
+    got
+}
+
+#[tokio::test]
+async fn objects_are_hits_after_a_restart_with_a_correct_age() {
+    let origin = origin().await;
+    let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    let sizes = [
+        (1000, "small"),
+        (3 << 20, "chunked"),
+        (20 << 20, "streamed"),
+    ];
+    for (size, id) in sizes {
+        assert!(
+            fetch(&outpost, size, id)
+                .await
+                .cache_status()
+                .contains("fwd=miss")
+        );
+    }
+    let outpost = outpost.restart(false).await;
+    for (size, id) in sizes {
+        let got = fetch(&outpost, size, id).await;
+        got.assert_hit();
+        assert_eq!(got.body.len(), size);
+        // RFC 9111 §4.2.3: never younger than the origin said.
+        let age: u64 = got.header("age").parse().expect("test setup");
+        assert!(age >= 100, "{id}: Age {age}");
+    }
+    assert_eq!(origin.hits(), sizes.len());
+    // A range of an object streamed from disk, and several ranges at once.
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/s/20971520/streamed",
+        &[("range", "bytes=10000000-10000099")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 206);
+    let whole = body_for(20 << 20, "streamed");
+    assert_eq!(got.body, whole[10_000_000..10_000_100]);
+    assert_eq!(
+        got.header("content-range"),
+        "bytes 10000000-10000099/20971520"
+    );
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/s/20971520/streamed",
+        &[("range", "bytes=0-9, 15000000-15000009")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 206);
+    assert!(
+        got.header("content-type")
+            .starts_with("multipart/byteranges")
+    );
+    let text = String::from_utf8_lossy(&got.body);
+    assert!(text.contains("Content-Range: bytes 15000000-15000009/20971520"));
+    assert_eq!(origin.hits(), sizes.len(), "ranges were hits");
+}
+
+#[tokio::test]
+async fn purges_stay_in_force_after_a_restart() {
+    let origin = origin().await;
+    let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    for id in ["url", "tagged", "kept"] {
+        fetch(&outpost, 2000, id).await;
+    }
+    let purged = purge(
+        outpost.admin,
+        Some(TOKEN),
+        r#"{"urls": ["http://example.com/s/2000/url"], "tags": ["t"]}"#,
+    )
+    .await;
+    assert_eq!(purged.status, 200);
+    let outpost = outpost.restart(false).await;
+    let before = origin.hits();
+    for id in ["url", "tagged"] {
+        let got = fetch(&outpost, 2000, id).await;
+        assert!(got.cache_status().contains("fwd=miss"), "{id} came back");
+    }
+    fetch(&outpost, 2000, "kept").await.assert_hit();
+    assert_eq!(origin.hits(), before + 2);
+}
+
+/// Ten rounds of `kill -9` in the middle of heavy writes: after each
+/// restart, every object served as a hit matches its origin's checksum.
+#[tokio::test]
+async fn kill_nine_during_writes_never_serves_a_damaged_object() {
+    let origin = origin().await;
+    let mut outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    let mut ids: Vec<(usize, String)> = Vec::new();
+    let mut hits_after_restarts = 0;
+    for round in 0..10 {
+        let round_ids: Vec<(usize, String)> = (0..24)
+            .map(|i| {
+                (
+                    1000 + (i * 37_000 + round * 11_000) % 700_000,
+                    format!("r{round}-{i}"),
+                )
+            })
+            .collect();
+        ids.extend(round_ids.iter().cloned());
+        let addr = outpost.addr();
+        let started = origin.hits();
+        let load = tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for (size, id) in round_ids {
+                tasks.push(tokio::spawn(async move {
+                    // Failures are expected: the process dies under them.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        outpost_tests::try_request(
+                            addr,
+                            "GET",
+                            "example.com",
+                            &format!("/s/{size}/{id}"),
+                            &[],
+                            "",
+                        ),
+                    )
+                    .await;
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+        // Kill once about half the round's fills have reached the origin.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while origin.hits() < started + 12 && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        outpost = outpost.restart(true).await;
+        load.abort();
+        for (size, id) in &ids {
+            let got = fetch(&outpost, *size, id).await;
+            assert_eq!(got.body.len(), *size, "{id}");
+            if got.cache_status().starts_with("Outpost; hit") {
+                hits_after_restarts += 1;
+            }
+        }
+    }
+    eprintln!("{hits_after_restarts} hits checked after the restarts");
+    assert!(hits_after_restarts > 0, "nothing survived any restart");
+}
+
+#[tokio::test]
+async fn the_cache_is_still_warm_after_a_binary_upgrade() {
+    let origin = origin().await;
+    let mut old = Outpost::start(
+        &config(&origin, "upgrade_socket: upgrade.sock\n"),
+        &[],
+        Some(TOKEN),
+    )
+    .await;
+    for id in ["a", "b"] {
+        fetch(&old, 500_000, id).await;
+    }
+    let new = old.upgrade().await;
+    // Until the predecessor has drained and closed the disk tier, the
+    // successor serves from memory and the origins, and is not ready.
+    assert_eq!(old.exit_code(Duration::from_secs(30)).await, Some(0));
+    await_metric(new.admin, "outpost_disk_open", 1.0).await;
+    let ready = get(new.admin, "admin", "/readyz").await;
+    assert_eq!(ready.status, 200);
+    for id in ["a", "b"] {
+        fetch(&new, 500_000, id).await.assert_hit();
+    }
+    assert_eq!(origin.hits(), 2);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts `size` of tmpfs at `path`; None where mounting is not
+    /// allowed (not root, or no CAP_SYS_ADMIN in a container).
+    fn mount(path: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| SmallDisk {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+async fn disk_io_errors(admin: std::net::SocketAddr) -> f64 {
+    outpost_tests::metric(admin, "outpost_disk_errors_total{kind=\"io\"}")
+        .await
+        .unwrap_or(0.0)
+}
+
+/// A full disk: every request is still answered, from memory and the
+/// origin; the fault is counted; once space returns, the tier opens and
+/// objects are written to disk again. The tier reserves its space when it
+/// opens, so a disk filling up later cannot fail its writes.
+#[tokio::test]
+async fn a_full_disk_costs_no_request_and_writing_resumes_when_space_returns() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    // Room for less than the tier's 16 MiB.
+    let filler = disk.path.join("filler");
+    std::fs::write(&filler, vec![0u8; 20 << 20]).expect("test setup");
+    let config = config(&origin, "").replace(
+        "path: disk\n    size: 256MiB",
+        &format!(
+            "path: {}\n    size: 16MiB",
+            disk.path.join("tier").display()
+        ),
+    );
+    let outpost = Outpost::start(&config, &[], Some(TOKEN)).await;
+    assert_eq!(get(outpost.admin, "admin", "/readyz").await.status, 503);
+    assert!(disk_io_errors(outpost.admin).await >= 1.0);
+    for i in 0..20 {
+        fetch(&outpost, 300_000, &format!("full-{i}")).await;
+    }
+    // Served from memory meanwhile.
+    fetch(&outpost, 300_000, "full-0").await.assert_hit();
+    std::fs::remove_file(&filler).expect("test setup");
+    await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("later-{i}")).collect();
+    for id in &ids {
+        fetch(&outpost, 100_000, id).await;
+    }
+    let outpost = outpost.restart(false).await;
+    for id in &ids {
+        fetch(&outpost, 100_000, id).await.assert_hit();
+    }
+    drop(outpost);
+}
