@@ -16,6 +16,11 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
+/// Bodies up to this size stream to followers as they arrive; a larger
+/// one would have to be held whole in memory for them, so its followers
+/// wait for it to be stored instead, and read it from the cache.
+pub const STREAM_SHARE_MAX: u64 = 16 << 20;
+
 /// What a shared fill's followers receive first.
 #[derive(Debug, Clone)]
 pub struct SharedHead {
@@ -23,6 +28,16 @@ pub struct SharedHead {
     pub headers: HeaderMap,
     /// The leader's Vary secondary text, for followers to compare theirs.
     pub variant: String,
+    /// How followers get the body.
+    pub body: SharedBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedBody {
+    /// From the fill, from the first byte, as it streams in.
+    Streamed,
+    /// From the cache, once the fill has stored it.
+    Stored,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +108,25 @@ impl Fill {
             }
         };
         tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// Waits up to `timeout` for the body to end: true when it was stored
+    /// whole, false when it failed or took too long.
+    pub async fn completed(&self, timeout: Duration) -> bool {
+        let mut changes = self.changes.subscribe();
+        let wait = async {
+            loop {
+                match self.state.lock().unwrap_or_else(|p| p.into_inner()).end {
+                    End::Complete => return true,
+                    End::Failed => return false,
+                    End::Open => {}
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
     /// The body as a stream of frames from the first byte; it fails when
@@ -318,6 +352,33 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             variant: String::new(),
+            body: SharedBody::Streamed,
+        }
+    }
+
+    /// A follower of a fill whose body it reads from the cache learns when
+    /// the body is stored, and when it failed.
+    #[tokio::test]
+    async fn followers_of_a_stored_body_hear_of_its_end() {
+        let coalescer = Coalescer::new();
+        for complete in [true, false] {
+            let Role::Leader(leader) = coalescer.join([3; 32]) else {
+                panic!("first is the leader")
+            };
+            let Role::Follower(fill) = coalescer.join([3; 32]) else {
+                panic!("second follows")
+            };
+            let writer = leader.share(SharedHead {
+                body: SharedBody::Stored,
+                ..head()
+            });
+            let waiting = tokio::spawn(async move { fill.completed(Duration::from_secs(5)).await });
+            if complete {
+                writer.finish();
+            } else {
+                drop(writer);
+            }
+            assert_eq!(waiting.await.unwrap(), complete);
         }
     }
 

@@ -274,8 +274,6 @@ pub struct DiskStats {
     pub damaged: AtomicU64,
     /// Reads the store failed.
     pub errors: AtomicU64,
-    /// Objects not kept because the store dropped one of their chunks.
-    pub dropped: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -288,9 +286,6 @@ struct Inner {
     /// Set when the store broke (one of its tasks panicked): the tier is
     /// then left alone, and memory and the origins serve.
     failed: std::sync::atomic::AtomicBool,
-    /// Heads waiting for their chunks to be written, and word when none is.
-    pending: std::sync::atomic::AtomicUsize,
-    settled: tokio::sync::Notify,
     /// The tier's lock file, held locked while the tier is open: two
     /// processes never write one tier.
     lock: std::sync::Mutex<Option<std::fs::File>>,
@@ -387,8 +382,6 @@ impl DiskTier {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 failed: std::sync::atomic::AtomicBool::new(false),
-                pending: std::sync::atomic::AtomicUsize::new(0),
-                settled: tokio::sync::Notify::new(),
                 lock: std::sync::Mutex::new(Some(lock)),
                 store,
                 stats: DiskStats::default(),
@@ -400,15 +393,6 @@ impl DiskTier {
     /// Writes what is queued, closes the store and lets another process
     /// open the tier.
     pub async fn close(&self) -> Result<(), DiskError> {
-        loop {
-            let settled = self.inner.settled.notified();
-            let mut settled = std::pin::pin!(settled);
-            settled.as_mut().enable();
-            if self.inner.pending.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            settled.await;
-        }
         let store = self.inner.store.clone();
         let closed = match tokio::spawn(async move { store.close().await }).await {
             Ok(closed) => closed.map_err(DiskError::Read),
@@ -534,26 +518,6 @@ impl DiskTier {
     pub fn has_chunks(&self, chunks: &Chunks) -> bool {
         let storage = self.inner.store.storage();
         (0..chunks.count()).all(|index| storage.may_contains(&chunks.key(index)))
-    }
-
-    /// Writes the head of an object whose chunks were just handed to the
-    /// store, once they are written: should the store have dropped one (its
-    /// queue was full), the head is not written and the object is not kept.
-    pub fn put_object_when_written(&self, hash: [u8; 32], entry: Arc<Entry>) {
-        let tier = self.clone();
-        self.inner.pending.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            tier.inner.store.storage().wait().await;
-            match entry.chunks {
-                Some(chunks) if tier.has_chunks(&chunks) => tier.put_object(hash, &entry, &[]),
-                _ => {
-                    tier.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if tier.inner.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                tier.inner.settled.notify_waiters();
-            }
-        });
     }
 
     /// Writes a URL's Vary marker under its primary hash.

@@ -23,7 +23,9 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, request, response};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use coalesce::{Coalescer, Fill, FillFailed, FillWriter, Leader, Role, SharedHead};
+pub use coalesce::{
+    Coalescer, Fill, FillFailed, FillWriter, Leader, Role, STREAM_SHARE_MAX, SharedBody, SharedHead,
+};
 pub use disk::{CHUNK, Chunks, DiskError, DiskStats, DiskTier, note_store_error};
 use disk::{ChunkWriter, Found};
 pub use entry::Entry;
@@ -50,6 +52,11 @@ pub enum Lookup {
     VaryMiss,
     Miss,
 }
+
+/// With a disk tier, larger objects live on disk only and stream from there:
+/// memory holds many small objects rather than a few large ones, and a
+/// large fill never holds its whole body in memory.
+const MEMORY_OBJECT_MAX_WITH_DISK: usize = 16 << 20;
 
 /// An id no other call returns, in this process or after a restart.
 pub fn unique_id() -> u64 {
@@ -159,6 +166,15 @@ impl Cache {
             purges,
             clock,
             options: arc_swap::ArcSwap::from_pointee(options),
+        }
+    }
+
+    /// The largest body the memory tier keeps.
+    fn memory_object_max(&self) -> usize {
+        if self.disk.get().is_some() {
+            self.memory_limit.min(MEMORY_OBJECT_MAX_WITH_DISK)
+        } else {
+            self.memory_limit
         }
     }
 
@@ -333,7 +349,7 @@ impl Cache {
             return Lookup::Miss;
         };
         let entry = Arc::new(entry);
-        if entry.resident() && entry.body.len() <= self.memory_limit {
+        if entry.resident() && entry.body.len() <= self.memory_object_max() {
             self.store(hash, entry.clone());
         }
         match verdict {
@@ -383,14 +399,13 @@ impl Cache {
     /// An entry read from disk with its body read in whole when it is small
     /// enough for memory; None when a chunk is damaged or gone.
     async fn promote(&self, disk: &DiskTier, mut entry: Entry) -> Option<Entry> {
-        const PROMOTE_MAX: u64 = 16 << 20;
         let Some(chunks) = entry.chunks else {
             return Some(entry);
         };
         if !disk.has_chunks(&chunks) {
             return None;
         }
-        if chunks.len > PROMOTE_MAX || chunks.len > self.memory_limit as u64 {
+        if chunks.len > self.memory_object_max() as u64 {
             return Some(entry);
         }
         let mut body = BytesMut::with_capacity(usize::try_from(chunks.len).ok()?);
@@ -491,9 +506,10 @@ impl Cache {
     /// to `limit` bytes are stored: in memory when they fit there, and on
     /// disk, chunk by chunk as they arrive, when there is a disk tier.
     pub fn storing(&self, pending: PendingEntry, expected: Option<u64>, limit: u64) -> Storing {
-        let copy = (expected.is_none_or(|n| n <= self.memory_limit as u64)).then(|| {
+        let memory_limit = self.memory_object_max();
+        let copy = (expected.is_none_or(|n| n <= memory_limit as u64)).then(|| {
             let capacity = expected.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-            BytesMut::with_capacity(capacity.min(self.memory_limit))
+            BytesMut::with_capacity(capacity.min(memory_limit))
         });
         let chunks = self
             .disk
@@ -505,7 +521,7 @@ impl Cache {
             chunks,
             len: 0,
             limit,
-            memory_limit: self.memory_limit,
+            memory_limit,
         }
     }
 
@@ -602,15 +618,13 @@ impl Cache {
             hash
         };
         let entry = Arc::new(entry);
-        if entry.resident() && entry.body.len() <= self.memory_limit {
+        if entry.resident() && entry.body.len() <= self.memory_object_max() {
             self.store(hash, entry.clone());
         }
         if let Some(disk) = self.disk.get() {
-            if entry.chunks.is_some() {
-                disk.put_object_when_written(hash, entry.clone());
-            } else {
-                disk.put_object(hash, &entry, &entry.body);
-            }
+            // Written after its chunks; should the store have dropped one
+            // (its queue full), the object reads as a miss.
+            disk.put_object(hash, &entry, &entry.body);
         }
         entry
     }
@@ -695,7 +709,7 @@ impl Cache {
         } else {
             vary::secondary_hash(key.text(), &entry.variant)
         };
-        if entry.resident() && entry.body.len() <= self.memory_limit {
+        if entry.resident() && entry.body.len() <= self.memory_object_max() {
             self.store(hash, entry.clone());
         }
         if let Some(disk) = self.disk.get() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use outpost_cache::{Cache, PendingEntry, Storing};
+use outpost_cache::{Cache, FillWriter, PendingEntry, Storing};
 use tokio::time::Sleep;
 
 use crate::upstream::Lease;
@@ -112,6 +112,9 @@ pub struct StoringBody<B> {
     store: Option<(Arc<Cache>, Storing)>,
     /// The disk catching up: the body is read further once it has.
     backlog: Option<futures_util::future::BoxFuture<'static, ()>>,
+    /// Requests waiting for this body to be stored, told once it is (or,
+    /// when it is dropped unfinished, that it failed).
+    waiting: Option<FillWriter>,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> StoringBody<B> {
@@ -121,13 +124,23 @@ impl<B: Body<Data = Bytes> + Unpin> StoringBody<B> {
             inner,
             store: Some((cache, storing)),
             backlog: None,
+            waiting: None,
         }
+    }
+
+    /// Tells the requests collapsed on `writer` when the body is stored.
+    pub fn announcing(mut self, writer: FillWriter) -> Self {
+        self.waiting = Some(writer);
+        self
     }
 
     /// Stores the body: the origin's body has ended cleanly.
     fn finish(&mut self) {
         if let Some((cache, storing)) = self.store.take() {
             cache.finish(storing);
+            if let Some(waiting) = self.waiting.take() {
+                waiting.finish();
+            }
         }
     }
 }
@@ -152,6 +165,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
                         this.backlog = storing.backlog();
                     } else {
                         this.store = None;
+                        this.waiting = None;
                     }
                 }
                 // With a known length, the server may stop polling as soon as
@@ -164,6 +178,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for StoringBody<B> {
             Some(Err(e)) => {
                 // A broken body is never stored.
                 this.store = None;
+                this.waiting = None;
                 Poll::Ready(Some(Err(e)))
             }
             None => {

@@ -21,8 +21,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use outpost_cache::{
-    Cache, CacheKey, Coalescer, Entry, Leader, Lookup, Role, SharedHead, normalize_host,
-    normalize_path,
+    Cache, CacheKey, Coalescer, Entry, Leader, Lookup, Role, STREAM_SHARE_MAX, SharedBody,
+    SharedHead, normalize_host, normalize_path,
 };
 use outpost_purge_api::Metrics;
 
@@ -684,7 +684,23 @@ impl Proxy {
                         &request.parts.headers,
                     )
                     .is_some_and(|variant| variant == head.variant);
-                    if same_variant {
+                    if same_variant && head.body == SharedBody::Stored {
+                        let left = self.coalesce_timeout.saturating_sub(waited.elapsed());
+                        if fill.completed(left).await
+                            && let Lookup::Fresh(entry) =
+                                self.cache.lookup_tiered(&request.key, &request.parts).await
+                        {
+                            let now = self.cache.now();
+                            let response = from_cache(
+                                &self.cache,
+                                &entry,
+                                &request.parts,
+                                now,
+                                &format!("{status}; collapsed"),
+                            );
+                            return (Outcome::Collapsed, unvalidated(&entry, response));
+                        }
+                    } else if same_variant {
                         let mut parts = Response::new(()).into_parts().0;
                         parts.status = head.status;
                         parts.headers = head.headers.clone();
@@ -800,9 +816,20 @@ impl Proxy {
                             pending,
                             self.max_object_size,
                         );
-                        match leader {
-                            Some(leader) if length.is_some() => {
+                        match (leader, length) {
+                            (Some(leader), Some(length)) if length <= STREAM_SHARE_MAX => {
                                 share(leader, &parts, variant, storing)
+                            }
+                            // Too large to hold for the followers: they
+                            // read it from the cache once it is stored.
+                            (Some(leader), Some(_)) => {
+                                let writer = leader.share(SharedHead {
+                                    status: parts.status,
+                                    headers: parts.headers.clone(),
+                                    variant,
+                                    body: SharedBody::Stored,
+                                });
+                                storing.announcing(writer).boxed_unsync()
                             }
                             _ => storing.boxed_unsync(),
                         }
@@ -870,6 +897,7 @@ fn share(
         status: parts.status,
         headers: parts.headers.clone(),
         variant,
+        body: SharedBody::Streamed,
     });
     let fill = writer.fill().clone();
     tokio::spawn(async move {

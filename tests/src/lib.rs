@@ -172,6 +172,12 @@ impl Outpost {
         .expect("no ready line in time")
     }
 
+    /// A `/proc/<pid>/status` figure in KiB: `VmRSS` (resident now) or
+    /// `VmHWM` (the most it has been resident).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        memory_kib(self.pid(), field)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -216,6 +222,46 @@ impl Outpost {
             .ok()?
             .code()
     }
+}
+
+/// A `/proc/<pid>/status` figure in KiB, such as `VmRSS` or `VmHWM`.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// `GET path`, reading the body as it comes and keeping only its length
+/// and blake3 (for bodies too large to hold).
+pub async fn get_streamed(addr: SocketAddr, host: &str, path: &str) -> (Got, u64, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect to outpost");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = sender.send_request(req).await.expect("send request");
+    let (parts, mut body) = res.into_parts();
+    let mut len = 0;
+    let mut hasher = blake3::Hasher::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("read body").into_data() {
+            len += data.len() as u64;
+            hasher.update(&data);
+        }
+    }
+    let got = Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: Bytes::new(),
+    };
+    (got, len, hasher.finalize().to_hex().to_string())
 }
 
 /// What a scripted origin saw of one request.

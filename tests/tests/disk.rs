@@ -320,3 +320,100 @@ async fn a_full_disk_costs_no_request_and_writing_resumes_when_space_returns() {
     }
     drop(outpost);
 }
+
+/// What passing or storing one large object may add to the process's peak
+/// resident memory.
+const LARGE_OBJECT_MEMORY_KIB: u64 = 64 * 1024;
+
+/// A 1 GiB object larger than `max_object_size` passes through, and a
+/// 256 MiB one is stored on disk as it passes, and streams from there
+/// after: the peak resident memory grows by far less than either.
+#[tokio::test]
+async fn large_objects_pass_and_fill_with_flat_memory() {
+    const GIB: usize = 1 << 30;
+    const STORED: usize = 256 << 20;
+    let big = bytes::Bytes::from(vec![b'x'; GIB]);
+    let stored = bytes::Bytes::from(body_for(STORED, "stored"));
+    let stored_sum = blake3::hash(&stored).to_hex().to_string();
+    let origin = Origin::start(move |seen| {
+        let body = if seen.uri.path() == "/big" {
+            big.clone()
+        } else {
+            stored.clone()
+        };
+        let mut res = respond(200, &[("cache-control", "max-age=3600")], "");
+        *res.body_mut() = http_body_util::Full::new(body);
+        res
+    })
+    .await;
+    let config = config(&origin, "")
+        .replace("max_object_size: 64MiB", "max_object_size: 512MiB")
+        .replace("size: 256MiB", "size: 1GiB");
+    let outpost = Outpost::start(&config, &[], Some(TOKEN)).await;
+    let before = outpost.memory_kib("VmRSS");
+
+    let (got, len, _) = outpost_tests::get_streamed(outpost.addr(), "example.com", "/big").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(len, GIB as u64);
+    assert!(
+        got.cache_status().contains("detail=too-large"),
+        "{}",
+        got.cache_status()
+    );
+
+    let (got, len, sum) =
+        outpost_tests::get_streamed(outpost.addr(), "example.com", "/stored").await;
+    assert_eq!(
+        (got.status.as_u16(), len, sum.as_str()),
+        (200, STORED as u64, stored_sum.as_str())
+    );
+    assert!(
+        got.cache_status().contains("stored"),
+        "{}",
+        got.cache_status()
+    );
+    let (got, len, sum) =
+        outpost_tests::get_streamed(outpost.addr(), "example.com", "/stored").await;
+    got.assert_hit();
+    assert_eq!((len, sum.as_str()), (STORED as u64, stored_sum.as_str()));
+
+    let peak = outpost.memory_kib("VmHWM");
+    eprintln!("resident before {before} KiB, peak after {peak} KiB");
+    assert!(
+        peak.saturating_sub(before) < LARGE_OBJECT_MEMORY_KIB,
+        "peak resident memory grew by {} KiB",
+        peak - before
+    );
+}
+
+/// Concurrent misses for an object too large to hold in memory for them
+/// make one origin fetch; the followers read it from the cache once it is
+/// stored.
+#[tokio::test]
+async fn concurrent_misses_for_a_large_object_make_one_fetch() {
+    let origin = origin().await;
+    let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    let addr = outpost.addr();
+    let size = 24 << 20;
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(async move {
+                outpost_tests::get_streamed(addr, "example.com", &format!("/s/{size}/large")).await
+            })
+        })
+        .collect();
+    let expected = blake3::hash(&body_for(size, "large")).to_hex().to_string();
+    let mut collapsed = 0;
+    for request in requests {
+        let (got, len, sum) = request.await.expect("request task");
+        assert_eq!(
+            (got.status.as_u16(), len, sum.as_str()),
+            (200, size as u64, expected.as_str())
+        );
+        if got.cache_status().contains("collapsed") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(origin.hits(), 1);
+    eprintln!("{collapsed} of 20 requests collapsed onto the fetch");
+}

@@ -16,12 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Resident memory of a process, KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    outpost_tests::memory_kib(pid, "VmRSS")
 }
 
 /// What a flood may add to the process's resident memory.
