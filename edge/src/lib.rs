@@ -246,6 +246,11 @@ async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, St
                 tracing::error!(error = %e, "serving without the disk tier until there is room");
                 outpost_cache::note_store_error();
             }
+            Err(e @ outpost_cache::DiskError::Busy(_)) => {
+                return Err(StartError::Disk(format!(
+                    "{e}: another Outpost runs on this config; to replace it, start the new one with `run --upgrade`"
+                )));
+            }
             Err(e) => return Err(StartError::Disk(e.to_string())),
         }
     }

@@ -7,10 +7,14 @@ use outpost_tests::{Load, Origin, Outpost, get, outpost_bin, respond, simple_con
 
 const TOKEN: &str = "upgrade-token";
 
+/// With a disk tier, which passes to the successor.
 fn upgradable(origin: &Origin) -> String {
     format!(
         "upgrade_socket: upgrade.sock\n{}",
-        simple_config(origin, &["example.com"], "")
+        simple_config(origin, &["example.com"], "").replace(
+            "  memory: 64MiB\n",
+            "  memory: 64MiB\n  disk:\n    path: disk\n    size: 64MiB\n"
+        )
     )
 }
 
@@ -28,12 +32,17 @@ async fn origin() -> Origin {
 
 /// Under continuous load, on kept-alive and on fresh connections, an
 /// upgrade refuses no connection and fails no request; the successor
-/// answers on the same addresses, the side API included.
+/// answers on the same addresses, the side API included, and its cache
+/// is still warm: what the old process stored is a hit.
 #[tokio::test]
 async fn an_upgrade_under_load_fails_no_request() {
     let origin = origin().await;
     let mut old = Outpost::start(&upgradable(&origin), &[], Some(TOKEN)).await;
     let addr = old.addr();
+    for i in 0..20 {
+        let got = get(addr, "example.com", &format!("/cached/{i}")).await;
+        assert!(got.cache_status().contains("stored"));
+    }
     let kept = Load::start(
         addr,
         "example.com",
@@ -76,6 +85,18 @@ async fn an_upgrade_under_load_fails_no_request() {
         .filter_map(serde_json::Value::as_u64)
         .sum();
     assert!(served > 0, "the successor served");
+    outpost_tests::await_metric(new.admin, "outpost_disk_open", 1.0).await;
+    let fetched = origin.hits();
+    for i in 0..20 {
+        get(addr, "example.com", &format!("/cached/{i}"))
+            .await
+            .assert_hit();
+    }
+    assert_eq!(
+        origin.hits(),
+        fetched,
+        "the cache was warm after the upgrade"
+    );
 }
 
 /// A successor that cannot start (its config is broken) leaves the old
