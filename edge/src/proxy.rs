@@ -443,6 +443,8 @@ impl Proxy {
             );
         }
         let mut outgoing = request.origin_parts(&request.parts.headers);
+        // A tunnel's answer is its 101; nothing goes before it.
+        outgoing.extensions.remove::<crate::strict::Interim>();
         if over_h2 {
             outgoing.method = Method::GET;
         }
@@ -1151,6 +1153,10 @@ impl Exchange {
             // The cache sends these without a body (whatever the client
             // sent is dropped), so no length may promise one.
             parts.headers.remove(CONTENT_LENGTH);
+        }
+        // The client's connection, for the origin's interim responses.
+        if let Some(interim) = self.parts.extensions.get::<crate::strict::Interim>() {
+            parts.extensions.insert(interim.clone());
         }
         let host = self.upstream.host_header(&self.authority).to_owned();
         headers::to_origin(

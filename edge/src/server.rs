@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::generation::Current;
 use crate::proxy::{ConnInfo, ProxyBody};
-use crate::strict::Strict;
+use crate::strict::{Interim, Strict};
 use crate::tls::Tls;
 
 /// Longest a client may take to finish the TLS handshake.
@@ -304,11 +304,23 @@ async fn answer(
     current: Current,
     conn: ConnInfo,
     closing: Arc<AtomicBool>,
-    req: http::Request<hyper::body::Incoming>,
+    interim: Interim,
+    mut req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
     let http1 = req.version() < http::Version::HTTP_2;
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client. (HTTP/2 streams get
+    // none either: hyper offers no way to send them.)
+    let interims = req.version() == http::Version::HTTP_11;
+    if interims {
+        interim.open();
+        req.extensions_mut().insert(interim.clone());
+    }
     let proxy = current.load().proxy.clone();
-    let mut res = proxy.handle(conn, req).await?;
+    let answered = proxy.handle(conn, req).await;
+    if interims {
+        interim.close();
+    }
+    let mut res = answered?;
     if http1 && closing.load(Ordering::SeqCst) {
         res.headers_mut().insert(
             http::header::CONNECTION,
@@ -350,9 +362,12 @@ where
         .limits
         .header_read_timeout
         .get();
-    let service = service_fn(move |req| answer(current.clone(), conn, flag.clone(), req));
+    let strict = Strict::new(stream, header_read_timeout);
+    let interim = strict.interim();
+    let service =
+        service_fn(move |req| answer(current.clone(), conn, flag.clone(), interim.clone(), req));
     let builder = connection_builder(header_read_timeout);
-    let io = TokioIo::new(Strict::new(stream, header_read_timeout));
+    let io = TokioIo::new(strict);
     if h2_only {
         let builder = builder.http2_only();
         let connection = builder.serve_connection(io, service);

@@ -184,8 +184,87 @@ impl FrameScan {
     }
 }
 
+/// Interim (1xx) responses from the origin on their way to an HTTP/1.1
+/// client (RFC 9110 §15.2). hyper's server cannot send them, so they are
+/// written here, on the connection, before the final response's head: the
+/// request's handler opens the connection's queue when it starts, the
+/// origin's interim heads are queued, and the handler closes it (dropping
+/// whatever was not sent) before its final answer goes to hyper. They go
+/// out only where hyper's own output is at a message's end (everything it
+/// wrote has been flushed), so they never land inside another response.
+#[derive(Clone, Default)]
+pub struct Interim(std::sync::Arc<InterimQueue>);
+
+#[derive(Default)]
+struct InterimQueue {
+    heads: std::sync::Mutex<(std::collections::VecDeque<bytes::Bytes>, bool)>,
+    /// Set while heads are queued: the connection's reads and writes look
+    /// at this alone otherwise.
+    queued: std::sync::atomic::AtomicBool,
+    /// The connection's task, woken to write them.
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Interim {
+    /// The queued heads, and whether the queue is open.
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<bytes::Bytes>, bool)> {
+        self.0.heads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request is being answered: its interim responses may be sent.
+    pub fn open(&self) {
+        let mut queue = self.lock();
+        queue.1 = true;
+        queue.0.clear();
+    }
+
+    /// The final answer is ready: nothing more may precede it.
+    pub fn close(&self) {
+        let mut queue = self.lock();
+        queue.1 = false;
+        queue.0.clear();
+        self.0
+            .queued
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Queues an interim response head (already serialized).
+    pub fn send(&self, head: bytes::Bytes) {
+        let mut queue = self.lock();
+        if queue.1 {
+            queue.0.push_back(head);
+            self.0
+                .queued
+                .store(true, std::sync::atomic::Ordering::Release);
+            drop(queue);
+            self.0.waker.wake();
+        }
+    }
+
+    /// The next head to write, if any.
+    fn next(&self) -> Option<bytes::Bytes> {
+        if !self.0.queued.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = self.lock();
+        let head = queue.0.pop_front();
+        if queue.0.is_empty() {
+            self.0
+                .queued
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        head
+    }
+}
+
 pub struct Strict<T> {
     inner: T,
+    /// Interim responses to write, and the one being written.
+    interim: Interim,
+    sending: bytes::Bytes,
+    /// Everything hyper wrote has been flushed: its output is between
+    /// messages.
+    flushed: bool,
     state: State,
     /// Read but not yet checked.
     pending: BytesMut,
@@ -211,6 +290,9 @@ impl<T> Strict<T> {
     /// arrive within `head_timeout`, or the connection is closed.
     pub fn new(inner: T, head_timeout: std::time::Duration) -> Self {
         Self {
+            interim: Interim::default(),
+            sending: bytes::Bytes::new(),
+            flushed: true,
             head_timeout,
             head_deadline: Some(Box::pin(tokio::time::sleep(head_timeout))),
             frames: FrameScan::new(),
@@ -222,6 +304,11 @@ impl<T> Strict<T> {
             violation: None,
             reader: None,
         }
+    }
+
+    /// The queue of interim responses written on this connection.
+    pub fn interim(&self) -> Interim {
+        self.interim.clone()
     }
 
     /// Starts the head clock at a head's first byte, and stops it once
@@ -701,13 +788,54 @@ fn has_bare_lf(bytes: &[u8]) -> bool {
         .any(|(i, b)| *b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Strict<T> {
+impl<T: AsyncWrite + Unpin> Strict<T> {
+    /// Writes the interim responses queued, when hyper's output is between
+    /// messages (or finishes one already begun); Ready once none is left
+    /// to write now.
+    fn send_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut wrote = false;
+        loop {
+            if !self.sending.is_empty() {
+                let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.sending))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.sending.advance(n);
+                wrote = true;
+                continue;
+            }
+            self.interim.0.waker.register(cx.waker());
+            let next = if self.flushed {
+                self.interim.next()
+            } else {
+                None
+            };
+            match next {
+                Some(head) => self.sending = head,
+                None => break,
+            }
+        }
+        if wrote {
+            // Out now (TLS buffers otherwise), not with the final answer.
+            let _ = Pin::new(&mut self.inner).poll_flush(cx)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Strict<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // hyper reads while a request is answered (to notice a client
+        // going away): the moment to send its interim responses. A socket
+        // too full to take them now is tried again on its next read or write.
+        if let Poll::Ready(Err(e)) = this.send_interim(cx) {
+            return Poll::Ready(Err(e));
+        }
         loop {
             if !this.ready.is_empty() {
                 let n = this.ready.len().min(buf.remaining());
@@ -784,7 +912,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        ready!(this.send_interim(cx))?;
         this.answer_started(data);
+        this.flushed = false;
         Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
@@ -794,8 +924,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        ready!(this.send_interim(cx))?;
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             this.answer_started(first);
+            this.flushed = false;
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
@@ -805,7 +937,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        this.flushed = true;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -467,7 +467,7 @@ fn origin_acceptor(cert: &str, key: &str, http2_only: bool) -> boring::ssl::SslA
 }
 
 /// How a [`RawOrigin`] misbehaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Misbehaviour {
     /// Answers each request with a small 200 and closes the connection
     /// without saying so: the client believes it may reuse it.
@@ -476,6 +476,9 @@ pub enum Misbehaviour {
     CloseWithoutAnswer,
     /// Answers every request on a connection with these bytes, as they are.
     Respond(&'static str),
+    /// Answers with the first bytes, then, once the semaphore gives a
+    /// permit, the second (an interim response, then the final one).
+    RespondInTwo(&'static str, &'static str, Arc<tokio::sync::Semaphore>),
 }
 
 /// An HTTP/1.1 origin written on raw TCP, for failures hyper would not
@@ -504,6 +507,7 @@ impl RawOrigin {
                 };
                 connected.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
+                let behaviour = behaviour.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -516,7 +520,7 @@ impl RawOrigin {
                         }
                         head.clear();
                         counter.fetch_add(1, Ordering::SeqCst);
-                        match behaviour {
+                        match &behaviour {
                             Misbehaviour::AnswerThenCloseSilently => {
                                 let _ = stream
                                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\r\nok")
@@ -526,6 +530,18 @@ impl RawOrigin {
                             Misbehaviour::CloseWithoutAnswer => return,
                             Misbehaviour::Respond(raw) => {
                                 if stream.write_all(raw.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Misbehaviour::RespondInTwo(first, then, release) => {
+                                if stream.write_all(first.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                let Ok(permit) = release.acquire().await else {
+                                    return;
+                                };
+                                permit.forget();
+                                if stream.write_all(then.as_bytes()).await.is_err() {
                                     return;
                                 }
                             }
