@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::freshness::{Directives, Freshness};
+use crate::occupancy::{CountEvictions, Occupancy};
 use crate::policy::{StaleUse, StoreRules};
 
 /// Bytes of body per chunk record; a body up to this size sits in its head.
@@ -286,6 +287,9 @@ struct Inner {
     /// Set when the store broke (one of its tasks panicked): the tier is
     /// then left alone, and memory and the origins serve.
     failed: std::sync::atomic::AtomicBool,
+    occupancy: Arc<Occupancy>,
+    /// Bytes handed to the store since a fill last waited for it.
+    unflushed: std::sync::atomic::AtomicUsize,
     /// The tier's lock file, held locked while the tier is open: two
     /// processes never write one tier.
     lock: std::sync::Mutex<Option<std::fs::File>>,
@@ -346,11 +350,16 @@ impl DiskTier {
             .with_capacity(capacity_usize)
             .build()
             .map_err(err)?;
+        let occupancy = Arc::new(Occupancy::default());
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block)
-            .with_tombstone_log(true);
+            .with_tombstone_log(true)
+            .with_reinsertion_filter(
+                foyer::StorageFilter::new().with_condition(CountEvictions(occupancy.clone())),
+            );
         let store = HybridCacheBuilder::new()
             .with_name("outpost-disk")
+            .with_metrics_registry(Box::new(crate::occupancy::Registry(occupancy.clone())))
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .with_flush_on_close(true)
             // Records are written to disk only (phantom): this memory part
@@ -382,6 +391,8 @@ impl DiskTier {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 failed: std::sync::atomic::AtomicBool::new(false),
+                occupancy,
+                unflushed: std::sync::atomic::AtomicUsize::new(0),
                 lock: std::sync::Mutex::new(Some(lock)),
                 store,
                 stats: DiskStats::default(),
@@ -415,6 +426,12 @@ impl DiskTier {
         &self.inner.path
     }
 
+    /// Bytes of the store's blocks that hold records (live or not yet
+    /// reclaimed), and the records evicted to make room since the start.
+    pub fn occupancy(&self) -> (u64, u64) {
+        (self.inner.occupancy.bytes(), self.inner.occupancy.evicted())
+    }
+
     pub fn capacity(&self) -> u64 {
         self.inner.capacity
     }
@@ -428,10 +445,25 @@ impl DiskTier {
         )
     }
 
+    /// Once enough has been handed to the store since it was last waited
+    /// for, a future that resolves when the store has written it: a fill
+    /// waits on it before reading more of its body.
+    pub fn backlog(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        if self.inner.unflushed.load(Ordering::Relaxed) < FLUSH_EVERY {
+            return None;
+        }
+        self.inner.unflushed.store(0, Ordering::Relaxed);
+        let store = self.inner.store.clone();
+        Some(Box::pin(async move { store.storage().wait().await }))
+    }
+
     fn put(&self, key: DiskKey, record: Record) {
         if self.inner.failed.load(Ordering::Relaxed) {
             return;
         }
+        self.inner
+            .unflushed
+            .fetch_add(record.0.len(), Ordering::Relaxed);
         self.inner.stats.writes.fetch_add(1, Ordering::Relaxed);
         // Not admitted (the store's queue is full) is dropped: a head whose
         // chunks were dropped reads as a miss.
@@ -629,7 +661,6 @@ impl DiskTier {
             fill: crate::unique_id(),
             index: 0,
             pending: BytesMut::new(),
-            unflushed: 0,
         }
     }
 }
@@ -704,8 +735,6 @@ pub struct ChunkWriter {
     fill: u64,
     index: u64,
     pending: BytesMut,
-    /// Bytes handed to the store since it was last waited for.
-    unflushed: usize,
 }
 
 /// A body may run this far ahead of the disk: the store drops what is
@@ -713,15 +742,8 @@ pub struct ChunkWriter {
 const FLUSH_EVERY: usize = 4 << 20;
 
 impl ChunkWriter {
-    /// Once enough is queued, a future that resolves when the store has
-    /// written it: the body is not read further until it does.
-    pub fn backlog(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-        if self.unflushed < FLUSH_EVERY {
-            return None;
-        }
-        self.unflushed = 0;
-        let store = self.tier.inner.store.clone();
-        Some(Box::pin(async move { store.storage().wait().await }))
+    pub fn tier(&self) -> &DiskTier {
+        &self.tier
     }
 
     pub fn push(&mut self, mut data: &[u8]) {
@@ -746,7 +768,6 @@ impl ChunkWriter {
                 &self.pending,
             ],
         );
-        self.unflushed += self.pending.len();
         self.pending.clear();
         self.index += 1;
         self.tier.put(key, record);

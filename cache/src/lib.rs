@@ -11,6 +11,7 @@ mod freshness;
 mod journal;
 mod key;
 mod memory;
+mod occupancy;
 mod policy;
 mod purge;
 mod vary;
@@ -88,6 +89,10 @@ pub struct Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskUsage {
     pub capacity: u64,
+    /// Bytes of blocks holding records.
+    pub bytes: u64,
+    /// Records (heads and chunks) evicted to make room.
+    pub evictions: u64,
     pub hits: u64,
     pub misses: u64,
     /// Records found damaged or incomplete (and dropped).
@@ -866,8 +871,11 @@ impl Cache {
             let stats = disk.stats();
             let count = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             let (bytes_written, bytes_read) = disk.io_bytes();
+            let (bytes, evictions) = disk.occupancy();
             DiskUsage {
                 capacity: disk.capacity(),
+                bytes,
+                evictions,
                 hits: count(&stats.hits),
                 misses: count(&stats.misses),
                 damaged: count(&stats.damaged),
@@ -993,7 +1001,7 @@ impl Storing {
     /// Once the body has run ahead of the disk, a future to wait on before
     /// reading more of it.
     pub fn backlog(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-        self.chunks.as_mut()?.backlog()
+        self.chunks.as_ref()?.tier().backlog()
     }
 }
 

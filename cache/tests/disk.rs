@@ -64,6 +64,28 @@ fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
     cache.finish(storing).expect("test setup");
 }
 
+/// [`store`], waiting for the disk whenever the fill runs ahead of it.
+async fn store_paced(cache: &Cache, url: &str, body: &[u8]) {
+    let pending = cache
+        .prepare(
+            &key(url),
+            &get(&[]),
+            &ok(&[("cache-control", "max-age=600")]),
+            cache.now(),
+            cache.now(),
+            StoreRules::default(),
+        )
+        .expect("storable");
+    let mut storing = cache.storing(pending, Some(body.len() as u64), 1 << 30);
+    for piece in body.chunks(16 << 10) {
+        assert!(storing.push(piece));
+        if let Some(backlog) = storing.backlog() {
+            backlog.await;
+        }
+    }
+    cache.finish(storing).expect("stored");
+}
+
 fn body(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -364,4 +386,37 @@ async fn purges_made_before_the_disk_is_attached_are_journaled() {
     }
     let cache = open(dir.path(), clock.clone()).await;
     assert!(fresh(&cache, "http://a.test/x").await.is_none());
+}
+
+#[tokio::test]
+async fn a_full_tier_evicts_its_oldest_records_and_counts_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = open(dir.path(), clock()).await;
+    let body = body(200_000);
+    // Twice the tier's size.
+    for i in 0..(2 * DISK as usize / body.len()) {
+        store_paced(&cache, &format!("http://a.test/{i}"), &body).await;
+    }
+    cache.close().await;
+    let cache = open(dir.path(), clock()).await;
+    let usage = cache.usage().disk.expect("disk usage");
+    assert!(usage.bytes > 0 && usage.bytes <= DISK, "{usage:?}");
+    let last = 2 * DISK as usize / body.len() - 1;
+    assert!(
+        fresh(&cache, &format!("http://a.test/{last}"))
+            .await
+            .is_some()
+    );
+    assert!(
+        fresh(&cache, "http://a.test/0").await.is_none(),
+        "the oldest was evicted"
+    );
+    drop(cache);
+    // Evictions are counted by the process that made them.
+    let cache = open(dir.path(), clock()).await;
+    for i in 0..(DISK as usize / body.len()) {
+        store_paced(&cache, &format!("http://b.test/{i}"), &body).await;
+    }
+    cache.close().await;
+    assert!(cache.usage().disk.expect("disk usage").evictions > 0);
 }

@@ -453,6 +453,13 @@ impl Admin {
             m.cache_capacity
                 .with_label_values(&["disk"])
                 .set(clamp(disk.capacity));
+            m.cache_bytes
+                .with_label_values(&["disk"])
+                .set(clamp(disk.bytes));
+            catch_up(
+                m.cache_evictions.with_label_values(&["disk"]),
+                disk.evictions,
+            );
         }
         // A reload may have removed servers: only the current ones report.
         self.metrics.origin_up.reset();
@@ -488,6 +495,8 @@ impl Admin {
                 },
                 "disk": usage.disk.map(|disk| json!({
                     "capacity": disk.capacity,
+                    "bytes": disk.bytes,
+                    "evictions": disk.evictions,
                     "hits": disk.hits,
                     "misses": disk.misses,
                     "damaged": disk.damaged,
