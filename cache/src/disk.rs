@@ -367,6 +367,7 @@ impl DiskTier {
             .memory(1 << 20)
             .with_weighter(|_key: &DiskKey, record: &Record| record.0.len())
             .storage()
+            .with_io_engine_config(foyer::PsyncIoEngineConfig::new())
             .with_engine_config(engine)
             .with_recover_mode(RecoverMode::Quiet)
             .build()
