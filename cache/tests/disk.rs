@@ -45,9 +45,9 @@ fn key(url: &str) -> CacheKey {
     CacheKey::from_url(url, &QueryKey::All).expect("test setup")
 }
 
-/// Stores `body` for `url` through the streaming path, in pieces.
-fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let pending = cache
+/// What may be stored for a GET of `url` answered with `headers`.
+fn pending(cache: &Cache, url: &str, headers: &[(&str, &str)]) -> outpost_cache::PendingEntry {
+    cache
         .prepare(
             &key(url),
             &get(&[]),
@@ -56,26 +56,22 @@ fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
             cache.now(),
             StoreRules::default(),
         )
-        .expect("test setup");
+        .expect("storable")
+}
+
+/// Stores `body` for `url` through the streaming path, in pieces.
+fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let pending = pending(cache, url, headers);
     let mut storing = cache.storing(pending, Some(body.len() as u64), 1 << 30);
     for piece in body.chunks(10_000) {
         assert!(storing.push(piece));
     }
-    cache.finish(storing).expect("test setup");
+    cache.finish(storing).expect("stored");
 }
 
 /// [`store`], waiting for the disk whenever the fill runs ahead of it.
 async fn store_paced(cache: &Cache, url: &str, body: &[u8]) {
-    let pending = cache
-        .prepare(
-            &key(url),
-            &get(&[]),
-            &ok(&[("cache-control", "max-age=600")]),
-            cache.now(),
-            cache.now(),
-            StoreRules::default(),
-        )
-        .expect("storable");
+    let pending = pending(cache, url, &[("cache-control", "max-age=600")]);
     let mut storing = cache.storing(pending, Some(body.len() as u64), 1 << 30);
     for piece in body.chunks(16 << 10) {
         assert!(storing.push(piece));

@@ -237,17 +237,10 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
 /// `GET path`, reading the body as it comes and keeping only its length
 /// and blake3 (for bodies too large to hold).
 pub async fn get_streamed(addr: SocketAddr, host: &str, path: &str) -> (Got, u64, String) {
-    let stream = TcpStream::connect(addr).await.expect("connect to outpost");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (parts, mut body) = send(addr, "GET", host, path, &[], "")
         .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let res = sender.send_request(req).await.expect("send request");
-    let (parts, mut body) = res.into_parts();
+        .expect("request to outpost")
+        .into_parts();
     let mut len = 0;
     let mut hasher = blake3::Hasher::new();
     while let Some(frame) = body.frame().await {
@@ -646,6 +639,31 @@ pub async fn try_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<Got, String> {
+    let (parts, body) = send(addr, method, host, path, headers, body)
+        .await?
+        .into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Sends one HTTP/1.1 request on a new connection; the answer's head, and
+/// its body to be read.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Response<hyper::body::Incoming>, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -663,21 +681,10 @@ pub async fn try_request(
     let req = builder
         .body(Full::new(Bytes::from(body.to_owned())))
         .map_err(|e| format!("request: {e}"))?;
-    let res = sender
+    sender
         .send_request(req)
         .await
-        .map_err(|e| format!("send: {e}"))?;
-    let (parts, body) = res.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok(Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+        .map_err(|e| format!("send: {e}"))
 }
 
 /// `GET path` with `Host: host`.
