@@ -288,8 +288,10 @@ struct Inner {
     /// then left alone, and memory and the origins serve.
     failed: std::sync::atomic::AtomicBool,
     occupancy: Arc<Occupancy>,
-    /// Bytes handed to the store since a fill last waited for it.
-    unflushed: std::sync::atomic::AtomicUsize,
+    /// Bytes handed to the store since it opened, and of those, how many
+    /// it is known to have written.
+    enqueued: AtomicU64,
+    written: AtomicU64,
     /// The tier's lock file, held locked while the tier is open: two
     /// processes never write one tier.
     lock: std::sync::Mutex<Option<std::fs::File>>,
@@ -324,24 +326,21 @@ impl DiskTier {
             .write(true)
             .open(path.join("lock"))
             .map_err(|e| err(foyer::Error::io_error(e)))?;
-        let lock = tokio::task::spawn_blocking(move || {
+        // Tried again and again rather than blocked on, so that a process
+        // waiting for the tier can still exit.
+        loop {
             use rustix::fs::{FlockOperation, flock};
-            let operation = if wait {
-                FlockOperation::LockExclusive
-            } else {
-                FlockOperation::NonBlockingLockExclusive
-            };
-            flock(&lock, operation).map(|()| lock)
-        })
-        .await
-        .map_err(|e| err(foyer::Error::io_error(std::io::Error::other(e))))?
-        .map_err(|e| {
-            if e == rustix::io::Errno::WOULDBLOCK {
-                DiskError::Busy(path.display().to_string())
-            } else {
-                err(foyer::Error::io_error(e.into()))
+            match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && wait => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    return Err(DiskError::Busy(path.display().to_string()));
+                }
+                Err(e) => return Err(err(foyer::Error::io_error(e.into()))),
             }
-        })?;
+        }
         let capacity_usize = usize::try_from(capacity).unwrap_or(usize::MAX);
         // Blocks are the store's unit of eviction: enough of them that
         // evicting one drops little, and each holds several chunks.
@@ -393,7 +392,8 @@ impl DiskTier {
                 path: path.to_owned(),
                 failed: std::sync::atomic::AtomicBool::new(false),
                 occupancy,
-                unflushed: std::sync::atomic::AtomicUsize::new(0),
+                enqueued: AtomicU64::new(0),
+                written: AtomicU64::new(0),
                 lock: std::sync::Mutex::new(Some(lock)),
                 store,
                 stats: DiskStats::default(),
@@ -449,13 +449,27 @@ impl DiskTier {
     /// Once enough has been handed to the store since it was last waited
     /// for, a future that resolves when the store has written it: a fill
     /// waits on it before reading more of its body.
+    ///
+    /// Every fill that finds the backlog over the limit waits, so that many
+    /// fills at once cannot overrun the store's queue between them; a wait
+    /// that takes too long (the store reclaiming blocks without pause) lets
+    /// the fill go on rather than stall its client.
     pub fn backlog(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-        if self.inner.unflushed.load(Ordering::Relaxed) < FLUSH_EVERY {
+        let target = self.inner.enqueued.load(Ordering::Acquire);
+        let written = self.inner.written.load(Ordering::Acquire);
+        if target.saturating_sub(written) < FLUSH_EVERY as u64 {
             return None;
         }
-        self.inner.unflushed.store(0, Ordering::Relaxed);
-        let store = self.inner.store.clone();
-        Some(Box::pin(async move { store.storage().wait().await }))
+        let tier = self.clone();
+        Some(Box::pin(async move {
+            let store = tier.inner.store.clone();
+            let waited =
+                tokio::time::timeout(BACKLOG_WAIT, async move { store.storage().wait().await })
+                    .await;
+            if waited.is_ok() {
+                tier.inner.written.fetch_max(target, Ordering::AcqRel);
+            }
+        }))
     }
 
     fn put(&self, key: DiskKey, record: Record) {
@@ -463,8 +477,8 @@ impl DiskTier {
             return;
         }
         self.inner
-            .unflushed
-            .fetch_add(record.0.len(), Ordering::Relaxed);
+            .enqueued
+            .fetch_add(record.0.len() as u64, Ordering::AcqRel);
         self.inner.stats.writes.fetch_add(1, Ordering::Relaxed);
         // Not admitted (the store's queue is full) is dropped: a head whose
         // chunks were dropped reads as a miss.
@@ -496,6 +510,14 @@ impl DiskTier {
             self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         loaded
+    }
+
+    /// Whether the store's index may hold something under `hash` (no I/O).
+    pub fn may_contain(&self, hash: &[u8; 32]) -> bool {
+        self.inner.store.storage().may_contains(&DiskKey {
+            hash: *hash,
+            part: 0,
+        })
     }
 
     /// Deletes what is stored under `hash` (an object or a marker).
@@ -677,7 +699,15 @@ fn reserve(dir: &Path) -> std::io::Result<()> {
         }
         let file = std::fs::OpenOptions::new().write(true).open(entry.path())?;
         let len = file.metadata()?.len();
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)?;
+        match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            // A file system that cannot reserve space: the tier works, but
+            // a disk that fills up can fail its writes.
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP => {
+                tracing::warn!(path = %dir.display(), "the file system cannot reserve the disk tier's space");
+                return Ok(());
+            }
+            other => other?,
+        }
     }
     Ok(())
 }
@@ -741,6 +771,8 @@ pub struct ChunkWriter {
 /// A body may run this far ahead of the disk: the store drops what is
 /// queued beyond its limit, so a fill waits for the disk here.
 const FLUSH_EVERY: usize = 4 << 20;
+/// The longest a fill waits for the store before going on.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ChunkWriter {
     pub fn tier(&self) -> &DiskTier {
@@ -829,6 +861,52 @@ mod tests {
             Err(DiskError::Damaged("format version"))
         ));
     }
+
+    /// The bytes of a head are pinned: a change to what a head holds (its
+    /// fields, or the types of freshness, directives and rules) fails this
+    /// test, and must come with a new `VERSION` so that heads written in
+    /// the old layout read as misses rather than as wrong values.
+    #[test]
+    fn the_head_format_is_pinned_to_its_version() {
+        let meta = Meta {
+            key: "http://a.test/x".into(),
+            status: 200,
+            headers: vec![("etag".into(), b"\"v1\"".to_vec())],
+            freshness: Freshness {
+                lifetime: std::time::Duration::from_secs(60),
+                initial_age: std::time::Duration::from_secs(1),
+                response_time: std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(1_800_000_000),
+                heuristic: false,
+            },
+            directives: Directives::parse([&http::HeaderValue::from_static("max-age=60")]),
+            stale: StaleUse {
+                never: true,
+                while_revalidate: Some(std::time::Duration::from_secs(5)),
+                if_error: None,
+            },
+            rules: StoreRules::default(),
+            variant: String::new(),
+            marker: 7,
+            seq: 9,
+            tags: vec!["t".into()],
+            primary: [3; 32],
+            chunks: Some(Chunks {
+                primary: [3; 32],
+                fill: 11,
+                len: 300_000,
+            }),
+        };
+        let bytes = postcard::to_stdvec(&meta).expect("encode");
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(VERSION, 1);
+        assert_eq!(
+            hex, PINNED_V1,
+            "the head format changed: bump VERSION and re-pin"
+        );
+    }
+
+    const PINNED_V1: &str = "0f687474703a2f2f612e746573742f78c80101046574616704227631223c00010080a4a7da06000001076d61782d61676501023630010105000000000001000000070901017403030303030303030303030303030303030303030303030303030303030303030103030303030303030303030303030303030303030303030303030303030303030be0a712";
 
     #[test]
     fn a_record_length_past_the_limit_is_refused_before_allocating() {

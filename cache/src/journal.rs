@@ -22,6 +22,9 @@ pub enum Kind {
     Host,
     Tag,
     Everything,
+    /// Not a purge: the sequence numbers given so far reach at most this
+    /// (plus the step between watermarks), whatever the clock says later.
+    Watermark,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::Host => 'h',
             Kind::Tag => 't',
             Kind::Everything => 'e',
+            Kind::Watermark => 'w',
         }
     }
 
@@ -42,6 +46,7 @@ impl Kind {
             "h" => Kind::Host,
             "t" => Kind::Tag,
             "e" => Kind::Everything,
+            "w" => Kind::Watermark,
             _ => return None,
         })
     }
@@ -119,11 +124,12 @@ fn parse(text: &str) -> Option<Mark> {
 
 impl Journal {
     /// Opens the journal at `path` (created when absent). Returns it with
-    /// the marks it holds, the latest per name, minus those `expired` says
-    /// no longer matter; the file is rewritten to hold just those.
+    /// the marks it holds, the latest per name (only lines that check),
+    /// minus those `expired` says no longer matter, given them all; the
+    /// file is rewritten to hold just those.
     pub fn open(
         path: &Path,
-        expired: impl Fn(&Mark) -> bool,
+        expired: impl Fn(&Mark, &[Mark]) -> bool,
     ) -> std::io::Result<(Journal, Vec<Mark>)> {
         let mut latest: HashMap<(Kind, Vec<u8>, bool), u64> = HashMap::new();
         match File::open(path) {
@@ -139,7 +145,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let mut marks: Vec<Mark> = latest
+        let all: Vec<Mark> = latest
             .into_iter()
             .map(|((kind, name, soft), seq)| Mark {
                 seq,
@@ -147,7 +153,11 @@ impl Journal {
                 kind,
                 name,
             })
-            .filter(|mark| !expired(mark))
+            .collect();
+        let mut marks: Vec<Mark> = all
+            .iter()
+            .filter(|mark| !expired(mark, &all))
+            .cloned()
             .collect();
         marks.sort_by_key(|m| m.seq);
         // Rewrite through a new file renamed over the old: a crash midway
@@ -174,12 +184,15 @@ impl Journal {
         ))
     }
 
-    /// Appends marks and syncs them to the disk.
-    pub fn append(&self, marks: &[Mark]) -> std::io::Result<()> {
+    /// Appends marks; with `sync`, waits until they are on the disk.
+    pub fn append(&self, marks: &[Mark], sync: bool) -> std::io::Result<()> {
         let text: String = marks.iter().map(line).collect();
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(text.as_bytes())?;
-        file.sync_data()
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -204,17 +217,20 @@ mod tests {
     fn marks_survive_reopening_latest_per_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("purges");
-        let (journal, marks) = Journal::open(&path, |_| false).unwrap();
+        let (journal, marks) = Journal::open(&path, |_, _| false).unwrap();
         assert!(marks.is_empty());
         journal
-            .append(&[
-                mark(5, Kind::Tag, "a b", false),
-                mark(7, Kind::Tag, "a b", false),
-                mark(8, Kind::Everything, "", true),
-            ])
+            .append(
+                &[
+                    mark(5, Kind::Tag, "a b", false),
+                    mark(7, Kind::Tag, "a b", false),
+                    mark(8, Kind::Everything, "", true),
+                ],
+                true,
+            )
             .unwrap();
         drop(journal);
-        let (_, marks) = Journal::open(&path, |_| false).unwrap();
+        let (_, marks) = Journal::open(&path, |_, _| false).unwrap();
         assert_eq!(
             marks,
             vec![
@@ -234,7 +250,7 @@ mod tests {
         text.push_str(&damaged);
         text.push_str(&line(&mark(10, Kind::Tag, "t", true))[..12]);
         std::fs::write(&path, text).unwrap();
-        let (_, marks) = Journal::open(&path, |m| m.kind == Kind::Prefix).unwrap();
+        let (_, marks) = Journal::open(&path, |m, _| m.kind == Kind::Prefix).unwrap();
         assert_eq!(marks, vec![mark(3, Kind::Host, "a.test", false)]);
         let rewritten = std::fs::read_to_string(&path).unwrap();
         assert_eq!(rewritten.lines().count(), 1);

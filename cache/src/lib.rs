@@ -59,10 +59,18 @@ pub enum Lookup {
 /// large fill never holds its whole body in memory.
 const MEMORY_OBJECT_MAX_WITH_DISK: usize = 16 << 20;
 
-/// An id no other call returns, in this process or after a restart.
+/// A random id (for fills and Vary markers): unique across processes and
+/// restarts whatever the clock does.
 pub fn unique_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    purge::next_after_now(&NEXT)
+    let mut bytes = [0u8; 8];
+    match rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_le_bytes(bytes),
+        // Not expected on Linux; a counter from the clock is the fallback.
+        _ => {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            purge::next_after_now(&NEXT)
+        }
+    }
 }
 
 /// Sizes of the cache, for `/stats` and metrics.
@@ -316,9 +324,16 @@ impl Cache {
                         names,
                         stored.cookies,
                     ));
-                    self.memory
-                        .insert(*key.hash(), Stored::Variants(marker.clone()));
-                    (Some(marker), None)
+                    // A fill may have stored a newer marker (or object) meanwhile.
+                    match self
+                        .memory
+                        .insert_if_absent(*key.hash(), Stored::Variants(marker))
+                    {
+                        Stored::Variants(marker) if marker.key == key.text() => {
+                            (Some(marker), None)
+                        }
+                        _ => return Lookup::Miss,
+                    }
                 }
                 Ok(Some(Found::Object(entry))) => (None, Some(entry)),
                 _ => return Lookup::Miss,
@@ -333,7 +348,9 @@ impl Cache {
                     Ok(Some(Found::Object(entry)))
                         if entry.marker == marker.id && entry.variant == secondary =>
                     {
-                        marker.remember(hash);
+                        for dropped in marker.remember(hash) {
+                            self.memory.remove(&dropped);
+                        }
                         (hash, entry)
                     }
                     _ => return Lookup::VaryMiss,
@@ -354,8 +371,12 @@ impl Cache {
             return Lookup::Miss;
         };
         let entry = Arc::new(entry);
-        if entry.resident() && entry.body.len() <= self.memory_object_max() {
-            self.store(hash, entry.clone());
+        // Unless a fill stored a newer response under the hash meanwhile.
+        if entry.resident()
+            && entry.body.len() <= self.memory_object_max()
+            && self.memory.insert_unless_newer(hash, entry.clone())
+        {
+            self.purges.add(hash, &entry);
         }
         match verdict {
             Verdict::Stale => Lookup::Stale(entry),
@@ -774,9 +795,13 @@ impl Cache {
     /// Purges URLs' keys, every variant of each; `soft` marks them stale
     /// instead. Returns the objects matched.
     pub fn purge_urls(&self, keys: &[CacheKey], soft: bool) -> usize {
+        self.purge_urls_with(keys, soft, purge::Write::Synced)
+    }
+
+    fn purge_urls_with(&self, keys: &[CacheKey], soft: bool, write: purge::Write) -> usize {
         let mut matched = 0;
         for key in keys {
-            self.purges.mark_url(*key.hash(), soft);
+            self.purges.mark_url(*key.hash(), soft, write);
             let hashes: Vec<[u8; 32]> = match self.memory.get(key.hash()) {
                 None => Vec::new(),
                 Some(Stored::Object(_)) => vec![*key.hash()],
@@ -857,6 +882,24 @@ impl Cache {
     /// included; returns how many objects were removed.
     pub fn purge(&self, key: &CacheKey) -> usize {
         self.purge_urls(std::slice::from_ref(key), false)
+    }
+
+    /// An unsafe request's invalidation of `key` (RFC 9111 §4.4): as a
+    /// purge, but written to the journal without waiting for the disk, and
+    /// not at all when nothing is stored for the URL, so that requests to
+    /// URLs never stored cost neither a write nor a lasting mark.
+    pub fn invalidate(&self, key: &CacheKey) -> usize {
+        let stored = self.memory.get(key.hash()).is_some()
+            || self
+                .disk
+                .get()
+                .is_some_and(|disk| disk.may_contain(key.hash()));
+        let write = if stored {
+            purge::Write::Written
+        } else {
+            purge::Write::Skip
+        };
+        self.purge_urls_with(std::slice::from_ref(key), false, write)
     }
 
     /// Objects in the memory tier, as last counted: cheap enough to poll,

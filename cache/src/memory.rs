@@ -73,6 +73,30 @@ impl MemoryTier {
         self.entries.insert(hash, stored);
     }
 
+    /// Inserts `stored` unless something is there already; returns what is
+    /// there afterwards.
+    pub fn insert_if_absent(&self, hash: [u8; 32], stored: Stored) -> Stored {
+        self.entries.entry(hash).or_insert(stored).into_value()
+    }
+
+    /// Inserts an object unless a newer one (by sequence number) is there;
+    /// returns whether it was inserted.
+    pub fn insert_unless_newer(&self, hash: [u8; 32], entry: Arc<Entry>) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self.entries.entry(hash).and_compute_with(|current| match current {
+            Some(current)
+                if matches!(current.value(), Stored::Object(o) if o.seq > entry.seq) =>
+            {
+                Op::Nop
+            }
+            _ => Op::Put(Stored::Object(entry.clone())),
+        });
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
     pub fn remove(&self, hash: &[u8; 32]) -> Option<Stored> {
         self.entries.remove(hash)
     }

@@ -42,6 +42,26 @@ pub(crate) fn next_after_now(counter: &AtomicU64) -> u64 {
     counter.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// How a URL mark is written to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Synced before the purge returns (a purge asked for on the side API).
+    Synced,
+    /// Written, not waited for (an unsafe request's invalidation).
+    Written,
+    /// Kept in memory only (nothing was stored for the URL).
+    Skip,
+}
+
+/// Sequence numbers (microseconds) between two watermarks in the journal.
+const WATERMARK_STEP: u64 = 10_000_000;
+
+/// Marks made before the journal is attached, kept at most.
+const MAX_UNJOURNALED: usize = 100_000;
+
+/// URL marks held in memory at most; the journal keeps them all.
+const MAX_URL_MARKS: u64 = 1_000_000;
+
 /// The latest purges that apply to something.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Marks {
@@ -104,6 +124,8 @@ pub struct PurgeIndex {
     journal: std::sync::OnceLock<Journal>,
     /// Marks made before the journal was attached, written when it is.
     unjournaled: Mutex<Vec<Mark>>,
+    /// The last watermark written.
+    watermark: AtomicU64,
 }
 
 impl Default for PurgeIndex {
@@ -127,12 +149,16 @@ impl PurgeIndex {
             hosts: RwLock::default(),
             tags: RwLock::default(),
             prefixes: RwLock::default(),
-            urls: moka::sync::Cache::builder().time_to_live(lifetime).build(),
+            urls: moka::sync::Cache::builder()
+                .time_to_live(lifetime)
+                .max_capacity(MAX_URL_MARKS)
+                .build(),
             members: Mutex::default(),
             lifetime,
             durable,
             journal: std::sync::OnceLock::new(),
             unjournaled: Mutex::default(),
+            watermark: AtomicU64::new(0),
         }
     }
 
@@ -145,19 +171,16 @@ impl PurgeIndex {
     /// Starts journaling to the file at `path`: the marks recorded there
     /// before apply, and those made so far are added to it.
     pub fn attach_journal(&self, path: &std::path::Path) -> std::io::Result<()> {
-        let mut everything_hard = 0;
-        if let Ok(text) = std::fs::read_to_string(path) {
-            // Marks older than a hard purge of everything no longer matter;
-            // a cheap first pass finds the latest.
-            for line in text.lines() {
-                if let Some((seq, rest)) = line.split_once(' ')
-                    && rest.starts_with("h e ")
-                {
-                    everything_hard = everything_hard.max(seq.parse().unwrap_or(0));
-                }
-            }
-        }
-        let (journal, marks) = Journal::open(path, |mark| {
+        let everything_hard = std::cell::OnceCell::new();
+        let (journal, marks) = Journal::open(path, |mark, all| {
+            // Marks older than a hard purge of everything no longer matter.
+            let everything_hard = *everything_hard.get_or_init(|| {
+                all.iter()
+                    .filter(|m| m.kind == Kind::Everything && !m.soft)
+                    .map(|m| m.seq)
+                    .max()
+                    .unwrap_or(0)
+            });
             mark.seq < everything_hard
                 || (matches!(mark.kind, Kind::Url | Kind::Prefix)
                     && past_retention(mark.seq, RETENTION))
@@ -166,8 +189,18 @@ impl PurgeIndex {
             self.seq.fetch_max(mark.seq, Ordering::Relaxed);
             self.apply(mark);
         }
+        // No number given from now on is below one given before: past the
+        // last watermark (which covers what was given after it was written).
+        if let Some(watermark) = marks
+            .iter()
+            .filter(|m| m.kind == Kind::Watermark)
+            .map(|m| m.seq)
+            .max()
+        {
+            self.seq.fetch_max(watermark, Ordering::Relaxed);
+        }
         let mut unjournaled = lock(&self.unjournaled);
-        journal.append(&unjournaled)?;
+        journal.append(&unjournaled, true)?;
         unjournaled.clear();
         self.journal
             .set(journal)
@@ -195,6 +228,7 @@ impl PurgeIndex {
                 .or_default()
                 .record(mark.seq, mark.soft),
             Kind::Prefix => self.record_prefix(&name, mark.seq, mark.soft),
+            Kind::Watermark => {}
             Kind::Url => {
                 if let Ok(primary) = <[u8; 32]>::try_from(mark.name.as_slice()) {
                     let mut marks = self.urls.get(&primary).unwrap_or_default();
@@ -207,7 +241,11 @@ impl PurgeIndex {
 
     /// Writes marks to the journal, when there is one.
     fn journal(&self, seq: u64, soft: bool, kind: Kind, names: &[&[u8]]) {
-        if !self.durable {
+        self.journal_with(seq, soft, kind, names, Write::Synced);
+    }
+
+    fn journal_with(&self, seq: u64, soft: bool, kind: Kind, names: &[&[u8]], write: Write) {
+        if !self.durable || write == Write::Skip {
             return;
         }
         let marks: Vec<Mark> = names
@@ -224,12 +262,24 @@ impl PurgeIndex {
             match self.journal.get() {
                 Some(journal) => journal,
                 None => {
-                    unjournaled.extend(marks);
+                    if unjournaled.len() + marks.len() > MAX_UNJOURNALED {
+                        // Too many to keep: one soft purge of everything
+                        // stands for them (every entry is revalidated).
+                        unjournaled.retain(|m| m.kind != Kind::Url);
+                        unjournaled.push(Mark {
+                            seq,
+                            soft: true,
+                            kind: Kind::Everything,
+                            name: Vec::new(),
+                        });
+                    } else {
+                        unjournaled.extend(marks);
+                    }
                     return;
                 }
             }
         };
-        if let Err(e) = journal.append(&marks) {
+        if let Err(e) = journal.append(&marks, write == Write::Synced) {
             tracing::error!(path = %journal.path().display(), error = %e, "the purge journal could not be written; this purge will not outlive a restart");
         }
     }
@@ -262,7 +312,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PurgeIndex {
     /// The next sequence number: for an arriving response, or a purge.
     pub fn next_seq(&self) -> u64 {
-        next_after_now(&self.seq)
+        let seq = next_after_now(&self.seq);
+        if seq > self.watermark.load(Ordering::Relaxed) {
+            self.raise_watermark(seq);
+        }
+        seq
+    }
+
+    /// Records in the journal (unsynced) that numbers up to `seq` plus a
+    /// step have been given, so that after a restart on a clock set back
+    /// the numbers still go on from above them.
+    fn raise_watermark(&self, seq: u64) {
+        let Some(journal) = self.journal.get() else {
+            return;
+        };
+        let mark = seq + WATERMARK_STEP;
+        let previous = self.watermark.fetch_max(mark, Ordering::AcqRel);
+        if previous >= seq {
+            return; // another thread raised it
+        }
+        let line = Mark {
+            seq: mark,
+            soft: false,
+            kind: Kind::Watermark,
+            name: Vec::new(),
+        };
+        if let Err(e) = journal.append(&[line], false) {
+            tracing::warn!(error = %e, "the purge journal's watermark could not be written");
+        }
     }
 
     /// Judges an entry (stored under `hash`) against every mark that applies.
@@ -358,9 +435,9 @@ impl PurgeIndex {
     }
 
     /// Marks a URL (its primary key hash).
-    pub fn mark_url(&self, primary: [u8; 32], soft: bool) {
+    pub fn mark_url(&self, primary: [u8; 32], soft: bool, write: Write) {
         let seq = self.next_seq();
-        self.journal(seq, soft, Kind::Url, &[&primary]);
+        self.journal_with(seq, soft, Kind::Url, &[&primary], write);
         let mut marks = self.urls.get(&primary).unwrap_or_default();
         marks.record(seq, soft);
         self.urls.insert(primary, marks);
@@ -440,5 +517,26 @@ impl PurgeIndex {
             &self.everything_hard
         };
         mark.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numbers given after a restart are above the last watermark, so a
+    /// clock set back meanwhile cannot give a purge a number below the
+    /// entries stored before it.
+    #[test]
+    fn sequence_numbers_go_on_above_the_journals_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("purges");
+        let first = PurgeIndex::durable();
+        first.attach_journal(&path).unwrap();
+        let given = first.next_seq();
+        drop(first);
+        let second = PurgeIndex::durable();
+        second.attach_journal(&path).unwrap();
+        assert!(second.next_seq() > given + WATERMARK_STEP);
     }
 }

@@ -416,3 +416,28 @@ async fn a_full_tier_evicts_its_oldest_records_and_counts_them() {
     cache.close().await;
     assert!(cache.usage().disk.expect("disk usage").evictions > 0);
 }
+
+#[tokio::test]
+async fn invalidating_a_url_never_stored_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let journal = dir.path().join("purges");
+    let cache = open(dir.path(), clock.clone()).await;
+    store(
+        &cache,
+        "http://a.test/kept",
+        &[("cache-control", "max-age=600")],
+        b"k",
+    );
+    let before = std::fs::metadata(&journal).expect("journal").len();
+    for i in 0..100 {
+        cache.invalidate(&key(&format!("http://a.test/never-{i}")));
+    }
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), before);
+    // A stored one is invalidated, and stays so after a restart.
+    cache.invalidate(&key("http://a.test/kept"));
+    assert!(std::fs::metadata(&journal).expect("journal").len() > before);
+    cache.close().await;
+    let cache = open(dir.path(), clock).await;
+    assert!(fresh(&cache, "http://a.test/kept").await.is_none());
+}

@@ -1041,7 +1041,7 @@ impl Proxy {
     /// responses for its target and for the same-origin URIs in its
     /// `Location` and `Content-Location` are no longer used.
     fn invalidate(&self, request: &Exchange, response: &HeaderMap) {
-        self.cache.purge(&request.key);
+        self.cache.invalidate(&request.key);
         let scheme = if request.conn.tls { "https" } else { "http" };
         let own_host = host_name(&request.authority);
         for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
@@ -1075,7 +1075,7 @@ impl Proxy {
                 None => path,
             };
             self.cache
-                .purge(&CacheKey::new(scheme, &authority, &target, &rule.query));
+                .invalidate(&CacheKey::new(scheme, &authority, &target, &rule.query));
         }
     }
 }

@@ -312,8 +312,7 @@ async fn answer(
     // none either: hyper offers no way to send them.)
     let interims = req.version() == http::Version::HTTP_11;
     if interims {
-        interim.open();
-        req.extensions_mut().insert(interim.clone());
+        req.extensions_mut().insert(interim.open());
     }
     let proxy = current.load().proxy.clone();
     let answered = proxy.handle(conn, req).await;

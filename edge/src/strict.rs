@@ -193,11 +193,20 @@ impl FrameScan {
 /// out only where hyper's own output is at a message's end (everything it
 /// wrote has been flushed), so they never land inside another response.
 #[derive(Clone, Default)]
-pub struct Interim(std::sync::Arc<InterimQueue>);
+pub struct Interim {
+    queue: std::sync::Arc<InterimQueue>,
+    /// The request this handle was opened for (0: the connection's own).
+    request: u64,
+}
+
+/// Interim heads queued for one request at most, and their bytes: an
+/// origin cannot grow a slow client's queue without end.
+const MAX_INTERIM_HEADS: usize = 16;
+const MAX_INTERIM_BYTES: usize = 64 << 10;
 
 #[derive(Default)]
 struct InterimQueue {
-    heads: std::sync::Mutex<(std::collections::VecDeque<bytes::Bytes>, bool)>,
+    heads: std::sync::Mutex<Heads>,
     /// Set while heads are queued: the connection's reads and writes look
     /// at this alone otherwise.
     queued: std::sync::atomic::AtomicBool,
@@ -205,51 +214,76 @@ struct InterimQueue {
     waker: futures_util::task::AtomicWaker,
 }
 
+#[derive(Default)]
+struct Heads {
+    queued: std::collections::VecDeque<bytes::Bytes>,
+    bytes: usize,
+    /// The request being answered, whose heads are taken; 0 between requests.
+    open: u64,
+    /// The last request number given.
+    last: u64,
+}
+
 impl Interim {
-    /// The queued heads, and whether the queue is open.
-    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<bytes::Bytes>, bool)> {
-        self.0.heads.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Heads> {
+        self.queue.heads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A request is being answered: its interim responses may be sent.
-    pub fn open(&self) {
-        let mut queue = self.lock();
-        queue.1 = true;
-        queue.0.clear();
+    /// A request is being answered: the handle returned queues its interim
+    /// responses, until [`Interim::close`].
+    pub fn open(&self) -> Interim {
+        let mut heads = self.lock();
+        heads.last += 1;
+        heads.open = heads.last;
+        heads.queued.clear();
+        heads.bytes = 0;
+        Interim {
+            queue: self.queue.clone(),
+            request: heads.last,
+        }
     }
 
-    /// The final answer is ready: nothing more may precede it.
+    /// The final answer is ready: nothing more may precede it, and heads
+    /// that arrive late (from an exchange given up on) are dropped.
     pub fn close(&self) {
-        let mut queue = self.lock();
-        queue.1 = false;
-        queue.0.clear();
-        self.0
+        let mut heads = self.lock();
+        heads.open = 0;
+        heads.queued.clear();
+        heads.bytes = 0;
+        self.queue
             .queued
             .store(false, std::sync::atomic::Ordering::Release);
     }
 
-    /// Queues an interim response head (already serialized).
+    /// Queues an interim response head (already serialized) for this
+    /// handle's request, if it is still being answered.
     pub fn send(&self, head: bytes::Bytes) {
-        let mut queue = self.lock();
-        if queue.1 {
-            queue.0.push_back(head);
-            self.0
-                .queued
-                .store(true, std::sync::atomic::Ordering::Release);
-            drop(queue);
-            self.0.waker.wake();
+        let mut heads = self.lock();
+        if heads.open == 0
+            || heads.open != self.request
+            || heads.queued.len() >= MAX_INTERIM_HEADS
+            || heads.bytes + head.len() > MAX_INTERIM_BYTES
+        {
+            return;
         }
+        heads.bytes += head.len();
+        heads.queued.push_back(head);
+        self.queue
+            .queued
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(heads);
+        self.queue.waker.wake();
     }
 
     /// The next head to write, if any.
     fn next(&self) -> Option<bytes::Bytes> {
-        if !self.0.queued.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.queue.queued.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let mut queue = self.lock();
-        let head = queue.0.pop_front();
-        if queue.0.is_empty() {
-            self.0
+        let mut heads = self.lock();
+        let head = heads.queued.pop_front();
+        if heads.queued.is_empty() {
+            self.queue
                 .queued
                 .store(false, std::sync::atomic::Ordering::Release);
         }
@@ -804,7 +838,7 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
                 wrote = true;
                 continue;
             }
-            self.interim.0.waker.register(cx.waker());
+            self.interim.queue.waker.register(cx.waker());
             let next = if self.flushed {
                 self.interim.next()
             } else {
