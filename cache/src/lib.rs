@@ -799,9 +799,10 @@ impl Cache {
     }
 
     fn purge_urls_with(&self, keys: &[CacheKey], soft: bool, write: purge::Write) -> usize {
+        let primaries: Vec<[u8; 32]> = keys.iter().map(|key| *key.hash()).collect();
+        self.purges.mark_urls(&primaries, soft, write);
         let mut matched = 0;
         for key in keys {
-            self.purges.mark_url(*key.hash(), soft, write);
             let hashes: Vec<[u8; 32]> = match self.memory.get(key.hash()) {
                 None => Vec::new(),
                 Some(Stored::Object(_)) => vec![*key.hash()],
@@ -900,6 +901,11 @@ impl Cache {
             purge::Write::Skip
         };
         self.purge_urls_with(std::slice::from_ref(key), false, write)
+    }
+
+    /// Purge journal writes that failed since the start.
+    pub fn journal_failures(&self) -> u64 {
+        self.purges.journal_failures()
     }
 
     /// Objects in the memory tier, as last counted: cheap enough to poll,

@@ -126,6 +126,8 @@ pub struct PurgeIndex {
     unjournaled: Mutex<Vec<Mark>>,
     /// The last watermark written.
     watermark: AtomicU64,
+    /// Journal writes that failed.
+    failures: AtomicU64,
 }
 
 impl Default for PurgeIndex {
@@ -159,6 +161,7 @@ impl PurgeIndex {
             journal: std::sync::OnceLock::new(),
             unjournaled: Mutex::default(),
             watermark: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -280,6 +283,7 @@ impl PurgeIndex {
             }
         };
         if let Err(e) = journal.append(&marks, write == Write::Synced) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(path = %journal.path().display(), error = %e, "the purge journal could not be written; this purge will not outlive a restart");
         }
     }
@@ -435,12 +439,22 @@ impl PurgeIndex {
     }
 
     /// Marks a URL (its primary key hash).
-    pub fn mark_url(&self, primary: [u8; 32], soft: bool, write: Write) {
+    /// Marks URLs (their primary key hashes), in one journal write.
+    pub fn mark_urls(&self, primaries: &[[u8; 32]], soft: bool, write: Write) {
         let seq = self.next_seq();
-        self.journal_with(seq, soft, Kind::Url, &[&primary], write);
-        let mut marks = self.urls.get(&primary).unwrap_or_default();
-        marks.record(seq, soft);
-        self.urls.insert(primary, marks);
+        let names: Vec<&[u8]> = primaries.iter().map(|p| p.as_slice()).collect();
+        self.journal_with(seq, soft, Kind::Url, &names, write);
+        for primary in primaries {
+            let mut marks = self.urls.get(primary).unwrap_or_default();
+            marks.record(seq, soft);
+            self.urls.insert(*primary, marks);
+        }
+    }
+
+    /// Journal writes that failed since the start: the purges they carried
+    /// hold now but may not outlive a restart.
+    pub fn journal_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Marks hosts; returns the stored objects they hold and their hashes.

@@ -309,6 +309,7 @@ impl Admin {
         let soft = purge.soft;
         let mut matched = 0;
         let mut kinds = Vec::new();
+        let failures = self.cache.journal_failures();
         if let Some(urls) = &purge.urls {
             let mut keys = Vec::with_capacity(urls.len() * 2);
             for url in urls {
@@ -360,6 +361,19 @@ impl Admin {
         if purge.everything == Some(true) {
             matched += self.cache.purge_everything(soft);
             kinds.push("everything");
+        }
+        if self.cache.journal_failures() > failures {
+            for kind in &kinds {
+                self.metrics
+                    .purges
+                    .with_label_values(&[kind, "not_durable"])
+                    .inc();
+            }
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the purge applies now, but the purge journal could not be written: it may not outlive a restart",
+                request_id,
+            );
         }
         for kind in &kinds {
             self.metrics.purges.with_label_values(&[kind, "ok"]).inc();

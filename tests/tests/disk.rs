@@ -417,3 +417,51 @@ async fn concurrent_misses_for_a_large_object_make_one_fetch() {
     assert_eq!(origin.hits(), 1);
     eprintln!("{collapsed} of 20 requests collapsed onto the fetch");
 }
+
+/// A purge whose journal write fails (the disk full) still applies, and
+/// says it may not outlive a restart: 500, never a silent success.
+#[tokio::test]
+async fn a_purge_the_journal_cannot_keep_is_reported() {
+    let origin = origin().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let config = config(&origin, "").replace(
+        "path: disk\n    size: 256MiB",
+        &format!("path: {}\n    size: 8MiB", disk.path.join("tier").display()),
+    );
+    let outpost = Outpost::start(&config, &[], Some(TOKEN)).await;
+    fetch(&outpost, 1000, "doomed").await;
+    // The journal ends on a page boundary (a line that does not check, so
+    // skipped when read), so that its next line needs a new page...
+    let journal = disk.path.join("tier").join("purges");
+    let len = std::fs::metadata(&journal).expect("journal").len() as usize;
+    let pad = 4096 - len % 4096;
+    let mut line = "x".repeat(pad.max(2) - 1);
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("journal");
+    std::io::Write::write_all(&mut file, line.as_bytes()).expect("pad the journal");
+    // ...and nothing is left of the file system.
+    let mut filler = std::fs::File::create(disk.path.join("filler")).expect("filler");
+    let block = vec![0u8; 1 << 16];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    let purged = purge(
+        outpost.admin,
+        Some(TOKEN),
+        r#"{"urls": ["http://example.com/s/1000/doomed"]}"#,
+    )
+    .await;
+    assert_eq!(purged.status, 500, "{:?}", purged.body);
+    // It applies all the same.
+    let got = fetch(&outpost, 1000, "doomed").await;
+    assert!(
+        got.cache_status().contains("fwd=miss"),
+        "{}",
+        got.cache_status()
+    );
+}
