@@ -31,9 +31,19 @@ use foyer::{
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Catalog;
 use crate::entry::Entry;
 use crate::freshness::{Directives, Freshness};
 use crate::occupancy::{CountEvictions, Occupancy};
+
+/// How often the catalog (the count of objects) is saved.
+const CATALOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The store's own hash of a key, as its reclaimer reports it.
+fn store_hash(key: &DiskKey) -> u64 {
+    use std::hash::BuildHasher;
+    foyer::DefaultHasher::default().hash_one(key)
+}
 use crate::policy::{StaleUse, StoreRules};
 
 /// Bytes of body per chunk record; a body up to this size sits in its head.
@@ -288,6 +298,7 @@ struct Inner {
     /// then left alone, and memory and the origins serve.
     failed: std::sync::atomic::AtomicBool,
     occupancy: Arc<Occupancy>,
+    catalog: Arc<Catalog>,
     /// Bytes handed to the store since it opened, and of those, how many
     /// it is known to have written.
     enqueued: AtomicU64,
@@ -350,11 +361,13 @@ impl DiskTier {
             .build()
             .map_err(err)?;
         let occupancy = Arc::new(Occupancy::default());
+        let catalog = Arc::new(Catalog::load(&path.join("catalog")));
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block)
             .with_tombstone_log(true)
             .with_reinsertion_filter(
-                foyer::StorageFilter::new().with_condition(CountEvictions(occupancy.clone())),
+                foyer::StorageFilter::new()
+                    .with_condition(CountEvictions(occupancy.clone(), catalog.clone())),
             );
         let store = HybridCacheBuilder::new()
             .with_name("outpost-disk")
@@ -387,11 +400,12 @@ impl DiskTier {
                 },
             );
         }
-        Ok(Self {
+        let tier = Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 failed: std::sync::atomic::AtomicBool::new(false),
                 occupancy,
+                catalog,
                 enqueued: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 lock: std::sync::Mutex::new(Some(lock)),
@@ -399,7 +413,27 @@ impl DiskTier {
                 stats: DiskStats::default(),
                 capacity,
             }),
-        })
+        };
+        // The catalog is saved every minute while the tier is open.
+        let open = Arc::downgrade(&tier.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CATALOG_EVERY).await;
+                let Some(inner) = open.upgrade() else { return };
+                if inner
+                    .lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none()
+                {
+                    return; // closed
+                }
+                if let Err(e) = inner.catalog.save() {
+                    tracing::warn!(error = %e, "saving the disk tier's catalog");
+                }
+            }
+        });
+        Ok(tier)
     }
 
     /// Writes what is queued, closes the store and lets another process
@@ -410,6 +444,9 @@ impl DiskTier {
             Ok(closed) => closed.map_err(DiskError::Read),
             Err(_) => Err(DiskError::Failed),
         };
+        if let Err(e) = self.inner.catalog.save() {
+            tracing::warn!(error = %e, "saving the disk tier's catalog");
+        }
         self.inner
             .lock
             .lock()
@@ -425,6 +462,11 @@ impl DiskTier {
     /// The directory the tier's files are in.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Objects held, as the tier's catalog counts them.
+    pub fn objects(&self) -> u64 {
+        self.inner.catalog.len()
     }
 
     /// Bytes of the store's blocks that hold records (live or not yet
@@ -522,10 +564,12 @@ impl DiskTier {
 
     /// Deletes what is stored under `hash` (an object or a marker).
     pub fn delete(&self, hash: &[u8; 32]) {
-        self.inner.store.storage().delete(&DiskKey {
+        let key = DiskKey {
             hash: *hash,
             part: 0,
-        });
+        };
+        self.inner.catalog.forget(store_hash(&key));
+        self.inner.store.storage().delete(&key);
     }
 
     /// Writes an object's head under `hash`; `body` is its body when it fits
@@ -565,7 +609,9 @@ impl DiskTier {
             return;
         }
         let record = frame(KIND_HEAD, &[&meta_len.to_le_bytes(), &meta, body]);
-        self.put(DiskKey { hash, part: 0 }, record);
+        let key = DiskKey { hash, part: 0 };
+        self.inner.catalog.written(store_hash(&key));
+        self.put(key, record);
     }
 
     /// Whether every chunk of a body is in the store's index (no I/O): a
@@ -608,7 +654,7 @@ impl DiskTier {
             Err(e) => {
                 tracing::warn!(error = %e, "dropping a damaged disk record");
                 self.inner.stats.damaged.fetch_add(1, Ordering::Relaxed);
-                self.inner.store.storage().delete(&key);
+                self.delete(hash);
                 Ok(None)
             }
         }

@@ -3,6 +3,7 @@
 //! The cache knows nothing of sockets. The edge asks it for a [`Lookup`],
 //! fetches from the origin when told to, and hands back what may be stored.
 
+mod catalog;
 mod clock;
 mod coalesce;
 mod disk;
@@ -97,6 +98,8 @@ pub struct Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskUsage {
     pub capacity: u64,
+    /// Objects held (the tier's own count; see `catalog.rs`).
+    pub objects: u64,
     /// Bytes of blocks holding records.
     pub bytes: u64,
     /// Records (heads and chunks) evicted to make room.
@@ -923,6 +926,7 @@ impl Cache {
             let (bytes, evictions) = disk.occupancy();
             DiskUsage {
                 capacity: disk.capacity(),
+                objects: disk.objects(),
                 bytes,
                 evictions,
                 hits: count(&stats.hits),

@@ -177,13 +177,20 @@ impl RegistryOps for Registry {
 }
 
 /// The reclaimer's reinsertion condition: counts each record of a block
-/// being reclaimed, and reinserts none (as the store does by default).
+/// being reclaimed (and tells the catalog), and reinserts none (as the
+/// store does by default).
 #[derive(Debug)]
-pub struct CountEvictions(pub Arc<Occupancy>);
+pub struct CountEvictions(pub Arc<Occupancy>, pub Arc<crate::catalog::Catalog>);
 
 impl foyer::StorageFilterCondition for CountEvictions {
-    fn filter(&self, _: &Arc<foyer::Statistics>, _: u64, _: usize) -> foyer::StorageFilterResult {
+    fn filter(
+        &self,
+        _: &Arc<foyer::Statistics>,
+        hash: u64,
+        _: usize,
+    ) -> foyer::StorageFilterResult {
         self.0.evicted.fetch_add(1, Ordering::Relaxed);
+        self.1.evicted(hash);
         foyer::StorageFilterResult::Reject
     }
 }

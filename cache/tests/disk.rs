@@ -397,6 +397,12 @@ async fn a_full_tier_evicts_its_oldest_records_and_counts_them() {
     let cache = open(dir.path(), clock()).await;
     let usage = cache.usage().disk.expect("disk usage");
     assert!(usage.bytes > 0 && usage.bytes <= DISK, "{usage:?}");
+    let stored = 2 * DISK / body.len() as u64;
+    eprintln!("{} objects on disk of {stored} stored", usage.objects);
+    assert!(
+        usage.objects > stored / 4 && usage.objects < stored * 3 / 4,
+        "the count follows evictions: {usage:?} of {stored} stored"
+    );
     let last = 2 * DISK as usize / body.len() - 1;
     assert!(
         fresh(&cache, &format!("http://a.test/{last}"))

@@ -470,6 +470,9 @@ impl Admin {
             m.cache_bytes
                 .with_label_values(&["disk"])
                 .set(clamp(disk.bytes));
+            m.cache_objects
+                .with_label_values(&["disk"])
+                .set(clamp(disk.objects));
             catch_up(
                 m.cache_evictions.with_label_values(&["disk"]),
                 disk.evictions,
@@ -509,6 +512,7 @@ impl Admin {
                 },
                 "disk": usage.disk.map(|disk| json!({
                     "capacity": disk.capacity,
+                    "objects": disk.objects,
                     "bytes": disk.bytes,
                     "evictions": disk.evictions,
                     "hits": disk.hits,
