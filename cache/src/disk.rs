@@ -352,6 +352,14 @@ impl DiskTier {
                 Err(e) => return Err(err(foyer::Error::io_error(e.into()))),
             }
         }
+        // Not enough room: said at once, without building (and recovering)
+        // the store only to fail to reserve its space.
+        if !room_for(path, capacity).unwrap_or(true) {
+            return Err(DiskError::NoSpace {
+                path: path.display().to_string(),
+                bytes: capacity,
+            });
+        }
         let capacity_usize = usize::try_from(capacity).unwrap_or(usize::MAX);
         // Blocks are the store's unit of eviction: enough of them that
         // evicting one drops little, and each holds several chunks.
@@ -732,6 +740,22 @@ impl DiskTier {
             pending: BytesMut::new(),
         }
     }
+}
+
+/// Whether the file system has room for a tier of `capacity` bytes in
+/// `dir`, counting what the tier's files there already hold.
+fn room_for(dir: &Path, capacity: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let stat = rustix::fs::statvfs(dir)?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let mut held = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("foyer") {
+            held += entry.metadata()?.blocks() * 512;
+        }
+    }
+    Ok(free.saturating_add(held) >= capacity)
 }
 
 /// Allocates the store's files in full (they are created sparse).
