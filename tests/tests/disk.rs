@@ -465,3 +465,42 @@ async fn a_purge_the_journal_cannot_keep_is_reported() {
         got.cache_status()
     );
 }
+
+/// Reads that fail (the tier's files cut short under it, as a failing
+/// disk would answer) cost no request: the objects come from the origin,
+/// and the faults are counted.
+#[tokio::test]
+async fn failing_disk_reads_cost_no_request() {
+    let origin = origin().await;
+    // A memory tier too small for these objects: their hits are disk reads.
+    let config = config(&origin, "").replace("memory: 64MiB", "memory: 1MiB");
+    let outpost = Outpost::start(&config, &[], Some(TOKEN)).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("cut-{i}")).collect();
+    for id in &ids {
+        fetch(&outpost, 2 << 20, id).await;
+    }
+    fetch(&outpost, 2 << 20, &ids[0]).await.assert_hit();
+    let fetched = origin.hits();
+    for file in std::fs::read_dir(outpost.dir.path().join("disk")).expect("tier dir") {
+        let path = file.expect("entry").path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("foyer"))
+        {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_len(0)
+                .expect("cut short");
+        }
+    }
+    for id in &ids {
+        let got = fetch(&outpost, 2 << 20, id).await;
+        assert_eq!(got.body.len(), 2 << 20);
+    }
+    assert!(origin.hits() > fetched, "the objects came from the origin");
+    let faults = outpost_tests::stats(outpost.admin).await["cache"]["disk"].clone();
+    let counted = faults["errors"].as_u64().unwrap_or(0) + faults["damaged"].as_u64().unwrap_or(0);
+    assert!(counted > 0, "the faults were counted: {faults}");
+}
