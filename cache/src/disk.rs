@@ -279,8 +279,6 @@ pub fn store_errors() -> u64 {
 pub struct DiskStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
-    /// Records written (heads, markers and chunks).
-    pub writes: AtomicU64,
     /// Records found damaged, of another format, or incomplete.
     pub damaged: AtomicU64,
     /// Reads the store failed.
@@ -529,7 +527,6 @@ impl DiskTier {
         self.inner
             .enqueued
             .fetch_add(record.0.len() as u64, Ordering::AcqRel);
-        self.inner.stats.writes.fetch_add(1, Ordering::Relaxed);
         // Not admitted (the store's queue is full) is dropped: a head whose
         // chunks were dropped reads as a miss.
         let _ = self.inner.store.storage_writer(key).force().insert(record);
@@ -749,25 +746,30 @@ fn room_for(dir: &Path, capacity: u64) -> std::io::Result<bool> {
     let stat = rustix::fs::statvfs(dir)?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let mut held = 0u64;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("foyer") {
-            held += entry.metadata()?.blocks() * 512;
-        }
+    for file in store_files(dir)? {
+        held += file?.metadata()?.blocks() * 512;
     }
     Ok(free.saturating_add(held) >= capacity)
 }
 
+/// The store's files in `dir` (foyer names them `foyer-…`).
+fn store_files(
+    dir: &Path,
+) -> std::io::Result<impl Iterator<Item = std::io::Result<std::fs::DirEntry>>> {
+    Ok(std::fs::read_dir(dir)?.filter(|entry| {
+        entry.as_ref().map_or(true, |entry| {
+            entry.file_name().to_string_lossy().starts_with("foyer")
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+    }))
+}
+
 /// Allocates the store's files in full (they are created sparse).
 fn reserve(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if !entry.file_name().to_string_lossy().starts_with("foyer")
-            || !entry.file_type()?.is_file()
-        {
-            continue;
-        }
-        let file = std::fs::OpenOptions::new().write(true).open(entry.path())?;
+    for entry in store_files(dir)? {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(entry?.path())?;
         let len = file.metadata()?.len();
         match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len) {
             // A file system that cannot reserve space: the tier works, but

@@ -365,7 +365,7 @@ impl Cache {
             return Lookup::Miss;
         }
         let verdict = self.purges.judge(&entry);
-        if verdict == Verdict::Gone {
+        if verdict == Verdict::Gone || self.purges.past_retention(&entry) {
             disk.delete(&hash);
             return Lookup::Miss;
         }
@@ -945,7 +945,7 @@ impl Cache {
             memory_misses: self
                 .memory_misses
                 .load(std::sync::atomic::Ordering::Relaxed),
-            disk_pending: self.tiered && disk.is_none(),
+            disk_pending: self.disk_pending(),
             disk_faults: disk.map_or(disk::store_errors(), |d| d.errors),
             disk,
         }

@@ -346,6 +346,14 @@ impl PurgeIndex {
         }
     }
 
+    /// Whether an entry read from disk was stored longer ago than URL and
+    /// prefix marks are kept, so that a forgotten mark may have applied to
+    /// it. (Entries in memory need no such check: those purges remove or
+    /// re-store them at once.)
+    pub fn past_retention(&self, entry: &Entry) -> bool {
+        self.durable && past_retention(entry.seq, self.lifetime)
+    }
+
     /// Judges an entry (stored under `hash`) against every mark that applies.
     pub fn judge(&self, entry: &Entry) -> Verdict {
         let mut marks = Marks {
@@ -381,9 +389,6 @@ impl PurgeIndex {
                     }
                 }
             }
-        }
-        if self.durable && past_retention(entry.seq, self.lifetime) {
-            return Verdict::Gone;
         }
         if marks.hard > entry.seq {
             Verdict::Gone

@@ -827,6 +827,10 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
     /// messages (or finishes one already begun); Ready once none is left
     /// to write now.
     fn send_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // HTTP/2 and tunnels carry none (and must never get HTTP/1 bytes).
+        if matches!(self.state, State::H2 | State::Tunnel) {
+            return Poll::Ready(Ok(()));
+        }
         let mut wrote = false;
         loop {
             if !self.sending.is_empty() {
