@@ -7,6 +7,7 @@ pub mod demo;
 pub mod generation;
 pub mod headers;
 pub mod health;
+pub mod interim;
 pub mod proxy;
 pub mod range;
 pub mod resolve;

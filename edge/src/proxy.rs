@@ -444,7 +444,7 @@ impl Proxy {
         }
         let mut outgoing = request.origin_parts(&request.parts.headers);
         // A tunnel's answer is its 101; nothing goes before it.
-        outgoing.extensions.remove::<crate::strict::Interim>();
+        outgoing.extensions.remove::<crate::interim::Interim>();
         if over_h2 {
             outgoing.method = Method::GET;
         }
@@ -1155,7 +1155,7 @@ impl Exchange {
             parts.headers.remove(CONTENT_LENGTH);
         }
         // The client's connection, for the origin's interim responses.
-        if let Some(interim) = self.parts.extensions.get::<crate::strict::Interim>() {
+        if let Some(interim) = self.parts.extensions.get::<crate::interim::Interim>() {
             parts.extensions.insert(interim.clone());
         }
         let host = self.upstream.host_header(&self.authority).to_owned();

@@ -17,8 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::generation::Current;
+use crate::interim::Interim;
 use crate::proxy::{ConnInfo, ProxyBody};
-use crate::strict::{Interim, Strict};
+use crate::strict::Strict;
 use crate::tls::Tls;
 
 /// Longest a client may take to finish the TLS handshake.
@@ -308,17 +309,20 @@ async fn answer(
     mut req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
     let http1 = req.version() < http::Version::HTTP_2;
-    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client. (HTTP/2 streams get
-    // none either: hyper offers no way to send them.)
-    let interims = req.version() == http::Version::HTTP_11;
-    if interims {
-        req.extensions_mut().insert(interim.open());
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    let stream = crate::interim::take_stream(req.headers_mut());
+    let opened = match req.version() {
+        http::Version::HTTP_11 => Some(interim.open()),
+        http::Version::HTTP_2 => stream.map(|stream| interim.open_stream(stream)),
+        _ => None,
+    };
+    if let Some(opened) = &opened {
+        req.extensions_mut().insert(opened.handle());
     }
     let proxy = current.load().proxy.clone();
     let answered = proxy.handle(conn, req).await;
-    if interims {
-        interim.close();
-    }
+    // Nothing more may precede the final answer.
+    drop(opened);
     let mut res = answered?;
     if http1 && closing.load(Ordering::SeqCst) {
         res.headers_mut().insert(

@@ -16,7 +16,9 @@
 //! After a request with `Upgrade`, the reader waits for the answer: a `101`
 //! turns the connection into an opaque tunnel, anything else resumes
 //! checking. A connection that opens with the HTTP/2 preface is left to
-//! hyper's HTTP/2 server.
+//! hyper's HTTP/2 server, its frames followed both ways: control frame
+//! floods are cut off, and interim responses go out on their streams (see
+//! [`crate::interim`]).
 
 use std::future::Future;
 use std::io;
@@ -25,6 +27,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::interim::Interim;
 
 /// Longest request head accepted (request line and fields); hyper's own
 /// buffer limit is set to the same.
@@ -110,45 +114,86 @@ pub enum Violation {
 const CONTROL_BURST: f64 = 1000.0;
 const CONTROL_PER_SECOND: f64 = 100.0;
 
-/// Follows the HTTP/2 frames a client sends (after the preface), counting
-/// PING and SETTINGS frames that ask for an answer.
-#[derive(Debug)]
+/// Follows the HTTP/2 frames a client sends (after the preface) on their
+/// way to h2: PING and SETTINGS frames that ask for an answer are counted;
+/// the header block of each request that opens a stream is ended by a
+/// CONTINUATION frame naming the stream (see [`crate::interim`]); resets
+/// and the client's HPACK table size are told to the interim queue.
 struct FrameScan {
+    /// The current frame's header, held back until complete.
     header: [u8; 9],
     have: usize,
-    /// Payload bytes of the current frame still to skip.
+    /// Payload bytes of the current frame still to pass.
     skip: u64,
     tokens: f64,
     refilled: std::time::Instant,
+    /// The highest stream a request opened: HEADERS on a higher one open
+    /// the next (RFC 9113 §5.1.1); on a lower one they are trailers.
+    last_stream: u32,
+    /// A request's header block goes on in CONTINUATION frames.
+    continuing: Option<u32>,
+    /// The stream to name after the current frame's payload.
+    tag: Option<u32>,
+    /// In a SETTINGS frame's payload: the current setting's bytes.
+    setting: Option<([u8; 6], usize)>,
+    interim: Interim,
+}
+
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_RST_STREAM: u8 = 0x3;
+const FRAME_SETTINGS: u8 = 0x4;
+const FRAME_PUSH_PROMISE: u8 = 0x5;
+const FRAME_PING: u8 = 0x6;
+const FRAME_CONTINUATION: u8 = 0x9;
+const FLAG_ACK: u8 = 0x1;
+const FLAG_END_HEADERS: u8 = 0x4;
+/// SETTINGS_HEADER_TABLE_SIZE and its initial value (RFC 9113 §6.5.2).
+const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
+
+fn frame_length(header: &[u8; 9]) -> u64 {
+    u64::from(header[0]) << 16 | u64::from(header[1]) << 8 | u64::from(header[2])
+}
+
+fn frame_stream(header: &[u8; 9]) -> u32 {
+    u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff
 }
 
 impl FrameScan {
-    fn new() -> Self {
+    fn new(interim: Interim) -> Self {
         Self {
             header: [0; 9],
             have: 0,
             skip: 0,
             tokens: CONTROL_BURST,
             refilled: std::time::Instant::now(),
+            last_stream: 0,
+            continuing: None,
+            tag: None,
+            setting: None,
+            interim,
         }
     }
 
-    /// Follows `bytes`; Err(offset) when the frame starting there goes over
-    /// the budget (a frame header split across reads is judged at the
-    /// next frame that starts within one).
-    fn scan(&mut self, bytes: &[u8]) -> Result<(), usize> {
+    /// Passes `bytes` to `out` as frames complete their headers; Err when a
+    /// frame goes over the control budget (everything before it passed).
+    fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ()> {
         let mut at = 0;
         while at < bytes.len() {
             if self.skip > 0 {
                 let n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
                     .min(bytes.len() - at);
+                let payload = &bytes[at..at + n];
+                out.extend_from_slice(payload);
+                self.settings(payload);
                 at += n;
                 self.skip -= n as u64;
+                if self.skip == 0 {
+                    self.frame_end(out);
+                }
                 continue;
             }
-            let frame_start = at;
-            let started_here = self.have == 0;
             let n = (9 - self.have).min(bytes.len() - at);
             self.header[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
             self.have += n;
@@ -157,17 +202,73 @@ impl FrameScan {
                 continue;
             }
             self.have = 0;
-            let length = u64::from(self.header[0]) << 16
-                | u64::from(self.header[1]) << 8
-                | u64::from(self.header[2]);
-            self.skip = length;
-            let (kind, flags) = (self.header[3], self.header[4]);
-            let asks_answer = matches!(kind, 0x4 | 0x6) && flags & 0x1 == 0;
-            if asks_answer && !self.take_token() && started_here {
-                return Err(frame_start);
+            self.frame_start()?;
+            out.extend_from_slice(&self.header);
+            self.skip = frame_length(&self.header);
+            if self.skip == 0 {
+                self.frame_end(out);
             }
         }
         Ok(())
+    }
+
+    /// A frame's header is complete (and may be changed before it passes).
+    fn frame_start(&mut self) -> Result<(), ()> {
+        let (kind, flags) = (self.header[3], self.header[4]);
+        let stream = frame_stream(&self.header);
+        let asks_answer = matches!(kind, FRAME_SETTINGS | FRAME_PING) && flags & FLAG_ACK == 0;
+        if asks_answer && !self.take_token() {
+            return Err(());
+        }
+        let ends_block = flags & FLAG_END_HEADERS != 0;
+        match kind {
+            FRAME_HEADERS if stream % 2 == 1 && stream > self.last_stream => {
+                self.last_stream = stream;
+                if ends_block {
+                    self.header[4] &= !FLAG_END_HEADERS;
+                    self.tag = Some(stream);
+                } else {
+                    self.continuing = Some(stream);
+                }
+            }
+            FRAME_CONTINUATION if ends_block && self.continuing == Some(stream) => {
+                self.continuing = None;
+                self.header[4] &= !FLAG_END_HEADERS;
+                self.tag = Some(stream);
+            }
+            FRAME_RST_STREAM => self.interim.finished(stream),
+            FRAME_SETTINGS if flags & FLAG_ACK == 0 => self.setting = Some(([0; 6], 0)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn frame_end(&mut self, out: &mut BytesMut) {
+        self.setting = None;
+        if let Some(stream) = self.tag.take() {
+            out.extend_from_slice(&crate::interim::stream_tag_frame(stream));
+        }
+    }
+
+    /// Follows a SETTINGS frame's payload: a client that makes its HPACK
+    /// table smaller than the default gets no interim responses, since h2
+    /// must open its next header block with the size (RFC 7541 §4.2).
+    fn settings(&mut self, payload: &[u8]) {
+        let Some((entry, have)) = self.setting.as_mut() else {
+            return;
+        };
+        for byte in payload {
+            entry[*have] = *byte;
+            *have += 1;
+            if *have == 6 {
+                *have = 0;
+                let id = u16::from_be_bytes([entry[0], entry[1]]);
+                let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+                if id == SETTINGS_HEADER_TABLE_SIZE && value < DEFAULT_HEADER_TABLE_SIZE {
+                    self.interim.turn_off();
+                }
+            }
+        }
     }
 
     fn take_token(&mut self) -> bool {
@@ -184,110 +285,83 @@ impl FrameScan {
     }
 }
 
-/// Interim (1xx) responses from the origin on their way to an HTTP/1.1
-/// client (RFC 9110 §15.2). hyper's server cannot send them, so they are
-/// written here, on the connection, before the final response's head: the
-/// request's handler opens the connection's queue when it starts, the
-/// origin's interim heads are queued, and the handler closes it (dropping
-/// whatever was not sent) before its final answer goes to hyper. They go
-/// out only where hyper's own output is at a message's end (everything it
-/// wrote has been flushed), so they never land inside another response.
-#[derive(Clone, Default)]
-pub struct Interim {
-    queue: std::sync::Arc<InterimQueue>,
-    /// The request this handle was opened for (0: the connection's own).
-    request: u64,
+/// Follows the HTTP/2 frames h2 writes, to find where an interim HEADERS
+/// frame may go: between frames, after the server's first (its SETTINGS),
+/// and outside a header block (RFC 9113 §6.10). A stream's own HEADERS or
+/// RST_STREAM ends its interim responses.
+struct OutScan {
+    header: [u8; 9],
+    have: usize,
+    skip: u64,
+    started: bool,
+    in_block: bool,
+    interim: Interim,
 }
 
-/// Interim heads queued for one request at most, and their bytes: an
-/// origin cannot grow a slow client's queue without end.
-const MAX_INTERIM_HEADS: usize = 16;
-const MAX_INTERIM_BYTES: usize = 64 << 10;
-
-#[derive(Default)]
-struct InterimQueue {
-    heads: std::sync::Mutex<Heads>,
-    /// Set while heads are queued: the connection's reads and writes look
-    /// at this alone otherwise.
-    queued: std::sync::atomic::AtomicBool,
-    /// The connection's task, woken to write them.
-    waker: futures_util::task::AtomicWaker,
-}
-
-#[derive(Default)]
-struct Heads {
-    queued: std::collections::VecDeque<bytes::Bytes>,
-    bytes: usize,
-    /// The request being answered, whose heads are taken; 0 between requests.
-    open: u64,
-    /// The last request number given.
-    last: u64,
-}
-
-impl Interim {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Heads> {
-        self.queue.heads.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A request is being answered: the handle returned queues its interim
-    /// responses, until [`Interim::close`].
-    pub fn open(&self) -> Interim {
-        let mut heads = self.lock();
-        heads.last += 1;
-        heads.open = heads.last;
-        heads.queued.clear();
-        heads.bytes = 0;
-        Interim {
-            queue: self.queue.clone(),
-            request: heads.last,
+impl OutScan {
+    fn new(interim: Interim) -> Self {
+        Self {
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+            started: false,
+            in_block: false,
+            interim,
         }
     }
 
-    /// The final answer is ready: nothing more may precede it, and heads
-    /// that arrive late (from an exchange given up on) are dropped.
-    pub fn close(&self) {
-        let mut heads = self.lock();
-        heads.open = 0;
-        heads.queued.clear();
-        heads.bytes = 0;
-        self.queue
-            .queued
-            .store(false, std::sync::atomic::Ordering::Release);
+    fn at_boundary(&self) -> bool {
+        self.started && !self.in_block && self.have == 0 && self.skip == 0
     }
 
-    /// Queues an interim response head (already serialized) for this
-    /// handle's request, if it is still being answered.
-    pub fn send(&self, head: bytes::Bytes) {
-        let mut heads = self.lock();
-        if heads.open == 0
-            || heads.open != self.request
-            || heads.queued.len() >= MAX_INTERIM_HEADS
-            || heads.bytes + head.len() > MAX_INTERIM_BYTES
-        {
-            return;
+    /// How much of a write may go before the next frame boundary.
+    fn room(&self) -> usize {
+        if self.skip > 0 {
+            usize::try_from(self.skip).unwrap_or(usize::MAX)
+        } else {
+            9 - self.have
         }
-        heads.bytes += head.len();
-        heads.queued.push_back(head);
-        self.queue
-            .queued
-            .store(true, std::sync::atomic::Ordering::Release);
-        drop(heads);
-        self.queue.waker.wake();
     }
 
-    /// The next head to write, if any.
-    fn next(&self) -> Option<bytes::Bytes> {
-        if !self.queue.queued.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
+    /// h2 wrote `bytes`.
+    fn advance(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len() - at);
+                at += n;
+                self.skip -= n as u64;
+                if self.skip == 0 {
+                    self.started = true;
+                }
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len() - at);
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
+            self.have += n;
+            at += n;
+            if self.have < 9 {
+                continue;
+            }
+            self.have = 0;
+            let (kind, flags) = (self.header[3], self.header[4]);
+            match kind {
+                FRAME_HEADERS | FRAME_PUSH_PROMISE | FRAME_CONTINUATION => {
+                    self.in_block = flags & FLAG_END_HEADERS == 0;
+                    if kind == FRAME_HEADERS {
+                        self.interim.finished(frame_stream(&self.header));
+                    }
+                }
+                FRAME_RST_STREAM => self.interim.finished(frame_stream(&self.header)),
+                _ => {}
+            }
+            self.skip = frame_length(&self.header);
+            if self.skip == 0 {
+                self.started = true;
+            }
         }
-        let mut heads = self.lock();
-        let head = heads.queued.pop_front();
-        if heads.queued.is_empty() {
-            self.queue
-                .queued
-                .store(false, std::sync::atomic::Ordering::Release);
-        }
-        head
     }
 }
 
@@ -314,8 +388,9 @@ pub struct Strict<T> {
     head_timeout: std::time::Duration,
     /// Running while a head is awaited or arriving.
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// HTTP/2 frames, once the preface is seen.
+    /// HTTP/2 frames, once the preface is seen: the client's and h2's.
     frames: FrameScan,
+    out: OutScan,
 }
 
 impl<T> Strict<T> {
@@ -323,13 +398,15 @@ impl<T> Strict<T> {
     /// from the connection's start, later ones from their first byte) must
     /// arrive within `head_timeout`, or the connection is closed.
     pub fn new(inner: T, head_timeout: std::time::Duration) -> Self {
+        let interim = Interim::default();
         Self {
-            interim: Interim::default(),
             sending: bytes::Bytes::new(),
             flushed: true,
             head_timeout,
             head_deadline: Some(Box::pin(tokio::time::sleep(head_timeout))),
-            frames: FrameScan::new(),
+            frames: FrameScan::new(interim.clone()),
+            out: OutScan::new(interim.clone()),
+            interim,
             inner,
             state: State::Start,
             pending: BytesMut::new(),
@@ -447,15 +524,9 @@ impl<T> Strict<T> {
                     false
                 }
                 State::H2 => {
-                    match self.frames.scan(&self.pending) {
-                        Ok(()) => {
-                            let n = self.pending.len();
-                            self.pass(n);
-                        }
-                        Err(at) => {
-                            self.pass(at);
-                            self.flood();
-                        }
+                    let pending = self.pending.split();
+                    if self.frames.feed(&pending, &mut self.ready).is_err() {
+                        self.flood();
                     }
                     false
                 }
@@ -505,6 +576,7 @@ impl<T> Strict<T> {
         if n == PREFACE.len() {
             self.pass(PREFACE.len());
             self.state = State::H2;
+            self.interim.set_h2();
             return true;
         }
         false
@@ -823,12 +895,13 @@ fn has_bare_lf(bytes: &[u8]) -> bool {
 }
 
 impl<T: AsyncWrite + Unpin> Strict<T> {
-    /// Writes the interim responses queued, when hyper's output is between
-    /// messages (or finishes one already begun); Ready once none is left
-    /// to write now.
+    /// Writes the interim responses queued, where hyper's output allows
+    /// (HTTP/1: between messages, once flushed; HTTP/2: between frames,
+    /// outside a header block) or finishes one already begun; Ready once
+    /// none is left to write now.
     fn send_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // HTTP/2 and tunnels carry none (and must never get HTTP/1 bytes).
-        if matches!(self.state, State::H2 | State::Tunnel) {
+        // Tunnels carry none (and must never get HTTP bytes of ours).
+        if self.state == State::Tunnel {
             return Poll::Ready(Ok(()));
         }
         let mut wrote = false;
@@ -842,13 +915,13 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
                 wrote = true;
                 continue;
             }
-            self.interim.queue.waker.register(cx.waker());
-            let next = if self.flushed {
-                self.interim.next()
+            self.interim.register(cx.waker());
+            let free = if matches!(self.state, State::H2 | State::Rejected) {
+                self.state == State::H2 && self.out.at_boundary()
             } else {
-                None
+                self.flushed
             };
-            match next {
+            match free.then(|| self.interim.next()).flatten() {
                 Some(head) => self.sending = head,
                 None => break,
             }
@@ -858,6 +931,16 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
             let _ = Pin::new(&mut self.inner).poll_flush(cx)?;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// How much of a write of `len` bytes may go now: on HTTP/2, while
+    /// interim responses wait, no further than the end of the current frame.
+    fn allowed(&self, len: usize) -> usize {
+        if self.state == State::H2 && self.interim.pending() && !self.out.at_boundary() {
+            len.min(self.out.room())
+        } else {
+            len
+        }
     }
 }
 
@@ -889,22 +972,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Strict<T> {
                 // An upgraded connection: nothing to check; read straight
                 // into the caller's buffer.
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
-            }
-            if this.state == State::H2 && this.pending.is_empty() {
-                // HTTP/2 frames go straight into the caller's buffer and
-                // are looked at there; a flood is cut at its first frame.
-                let start = buf.filled().len();
-                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                if let Err(at) = this.frames.scan(&buf.filled()[start..]) {
-                    buf.set_filled(start + at);
-                    this.flood();
-                    // The replacement frame follows at once (an empty read
-                    // would look like the end of the stream).
-                    let n = this.ready.len().min(buf.remaining());
-                    buf.put_slice(&this.ready[..n]);
-                    this.ready.advance(n);
-                }
-                return Poll::Ready(Ok(()));
             }
             // Not zeroed: the read writes what it reports.
             let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
@@ -953,7 +1020,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
         ready!(this.send_interim(cx))?;
         this.answer_started(data);
         this.flushed = false;
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let data = &data[..this.allowed(data.len())];
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+        if this.state == State::H2 {
+            this.out.advance(&data[..n.min(data.len())]);
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -963,11 +1035,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.send_interim(cx))?;
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            this.answer_started(first);
-            this.flushed = false;
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        };
+        this.answer_started(first);
+        this.flushed = false;
+        if this.state != State::H2 {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.allowed(total) < total {
+            // Up to the frame's end, where the interim frames go.
+            let data = &first[..this.allowed(first.len())];
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+            this.out.advance(&data[..n.min(data.len())]);
+            return Poll::Ready(Ok(n));
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let mut left = n;
+        for buf in bufs {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(buf.len());
+            this.out.advance(&buf[..take]);
+            left -= take;
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -1066,6 +1160,137 @@ mod tests {
             "then a PING of the wrong size"
         );
         assert_eq!(out.len(), cut + 16);
+    }
+
+    fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        crate::interim::h2_frame_bytes(kind, flags, stream, payload)
+    }
+
+    /// The header block of each request that opens a stream ends with the
+    /// field naming it; trailers and other frames pass as they came.
+    #[tokio::test]
+    async fn h2_requests_are_tagged_with_their_stream() {
+        let mut input = PREFACE.to_vec();
+        input.extend(h2_frame(0x4, 0, 0, &[]));
+        input.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"AB"));
+        input.extend(h2_frame(0x1, 0x0, 3, b"CD"));
+        input.extend(h2_frame(0x0, 0x0, 1, b"body"));
+        input.extend(h2_frame(0x9, 0x4, 3, b"EF"));
+        // Trailers on stream 1: not a new request.
+        input.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"GH"));
+        let (out, violation) = through(&input).await;
+        assert_eq!(violation, None);
+        let mut expected = PREFACE.to_vec();
+        expected.extend(h2_frame(0x4, 0, 0, &[]));
+        expected.extend(h2_frame(0x1, 0x1, 1, b"AB"));
+        expected.extend(crate::interim::stream_tag_frame(1));
+        expected.extend(h2_frame(0x1, 0x0, 3, b"CD"));
+        expected.extend(h2_frame(0x0, 0x0, 1, b"body"));
+        expected.extend(h2_frame(0x9, 0x0, 3, b"EF"));
+        expected.extend(crate::interim::stream_tag_frame(3));
+        expected.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"GH"));
+        assert_eq!(out, expected);
+
+        // Byte by byte, the same.
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
+        let feeder = tokio::spawn(async move {
+            for byte in input {
+                client.write_all(&[byte]).await.unwrap();
+            }
+        });
+        let mut out = vec![0u8; expected.len()];
+        strict.read_exact(&mut out).await.unwrap();
+        feeder.await.unwrap();
+        assert_eq!(out, expected);
+    }
+
+    /// An interim HEADERS frame goes out between h2's frames, never inside
+    /// one or inside a header block, and never after the stream's own
+    /// HEADERS (RFC 9113 §8.1).
+    #[tokio::test]
+    async fn h2_interim_frames_go_between_frames_before_the_final_headers() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
+        let mut request = PREFACE.to_vec();
+        request.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"AB"));
+        client.write_all(&request).await.unwrap();
+        let mut seen = vec![0u8; PREFACE.len() + 9 + 2 + crate::interim::stream_tag_frame(1).len()];
+        strict.read_exact(&mut seen).await.unwrap();
+
+        let conn = strict.interim();
+        let opened = conn.open_stream(1);
+        let mut hints = http::HeaderMap::new();
+        hints.insert("link", "</a.css>; rel=preload".parse().unwrap());
+        // Nothing before the server's SETTINGS is whole.
+        let settings = h2_frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100]);
+        strict.write_all(&settings[..12]).await.unwrap();
+        opened.handle().send(http::StatusCode::EARLY_HINTS, &hints);
+        let data = h2_frame(0x0, 0x0, 3, b"other stream");
+        let mut rest = settings[12..].to_vec();
+        rest.extend(&data);
+        // One write of the rest of SETTINGS and a DATA frame: the interim
+        // frame goes between them.
+        let n = strict.write(&rest).await.unwrap();
+        assert_eq!(n, settings.len() - 12, "stops at the frame's end");
+        strict.write_all(&rest[n..]).await.unwrap();
+        // A header block in pieces: nothing goes inside it.
+        let second = conn.open_stream(5);
+        let final_headers = h2_frame(0x1, 0x0, 1, b"final");
+        strict.write_all(&final_headers).await.unwrap();
+        second.handle().send(http::StatusCode::EARLY_HINTS, &hints);
+        strict
+            .write_all(&h2_frame(0x9, 0x4, 1, b"end"))
+            .await
+            .unwrap();
+        // Stream 1 has its final HEADERS: a late interim is dropped.
+        opened.handle().send(http::StatusCode::EARLY_HINTS, &hints);
+        strict
+            .write_all(&h2_frame(0x1, 0x4, 5, b"five"))
+            .await
+            .unwrap();
+        strict.flush().await.unwrap();
+        drop(strict);
+
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        let mut block = vec![0x08, 3];
+        block.extend_from_slice(b"103");
+        block.extend_from_slice(&[0x00, 4]);
+        block.extend_from_slice(b"link");
+        block.push(21);
+        block.extend_from_slice(b"</a.css>; rel=preload");
+        let mut expected = settings.clone();
+        expected.extend(h2_frame(0x1, 0x4, 1, &block));
+        expected.extend(&data);
+        expected.extend(&final_headers);
+        expected.extend(h2_frame(0x9, 0x4, 1, b"end"));
+        expected.extend(h2_frame(0x1, 0x4, 5, &block));
+        expected.extend(h2_frame(0x1, 0x4, 5, b"five"));
+        assert_eq!(out, expected);
+    }
+
+    /// RFC 7541 §4.2: after a client shrinks its HPACK table, h2's next
+    /// header block must say so first, so interim frames stop.
+    #[tokio::test]
+    async fn a_smaller_hpack_table_turns_interim_frames_off() {
+        let mut input = PREFACE.to_vec();
+        input.extend(h2_frame(
+            0x4,
+            0,
+            0,
+            &[0, 4, 0, 0, 0xff, 0xff, 0, 1, 0, 0, 0, 0],
+        ));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
+        client.write_all(&input).await.unwrap();
+        let mut seen = vec![0u8; input.len()];
+        strict.read_exact(&mut seen).await.unwrap();
+        let opened = strict.interim().open_stream(1);
+        opened
+            .handle()
+            .send(http::StatusCode::EARLY_HINTS, &http::HeaderMap::new());
+        assert!(!strict.interim().pending());
     }
 
     #[tokio::test]

@@ -443,11 +443,9 @@ impl Upstream {
             *req.headers_mut() = headers;
             let connection = hyper_util::client::legacy::connect::capture_connection(&mut req);
             // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
-            if let Some(interim) = parts.extensions.get::<crate::strict::Interim>().cloned() {
+            if let Some(interim) = parts.extensions.get::<crate::interim::Interim>().cloned() {
                 hyper::ext::on_informational(&mut req, move |res| {
-                    if let Some(head) = interim_head(res.status(), res.headers()) {
-                        interim.send(head);
-                    }
+                    interim.send(res.status(), res.headers());
                 });
             }
 
@@ -813,31 +811,6 @@ fn random_index(n: usize) -> usize {
     usize::from_le_bytes([
         bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
     ]) % n.max(1)
-}
-
-/// An origin's interim response as an HTTP/1.1 client is sent it: hop-by-hop
-/// fields removed. None for 100 (an answer to an expectation of ours, not
-/// the client's) and 101 (a final answer for a tunnel).
-fn interim_head(status: http::StatusCode, headers: &http::HeaderMap) -> Option<bytes::Bytes> {
-    if !status.is_informational() || matches!(status.as_u16(), 100 | 101) {
-        return None;
-    }
-    let mut headers = headers.clone();
-    crate::headers::strip_hop_by_hop(&mut headers);
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("Interim")
-    )
-    .into_bytes();
-    for (name, value) in &headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    Some(bytes::Bytes::from(head))
 }
 
 #[cfg(test)]
