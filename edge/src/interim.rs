@@ -11,9 +11,11 @@
 //!   own HEADERS. Its header block uses literals only, never the dynamic
 //!   table, so the HPACK state h2 shares with the client is untouched. To
 //!   know each request's stream (hyper does not say), the wrapper appends
-//!   a field naming it to the header block of every request that opens a
-//!   stream; the handler takes it off before anything else sees the
-//!   request.
+//!   a field naming it, with a secret of the connection's, to the header
+//!   block of every request that opens a stream; the handler takes it off
+//!   before anything else sees the request, and believes it only with the
+//!   secret (a client could otherwise make its own field the one that
+//!   counts).
 //!
 //! Each request's handler opens its place in the queue when it starts; the
 //! origin's interim heads are queued there, and the place is closed
@@ -27,7 +29,8 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 /// The field appended to each HTTP/2 request's header block, naming its
-/// stream. A client's own fields of this name are dropped with it.
+/// stream: the connection's secret in hex, then the stream. A client's own
+/// fields of this name are dropped with it.
 pub const STREAM_FIELD: &str = "x-outpost-h2-stream";
 
 /// Interim heads queued for one request at most, and their bytes: an
@@ -49,14 +52,50 @@ pub struct Interim {
     request: u64,
 }
 
-#[derive(Default)]
 struct Queue {
+    /// Unguessable by the client: the stream-naming field carries it.
+    secret: u64,
     state: std::sync::Mutex<State>,
     /// Set while heads are queued: the connection's reads and writes look
     /// at this alone otherwise.
     queued: AtomicBool,
     /// The connection's task, woken to write them.
     waker: futures_util::task::AtomicWaker,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            secret: connection_secret(),
+            state: Default::default(),
+            queued: AtomicBool::new(false),
+            waker: Default::default(),
+        }
+    }
+}
+
+/// A secret for one connection: a keyed hash of a count, under a key drawn
+/// once per process from the kernel.
+fn connection_secret() -> u64 {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        if rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty()).ok() != Some(32)
+        {
+            // Not expected on Linux; the clock is the fallback.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            key = *blake3::hash(&now.as_nanos().to_le_bytes()).as_bytes();
+        }
+        key
+    });
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    let hash = blake3::keyed_hash(key, &count.to_le_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
 }
 
 #[derive(Default)]
@@ -168,13 +207,16 @@ impl Interim {
         if self.request == 0 || !status.is_informational() || matches!(status.as_u16(), 100 | 101) {
             return;
         }
+        let h2 = {
+            let state = self.lock();
+            if state.off || !state.open.iter().any(|o| o.request == self.request) {
+                return;
+            }
+            state.h2
+        };
         let mut headers = headers.clone();
         crate::headers::strip_hop_by_hop(&mut headers);
-        let mut state = self.lock();
-        if state.off {
-            return;
-        }
-        let head = if state.h2 {
+        let head = if h2 {
             let Ok(stream) = u32::try_from(self.request) else {
                 return;
             };
@@ -185,6 +227,7 @@ impl Interim {
         } else {
             h1_head(status, &headers)
         };
+        let mut state = self.lock();
         let connection_bytes = state.bytes;
         let Some(open) = state.open.iter_mut().find(|o| o.request == self.request) else {
             return;
@@ -207,6 +250,40 @@ impl Interim {
     /// The connection turned out to speak HTTP/2.
     pub(crate) fn set_h2(&self) {
         self.lock().h2 = true;
+    }
+
+    /// The field naming `stream`, as an HPACK literal that is not indexed
+    /// (RFC 7541 §6.2.2), to end its request's header block; None once
+    /// interim responses are off.
+    pub(crate) fn stream_field(&self, stream: u32) -> Option<Vec<u8>> {
+        if self.lock().off {
+            return None;
+        }
+        let mut field = Vec::with_capacity(48);
+        field.push(0x00);
+        hpack_string(&mut field, STREAM_FIELD.as_bytes());
+        hpack_string(
+            &mut field,
+            format!("{:016x}{stream}", self.queue.secret).as_bytes(),
+        );
+        Some(field)
+    }
+
+    /// Takes the stream-naming fields off a request: the stream the last
+    /// one names, if it carries this connection's secret and names a
+    /// stream a client may open (odd, RFC 9113 §5.1.1).
+    pub fn take_stream(&self, headers: &mut HeaderMap) -> Option<u32> {
+        let secret = format!("{:016x}", self.queue.secret);
+        let stream = headers
+            .get_all(STREAM_FIELD)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix(secret.as_str()))
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|s| s % 2 == 1 && *s < 1 << 31);
+        headers.remove(STREAM_FIELD);
+        stream
     }
 
     /// No more interim responses on this connection: the client asked for
@@ -329,29 +406,6 @@ fn hpack_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// The CONTINUATION frame (END_HEADERS) that ends a request's header block
-/// with the field naming its stream.
-pub(crate) fn stream_tag_frame(stream: u32) -> Vec<u8> {
-    let mut block = Vec::with_capacity(40);
-    block.push(0x00);
-    hpack_string(&mut block, STREAM_FIELD.as_bytes());
-    hpack_string(&mut block, stream.to_string().as_bytes());
-    h2_frame_bytes(0x9, 0x4, stream, &block)
-}
-
-/// Takes the stream-naming field off a request: the stream its last
-/// occurrence names (the wrapper's, which ends the block), if any.
-pub fn take_stream(headers: &mut HeaderMap) -> Option<u32> {
-    let stream = headers
-        .get_all(STREAM_FIELD)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    headers.remove(STREAM_FIELD);
-    stream
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,22 +511,45 @@ mod tests {
     }
 
     #[test]
-    fn the_stream_field_is_taken_off_and_the_last_one_counts() {
+    fn the_stream_field_counts_only_with_the_connection_secret() {
+        let conn = Interim::default();
+        let field = conn.stream_field(7).expect("a field");
+        // A literal that is not indexed, with a new name.
+        assert_eq!(field[0], 0x00);
+        assert_eq!(usize::from(field[1]), STREAM_FIELD.len());
+        let value = String::from_utf8(field[2 + STREAM_FIELD.len() + 1..].to_vec()).unwrap();
+        assert_eq!(value.len(), 17);
+        assert!(value.ends_with('7'));
+
         let mut headers = HeaderMap::new();
-        headers.append(STREAM_FIELD, "99".parse().unwrap());
-        headers.append(STREAM_FIELD, "7".parse().unwrap());
+        headers.append(STREAM_FIELD, "1".parse().unwrap());
+        headers.append(STREAM_FIELD, value.parse().unwrap());
         headers.insert("accept", "*/*".parse().unwrap());
-        assert_eq!(take_stream(&mut headers), Some(7));
+        assert_eq!(conn.take_stream(&mut headers), Some(7));
         assert!(headers.get(STREAM_FIELD).is_none());
         assert_eq!(headers.len(), 1);
-        assert_eq!(take_stream(&mut headers), None);
+        assert_eq!(conn.take_stream(&mut headers), None);
 
-        // The tag frame: CONTINUATION, END_HEADERS, one literal that is not indexed.
-        let frame = stream_tag_frame(7);
-        assert_eq!(&frame[3..9], &[0x9, 0x4, 0, 0, 0, 7]);
-        assert_eq!(frame[9], 0x00);
-        assert_eq!(usize::from(frame[10]), STREAM_FIELD.len());
-        assert!(frame.ends_with(b"\x017"));
+        // Without the secret, or with another connection's, or naming a
+        // stream no client may open: nothing, and the fields are gone.
+        let other = Interim::default();
+        for forged in [
+            "7".to_owned(),
+            other
+                .stream_field(7)
+                .map(|f| String::from_utf8_lossy(&f[2 + STREAM_FIELD.len() + 1..]).into_owned())
+                .unwrap(),
+            format!("{}8", &value[..16]),
+            format!("{}2147483649", &value[..16]),
+            format!("{}0", &value[..16]),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.append(STREAM_FIELD, forged.parse().unwrap());
+            assert_eq!(conn.take_stream(&mut headers), None, "{forged}");
+            assert!(headers.is_empty());
+        }
+        conn.turn_off();
+        assert!(conn.stream_field(9).is_none());
     }
 
     #[test]

@@ -310,7 +310,7 @@ async fn answer(
 ) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
     let http1 = req.version() < http::Version::HTTP_2;
     // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
-    let stream = crate::interim::take_stream(req.headers_mut());
+    let stream = interim.take_stream(req.headers_mut());
     let opened = match req.version() {
         http::Version::HTTP_11 => Some(interim.open()),
         http::Version::HTTP_2 => stream.map(|stream| interim.open_stream(stream)),

@@ -116,14 +116,16 @@ const CONTROL_PER_SECOND: f64 = 100.0;
 
 /// Follows the HTTP/2 frames a client sends (after the preface) on their
 /// way to h2: PING and SETTINGS frames that ask for an answer are counted;
-/// the header block of each request that opens a stream is ended by a
-/// CONTINUATION frame naming the stream (see [`crate::interim`]); resets
-/// and the client's HPACK table size are told to the interim queue.
+/// the header block of each request that opens a stream gets, at its end
+/// (inside the frame that ends it, before any padding), a field naming the
+/// stream (see [`crate::interim`]); resets and the client's HPACK table
+/// size are told to the interim queue.
 struct FrameScan {
     /// The current frame's header, held back until complete.
     header: [u8; 9],
     have: usize,
-    /// Payload bytes of the current frame still to pass.
+    /// Payload bytes of the current frame (as the client sent it) still to
+    /// pass.
     skip: u64,
     tokens: f64,
     refilled: std::time::Instant,
@@ -132,11 +134,19 @@ struct FrameScan {
     last_stream: u32,
     /// A request's header block goes on in CONTINUATION frames.
     continuing: Option<u32>,
-    /// The stream to name after the current frame's payload.
-    tag: Option<u32>,
+    /// The field naming the stream, to go into the current frame.
+    tag: Option<Tag>,
     /// In a SETTINGS frame's payload: the current setting's bytes.
     setting: Option<([u8; 6], usize)>,
     interim: Interim,
+}
+
+/// A stream-naming field on its way into a frame's payload.
+struct Tag {
+    bytes: Vec<u8>,
+    /// Goes in when this many of the frame's payload bytes are left (its
+    /// padding), once known.
+    before: Option<u64>,
 }
 
 const FRAME_HEADERS: u8 = 0x1;
@@ -147,9 +157,13 @@ const FRAME_PING: u8 = 0x6;
 const FRAME_CONTINUATION: u8 = 0x9;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
+const FLAG_PADDED: u8 = 0x8;
 /// SETTINGS_HEADER_TABLE_SIZE and its initial value (RFC 9113 §6.5.2).
 const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
 const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
+/// The largest frame h2 accepts from a client (SETTINGS_MAX_FRAME_SIZE,
+/// left at its initial value).
+const MAX_FRAME: u64 = 16_384;
 
 fn frame_length(header: &[u8; 9]) -> u64 {
     u64::from(header[0]) << 16 | u64::from(header[1]) << 8 | u64::from(header[2])
@@ -181,16 +195,32 @@ impl FrameScan {
         let mut at = 0;
         while at < bytes.len() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip)
+                let mut n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
                     .min(bytes.len() - at);
+                match &self.tag {
+                    // A padded frame's first byte is its padding's length.
+                    Some(Tag { before: None, .. }) => n = 1,
+                    Some(Tag {
+                        before: Some(left), ..
+                    }) if self.skip > *left => {
+                        n = n.min(usize::try_from(self.skip - left).unwrap_or(usize::MAX));
+                    }
+                    _ => {}
+                }
                 let payload = &bytes[at..at + n];
                 out.extend_from_slice(payload);
                 self.settings(payload);
                 at += n;
                 self.skip -= n as u64;
+                if let Some(tag) = self.tag.as_mut()
+                    && tag.before.is_none()
+                {
+                    tag.before = Some(u64::from(payload[0]).min(self.skip));
+                }
+                self.place_tag(out);
                 if self.skip == 0 {
-                    self.frame_end(out);
+                    self.setting = None;
                 }
                 continue;
             }
@@ -204,12 +234,23 @@ impl FrameScan {
             self.have = 0;
             self.frame_start()?;
             out.extend_from_slice(&self.header);
-            self.skip = frame_length(&self.header);
-            if self.skip == 0 {
-                self.frame_end(out);
-            }
+            self.skip =
+                frame_length(&self.header) - self.tag.as_ref().map_or(0, |t| t.bytes.len() as u64);
+            self.place_tag(out);
         }
         Ok(())
+    }
+
+    /// The tag goes in once only its frame's padding is left.
+    fn place_tag(&mut self, out: &mut BytesMut) {
+        if self
+            .tag
+            .as_ref()
+            .is_some_and(|t| t.before.is_some_and(|left| self.skip <= left) || self.skip == 0)
+            && let Some(tag) = self.tag.take()
+        {
+            out.extend_from_slice(&tag.bytes);
+        }
     }
 
     /// A frame's header is complete (and may be changed before it passes).
@@ -221,33 +262,42 @@ impl FrameScan {
             return Err(());
         }
         let ends_block = flags & FLAG_END_HEADERS != 0;
-        match kind {
+        let tagged = match kind {
             FRAME_HEADERS if stream % 2 == 1 && stream > self.last_stream => {
                 self.last_stream = stream;
-                if ends_block {
-                    self.header[4] &= !FLAG_END_HEADERS;
-                    self.tag = Some(stream);
-                } else {
+                if !ends_block {
                     self.continuing = Some(stream);
                 }
+                ends_block
             }
             FRAME_CONTINUATION if ends_block && self.continuing == Some(stream) => {
                 self.continuing = None;
-                self.header[4] &= !FLAG_END_HEADERS;
-                self.tag = Some(stream);
+                true
             }
-            FRAME_RST_STREAM => self.interim.finished(stream),
-            FRAME_SETTINGS if flags & FLAG_ACK == 0 => self.setting = Some(([0; 6], 0)),
-            _ => {}
+            FRAME_RST_STREAM => {
+                self.interim.finished(stream);
+                false
+            }
+            FRAME_SETTINGS if flags & FLAG_ACK == 0 => {
+                self.setting = Some(([0; 6], 0));
+                false
+            }
+            _ => false,
+        };
+        if tagged && let Some(bytes) = self.interim.stream_field(stream) {
+            let length = frame_length(&self.header) + bytes.len() as u64;
+            // A frame that would grow past the limit keeps its block as it
+            // is: that request gets no interim responses.
+            if length <= MAX_FRAME {
+                self.header[..3].copy_from_slice(&(length as u32).to_be_bytes()[1..]);
+                let padded = kind == FRAME_HEADERS && flags & FLAG_PADDED != 0;
+                self.tag = Some(Tag {
+                    bytes,
+                    before: if padded { None } else { Some(0) },
+                });
+            }
         }
         Ok(())
-    }
-
-    fn frame_end(&mut self, out: &mut BytesMut) {
-        self.setting = None;
-        if let Some(stream) = self.tag.take() {
-            out.extend_from_slice(&crate::interim::stream_tag_frame(stream));
-        }
     }
 
     /// Follows a SETTINGS frame's payload: a client that makes its HPACK
@@ -288,7 +338,10 @@ impl FrameScan {
 /// Follows the HTTP/2 frames h2 writes, to find where an interim HEADERS
 /// frame may go: between frames, after the server's first (its SETTINGS),
 /// and outside a header block (RFC 9113 §6.10). A stream's own HEADERS or
-/// RST_STREAM ends its interim responses.
+/// RST_STREAM ends its interim responses. It sees what is written once the
+/// client's preface has been read; on a TLS connection where ALPN chose h2,
+/// h2 writes and flushes its SETTINGS before it reads the preface, so the
+/// first bytes it sees still begin a frame.
 struct OutScan {
     header: [u8; 9],
     have: usize,
@@ -391,6 +444,12 @@ pub struct Strict<T> {
     /// HTTP/2 frames, once the preface is seen: the client's and h2's.
     frames: FrameScan,
     out: OutScan,
+    /// The connection speaks HTTP/2 (it opened with the preface).
+    h2: bool,
+    /// The length of a write of hyper's that the socket left pending: TLS
+    /// has already sealed those bytes, and the next write must begin with
+    /// them, whole, before anything of ours.
+    held: usize,
 }
 
 impl<T> Strict<T> {
@@ -407,6 +466,8 @@ impl<T> Strict<T> {
             frames: FrameScan::new(interim.clone()),
             out: OutScan::new(interim.clone()),
             interim,
+            h2: false,
+            held: 0,
             inner,
             state: State::Start,
             pending: BytesMut::new(),
@@ -576,6 +637,7 @@ impl<T> Strict<T> {
         if n == PREFACE.len() {
             self.pass(PREFACE.len());
             self.state = State::H2;
+            self.h2 = true;
             self.interim.set_h2();
             return true;
         }
@@ -916,8 +978,8 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
                 continue;
             }
             self.interim.register(cx.waker());
-            let free = if matches!(self.state, State::H2 | State::Rejected) {
-                self.state == State::H2 && self.out.at_boundary()
+            let free = if self.h2 {
+                self.state == State::H2 && self.held == 0 && self.out.at_boundary()
             } else {
                 self.flushed
             };
@@ -936,11 +998,20 @@ impl<T: AsyncWrite + Unpin> Strict<T> {
     /// How much of a write of `len` bytes may go now: on HTTP/2, while
     /// interim responses wait, no further than the end of the current frame.
     fn allowed(&self, len: usize) -> usize {
-        if self.state == State::H2 && self.interim.pending() && !self.out.at_boundary() {
+        if self.state == State::H2
+            && self.held == 0
+            && self.interim.pending()
+            && !self.out.at_boundary()
+        {
             len.min(self.out.room())
         } else {
             len
         }
+    }
+
+    /// hyper's write of `len` bytes went (Ready) or was left pending.
+    fn wrote<R>(&mut self, len: usize, result: &Poll<io::Result<R>>) {
+        self.held = if result.is_pending() { len } else { 0 };
     }
 }
 
@@ -1021,7 +1092,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
         this.answer_started(data);
         this.flushed = false;
         let data = &data[..this.allowed(data.len())];
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+        let result = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.wrote(data.len(), &result);
+        let n = ready!(result)?;
         if this.state == State::H2 {
             this.out.advance(&data[..n.min(data.len())]);
         }
@@ -1047,11 +1120,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
         if this.allowed(total) < total {
             // Up to the frame's end, where the interim frames go.
             let data = &first[..this.allowed(first.len())];
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+            let result = Pin::new(&mut this.inner).poll_write(cx, data);
+            this.wrote(data.len(), &result);
+            let n = ready!(result)?;
             this.out.advance(&data[..n.min(data.len())]);
             return Poll::Ready(Ok(n));
         }
-        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(total, &result);
+        let n = ready!(result)?;
         let mut left = n;
         for buf in bufs {
             if left == 0 {
@@ -1076,7 +1153,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Strict<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        // An interim response begun is finished: never half a frame.
+        while !this.sending.is_empty() {
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.sending))?;
+            if n == 0 {
+                break;
+            }
+            this.sending.advance(n);
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -1167,7 +1253,8 @@ mod tests {
     }
 
     /// The header block of each request that opens a stream ends with the
-    /// field naming it; trailers and other frames pass as they came.
+    /// field naming it, inside the frame that ends the block and before its
+    /// padding; trailers and other frames pass as they came.
     #[tokio::test]
     async fn h2_requests_are_tagged_with_their_stream() {
         let mut input = PREFACE.to_vec();
@@ -1176,33 +1263,62 @@ mod tests {
         input.extend(h2_frame(0x1, 0x0, 3, b"CD"));
         input.extend(h2_frame(0x0, 0x0, 1, b"body"));
         input.extend(h2_frame(0x9, 0x4, 3, b"EF"));
+        // Padded (2 bytes of padding), with priority.
+        input.extend(h2_frame(0x1, 0x4 | 0x8 | 0x20, 5, b"\x02PPPPPGH\0\0"));
         // Trailers on stream 1: not a new request.
-        input.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"GH"));
-        let (out, violation) = through(&input).await;
-        assert_eq!(violation, None);
-        let mut expected = PREFACE.to_vec();
-        expected.extend(h2_frame(0x4, 0, 0, &[]));
-        expected.extend(h2_frame(0x1, 0x1, 1, b"AB"));
-        expected.extend(crate::interim::stream_tag_frame(1));
-        expected.extend(h2_frame(0x1, 0x0, 3, b"CD"));
-        expected.extend(h2_frame(0x0, 0x0, 1, b"body"));
-        expected.extend(h2_frame(0x9, 0x0, 3, b"EF"));
-        expected.extend(crate::interim::stream_tag_frame(3));
-        expected.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"GH"));
-        assert_eq!(out, expected);
+        input.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"IJ"));
 
-        // Byte by byte, the same.
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
-        let feeder = tokio::spawn(async move {
-            for byte in input {
-                client.write_all(&[byte]).await.unwrap();
-            }
-        });
-        let mut out = vec![0u8; expected.len()];
-        strict.read_exact(&mut out).await.unwrap();
-        feeder.await.unwrap();
-        assert_eq!(out, expected);
+        for byte_by_byte in [false, true] {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let mut strict = Strict::new(server, std::time::Duration::from_secs(30));
+            let conn = strict.interim();
+            let tag = |stream| conn.stream_field(stream).unwrap();
+            let mut expected = PREFACE.to_vec();
+            expected.extend(h2_frame(0x4, 0, 0, &[]));
+            expected.extend(h2_frame(
+                0x1,
+                0x4 | 0x1,
+                1,
+                &[b"AB".as_slice(), &tag(1)].concat(),
+            ));
+            expected.extend(h2_frame(0x1, 0x0, 3, b"CD"));
+            expected.extend(h2_frame(0x0, 0x0, 1, b"body"));
+            expected.extend(h2_frame(0x9, 0x4, 3, &[b"EF".as_slice(), &tag(3)].concat()));
+            expected.extend(h2_frame(
+                0x1,
+                0x4 | 0x8 | 0x20,
+                5,
+                &[b"\x02PPPPPGH".as_slice(), &tag(5), b"\0\0"].concat(),
+            ));
+            expected.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"IJ"));
+            let input = input.clone();
+            let feeder = tokio::spawn(async move {
+                if byte_by_byte {
+                    for byte in input {
+                        client.write_all(&[byte]).await.unwrap();
+                    }
+                } else {
+                    client.write_all(&input).await.unwrap();
+                }
+                client
+            });
+            let mut out = vec![0u8; expected.len()];
+            strict.read_exact(&mut out).await.unwrap();
+            drop(feeder.await.unwrap());
+            assert_eq!(out, expected, "byte by byte: {byte_by_byte}");
+            assert_eq!(strict.violation(), None);
+        }
+    }
+
+    /// A frame the field would take past 16,384 bytes keeps its block as it
+    /// is; once interim responses are off, nothing is added.
+    #[tokio::test]
+    async fn a_full_frame_is_not_tagged() {
+        let big = vec![b'x'; 16_380];
+        let mut input = PREFACE.to_vec();
+        input.extend(h2_frame(0x1, 0x4 | 0x1, 1, &big));
+        let (out, _) = through(&input).await;
+        assert_eq!(out, input);
     }
 
     /// An interim HEADERS frame goes out between h2's frames, never inside
@@ -1215,7 +1331,8 @@ mod tests {
         let mut request = PREFACE.to_vec();
         request.extend(h2_frame(0x1, 0x4 | 0x1, 1, b"AB"));
         client.write_all(&request).await.unwrap();
-        let mut seen = vec![0u8; PREFACE.len() + 9 + 2 + crate::interim::stream_tag_frame(1).len()];
+        let tag = strict.interim().stream_field(1).unwrap();
+        let mut seen = vec![0u8; PREFACE.len() + 9 + 2 + tag.len()];
         strict.read_exact(&mut seen).await.unwrap();
 
         let conn = strict.interim();
@@ -1268,6 +1385,133 @@ mod tests {
         expected.extend(h2_frame(0x1, 0x4, 5, &block));
         expected.extend(h2_frame(0x1, 0x4, 5, b"five"));
         assert_eq!(out, expected);
+    }
+
+    /// A socket that behaves like TLS under back-pressure: a write it
+    /// leaves pending is sealed, and the next write must begin with those
+    /// bytes (BoringSSL's SSL_R_BAD_WRITE_RETRY otherwise).
+    #[derive(Default)]
+    struct Sealing {
+        input: Vec<u8>,
+        block_next: bool,
+        sealed: Option<Vec<u8>>,
+        out: Vec<u8>,
+        bad_retry: bool,
+    }
+
+    impl AsyncRead for Sealing {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.input.is_empty() {
+                return Poll::Pending;
+            }
+            let n = self.input.len().min(buf.remaining());
+            buf.put_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Sealing {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if let Some(record) = self.sealed.take() {
+                if !data.starts_with(&record) {
+                    self.bad_retry = true;
+                }
+                self.out.extend_from_slice(&record);
+                return Poll::Ready(Ok(record.len()));
+            }
+            if std::mem::take(&mut self.block_next) {
+                self.sealed = Some(data.to_vec());
+                return Poll::Pending;
+            }
+            self.out.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// An interim response queued while a write of h2's is pending waits
+    /// until that write is repeated and done, then goes at the next frame
+    /// boundary.
+    #[tokio::test]
+    async fn interim_frames_wait_for_a_pending_write() {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let socket = Sealing {
+            input: PREFACE.to_vec(),
+            ..Sealing::default()
+        };
+        let mut strict = Strict::new(socket, std::time::Duration::from_secs(30));
+        let mut chunk = [0u8; 64];
+        let mut buf = ReadBuf::new(&mut chunk);
+        assert!(
+            Pin::new(&mut strict)
+                .poll_read(&mut cx, &mut buf)
+                .is_ready()
+        );
+        let settings = h2_frame(0x4, 0, 0, &[]);
+        assert!(matches!(
+            Pin::new(&mut strict).poll_write(&mut cx, &settings),
+            Poll::Ready(Ok(9))
+        ));
+
+        // A DATA frame's header is left pending, at a frame boundary.
+        let data = h2_frame(0x0, 0x0, 3, b"payload");
+        strict.inner.block_next = true;
+        assert!(
+            Pin::new(&mut strict)
+                .poll_write(&mut cx, &data[..9])
+                .is_pending()
+        );
+        let opened = strict.interim().open_stream(1);
+        opened
+            .handle()
+            .send(http::StatusCode::EARLY_HINTS, &http::HeaderMap::new());
+        // The connection's task is woken to write it: not now.
+        let mut buf = ReadBuf::new(&mut chunk);
+        assert!(
+            Pin::new(&mut strict)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+        );
+        assert!(strict.interim().pending());
+        // h2 repeats its write; then the payload; then the interim frame.
+        assert!(matches!(
+            Pin::new(&mut strict).poll_write(&mut cx, &data[..9]),
+            Poll::Ready(Ok(9))
+        ));
+        assert!(matches!(
+            Pin::new(&mut strict).poll_write(&mut cx, &data[9..]),
+            Poll::Ready(Ok(7))
+        ));
+        let mut buf = ReadBuf::new(&mut chunk);
+        assert!(
+            Pin::new(&mut strict)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+        );
+        assert!(
+            !strict.inner.bad_retry,
+            "a pending write was not repeated as it was"
+        );
+        let mut expected = settings.clone();
+        expected.extend(&data);
+        expected.extend(h2_frame(0x1, 0x4, 1, b"\x08\x03103"));
+        assert_eq!(strict.inner.out, expected);
     }
 
     /// RFC 7541 §4.2: after a client shrinks its HPACK table, h2's next

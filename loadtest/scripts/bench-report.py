@@ -19,6 +19,7 @@ SCENARIOS = {
     "hit-1k": "hits, 1 KiB",
     "hit-100k": "hits, 100 KiB",
     "zipf": "Zipf over 100k keys",
+    "zipf-equal": "Zipf, Outpost at the peers' memory",
     "stampede": "cold stampede, 1000 clients",
     "https": "HTTPS hits, 1 KiB",
 }
@@ -66,6 +67,14 @@ def ratio(a, b):
 def main():
     out, fetches_tsv, *pairs = sys.argv[1:]
     meta = dict(p.split("=", 1) for p in pairs)
+    # SCENARIO, PROXY, cache setting MiB, memory the cache took KiB.
+    memory = {}
+    memory_tsv = meta.pop("memory_tsv", None)
+    if memory_tsv and os.path.exists(memory_tsv):
+        with open(memory_tsv) as f:
+            for line in f:
+                scenario, proxy, setting, took = line.rstrip("\n").split("\t")
+                memory[(scenario, proxy)] = (int(setting), int(took) / 1024.0)
     meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     runs = []
@@ -133,11 +142,37 @@ def main():
                 f"| {fmt(q['peak_rss'], '.2f')} |"
             )
 
+    # The Zipf mix at equal memory: what each cache was set to, what it
+    # took, and the hit ratio it got from the same requests.
+    equal = []
+    if memory:
+        md += [
+            "",
+            "Zipf at equal memory (the same requests for each; memory taken = "
+            "the peak, sampled every second, of PSS growth plus nginx's cache "
+            "files on tmpfs):",
+            "",
+            "| run | cache setting MiB | memory taken MiB | hit ratio | origin fetches |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for s in ("zipf", "zipf-equal"):
+            for p in PROXIES:
+                r, m = by.get((s, p)), memory.get((s, p))
+                if r is None or m is None:
+                    continue
+                name = p if s == "zipf" else f"{p}, sized to the least peer's memory"
+                equal.append({"run": name, "setting_mib": m[0], "taken_mib": m[1],
+                              "hit_ratio": r["hit_ratio"], "origin_fetches": r["origin_fetches"]})
+                md.append(
+                    f"| {name} | {m[0]} | {m[1]:.1f} | {fmt(r['hit_ratio'], '.2%')} "
+                    f"| {r['origin_fetches']:,} |"
+                )
+
     text = "\n".join(md) + "\n"
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "runs": runs, "ratios": ratios}, f, indent=2)
+        json.dump({"meta": meta, "runs": runs, "ratios": ratios, "equal_memory": equal}, f, indent=2)
         f.write("\n")
     sys.stdout.write(text)
 

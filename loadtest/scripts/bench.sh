@@ -8,7 +8,11 @@
 # every scenario, so that each one's peak memory is its own):
 #   hit-1k     hits on a 1 KiB object
 #   hit-100k   hits on a 100 KiB object
-#   zipf       Zipf-distributed keys over 100k distinct 1 KiB objects
+#   zipf       Zipf-distributed keys over 100k distinct 1 KiB objects, the
+#              same number of requests (BENCH_ZIPF_REQUESTS) for every proxy,
+#              with a cache too small for them all (BENCH_ZIPF_MEMORY_MIB);
+#              then Outpost once more, sized to take as much memory as the
+#              least any peer took (see "equal memory" below)
 #   stampede   1000 concurrent requests for one key the proxy has never
 #              fetched, from an origin that takes BENCH_SLOW_MS to answer
 #   https      hits on the 1 KiB object over TLS (HTTP/1.1; no Varnish:
@@ -27,10 +31,25 @@
 #   BENCH_CONNECTIONS=32    client connections (not the stampede)
 #   BENCH_ZIPF=1.0          Zipf exponent of the zipf scenario
 #   BENCH_SLOW_MS=150       the slow origin's delay
-#   BENCH_MEMORY_MIB=256    cache size of every proxy
+#   BENCH_MEMORY_MIB=256    cache size of every proxy (not in zipf)
+#   BENCH_ZIPF_REQUESTS=400000   requests of the zipf runs (at most 120 s)
+#   BENCH_ZIPF_MEMORY_MIB=32     cache size of every proxy in zipf
 #   BENCH_PROXIES="outpost nginx varnish"
 #   BENCH_SCENARIOS="hit-1k hit-100k zipf stampede https"
 #   BENCH_OUT=$CARGO_TARGET_DIR/bench (default target/bench)
+#
+# Equal memory. Each proxy's cache setting counts something else: Outpost's
+# `cache.memory` bounds everything an object costs it (body, headers, key,
+# index places, bookkeeping); Varnish's `-s malloc` counts its storage
+# allocations only; nginx's `max_size` counts its cache files, in file
+# system blocks, while the keys zone is apart. So the zipf runs also
+# measure the memory each cache really took: the growth of the proxy's
+# proportional set size (PSS, /proc/PID/smaps_rollup, shared pages split
+# between nginx's processes) over the run, plus, for nginx, its cache
+# files on tmpfs (du), sampled every second for the peak. Outpost then
+# runs once more, its cache set so that it takes the least of the peers'
+# peaks (its setting scaled by what its first run took for its setting),
+# and that run is the one compared.
 #
 # Everything listens on 127.0.0.1; every run is bounded in time and in
 # requests; every process started here is stopped and the work directory
@@ -49,6 +68,8 @@ connections=${BENCH_CONNECTIONS:-32}
 zipf=${BENCH_ZIPF:-1.0}
 slow_ms=${BENCH_SLOW_MS:-150}
 memory_mib=${BENCH_MEMORY_MIB:-256}
+zipf_requests=${BENCH_ZIPF_REQUESTS:-400000}
+zipf_memory_mib=${BENCH_ZIPF_MEMORY_MIB:-32}
 proxies=${BENCH_PROXIES:-outpost nginx varnish}
 scenarios=${BENCH_SCENARIOS:-hit-1k hit-100k zipf stampede https}
 out=${BENCH_OUT:-$target_dir/bench}
@@ -211,7 +232,7 @@ listen:
         - { cert: $work/cert.pem, key: $work/key.pem, hosts: [localhost] }
 admin: { addr: "127.0.0.1:0" }
 shutdown_grace: 1s
-cache: { memory: ${memory_mib}MiB }
+cache: { memory: ${cache_mib}MiB }
 origins:
   origin:
     servers: [{ url: "http://$origin" }]
@@ -252,8 +273,11 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     sendfile on;
-    proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:32m max_size=${memory_mib}m
-                     inactive=1h use_temp_path=off;
+    # The cache manager holds max_size: every 10 ms it deletes what is
+    # over (up to 10,000 files at a time), rather than 100 every 50 ms.
+    proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:32m max_size=${cache_mib}m
+                     inactive=1h use_temp_path=off
+                     manager_files=10000 manager_sleep=10ms manager_threshold=500ms;
     upstream origin { server $origin; keepalive 64; }
     map \$upstream_cache_status \$bench_cache_status {
         HIT "nginx; hit";
@@ -306,7 +330,7 @@ VCL
     # -j none: no privilege separation (it would need the varnish users
     # to reach the work directory); -n keeps its state in the work dir.
     varnishd -F -j none -a "127.0.0.1:$port" -f "$dir/bench.vcl" \
-        -s "malloc,${memory_mib}m" -n "$dir/state" > "$dir/varnish.log" 2>&1 &
+        -s "malloc,${cache_mib}m" -n "$dir/state" > "$dir/varnish.log" 2>&1 &
     proxy_pid=$!
     started+=("$proxy_pid")
     wait_http "http://127.0.0.1:$port/ping"
@@ -316,31 +340,71 @@ VCL
 
 # --- The scenarios -------------------------------------------------------
 
-# run_one SCENARIO PROXY: starts PROXY fresh, warms it where the scenario
-# measures hits, runs the load, stops it, and records the origin fetches.
+# Proportional set size of the processes in PIDS (comma-separated), KiB.
+pss_kib() {
+    local pid total=0 kib
+    for pid in ${1//,/ }; do
+        kib=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
+# The memory the proxy holds now, KiB: its PSS, plus nginx's cache files
+# (they sit in tmpfs, outside any process).
+held_kib() {
+    local dir=$1 files=0
+    [ -d "$dir/cache" ] && files=$(du -sk "$dir/cache" | cut -f1)
+    echo $(($(pss_kib "$measured_pids") + files))
+}
+
+# Samples held_kib every second (nginx's manager lets its files grow past
+# max_size and cuts them back in bursts, so the end alone says little) and
+# keeps the peak in FILE; runs until killed.
+sample_peak() {
+    local dir=$1 file=$2 peak=0 now
+    while :; do
+        now=$(held_kib "$dir")
+        if [ "$now" -gt "$peak" ]; then
+            peak=$now
+            echo "$peak" > "$file"
+        fi
+        sleep 1
+    done
+}
+
+# run_one SCENARIO PROXY [CACHE_MIB]: starts PROXY fresh (with a cache of
+# CACHE_MIB, by default the scenario's), warms it where the scenario
+# measures hits, runs the load, stops it, and records the origin fetches
+# and, for zipf, the peak memory its cache took.
 run_one() {
-    local scenario=$1 proxy=$2 dir port tls_port fetches_before url
+    local scenario=$1 proxy=$2 dir port tls_port fetches_before url held_before sampler=""
     local -a load
     if [ "$scenario" = https ] && [ "$proxy" = varnish ]; then
         return 0
     fi
+    cache_mib=$memory_mib
+    case $scenario in zipf*) cache_mib=$zipf_memory_mib ;; esac
+    cache_mib=${3:-$cache_mib}
     dir=$work/$scenario-$proxy
     mkdir -p "$dir"
     read -r port tls_port < <(free_ports 2)
     "start_$proxy" "$dir" "$port" "$tls_port"
-    say "== $scenario / $proxy (pids $measured_pids)"
+    say "== $scenario / $proxy (pids $measured_pids, cache $cache_mib MiB)"
 
     local base=http://127.0.0.1:$port
     local common=(-q --proxy-pid "$measured_pids" -d "${seconds}s" -r "$max_requests" -c "$connections")
     fetches_before=$(origin_fetches)
+    held_before=$(held_kib "$dir")
     case $scenario in
         hit-1k | hit-100k)
             url=$base/${scenario#hit-}
             curl -s -o /dev/null --max-time 5 "$url"
             load=(--url "$url" "${common[@]}")
             ;;
-        zipf)
-            load=(--url "$base/" --keys "$keys" --zipf "$zipf" --path-template '/obj/{key}' "${common[@]}")
+        zipf | zipf-equal)
+            load=(--url "$base/" --keys "$keys" --zipf "$zipf" --path-template '/obj/{key}'
+                -q --proxy-pid "$measured_pids" -d 120s -r "$zipf_requests" -c "$connections")
             ;;
         stampede)
             load=(--url "$base/slow/stampede" -q --proxy-pid "$measured_pids"
@@ -353,19 +417,45 @@ run_one() {
             ;;
         *) die "unknown scenario $scenario" ;;
     esac
+    case $scenario in
+        zipf*)
+            echo "$held_before" > "$dir/peak"
+            sample_peak "$dir" "$dir/peak" &
+            sampler=$!
+            started+=("$sampler")
+            ;;
+    esac
     "$loadtest" "${load[@]}" --json "$out/raw/$scenario-$proxy.json" \
         > "$out/raw/$scenario-$proxy.txt"
+    if [ -n "$sampler" ]; then
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+    fi
     printf '%s\t%s\t%s\n' "$scenario" "$proxy" "$(($(origin_fetches) - fetches_before))" \
         >> "$work/fetches.tsv"
+    case $scenario in
+        zipf*) printf '%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$cache_mib" \
+            "$(($(cat "$dir/peak") - held_before))" >> "$work/memory.tsv" ;;
+    esac
     sed 's/^/   /' "$out/raw/$scenario-$proxy.txt" >&2
     stop_pid "$proxy_pid"
 }
 
 : > "$work/fetches.tsv"
+: > "$work/memory.tsv"
 for scenario in $scenarios; do
     for proxy in $proxies; do
         run_one "$scenario" "$proxy"
     done
+    # Outpost again, taking the memory the thriftiest peer's cache took:
+    # its setting scaled by what its first run took for its setting.
+    if [ "$scenario" = zipf ] && [[ " $proxies " == *" outpost "* ]]; then
+        least=$(awk -F'\t' '$1 == "zipf" && $2 != "outpost" {print $4}' "$work/memory.tsv" | sort -n | head -n 1)
+        ours=$(awk -F'\t' '$1 == "zipf" && $2 == "outpost" {print $3 * 1024 / $4}' "$work/memory.tsv")
+        if [ -n "$least" ] && [ -n "$ours" ]; then
+            run_one zipf-equal outpost "$(awk -v l="$least" -v o="$ours" 'BEGIN {printf "%d", l * o / 1024}')"
+        fi
+    fi
 done
 
 # --- The table -----------------------------------------------------------
@@ -375,5 +465,6 @@ python3 "$scripts/bench-report.py" "$out" "$work/fetches.tsv" \
     "outpost=$("$outpost" --version)" \
     "nginx=$(nginx -v 2>&1)" \
     "varnish=$(varnishd -V 2>&1 | head -n 1)" \
-    "settings=${seconds}s per run (cap $max_requests requests), $connections connections, zipf s=$zipf over $keys keys, stampede $stampede_clients clients, slow origin ${slow_ms} ms, cache ${memory_mib} MiB"
+    "settings=${seconds}s per run (cap $max_requests requests), $connections connections, zipf s=$zipf over $keys keys ($zipf_requests requests, cache $zipf_memory_mib MiB), stampede $stampede_clients clients, slow origin ${slow_ms} ms, cache ${memory_mib} MiB" \
+    "memory_tsv=$work/memory.tsv"
 say "results: $out/results.md, $out/results.json, raw runs in $out/raw/"

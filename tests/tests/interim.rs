@@ -263,3 +263,219 @@ async fn the_stream_field_never_reaches_the_origin() {
         seen.headers
     );
 }
+
+/// A client's reads, paused and resumed at will: while paused, the socket
+/// fills up and Outpost's writes are left pending.
+struct Gate<T> {
+    inner: T,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    waker: Arc<futures_util::task::AtomicWaker>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Gate<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.waker.register(cx.waker());
+        if self.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Gate<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Over TLS, a write the socket leaves pending is already sealed in a
+/// record, and the next write must repeat it: an interim response that
+/// arrives while a large download has filled the socket waits for it, and
+/// the connection carries both streams whole.
+#[tokio::test]
+async fn interim_frames_wait_for_a_pending_tls_write() {
+    const BIG: usize = 24 << 20;
+    let big =
+        Origin::start(|_| respond(200, &[("cache-control", "no-store")], "z".repeat(BIG))).await;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let hinted = RawOrigin::start(Misbehaviour::RespondInTwo(HINTS, FINAL, release.clone())).await;
+    let (cert, key) =
+        outpost_edge::tls::self_signed(&["big.test", "hint.test"]).expect("certificate");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: c.pem, key: c.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  big: {{servers: [{{url: {}}}]}}\n  hinted: {{servers: [{{url: {}}}]}}\n\
+         sites:\n  - hosts: [big.test]\n    origin: big\n  - hosts: [hint.test]\n    origin: hinted\n",
+        big.url(),
+        hinted.url()
+    );
+    let outpost = Outpost::start(&config, &[("c.pem", &cert), ("c.key", &key)], None).await;
+
+    let mut connector =
+        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
+    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
+    connector.set_alpn_protos(b"\x02h2").expect("alpn");
+    let tls_config = connector.build().configure().expect("configure");
+    let tcp = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .expect("connect");
+    let socket = std::os::fd::AsFd::as_fd(&tcp)
+        .try_clone_to_owned()
+        .expect("dup");
+    let tls = tokio_boring::connect(tls_config, "hint.test", tcp)
+        .await
+        .expect("handshake");
+    let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waker = Arc::new(futures_util::task::AtomicWaker::new());
+    let gate = Gate {
+        inner: tls,
+        paused: paused.clone(),
+        waker: waker.clone(),
+    };
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(64 << 20)
+        .initial_connection_window_size(64 << 20)
+        .handshake::<_, bytes::Bytes>(gate)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    // One round trip first, so the connection is settled.
+    let warm = http::Request::get("https://hint.test/warm")
+        .body(())
+        .expect("request");
+    let (warm, _) = client.send_request(warm, true).expect("send");
+    release.add_permits(1);
+    assert_eq!(warm.await.expect("answer").status(), http::StatusCode::OK);
+
+    paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    let download = http::Request::get("https://big.test/big")
+        .body(())
+        .expect("request");
+    let (download, _) = client.send_request(download, true).expect("send");
+    // The socket fills: what waits in it stops growing.
+    let wait = std::time::Duration::from_secs(20);
+    tokio::time::timeout(wait, async {
+        let mut last = 0;
+        let mut steady = 0;
+        while steady < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            let queued = rustix::io::ioctl_fionread(&socket).expect("FIONREAD");
+            steady = if queued == last && queued > 0 {
+                steady + 1
+            } else {
+                0
+            };
+            last = queued;
+        }
+    })
+    .await
+    .expect("the socket fills");
+    // The hints come while Outpost's write is held.
+    let hinted_request = http::Request::get("https://hint.test/page")
+        .body(())
+        .expect("request");
+    let (answer, _) = client.send_request(hinted_request, true).expect("send");
+    tokio::time::timeout(wait, async {
+        while hinted.requests() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the origin sees the request");
+    release.add_permits(1);
+
+    paused.store(false, std::sync::atomic::Ordering::SeqCst);
+    waker.wake();
+    let read_all = |response: http::Response<h2::RecvStream>| async move {
+        let mut body = response.into_body();
+        let mut bytes = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("body");
+            body.flow_control()
+                .release_capacity(chunk.len())
+                .expect("capacity");
+            bytes += chunk.len();
+        }
+        bytes
+    };
+    let download = tokio::time::timeout(wait, download)
+        .await
+        .expect("in time")
+        .expect("download");
+    let answer = tokio::time::timeout(wait, answer)
+        .await
+        .expect("in time")
+        .expect("answer");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    assert_eq!(read_all(answer).await, "final".len());
+    assert_eq!(read_all(download).await, BIG);
+}
+
+/// RFC 9113 §8.2.2: a request with a connection-specific field is
+/// malformed, and h2 resets its stream alone. The field naming the stream
+/// goes inside the frame that ends the block, so that reset stays a
+/// stream's: the next request on the connection is answered.
+#[tokio::test]
+async fn a_malformed_request_resets_its_stream_only() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let mut client = H2Raw::connect(outpost.addr()).await;
+    let mut bad = h2raw::request_fields(b"GET", b"example.com", b"/bad");
+    bad.push((b"connection".as_slice(), b"keep-alive".as_slice()));
+    client
+        .send(
+            h2raw::HEADERS,
+            h2raw::END_HEADERS | h2raw::END_STREAM,
+            1,
+            &h2raw::header_block(&bad),
+        )
+        .await;
+    let good = h2raw::request_fields(b"GET", b"example.com", b"/good");
+    client
+        .send(
+            h2raw::HEADERS,
+            h2raw::END_HEADERS | h2raw::END_STREAM,
+            3,
+            &h2raw::header_block(&good),
+        )
+        .await;
+    let frames = client
+        .read_until(std::time::Duration::from_secs(10), |f| {
+            f.stream == 3 && f.flags & h2raw::END_STREAM != 0 || f.kind == h2raw::GOAWAY
+        })
+        .await;
+    assert!(frames.iter().all(|f| f.kind != h2raw::GOAWAY), "{frames:?}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == h2raw::RST_STREAM && f.stream == 1),
+        "{frames:?}"
+    );
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.kind == h2raw::DATA && f.stream == 3)
+        .flat_map(|f| f.payload.clone())
+        .collect();
+    assert_eq!(body, b"ok");
+}
