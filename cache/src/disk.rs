@@ -28,7 +28,7 @@ use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy, Load, RecoverMode,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -581,7 +581,7 @@ impl DiskTier {
     /// one chunk (and `entry.chunks` is None).
     pub fn put_object(&self, hash: [u8; 32], entry: &Entry, body: &[u8]) {
         let meta = Meta {
-            key: entry.key.clone(),
+            key: entry.key.to_string(),
             status: entry.status.as_u16(),
             headers: entry
                 .headers
@@ -591,13 +591,13 @@ impl DiskTier {
             freshness: entry.freshness.clone(),
             directives: entry.directives.clone(),
             stale: entry.stale,
-            rules: entry.rules,
+            rules: *entry.rules,
             variant: entry.variant.clone(),
             marker: entry.marker,
             seq: entry.seq,
             tags: entry.tags.clone(),
             primary: entry.primary,
-            chunks: entry.chunks,
+            chunks: entry.chunks.as_deref().copied(),
         };
         let Ok(meta) = postcard::to_stdvec(&meta) else {
             return;
@@ -804,29 +804,30 @@ fn decode(record: &Record) -> Result<Found, DiskError> {
     if meta.chunks.is_some() && !body.is_empty() {
         return Err(DiskError::Damaged("head with both body and chunks"));
     }
-    let mut headers = HeaderMap::with_capacity(meta.headers.len());
+    let mut fields = Vec::with_capacity(meta.headers.len());
     for (name, value) in meta.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| DiskError::Damaged("field name"))?;
         let value =
             HeaderValue::from_bytes(&value).map_err(|_| DiskError::Damaged("field value"))?;
-        headers.append(name, value);
+        fields.push((name, value));
     }
+    let headers = crate::entry::StoredHeaders::from_fields(fields);
     Ok(Found::Object(Box::new(Entry {
-        key: meta.key,
+        key: meta.key.into(),
         status: StatusCode::from_u16(meta.status).map_err(|_| DiskError::Damaged("status"))?,
         headers,
         body,
         freshness: meta.freshness,
         directives: meta.directives,
         stale: meta.stale,
-        rules: meta.rules,
+        rules: meta.rules.shared(),
         variant: meta.variant,
         marker: meta.marker,
         seq: meta.seq,
         tags: meta.tags,
         primary: meta.primary,
-        chunks: meta.chunks,
+        chunks: meta.chunks.map(Box::new),
     })))
 }
 

@@ -41,6 +41,13 @@ impl Directives {
         Self(list)
     }
 
+    /// Only what a stored entry reads back: `no-cache` (RFC 9111 §5.2.2.4).
+    pub fn for_entry(mut self) -> Self {
+        self.0.retain(|(n, _)| n == "no-cache");
+        self.0.shrink_to_fit();
+        self
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> Self {
         Self::parse(headers.get_all(CACHE_CONTROL))
     }

@@ -30,7 +30,7 @@ pub use coalesce::{
 };
 pub use disk::{CHUNK, Chunks, DiskError, DiskStats, DiskTier, note_store_error};
 use disk::{ChunkWriter, Found};
-pub use entry::Entry;
+pub use entry::{Entry, StoredHeaders};
 use freshness::Unusable;
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
@@ -254,7 +254,7 @@ impl Cache {
                 }
             }
         };
-        if entry.key != key.text() {
+        if &*entry.key != key.text() {
             // A blake3 collision: never serve another URL's object.
             return Lookup::Miss;
         }
@@ -273,7 +273,7 @@ impl Cache {
         // RFC 9111 §3.5: an authenticated request is answered from a shared
         // entry only when the response allowed it.
         if req.headers.contains_key(http::header::AUTHORIZATION)
-            && !policy::allows_authorized(&entry.headers)
+            && !policy::allows_authorized(entry.headers.get_all("cache-control"))
         {
             return Lookup::Miss;
         }
@@ -361,7 +361,7 @@ impl Cache {
             }
             (None, None) => return Lookup::Miss,
         };
-        if entry.key != key.text() {
+        if &*entry.key != key.text() {
             return Lookup::Miss;
         }
         let verdict = self.purges.judge(&entry);
@@ -398,7 +398,11 @@ impl Cache {
         end: u64,
     ) -> futures_util::stream::BoxStream<'static, Result<Bytes, DiskError>> {
         use futures_util::StreamExt;
-        match (entry.resident(), entry.chunks, self.disk.get()) {
+        match (
+            entry.resident(),
+            entry.chunks.as_deref().copied(),
+            self.disk.get(),
+        ) {
             (false, Some(chunks), Some(disk)) => {
                 let head = if entry.marker == 0 {
                     entry.primary
@@ -428,7 +432,7 @@ impl Cache {
     /// An entry read from disk with its body read in whole when it is small
     /// enough for memory; None when a chunk is damaged or gone.
     async fn promote(&self, disk: &DiskTier, mut entry: Entry) -> Option<Entry> {
-        let Some(chunks) = entry.chunks else {
+        let Some(chunks) = entry.chunks.as_deref().copied() else {
             return Some(entry);
         };
         if !disk.has_chunks(&chunks) {
@@ -485,7 +489,7 @@ impl Cache {
         Ok(PendingEntry {
             key: key.clone(),
             status: res.status,
-            headers: detached(&res.headers),
+            headers: StoredHeaders::from_map(&res.headers),
             freshness,
             directives,
             stale: built.stale,
@@ -514,6 +518,7 @@ impl Cache {
             .collect();
         tags.sort_unstable();
         tags.dedup();
+        tags.shrink_to_fit();
         tags
     }
 
@@ -591,20 +596,20 @@ impl Cache {
             tags,
         } = pending;
         let mut entry = Entry {
-            key: key.text().to_owned(),
+            key: key.text().into(),
             status,
             headers,
             body,
             freshness,
-            directives,
+            directives: directives.for_entry(),
             stale,
-            rules,
+            rules: rules.shared(),
             variant,
             marker: 0,
             seq,
             tags,
             primary: *key.hash(),
-            chunks,
+            chunks: chunks.map(Box::new),
         };
         // A purge that arrived while this response was on its way wins.
         if self.purges.judge(&entry) == Verdict::Gone {
@@ -672,17 +677,16 @@ impl Cache {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Option<Arc<Entry>> {
-        let etag = |h: &HeaderMap| {
-            h.get(http::header::ETAG)
-                .and_then(|v| v.to_str().ok())
+        let etag = |v: Option<&http::HeaderValue>| {
+            v.and_then(|v| v.to_str().ok())
                 .map(|t| t.trim().trim_start_matches("W/").to_owned())
         };
-        if let Some(new) = etag(&not_modified.headers)
-            && etag(&stored.headers).as_deref() != Some(new.as_str())
+        if let Some(new) = etag(not_modified.headers.get(http::header::ETAG))
+            && etag(stored.headers.get("etag")).as_deref() != Some(new.as_str())
         {
             return None;
         }
-        let mut headers = stored.headers.clone();
+        let mut headers = stored.headers.to_map(not_modified.headers.len());
         for name in not_modified.headers.keys() {
             let skip = matches!(
                 name.as_str(),
@@ -708,7 +712,7 @@ impl Cache {
             &headers,
             response_time,
             &options,
-            stored.rules,
+            *stored.rules,
         );
         let freshness = Freshness::compute(
             stored.status,
@@ -720,18 +724,18 @@ impl Cache {
         let entry = Arc::new(Entry {
             key: stored.key.clone(),
             status: stored.status,
-            headers: detached(&headers),
+            headers: StoredHeaders::from_map(&headers),
             body: stored.body.clone(),
             freshness,
-            directives: Directives::from_headers(&built.view),
+            directives: Directives::from_headers(&built.view).for_entry(),
             stale: built.stale,
-            rules: stored.rules,
+            rules: stored.rules.clone(),
             variant: stored.variant.clone(),
             marker: stored.marker,
             seq: self.purges.next_seq(),
             tags: stored.tags.clone(),
             primary: stored.primary,
-            chunks: stored.chunks,
+            chunks: stored.chunks.clone(),
         });
         let hash = if entry.marker == 0 {
             *key.hash()
@@ -986,20 +990,6 @@ pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap)
     Some(vary::secondary(&names, &fields.cookies, request))
 }
 
-/// A copy of `headers` that owns its values. Values parsed off the wire
-/// are slices of the connection's read buffer; kept in an entry they would
-/// hold that whole buffer (kilobytes) in memory for the entry's life.
-fn detached(headers: &HeaderMap) -> HeaderMap {
-    let mut copy = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut owned =
-            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        owned.set_sensitive(value.is_sensitive());
-        copy.append(name.clone(), owned);
-    }
-    copy
-}
-
 /// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can
 /// never overflow; a value that is not a number is dropped.
 fn clamp_age(headers: &mut HeaderMap) {
@@ -1063,7 +1053,7 @@ impl Storing {
 pub struct PendingEntry {
     key: CacheKey,
     status: StatusCode,
-    headers: HeaderMap,
+    headers: StoredHeaders,
     freshness: Freshness,
     directives: Directives,
     stale: StaleUse,

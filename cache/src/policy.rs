@@ -10,7 +10,7 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 use crate::freshness::Directives;
 
 /// What the matching rule says about storing one response.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreRules {
     /// Replaces the origin's freshness lifetime.
     pub ttl: Option<Duration>,
@@ -23,6 +23,28 @@ pub struct StoreRules {
     /// Defaults for responses that do not say (RFC 5861).
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+}
+
+/// Distinct rules shared by the entries stored under them, so that an entry
+/// holds a pointer rather than a copy; a config has a few, and past this
+/// many (a config reloaded many times) new ones are not kept here.
+const SHARED_RULES_MAX: usize = 256;
+
+impl StoreRules {
+    /// These rules, shared with every entry stored under the same ones.
+    pub fn shared(self) -> std::sync::Arc<StoreRules> {
+        static SHARED: std::sync::Mutex<Vec<std::sync::Arc<StoreRules>>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = shared.iter().find(|r| ***r == self) {
+            return found.clone();
+        }
+        let rules = std::sync::Arc::new(self);
+        if shared.len() < SHARED_RULES_MAX {
+            shared.push(rules.clone());
+        }
+        rules
+    }
 }
 
 impl Default for StoreRules {
@@ -133,7 +155,7 @@ pub fn storage_policy(
     // RFC 9111 §3.5, decided on the origin's own words: a rule's TTL must
     // never be what lets a shared cache keep an authenticated response.
     if req.headers.contains_key(AUTHORIZATION)
-        && !allows_authorized(&targeted_view(&res.headers, &options.targeted))
+        && !allows_authorized(targeted_view(&res.headers, &options.targeted).get_all(CACHE_CONTROL))
     {
         return Err(NotStored::Headers);
     }
@@ -277,8 +299,8 @@ fn targeted_view(headers: &HeaderMap, targeted: &[HeaderName]) -> HeaderMap {
 
 /// Whether a response lets a shared cache answer requests that carry
 /// `Authorization` (RFC 9111 §3.5): `public`, `s-maxage` or `must-revalidate`.
-pub fn allows_authorized(headers: &HeaderMap) -> bool {
-    let cc = Directives::from_headers(headers);
+pub fn allows_authorized<'a>(cache_control: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
+    let cc = Directives::parse(cache_control);
     ["public", "s-maxage", "must-revalidate"]
         .iter()
         .any(|d| cc.has(d))

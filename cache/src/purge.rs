@@ -6,8 +6,9 @@
 //! it names; an entry older than a mark that applies to it is gone (or
 //! stale). Marks make a purge of any size take constant time, win against
 //! fills that were in flight when the purge arrived, and are checked on
-//! every lookup. Members of hosts and tags are indexed for counting and for
-//! freeing their memory at once.
+//! every lookup. Members of tags, and every stored location (host and
+//! path, sorted, so that a host or a prefix is a range), are indexed for
+//! counting and for freeing their memory at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +98,6 @@ pub enum Verdict {
 struct Members {
     /// tag -> stored hash -> the entry's sequence number.
     tags: HashMap<String, HashMap<[u8; 32], u64>>,
-    hosts: HashMap<String, HashMap<[u8; 32], u64>>,
     /// (host and path, stored hash) -> sequence number, sorted so that a
     /// prefix is a range.
     locations: std::collections::BTreeMap<(String, [u8; 32]), u64>,
@@ -402,11 +402,6 @@ impl PurgeIndex {
     /// Indexes a stored entry under its host and tags.
     pub fn add(&self, hash: [u8; 32], entry: &Entry) {
         let mut members = lock(&self.members);
-        members
-            .hosts
-            .entry(entry.host().to_owned())
-            .or_default()
-            .insert(hash, entry.seq);
         for tag in &entry.tags {
             members
                 .tags
@@ -433,7 +428,6 @@ impl PurgeIndex {
                 }
             }
         };
-        drop_from(&mut members.hosts, entry.host());
         for tag in &entry.tags {
             drop_from(&mut members.tags, tag);
         }
@@ -472,12 +466,23 @@ impl PurgeIndex {
             marks.entry(host.clone()).or_default().record(seq, soft);
         }
         drop(marks);
+        // A host's objects are the locations that begin with it and a '/'
+        // or '?' (or nothing) after it.
         let members = lock(&self.members);
-        hosts
-            .iter()
-            .filter_map(|h| members.hosts.get(h))
-            .flat_map(|set| set.keys().copied())
-            .collect()
+        let mut hashes = Vec::new();
+        for host in hosts {
+            hashes.extend(
+                members
+                    .locations
+                    .range((host.clone(), [0u8; 32])..)
+                    .take_while(|((location, _), _)| location.starts_with(host.as_str()))
+                    .filter(|((location, _), _)| {
+                        location.split(['/', '?']).next() == Some(host.as_str())
+                    })
+                    .map(|((_, hash), _)| *hash),
+            );
+        }
+        hashes
     }
 
     /// Marks tags; returns the hashes of the stored objects that carry them.

@@ -90,7 +90,7 @@ async fn read_all(cache: &Cache, entry: &outpost_cache::Entry) -> Vec<u8> {
     if entry.resident() {
         return entry.body.to_vec();
     }
-    let chunks = entry.chunks.expect("test setup");
+    let chunks = *entry.chunks.clone().expect("test setup");
     let mut out = Vec::new();
     let mut stream = std::pin::pin!(cache.disk().expect("test setup").stream(
         chunks,
@@ -164,7 +164,7 @@ async fn a_range_reads_only_the_chunks_it_covers() {
     let entry = fresh(&cache, "http://a.test/big")
         .await
         .expect("test setup");
-    let chunks = entry.chunks.expect("test setup");
+    let chunks = *entry.chunks.clone().expect("test setup");
     let disk = cache.disk().expect("test setup");
     let (_, read_before) = disk.io_bytes();
     let start = 20 * CHUNK as u64 + 5;

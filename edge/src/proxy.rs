@@ -568,10 +568,10 @@ impl Proxy {
         ] {
             headers.remove(name);
         }
-        if let Some(etag) = entry.headers.get(ETAG) {
+        if let Some(etag) = entry.headers.get(ETAG.as_str()) {
             headers.insert(IF_NONE_MATCH, etag.clone());
         }
-        if let Some(modified) = entry.headers.get(LAST_MODIFIED) {
+        if let Some(modified) = entry.headers.get(LAST_MODIFIED.as_str()) {
             headers.insert(IF_MODIFIED_SINCE, modified.clone());
         }
         let outgoing = request.origin_parts(&headers);
@@ -1264,7 +1264,9 @@ fn from_cache(
     now: SystemTime,
     status: &str,
 ) -> Response<ProxyBody> {
-    let mut headers = entry.headers.clone();
+    // The stored validators are read from `headers` below: what is added
+    // here (Age, Via, Cache-Status) is none of them.
+    let mut headers = entry.headers.to_map(3);
     headers.insert(
         http::header::AGE,
         HeaderValue::from(entry.age(now).as_secs()),
@@ -1272,7 +1274,7 @@ fn from_cache(
     headers::append_via(&mut headers, http::Version::HTTP_11);
     set_cache_status(&mut headers, status);
     // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
-    if entry.status.is_success() && not_modified(&entry.headers, &req.headers) {
+    if entry.status.is_success() && not_modified(&headers, &req.headers) {
         for name in [
             CONTENT_LENGTH,
             CONTENT_TYPE,
@@ -1288,7 +1290,7 @@ fn from_cache(
     }
     let len = entry.body_len();
     if req.method == Method::GET && entry.status == StatusCode::OK {
-        match range::evaluate(&req.headers, len, &entry.headers) {
+        match range::evaluate(&req.headers, len, &headers) {
             Ranges::Whole => {}
             Ranges::Unsatisfiable => {
                 let (code, extra) = unsatisfiable(len);

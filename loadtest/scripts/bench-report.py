@@ -19,7 +19,8 @@ SCENARIOS = {
     "hit-1k": "hits, 1 KiB",
     "hit-100k": "hits, 100 KiB",
     "zipf": "Zipf over 100k keys",
-    "zipf-equal": "Zipf, Outpost at the peers' memory",
+    "zipf-nginx": "Zipf, Outpost at nginx's memory",
+    "zipf-varnish": "Zipf, Outpost at Varnish's memory",
     "stampede": "cold stampede, 1000 clients",
     "https": "HTTPS hits, 1 KiB",
 }
@@ -143,7 +144,8 @@ def main():
             )
 
     # The Zipf mix at equal memory: what each cache was set to, what it
-    # took, and the hit ratio it got from the same requests.
+    # took, and the hit ratio it got from the same requests; Outpost again
+    # at each peer's memory, and the difference in hit ratio.
     equal = []
     if memory:
         md += [
@@ -152,21 +154,28 @@ def main():
             "the peak, sampled every second, of PSS growth plus nginx's cache "
             "files on tmpfs):",
             "",
-            "| run | cache setting MiB | memory taken MiB | hit ratio | origin fetches |",
-            "|---|---:|---:|---:|---:|",
+            "| run | cache setting MiB | memory taken MiB | hit ratio | origin fetches "
+            "| Outpost − peer, hit ratio points |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        for s in ("zipf", "zipf-equal"):
-            for p in PROXIES:
-                r, m = by.get((s, p)), memory.get((s, p))
-                if r is None or m is None:
-                    continue
-                name = p if s == "zipf" else f"{p}, sized to the least peer's memory"
-                equal.append({"run": name, "setting_mib": m[0], "taken_mib": m[1],
-                              "hit_ratio": r["hit_ratio"], "origin_fetches": r["origin_fetches"]})
-                md.append(
-                    f"| {name} | {m[0]} | {m[1]:.1f} | {fmt(r['hit_ratio'], '.2%')} "
-                    f"| {r['origin_fetches']:,} |"
-                )
+        runs_in_order = [("zipf", p, p) for p in PROXIES] + [
+            (f"zipf-{p}", "outpost", f"outpost, sized to {p}'s memory") for p in PROXIES[1:]
+        ]
+        for s, p, name in runs_in_order:
+            r, m = by.get((s, p)), memory.get((s, p))
+            if r is None or m is None:
+                continue
+            peer = by.get(("zipf", s[len("zipf-"):])) if s != "zipf" else None
+            diff = None
+            if peer is not None and r["hit_ratio"] is not None and peer["hit_ratio"] is not None:
+                diff = 100.0 * (r["hit_ratio"] - peer["hit_ratio"])
+            equal.append({"run": name, "setting_mib": m[0], "taken_mib": m[1],
+                          "hit_ratio": r["hit_ratio"], "origin_fetches": r["origin_fetches"],
+                          "points_over_peer": diff})
+            md.append(
+                f"| {name} | {m[0]} | {m[1]:.1f} | {fmt(r['hit_ratio'], '.2%')} "
+                f"| {r['origin_fetches']:,} | {fmt(diff, '+.2f')} |"
+            )
 
     text = "\n".join(md) + "\n"
     with open(os.path.join(out, "results.md"), "w") as f:

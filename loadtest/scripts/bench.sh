@@ -11,8 +11,8 @@
 #   zipf       Zipf-distributed keys over 100k distinct 1 KiB objects, the
 #              same number of requests (BENCH_ZIPF_REQUESTS) for every proxy,
 #              with a cache too small for them all (BENCH_ZIPF_MEMORY_MIB);
-#              then Outpost once more, sized to take as much memory as the
-#              least any peer took (see "equal memory" below)
+#              then Outpost again for each peer, sized to take as much
+#              memory as that peer took (see "equal memory" below)
 #   stampede   1000 concurrent requests for one key the proxy has never
 #              fetched, from an origin that takes BENCH_SLOW_MS to answer
 #   https      hits on the 1 KiB object over TLS (HTTP/1.1; no Varnish:
@@ -47,9 +47,11 @@
 # proportional set size (PSS, /proc/PID/smaps_rollup, shared pages split
 # between nginx's processes) over the run, plus, for nginx, its cache
 # files on tmpfs (du), sampled every second for the peak. Outpost then
-# runs once more, its cache set so that it takes the least of the peers'
-# peaks (its setting scaled by what its first run took for its setting),
-# and that run is the one compared.
+# runs again for each peer, its cache set so that it takes that peer's
+# peak: once with its setting scaled by what its first run took for its
+# setting, then once more on the line through those two runs (what it
+# takes is not quite proportional to its setting); the last run is the one
+# compared with that peer.
 #
 # Everything listens on 127.0.0.1; every run is bounded in time and in
 # requests; every process started here is stopped and the work directory
@@ -402,7 +404,7 @@ run_one() {
             curl -s -o /dev/null --max-time 5 "$url"
             load=(--url "$url" "${common[@]}")
             ;;
-        zipf | zipf-equal)
+        zipf*)
             load=(--url "$base/" --keys "$keys" --zipf "$zipf" --path-template '/obj/{key}'
                 -q --proxy-pid "$measured_pids" -d 120s -r "$zipf_requests" -c "$connections")
             ;;
@@ -441,20 +443,45 @@ run_one() {
     stop_pid "$proxy_pid"
 }
 
+# equal_memory PEER: runs zipf on Outpost sized to take the memory PEER's
+# cache took in its zipf run (scenario zipf-PEER).
+equal_memory() {
+    local peer=$1 target ratio first setting
+    target=$(awk -F'\t' -v p="$peer" '$1 == "zipf" && $2 == p {print $4}' "$work/memory.tsv")
+    ratio=$(awk -F'\t' '$1 == "zipf" && $2 == "outpost" {print $3 * 1024 / $4}' "$work/memory.tsv")
+    [ -n "$target" ] && [ -n "$ratio" ] || return 0
+    first=$(awk -v t="$target" -v r="$ratio" 'BEGIN {printf "%d", t * r / 1024}')
+    run_one "zipf-$peer" outpost "$first"
+    setting=$(awk -F'\t' -v t="$target" -v s="zipf-$peer" '
+        $2 == "outpost" && $1 == "zipf" {s1 = $3; t1 = $4}
+        $2 == "outpost" && $1 == s {s2 = $3; t2 = $4}
+        END {
+            if (t2 == t1) { printf "%d", s2; exit }
+            v = s2 + (t - t2) * (s2 - s1) / (t2 - t1)
+            printf "%d", (v < 1 ? 1 : v)
+        }' "$work/memory.tsv")
+    for f in memory fetches; do
+        grep -v "^zipf-$peer	" "$work/$f.tsv" > "$work/$f.tsv.new" || true
+        mv "$work/$f.tsv.new" "$work/$f.tsv"
+    done
+    run_one "zipf-$peer" outpost "$setting"
+}
+
 : > "$work/fetches.tsv"
 : > "$work/memory.tsv"
 for scenario in $scenarios; do
     for proxy in $proxies; do
         run_one "$scenario" "$proxy"
     done
-    # Outpost again, taking the memory the thriftiest peer's cache took:
-    # its setting scaled by what its first run took for its setting.
+    # Outpost again for each peer, taking the memory that peer's cache
+    # took: first its setting scaled by what its first run took for its
+    # setting, then set again on the line through those two runs (setting
+    # against memory taken); the second of these is the one reported.
     if [ "$scenario" = zipf ] && [[ " $proxies " == *" outpost "* ]]; then
-        least=$(awk -F'\t' '$1 == "zipf" && $2 != "outpost" {print $4}' "$work/memory.tsv" | sort -n | head -n 1)
-        ours=$(awk -F'\t' '$1 == "zipf" && $2 == "outpost" {print $3 * 1024 / $4}' "$work/memory.tsv")
-        if [ -n "$least" ] && [ -n "$ours" ]; then
-            run_one zipf-equal outpost "$(awk -v l="$least" -v o="$ours" 'BEGIN {printf "%d", l * o / 1024}')"
-        fi
+        for peer in $proxies; do
+            [ "$peer" = outpost ] && continue
+            equal_memory "$peer"
+        done
     fi
 done
 
