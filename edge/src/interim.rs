@@ -406,6 +406,19 @@ fn hpack_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// The header block of a 103 with `link: </a.css>; rel=preload`, as
+/// [`Interim::send`] encodes it (for tests).
+#[cfg(test)]
+pub(crate) fn early_hints_block() -> Vec<u8> {
+    let mut block = vec![0x08, 3];
+    block.extend_from_slice(b"103");
+    block.extend_from_slice(&[0x00, 4]);
+    block.extend_from_slice(b"link");
+    block.push(21);
+    block.extend_from_slice(b"</a.css>; rel=preload");
+    block
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,13 +474,10 @@ mod tests {
         three.handle().send(StatusCode::EARLY_HINTS, &hints());
         one.handle().send(StatusCode::EARLY_HINTS, &hints());
         let frame = conn.next().expect("a frame");
-        let mut block = vec![0x08, 3];
-        block.extend_from_slice(b"103");
-        block.extend_from_slice(&[0x00, 4]);
-        block.extend_from_slice(b"link");
-        block.push(21);
-        block.extend_from_slice(b"</a.css>; rel=preload");
-        assert_eq!(&frame[..], &h2_frame_bytes(0x1, 0x4, 3, &block)[..]);
+        assert_eq!(
+            &frame[..],
+            &h2_frame_bytes(0x1, 0x4, 3, &early_hints_block())[..]
+        );
         assert_eq!(&frame[..9], &[0, 0, 33, 0x1, 0x4, 0, 0, 0, 3]);
         // Stream 1's final HEADERS went out: its queued frame goes too.
         conn.finished(1);

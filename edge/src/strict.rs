@@ -122,8 +122,7 @@ const CONTROL_PER_SECOND: f64 = 100.0;
 /// size are told to the interim queue.
 struct FrameScan {
     /// The current frame's header, held back until complete.
-    header: [u8; 9],
-    have: usize,
+    header: FrameHeader,
     /// Payload bytes of the current frame (as the client sent it) still to
     /// pass.
     skip: u64,
@@ -165,19 +164,51 @@ const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
 /// left at its initial value).
 const MAX_FRAME: u64 = 16_384;
 
-fn frame_length(header: &[u8; 9]) -> u64 {
-    u64::from(header[0]) << 16 | u64::from(header[1]) << 8 | u64::from(header[2])
+/// An HTTP/2 frame's 9-byte header (RFC 9113 §4.1), gathered across reads
+/// or writes.
+#[derive(Debug, Default)]
+struct FrameHeader {
+    bytes: [u8; 9],
+    have: usize,
 }
 
-fn frame_stream(header: &[u8; 9]) -> u32 {
-    u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff
+impl FrameHeader {
+    /// Takes what it still lacks from `input` at `*at`; true once whole
+    /// (the next call starts the next header).
+    fn gather(&mut self, input: &[u8], at: &mut usize) -> bool {
+        let n = (9 - self.have).min(input.len() - *at);
+        self.bytes[self.have..self.have + n].copy_from_slice(&input[*at..*at + n]);
+        self.have += n;
+        *at += n;
+        if self.have < 9 {
+            return false;
+        }
+        self.have = 0;
+        true
+    }
+
+    fn length(&self) -> u64 {
+        u64::from(self.bytes[0]) << 16 | u64::from(self.bytes[1]) << 8 | u64::from(self.bytes[2])
+    }
+
+    fn kind(&self) -> u8 {
+        self.bytes[3]
+    }
+
+    fn flags(&self) -> u8 {
+        self.bytes[4]
+    }
+
+    fn stream(&self) -> u32 {
+        u32::from_be_bytes([self.bytes[5], self.bytes[6], self.bytes[7], self.bytes[8]])
+            & 0x7fff_ffff
+    }
 }
 
 impl FrameScan {
     fn new(interim: Interim) -> Self {
         Self {
-            header: [0; 9],
-            have: 0,
+            header: FrameHeader::default(),
             skip: 0,
             tokens: CONTROL_BURST,
             refilled: std::time::Instant::now(),
@@ -224,18 +255,13 @@ impl FrameScan {
                 }
                 continue;
             }
-            let n = (9 - self.have).min(bytes.len() - at);
-            self.header[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
-            self.have += n;
-            at += n;
-            if self.have < 9 {
+            if !self.header.gather(bytes, &mut at) {
                 continue;
             }
-            self.have = 0;
             self.frame_start()?;
-            out.extend_from_slice(&self.header);
+            out.extend_from_slice(&self.header.bytes);
             self.skip =
-                frame_length(&self.header) - self.tag.as_ref().map_or(0, |t| t.bytes.len() as u64);
+                self.header.length() - self.tag.as_ref().map_or(0, |t| t.bytes.len() as u64);
             self.place_tag(out);
         }
         Ok(())
@@ -255,8 +281,8 @@ impl FrameScan {
 
     /// A frame's header is complete (and may be changed before it passes).
     fn frame_start(&mut self) -> Result<(), ()> {
-        let (kind, flags) = (self.header[3], self.header[4]);
-        let stream = frame_stream(&self.header);
+        let (kind, flags) = (self.header.kind(), self.header.flags());
+        let stream = self.header.stream();
         let asks_answer = matches!(kind, FRAME_SETTINGS | FRAME_PING) && flags & FLAG_ACK == 0;
         if asks_answer && !self.take_token() {
             return Err(());
@@ -285,11 +311,11 @@ impl FrameScan {
             _ => false,
         };
         if tagged && let Some(bytes) = self.interim.stream_field(stream) {
-            let length = frame_length(&self.header) + bytes.len() as u64;
+            let length = self.header.length() + bytes.len() as u64;
             // A frame that would grow past the limit keeps its block as it
             // is: that request gets no interim responses.
             if length <= MAX_FRAME {
-                self.header[..3].copy_from_slice(&(length as u32).to_be_bytes()[1..]);
+                self.header.bytes[..3].copy_from_slice(&(length as u32).to_be_bytes()[1..]);
                 let padded = kind == FRAME_HEADERS && flags & FLAG_PADDED != 0;
                 self.tag = Some(Tag {
                     bytes,
@@ -343,8 +369,7 @@ impl FrameScan {
 /// h2 writes and flushes its SETTINGS before it reads the preface, so the
 /// first bytes it sees still begin a frame.
 struct OutScan {
-    header: [u8; 9],
-    have: usize,
+    header: FrameHeader,
     skip: u64,
     started: bool,
     in_block: bool,
@@ -354,8 +379,7 @@ struct OutScan {
 impl OutScan {
     fn new(interim: Interim) -> Self {
         Self {
-            header: [0; 9],
-            have: 0,
+            header: FrameHeader::default(),
             skip: 0,
             started: false,
             in_block: false,
@@ -364,7 +388,7 @@ impl OutScan {
     }
 
     fn at_boundary(&self) -> bool {
-        self.started && !self.in_block && self.have == 0 && self.skip == 0
+        self.started && !self.in_block && self.header.have == 0 && self.skip == 0
     }
 
     /// How much of a write may go before the next frame boundary.
@@ -372,7 +396,7 @@ impl OutScan {
         if self.skip > 0 {
             usize::try_from(self.skip).unwrap_or(usize::MAX)
         } else {
-            9 - self.have
+            9 - self.header.have
         }
     }
 
@@ -391,26 +415,21 @@ impl OutScan {
                 }
                 continue;
             }
-            let n = (9 - self.have).min(bytes.len() - at);
-            self.header[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
-            self.have += n;
-            at += n;
-            if self.have < 9 {
+            if !self.header.gather(bytes, &mut at) {
                 continue;
             }
-            self.have = 0;
-            let (kind, flags) = (self.header[3], self.header[4]);
+            let (kind, flags) = (self.header.kind(), self.header.flags());
             match kind {
                 FRAME_HEADERS | FRAME_PUSH_PROMISE | FRAME_CONTINUATION => {
                     self.in_block = flags & FLAG_END_HEADERS == 0;
                     if kind == FRAME_HEADERS {
-                        self.interim.finished(frame_stream(&self.header));
+                        self.interim.finished(self.header.stream());
                     }
                 }
-                FRAME_RST_STREAM => self.interim.finished(frame_stream(&self.header)),
+                FRAME_RST_STREAM => self.interim.finished(self.header.stream()),
                 _ => {}
             }
-            self.skip = frame_length(&self.header);
+            self.skip = self.header.length();
             if self.skip == 0 {
                 self.started = true;
             }
@@ -1371,12 +1390,7 @@ mod tests {
 
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
-        let mut block = vec![0x08, 3];
-        block.extend_from_slice(b"103");
-        block.extend_from_slice(&[0x00, 4]);
-        block.extend_from_slice(b"link");
-        block.push(21);
-        block.extend_from_slice(b"</a.css>; rel=preload");
+        let block = crate::interim::early_hints_block();
         let mut expected = settings.clone();
         expected.extend(h2_frame(0x1, 0x4, 1, &block));
         expected.extend(&data);

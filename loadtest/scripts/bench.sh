@@ -131,13 +131,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # Free loopback ports, N of them (held open together, so distinct).
 free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
+    python3 "$scripts/free-ports.py" "$1"
 }
 
 # Waits (10 s at most) until URL answers with any HTTP status.

@@ -31,14 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r origin_port proxy_port admin_port < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+read -r origin_port proxy_port admin_port < <(python3 "$root/loadtest/scripts/free-ports.py" 3)
 
 mkdir -p "$work/html"
 head -c 1024 /dev/zero | tr '\0' a > "$work/html/1k"
