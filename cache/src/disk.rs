@@ -586,7 +586,7 @@ impl DiskTier {
             headers: entry
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_vec()))
                 .collect(),
             freshness: entry.freshness.clone(),
             directives: entry.directives.clone(),

@@ -12,13 +12,13 @@ use crate::policy::{StaleUse, StoreRules};
 /// Bookkeeping counted for every entry beyond its bytes: the entry itself,
 /// the memory tier's node for it, and its place in the purge index. Fitted
 /// to measurement (docs/benchmarks.md, "Memory per stored object"): 1 KiB
-/// objects with 8 header fields cost about 2,780 bytes each in the
+/// objects with 8 header fields cost about 2,340 bytes each in the
 /// process's memory, so that `cache.memory` bounds what the process holds,
 /// not only the payload.
-const ENTRY_OVERHEAD: usize = 950;
+const ENTRY_OVERHEAD: usize = 760;
 /// What one header field costs beyond its name and value bytes: its name
-/// and value handles in the entry's slice.
-const FIELD_OVERHEAD: usize = 72;
+/// and where its value ends, in the entry's slice.
+const FIELD_OVERHEAD: usize = 40;
 /// What one tag costs beyond its bytes: its string, and its place in the
 /// purge index's tag map.
 const TAG_OVERHEAD: usize = 96;
@@ -56,13 +56,21 @@ pub struct Entry {
     pub chunks: Option<Box<crate::disk::Chunks>>,
 }
 
-/// Response header fields as an entry keeps them: in the order received,
-/// in one slice of exactly their number, every value a slice of one buffer
-/// (a `HeaderMap` would hold a hash table with room to spare and an
-/// allocation per value). A response is built from them with
+/// Response header fields as an entry keeps them: in the order of the map
+/// they came from (a name's values together), names in one slice of exactly their number, every value a range of one
+/// buffer (a `HeaderMap` would hold a hash table with room to spare and a
+/// handle per value, 40 bytes each). A response is built from them with
 /// [`StoredHeaders::to_map`].
 #[derive(Debug, Clone, Default)]
-pub struct StoredHeaders(Box<[(HeaderName, HeaderValue)]>);
+pub struct StoredHeaders {
+    /// Every value's bytes, one after another.
+    values: Bytes,
+    /// Each field's name and where its value ends in `values` (it starts
+    /// where the last one ended); the top bit marks a sensitive value.
+    fields: Box<[(HeaderName, u32)]>,
+}
+
+const SENSITIVE: u32 = 1 << 31;
 
 impl StoredHeaders {
     /// A copy of `headers` that owns its values. Values parsed off the wire
@@ -73,81 +81,93 @@ impl StoredHeaders {
         Self::from_fields(headers.iter().map(|(n, v)| (n.clone(), v.clone())))
     }
 
-    /// The same from fields in order.
+    /// The same from fields in order. Values past 2 GiB in all (not
+    /// something a response head can carry) are left out.
     pub fn from_fields(fields: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
-        let fields: Vec<(HeaderName, HeaderValue)> = fields.into_iter().collect();
-        let total: usize = fields.iter().map(|(_, v)| v.len()).sum();
-        let mut block = BytesMut::with_capacity(total);
-        for (_, value) in &fields {
-            block.extend_from_slice(value.as_bytes());
+        let mut values = BytesMut::new();
+        let mut kept = Vec::new();
+        for (name, value) in fields {
+            let end = values.len() + value.len();
+            let Ok(end) = u32::try_from(end) else {
+                continue;
+            };
+            if end >= SENSITIVE {
+                continue;
+            }
+            values.extend_from_slice(value.as_bytes());
+            let flag = if value.is_sensitive() { SENSITIVE } else { 0 };
+            kept.push((name, end | flag));
         }
-        let block = block.freeze();
-        let mut at = 0;
-        let owned = fields
-            .into_iter()
-            .map(|(name, value)| {
-                let piece = block.slice(at..at + value.len());
-                at += value.len();
-                let mut owned = HeaderValue::from_maybe_shared(piece).unwrap_or(value.clone());
-                owned.set_sensitive(value.is_sensitive());
-                (name, owned)
-            })
-            .collect();
-        Self(owned)
+        Self {
+            values: values.freeze(),
+            fields: kept.into_boxed_slice(),
+        }
+    }
+
+    /// Each field's name, where its value lies, and whether it is sensitive.
+    fn ranges(&self) -> impl Iterator<Item = (&HeaderName, std::ops::Range<usize>, bool)> {
+        let mut start = 0;
+        self.fields.iter().map(move |(name, end)| {
+            let stop = (end & !SENSITIVE) as usize;
+            let range = start..stop;
+            start = stop;
+            (name, range, end & SENSITIVE != 0)
+        })
+    }
+
+    /// The value in `range` as a header value: a range of the shared buffer.
+    fn value(&self, range: std::ops::Range<usize>, sensitive: bool) -> Option<HeaderValue> {
+        let bytes = self.values.get(range.clone())?;
+        let mut value = if bytes.is_empty() {
+            HeaderValue::from_static("")
+        } else {
+            HeaderValue::from_maybe_shared(self.values.slice(range)).ok()?
+        };
+        value.set_sensitive(sensitive);
+        Some(value)
     }
 
     /// A header map of the fields, with room for `extra` more.
     pub fn to_map(&self, extra: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.0.len() + extra);
-        for (name, value) in self.iter() {
-            map.append(name.clone(), value.clone());
+        let mut map = HeaderMap::with_capacity(self.fields.len() + extra);
+        for (name, range, sensitive) in self.ranges() {
+            if let Some(value) = self.value(range, sensitive) {
+                map.append(name.clone(), value);
+            }
         }
         map
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().map(|(n, v)| (n, v))
+    /// Each field's name and value bytes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
+        self.ranges()
+            .map(|(name, range, _)| (name, self.values.get(range).unwrap_or_default()))
     }
 
     /// The first value of the field `name`.
-    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<HeaderValue> {
+        self.get_all(name).next()
     }
 
     /// Every value of the field `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = HeaderValue> + 'a {
+        self.ranges()
+            .filter(move |(n, _, _)| n.as_str().eq_ignore_ascii_case(name))
+            .filter_map(|(_, range, sensitive)| self.value(range, sensitive))
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.fields
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.fields.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::ops::Index<&str> for StoredHeaders {
-    type Output = HeaderValue;
-
-    /// The first value of `name`; panics when there is none (as
-    /// `HeaderMap` does).
-    fn index(&self, name: &str) -> &HeaderValue {
-        match self.get(name) {
-            Some(value) => value,
-            None => panic!("no field {name}"),
-        }
+        self.fields.is_empty()
     }
 }
 
@@ -189,7 +209,7 @@ impl Entry {
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + FIELD_OVERHEAD)
+            .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + TAG_OVERHEAD).sum();
         // The key is held twice: in the entry and in the purge index.
@@ -248,7 +268,7 @@ mod tests {
     /// field more would cost 64 bytes on every stored object.
     use super::StoredHeaders;
 
-    /// Fields keep their order and repeats; values no longer point into
+    /// Fields keep their map's order and repeats; values no longer point into
     /// the buffer they were parsed from, but into one block of their own.
     #[test]
     fn stored_headers_keep_order_and_own_their_values() {
@@ -260,20 +280,40 @@ mod tests {
             http::HeaderValue::from_maybe_shared(wire.slice(..10)).unwrap(),
         );
         map.append("set-cookie", "b=2".parse().unwrap());
+        let mut secret: http::HeaderValue = "token".parse().unwrap();
+        secret.set_sensitive(true);
+        map.append("x-secret", secret);
         map.append("etag", "\"v1\"".parse().unwrap());
+        map.append("x-empty", "".parse().unwrap());
         let stored = StoredHeaders::from_map(&map);
         drop(map);
         // The 16 KiB buffer is no longer shared with the stored value.
         assert!(wire.is_unique());
-        assert_eq!(stored.len(), 4);
+        assert_eq!(stored.len(), 6);
         assert_eq!(stored.get("ETag").unwrap(), "\"v1\"");
-        assert_eq!(stored["x-big"], "vvvvvvvvvv");
+        assert_eq!(stored.get("x-big").unwrap(), "vvvvvvvvvv");
+        assert_eq!(stored.get("x-empty").unwrap(), "");
         let cookies: Vec<_> = stored.get_all("set-cookie").collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert!(!stored.contains_key("vary"));
+        assert!(stored.contains_key("Set-Cookie"));
+        let order: Vec<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "set-cookie",
+                "set-cookie",
+                "x-big",
+                "x-secret",
+                "etag",
+                "x-empty"
+            ]
+        );
         let back = stored.to_map(2);
         assert_eq!(back.get_all("set-cookie").iter().count(), 2);
-        assert_eq!(back.len(), 4);
+        assert_eq!(back.len(), 6);
+        assert!(back["x-secret"].is_sensitive());
+        assert!(!back["etag"].is_sensitive());
     }
 
     #[test]

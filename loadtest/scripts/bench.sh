@@ -27,6 +27,9 @@
 #
 #   BENCH_SECONDS=10        length of each run (not the stampede: it ends
 #                           when its 1000 requests are answered, 30 s at most)
+#   BENCH_ROUNDS=3          rounds of the hit scenarios (hit-1k, hit-100k,
+#                           https), the proxies taking turns in each; the
+#                           table has each proxy's median round by req/s
 #   BENCH_REQUESTS=2000000  request cap of each run
 #   BENCH_CONNECTIONS=32    client connections (not the stampede)
 #   BENCH_ZIPF=1.0          Zipf exponent of the zipf scenario
@@ -65,6 +68,7 @@ outpost=$target_dir/release/outpost
 loadtest=$target_dir/release/outpost-loadtest
 
 seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
 max_requests=${BENCH_REQUESTS:-2000000}
 connections=${BENCH_CONNECTIONS:-32}
 zipf=${BENCH_ZIPF:-1.0}
@@ -382,7 +386,7 @@ run_one() {
     cache_mib=$memory_mib
     case $scenario in zipf*) cache_mib=$zipf_memory_mib ;; esac
     cache_mib=${3:-$cache_mib}
-    dir=$work/$scenario-$proxy
+    dir=$work/$scenario-$proxy${round:+.r$round}
     mkdir -p "$dir"
     read -r port tls_port < <(free_ports 2)
     "start_$proxy" "$dir" "$port" "$tls_port"
@@ -421,19 +425,24 @@ run_one() {
             started+=("$sampler")
             ;;
     esac
-    "$loadtest" "${load[@]}" --json "$out/raw/$scenario-$proxy.json" \
-        > "$out/raw/$scenario-$proxy.txt"
+    # A round of a repeated scenario keeps its own report (see medians).
+    local name=$scenario-$proxy${round:+.r$round}
+    "$loadtest" "${load[@]}" --json "$out/raw/$name.json" > "$out/raw/$name.txt"
     if [ -n "$sampler" ]; then
         kill "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
     fi
-    printf '%s\t%s\t%s\n' "$scenario" "$proxy" "$(($(origin_fetches) - fetches_before))" \
-        >> "$work/fetches.tsv"
+    local fetches=$(($(origin_fetches) - fetches_before))
+    if [ -n "${round:-}" ]; then
+        printf '%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$round" "$fetches" >> "$work/rounds.tsv"
+    else
+        printf '%s\t%s\t%s\n' "$scenario" "$proxy" "$fetches" >> "$work/fetches.tsv"
+    fi
     case $scenario in
         zipf*) printf '%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$cache_mib" \
             "$(($(cat "$dir/peak") - held_before))" >> "$work/memory.tsv" ;;
     esac
-    sed 's/^/   /' "$out/raw/$scenario-$proxy.txt" >&2
+    sed 's/^/   /' "$out/raw/$name.txt" >&2
     stop_pid "$proxy_pid"
 }
 
@@ -461,12 +470,59 @@ equal_memory() {
     run_one "zipf-$peer" outpost "$setting"
 }
 
+# medians SCENARIO: of each proxy's rounds of SCENARIO, the one with the
+# median req/s becomes the scenario's report (and origin fetch count).
+medians() {
+    python3 - "$out/raw" "$1" "$work/rounds.tsv" "$work/fetches.tsv" <<'PY'
+import glob, json, os, shutil, sys
+raw, scenario, rounds_tsv, fetches_tsv = sys.argv[1:]
+fetched = {}
+with open(rounds_tsv) as f:
+    for line in f:
+        s, proxy, r, n = line.rstrip("\n").split("\t")
+        if s == scenario:
+            fetched[(proxy, r)] = n
+by_proxy = {}
+for path in glob.glob(os.path.join(raw, f"{scenario}-*.r*.json")):
+    base = os.path.basename(path)[len(scenario) + 1:-len(".json")]
+    proxy, r = base.rsplit(".r", 1)
+    with open(path) as f:
+        by_proxy.setdefault(proxy, []).append((json.load(f)["throughput_rps"], r))
+with open(fetches_tsv, "a") as out:
+    for proxy, runs in sorted(by_proxy.items()):
+        runs.sort()
+        _, r = runs[len(runs) // 2]
+        for ext in ("json", "txt"):
+            shutil.copy(os.path.join(raw, f"{scenario}-{proxy}.r{r}.{ext}"),
+                        os.path.join(raw, f"{scenario}-{proxy}.{ext}"))
+        out.write(f"{scenario}\t{proxy}\t{fetched.get((proxy, r), 0)}\n")
+        rates = ", ".join(f"{rate:,.0f}" for rate, _ in runs)
+        print(f"   {scenario} / {proxy}: req/s by round {rates}; median round {r}",
+              file=sys.stderr)
+PY
+}
+
 : > "$work/fetches.tsv"
 : > "$work/memory.tsv"
+: > "$work/rounds.tsv"
 for scenario in $scenarios; do
-    for proxy in $proxies; do
-        run_one "$scenario" "$proxy"
-    done
+    case $scenario in
+        hit-1k | hit-100k | https) repeat=$rounds ;;
+        *) repeat=1 ;;
+    esac
+    if [ "$repeat" -gt 1 ]; then
+        for round in $(seq "$repeat"); do
+            for proxy in $proxies; do
+                run_one "$scenario" "$proxy"
+            done
+        done
+        unset round
+        medians "$scenario"
+    else
+        for proxy in $proxies; do
+            run_one "$scenario" "$proxy"
+        done
+    fi
     # Outpost again for each peer, taking the memory that peer's cache
     # took: first its setting scaled by what its first run took for its
     # setting, then set again on the line through those two runs (setting
@@ -486,6 +542,6 @@ python3 "$scripts/bench-report.py" "$out" "$work/fetches.tsv" \
     "outpost=$("$outpost" --version)" \
     "nginx=$(nginx -v 2>&1)" \
     "varnish=$(varnishd -V 2>&1 | head -n 1)" \
-    "settings=${seconds}s per run (cap $max_requests requests), $connections connections, zipf s=$zipf over $keys keys ($zipf_requests requests, cache $zipf_memory_mib MiB), stampede $stampede_clients clients, slow origin ${slow_ms} ms, cache ${memory_mib} MiB" \
+    "settings=${seconds}s per run (cap $max_requests requests; hits: median of $rounds rounds), $connections connections, zipf s=$zipf over $keys keys ($zipf_requests requests, cache $zipf_memory_mib MiB), stampede $stampede_clients clients, slow origin ${slow_ms} ms, cache ${memory_mib} MiB" \
     "memory_tsv=$work/memory.tsv"
 say "results: $out/results.md, $out/results.json, raw runs in $out/raw/"
