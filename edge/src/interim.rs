@@ -53,8 +53,9 @@ pub struct Interim {
 }
 
 struct Queue {
-    /// Unguessable by the client: the stream-naming field carries it.
-    secret: u64,
+    /// Unguessable by the client: the stream-naming field carries it, in
+    /// hex (made when first needed: HTTP/1 connections never do).
+    secret: std::sync::OnceLock<String>,
     state: std::sync::Mutex<State>,
     /// Set while heads are queued: the connection's reads and writes look
     /// at this alone otherwise.
@@ -66,7 +67,7 @@ struct Queue {
 impl Default for Queue {
     fn default() -> Self {
         Self {
-            secret: connection_secret(),
+            secret: std::sync::OnceLock::new(),
             state: Default::default(),
             queued: AtomicBool::new(false),
             waker: Default::default(),
@@ -247,6 +248,13 @@ impl Interim {
         self.queue.waker.wake();
     }
 
+    /// The connection's secret, in hex.
+    fn secret(&self) -> &str {
+        self.queue
+            .secret
+            .get_or_init(|| format!("{:016x}", connection_secret()))
+    }
+
     /// The connection turned out to speak HTTP/2.
     pub(crate) fn set_h2(&self) {
         self.lock().h2 = true;
@@ -262,10 +270,7 @@ impl Interim {
         let mut field = Vec::with_capacity(48);
         field.push(0x00);
         hpack_string(&mut field, STREAM_FIELD.as_bytes());
-        hpack_string(
-            &mut field,
-            format!("{:016x}{stream}", self.queue.secret).as_bytes(),
-        );
+        hpack_string(&mut field, format!("{}{stream}", self.secret()).as_bytes());
         Some(field)
     }
 
@@ -273,13 +278,15 @@ impl Interim {
     /// one names, if it carries this connection's secret and names a
     /// stream a client may open (odd, RFC 9113 §5.1.1).
     pub fn take_stream(&self, headers: &mut HeaderMap) -> Option<u32> {
-        let secret = format!("{:016x}", self.queue.secret);
+        if !headers.contains_key(STREAM_FIELD) {
+            return None;
+        }
         let stream = headers
             .get_all(STREAM_FIELD)
             .iter()
             .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(secret.as_str()))
+            .and_then(|v| v.strip_prefix(self.secret()))
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|s| s % 2 == 1 && *s < 1 << 31);
         headers.remove(STREAM_FIELD);

@@ -569,10 +569,10 @@ impl Proxy {
             headers.remove(name);
         }
         if let Some(etag) = entry.headers.get(ETAG.as_str()) {
-            headers.insert(IF_NONE_MATCH, etag.clone());
+            headers.insert(IF_NONE_MATCH, etag);
         }
         if let Some(modified) = entry.headers.get(LAST_MODIFIED.as_str()) {
-            headers.insert(IF_MODIFIED_SINCE, modified.clone());
+            headers.insert(IF_MODIFIED_SINCE, modified);
         }
         let outgoing = request.origin_parts(&headers);
         let request_time = self.cache.now();
