@@ -90,8 +90,18 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
         Version::HTTP_3 => "3",
         _ => "1.1",
     };
+    let existing = headers.get(VIA).and_then(|v| v.to_str().ok());
+    if existing.is_none() && protocol == "1.1" {
+        // The common case, on every response: made once.
+        static OURS: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+            HeaderValue::from_str(&format!("1.1 {}", PSEUDONYM.to_ascii_lowercase()))
+                .unwrap_or(HeaderValue::from_static("1.1 outpost"))
+        });
+        headers.insert(VIA, OURS.clone());
+        return;
+    }
     let hop = format!("{protocol} {}", PSEUDONYM.to_ascii_lowercase());
-    let value = match headers.get(VIA).and_then(|v| v.to_str().ok()) {
+    let value = match existing {
         Some(existing) => format!("{existing}, {hop}"),
         None => hop,
     };
@@ -104,6 +114,22 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9110 §7.6.3: each hop appends itself, with the protocol version
+    /// the message came in with.
+    #[test]
+    fn via_names_this_hop_after_the_others() {
+        let mut h = HeaderMap::new();
+        append_via(&mut h, Version::HTTP_11);
+        assert_eq!(h[VIA], "1.1 outpost");
+        append_via(&mut h, Version::HTTP_2);
+        assert_eq!(h[VIA], "1.1 outpost, 2 outpost");
+        let mut h = HeaderMap::new();
+        h.insert(VIA, HeaderValue::from_static("1.0 fred"));
+        append_via(&mut h, Version::HTTP_11);
+        assert_eq!(h.get_all(VIA).iter().count(), 1);
+        assert_eq!(h[VIA], "1.0 fred, 1.1 outpost");
+    }
 
     #[test]
     fn hop_by_hop_fields_and_those_connection_names_are_removed() {

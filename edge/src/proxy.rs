@@ -1404,6 +1404,9 @@ fn boundary(entry: &Entry, now: SystemTime) -> String {
 /// Whether the request's `If-None-Match` (weak comparison) or, without it,
 /// `If-Modified-Since` says the client's copy is current.
 fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
+    if !req.contains_key(IF_NONE_MATCH) && !req.contains_key(IF_MODIFIED_SINCE) {
+        return false;
+    }
     let inm: Vec<&str> = req
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -1431,7 +1434,11 @@ fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
 }
 
 fn set_cache_status(headers: &mut HeaderMap, status: &str) {
-    if let Ok(value) = HeaderValue::from_str(&format!("{PSEUDONYM}; {status}")) {
+    let mut text = String::with_capacity(PSEUDONYM.len() + 2 + status.len());
+    text.push_str(PSEUDONYM);
+    text.push_str("; ");
+    text.push_str(status);
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
         headers.insert(CACHE_STATUS, value);
     }
 }
