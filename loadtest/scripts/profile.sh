@@ -23,56 +23,12 @@ for tool in nginx curl perf python3 inferno-collapse-perf inferno-flamegraph "$o
 done
 mkdir -p "$out"
 
-work=$(mktemp -d -t outpost-profile.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-read -r origin_port proxy_port admin_port < <(python3 "$root/loadtest/scripts/free-ports.py" 3)
-mkdir -p "$work/html"
-head -c "$body" /dev/zero | tr '\0' a > "$work/html/object"
-nginx_user=""
-[ "$(id -u)" -eq 0 ] && nginx_user="user root;"
-cat > "$work/nginx.conf" <<NGINX
-daemon off;
-$nginx_user
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log error;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/t1; proxy_temp_path $work/t2;
-    fastcgi_temp_path $work/t3; uwsgi_temp_path $work/t4; scgi_temp_path $work/t5;
-    server {
-        listen 127.0.0.1:$origin_port;
-        root $work/html;
-        default_type application/octet-stream;
-        add_header Cache-Control "public, max-age=3600";
-    }
-}
-NGINX
-nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
-cat > "$work/outpost.yaml" <<YAML
-listen: [{ addr: "127.0.0.1:$proxy_port" }]
-admin: { addr: "127.0.0.1:$admin_port" }
-origins: { origin: { servers: [{ url: "http://127.0.0.1:$origin_port" }] } }
-sites: [{ hosts: ["*"], origin: origin }]
-YAML
-OUTPOST_ADMIN_TOKEN=unused RUST_LOG=warn "$outpost" run --config "$work/outpost.yaml" \
-    > "$work/ready.json" 2> "$work/outpost.log" &
-outpost_pid=$!
-pids+=("$outpost_pid")
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$proxy_port/object" && break
-    sleep 0.1
-done
+body_bytes=$body
+# shellcheck source=single.sh
+. "$root/loadtest/scripts/single.sh"
+start_origin
+start_outpost 256MiB
+curl -s -o /dev/null "http://127.0.0.1:$proxy_port/object"
 
 "$loadtest" --url "http://127.0.0.1:$proxy_port/object" -c 32 -d "$((seconds + 2))s" \
     -r 100000000 -q > "$work/load.txt" &
