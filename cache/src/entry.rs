@@ -57,9 +57,10 @@ pub struct Entry {
 }
 
 /// Response header fields as an entry keeps them: in the order of the map
-/// they came from (a name's values together), names in one slice of exactly their number, every value a range of one
-/// buffer (a `HeaderMap` would hold a hash table with room to spare and a
-/// handle per value, 40 bytes each). A response is built from them with
+/// they came from (a name's values together), names in one slice of
+/// exactly their number, every value a range of one buffer (a `HeaderMap`
+/// would hold a hash table with room to spare and a handle per value, 40
+/// bytes each). A response is built from them with
 /// [`StoredHeaders::to_map`].
 #[derive(Debug, Clone, Default)]
 pub struct StoredHeaders {
@@ -84,8 +85,11 @@ impl StoredHeaders {
     /// The same from fields in order. Values past 2 GiB in all (not
     /// something a response head can carry) are left out.
     pub fn from_fields(fields: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
-        let mut values = BytesMut::new();
-        let mut kept = Vec::new();
+        let fields: Vec<(HeaderName, HeaderValue)> = fields.into_iter().collect();
+        // Sized exactly: the buffer is kept for the entry's life.
+        let total = fields.iter().map(|(_, v)| v.len()).sum();
+        let mut values = BytesMut::with_capacity(total);
+        let mut kept = Vec::with_capacity(fields.len());
         for (name, value) in fields {
             let end = values.len() + value.len();
             let Ok(end) = u32::try_from(end) else {
