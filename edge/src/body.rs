@@ -28,9 +28,45 @@ pub enum BodyError {
     Total,
 }
 
+/// A body as an origin server's connection gives it: from hyper's client
+/// (HTTP/1.1), or from a stream of our HTTP/2 connection (`mux.rs`).
+pub enum OriginStream {
+    Http1(Incoming),
+    Http2(crate::mux::H2Body),
+}
+
+impl Body for OriginStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            OriginStream::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            OriginStream::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OriginStream::Http1(body) => body.is_end_stream(),
+            OriginStream::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OriginStream::Http1(body) => body.size_hint(),
+            OriginStream::Http2(body) => body.size_hint(),
+        }
+    }
+}
+
 /// A body as it comes from an origin server.
 pub struct OriginBody {
-    inner: Incoming,
+    inner: OriginStream,
     bytes: prometheus::IntCounter,
     lease: Option<Lease>,
     idle_timeout: Duration,
@@ -39,7 +75,7 @@ pub struct OriginBody {
 }
 
 impl OriginBody {
-    pub fn new(inner: Incoming, lease: Lease) -> Self {
+    pub fn new(inner: OriginStream, lease: Lease) -> Self {
         let idle_timeout = lease.idle_timeout;
         let deadline = lease
             .deadline
@@ -81,7 +117,7 @@ impl Body for OriginBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.lease = None;
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.lease = None;

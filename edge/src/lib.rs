@@ -8,6 +8,7 @@ pub mod generation;
 pub mod headers;
 pub mod health;
 pub mod interim;
+pub mod mux;
 pub mod proxy;
 pub mod range;
 pub mod resolve;

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, request};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper_boring::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,12 +23,13 @@ use outpost_purge_api::{Metrics, PoolStatus, ServerStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 
+use crate::body::OriginStream;
 use crate::health::Health;
 use crate::resolve::{Dial, resolve};
 use crate::ring::Ring;
 
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-type Connector = HttpsConnector<Dial<HttpConnector>>;
+pub(crate) type Connector = HttpsConnector<Dial<HttpConnector>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -38,6 +38,17 @@ pub enum UpstreamError {
     #[error("the origin did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the origin failed before answering: {0}")]
+    Failed(String),
+}
+
+/// Why one attempt at one server failed, as far as a retry cares.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection: nothing reached the server.
+    Connect(String),
+    /// The server refused the stream unprocessed (RFC 9113 §8.7).
+    Refused(String),
+    /// The request may have reached the server.
     Failed(String),
 }
 
@@ -85,15 +96,45 @@ pub struct Server {
     /// Name in metrics and logs: the URL, with the address when it was a name.
     label: String,
     weight: u32,
-    client: Client<Connector, UpstreamBody>,
+    transport: Transport,
     pub health: Health,
     in_flight: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
 }
 
+/// How requests reach a server: hyper's pooled client (HTTP/1.1), or our
+/// own HTTP/2 connection where HTTP/2 may be spoken.
+enum Transport {
+    Hyper(Client<Connector, UpstreamBody>),
+    Mux(crate::mux::Mux),
+}
+
 impl Server {
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Sends one request to this server and waits for the response head;
+    /// interim responses go to `interim`.
+    async fn request(
+        &self,
+        mut req: Request<UpstreamBody>,
+        interim: Option<crate::interim::Interim>,
+    ) -> Result<Response<OriginStream>, Failure> {
+        // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
+        if let Some(interim) = interim.clone() {
+            hyper::ext::on_informational(&mut req, move |res| {
+                interim.send(res.status(), res.headers());
+            });
+        }
+        match &self.transport {
+            Transport::Hyper(client) => match client.request(req).await {
+                Ok(response) => Ok(response.map(OriginStream::Http1)),
+                Err(e) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
+                Err(e) => Err(Failure::Failed(error_chain(&e))),
+            },
+            Transport::Mux(mux) => mux.request(req, interim).await,
+        }
     }
 }
 
@@ -180,7 +221,7 @@ pub struct OriginInfo {
 /// The origin's answer, the server that gave it, and the lease that keeps
 /// the server's connection slot until the body is done.
 pub struct Answer {
-    pub response: Response<Incoming>,
+    pub response: Response<OriginStream>,
     pub server: Arc<Server>,
     pub lease: Lease,
 }
@@ -442,12 +483,7 @@ impl Upstream {
             *req.uri_mut() = uri;
             *req.headers_mut() = headers;
             let connection = hyper_util::client::legacy::connect::capture_connection(&mut req);
-            // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
-            if let Some(interim) = parts.extensions.get::<crate::interim::Interim>().cloned() {
-                hyper::ext::on_informational(&mut req, move |res| {
-                    interim.send(res.status(), res.headers());
-                });
-            }
+            let interim = parts.extensions.get::<crate::interim::Interim>().cloned();
 
             let Ok(permit) = tokio::time::timeout(
                 self.blueprint.connect_timeout,
@@ -478,7 +514,7 @@ impl Upstream {
                     .min(deadline.saturating_duration_since(started)),
                 None => self.response_header_timeout,
             };
-            let result = tokio::time::timeout(limit, server.client.request(req)).await;
+            let result = tokio::time::timeout(limit, server.request(req, interim)).await;
             self.metrics
                 .origin_response
                 .with_label_values(&[self.name.as_str()])
@@ -517,21 +553,27 @@ impl Upstream {
                         lease,
                     });
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(Failure::Connect(why))) => {
                     self.count(&server, "connect_error");
                     self.failed(&server);
-                    tracing::warn!(pool = %self.name, server = %server.label, error = %error_chain(&e), "connect failed");
-                    last_error =
-                        UpstreamError::Connect(format!("{}: {}", server.label, error_chain(&e)));
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "connect failed");
+                    last_error = UpstreamError::Connect(format!("{}: {why}", server.label));
                     if !body.replayable() {
                         break;
                     }
                 }
-                Ok(Err(e)) => {
+                Ok(Err(Failure::Refused(why))) => {
+                    self.count(&server, "refused");
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "the server refused the request unprocessed");
+                    last_error = UpstreamError::Failed(format!("{}: {why}", server.label));
+                    if !body.replayable() {
+                        break;
+                    }
+                }
+                Ok(Err(Failure::Failed(why))) => {
                     self.count(&server, "reset");
-                    tracing::warn!(pool = %self.name, server = %server.label, error = %error_chain(&e), "failed before the response headers");
-                    last_error =
-                        UpstreamError::Failed(format!("{}: {}", server.label, error_chain(&e)));
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "failed before the response headers");
+                    last_error = UpstreamError::Failed(format!("{}: {why}", server.label));
                     if !(idempotent && body.replayable()) {
                         break;
                     }
@@ -594,7 +636,7 @@ impl Upstream {
         {
             req.headers_mut().insert(http::header::HOST, value);
         }
-        match tokio::time::timeout(check.timeout.get(), server.client.request(req)).await {
+        match tokio::time::timeout(check.timeout.get(), server.request(req, None)).await {
             Ok(Ok(res)) => {
                 let ok = res.status().as_u16() == check.expect_status;
                 // Drain so the connection goes back to the pool.
@@ -642,28 +684,54 @@ impl Blueprint {
         let http = Dial::new(http, addr, connects);
         // SNI and certificate checks use the configured name (or `tls.sni`).
         let tls_name = self.tls.sni.clone().unwrap_or_else(|| url.host.clone());
-        let connector = tls_layer(
-            &self.tls,
-            &self.base_dir,
-            self.protocol,
-            url.tls.then_some(tls_name.as_str()),
-        )?
-        .layer(http);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(self.keepalive)
-            .pool_max_idle_per_host(self.max_idle)
-            .http2_only(self.protocol == OriginProtocol::Http2);
+        let tls_name = url.tls.then_some(tls_name.as_str());
+        let scheme = if url.tls { "https" } else { "http" };
+        let authority = format!("{host}:{}", url.port);
+        // HTTP/1.1 goes through hyper's pool; HTTP/2, and ALPN's choice
+        // over TLS, through our own connection (`mux.rs`), which passes on
+        // interim responses.
+        let http1_client = |connector: Connector| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(self.keepalive)
+                .pool_max_idle_per_host(self.max_idle);
+            builder.build(connector)
+        };
+        let transport = match (self.protocol, url.tls) {
+            (OriginProtocol::Http1, _) | (OriginProtocol::Auto, false) => {
+                Transport::Hyper(http1_client(
+                    tls_layer(&self.tls, &self.base_dir, self.protocol, tls_name)?.layer(http),
+                ))
+            }
+            (protocol, _) => {
+                let fallback = (protocol == OriginProtocol::Auto).then(|| {
+                    tls_layer(&self.tls, &self.base_dir, OriginProtocol::Http1, tls_name)
+                        .map(|layer| http1_client(layer.layer(http.clone())))
+                });
+                let connector =
+                    tls_layer(&self.tls, &self.base_dir, protocol, tls_name)?.layer(http);
+                let dial_uri = format!("{scheme}://{authority}/")
+                    .parse()
+                    .map_err(|e| format!("{text}: {e}"))?;
+                Transport::Mux(crate::mux::Mux::new(
+                    connector,
+                    dial_uri,
+                    self.connect_timeout,
+                    self.keepalive,
+                    fallback.transpose()?.map(Box::new),
+                ))
+            }
+        };
         Ok(Server {
             url: text.to_owned(),
-            scheme: if url.tls { "https" } else { "http" },
-            authority: format!("{host}:{}", url.port),
+            scheme,
+            authority,
             addr,
             label,
             weight,
-            client: builder.build(connector),
+            transport,
             health: Health::default(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             permits: Arc::new(Semaphore::new(self.max_connections)),
@@ -786,7 +854,7 @@ async fn resolve_loop(upstream: Weak<Upstream>, every: Duration) {
 }
 
 /// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -572,6 +572,167 @@ impl Drop for RawOrigin {
     }
 }
 
+/// What an [`H2Origin`] does with each request.
+#[derive(Debug, Clone)]
+pub enum H2Script {
+    /// Sends these interim heads (status, `link` value) at once, then,
+    /// once the semaphore gives a permit, a 200 with `body`, fresh for
+    /// ten minutes.
+    Hints(
+        Vec<(u16, &'static str)>,
+        Arc<tokio::sync::Semaphore>,
+        &'static str,
+    ),
+    /// Resets the first `n` streams with REFUSED_STREAM, then answers 200
+    /// with the request's body.
+    RefuseFirst(usize),
+}
+
+/// An HTTP/2 origin written on the h2 crate, for what hyper's server
+/// cannot send: interim responses and refused streams. h2c, or TLS with
+/// ALPN h2 when given a certificate.
+pub struct H2Origin {
+    pub addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::AbortHandle,
+}
+
+impl H2Origin {
+    pub async fn start(script: H2Script, tls: Option<(&str, &str)>) -> H2Origin {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind h2 origin");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let acceptor = tls.map(|(cert, key)| Arc::new(origin_acceptor(cert, key, true)));
+        let (record, connected) = (seen.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            let streams = Arc::new(AtomicUsize::new(0));
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                connected.fetch_add(1, Ordering::SeqCst);
+                let (record, script, acceptor, streams) = (
+                    record.clone(),
+                    script.clone(),
+                    acceptor.clone(),
+                    streams.clone(),
+                );
+                tokio::spawn(async move {
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = tokio_boring::accept(&acceptor, stream).await {
+                                serve_h2(tls, script, record, streams).await;
+                            }
+                        }
+                        None => serve_h2(stream, script, record, streams).await,
+                    }
+                });
+            }
+        });
+        H2Origin {
+            addr,
+            seen,
+            connections,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// Every request received (refused ones included), in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for H2Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_h2<T>(
+    io: T,
+    script: H2Script,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    streams: Arc<AtomicUsize>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(mut connection) = h2::server::handshake(io).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = connection.accept().await {
+        let (script, seen, streams) = (script.clone(), seen.clone(), streams.clone());
+        tokio::spawn(async move {
+            let (parts, mut body) = request.into_parts();
+            let mut bytes = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            let n = streams.fetch_add(1, Ordering::SeqCst);
+            seen.lock().expect("lock").push(Seen {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                headers: parts.headers,
+                body: Bytes::from(bytes.clone()),
+            });
+            let head = |status: u16, fields: &[(&str, &str)]| {
+                let mut builder = Response::builder().status(status);
+                for (name, value) in fields {
+                    builder = builder.header(*name, *value);
+                }
+                builder.body(()).expect("head")
+            };
+            match script {
+                H2Script::Hints(hints, release, body) => {
+                    for (status, link) in hints {
+                        if respond
+                            .send_informational(head(status, &[("link", link)]))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let Ok(permit) = release.acquire().await else {
+                        return;
+                    };
+                    permit.forget();
+                    let length = body.len().to_string();
+                    let fields = [
+                        ("cache-control", "max-age=600"),
+                        ("content-length", length.as_str()),
+                    ];
+                    if let Ok(mut send) = respond.send_response(head(200, &fields), false) {
+                        let _ = send.send_data(Bytes::from_static(body.as_bytes()), true);
+                    }
+                }
+                H2Script::RefuseFirst(refused) if n < refused => {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+                H2Script::RefuseFirst(_) => {
+                    let fields = [("cache-control", "no-store")];
+                    if let Ok(mut send) = respond.send_response(head(200, &fields), false) {
+                        let _ = send.send_data(Bytes::from(bytes), true);
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// A response with the given status, headers and body.
 pub fn respond(
     status: u16,

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use outpost_tests::h2raw::{self, H2Raw};
-use outpost_tests::{Misbehaviour, Origin, Outpost, RawOrigin, get, respond, simple_config};
+use outpost_tests::{
+    H2Origin, H2Script, Misbehaviour, Origin, Outpost, RawOrigin, get, respond, simple_config,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HINTS: &str = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\n";
@@ -478,4 +480,120 @@ async fn a_malformed_request_resets_its_stream_only() {
         .flat_map(|f| f.payload.clone())
         .collect();
     assert_eq!(body, b"ok");
+}
+
+fn h2_pool_config(origin: &H2Origin, pool: &str) -> String {
+    format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app:\n    servers:\n      - url: {}\n{pool}sites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        origin.url()
+    )
+}
+
+/// An origin reached over HTTP/2 (h2c, `protocol: http2`) sends two 103s
+/// before its final answer: both reach an HTTP/1.1 client, in order and
+/// before the origin releases the 200; only the 200 is stored.
+#[tokio::test]
+async fn early_hints_from_an_http2_origin_reach_the_client() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let hints = vec![
+        (103, "</a.css>; rel=preload"),
+        (103, "</b.js>; rel=preload"),
+    ];
+    let origin = H2Origin::start(H2Script::Hints(hints, release.clone(), "final"), None).await;
+    let outpost =
+        Outpost::start(&h2_pool_config(&origin, "    protocol: http2\n"), &[], None).await;
+
+    let mut client = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .expect("connect");
+    client
+        .write_all(b"GET /page HTTP/1.1\r\nhost: example.com\r\n\r\n")
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    read_until_head(&mut client, &mut seen, 2).await;
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+    let (first, second) = (
+        text.find("</a.css>").expect("the first hint"),
+        text.find("</b.js>").expect("the second hint"),
+    );
+    assert!(first < second, "{text}");
+    assert!(!text.contains("200 OK"), "{text}");
+
+    release.add_permits(1);
+    read_until_head(&mut client, &mut seen, 3).await;
+    let mut chunk = [0u8; 64];
+    while !seen.ends_with(b"final") {
+        let n = client.read(&mut chunk).await.expect("read the body");
+        assert!(n > 0);
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(text.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{text}");
+
+    let got = get(outpost.addr(), "example.com", "/page").await;
+    got.assert_hit();
+    assert_eq!(got.body, "final");
+    assert_eq!(origin.seen().len(), 1);
+    assert_eq!(origin.seen()[0].version, http::Version::HTTP_2);
+}
+
+/// HTTP/2 end to end: an HTTPS origin that picks h2 by ALPN
+/// (`protocol: auto`) sends a 103; the h2 crate's client reads it on its
+/// stream (`poll_informational`) while the origin holds the 200.
+#[tokio::test]
+async fn early_hints_pass_from_an_http2_origin_to_an_http2_client() {
+    let (ca_cert, ca_key) = outpost_edge::tls::certificate_authority("Test CA").unwrap();
+    let (cert, key) =
+        outpost_edge::tls::signed_certificate(&["localhost"], &ca_cert, &ca_key).unwrap();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let hints = vec![(103, "</style.css>; rel=preload")];
+    let origin = H2Origin::start(
+        H2Script::Hints(hints, release.clone(), "over h2"),
+        Some((&cert, &key)),
+    )
+    .await;
+    let config = format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app:\n    servers:\n      - url: https://localhost:{}\n    tls: {{ca_file: ca.pem}}\nsites:\n  - hosts: [\"*\"]\n    origin: app\n",
+        origin.addr.port()
+    );
+    let outpost = Outpost::start(&config, &[("ca.pem", &ca_cert)], None).await;
+    let tcp = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let req = http::Request::get("http://example.com/hinted")
+        .body(())
+        .expect("request");
+    let (mut response, _) = client.send_request(req, true).expect("send");
+    let wait = std::time::Duration::from_secs(10);
+    let hint = tokio::time::timeout(
+        wait,
+        std::future::poll_fn(|cx| response.poll_informational(cx)),
+    )
+    .await
+    .expect("a 103 in time")
+    .expect("an interim response")
+    .expect("a well-formed one");
+    assert_eq!(hint.status(), 103);
+    assert_eq!(hint.headers()["link"], "</style.css>; rel=preload");
+
+    release.add_permits(1);
+    let response = tokio::time::timeout(wait, response)
+        .await
+        .expect("the final answer in time")
+        .expect("a final answer");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        bytes.extend_from_slice(&chunk.expect("body"));
+    }
+    assert_eq!(bytes, b"over h2");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].version, http::Version::HTTP_2);
+    assert!(!seen[0].headers.contains_key("x-outpost-h2-stream"));
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use outpost_tests::{
-    Misbehaviour, Origin, OriginOptions, Outpost, RawOrigin, get, pool_config, request, respond,
-    stats,
+    H2Origin, H2Script, Misbehaviour, Origin, OriginOptions, Outpost, RawOrigin, get, pool_config,
+    request, respond, stats,
 };
 
 /// An origin that names itself in its body and is never cached.
@@ -432,4 +432,72 @@ async fn when_the_origin_fails_stale_if_error_serves_the_stale_copy() {
         get(outpost.addr(), "example.com", "/strict").await.status,
         502
     );
+}
+
+/// RFC 9113 §8.7: a stream the server refused was not processed, so even
+/// a POST is sent again (within `retries`).
+#[tokio::test]
+async fn a_refused_http2_stream_is_sent_again_even_for_a_post() {
+    let origin = H2Origin::start(H2Script::RefuseFirst(1), None).await;
+    let outpost = Outpost::start(
+        &pool_config(&[origin.url()], "    protocol: http2\n    retries: 1\n"),
+        &[],
+        None,
+    )
+    .await;
+    let got = request(
+        outpost.addr(),
+        "POST",
+        "example.com",
+        "/form",
+        &[("content-type", "text/plain")],
+        "the form",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "the form");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2, "refused once, then answered");
+    assert!(seen.iter().all(|s| s.method == http::Method::POST));
+    assert_eq!(origin.connections(), 1);
+}
+
+/// `protocol: auto` over TLS to a server whose ALPN picks HTTP/1.1: the
+/// first connection tells, and requests go over pooled HTTP/1.1 from then on.
+#[tokio::test]
+async fn an_https_origin_that_speaks_only_http1_gets_it_by_alpn() {
+    let (ca_cert, ca_key) = outpost_edge::tls::certificate_authority("Test CA").unwrap();
+    let (cert, key) =
+        outpost_edge::tls::signed_certificate(&["localhost"], &ca_cert, &ca_key).unwrap();
+    let origin = Origin::start_with(
+        OriginOptions {
+            tls: Some((cert, key)),
+            http2_only: false,
+            delay: None,
+        },
+        |_| respond(200, &[("cache-control", "no-store")], "h1 over tls"),
+    )
+    .await;
+    let url = format!("https://localhost:{}", origin.addr.port());
+    let outpost = Outpost::start(
+        &pool_config(&[url], "    tls: {ca_file: ca.pem}\n"),
+        &[("ca.pem", &ca_cert)],
+        None,
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            get(outpost.addr(), "example.com", "/").await.body,
+            "h1 over tls"
+        );
+    }
+    assert_eq!(origin.hits(), 5);
+    assert!(
+        origin
+            .seen()
+            .iter()
+            .all(|s| s.version == http::Version::HTTP_11)
+    );
+    // One connection to learn the protocol, one that is reused.
+    assert_eq!(origin.connections(), 2);
 }

@@ -1,0 +1,663 @@
+//! HTTP/2 to one origin server, on the h2 crate rather than through
+//! hyper's client: hyper's HTTP/2 client drops the interim (1xx) responses
+//! that h2 receives, and a proxy forwards them (RFC 9110 §15.2).
+//!
+//! One connection per server carries every request as a stream of its own.
+//! It is dialled on first use (requests that arrive meanwhile wait for the
+//! same dial), replaced once it closes, and closed after `keepalive` with
+//! no stream open. A pool with `protocol: auto` over TLS lets ALPN decide:
+//! when the server picks HTTP/1.1, its requests go to an HTTP/1.1 client
+//! from then on, as do WebSocket upgrades, which HTTP/2 cannot carry.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{Reason, RecvStream, SendStream};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_boring::MaybeHttpsStream;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioIo;
+use tower_service::Service;
+
+use crate::body::OriginStream;
+use crate::interim::Interim;
+use crate::upstream::{Connector, Failure, UpstreamBody, error_chain};
+
+/// Flow-control windows, as hyper's client sets them: h2's defaults of
+/// 64 KiB hold a large body to a trickle over any real distance.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+/// The largest response head accepted from an origin.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// The HTTP/2 side of one origin server.
+pub struct Mux {
+    connector: Connector,
+    /// `scheme://host:port` to dial; the connector dials the server's
+    /// address whatever this names, and picks TLS by its scheme.
+    dial_uri: http::Uri,
+    connect_timeout: Duration,
+    keepalive: Duration,
+    slot: Arc<Mutex<Slot>>,
+    /// ALPN chose HTTP/1.1 (`protocol: auto` over TLS).
+    http1: Arc<AtomicBool>,
+    /// Where requests go once `http1` is set, and WebSocket upgrades; only
+    /// for `protocol: auto` over TLS.
+    fallback: Option<Box<Client<Connector, UpstreamBody>>>,
+}
+
+enum Slot {
+    Empty,
+    Dialing(Shared<BoxFuture<'static, Dialed>>),
+    Open(Conn),
+}
+
+/// What a dial came to; shared by every request that waited for it.
+#[derive(Clone)]
+enum Dialed {
+    Http2(Conn),
+    /// ALPN picked HTTP/1.1: the connection was dropped.
+    Http1,
+    Failed(Arc<str>),
+}
+
+/// One HTTP/2 connection: the handle that opens streams on it, and
+/// whether its connection task has ended.
+#[derive(Clone)]
+struct Conn {
+    send: SendRequest<Bytes>,
+    live: Arc<Live>,
+}
+
+#[derive(Default)]
+struct Live {
+    closed: AtomicBool,
+    /// Requests sent on the connection, so the reaper sees use between its looks.
+    uses: AtomicU64,
+    /// Streams whose response is still awaited or read.
+    open: AtomicUsize,
+}
+
+/// Counts a stream as open until its response body is dropped.
+struct Busy(Arc<Live>);
+
+impl Busy {
+    fn new(live: &Arc<Live>) -> Self {
+        live.uses.fetch_add(1, Ordering::Relaxed);
+        live.open.fetch_add(1, Ordering::AcqRel);
+        Self(live.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Mux {
+    /// `fallback`: the HTTP/1.1 client for a pool that lets ALPN choose;
+    /// None for `protocol: http2`, which speaks HTTP/2 whatever ALPN says.
+    pub fn new(
+        connector: Connector,
+        dial_uri: http::Uri,
+        connect_timeout: Duration,
+        keepalive: Duration,
+        fallback: Option<Box<Client<Connector, UpstreamBody>>>,
+    ) -> Self {
+        Self {
+            connector,
+            dial_uri,
+            connect_timeout,
+            keepalive,
+            slot: Arc::new(Mutex::new(Slot::Empty)),
+            http1: Arc::new(AtomicBool::new(false)),
+            fallback,
+        }
+    }
+
+    /// Sends `req` (its URI absolute) and waits for the final response
+    /// head, passing each interim response to `interim` as it comes.
+    pub async fn request(
+        &self,
+        req: Request<UpstreamBody>,
+        interim: Option<Interim>,
+    ) -> Result<Response<OriginStream>, Failure> {
+        if let Some(fallback) = &self.fallback
+            && (self.http1.load(Ordering::Relaxed)
+                || req.headers().contains_key(http::header::UPGRADE))
+        {
+            return http1(fallback, req).await;
+        }
+        let (mut head, body) = req.into_parts();
+        strip_connection_fields(&mut head.headers);
+        let end_of_stream = body.is_end_stream();
+        // A connection that turns out closed when the stream is opened
+        // carried nothing of this request: one more try on a fresh one.
+        let mut stale = None;
+        for _ in 0..2 {
+            let conn = match self.connection().await {
+                Dialed::Http2(conn) => conn,
+                Dialed::Failed(why) => return Err(Failure::Connect(why.to_string())),
+                Dialed::Http1 => match &self.fallback {
+                    Some(fallback) => {
+                        let req = Request::from_parts(head, body);
+                        return http1(fallback, req).await;
+                    }
+                    None => return Err(Failure::Connect("the server refused HTTP/2".into())),
+                },
+            };
+            let opened = Busy::new(&conn.live);
+            let sent = match conn.send.clone().ready().await {
+                Ok(mut send) => {
+                    let outgoing = Request::from_parts(clone_head(&head), ());
+                    send.send_request(outgoing, end_of_stream)
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok((response, stream)) => {
+                    if !end_of_stream {
+                        tokio::spawn(send_body(body, stream));
+                    }
+                    return match final_response(response, interim).await {
+                        Ok(response) => {
+                            let length = content_length(response.headers());
+                            Ok(response
+                                .map(|recv| OriginStream::Http2(H2Body::new(recv, length, opened))))
+                        }
+                        Err(e) => Err(classify(&e)),
+                    };
+                }
+                Err(e) => {
+                    self.forget(&conn);
+                    stale = Some(e);
+                }
+            }
+        }
+        Err(Failure::Connect(
+            stale.map_or_else(|| "no connection".into(), |e| e.to_string()),
+        ))
+    }
+
+    /// The open connection, or the outcome of a dial that this call starts
+    /// or joins.
+    async fn connection(&self) -> Dialed {
+        let dialing = {
+            let mut slot = lock(&self.slot);
+            match &*slot {
+                Slot::Open(conn) if !conn.live.closed.load(Ordering::Acquire) => {
+                    return Dialed::Http2(conn.clone());
+                }
+                Slot::Dialing(dialing) => dialing.clone(),
+                _ => {
+                    let dialing = self.dial().boxed().shared();
+                    *slot = Slot::Dialing(dialing.clone());
+                    dialing
+                }
+            }
+        };
+        let dialed = dialing.clone().await;
+        let mut slot = lock(&self.slot);
+        if matches!(&*slot, Slot::Dialing(current) if current.ptr_eq(&dialing)) {
+            *slot = match &dialed {
+                Dialed::Http2(conn) => Slot::Open(conn.clone()),
+                _ => Slot::Empty,
+            };
+        }
+        dialed
+    }
+
+    /// Empties the slot if it still holds `conn`.
+    fn forget(&self, conn: &Conn) {
+        forget(&self.slot, conn);
+    }
+
+    /// Connects, within the connect timeout: TCP, TLS when the scheme
+    /// asks, and the HTTP/2 preface.
+    fn dial(&self) -> impl Future<Output = Dialed> + Send + 'static {
+        let mut connector = self.connector.clone();
+        let uri = self.dial_uri.clone();
+        let timeout = self.connect_timeout;
+        let keepalive = self.keepalive;
+        let slot = Arc::downgrade(&self.slot);
+        let http1 = self.http1.clone();
+        let alpn_decides = self.fallback.is_some();
+        async move {
+            let connect = async {
+                poll_fn(|cx| connector.poll_ready(cx)).await?;
+                connector.call(uri).await
+            };
+            let stream = match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Dialed::Failed(error_chain(&*e).into()),
+                Err(_) => {
+                    return Dialed::Failed(format!("no connection within {timeout:?}").into());
+                }
+            };
+            if alpn_decides
+                && let MaybeHttpsStream::Https(tls) = &stream
+                && tls.ssl().selected_alpn_protocol() != Some(b"h2")
+            {
+                http1.store(true, Ordering::Relaxed);
+                return Dialed::Http1;
+            }
+            let handshake = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_header_list_size(MAX_HEADER_LIST)
+                .enable_push(false)
+                .handshake::<_, Bytes>(TokioIo::new(stream));
+            let (send, connection) = match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => return Dialed::Failed(e.to_string().into()),
+                Err(_) => {
+                    return Dialed::Failed(
+                        format!("no HTTP/2 handshake within {timeout:?}").into(),
+                    );
+                }
+            };
+            let live = Arc::new(Live::default());
+            let ended = live.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "origin HTTP/2 connection ended");
+                }
+                ended.closed.store(true, Ordering::Release);
+            });
+            let conn = Conn { send, live };
+            tokio::spawn(reap(slot, conn.clone(), keepalive));
+            Dialed::Http2(conn)
+        }
+    }
+}
+
+/// Closes `conn` once it has had no stream open for `keepalive`: dropping
+/// the slot's handle lets h2 end the connection with a GOAWAY.
+async fn reap(slot: Weak<Mutex<Slot>>, conn: Conn, keepalive: Duration) {
+    let tick = (keepalive / 4).max(Duration::from_millis(100));
+    let mut idle_since: Option<(tokio::time::Instant, u64)> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        if conn.live.closed.load(Ordering::Acquire) {
+            break;
+        }
+        let Some(slot) = slot.upgrade() else { break };
+        let uses = conn.live.uses.load(Ordering::Relaxed);
+        if conn.live.open.load(Ordering::Acquire) > 0 {
+            idle_since = None;
+            continue;
+        }
+        match idle_since {
+            Some((since, seen)) if seen == uses => {
+                if since.elapsed() >= keepalive {
+                    forget(&slot, &conn);
+                    break;
+                }
+            }
+            _ => idle_since = Some((tokio::time::Instant::now(), uses)),
+        }
+    }
+}
+
+fn forget(slot: &Mutex<Slot>, conn: &Conn) {
+    let mut slot = lock(slot);
+    if matches!(&*slot, Slot::Open(open) if Arc::ptr_eq(&open.live, &conn.live)) {
+        *slot = Slot::Empty;
+    }
+}
+
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A request over the HTTP/1.1 client, with interim responses passed on by
+/// hyper's own hook (set by the caller).
+async fn http1(
+    client: &Client<Connector, UpstreamBody>,
+    req: Request<UpstreamBody>,
+) -> Result<Response<OriginStream>, Failure> {
+    match client.request(req).await {
+        Ok(response) => Ok(response.map(OriginStream::Http1)),
+        Err(e) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
+        Err(e) => Err(Failure::Failed(error_chain(&e))),
+    }
+}
+
+/// Waits for the final response head, passing on the interim ones before it.
+async fn final_response(
+    mut response: ResponseFuture,
+    interim: Option<Interim>,
+) -> Result<Response<RecvStream>, h2::Error> {
+    if let Some(interim) = interim {
+        while let Some(head) = poll_fn(|cx| response.poll_informational(cx)).await {
+            let head = head?;
+            interim.send(head.status(), head.headers());
+        }
+    }
+    response.await
+}
+
+/// RFC 9113 §8.7: a stream the server refused was not processed, and may
+/// be sent again whatever its method.
+fn classify(e: &h2::Error) -> Failure {
+    if e.reason() == Some(Reason::REFUSED_STREAM) && e.is_remote() {
+        Failure::Refused(e.to_string())
+    } else {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// RFC 9113 §8.2.2: fields that belong to one HTTP/1.1 connection are not
+/// sent over HTTP/2 (h2 refuses the request if they are there).
+fn strip_connection_fields(headers: &mut http::HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if headers
+        .get(http::header::TE)
+        .is_some_and(|te| te != "trailers")
+    {
+        headers.remove(http::header::TE);
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn clone_head(head: &http::request::Parts) -> http::request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = head.method.clone();
+    parts.uri = head.uri.clone();
+    parts.headers = head.headers.clone();
+    parts
+}
+
+/// Sends a request body on its stream as the server's window allows, then
+/// its trailers or the end of the stream. A body that fails resets the
+/// stream, so the origin never takes a cut-off body for a whole one.
+async fn send_body(mut body: UpstreamBody, mut stream: SendStream<Bytes>) {
+    loop {
+        let frame = match body.frame().await {
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(_)) => {
+                stream.send_reset(Reason::CANCEL);
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = stream.send_trailers(trailers);
+                    return;
+                }
+                continue;
+            }
+        };
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(granted)) => granted,
+                // The stream was reset or the connection went.
+                _ => return,
+            };
+            if granted == 0 {
+                continue;
+            }
+            let chunk = data.split_to(granted.min(data.len()));
+            let last = data.is_empty() && body.is_end_stream();
+            if stream.send_data(chunk, last).is_err() {
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    }
+}
+
+/// A response body read from an HTTP/2 stream, giving the window back as
+/// the data is taken, then the trailers.
+pub struct H2Body {
+    recv: RecvStream,
+    _opened: Busy,
+    /// What Content-Length promised and has not come yet.
+    remaining: Option<u64>,
+    data_done: bool,
+    done: bool,
+}
+
+impl H2Body {
+    /// `length`: the response's Content-Length, if it has one.
+    fn new(recv: RecvStream, length: Option<u64>, opened: Busy) -> Self {
+        Self {
+            recv,
+            _opened: opened,
+            remaining: length,
+            data_done: false,
+            done: false,
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(remaining) = &mut this.remaining {
+                        *remaining = remaining.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => this.data_done = true,
+            }
+        }
+        let trailers = ready!(this.recv.poll_trailers(cx));
+        this.done = true;
+        match trailers {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.is_end_stream() {
+            return SizeHint::with_exact(0);
+        }
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http_body_util::{Empty, Full};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::resolve::Dial;
+
+    /// An h2c server on loopback that answers every request with its
+    /// path, after the request body; it reports each connection it
+    /// accepts and each that ends.
+    async fn server() -> (SocketAddr, mpsc::UnboundedReceiver<&'static str>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let events = events.clone();
+                let _ = events.send("open");
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(tcp).await.unwrap();
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        tokio::spawn(async move {
+                            let (parts, mut body) = request.into_parts();
+                            let mut received = parts.uri.path().as_bytes().to_vec();
+                            while let Some(Ok(chunk)) = body.data().await {
+                                let _ = body.flow_control().release_capacity(chunk.len());
+                                received.extend_from_slice(&chunk);
+                            }
+                            let head = Response::builder()
+                                .header("content-length", received.len())
+                                .body(())
+                                .unwrap();
+                            let mut send = respond.send_response(head, false).unwrap();
+                            send.send_data(Bytes::from(received), true).unwrap();
+                        });
+                    }
+                    let _ = events.send("closed");
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn mux(addr: SocketAddr, keepalive: Duration) -> Mux {
+        let connects = prometheus::IntCounter::new("connects", "connects").unwrap();
+        let ssl = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).unwrap();
+        let connector = hyper_boring::HttpsConnector::with_connector(
+            Dial::new(HttpConnector::new(), addr, connects),
+            ssl,
+        )
+        .unwrap();
+        let uri = format!("http://{addr}/").parse().unwrap();
+        Mux::new(connector, uri, Duration::from_secs(5), keepalive, None)
+    }
+
+    fn get(addr: SocketAddr, path: &str, body: &'static str) -> Request<UpstreamBody> {
+        let body = if body.is_empty() {
+            Empty::new().map_err(|never| match never {}).boxed_unsync()
+        } else {
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        };
+        Request::post(format!("http://{addr}{path}"))
+            .body(body)
+            .unwrap()
+    }
+
+    async fn text(response: Response<OriginStream>) -> (Option<u64>, String) {
+        let body = response.into_body();
+        let exact = body.size_hint().exact();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (exact, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Requests that arrive together share one dial and one connection;
+    /// the connection closes after `keepalive` without a stream, and the
+    /// next request opens a new one.
+    #[tokio::test]
+    async fn requests_share_one_connection_which_closes_when_idle() {
+        let (addr, mut events) = server().await;
+        let mux = mux(addr, Duration::from_millis(200));
+        let answers = futures_util::future::join_all(
+            (0..8).map(|i| mux.request(get(addr, &format!("/{i}"), "+body"), None)),
+        )
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let (exact, body) = text(answer.unwrap()).await;
+            assert_eq!(body, format!("/{i}+body"));
+            assert_eq!(exact, Some(body.len() as u64));
+        }
+        assert_eq!(events.recv().await, Some("open"));
+        let wait = Duration::from_secs(10);
+        let closed = tokio::time::timeout(wait, events.recv()).await.unwrap();
+        assert_eq!(closed, Some("closed"), "the idle connection closes");
+        let (_, body) = text(mux.request(get(addr, "/again", ""), None).await.unwrap()).await;
+        assert_eq!(body, "/again");
+        assert_eq!(events.recv().await, Some("open"));
+        assert!(events.try_recv().is_err());
+    }
+
+    /// A server that is not there is a connect failure, which failover may
+    /// retry for any request.
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_a_connect_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let mux = mux(addr, Duration::from_secs(60));
+        let Err(failure) = mux.request(get(addr, "/", ""), None).await else {
+            panic!("nothing listens there");
+        };
+        assert!(matches!(failure, Failure::Connect(_)), "{failure:?}");
+    }
+
+    /// RFC 9113 §8.2.2: no connection-specific field goes out over HTTP/2;
+    /// `TE: trailers` is the one TE value allowed.
+    #[test]
+    fn connection_specific_fields_stay_behind() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "gzip"),
+            ("accept", "*/*"),
+        ] {
+            headers.append(name, value.parse().unwrap());
+        }
+        strip_connection_fields(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["accept"], "*/*");
+        headers.insert("te", "trailers".parse().unwrap());
+        strip_connection_fields(&mut headers);
+        assert_eq!(headers["te"], "trailers");
+    }
+}
