@@ -25,7 +25,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_boring::MaybeHttpsStream;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use crate::body::OriginStream;
@@ -141,52 +140,54 @@ impl Mux {
         let (mut head, body) = req.into_parts();
         strip_connection_fields(&mut head.headers);
         let end_of_stream = body.is_end_stream();
-        // A connection that turns out closed when the stream is opened
-        // carried nothing of this request: one more try on a fresh one.
-        let mut stale = None;
-        for _ in 0..2 {
+        // A connection found closed when the stream is to be opened carried
+        // nothing of this request: one more try, on a fresh connection.
+        let mut tries = 0;
+        let (conn, mut send) = loop {
             let conn = match self.connection().await {
                 Dialed::Http2(conn) => conn,
                 Dialed::Failed(why) => return Err(Failure::Connect(why.to_string())),
                 Dialed::Http1 => match &self.fallback {
                     Some(fallback) => {
-                        let req = Request::from_parts(head, body);
-                        return http1(fallback, req).await;
+                        return http1(fallback, Request::from_parts(head, body)).await;
                     }
                     None => return Err(Failure::Connect("the server refused HTTP/2".into())),
                 },
             };
-            let opened = Busy::new(&conn.live);
-            let sent = match conn.send.clone().ready().await {
-                Ok(mut send) => {
-                    let outgoing = Request::from_parts(clone_head(&head), ());
-                    send.send_request(outgoing, end_of_stream)
-                }
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok((response, stream)) => {
-                    if !end_of_stream {
-                        tokio::spawn(send_body(body, stream));
-                    }
-                    return match final_response(response, interim).await {
-                        Ok(response) => {
-                            let length = content_length(response.headers());
-                            Ok(response
-                                .map(|recv| OriginStream::Http2(H2Body::new(recv, length, opened))))
-                        }
-                        Err(e) => Err(classify(&e)),
-                    };
-                }
+            match conn.send.clone().ready().await {
+                Ok(send) => break (conn, send),
                 Err(e) => {
                     self.forget(&conn);
-                    stale = Some(e);
+                    tries += 1;
+                    if tries == 2 {
+                        return Err(Failure::Connect(e.to_string()));
+                    }
                 }
             }
+        };
+        let busy = Busy::new(&conn.live);
+        // Refused before a stream was opened (a GOAWAY that came meanwhile):
+        // nothing was sent.
+        let (response, stream) = send
+            .send_request(Request::from_parts(head, ()), end_of_stream)
+            .map_err(|e| {
+                if e.is_go_away() || e.is_io() {
+                    self.forget(&conn);
+                    Failure::Connect(e.to_string())
+                } else {
+                    Failure::Failed(e.to_string())
+                }
+            })?;
+        if !end_of_stream {
+            tokio::spawn(send_body(body, stream));
         }
-        Err(Failure::Connect(
-            stale.map_or_else(|| "no connection".into(), |e| e.to_string()),
-        ))
+        match final_response(response, interim).await {
+            Ok(response) => {
+                let length = content_length(response.headers());
+                Ok(response.map(|recv| OriginStream::Http2(H2Body::new(recv, length, busy))))
+            }
+            Err(e) => Err(classify(&e)),
+        }
     }
 
     /// The open connection, or the outcome of a dial that this call starts
@@ -251,12 +252,18 @@ impl Mux {
                 http1.store(true, Ordering::Relaxed);
                 return Dialed::Http1;
             }
+            // The socket itself, TLS or not, so that h2's vectored writes
+            // reach it (the connector's stream speaks hyper's IO traits).
+            let io: Box<dyn Io> = match stream {
+                MaybeHttpsStream::Http(tcp) => Box::new(tcp),
+                MaybeHttpsStream::Https(tls) => Box::new(tls),
+            };
             let handshake = h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_header_list_size(MAX_HEADER_LIST)
                 .enable_push(false)
-                .handshake::<_, Bytes>(TokioIo::new(stream));
+                .handshake::<_, Bytes>(io);
             let (send, connection) = match tokio::time::timeout(timeout, handshake).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => return Dialed::Failed(e.to_string().into()),
@@ -280,6 +287,11 @@ impl Mux {
         }
     }
 }
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 /// Closes `conn` once it has had no stream open for `keepalive`: dropping
 /// the slot's handle lets h2 end the connection with a GOAWAY.
@@ -358,9 +370,12 @@ fn classify(e: &h2::Error) -> Failure {
 }
 
 /// RFC 9113 §8.2.2: fields that belong to one HTTP/1.1 connection are not
-/// sent over HTTP/2 (h2 refuses the request if they are there).
+/// sent over HTTP/2 (h2 refuses the request if they are there). Host goes
+/// too: `:authority` carries it (§8.3.1), and some servers (nginx 1.22)
+/// answer 400 to a request with both.
 fn strip_connection_fields(headers: &mut http::HeaderMap) {
     for name in [
+        http::header::HOST,
         http::header::CONNECTION,
         http::header::TRANSFER_ENCODING,
         http::header::UPGRADE,
@@ -384,14 +399,6 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-fn clone_head(head: &http::request::Parts) -> http::request::Parts {
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = head.method.clone();
-    parts.uri = head.uri.clone();
-    parts.headers = head.headers.clone();
-    parts
 }
 
 /// Sends a request body on its stream as the server's window allows, then
@@ -638,7 +645,8 @@ mod tests {
     }
 
     /// RFC 9113 §8.2.2: no connection-specific field goes out over HTTP/2;
-    /// `TE: trailers` is the one TE value allowed.
+    /// `TE: trailers` is the one TE value allowed. Host is `:authority`'s
+    /// (§8.3.1).
     #[test]
     fn connection_specific_fields_stay_behind() {
         let mut headers = http::HeaderMap::new();
@@ -649,6 +657,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
             ("te", "gzip"),
+            ("host", "example.com"),
             ("accept", "*/*"),
         ] {
             headers.append(name, value.parse().unwrap());

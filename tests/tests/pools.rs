@@ -372,6 +372,8 @@ async fn an_https_origin_that_speaks_h2_gets_it_by_alpn() {
         last.uri.authority().map(|a| a.as_str()),
         Some("example.com")
     );
+    // RFC 9113 §8.3.1: the host travels as `:authority` alone.
+    assert!(!last.headers.contains_key("host"));
     assert_eq!(origin.connections(), 1);
 }
 
