@@ -434,6 +434,17 @@ impl Drop for Origin {
 }
 
 fn origin_acceptor(cert: &str, key: &str, http2_only: bool) -> boring::ssl::SslAcceptor {
+    let protocols: &'static [u8] = if http2_only {
+        b"\x02h2"
+    } else {
+        b"\x08http/1.1"
+    };
+    tls_acceptor(cert, key, protocols)
+}
+
+/// A TLS acceptor for a test origin: the PEM chain and key, and the ALPN
+/// protocols it picks from, best first, in wire format (`b"\x02h2"`).
+pub fn tls_acceptor(cert: &str, key: &str, protocols: &'static [u8]) -> boring::ssl::SslAcceptor {
     use boring::ssl::{AlpnError, SslAcceptor, SslMethod};
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
     let mut chain = boring::x509::X509::stack_from_pem(cert.as_bytes())
@@ -448,11 +459,6 @@ fn origin_acceptor(cert: &str, key: &str, http2_only: bool) -> boring::ssl::SslA
     builder
         .set_private_key(&boring::pkey::PKey::private_key_from_pem(key.as_bytes()).expect("key"))
         .expect("set key");
-    let protocols: &'static [u8] = if http2_only {
-        b"\x02h2"
-    } else {
-        b"\x08http/1.1"
-    };
     builder.set_alpn_select_callback(move |_, client| {
         boring::ssl::select_next_proto(protocols, client).ok_or(AlpnError::NOACK)
     });

@@ -169,3 +169,57 @@ async fn websocket_over_an_http2_stream() {
     assert_eq!(usize::from(received[1]), "echo: hi".len());
     assert_eq!(&received[2..], b"echo: hi");
 }
+
+/// `protocol: auto` over TLS to an origin whose ALPN prefers h2: the
+/// upgrade goes over HTTP/1.1 all the same (RFC 6455 needs it; HTTP/2
+/// has no Upgrade), so the tunnel opens.
+#[tokio::test]
+async fn an_upgrade_to_an_origin_that_prefers_h2_goes_over_http1() {
+    let (ca_cert, ca_key) = outpost_edge::tls::certificate_authority("Test CA").unwrap();
+    let (cert, key) =
+        outpost_edge::tls::signed_certificate(&["localhost"], &ca_cert, &ca_key).unwrap();
+    let acceptor = std::sync::Arc::new(outpost_tests::tls_acceptor(
+        &cert,
+        &key,
+        b"\x02h2\x08http/1.1",
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = tokio_boring::accept(&acceptor, stream).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(Message::Text(text))) = ws.next().await {
+                    if ws
+                        .send(Message::text(format!("tls: {text}")))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let config = format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\norigins:\n  app:\n    servers: [{{url: \"https://localhost:{port}\"}}]\n    tls: {{ca_file: ca.pem}}\nsites:\n  - hosts: [a.test]\n    origin: app\n"
+    );
+    let outpost = Outpost::start(&config, &[("ca.pem", &ca_cert)], None).await;
+    let stream = TcpStream::connect(outpost.addr()).await.unwrap();
+    let request = "ws://a.test/chat".into_client_request().unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("the upgrade through Outpost");
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("tls: hello")
+    );
+}
