@@ -250,6 +250,15 @@ impl Entry {
             || (!self.stale.never && self.stale.if_error.is_some_and(|w| staleness <= w))
     }
 
+    /// Whether the entry may answer when the origin cannot be reached at
+    /// all (RFC 9111 §4.2.4, a disconnected cache): fresh, or stale by at
+    /// most `window`, and never past must-revalidate, proxy-revalidate,
+    /// s-maxage or no-cache (§4.2.4: "SHOULD NOT ... if it is prohibited").
+    pub fn stale_if_unreachable(&self, now: SystemTime, window: Duration) -> bool {
+        let staleness = self.staleness(now);
+        staleness.is_zero() || (!self.stale.never && staleness <= window)
+    }
+
     /// Whether the stale entry may answer at once while it is revalidated
     /// in the background (RFC 5861 §3).
     pub fn stale_while_revalidate(&self, now: SystemTime) -> bool {

@@ -52,6 +52,37 @@ impl Directives {
         Self::parse(headers.get_all(CACHE_CONTROL))
     }
 
+    /// These directives without `name`, as one Cache-Control value.
+    pub fn without(&self, name: &str) -> String {
+        let mut text = String::new();
+        for (directive, value) in self.0.iter().filter(|(n, _)| n != name) {
+            if !text.is_empty() {
+                text.push_str(", ");
+            }
+            text.push_str(directive);
+            if let Some(value) = value {
+                text.push('=');
+                let token = !value.is_empty()
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if token {
+                    text.push_str(value);
+                } else {
+                    text.push('"');
+                    for c in value.chars() {
+                        if c == '"' || c == '\\' {
+                            text.push('\\');
+                        }
+                        text.push(c);
+                    }
+                    text.push('"');
+                }
+            }
+        }
+        text
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(n, _)| n == name)
     }
@@ -202,11 +233,7 @@ impl Freshness {
             Duration::ZERO
         };
         // §4.2.3.
-        let age_value = headers
-            .get(AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Duration::ZERO, |a| Duration::from_secs(a.min(MAX_DELTA)));
+        let age_value = age_value(headers).map_or(Duration::ZERO, Duration::from_secs);
         let apparent_age = response_time.duration_since(date_value).unwrap_or_default();
         let response_delay = response_time
             .duration_since(request_time)
@@ -239,6 +266,18 @@ impl Freshness {
     }
 }
 
+/// The origin's `Age` in seconds, at most 2^31 (§1.2.2); None when absent
+/// or not a number. §5.1: of a list (`7200, 0`, or several lines), the
+/// first member counts.
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let text = headers.get(AGE)?.to_str().ok()?;
+    let first = text.split(',').next()?.trim_matches([' ', '\t']);
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(first.parse::<u64>().unwrap_or(MAX_DELTA).min(MAX_DELTA))
+}
+
 /// A date header with exactly one value (§4.2.1: several values that
 /// disagree are treated as invalid); None when absent.
 fn single_date(headers: &HeaderMap, name: http::HeaderName) -> Option<Result<SystemTime, Invalid>> {
@@ -251,7 +290,7 @@ fn single_date(headers: &HeaderMap, name: http::HeaderName) -> Option<Result<Sys
         first
             .to_str()
             .ok()
-            .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+            .and_then(crate::date::parse_http_date)
             .ok_or(Invalid),
     )
 }

@@ -6,6 +6,7 @@
 mod catalog;
 mod clock;
 mod coalesce;
+mod date;
 mod disk;
 mod entry;
 mod freshness;
@@ -28,6 +29,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use coalesce::{
     Coalescer, Fill, FillFailed, FillWriter, Leader, Role, STREAM_SHARE_MAX, SharedBody, SharedHead,
 };
+pub use date::parse_http_date;
 pub use disk::{CHUNK, Chunks, DiskError, DiskStats, DiskTier, note_store_error};
 use disk::{ChunkWriter, Found};
 pub use entry::{Entry, StoredHeaders};
@@ -479,7 +481,7 @@ impl Cache {
         let directives = Directives::from_headers(&built.view);
         // RFC 9111 §5.2.2.7: a shared cache does not store the fields a
         // qualified `private` names.
-        for field in directives.fields("private").unwrap_or_default() {
+        for field in &built.private {
             res.headers.remove(field.as_str());
         }
         let variant = if names.is_empty() {
@@ -716,6 +718,9 @@ impl Cache {
             &options,
             *stored.rules,
         );
+        for field in &built.private {
+            headers.remove(field.as_str());
+        }
         let freshness = Freshness::compute(
             stored.status,
             &built.view,
@@ -992,20 +997,18 @@ pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap)
     Some(vary::secondary(&names, &fields.cookies, request))
 }
 
-/// Caps `Age` at 2^31 seconds (RFC 9111 §1.2.2) so that age arithmetic can
-/// never overflow; a value that is not a number is dropped.
+/// Leaves `Age` as one number of at most 2^31 seconds (RFC 9111 §1.2.2),
+/// the first member of a list (§5.1), so that age arithmetic can never
+/// overflow; a value that is not a number is dropped.
 fn clamp_age(headers: &mut HeaderMap) {
-    const MAX_AGE: u64 = 1 << 31;
-    let Some(value) = headers.get(http::header::AGE) else {
-        return;
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if !text.bytes().all(|b| b.is_ascii_digit()) || text.is_empty() {
-        headers.remove(http::header::AGE);
-        return;
+    match freshness::age_value(headers) {
+        Some(age) => {
+            headers.insert(http::header::AGE, http::HeaderValue::from(age));
+        }
+        None => {
+            headers.remove(http::header::AGE);
+        }
     }
-    let age = text.parse::<u64>().unwrap_or(MAX_AGE).min(MAX_AGE);
-    headers.insert(http::header::AGE, http::HeaderValue::from(age));
 }
 
 /// A response being stored as its body arrives.
@@ -1226,6 +1229,120 @@ mod tests {
         );
     }
 
+    /// RFC 9111 §5.2.2.7: a qualified `private` keeps the fields it names
+    /// out of the shared copy and lets the rest be stored, Set-Cookie
+    /// included; an unqualified one keeps the response out.
+    #[test]
+    fn a_qualified_private_stores_the_rest() {
+        let (cache, _) = setup();
+        let stored = |headers: &[(&str, &str)]| {
+            cache
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &ok(headers),
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .map(|p| cache.insert(p, Bytes::new()))
+        };
+        let entry = stored(&[
+            (
+                "cache-control",
+                "max-age=90, private=\"Set-Cookie, x-user\"",
+            ),
+            ("set-cookie", "session=1"),
+            ("x-user", "ann"),
+            ("x-kept", "yes"),
+        ])
+        .expect("stored");
+        assert_eq!(entry.time_to_live(cache.now()).as_secs(), 90);
+        assert!(!entry.headers.contains_key("set-cookie"));
+        assert!(!entry.headers.contains_key("x-user"));
+        assert_eq!(entry.headers.get("x-kept").unwrap(), "yes");
+        assert!(stored(&[("cache-control", "max-age=90, private")]).is_err());
+        assert!(
+            stored(&[
+                ("cache-control", "max-age=90, private=\"x-user\""),
+                ("set-cookie", "a=1")
+            ])
+            .is_err(),
+            "Set-Cookie not named: the default keeps the response out"
+        );
+    }
+
+    /// RFC 9213 §2.1: a targeted field is a Structured Field Dictionary. One
+    /// that does not parse is ignored, as if absent; a directive whose value
+    /// has the wrong type is ignored; lines are joined before parsing.
+    #[test]
+    fn targeted_fields_are_structured_dictionaries() {
+        let (cache, _) = setup();
+        let ttl = |headers: &[(&str, &str)]| {
+            cache
+                .prepare(
+                    &key(),
+                    &get(&[]),
+                    &ok(headers),
+                    cache.now(),
+                    cache.now(),
+                    StoreRules::default(),
+                )
+                .map(|p| {
+                    cache
+                        .insert(p, Bytes::new())
+                        .time_to_live(cache.now())
+                        .as_secs()
+                })
+        };
+        for broken in [
+            "max-age=600, &&&&&",
+            "max-age =600",
+            "max-age= 600",
+            "max-age=600;",
+        ] {
+            assert!(
+                ttl(&[("cache-control", "no-store"), ("cdn-cache-control", broken)]).is_err(),
+                "{broken:?} does not parse, so Cache-Control decides"
+            );
+            assert_eq!(
+                ttl(&[
+                    ("cache-control", "max-age=7"),
+                    ("cdn-cache-control", broken)
+                ]),
+                Ok(7),
+                "{broken:?}"
+            );
+        }
+        // The field parses; its max-age is a String, so it is ignored, and
+        // Cache-Control is not consulted.
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "max-age=7"),
+                ("cdn-cache-control", "max-age=\"600\"")
+            ]),
+            Ok(0)
+        );
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "public"),
+                ("cdn-cache-control", "max-age=90")
+            ]),
+            Ok(90),
+            "two lines, one dictionary"
+        );
+        assert_eq!(
+            ttl(&[("cdn-cache-control", "max-age=90;a=1, must-revalidate")]),
+            Ok(90),
+            "parameters are ignored"
+        );
+        assert!(
+            ttl(&[("cdn-cache-control", "max-age=90, private=(\"x-user\")")]).is_ok(),
+            "a qualified private keeps the rest storable"
+        );
+    }
+
     #[test]
     fn a_304_refreshes_headers_and_keeps_the_body() {
         let (cache, clock) = setup();
@@ -1396,7 +1513,14 @@ mod tests {
         };
         assert!(stored(500, "max-age=60"));
         assert!(stored(302, "max-age=60"));
-        assert!(!stored(500, "public"), "no explicit freshness");
+        // RFC 9111 §3: `public` makes any final status storable (and
+        // §4.2.2 lets it have a heuristic lifetime).
+        assert!(stored(500, "public"));
+        assert!(stored(599, "public"));
+        assert!(
+            !stored(599, "must-revalidate"),
+            "nothing that allows storing"
+        );
         assert!(
             !stored(206, "max-age=60"),
             "partial content is not stored whole"
@@ -1406,6 +1530,12 @@ mod tests {
             "must-understand and an unknown code"
         );
         assert!(!stored(200, "no-store"));
+        // RFC 9111 §5.2.2.3: must-understand overrides no-store for a code
+        // this cache understands, and only then.
+        assert!(stored(200, "max-age=60, no-store, must-understand"));
+        assert!(stored(302, "max-age=60, no-store, must-understand"));
+        assert!(!stored(418, "max-age=60, no-store, must-understand"));
+        assert!(!stored(206, "max-age=60, no-store, must-understand"));
     }
 
     fn store_tagged(cache: &Cache, url: &str, tags: &str) -> PendingEntry {

@@ -149,7 +149,12 @@ pub fn storage_policy(
     if req.method != Method::GET {
         return Err(NotStored::Method);
     }
-    if res.headers.contains_key(SET_COOKIE) && !rules.share_set_cookie {
+    if res.headers.contains_key(SET_COOKIE)
+        && !rules.share_set_cookie
+        && !private_fields(&targeted_view(&res.headers, &options.targeted))
+            .iter()
+            .any(|f| f == "set-cookie")
+    {
         return Err(NotStored::SetCookie);
     }
     // RFC 9111 §3.5, decided on the origin's own words: a rule's TTL must
@@ -198,9 +203,30 @@ pub(crate) fn build(
     } else {
         headers
     };
-    if rules.share_set_cookie {
-        // The operator chose to share these; the library would otherwise
-        // give them no freshness.
+    // RFC 9111 §5.2.2.7: a qualified `private` keeps only the fields it
+    // names out of a shared cache (the caller drops them); the rest may be
+    // stored, so the library must not read it as an unqualified one.
+    // RFC 9111 §5.2.2.3: with must-understand, a cache that understands
+    // the status code ignores no-store (the directive is for caches that
+    // would not).
+    let directives = Directives::from_headers(&res_view.headers);
+    if directives.has("must-understand")
+        && directives.has("no-store")
+        && understood(status)
+        && let Ok(value) = HeaderValue::from_str(&directives.without("no-store"))
+    {
+        res_view.headers.insert(CACHE_CONTROL, value);
+    }
+    let private = private_fields(&res_view.headers);
+    if !private.is_empty()
+        && let Ok(value) =
+            HeaderValue::from_str(&Directives::from_headers(&res_view.headers).without("private"))
+    {
+        res_view.headers.insert(CACHE_CONTROL, value);
+    }
+    if rules.share_set_cookie || private.iter().any(|f| f == "set-cookie") {
+        // Shared by the operator's choice, or kept out of the stored copy:
+        // the library would otherwise give the response no freshness.
         res_view.headers.remove(SET_COOKIE);
     }
     let stale = stale_use(&res_view.headers, rules);
@@ -210,18 +236,22 @@ pub(crate) fn build(
         CachePolicy::new_options(&req_view, &view, response_time, options.cache_options())
             .is_storable()
     };
-    // RFC 9111 §3: any final status may be stored with explicit freshness;
-    // the library knows only a list of codes. Without `must-understand`
-    // (§5.2.2.3), judge such a response as if its code were on the list.
+    // RFC 9111 §3: any final status may be stored with explicit freshness
+    // or `public` (which also allows a heuristic, §4.2.2); the library
+    // knows only a list of codes. Without `must-understand` (§5.2.2.3),
+    // judge such a response as if its code were on the list.
     let unlisted_but_explicit = !matches!(status.as_u16(), 100..=199 | 206 | 304)
-        && has_explicit_freshness(&res_view.headers)
-        && !Directives::from_headers(&res_view.headers).has("must-understand");
+        && (has_explicit_freshness(&res_view.headers)
+            || Directives::from_headers(&res_view.headers).has("public"))
+        && (understood(status)
+            || !Directives::from_headers(&res_view.headers).has("must-understand"));
     let storable =
         storable_as(status) || (unlisted_but_explicit && storable_as(http::StatusCode::OK));
     Built {
         storable,
         stale,
         view: res_view.headers,
+        private,
     }
 }
 
@@ -234,6 +264,27 @@ pub struct Built {
     /// The headers that decide freshness: targeted field, rule TTL and
     /// `respect_origin` applied.
     pub view: HeaderMap,
+    /// The fields a qualified `private` names (lower-case), which a shared
+    /// cache does not store (RFC 9111 §5.2.2.7).
+    pub private: Vec<String>,
+}
+
+/// Final status codes whose caching requirements this cache implements:
+/// those RFC 9110 §15 defines, except 206 (this cache stores only whole
+/// representations) and 304 (an update, never stored on its own).
+fn understood(status: http::StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=205 | 300..=303 | 305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
+}
+
+/// The field names of a qualified `private` (lower-case); empty when there
+/// is none, or when an unqualified one makes the whole response private.
+fn private_fields(headers: &HeaderMap) -> Vec<String> {
+    Directives::from_headers(headers)
+        .fields("private")
+        .unwrap_or_default()
 }
 
 fn has_explicit_freshness(headers: &HeaderMap) -> bool {
@@ -281,20 +332,116 @@ fn stale_use(headers: &HeaderMap, rules: StoreRules) -> StaleUse {
 /// (RFC 9213 §2.1).
 fn targeted_view(headers: &HeaderMap, targeted: &[HeaderName]) -> HeaderMap {
     let mut view = headers.clone();
-    let chosen = targeted.iter().find(|name| {
-        headers
-            .get_all(*name)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|t| !t.trim().is_empty()))
-    });
-    if let Some(name) = chosen {
+    let chosen = targeted
+        .iter()
+        .find_map(|name| targeted_directives(headers, name));
+    if let Some(values) = chosen {
         view.remove(CACHE_CONTROL);
         view.remove(EXPIRES);
-        for value in headers.get_all(name) {
-            view.append(CACHE_CONTROL, value.clone());
+        for value in values {
+            view.append(CACHE_CONTROL, value);
         }
     }
     view
+}
+
+/// The directives of one targeted field, written as Cache-Control values;
+/// None when the field is absent, empty or invalid, so that the next one
+/// (or Cache-Control) decides.
+///
+/// RFC 9213 §2.1: a targeted field is a Structured Field Dictionary
+/// (RFC 9651); one that fails to parse is ignored as if it were absent,
+/// and a directive whose value has the wrong type (`max-age="60"`) is
+/// ignored. `Surrogate-Control` predates that and keeps Cache-Control's
+/// syntax.
+fn targeted_directives(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<HeaderValue>> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    if name == "surrogate-control" {
+        let values: Vec<HeaderValue> = lines
+            .filter(|v| v.to_str().is_ok_and(|t| !t.trim().is_empty()))
+            .cloned()
+            .collect();
+        return (!values.is_empty()).then_some(values);
+    }
+    // RFC 9651 §4.2: the field's lines are joined with commas, then parsed whole.
+    let mut joined = Vec::new();
+    for line in lines {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(line.as_bytes());
+    }
+    if joined
+        .iter()
+        .all(|b| *b == b' ' || *b == b'\t' || *b == b',')
+    {
+        return None;
+    }
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse().ok()?;
+    let mut text = String::new();
+    for (key, entry) in &dictionary {
+        let key = key.as_str();
+        let value = match entry {
+            sfv::ListEntry::Item(item) => directive_value(key, &item.bare_item),
+            // A list of field names (`no-cache=("set-cookie")`).
+            sfv::ListEntry::InnerList(list) => {
+                let names: Option<Vec<&str>> = list
+                    .items
+                    .iter()
+                    .map(|item| match &item.bare_item {
+                        sfv::BareItem::String(s) => Some(s.as_str()),
+                        sfv::BareItem::Token(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                names.map(|names| Some(quoted(&names.join(", "))))
+            }
+        };
+        let Some(value) = value else { continue };
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(key);
+        if let Some(value) = value {
+            text.push('=');
+            text.push_str(&value);
+        }
+    }
+    HeaderValue::from_str(&text).ok().map(|value| vec![value])
+}
+
+/// How one Dictionary member reads as a Cache-Control directive: None to
+/// ignore it, Some(None) for a bare directive, Some(Some(v)) for `key=v`.
+fn directive_value(key: &str, value: &sfv::BareItem) -> Option<Option<String>> {
+    // Directives whose value is delta-seconds take an Integer only.
+    let seconds = matches!(
+        key,
+        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+    );
+    match value {
+        sfv::BareItem::Boolean(true) if !seconds => Some(None),
+        sfv::BareItem::Boolean(_) => None,
+        sfv::BareItem::Integer(n) => Some(Some(n.to_string())),
+        _ if seconds => None,
+        sfv::BareItem::String(s) => Some(Some(quoted(s.as_str()))),
+        sfv::BareItem::Token(t) => Some(Some(t.as_str().to_owned())),
+        sfv::BareItem::Decimal(d) => Some(Some(d.to_string())),
+        _ => None,
+    }
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Whether a response lets a shared cache answer requests that carry

@@ -35,16 +35,54 @@ pub fn names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 
 /// A field's value for matching: every line joined, each list member
 /// trimmed, members separated by `", "`. Absent is distinct from empty.
+///
+/// RFC 9111 §4.1 lets values match when they "can be normalized to be
+/// identical" (whitespace, case where the field is case-insensitive). The
+/// proactive negotiation fields (RFC 9110 §12.5) go further: their
+/// members are case-insensitive and their order carries no meaning (the
+/// weights do), so they are lower-cased, written without spaces or a
+/// default `q=1`, and sorted.
 fn normalized(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let mut lines = headers.get_all(name).iter().peekable();
     lines.peek()?;
-    let members: Vec<&str> = lines
+    let members = lines
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .collect();
+        .filter(|m| !m.is_empty());
+    let negotiation = matches!(
+        name.as_str(),
+        "accept-language" | "accept-encoding" | "accept-charset"
+    );
+    if !negotiation {
+        return Some(members.collect::<Vec<_>>().join(", "));
+    }
+    let mut members: Vec<String> = members.map(negotiation_member).collect();
+    members.sort();
+    members.dedup();
     Some(members.join(", "))
+}
+
+/// One member of an Accept-* field (`de-CH ; q=0.8`) in a single form
+/// (`de-ch;q=0.8`); a weight of 1 is the default and is left out.
+fn negotiation_member(member: &str) -> String {
+    let mut parts = member.split(';').map(|p| p.trim().to_ascii_lowercase());
+    let mut out = parts.next().unwrap_or_default();
+    for parameter in parts {
+        let parameter: String = parameter
+            .split('=')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("=");
+        let default_weight = parameter.strip_prefix("q=").is_some_and(|q| {
+            q == "1" || (q.starts_with("1.") && q[2..].bytes().all(|b| b == b'0'))
+        });
+        if !default_weight && !parameter.is_empty() {
+            out.push(';');
+            out.push_str(&parameter);
+        }
+    }
+    out
 }
 
 /// Rewrites the fields in `names` to their normalized form, so that values
@@ -211,13 +249,46 @@ mod tests {
             &headers(&[("accept-encoding", "gzip"), ("accept-encoding", " br ")]),
         );
         assert_eq!(a, b);
+        let other = vec![HeaderName::from_static("x-order")];
         assert_ne!(
-            a,
-            secondary(&names, &[], &headers(&[("accept-encoding", "br, gzip")]))
+            secondary(&other, &[], &headers(&[("x-order", "a, b")])),
+            secondary(&other, &[], &headers(&[("x-order", "b, a")])),
+            "order counts in a field not known to ignore it"
         );
         assert_ne!(
             secondary(&names, &[], &headers(&[])),
             secondary(&names, &[], &headers(&[("accept-encoding", "")]))
+        );
+    }
+
+    /// RFC 9110 §12.5: in the negotiation fields, case, spacing, member
+    /// order and a default weight change nothing; the weights do.
+    #[test]
+    fn negotiation_fields_match_whatever_their_order_and_case() {
+        let names = vec![HeaderName::from_static("accept-language")];
+        let key = |value: &str| secondary(&names, &[], &headers(&[("accept-language", value)]));
+        let base = key("en, de");
+        for same in [
+            "de, en",
+            "eN, De",
+            " en ,   de",
+            "de;q=1, en",
+            "de; Q=1.000, en",
+            "en, de, en",
+        ] {
+            assert_eq!(key(same), base, "{same:?}");
+        }
+        assert_ne!(key("en, de;q=0.5"), base);
+        assert_eq!(key("en, de;q=0.5"), key("DE; q=0.5 ,en"));
+        assert_ne!(key("en"), base);
+        let encodings = vec![HeaderName::from_static("accept-encoding")];
+        assert_eq!(
+            secondary(
+                &encodings,
+                &[],
+                &headers(&[("accept-encoding", "br, GZIP")])
+            ),
+            secondary(&encodings, &[], &headers(&[("accept-encoding", "gzip,br")]))
         );
     }
 

@@ -511,6 +511,12 @@ pub struct Rule {
     /// Serve this long past freshness when the origin fails, unless the
     /// response says otherwise (RFC 5861 §4).
     pub stale_if_error: Option<Span>,
+    /// Serve this long past freshness when no answer comes from the origin
+    /// at all (connection refused or reset, timeout), whatever the
+    /// response allowed, but never past must-revalidate, proxy-revalidate,
+    /// s-maxage or no-cache: the "disconnected" cache of RFC 9111 §4.2.4.
+    /// Default 5m; `0s` turns it off.
+    pub stale_if_unreachable: Option<Span>,
     /// `false`: ignore the origin's Cache-Control and Expires altogether and
     /// cache by `ttl` / `default_ttl` (an authenticated request's response is
     /// still never shared unless the origin allowed it).

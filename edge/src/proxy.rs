@@ -389,6 +389,7 @@ impl Proxy {
         if exceeded.load(Ordering::SeqCst) {
             return (Outcome::Error, too_large(limit.unwrap_or_default()));
         }
+        let request_time = self.cache.now();
         let sent = request
             .upstream
             .send(request.key.hash(), outgoing, body)
@@ -405,6 +406,17 @@ impl Proxy {
                         || answer.response.status().is_redirection())
                 {
                     self.invalidate(&request, answer.response.headers());
+                }
+                if self.reusable_post(&request, answer.response.headers()) {
+                    // Stored as the answer to a GET of the same target.
+                    let mut view = request.detached();
+                    view.parts.method = Method::GET;
+                    view.parts.headers.remove(RANGE);
+                    view.parts.headers.remove(IF_RANGE);
+                    let (_, response) = self
+                        .store_and_relay(view, answer, request_time, status, None)
+                        .await;
+                    return (Outcome::Bypass, response);
                 }
                 (Outcome::Bypass, relay(answer, status))
             }
@@ -584,18 +596,22 @@ impl Proxy {
             Ok(answer) => answer,
             Err(e) => {
                 let now = self.cache.now();
-                if entry.stale_if_error(now) {
-                    tracing::warn!(error = %e, key = %request.key, "origin failed; serving stale (stale-if-error)");
-                    let response = from_cache(
-                        &self.cache,
-                        &entry,
-                        &request.parts,
-                        now,
-                        "fwd=stale; detail=stale-if-error",
-                    );
-                    return (Outcome::Stale, unvalidated(&entry, response));
-                }
-                return (Outcome::Error, upstream_error(&e));
+                let detail = if entry.stale_if_error(now) {
+                    "stale-if-error"
+                } else if entry.stale_if_unreachable(now, request.rule.stale_if_unreachable) {
+                    "origin-unreachable"
+                } else {
+                    return (Outcome::Error, upstream_error(&e));
+                };
+                tracing::warn!(error = %e, key = %request.key, detail, "origin failed; serving stale");
+                let response = from_cache(
+                    &self.cache,
+                    &entry,
+                    &request.parts,
+                    now,
+                    &format!("fwd=stale; detail={detail}"),
+                );
+                return (Outcome::Stale, unvalidated(&entry, response));
             }
         };
         // RFC 5861 §4: these answers count as errors too.
@@ -1042,41 +1058,59 @@ impl Proxy {
     /// `Location` and `Content-Location` are no longer used.
     fn invalidate(&self, request: &Exchange, response: &HeaderMap) {
         self.cache.invalidate(&request.key);
-        let scheme = if request.conn.tls { "https" } else { "http" };
-        let own_host = host_name(&request.authority);
         for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-            let Some(target) = response.get(&name).and_then(|v| v.to_str().ok()) else {
-                continue;
-            };
-            let Ok(uri) = target.parse::<http::Uri>() else {
-                continue;
-            };
-            let authority = match (uri.scheme_str(), uri.authority()) {
-                (None, None) => request.authority.clone(),
-                (Some(s), Some(a))
-                    if s.eq_ignore_ascii_case(scheme)
-                        && normalize_host(scheme, a.as_str())
-                            == normalize_host(scheme, &request.authority) =>
-                {
-                    a.as_str().to_owned()
-                }
-                // Another origin: never ours to invalidate.
-                _ => continue,
-            };
-            let Ok(path) = normalize_path(uri.path()) else {
-                continue;
-            };
-            let Some(site) = own_host.as_deref().and_then(|h| self.router.site(h)) else {
-                continue;
-            };
-            let rule = site.rule_for(&path);
-            let target = match uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            self.cache
-                .invalidate(&CacheKey::new(scheme, &authority, &target, &rule.query));
+            if let Some(key) = response
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|target| self.same_origin_key(request, target))
+            {
+                self.cache.invalidate(&key);
+            }
         }
+    }
+
+    /// The cache key of a URI reference (`Location`, `Content-Location`) that
+    /// names a resource of the request's own origin; None for another
+    /// origin's, or one that does not parse.
+    fn same_origin_key(&self, request: &Exchange, reference: &str) -> Option<CacheKey> {
+        let scheme = if request.conn.tls { "https" } else { "http" };
+        let uri = reference.parse::<http::Uri>().ok()?;
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (None, None) => request.authority.clone(),
+            (Some(s), Some(a))
+                if s.eq_ignore_ascii_case(scheme)
+                    && normalize_host(scheme, a.as_str())
+                        == normalize_host(scheme, &request.authority) =>
+            {
+                a.as_str().to_owned()
+            }
+            _ => return None,
+        };
+        let path = normalize_path(uri.path()).ok()?;
+        let site = host_name(&request.authority).and_then(|h| self.router.site(&h))?;
+        let rule = site.rule_for(&path);
+        let target = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        Some(CacheKey::new(scheme, &authority, &target, &rule.query))
+    }
+
+    /// RFC 9110 §9.3.3: a POST response with explicit freshness and a
+    /// `Content-Location` naming the POST's own target may answer later
+    /// GETs of it.
+    fn reusable_post(&self, request: &Exchange, response: &HeaderMap) -> bool {
+        let directives = outpost_cache::Directives::from_headers(response);
+        let explicit = response.contains_key(http::header::EXPIRES)
+            || directives.has("max-age")
+            || directives.has("s-maxage");
+        request.parts.method == Method::POST
+            && explicit
+            && response
+                .get(http::header::CONTENT_LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|target| self.same_origin_key(request, target))
+                .is_some_and(|key| key.text() == request.key.text())
     }
 }
 
@@ -1274,7 +1308,9 @@ fn from_cache(
     headers::append_via(&mut headers, http::Version::HTTP_11);
     set_cache_status(&mut headers, status);
     // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
-    if entry.status.is_success() && not_modified(&headers, &req.headers) {
+    if entry.status.is_success()
+        && not_modified(&headers, entry.freshness.response_time, &req.headers)
+    {
         for name in [
             CONTENT_LENGTH,
             CONTENT_TYPE,
@@ -1402,8 +1438,10 @@ fn boundary(entry: &Entry, now: SystemTime) -> String {
 }
 
 /// Whether the request's `If-None-Match` (weak comparison) or, without it,
-/// `If-Modified-Since` says the client's copy is current.
-fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
+/// `If-Modified-Since` says the client's copy is current. RFC 9111 §4.3.2:
+/// a stored response without Last-Modified is dated by its Date, or else
+/// by when it was `received`.
+fn not_modified(stored: &HeaderMap, received: SystemTime, req: &HeaderMap) -> bool {
     if !req.contains_key(IF_NONE_MATCH) && !req.contains_key(IF_MODIFIED_SINCE) {
         return false;
     }
@@ -1425,12 +1463,17 @@ fn not_modified(stored: &HeaderMap, req: &HeaderMap) -> bool {
     let since = req
         .get(IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let modified = stored
-        .get(LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+        .and_then(outpost_cache::parse_http_date);
+    let date = |name| {
+        stored
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(outpost_cache::parse_http_date)
+    };
+    let modified = date(LAST_MODIFIED)
+        .or_else(|| date(http::header::DATE))
+        .unwrap_or(received);
+    since.is_some_and(|since| modified <= since)
 }
 
 fn set_cache_status(headers: &mut HeaderMap, status: &str) {
@@ -1559,17 +1602,49 @@ mod tests {
         h
     }
 
+    /// When a stored response was received, for the tests of `not_modified`.
+    const RECEIVED: SystemTime = SystemTime::UNIX_EPOCH;
+
+    /// RFC 9111 §4.3.2: without Last-Modified, If-Modified-Since is judged
+    /// against the stored Date, or else the time the response was received.
+    #[test]
+    fn if_modified_since_falls_back_to_date_then_receipt() {
+        let dated = map(&[("date", "Tue, 01 Sep 2026 00:00:00 GMT")]);
+        let after = map(&[("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT")]);
+        let before = map(&[("if-modified-since", "Mon, 31 Aug 2026 00:00:00 GMT")]);
+        assert!(not_modified(&dated, RECEIVED, &after));
+        assert!(!not_modified(&dated, RECEIVED, &before));
+        let received = outpost_cache::parse_http_date("Tue, 01 Sep 2026 00:00:00 GMT").unwrap();
+        assert!(not_modified(&HeaderMap::new(), received, &after));
+        assert!(!not_modified(&HeaderMap::new(), received, &before));
+        let invalid = map(&[("if-modified-since", "yesterday")]);
+        assert!(!not_modified(&dated, RECEIVED, &invalid));
+    }
+
     /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
     #[test]
     fn if_none_match_compares_weakly() {
         let stored = map(&[("etag", "W/\"v1\"")]);
-        assert!(not_modified(&stored, &map(&[("if-none-match", "\"v1\"")])));
         assert!(not_modified(
             &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "\"v1\"")])
+        ));
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
             &map(&[("if-none-match", "\"x\", W/\"v1\"")])
         ));
-        assert!(not_modified(&stored, &map(&[("if-none-match", "*")])));
-        assert!(!not_modified(&stored, &map(&[("if-none-match", "\"v2\"")])));
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "*")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "\"v2\"")])
+        ));
     }
 
     /// RFC 9110 §13.1.3: If-Modified-Since is ignored when If-None-Match is present.
@@ -1581,14 +1656,17 @@ mod tests {
         ]);
         assert!(not_modified(
             &stored,
+            RECEIVED,
             &map(&[("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT")])
         ));
         assert!(!not_modified(
             &stored,
+            RECEIVED,
             &map(&[("if-modified-since", "Mon, 31 Aug 2026 00:00:00 GMT")])
         ));
         assert!(!not_modified(
             &stored,
+            RECEIVED,
             &map(&[
                 ("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT"),
                 ("if-none-match", "\"b\"")

@@ -121,11 +121,11 @@ fn if_range_holds(condition: &str, stored: &HeaderMap) -> bool {
         return !condition.starts_with("W/")
             && etag.is_some_and(|e| !e.starts_with("W/") && e == condition);
     }
-    let date = httpdate::parse_http_date(condition).ok();
+    let date = outpost_cache::parse_http_date(condition);
     let modified = stored
         .get(LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
+        .and_then(outpost_cache::parse_http_date);
     date.is_some() && date == modified
 }
 

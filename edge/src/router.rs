@@ -9,6 +9,10 @@ use outpost_cache::{KeyFields, StoreRules};
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
 use regex::Regex;
 
+/// How long past freshness an entry answers when the origin cannot be
+/// reached, unless a rule says otherwise.
+pub const STALE_IF_UNREACHABLE: Duration = Duration::from_secs(300);
+
 /// A site as the proxy uses it.
 pub struct Site {
     pub origin: String,
@@ -16,7 +20,7 @@ pub struct Site {
 }
 
 /// What applies to one request; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuleView {
     pub bypass: bool,
     pub query: Arc<QueryKey>,
@@ -26,8 +30,27 @@ pub struct RuleView {
     pub key_fields: Arc<KeyFields>,
     /// Largest request body forwarded (413 above it).
     pub max_request_body: Option<u64>,
+    /// How long past freshness an entry may answer when the origin cannot
+    /// be reached (RFC 9111 §4.2.4).
+    pub stale_if_unreachable: Duration,
     store: StoreRules,
     ttl_by_status: Arc<BTreeMap<u16, Duration>>,
+}
+
+/// What applies where no rule matches: the defaults of a rule.
+impl Default for RuleView {
+    fn default() -> Self {
+        Self {
+            bypass: false,
+            query: Arc::default(),
+            ignore_client_no_cache: false,
+            key_fields: Arc::default(),
+            max_request_body: None,
+            stale_if_unreachable: STALE_IF_UNREACHABLE,
+            store: StoreRules::default(),
+            ttl_by_status: Arc::default(),
+        }
+    }
 }
 
 impl RuleView {
@@ -70,6 +93,9 @@ impl CompiledRule {
                 query: Arc::new(rule.key.query.clone()),
                 ignore_client_no_cache: rule.ignore_client_no_cache,
                 max_request_body: rule.max_request_body.map(|s| s.bytes()),
+                stale_if_unreachable: rule
+                    .stale_if_unreachable
+                    .map_or(STALE_IF_UNREACHABLE, |t| t.get()),
                 key_fields: Arc::new(KeyFields {
                     headers: rule
                         .key

@@ -271,3 +271,49 @@ async fn key_headers_and_cookies_make_variants_that_purge_together() {
         got.cache_status()
     );
 }
+
+/// RFC 9111 §4.2.4: a cache that cannot reach the origin ("disconnected")
+/// may serve a stale copy the response never allowed it to, for
+/// `stale_if_unreachable` (5 minutes unless a rule says otherwise), and
+/// never one marked must-revalidate. Staleness comes from the origin's
+/// `Age`, so no clock has to move.
+#[tokio::test]
+async fn an_unreachable_origin_leaves_stale_copies_answering_for_a_while() {
+    let origin = Origin::start(|seen| {
+        let (cc, age) = match seen.uri.path() {
+            "/old" => ("max-age=60", "1000"),
+            "/strict" => ("max-age=60, must-revalidate", "100"),
+            _ => ("max-age=60", "100"),
+        };
+        respond(200, &[("cache-control", cc), ("age", age)], "kept")
+    })
+    .await;
+    let rules = "\n      - match: {path_prefix: /off}\n        stale_if_unreachable: 0s";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    for path in ["/recent", "/old", "/strict", "/off"] {
+        assert_eq!(get(outpost.addr(), "example.com", path).await.body, "kept");
+    }
+    origin.stop();
+    let got = get(outpost.addr(), "example.com", "/recent").await;
+    assert_eq!(
+        (got.status.as_u16(), got.body.as_ref()),
+        (200, &b"kept"[..]),
+        "40 s stale, within 5 minutes"
+    );
+    assert_eq!(
+        got.cache_status(),
+        "Outpost; fwd=stale; detail=origin-unreachable"
+    );
+    assert!(got.header("age").parse::<u64>().unwrap() >= 100);
+    for (path, why) in [
+        ("/old", "940 s stale, past 5 minutes"),
+        ("/strict", "must-revalidate"),
+        ("/off", "turned off by the rule"),
+    ] {
+        assert_eq!(
+            get(outpost.addr(), "example.com", path).await.status,
+            502,
+            "{why}"
+        );
+    }
+}

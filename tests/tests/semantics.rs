@@ -396,3 +396,40 @@ async fn uncacheable_answers_release_the_collapsed_requests() {
             .all(|got| got.body == "mine" && !got.cache_status().contains("collapsed"))
     );
 }
+
+/// RFC 9110 §9.3.3: a POST response with explicit freshness and a
+/// `Content-Location` equal to the POST's target is stored and answers a
+/// later GET; one naming another resource, or without explicit freshness,
+/// is not.
+#[tokio::test]
+async fn a_post_response_naming_its_own_target_answers_later_gets() {
+    let origin = Origin::start(|seen| {
+        if seen.method != http::Method::POST {
+            return respond(200, &[("cache-control", "max-age=600")], "from a get");
+        }
+        let (location, cc) = match seen.uri.path() {
+            "/form" => ("/form", "max-age=600"),
+            "/elsewhere" => ("/other", "max-age=600"),
+            _ => ("/heuristic", "public"),
+        };
+        respond(
+            200,
+            &[("content-location", location), ("cache-control", cc)],
+            "from the post",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    for path in ["/form", "/elsewhere", "/heuristic"] {
+        let posted = request(outpost.addr(), "POST", "example.com", path, &[], "a=1").await;
+        assert_eq!(posted.body, "from the post");
+    }
+    let got = get(outpost.addr(), "example.com", "/form").await;
+    got.assert_hit();
+    assert_eq!(got.body, "from the post");
+    for path in ["/elsewhere", "/other", "/heuristic"] {
+        let got = get(outpost.addr(), "example.com", path).await;
+        assert_eq!(got.body, "from a get", "{path}");
+    }
+    assert_eq!(origin.hits(), 6);
+}
