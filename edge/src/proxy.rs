@@ -658,6 +658,36 @@ impl Proxy {
                 None => self.fetch(request, &format!("fwd={reason}")).await,
             };
         }
+        // RFC 9111 §4.3.5: a 200 to a HEAD freshens the stored GET response
+        // when the validators it carries (and its Content-Length) agree with
+        // the stored ones; otherwise the stored response stays stale.
+        if request.parts.method == Method::HEAD
+            && status == StatusCode::OK
+            && head_agrees(&entry, answer.response.headers())
+        {
+            let now = self.cache.now();
+            let (mut parts, _) = answer.response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let refreshed = self.cache.refresh(
+                &request.key,
+                &entry,
+                &request.parts,
+                &parts,
+                request_time,
+                now,
+            );
+            let answered = refreshed.as_ref().unwrap_or(&entry);
+            return (
+                Outcome::Stale,
+                from_cache(
+                    &self.cache,
+                    answered,
+                    &request.parts,
+                    now,
+                    &format!("fwd={reason}; fwd-status=200"),
+                ),
+            );
+        }
         self.store_and_relay(
             request,
             answer,
@@ -1435,6 +1465,21 @@ fn boundary(entry: &Entry, now: SystemTime) -> String {
         .unwrap_or(0);
     let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body_len()).as_bytes());
     format!("outpost-{}", &digest.to_hex()[..24])
+}
+
+/// Whether a 200 to a HEAD describes the stored response (RFC 9111 §4.3.5):
+/// each validator it carries (ETag, Last-Modified) and its Content-Length,
+/// if it has one, equal the stored ones.
+fn head_agrees(entry: &Entry, head: &HeaderMap) -> bool {
+    let same = |name: HeaderName| {
+        head.get(&name)
+            .is_none_or(|value| entry.headers.get(name.as_str()).as_ref() == Some(value))
+    };
+    let length = head
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim().parse::<u64>().ok() == Some(entry.body_len()));
+    same(ETAG) && same(LAST_MODIFIED) && length
 }
 
 /// Whether the request's `If-None-Match` (weak comparison) or, without it,

@@ -433,3 +433,52 @@ async fn a_post_response_naming_its_own_target_answers_later_gets() {
     }
     assert_eq!(origin.hits(), 6);
 }
+
+/// RFC 9111 §4.3.5: a 200 to a HEAD sent for a stale entry freshens the
+/// stored GET response when its validators and Content-Length agree; when
+/// they do not, the entry stays stale and the next GET goes to the origin.
+#[tokio::test]
+async fn a_head_response_freshens_the_stored_get_response() {
+    let origin = Origin::start(|seen| {
+        let head = seen.method == http::Method::HEAD;
+        match (seen.uri.path(), head) {
+            (_, false) => respond(
+                200,
+                &[("cache-control", "max-age=0"), ("x-version", "1")],
+                "body",
+            ),
+            ("/same", true) => respond(
+                200,
+                &[("cache-control", "max-age=600"), ("x-version", "2")],
+                "body",
+            ),
+            (_, true) => respond(
+                200,
+                &[("cache-control", "max-age=600"), ("x-version", "2")],
+                "a longer body",
+            ),
+        }
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    for path in ["/same", "/changed"] {
+        get(outpost.addr(), "example.com", path).await;
+        let head = request(outpost.addr(), "HEAD", "example.com", path, &[], "").await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("x-version"), "2");
+    }
+    let got = get(outpost.addr(), "example.com", "/same").await;
+    got.assert_hit();
+    assert_eq!(
+        (got.header("x-version"), got.body.as_ref()),
+        ("2", &b"body"[..])
+    );
+    let got = get(outpost.addr(), "example.com", "/changed").await;
+    assert_eq!(
+        got.header("x-version"),
+        "1",
+        "fetched again: {}",
+        got.cache_status()
+    );
+    assert_eq!(origin.hits(), 5);
+}
