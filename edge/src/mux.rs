@@ -31,12 +31,27 @@ use crate::body::OriginStream;
 use crate::interim::Interim;
 use crate::upstream::{Connector, Failure, UpstreamBody, error_chain};
 
-/// Flow-control windows, as hyper's client sets them: h2's defaults of
-/// 64 KiB hold a large body to a trickle over any real distance.
+/// Flow-control windows. h2's defaults of 64 KiB hold a large body to a
+/// trickle over any real distance; the stream window is hyper's. All
+/// requests to a server share one connection, so its window is many
+/// streams' worth: slow readers of large bodies do not stall the rest
+/// until 16 of them hold their whole windows unread.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// The largest response head accepted from an origin.
 const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Streams opened before the server's SETTINGS say how many it takes
+/// (hyper's figure), and the request data h2 buffers per stream.
+const INITIAL_STREAMS: usize = 100;
+const SEND_BUFFER: usize = 400 * 1024;
+/// While streams are open, the connection is checked with a PING this
+/// often; one unanswered for `PING_TIMEOUT` closes it, failing its streams,
+/// so that a connection whose peer vanished is not used for ever.
+const PING_EVERY: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server whose ALPN picked HTTP/1.1 is sent HTTP/1.1 before
+/// ALPN is asked again.
+const HTTP1_FOR: Duration = Duration::from_secs(300);
 
 /// The HTTP/2 side of one origin server.
 pub struct Mux {
@@ -47,8 +62,8 @@ pub struct Mux {
     connect_timeout: Duration,
     keepalive: Duration,
     slot: Arc<Mutex<Slot>>,
-    /// ALPN chose HTTP/1.1 (`protocol: auto` over TLS).
-    http1: Arc<AtomicBool>,
+    /// When ALPN last chose HTTP/1.1 (`protocol: auto` over TLS).
+    http1: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Where requests go once `http1` is set, and WebSocket upgrades; only
     /// for `protocol: auto` over TLS.
     fallback: Option<Box<Client<Connector, UpstreamBody>>>,
@@ -119,7 +134,7 @@ impl Mux {
             connect_timeout,
             keepalive,
             slot: Arc::new(Mutex::new(Slot::Empty)),
-            http1: Arc::new(AtomicBool::new(false)),
+            http1: Arc::new(Mutex::new(None)),
             fallback,
         }
     }
@@ -132,12 +147,12 @@ impl Mux {
         interim: Option<Interim>,
     ) -> Result<Response<OriginStream>, Failure> {
         if let Some(fallback) = &self.fallback
-            && (self.http1.load(Ordering::Relaxed)
-                || req.headers().contains_key(http::header::UPGRADE))
+            && (self.speaks_http1() || req.headers().contains_key(http::header::UPGRADE))
         {
             return http1(fallback, req).await;
         }
         let (mut head, body) = req.into_parts();
+        authority_from_host(&mut head);
         strip_connection_fields(&mut head.headers);
         let end_of_stream = body.is_end_stream();
         // A connection found closed when the stream is to be opened carried
@@ -178,15 +193,30 @@ impl Mux {
                     Failure::Failed(e.to_string())
                 }
             })?;
-        if !end_of_stream {
-            tokio::spawn(send_body(body, stream));
-        }
+        // The upload stops when this request is dropped (a time-out, the
+        // client gone) or, later, its response body: h2 resets a stream
+        // only once nothing holds it.
+        let upload = (!end_of_stream).then(|| Upload(tokio::spawn(send_body(body, stream))));
         match final_response(response, interim).await {
             Ok(response) => {
                 let length = content_length(response.headers());
-                Ok(response.map(|recv| OriginStream::Http2(H2Body::new(recv, length, busy))))
+                Ok(response
+                    .map(|recv| OriginStream::Http2(H2Body::new(recv, length, busy, upload))))
             }
             Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Whether ALPN picked HTTP/1.1 lately.
+    fn speaks_http1(&self) -> bool {
+        let mut since = self.http1.lock().unwrap_or_else(|p| p.into_inner());
+        match *since {
+            Some(when) if when.elapsed() < HTTP1_FOR => true,
+            Some(_) => {
+                *since = None;
+                false
+            }
+            None => false,
         }
     }
 
@@ -201,7 +231,15 @@ impl Mux {
                 }
                 Slot::Dialing(dialing) => dialing.clone(),
                 _ => {
-                    let dialing = self.dial().boxed().shared();
+                    // Dialled on a task of its own, so that it goes on (and
+                    // its time-out runs) even when every waiter has left.
+                    let dial = tokio::spawn(self.dial());
+                    let dialing = async move {
+                        dial.await
+                            .unwrap_or_else(|_| Dialed::Failed("the dial was cancelled".into()))
+                    }
+                    .boxed()
+                    .shared();
                     *slot = Slot::Dialing(dialing.clone());
                     dialing
                 }
@@ -249,7 +287,8 @@ impl Mux {
                 && let MaybeHttpsStream::Https(tls) = &stream
                 && tls.ssl().selected_alpn_protocol() != Some(b"h2")
             {
-                http1.store(true, Ordering::Relaxed);
+                *http1.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(tokio::time::Instant::now());
                 return Dialed::Http1;
             }
             // The socket itself, TLS or not, so that h2's vectored writes
@@ -263,8 +302,10 @@ impl Mux {
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_header_list_size(MAX_HEADER_LIST)
                 .enable_push(false)
+                .initial_max_send_streams(INITIAL_STREAMS)
+                .max_send_buffer_size(SEND_BUFFER)
                 .handshake::<_, Bytes>(io);
-            let (send, connection) = match tokio::time::timeout(timeout, handshake).await {
+            let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => return Dialed::Failed(e.to_string().into()),
                 Err(_) => {
@@ -273,16 +314,23 @@ impl Mux {
                     );
                 }
             };
+            let ping = connection.ping_pong();
             let live = Arc::new(Live::default());
             let ended = live.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "origin HTTP/2 connection ended");
                 }
                 ended.closed.store(true, Ordering::Release);
             });
             let conn = Conn { send, live };
-            tokio::spawn(reap(slot, conn.clone(), keepalive));
+            tokio::spawn(watch(
+                slot,
+                conn.clone(),
+                keepalive,
+                ping,
+                task.abort_handle(),
+            ));
             Dialed::Http2(conn)
         }
     }
@@ -293,11 +341,20 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
-/// Closes `conn` once it has had no stream open for `keepalive`: dropping
-/// the slot's handle lets h2 end the connection with a GOAWAY.
-async fn reap(slot: Weak<Mutex<Slot>>, conn: Conn, keepalive: Duration) {
-    let tick = (keepalive / 4).max(Duration::from_millis(100));
+/// Looks after one connection until it closes: while streams are open it
+/// PINGs the server now and then, and ends the connection if no answer
+/// comes; once no stream has been open for `keepalive`, it drops the
+/// slot's handle, and h2 ends the connection with a GOAWAY.
+async fn watch(
+    slot: Weak<Mutex<Slot>>,
+    conn: Conn,
+    keepalive: Duration,
+    mut ping: Option<h2::PingPong>,
+    task: tokio::task::AbortHandle,
+) {
+    let tick = (keepalive / 4).clamp(Duration::from_millis(100), PING_EVERY);
     let mut idle_since: Option<(tokio::time::Instant, u64)> = None;
+    let mut last_ping = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(tick).await;
         if conn.live.closed.load(Ordering::Acquire) {
@@ -307,6 +364,21 @@ async fn reap(slot: Weak<Mutex<Slot>>, conn: Conn, keepalive: Duration) {
         let uses = conn.live.uses.load(Ordering::Relaxed);
         if conn.live.open.load(Ordering::Acquire) > 0 {
             idle_since = None;
+            if let Some(pinger) = &mut ping
+                && last_ping.elapsed() >= PING_EVERY
+            {
+                last_ping = tokio::time::Instant::now();
+                let answered = tokio::time::timeout(PING_TIMEOUT, pinger.ping(h2::Ping::opaque()))
+                    .await
+                    .is_ok_and(|pong| pong.is_ok());
+                if !answered {
+                    tracing::warn!("an origin connection did not answer a PING; closing it");
+                    forget(&slot, &conn);
+                    conn.live.closed.store(true, Ordering::Release);
+                    task.abort();
+                    break;
+                }
+            }
             continue;
         }
         match idle_since {
@@ -360,13 +432,39 @@ async fn final_response(
 }
 
 /// RFC 9113 §8.7: a stream the server refused was not processed, and may
-/// be sent again whatever its method.
+/// be sent again whatever its method; so was one above the last stream a
+/// GOAWAY says the server will process (§6.8), the only streams h2 ends
+/// with the server's GOAWAY.
 fn classify(e: &h2::Error) -> Failure {
-    if e.reason() == Some(Reason::REFUSED_STREAM) && e.is_remote() {
+    let refused = e.reason() == Some(Reason::REFUSED_STREAM) || e.is_go_away();
+    if refused && e.is_remote() {
         Failure::Refused(e.to_string())
     } else {
         Failure::Failed(e.to_string())
     }
+}
+
+/// Puts the request's Host in its URI, where h2 takes `:authority` from,
+/// before Host itself is dropped (RFC 9113 §8.3.1).
+fn authority_from_host(head: &mut http::request::Parts) {
+    let Some(authority) = head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .filter(|a| !a.as_str().contains('@'))
+    else {
+        return;
+    };
+    let mut parts = std::mem::take(&mut head.uri).into_parts();
+    parts.authority = Some(authority);
+    if parts.scheme.is_none() {
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+    }
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    head.uri = http::Uri::from_parts(parts).unwrap_or_default();
 }
 
 /// RFC 9113 §8.2.2: fields that belong to one HTTP/1.1 connection are not
@@ -406,7 +504,13 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 /// stream, so the origin never takes a cut-off body for a whole one.
 async fn send_body(mut body: UpstreamBody, mut stream: SendStream<Bytes>) {
     loop {
-        let frame = match body.frame().await {
+        // The server may answer and reset the stream before the body is
+        // all sent (RFC 9113 §8.1): stop waiting for the client then.
+        let next = tokio::select! {
+            frame = body.frame() => frame,
+            _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
+        };
+        let frame = match next {
             None => {
                 let _ = stream.send_data(Bytes::new(), true);
                 return;
@@ -449,11 +553,22 @@ async fn send_body(mut body: UpstreamBody, mut stream: SendStream<Bytes>) {
     }
 }
 
+/// The task sending a request body; stopped when dropped.
+struct Upload(tokio::task::JoinHandle<()>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A response body read from an HTTP/2 stream, giving the window back as
 /// the data is taken, then the trailers.
 pub struct H2Body {
     recv: RecvStream,
     _opened: Busy,
+    /// The request body still being sent, if it is.
+    _upload: Option<Upload>,
     /// What Content-Length promised and has not come yet.
     remaining: Option<u64>,
     data_done: bool,
@@ -462,10 +577,11 @@ pub struct H2Body {
 
 impl H2Body {
     /// `length`: the response's Content-Length, if it has one.
-    fn new(recv: RecvStream, length: Option<u64>, opened: Busy) -> Self {
+    fn new(recv: RecvStream, length: Option<u64>, opened: Busy, upload: Option<Upload>) -> Self {
         Self {
             recv,
             _opened: opened,
+            _upload: upload,
             remaining: length,
             data_done: false,
             done: false,
@@ -531,6 +647,7 @@ mod tests {
 
     use http_body_util::{Empty, Full};
     use hyper_util::client::legacy::connect::HttpConnector;
+    use futures_util::StreamExt;
     use tokio::sync::mpsc;
 
     use super::*;
@@ -550,12 +667,26 @@ mod tests {
                 tokio::spawn(async move {
                     let mut connection = h2::server::handshake(tcp).await.unwrap();
                     while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        let events = events.clone();
                         tokio::spawn(async move {
                             let (parts, mut body) = request.into_parts();
-                            let mut received = parts.uri.path().as_bytes().to_vec();
-                            while let Some(Ok(chunk)) = body.data().await {
-                                let _ = body.flow_control().release_capacity(chunk.len());
-                                received.extend_from_slice(&chunk);
+                            let mut received = match parts.uri.path() {
+                                "/authority" => parts.uri.authority().unwrap().to_string(),
+                                path => path.to_owned(),
+                            }
+                            .into_bytes();
+                            loop {
+                                match body.data().await {
+                                    Some(Ok(chunk)) => {
+                                        let _ = body.flow_control().release_capacity(chunk.len());
+                                        received.extend_from_slice(&chunk);
+                                    }
+                                    Some(Err(_)) => {
+                                        let _ = events.send("reset");
+                                        return;
+                                    }
+                                    None => break,
+                                }
                             }
                             let head = Response::builder()
                                 .header("content-length", received.len())
@@ -628,6 +759,47 @@ mod tests {
         assert_eq!(body, "/again");
         assert_eq!(events.recv().await, Some("open"));
         assert!(events.try_recv().is_err());
+    }
+
+    /// A request given up while its body is still being sent (a time-out,
+    /// the client gone) resets its stream: the server never takes the part
+    /// sent for a whole request.
+    #[tokio::test]
+    async fn a_request_given_up_mid_upload_resets_its_stream() {
+        let (addr, mut events) = server().await;
+        let mux = mux(addr, Duration::from_secs(60));
+        let endless = http_body_util::StreamBody::new(
+            futures_util::stream::once(async {
+                Ok::<_, crate::body::BoxError>(Frame::data(Bytes::from_static(b"part")))
+            })
+            .chain(futures_util::stream::pending()),
+        )
+        .boxed_unsync();
+        let req = Request::post(format!("http://{addr}/upload"))
+            .body(endless)
+            .unwrap();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(300), mux.request(req, None)).await;
+        assert!(gave_up.is_err(), "no answer comes while the body is open");
+        assert_eq!(events.recv().await, Some("open"));
+        let wait = Duration::from_secs(10);
+        assert_eq!(
+            tokio::time::timeout(wait, events.recv()).await.unwrap(),
+            Some("reset")
+        );
+    }
+
+    /// RFC 9113 §8.3.1: the request's Host becomes `:authority`, and no
+    /// Host field goes out besides it.
+    #[tokio::test]
+    async fn host_travels_as_the_authority() {
+        let (addr, _events) = server().await;
+        let mux = mux(addr, Duration::from_secs(60));
+        let mut req = get(addr, "/authority", "");
+        req.headers_mut()
+            .insert(http::header::HOST, "site.example:8443".parse().unwrap());
+        let (_, body) = text(mux.request(req, None).await.unwrap()).await;
+        assert_eq!(body, "site.example:8443");
     }
 
     /// A server that is not there is a connect failure, which failover may
