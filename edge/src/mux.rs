@@ -645,9 +645,9 @@ impl Body for H2Body {
 mod tests {
     use std::net::SocketAddr;
 
+    use futures_util::StreamExt;
     use http_body_util::{Empty, Full};
     use hyper_util::client::legacy::connect::HttpConnector;
-    use futures_util::StreamExt;
     use tokio::sync::mpsc;
 
     use super::*;
