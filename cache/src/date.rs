@@ -236,9 +236,13 @@ fn civil_year(days: i64) -> i64 {
 mod tests {
     use super::*;
 
-    fn at(text: &str) -> Option<u64> {
-        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027
-        parse_at(text, now).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
+    /// Seconds from the epoch (negative before it), "now" in 2027.
+    fn at(text: &str) -> Option<i64> {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        parse_at(text, now).map(|t| match t.duration_since(UNIX_EPOCH) {
+            Ok(after) => after.as_secs() as i64,
+            Err(before) => -(before.duration().as_secs() as i64),
+        })
     }
 
     /// RFC 9110 §5.6.7: the three formats name the same instant.
@@ -293,6 +297,35 @@ mod tests {
             at("Sunday, 01-Jan-78 00:00:00 GMT"),
             at("Sun, 01 Jan 1978 00:00:00 GMT")
         );
+    }
+
+    /// Hostile input never panics: every cut and every one-byte change of
+    /// valid dates, over the characters that matter to the parser.
+    #[test]
+    fn no_input_panics() {
+        let valid = [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ];
+        let bytes = [b' ', b',', b'-', b':', b'0', b'9', b'a', b'\t', 0xc3, 0xa9];
+        for date in valid {
+            for cut in 0..=date.len() {
+                let _ = at(date.get(..cut).unwrap_or_default());
+                let _ = at(date.get(cut..).unwrap_or_default());
+            }
+            for at_byte in 0..date.len() {
+                for b in bytes {
+                    let mut changed = date.as_bytes().to_vec();
+                    changed[at_byte] = b;
+                    if let Ok(text) = String::from_utf8(changed) {
+                        let _ = at(&text);
+                    }
+                }
+            }
+        }
+        assert!(at("Sat, 31 Dec 9999 23:59:60 GMT").is_some());
+        assert_eq!(at("Thu, 01 Jan 1570 00:00:00 GMT"), Some(-12_622_780_800));
     }
 
     #[test]
