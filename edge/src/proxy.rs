@@ -1135,6 +1135,7 @@ impl Proxy {
             || directives.has("max-age")
             || directives.has("s-maxage");
         request.parts.method == Method::POST
+            && !request.rule.bypass
             && explicit
             && response
                 .get(http::header::CONTENT_LOCATION)

@@ -399,8 +399,8 @@ async fn uncacheable_answers_release_the_collapsed_requests() {
 
 /// RFC 9110 §9.3.3: a POST response with explicit freshness and a
 /// `Content-Location` equal to the POST's target is stored and answers a
-/// later GET; one naming another resource, or without explicit freshness,
-/// is not.
+/// later GET; one naming another resource, without explicit freshness, or
+/// on a path a rule bypasses, is not.
 #[tokio::test]
 async fn a_post_response_naming_its_own_target_answers_later_gets() {
     let origin = Origin::start(|seen| {
@@ -409,6 +409,7 @@ async fn a_post_response_naming_its_own_target_answers_later_gets() {
         }
         let (location, cc) = match seen.uri.path() {
             "/form" => ("/form", "max-age=600"),
+            "/private" => ("/private", "max-age=600"),
             "/elsewhere" => ("/other", "max-age=600"),
             _ => ("/heuristic", "public"),
         };
@@ -419,19 +420,26 @@ async fn a_post_response_naming_its_own_target_answers_later_gets() {
         )
     })
     .await;
-    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
-    for path in ["/form", "/elsewhere", "/heuristic"] {
+    let rules = "\n      - match: {path_prefix: /private}\n        cache: bypass";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    for path in ["/form", "/elsewhere", "/heuristic", "/private"] {
         let posted = request(outpost.addr(), "POST", "example.com", path, &[], "a=1").await;
         assert_eq!(posted.body, "from the post");
+        assert_eq!(
+            posted.cache_status().contains("stored"),
+            path == "/form",
+            "{path}: {}",
+            posted.cache_status()
+        );
     }
     let got = get(outpost.addr(), "example.com", "/form").await;
     got.assert_hit();
     assert_eq!(got.body, "from the post");
-    for path in ["/elsewhere", "/other", "/heuristic"] {
+    for path in ["/elsewhere", "/other", "/heuristic", "/private"] {
         let got = get(outpost.addr(), "example.com", path).await;
         assert_eq!(got.body, "from a get", "{path}");
     }
-    assert_eq!(origin.hits(), 6);
+    assert_eq!(origin.hits(), 8, "a bypassed path stores nothing");
 }
 
 /// RFC 9111 §4.3.5: a 200 to a HEAD sent for a stale entry freshens the
