@@ -2,12 +2,14 @@
 //! hyper's client: hyper's HTTP/2 client drops the interim (1xx) responses
 //! that h2 receives, and a proxy forwards them (RFC 9110 §15.2).
 //!
-//! One connection per server carries every request as a stream of its own.
-//! It is dialled on first use (requests that arrive meanwhile wait for the
-//! same dial), replaced once it closes, and closed after `keepalive` with
-//! no stream open. A pool with `protocol: auto` over TLS lets ALPN decide:
-//! when the server picks HTTP/1.1, its requests go to an HTTP/1.1 client
-//! from then on, as do WebSocket upgrades, which HTTP/2 cannot carry.
+//! Requests go as streams over as few connections as the server's limit of
+//! concurrent streams allows: usually one. A connection is dialled when
+//! none has room (requests that arrive meanwhile wait for the same dial),
+//! PINGed while streams are open, dropped once it closes, and closed after
+//! `keepalive` with no stream open. A pool with `protocol: auto` over TLS
+//! lets ALPN decide: when the server picks HTTP/1.1, its requests go to an
+//! HTTP/1.1 client for a while, as do WebSocket upgrades, which HTTP/2
+//! cannot carry.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -32,10 +34,10 @@ use crate::interim::Interim;
 use crate::upstream::{Connector, Failure, UpstreamBody, error_chain};
 
 /// Flow-control windows. h2's defaults of 64 KiB hold a large body to a
-/// trickle over any real distance; the stream window is hyper's. All
-/// requests to a server share one connection, so its window is many
-/// streams' worth: slow readers of large bodies do not stall the rest
-/// until 16 of them hold their whole windows unread.
+/// trickle over any real distance; the stream window is hyper's. Many
+/// requests share a connection, so its window is many streams' worth:
+/// slow readers of large bodies do not stall the rest until 16 of them
+/// hold their whole windows unread.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// The largest response head accepted from an origin.
@@ -69,10 +71,29 @@ pub struct Mux {
     fallback: Option<Box<Client<Connector, UpstreamBody>>>,
 }
 
-enum Slot {
-    Empty,
-    Dialing(Shared<BoxFuture<'static, Dialed>>),
-    Open(Conn),
+/// A server's HTTP/2 connections, and the dial under way, if one is.
+#[derive(Default)]
+struct Slot {
+    open: Vec<Conn>,
+    dialing: Option<Shared<BoxFuture<'static, Dialed>>>,
+}
+
+/// Where a request goes.
+enum Picked {
+    /// A stream on this connection, already counted.
+    Stream(Conn, Busy),
+    /// To the HTTP/1.1 client: ALPN picked it.
+    Http1,
+    Failed(Arc<str>),
+}
+
+/// The open connection with the fewest streams, a stream counted on it.
+fn least_busy(slot: &Slot) -> Option<Picked> {
+    slot.open
+        .iter()
+        .filter(|conn| !conn.live.closed.load(Ordering::Acquire))
+        .min_by_key(|conn| conn.live.open.load(Ordering::Acquire))
+        .map(|conn| Picked::Stream(conn.clone(), Busy::new(&conn.live)))
 }
 
 /// What a dial came to; shared by every request that waited for it.
@@ -90,6 +111,15 @@ enum Dialed {
 struct Conn {
     send: SendRequest<Bytes>,
     live: Arc<Live>,
+}
+
+impl Conn {
+    /// Whether a stream opened now would not wait for another to end: the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS (or, before its SETTINGS
+    /// came, `INITIAL_STREAMS`) is not reached.
+    fn has_room(&self) -> bool {
+        self.live.open.load(Ordering::Acquire) < self.send.current_max_send_streams()
+    }
 }
 
 #[derive(Default)]
@@ -133,7 +163,7 @@ impl Mux {
             dial_uri,
             connect_timeout,
             keepalive,
-            slot: Arc::new(Mutex::new(Slot::Empty)),
+            slot: Arc::new(Mutex::new(Slot::default())),
             http1: Arc::new(Mutex::new(None)),
             fallback,
         }
@@ -158,11 +188,11 @@ impl Mux {
         // A connection found closed when the stream is to be opened carried
         // nothing of this request: one more try, on a fresh connection.
         let mut tries = 0;
-        let (conn, mut send) = loop {
-            let conn = match self.connection().await {
-                Dialed::Http2(conn) => conn,
-                Dialed::Failed(why) => return Err(Failure::Connect(why.to_string())),
-                Dialed::Http1 => match &self.fallback {
+        let (conn, busy, mut send) = loop {
+            let (conn, busy) = match self.connection().await {
+                Picked::Stream(conn, busy) => (conn, busy),
+                Picked::Failed(why) => return Err(Failure::Connect(why.to_string())),
+                Picked::Http1 => match &self.fallback {
                     Some(fallback) => {
                         return http1(fallback, Request::from_parts(head, body)).await;
                     }
@@ -170,8 +200,9 @@ impl Mux {
                 },
             };
             match conn.send.clone().ready().await {
-                Ok(send) => break (conn, send),
+                Ok(send) => break (conn, busy, send),
                 Err(e) => {
+                    drop(busy);
                     self.forget(&conn);
                     tries += 1;
                     if tries == 2 {
@@ -180,7 +211,6 @@ impl Mux {
                 }
             }
         };
-        let busy = Busy::new(&conn.live);
         // Refused before a stream was opened (a GOAWAY that came meanwhile):
         // nothing was sent.
         let (response, stream) = send
@@ -220,43 +250,65 @@ impl Mux {
         }
     }
 
-    /// The open connection, or the outcome of a dial that this call starts
-    /// or joins.
-    async fn connection(&self) -> Dialed {
-        let dialing = {
-            let mut slot = lock(&self.slot);
-            match &*slot {
-                Slot::Open(conn) if !conn.live.closed.load(Ordering::Acquire) => {
-                    return Dialed::Http2(conn.clone());
+    /// A connection with room for one more stream, the stream counted on
+    /// it already: an open one, or one a dial that this call starts or
+    /// joins brings. When every open one is at the server's limit of
+    /// concurrent streams, another is dialled; should that fail, the least
+    /// busy open one takes the stream (h2 holds it until one ends).
+    async fn connection(&self) -> Picked {
+        // A burst of requests can fill a fresh connection at once: look
+        // again after each dial, a few times at most.
+        for _ in 0..4 {
+            let dialing = {
+                let mut slot = lock(&self.slot);
+                slot.open
+                    .retain(|conn| !conn.live.closed.load(Ordering::Acquire));
+                if let Some(conn) = slot.open.iter().find(|conn| conn.has_room()) {
+                    return Picked::Stream(conn.clone(), Busy::new(&conn.live));
                 }
-                Slot::Dialing(dialing) => dialing.clone(),
-                _ => {
-                    // Dialled on a task of its own, so that it goes on (and
-                    // its time-out runs) even when every waiter has left.
-                    let dial = tokio::spawn(self.dial());
-                    let dialing = async move {
-                        dial.await
-                            .unwrap_or_else(|_| Dialed::Failed("the dial was cancelled".into()))
+                match &slot.dialing {
+                    Some(dialing) => dialing.clone(),
+                    None => {
+                        // Dialled on a task of its own, so that it goes on
+                        // (and its time-out runs) even when every waiter
+                        // has left.
+                        let dial = tokio::spawn(self.dial());
+                        let dialing = async move {
+                            dial.await
+                                .unwrap_or_else(|_| Dialed::Failed("the dial was cancelled".into()))
+                        }
+                        .boxed()
+                        .shared();
+                        slot.dialing = Some(dialing.clone());
+                        dialing
                     }
-                    .boxed()
-                    .shared();
-                    *slot = Slot::Dialing(dialing.clone());
-                    dialing
+                }
+            };
+            let dialed = dialing.clone().await;
+            let mut slot = lock(&self.slot);
+            if slot
+                .dialing
+                .as_ref()
+                .is_some_and(|current| current.ptr_eq(&dialing))
+            {
+                slot.dialing = None;
+                if let Dialed::Http2(conn) = &dialed {
+                    slot.open.push(conn.clone());
                 }
             }
-        };
-        let dialed = dialing.clone().await;
-        let mut slot = lock(&self.slot);
-        if matches!(&*slot, Slot::Dialing(current) if current.ptr_eq(&dialing)) {
-            *slot = match &dialed {
-                Dialed::Http2(conn) => Slot::Open(conn.clone()),
-                _ => Slot::Empty,
-            };
+            match dialed {
+                Dialed::Http2(_) => continue,
+                Dialed::Http1 => return Picked::Http1,
+                Dialed::Failed(why) => {
+                    return least_busy(&slot).unwrap_or(Picked::Failed(why));
+                }
+            }
         }
-        dialed
+        let slot = lock(&self.slot);
+        least_busy(&slot).unwrap_or_else(|| Picked::Failed("no connection".into()))
     }
 
-    /// Empties the slot if it still holds `conn`.
+    /// Takes `conn` out of the slot.
     fn forget(&self, conn: &Conn) {
         forget(&self.slot, conn);
     }
@@ -394,10 +446,9 @@ async fn watch(
 }
 
 fn forget(slot: &Mutex<Slot>, conn: &Conn) {
-    let mut slot = lock(slot);
-    if matches!(&*slot, Slot::Open(open) if Arc::ptr_eq(&open.live, &conn.live)) {
-        *slot = Slot::Empty;
-    }
+    lock(slot)
+        .open
+        .retain(|open| !Arc::ptr_eq(&open.live, &conn.live));
 }
 
 fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
@@ -759,6 +810,87 @@ mod tests {
         assert_eq!(body, "/again");
         assert_eq!(events.recv().await, Some("open"));
         assert!(events.try_recv().is_err());
+    }
+
+    /// An h2c server that takes `streams` concurrent streams and holds each
+    /// answer to `/hold` until `release` gives a permit; it reports each
+    /// connection and each request.
+    async fn holding_server(
+        streams: u32,
+        release: Arc<tokio::sync::Semaphore>,
+    ) -> (SocketAddr, mpsc::UnboundedReceiver<&'static str>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (events, release) = (events.clone(), release.clone());
+                let _ = events.send("open");
+                tokio::spawn(async move {
+                    let mut connection = h2::server::Builder::new()
+                        .max_concurrent_streams(streams)
+                        .handshake::<_, Bytes>(tcp)
+                        .await
+                        .unwrap();
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        let (events, release) = (events.clone(), release.clone());
+                        let _ = events.send("request");
+                        tokio::spawn(async move {
+                            if request.uri().path() == "/hold" {
+                                release.acquire().await.unwrap().forget();
+                            }
+                            let head = Response::builder().body(()).unwrap();
+                            let mut send = respond.send_response(head, false).unwrap();
+                            send.send_data(Bytes::from_static(b"done"), true).unwrap();
+                        });
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    /// When every connection is at the server's limit of concurrent
+    /// streams (SETTINGS_MAX_CONCURRENT_STREAMS), another is opened rather
+    /// than the request waiting inside h2.
+    #[tokio::test]
+    async fn a_full_connection_gets_a_second_one_beside_it() {
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (addr, mut events) = holding_server(2, release.clone()).await;
+        let mux = Arc::new(mux(addr, Duration::from_secs(60)));
+        // One exchange first, so that the server's SETTINGS are known.
+        let (_, body) = text(mux.request(get(addr, "/warm", ""), None).await.unwrap()).await;
+        assert_eq!(body, "done");
+        assert_eq!(events.recv().await, Some("open"));
+        assert_eq!(events.recv().await, Some("request"));
+        let held: Vec<_> = (0..4)
+            .map(|_| {
+                let mux = mux.clone();
+                tokio::spawn(async move {
+                    let response = mux.request(get(addr, "/hold", ""), None).await;
+                    text(response.unwrap()).await.1
+                })
+            })
+            .collect();
+        let wait = Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while seen.iter().filter(|e| **e == "request").count() < 4 {
+            seen.push(
+                tokio::time::timeout(wait, events.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            seen.iter().filter(|e| **e == "open").count(),
+            1,
+            "a second connection for the third and fourth streams: {seen:?}"
+        );
+        release.add_permits(4);
+        for answer in held {
+            assert_eq!(answer.await.unwrap(), "done");
+        }
     }
 
     /// A request given up while its body is still being sent (a time-out,
