@@ -37,7 +37,9 @@ use freshness::Unusable;
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use memory::{MemoryTier, Stored};
-pub use policy::{NotStored, PolicyOptions, StaleUse, StoreRules, storage_policy};
+pub use policy::{
+    NotStored, PolicyOptions, StaleUse, StoreRules, has_explicit_freshness, storage_policy,
+};
 pub use purge::{PurgeIndex, RETENTION, Verdict};
 use vary::VaryMarker;
 pub use vary::{KeyFields, MAX_VARIANTS};

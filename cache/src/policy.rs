@@ -203,9 +203,6 @@ pub(crate) fn build(
     } else {
         headers
     };
-    // RFC 9111 §5.2.2.7: a qualified `private` keeps only the fields it
-    // names out of a shared cache (the caller drops them); the rest may be
-    // stored, so the library must not read it as an unqualified one.
     // RFC 9111 §5.2.2.3: with must-understand, a cache that understands
     // the status code ignores no-store (the directive is for caches that
     // would not).
@@ -217,6 +214,9 @@ pub(crate) fn build(
     {
         res_view.headers.insert(CACHE_CONTROL, value);
     }
+    // RFC 9111 §5.2.2.7: a qualified `private` keeps only the fields it
+    // names out of a shared cache (the caller drops them); the rest may be
+    // stored, so the library must not read it as an unqualified one.
     let private = private_fields(&res_view.headers);
     if !private.is_empty()
         && let Ok(value) =
@@ -240,11 +240,10 @@ pub(crate) fn build(
     // or `public` (which also allows a heuristic, §4.2.2); the library
     // knows only a list of codes. Without `must-understand` (§5.2.2.3),
     // judge such a response as if its code were on the list.
+    let directives = Directives::from_headers(&res_view.headers);
     let unlisted_but_explicit = !matches!(status.as_u16(), 100..=199 | 206 | 304)
-        && (has_explicit_freshness(&res_view.headers)
-            || Directives::from_headers(&res_view.headers).has("public"))
-        && (understood(status)
-            || !Directives::from_headers(&res_view.headers).has("must-understand"));
+        && (has_explicit_freshness(&res_view.headers) || directives.has("public"))
+        && (understood(status) || !directives.has("must-understand"));
     let storable =
         storable_as(status) || (unlisted_but_explicit && storable_as(http::StatusCode::OK));
     Built {
@@ -287,10 +286,11 @@ fn private_fields(headers: &HeaderMap) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn has_explicit_freshness(headers: &HeaderMap) -> bool {
-    headers.contains_key(EXPIRES)
-        || Directives::from_headers(headers).has("max-age")
-        || Directives::from_headers(headers).has("s-maxage")
+/// Whether a response carries its own freshness lifetime: Expires, max-age
+/// or s-maxage (RFC 9111 §4.2.1).
+pub fn has_explicit_freshness(headers: &HeaderMap) -> bool {
+    let directives = Directives::from_headers(headers);
+    headers.contains_key(EXPIRES) || directives.has("max-age") || directives.has("s-maxage")
 }
 
 /// The origin's words set aside: only the rule's TTL decides.

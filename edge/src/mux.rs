@@ -455,9 +455,9 @@ fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A request over the HTTP/1.1 client, with interim responses passed on by
-/// hyper's own hook (set by the caller).
-async fn http1(
+/// A request over hyper's HTTP/1.1 client, with interim responses passed on
+/// by hyper's own hook (set by the caller).
+pub(crate) async fn http1(
     client: &Client<Connector, UpstreamBody>,
     req: Request<UpstreamBody>,
 ) -> Result<Response<OriginStream>, Failure> {

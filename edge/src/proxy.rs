@@ -1130,13 +1130,9 @@ impl Proxy {
     /// `Content-Location` naming the POST's own target may answer later
     /// GETs of it.
     fn reusable_post(&self, request: &Exchange, response: &HeaderMap) -> bool {
-        let directives = outpost_cache::Directives::from_headers(response);
-        let explicit = response.contains_key(http::header::EXPIRES)
-            || directives.has("max-age")
-            || directives.has("s-maxage");
         request.parts.method == Method::POST
             && !request.rule.bypass
-            && explicit
+            && outpost_cache::has_explicit_freshness(response)
             && response
                 .get(http::header::CONTENT_LOCATION)
                 .and_then(|v| v.to_str().ok())

@@ -128,11 +128,7 @@ impl Server {
             });
         }
         match &self.transport {
-            Transport::Hyper(client) => match client.request(req).await {
-                Ok(response) => Ok(response.map(OriginStream::Http1)),
-                Err(e) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
-                Err(e) => Err(Failure::Failed(error_chain(&e))),
-            },
+            Transport::Hyper(client) => crate::mux::http1(client, req).await,
             Transport::Mux(mux) => mux.request(req, interim).await,
         }
     }
