@@ -1175,25 +1175,28 @@ mod tests {
         assert!(!plain.stale_if_error(cache.now()));
     }
 
+    /// Stores a 200 to a plain GET of `key()` with these header fields, now,
+    /// under the default rules.
+    fn store_now(cache: &Cache, headers: &[(&str, &str)]) -> Result<Arc<Entry>, NotStored> {
+        cache
+            .prepare(
+                &key(),
+                &get(&[]),
+                &ok(headers),
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
+            .map(|p| cache.insert(p, Bytes::new()))
+    }
+
     /// RFC 9213 §2.1: the first targeted field present replaces
     /// Cache-Control and Expires for this cache.
     #[test]
     fn cdn_cache_control_takes_precedence() {
         let (cache, _) = setup();
         let ttl = |headers: &[(&str, &str)]| {
-            cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &ok(headers),
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .map(|p| {
-                    let entry = cache.insert(p, Bytes::new());
-                    entry.time_to_live(cache.now()).as_secs()
-                })
+            store_now(&cache, headers).map(|entry| entry.time_to_live(cache.now()).as_secs())
         };
         assert_eq!(
             ttl(&[
@@ -1237,18 +1240,7 @@ mod tests {
     #[test]
     fn a_qualified_private_stores_the_rest() {
         let (cache, _) = setup();
-        let stored = |headers: &[(&str, &str)]| {
-            cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &ok(headers),
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .map(|p| cache.insert(p, Bytes::new()))
-        };
+        let stored = |headers: &[(&str, &str)]| store_now(&cache, headers);
         let entry = stored(&[
             (
                 "cache-control",
@@ -1281,21 +1273,7 @@ mod tests {
     fn targeted_fields_are_structured_dictionaries() {
         let (cache, _) = setup();
         let ttl = |headers: &[(&str, &str)]| {
-            cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &ok(headers),
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .map(|p| {
-                    cache
-                        .insert(p, Bytes::new())
-                        .time_to_live(cache.now())
-                        .as_secs()
-                })
+            store_now(&cache, headers).map(|entry| entry.time_to_live(cache.now()).as_secs())
         };
         for broken in [
             "max-age=600, &&&&&",
