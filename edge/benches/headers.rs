@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Version};
-use outpost_edge::headers::to_origin;
+use outpost_edge::bench::to_origin;
 
 fn request_fields() -> HeaderMap {
     let mut headers = HeaderMap::new();

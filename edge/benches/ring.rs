@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use outpost_edge::ring::Ring;
+use outpost_edge::bench::Ring;
 
 fn keys() -> Vec<[u8; 32]> {
     (0..1024)

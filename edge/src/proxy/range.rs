@@ -6,7 +6,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use http_body::{Body, Frame, SizeHint};
@@ -132,23 +132,6 @@ fn if_range_holds(condition: &str, stored: &HeaderMap) -> bool {
 /// `Content-Range` for one range of an object of `len` bytes.
 pub fn content_range((start, end): (u64, u64), len: u64) -> String {
     format!("bytes {start}-{end}/{len}")
-}
-
-/// A `multipart/byteranges` body (RFC 9110 §14.6) and its boundary.
-pub fn multipart(
-    body: &Bytes,
-    ranges: &[(u64, u64)],
-    content_type: Option<&str>,
-    boundary: &str,
-) -> Bytes {
-    let mut out = BytesMut::new();
-    for piece in multipart_pieces(body.len() as u64, ranges, content_type, boundary) {
-        match piece {
-            Piece::Text(text) => out.put_slice(&text),
-            Piece::Range(start, end) => out.put_slice(&body[start as usize..=end as usize]),
-        }
-    }
-    out.freeze()
 }
 
 /// One piece of a `multipart/byteranges` body: delimiter and part header
@@ -372,6 +355,25 @@ mod tests {
             Ranges::Partial(vec![(0, 9)])
         );
         assert_eq!(with("Wed, 02 Sep 2026 00:00:00 GMT"), Ranges::Whole);
+    }
+
+    /// A whole `multipart/byteranges` body (RFC 9110 §14.6), from its pieces.
+    use bytes::{BufMut, BytesMut};
+
+    fn multipart(
+        body: &Bytes,
+        ranges: &[(u64, u64)],
+        content_type: Option<&str>,
+        boundary: &str,
+    ) -> Bytes {
+        let mut out = BytesMut::new();
+        for piece in multipart_pieces(body.len() as u64, ranges, content_type, boundary) {
+            match piece {
+                Piece::Text(text) => out.put_slice(&text),
+                Piece::Range(start, end) => out.put_slice(&body[start as usize..=end as usize]),
+            }
+        }
+        out.freeze()
     }
 
     #[test]

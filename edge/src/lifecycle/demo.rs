@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// The demo configuration, the same file as `config/examples/demo.yaml`.
-pub const DEMO_CONFIG: &str = include_str!("../../config/examples/demo.yaml");
+pub const DEMO_CONFIG: &str = include_str!("../../../config/examples/demo.yaml");
 
 /// Token the demo's side API accepts when `OUTPOST_ADMIN_TOKEN` is unset.
 pub const DEMO_TOKEN: &str = "demo-token";
@@ -32,8 +32,9 @@ pub fn ensure_certificate(state_dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
-    let (cert_pem, key_pem) = crate::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])
-        .map_err(|e| e.to_string())?;
+    let (cert_pem, key_pem) =
+        crate::front::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])
+            .map_err(|e| e.to_string())?;
     std::fs::write(&cert, cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
     write_private(&key, key_pem.as_bytes()).map_err(|e| format!("{}: {e}", key.display()))?;
     Ok(())

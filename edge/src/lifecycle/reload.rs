@@ -1,29 +1,17 @@
-//! Config generations and hot reload.
-//!
-//! Everything built from one config file (the router, the origin pools,
-//! the TLS acceptors, the access log) is a [`Generation`]; the cache, the
-//! metrics and the fills in progress outlive it. A reload (SIGHUP or
-//! `POST /reload`) reads the file again, validates it, loads its
-//! certificates and builds its pools, and only then swaps the generation
-//! in. Each request takes the generation current when it starts and keeps
-//! it to the end; each TLS handshake takes the acceptor current at accept.
+//! Hot reload: SIGHUP and `POST /reload` read the config again, refuse a
+//! file that moves a socket, build a new generation beside the current one
+//! and swap it in only when everything in it was built. One at a time; a
+//! refused file changes nothing.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
-use outpost_cache::{Cache, Coalescer, PolicyOptions};
 use outpost_config::{ErrorList, Loaded};
-use outpost_purge_api::{Admin, Metrics, Tokens};
+use outpost_purge_api::{Admin, Tokens};
 
-use crate::access_log::{AccessLog, Target};
-use crate::proxy::Proxy;
-use crate::router::Router;
-use crate::upstream::Upstream;
-use crate::{acceptors, header_names, max_stored_body, single_error};
+use crate::lifecycle::check::single_error;
+use crate::lifecycle::generation::{Current, Generation, Shared, policy_options};
 
 /// Where the config comes from; read again on every reload.
 #[derive(Debug, Clone)]
@@ -49,135 +37,6 @@ impl ConfigSource {
             } => outpost_config::load_str(text, name, base_dir),
         }
     }
-}
-
-/// What every generation shares: it outlives reloads.
-pub(crate) struct Shared {
-    pub cache: Arc<Cache>,
-    pub metrics: Arc<Metrics>,
-    pub coalescer: Arc<Coalescer>,
-    pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
-    pub request_ids: Arc<AtomicU64>,
-}
-
-/// Everything built from one config.
-pub struct Generation {
-    /// 1 for the config loaded at start, then one more per reload.
-    pub number: u64,
-    pub loaded: Loaded,
-    /// Holds the router, the pools and each listener's TLS acceptor.
-    pub proxy: Arc<Proxy>,
-}
-
-/// The generation serving now.
-pub type Current = Arc<ArcSwap<Generation>>;
-
-impl Generation {
-    /// Builds a generation; `previous` lends what may carry over (the
-    /// access log writer when its target is the same, origin health).
-    pub(crate) async fn build(
-        number: u64,
-        loaded: Loaded,
-        shared: &Shared,
-        previous: Option<&Generation>,
-    ) -> Result<Generation, ErrorList> {
-        let config = &loaded.config;
-        let router =
-            Router::new(config).map_err(|e| single_error(&loaded, format!("regex: {e}")))?;
-        // Certificates before the pools: a bad one is the likelier error.
-        let acceptors = acceptors(&loaded)?;
-        let mut upstreams = HashMap::new();
-        for (name, pool) in &config.origins {
-            let upstream = Upstream::new(name, pool, shared.metrics.clone(), &loaded.base_dir)
-                .await
-                .map_err(|e| single_error(&loaded, format!("origins.{name}: {e}")))?;
-            if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
-                upstream.inherit_health(old, pool.health_check.is_some());
-            }
-            upstreams.insert(name.clone(), Arc::new(upstream));
-        }
-        let access_log = access_log(&loaded, previous).await?;
-        let proxy = Proxy {
-            router: Arc::new(router),
-            cache: shared.cache.clone(),
-            upstreams,
-            metrics: shared.metrics.clone(),
-            max_object_size: max_stored_body(config),
-            revalidating: shared.revalidating.clone(),
-            coalescer: shared.coalescer.clone(),
-            hidden_headers: if config.cache.expose_tag_headers {
-                Vec::new()
-            } else {
-                header_names(&config.cache.tag_headers)
-            },
-            coalesce_timeout: config.cache.coalesce_timeout.get(),
-            access_log,
-            request_ids: shared.request_ids.clone(),
-            tls: acceptors,
-            max_uri_length: usize::try_from(config.limits.max_uri_length.bytes())
-                .unwrap_or(usize::MAX),
-        };
-        Ok(Generation {
-            number,
-            loaded,
-            proxy: Arc::new(proxy),
-        })
-    }
-
-    /// Starts the pools' background work (health checks, DNS). Only for the
-    /// generation that goes live: a refused one must not probe origins.
-    pub(crate) fn go_live(&self) {
-        for (name, upstream) in &self.proxy.upstreams {
-            if let Some(pool) = self.loaded.config.origins.get(name) {
-                upstream.spawn_background(pool.health_check.as_ref(), pool.resolve_interval.get());
-            }
-        }
-    }
-
-    /// A short description for logs and for `POST /reload`.
-    pub fn summary(&self, restart_needed: &[String]) -> serde_json::Value {
-        let config = &self.loaded.config;
-        serde_json::json!({
-            "generation": self.number,
-            "file": self.loaded.file,
-            "sites": config.sites.len(),
-            "origins": config.origins.keys().collect::<Vec<_>>(),
-            "restart_needed": restart_needed,
-        })
-    }
-}
-
-/// The storage options a config asks of the cache.
-pub(crate) fn policy_options(config: &outpost_config::Config) -> PolicyOptions {
-    PolicyOptions {
-        heuristic_fraction: config.cache.heuristic_fraction,
-        heuristic_max: config.cache.heuristic_max.get(),
-        tag_headers: header_names(&config.cache.tag_headers),
-        targeted: header_names(&config.cache.targeted_fields),
-    }
-}
-
-async fn access_log(
-    loaded: &Loaded,
-    previous: Option<&Generation>,
-) -> Result<Option<Arc<AccessLog>>, ErrorList> {
-    let Some(setting) = loaded.config.access_log.as_deref() else {
-        return Ok(None);
-    };
-    let target = match setting {
-        "stdout" => Target::Stdout,
-        path => Target::File(loaded.resolve(std::path::Path::new(path))),
-    };
-    if let Some(previous) = previous
-        && let Some(log) = &previous.proxy.access_log
-        && log.target() == &target
-    {
-        return Ok(Some(log.clone()));
-    }
-    AccessLog::start(target.clone())
-        .await
-        .map(Some)
-        .map_err(|e| single_error(loaded, format!("access_log: cannot open {target:?}: {e}")))
 }
 
 /// Reloads the config: one at a time, all or nothing.

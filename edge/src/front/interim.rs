@@ -2,7 +2,7 @@
 //! (RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for).
 //!
 //! hyper's server can send none, on either protocol, so they are written
-//! by the strict connection wrapper ([`crate::strict::Strict`]) into the
+//! by the strict connection wrapper ([`crate::front::strict::Strict`]) into the
 //! connection's output, between what hyper writes:
 //! - HTTP/1.1: as a head of their own, where hyper's output is at a
 //!   message's end (everything it wrote has been flushed).
@@ -216,7 +216,7 @@ impl Interim {
             state.h2
         };
         let mut headers = headers.clone();
-        crate::headers::strip_hop_by_hop(&mut headers);
+        crate::proxy::headers::strip_hop_by_hop(&mut headers);
         let head = if h2 {
             let Ok(stream) = u32::try_from(self.request) else {
                 return;

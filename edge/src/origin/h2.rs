@@ -29,9 +29,9 @@ use hyper_boring::MaybeHttpsStream;
 use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
-use crate::body::OriginStream;
-use crate::interim::Interim;
-use crate::upstream::{Connector, Failure, UpstreamBody, error_chain};
+use crate::front::interim::Interim;
+use crate::origin::body::OriginStream;
+use crate::origin::pool::{Connector, Failure, UpstreamBody, error_chain};
 
 /// Flow-control windows. h2's defaults of 64 KiB hold a large body to a
 /// trickle over any real distance; the stream window is hyper's. Many
@@ -702,7 +702,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::resolve::Dial;
+    use crate::origin::resolve::Dial;
 
     /// An h2c server on loopback that answers every request with its
     /// path, after the request body; it reports each connection it
@@ -902,7 +902,7 @@ mod tests {
         let mux = mux(addr, Duration::from_secs(60));
         let endless = http_body_util::StreamBody::new(
             futures_util::stream::once(async {
-                Ok::<_, crate::body::BoxError>(Frame::data(Bytes::from_static(b"part")))
+                Ok::<_, crate::origin::body::BoxError>(Frame::data(Bytes::from_static(b"part")))
             })
             .chain(futures_util::stream::pending()),
         )

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::body::BoxError;
+use crate::origin::body::BoxError;
 use crate::proxy::ProxyBody;
 
 /// Lines waiting for the writer at most.

@@ -18,7 +18,7 @@
 //! checking. A connection that opens with the HTTP/2 preface is left to
 //! hyper's HTTP/2 server, its frames followed both ways: control frame
 //! floods are cut off, and interim responses go out on their streams (see
-//! [`crate::interim`]).
+//! [`crate::front::interim`]).
 
 use std::future::Future;
 use std::io;
@@ -28,7 +28,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::interim::Interim;
+use crate::front::interim::Interim;
 
 /// Longest request head accepted (request line and fields); hyper's own
 /// buffer limit is set to the same.
@@ -118,7 +118,7 @@ const CONTROL_PER_SECOND: f64 = 100.0;
 /// way to h2: PING and SETTINGS frames that ask for an answer are counted;
 /// the header block of each request that opens a stream gets, at its end
 /// (inside the frame that ends it, before any padding), a field naming the
-/// stream (see [`crate::interim`]); resets and the client's HPACK table
+/// stream (see [`crate::front::interim`]); resets and the client's HPACK table
 /// size are told to the interim queue.
 struct FrameScan {
     /// The current frame's header, held back until complete.
@@ -517,6 +517,7 @@ impl<T> Strict<T> {
     }
 
     /// Why the connection's last request was refused, if it was.
+    #[cfg(test)]
     pub fn violation(&self) -> Option<Violation> {
         self.violation
     }
@@ -1268,7 +1269,7 @@ mod tests {
     }
 
     fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        crate::interim::h2_frame_bytes(kind, flags, stream, payload)
+        crate::front::interim::h2_frame_bytes(kind, flags, stream, payload)
     }
 
     /// The header block of each request that opens a stream ends with the
@@ -1390,7 +1391,7 @@ mod tests {
 
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
-        let block = crate::interim::early_hints_block();
+        let block = crate::front::interim::early_hints_block();
         let mut expected = settings.clone();
         expected.extend(h2_frame(0x1, 0x4, 1, &block));
         expected.extend(&data);

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_cache::{KeyFields, StoreRules};
+use outpost_cache::{CacheKey, KeyFields, StoreRules, normalize_path};
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
 use regex::Regex;
 
@@ -225,6 +225,42 @@ pub fn host_name(authority: &str) -> Option<String> {
     let host = authority.host().to_ascii_lowercase();
     let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
     (!host.is_empty()).then_some(host)
+}
+
+impl Router {
+    /// The key a purge URL names, built with the rules of the site that serves it.
+    pub(crate) fn purge_key(&self, url: &str) -> Result<CacheKey, String> {
+        // Validates the URL as a whole (scheme, host) first.
+        CacheKey::from_url(url, &outpost_config::QueryKey::All).map_err(|e| e.to_string())?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?} is not absolute"))?;
+        let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(split);
+        let host = host_name(authority).ok_or_else(|| format!("{url:?} has no valid host"))?;
+        let site = self
+            .site(&host)
+            .ok_or_else(|| format!("no site serves host {host}"))?;
+        let path_and_query = path_and_query.split('#').next().unwrap_or_default();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        // The same normalization the proxy applies before matching and keying.
+        let path = normalize_path(if path.is_empty() { "/" } else { path })
+            .map_err(|e| format!("{url:?}: {e}"))?;
+        let rule = site.rule_for(&path);
+        let target = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        Ok(CacheKey::new(
+            &scheme.to_ascii_lowercase(),
+            authority,
+            &target,
+            &rule.query,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! fetch from the origin pool, store what may be stored, and mark every
 //! answer with `Cache-Status` (RFC 9211).
 
+pub(crate) mod headers;
+pub(crate) mod range;
+pub(crate) mod router;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,15 +30,15 @@ use outpost_cache::{
 };
 use outpost_purge_api::Metrics;
 
-use crate::access_log::{self, AccessLog, LoggedBody};
-use crate::body::{CountedBody, OriginBody, StoringBody};
-use crate::headers::{self, PSEUDONYM};
-use crate::range::{self, Ranges};
-use crate::router::{Router, RuleView, host_name};
-use crate::upstream::{Answer, OutgoingBody, Upstream, UpstreamError};
+use self::headers::PSEUDONYM;
+use self::range::Ranges;
+use crate::observe::access_log::{self, AccessLog, LoggedBody};
+use crate::origin::body::{CountedBody, OriginBody, StoringBody};
+use crate::origin::pool::{Answer, OutgoingBody, Upstream, UpstreamError};
+use crate::proxy::router::{Router, RuleView, host_name};
 use hyper_util::rt::TokioIo;
 
-pub use crate::body::BoxError;
+pub use crate::origin::body::BoxError;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -61,7 +65,7 @@ pub struct Proxy {
     pub max_uri_length: usize,
     /// Each listener's TLS certificates (None for plain ones): a request
     /// must name a host its connection's certificate serves.
-    pub tls: Vec<Option<Arc<crate::tls::Tls>>>,
+    pub tls: Vec<Option<Arc<crate::front::tls::Tls>>>,
     /// Shared by every config generation, so ids never repeat.
     pub request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a request waits on another's fetch of the same key.
@@ -456,7 +460,9 @@ impl Proxy {
         }
         let mut outgoing = request.origin_parts(&request.parts.headers);
         // A tunnel's answer is its 101; nothing goes before it.
-        outgoing.extensions.remove::<crate::interim::Interim>();
+        outgoing
+            .extensions
+            .remove::<crate::front::interim::Interim>();
         if over_h2 {
             outgoing.method = Method::GET;
         }
@@ -1018,7 +1024,10 @@ fn response_fields(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     fields.insert("cache_status".into(), cache.into());
-    if let Some(origin) = response.extensions().get::<crate::upstream::OriginInfo>() {
+    if let Some(origin) = response
+        .extensions()
+        .get::<crate::origin::pool::OriginInfo>()
+    {
         fields.insert("origin".into(), origin.server.clone().into());
         fields.insert(
             "origin_ms".into(),
@@ -1216,7 +1225,11 @@ impl Exchange {
             parts.headers.remove(CONTENT_LENGTH);
         }
         // The client's connection, for the origin's interim responses.
-        if let Some(interim) = self.parts.extensions.get::<crate::interim::Interim>() {
+        if let Some(interim) = self
+            .parts
+            .extensions
+            .get::<crate::front::interim::Interim>()
+        {
             parts.extensions.insert(interim.clone());
         }
         let host = self.upstream.host_header(&self.authority).to_owned();

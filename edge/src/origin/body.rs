@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use outpost_cache::{Cache, FillWriter, PendingEntry, Storing};
 use tokio::time::Sleep;
 
-use crate::upstream::Lease;
+use crate::origin::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,7 +32,7 @@ pub enum BodyError {
 /// (HTTP/1.1), or from a stream of our HTTP/2 connection (`mux.rs`).
 pub enum OriginStream {
     Http1(Incoming),
-    Http2(crate::mux::H2Body),
+    Http2(crate::origin::h2::H2Body),
 }
 
 impl Body for OriginStream {

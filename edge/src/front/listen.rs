@@ -16,11 +16,11 @@ use outpost_purge_api::Admin;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::generation::Current;
-use crate::interim::Interim;
+use crate::front::interim::Interim;
+use crate::front::strict::Strict;
+use crate::front::tls::Tls;
+use crate::lifecycle::generation::Current;
 use crate::proxy::{ConnInfo, ProxyBody};
-use crate::strict::Strict;
-use crate::tls::Tls;
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -257,8 +257,8 @@ fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecu
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .max_buf_size(crate::strict::MAX_HEAD)
-        .max_headers(crate::strict::MAX_FIELDS);
+        .max_buf_size(crate::front::strict::MAX_HEAD)
+        .max_headers(crate::front::strict::MAX_FIELDS);
     // HTTP/2 limits. Streams and header lists are bounded; a client that
     // resets streams faster than they are served (Rapid Reset), or that
     // makes the server reset many (MadeYouReset), gets GOAWAY; h2 itself

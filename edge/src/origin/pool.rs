@@ -23,10 +23,10 @@ use outpost_purge_api::{Metrics, PoolStatus, ServerStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 
-use crate::body::OriginStream;
-use crate::health::Health;
-use crate::resolve::{Dial, resolve};
-use crate::ring::Ring;
+use crate::origin::body::OriginStream;
+use crate::origin::health::Health;
+use crate::origin::resolve::{Dial, resolve};
+use crate::origin::ring::Ring;
 
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 pub(crate) type Connector = HttpsConnector<Dial<HttpConnector>>;
@@ -106,20 +106,16 @@ pub struct Server {
 /// own HTTP/2 connection where HTTP/2 may be spoken.
 enum Transport {
     Hyper(Client<Connector, UpstreamBody>),
-    Mux(crate::mux::Mux),
+    Mux(crate::origin::h2::Mux),
 }
 
 impl Server {
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// Sends one request to this server and waits for the response head;
     /// interim responses go to `interim`.
     async fn request(
         &self,
         mut req: Request<UpstreamBody>,
-        interim: Option<crate::interim::Interim>,
+        interim: Option<crate::front::interim::Interim>,
     ) -> Result<Response<OriginStream>, Failure> {
         // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
         if let Some(interim) = interim.clone() {
@@ -128,7 +124,7 @@ impl Server {
             });
         }
         match &self.transport {
-            Transport::Hyper(client) => crate::mux::http1(client, req).await,
+            Transport::Hyper(client) => crate::origin::h2::http1(client, req).await,
             Transport::Mux(mux) => mux.request(req, interim).await,
         }
     }
@@ -218,7 +214,6 @@ pub struct OriginInfo {
 /// the server's connection slot until the body is done.
 pub struct Answer {
     pub response: Response<OriginStream>,
-    pub server: Arc<Server>,
     pub lease: Lease,
 }
 
@@ -479,7 +474,10 @@ impl Upstream {
             *req.uri_mut() = uri;
             *req.headers_mut() = headers;
             let connection = hyper_util::client::legacy::connect::capture_connection(&mut req);
-            let interim = parts.extensions.get::<crate::interim::Interim>().cloned();
+            let interim = parts
+                .extensions
+                .get::<crate::front::interim::Interim>()
+                .cloned();
 
             let Ok(permit) = tokio::time::timeout(
                 self.blueprint.connect_timeout,
@@ -543,11 +541,7 @@ impl Upstream {
                         self.count(&server, "ok");
                         server.health.record_success();
                     }
-                    return Ok(Answer {
-                        response,
-                        server,
-                        lease,
-                    });
+                    return Ok(Answer { response, lease });
                 }
                 Ok(Err(Failure::Connect(why))) => {
                     self.count(&server, "connect_error");
@@ -711,7 +705,7 @@ impl Blueprint {
                 let dial_uri = format!("{scheme}://{authority}/")
                     .parse()
                     .map_err(|e| format!("{text}: {e}"))?;
-                Transport::Mux(crate::mux::Mux::new(
+                Transport::Mux(crate::origin::h2::Mux::new(
                     connector,
                     dial_uri,
                     self.connect_timeout,

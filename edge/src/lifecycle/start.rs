@@ -1,0 +1,326 @@
+//! Starting the edge: open the cache, build the first generation, bind
+//! (or inherit) every socket, and start the accept loops and the side API.
+//! [`Running`] is what the binary holds afterwards: reload, upgrade and
+//! shutdown go through it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use outpost_cache::{Cache, SystemClock};
+use outpost_config::{ErrorList, Loaded};
+use outpost_purge_api::{
+    Admin, AdminParts, KeyForUrl, Metrics, OriginsSource, PoolStatus, ReloadHook,
+};
+use tokio::net::TcpListener;
+
+use crate::front::listen;
+use crate::lifecycle::generation::{self, Current, Generation};
+use crate::lifecycle::reload::{ConfigSource, Reloader, tokens_from_env};
+use crate::lifecycle::upgrade::{self, Sockets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ErrorList),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Disk(String),
+}
+
+/// A started edge: the addresses it actually listens on, its drain and
+/// its reloader.
+pub struct Running {
+    /// Proxy listeners in config order, with whether each speaks TLS.
+    pub listeners: Vec<(SocketAddr, bool)>,
+    pub admin: SocketAddr,
+    drain: listen::DrainHandle,
+    reloader: Arc<Reloader>,
+    /// Duplicates of the listening sockets, for a successor.
+    sockets: Sockets,
+    cache: Arc<Cache>,
+}
+
+impl Running {
+    /// Answers successors on the config's `upgrade_socket`, if it has one;
+    /// the returned notification fires once a successor serves (this
+    /// process should then drain). `replace`: this process is itself a
+    /// successor taking the socket over from its predecessor.
+    pub async fn serve_upgrades(
+        &self,
+        replace: bool,
+    ) -> std::io::Result<Option<Arc<tokio::sync::Notify>>> {
+        let Some(path) = self.upgrade_socket() else {
+            return Ok(None);
+        };
+        let sockets = self.sockets.try_clone()?;
+        upgrade::serve(path, sockets, replace).await.map(Some)
+    }
+
+    /// Where the current config puts the upgrade socket, if anywhere.
+    pub fn upgrade_socket(&self) -> Option<std::path::PathBuf> {
+        let generation = self.reloader.current.load();
+        let loaded = &generation.loaded;
+        loaded
+            .config
+            .upgrade_socket
+            .as_deref()
+            .map(|p| loaded.resolve(p))
+    }
+
+    /// Reads the config again and switches to it (SIGHUP does this); a bad
+    /// file is refused with its errors and the old config keeps serving.
+    pub async fn reload(&self) -> Result<serde_json::Value, Vec<String>> {
+        self.reloader.reload().await
+    }
+
+    /// The current config's `shutdown_grace`.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.reloader
+            .current
+            .load()
+            .loaded
+            .config
+            .shutdown_grace
+            .get()
+    }
+
+    /// Graceful shutdown: stop accepting, ask every connection to finish
+    /// (GOAWAY on h2), and wait up to `grace` for requests in flight.
+    /// Returns the connections still open when the grace period ended.
+    /// Drains, then closes the disk tier (what it has queued is written,
+    /// and a successor may open it).
+    pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+        let left = self.drain.run(grace).await;
+        self.cache.close().await;
+        left
+    }
+}
+
+/// How often a disk tier that found no room tries again.
+const DISK_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The cache a config describes. Its disk tier is opened now, or, for a
+/// successor in a binary upgrade (`handed_over`), as soon as the
+/// predecessor has closed it; meanwhile memory and the origins serve.
+async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, StartError> {
+    let config = &loaded.config;
+    let memory = config.cache.memory.bytes();
+    let options = generation::policy_options(config);
+    let Some(disk) = &config.cache.disk else {
+        return Ok(Arc::new(Cache::new(memory, options, Arc::new(SystemClock))));
+    };
+    let cache = Arc::new(Cache::tiered(memory, options, Arc::new(SystemClock)));
+    let path = loaded.resolve(&disk.path);
+    let size = disk.size.bytes();
+    fn attach(cache: &Cache, tier: outpost_cache::DiskTier) -> Result<(), String> {
+        let path = tier.path().to_owned();
+        cache
+            .attach_disk(tier)
+            .map_err(|e| format!("the purge journal in {}: {e}", path.display()))
+    }
+    if !handed_over {
+        let started = std::time::Instant::now();
+        match outpost_cache::DiskTier::open(&path, size).await {
+            Ok(tier) => {
+                attach(&cache, tier).map_err(StartError::Disk)?;
+                tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "disk tier open");
+                return Ok(cache);
+            }
+            // A full disk is no reason not to serve: memory and the origins
+            // do, and the tier opens once there is room.
+            Err(e @ outpost_cache::DiskError::NoSpace { .. }) => {
+                tracing::error!(error = %e, "serving without the disk tier until there is room");
+                outpost_cache::note_store_error();
+            }
+            Err(e @ outpost_cache::DiskError::Busy(_)) => {
+                return Err(StartError::Disk(format!(
+                    "{e}: another Outpost runs on this config; to replace it, start the new one with `run --upgrade`"
+                )));
+            }
+            Err(e) => return Err(StartError::Disk(e.to_string())),
+        }
+    }
+    let waiting = cache.clone();
+    tokio::spawn(async move {
+        if handed_over {
+            tracing::info!(path = %path.display(), "the disk tier opens once the predecessor has closed it");
+        }
+        loop {
+            let opened = if handed_over {
+                outpost_cache::DiskTier::open_when_free(&path, size).await
+            } else {
+                outpost_cache::DiskTier::open(&path, size).await
+            };
+            match opened {
+                Ok(tier) => {
+                    match attach(&waiting, tier) {
+                        Ok(()) => tracing::info!(path = %path.display(), "disk tier open"),
+                        Err(e) => tracing::error!("{e}; serving without the disk tier"),
+                    }
+                    return;
+                }
+                Err(outpost_cache::DiskError::NoSpace { .. }) => {
+                    tokio::time::sleep(DISK_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "serving without the disk tier");
+                    outpost_cache::note_store_error();
+                    return;
+                }
+            }
+        }
+    });
+    Ok(cache)
+}
+
+/// Builds everything from a validated config, binds every socket, and starts
+/// serving. `source` is where a reload reads the config again;
+/// `default_token` stands in for an unset admin token (the demo's).
+///
+/// `inherited` holds sockets handed over by a predecessor (a binary
+/// upgrade): a listener configured at the same address takes its socket
+/// rather than binding a new one.
+pub async fn start(
+    loaded: Loaded,
+    source: ConfigSource,
+    default_token: Option<String>,
+    mut inherited: Sockets,
+) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let handed_over = !inherited.listeners.is_empty() || inherited.admin.is_some();
+    let cache = open_cache(&loaded, handed_over).await?;
+    let shared = generation::Shared {
+        cache: cache.clone(),
+        metrics: metrics.clone(),
+        coalescer: outpost_cache::Coalescer::new(),
+        revalidating: Default::default(),
+        request_ids: Default::default(),
+    };
+    let tokens = tokens_from_env(&loaded, default_token.as_deref());
+    let generation = Generation::build(1, loaded, &shared, None).await?;
+    generation.go_live();
+    let listen: Vec<(SocketAddr, bool)> = generation
+        .loaded
+        .config
+        .listen
+        .iter()
+        .map(|l| (l.value.addr, l.value.tls.is_some()))
+        .collect();
+    let admin_addr = generation.loaded.config.admin.addr;
+    let current: Current = Arc::new(ArcSwap::from_pointee(generation));
+
+    let mut running = Running {
+        listeners: Vec::new(),
+        admin: admin_addr,
+        drain: listen::DrainHandle::new(),
+        reloader: Arc::new(Reloader::new(
+            source,
+            current.clone(),
+            shared,
+            default_token,
+        )),
+        sockets: Sockets::default(),
+        cache: cache.clone(),
+    };
+    running.reloader.record_success();
+    let mut sockets = Vec::new();
+    for (addr, _) in &listen {
+        let (socket, copy) = listen_on(*addr, inherited.take_listener(*addr))?;
+        sockets.push(socket);
+        running.sockets.listeners.push((*addr, copy));
+    }
+    let (admin_socket, admin_copy) = listen_on(admin_addr, inherited.take_admin(admin_addr))?;
+    running.sockets.admin = Some((admin_addr, admin_copy));
+    // Sockets handed over that this config no longer has close here.
+    drop(inherited);
+    let max_connections = current.load().loaded.config.limits.max_connections;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    for (index, (socket, (addr, tls))) in sockets.into_iter().zip(listen).enumerate() {
+        let bound = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        running.listeners.push((bound, tls));
+        listen::spawn_proxy_listener(
+            socket,
+            index,
+            current.clone(),
+            slots.clone(),
+            running.drain.drain(),
+        );
+    }
+
+    let key_current = current.clone();
+    let key_for_url: Arc<KeyForUrl> =
+        Arc::new(move |url: &str| key_current.load().proxy.router.purge_key(url));
+    let origins_current = current.clone();
+    let origins: Arc<OriginsSource> = Arc::new(move || {
+        let generation = origins_current.load();
+        let mut pools: Vec<PoolStatus> = generation
+            .proxy
+            .upstreams
+            .values()
+            .map(|p| p.status())
+            .collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        pools
+    });
+    let reloader = running.reloader.clone();
+    let reload: Arc<ReloadHook> = Arc::new(move || {
+        let reloader = reloader.clone();
+        Box::pin(async move { reloader.reload().await })
+    });
+    let admin = Arc::new(Admin::new(AdminParts {
+        cache,
+        metrics,
+        tokens,
+        key_for_url,
+        origins,
+        reload: Some(reload),
+    }));
+    let _ = running.reloader.admin.set(admin.clone());
+    running.admin = admin_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
+    listen::spawn_admin_listener(admin_socket, admin, running.drain.drain());
+    Ok(running)
+}
+
+/// A listening socket for `addr`: the inherited one, or a new one (with
+/// `SO_REUSEADDR` and a backlog of 1024). Also returns a duplicate of it,
+/// kept for handing over to a successor.
+fn listen_on(
+    addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> Result<(TcpListener, std::net::TcpListener), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = match inherited {
+        Some(socket) => socket,
+        None => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(bind_error)?;
+            socket.set_reuseaddr(true).map_err(bind_error)?;
+            socket.bind(addr).map_err(bind_error)?;
+            socket
+                .listen(1024)
+                .and_then(TcpListener::into_std)
+                .map_err(bind_error)?
+        }
+    };
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    let copy = socket.try_clone().map_err(bind_error)?;
+    Ok((TcpListener::from_std(socket).map_err(bind_error)?, copy))
+}

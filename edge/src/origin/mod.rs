@@ -1,0 +1,9 @@
+//! The origin side: pools of servers, how one is chosen (ring, balance,
+//! health), and the clients that speak HTTP/1.1 and HTTP/2 to them.
+
+pub(crate) mod body;
+pub(crate) mod h2;
+pub(crate) mod health;
+pub(crate) mod pool;
+pub(crate) mod resolve;
+pub(crate) mod ring;
