@@ -6,14 +6,14 @@ use std::sync::Arc;
 use outpost_config::{ErrorList, Loaded};
 
 use crate::front::tls;
-use crate::origin::pool;
+use crate::origin::server;
 
 /// What `outpost check` verifies beyond the file itself: every listener
 /// certificate and every origin pool's TLS files load, as at start.
 pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
     acceptors(loaded)?;
     for (name, pool) in &loaded.config.origins {
-        pool::check_tls(pool, &loaded.base_dir)
+        server::check_tls(pool, &loaded.base_dir)
             .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
     }
     Ok(())

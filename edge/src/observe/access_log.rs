@@ -14,9 +14,6 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::origin::body::BoxError;
-use crate::proxy::ProxyBody;
-
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;
 
@@ -109,15 +106,15 @@ pub struct Pending {
 
 /// A response body that counts its bytes and writes the request's line
 /// when it ends (or is dropped, when the client went away).
-pub struct LoggedBody {
-    inner: ProxyBody,
+pub struct LoggedBody<B: Body<Data = Bytes> + Unpin> {
+    inner: B,
     sent: u64,
     complete: bool,
     pending: Option<Pending>,
 }
 
-impl LoggedBody {
-    pub fn new(inner: ProxyBody, pending: Pending) -> Self {
+impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
+    pub fn new(inner: B, pending: Pending) -> Self {
         Self {
             inner,
             sent: 0,
@@ -144,14 +141,14 @@ impl LoggedBody {
     }
 }
 
-impl Body for LoggedBody {
+impl<B: Body<Data = Bytes> + Unpin> Body for LoggedBody<B> {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
@@ -182,7 +179,7 @@ impl Body for LoggedBody {
     }
 }
 
-impl Drop for LoggedBody {
+impl<B: Body<Data = Bytes> + Unpin> Drop for LoggedBody<B> {
     fn drop(&mut self) {
         if self.inner.is_end_stream() {
             self.complete = true;

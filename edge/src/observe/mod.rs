@@ -1,6 +1,7 @@
 //! What the process says about itself: the access log and metrics.
 
 pub(crate) mod access_log;
+pub(crate) mod counted;
 
 /// A log layer that counts the errors the disk tier's store reports on its
 /// own threads (failed writes: a full or failing disk), for the

@@ -30,8 +30,12 @@ use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
 use crate::front::interim::Interim;
-use crate::origin::body::OriginStream;
-use crate::origin::pool::{Connector, Failure, UpstreamBody, error_chain};
+use hyper::body::Incoming;
+
+use crate::origin::body::UpstreamBody;
+use crate::origin::error::{Failure, error_chain};
+use crate::origin::h1;
+use crate::origin::resolve::Connector;
 
 /// Flow-control windows. h2's defaults of 64 KiB hold a large body to a
 /// trickle over any real distance; the stream window is hyper's. Many
@@ -54,6 +58,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server whose ALPN picked HTTP/1.1 is sent HTTP/1.1 before
 /// ALPN is asked again.
 const HTTP1_FOR: Duration = Duration::from_secs(300);
+
+/// A response head from a server that may answer over either protocol:
+/// ALPN or an upgrade can send a request to the HTTP/1.1 client.
+pub(crate) enum Answered {
+    Http1(Response<Incoming>),
+    Http2(Response<H2Body>),
+}
 
 /// The HTTP/2 side of one origin server.
 pub struct Mux {
@@ -175,11 +186,11 @@ impl Mux {
         &self,
         req: Request<UpstreamBody>,
         interim: Option<Interim>,
-    ) -> Result<Response<OriginStream>, Failure> {
+    ) -> Result<Answered, Failure> {
         if let Some(fallback) = &self.fallback
             && (self.speaks_http1() || req.headers().contains_key(http::header::UPGRADE))
         {
-            return http1(fallback, req).await;
+            return h1::http1(fallback, req).await.map(Answered::Http1);
         }
         let (mut head, body) = req.into_parts();
         authority_from_host(&mut head);
@@ -194,7 +205,9 @@ impl Mux {
                 Picked::Failed(why) => return Err(Failure::Connect(why.to_string())),
                 Picked::Http1 => match &self.fallback {
                     Some(fallback) => {
-                        return http1(fallback, Request::from_parts(head, body)).await;
+                        return h1::http1(fallback, Request::from_parts(head, body))
+                            .await
+                            .map(Answered::Http1);
                     }
                     None => return Err(Failure::Connect("the server refused HTTP/2".into())),
                 },
@@ -230,8 +243,9 @@ impl Mux {
         match final_response(response, interim).await {
             Ok(response) => {
                 let length = content_length(response.headers());
-                Ok(response
-                    .map(|recv| OriginStream::Http2(H2Body::new(recv, length, busy, upload))))
+                Ok(Answered::Http2(
+                    response.map(|recv| H2Body::new(recv, length, busy, upload)),
+                ))
             }
             Err(e) => Err(classify(&e)),
         }
@@ -453,19 +467,6 @@ fn forget(slot: &Mutex<Slot>, conn: &Conn) {
 
 fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A request over hyper's HTTP/1.1 client, with interim responses passed on
-/// by hyper's own hook (set by the caller).
-pub(crate) async fn http1(
-    client: &Client<Connector, UpstreamBody>,
-    req: Request<UpstreamBody>,
-) -> Result<Response<OriginStream>, Failure> {
-    match client.request(req).await {
-        Ok(response) => Ok(response.map(OriginStream::Http1)),
-        Err(e) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
-        Err(e) => Err(Failure::Failed(error_chain(&e))),
-    }
 }
 
 /// Waits for the final response head, passing on the interim ones before it.
@@ -779,7 +780,10 @@ mod tests {
             .unwrap()
     }
 
-    async fn text(response: Response<OriginStream>) -> (Option<u64>, String) {
+    async fn text(answered: Answered) -> (Option<u64>, String) {
+        let Answered::Http2(response) = answered else {
+            panic!("answered over HTTP/1.1");
+        };
         let body = response.into_body();
         let exact = body.size_hint().exact();
         let bytes = body.collect().await.unwrap().to_bytes();

@@ -9,144 +9,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
-use bytes::Bytes;
 use http::{Method, Request, Response, request};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_boring::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body_util::{BodyExt, Empty};
 use outpost_config::{Balance, Eject, HealthCheck, OriginPool, OriginProtocol, ServerUrl};
 use outpost_purge_api::{Metrics, PoolStatus, ServerStatus};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower_layer::Layer;
 
-use crate::origin::body::OriginStream;
-use crate::origin::health::Health;
-use crate::origin::resolve::{Dial, resolve};
+use crate::origin::body::OutgoingBody;
+use crate::origin::error::{Failure, UpstreamError};
+use crate::origin::resolve::resolve;
+use crate::origin::response::{Lease, OriginStream};
 use crate::origin::ring::Ring;
-
-pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-pub(crate) type Connector = HttpsConnector<Dial<HttpConnector>>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("no origin server could be reached: {0}")]
-    Connect(String),
-    #[error("the origin did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the origin failed before answering: {0}")]
-    Failed(String),
-}
-
-/// Why one attempt at one server failed, as far as a retry cares.
-#[derive(Debug)]
-pub enum Failure {
-    /// No connection: nothing reached the server.
-    Connect(String),
-    /// The server refused the stream unprocessed (RFC 9113 §8.7).
-    Refused(String),
-    /// The request may have reached the server.
-    Failed(String),
-}
-
-/// A request body as the pool sends it: one that can be sent again, or one
-/// that streams once.
-pub enum OutgoingBody {
-    Empty,
-    Buffered(Bytes),
-    Streaming(UpstreamBody),
-}
-
-impl OutgoingBody {
-    fn replayable(&self) -> bool {
-        !matches!(self, OutgoingBody::Streaming(_))
-    }
-
-    /// The body for one attempt; a streaming body can be taken once only.
-    fn take(&mut self) -> Option<UpstreamBody> {
-        match std::mem::replace(self, OutgoingBody::Empty) {
-            OutgoingBody::Empty => {
-                Some(Empty::new().map_err(|never| match never {}).boxed_unsync())
-            }
-            OutgoingBody::Buffered(bytes) => {
-                *self = OutgoingBody::Buffered(bytes.clone());
-                Some(
-                    Full::new(bytes)
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                )
-            }
-            OutgoingBody::Streaming(body) => Some(body),
-        }
-    }
-}
-
-/// One origin server at one address.
-pub struct Server {
-    /// The URL as configured.
-    url: String,
-    scheme: &'static str,
-    /// `host:port` as configured: the URI authority when a request has no
-    /// usable Host, and for health checks.
-    authority: String,
-    addr: std::net::SocketAddr,
-    /// Name in metrics and logs: the URL, with the address when it was a name.
-    label: String,
-    weight: u32,
-    transport: Transport,
-    pub health: Health,
-    in_flight: Arc<AtomicUsize>,
-    permits: Arc<Semaphore>,
-}
-
-/// How requests reach a server: hyper's pooled client (HTTP/1.1), or our
-/// own HTTP/2 connection where HTTP/2 may be spoken.
-enum Transport {
-    Hyper(Client<Connector, UpstreamBody>),
-    Mux(crate::origin::h2::Mux),
-}
-
-impl Server {
-    /// Sends one request to this server and waits for the response head;
-    /// interim responses go to `interim`.
-    async fn request(
-        &self,
-        mut req: Request<UpstreamBody>,
-        interim: Option<crate::front::interim::Interim>,
-    ) -> Result<Response<OriginStream>, Failure> {
-        // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
-        if let Some(interim) = interim.clone() {
-            hyper::ext::on_informational(&mut req, move |res| {
-                interim.send(res.status(), res.headers());
-            });
-        }
-        match &self.transport {
-            Transport::Hyper(client) => crate::origin::h2::http1(client, req).await,
-            Transport::Mux(mux) => mux.request(req, interim).await,
-        }
-    }
-}
+use crate::origin::server::{Blueprint, Server};
 
 /// The servers of a pool and the ring over them; replaced whole when DNS changes.
 struct Members {
     servers: Vec<Arc<Server>>,
     ring: Ring,
-}
-
-/// Everything needed to build a server's client.
-struct Blueprint {
-    pool: String,
-    tls: outpost_config::OriginTls,
-    base_dir: std::path::PathBuf,
-    protocol: OriginProtocol,
-    connect_timeout: Duration,
-    keepalive: Duration,
-    max_idle: usize,
-    max_connections: usize,
-    metrics: Arc<Metrics>,
 }
 
 pub struct Upstream {
@@ -215,24 +93,6 @@ pub struct OriginInfo {
 pub struct Answer {
     pub response: Response<OriginStream>,
     pub lease: Lease,
-}
-
-/// Held while a response body streams: frees the connection slot and the
-/// in-flight count when dropped.
-pub struct Lease {
-    _permit: OwnedSemaphorePermit,
-    in_flight: Arc<AtomicUsize>,
-    /// Idle and total limits for the body.
-    pub idle_timeout: Duration,
-    /// Counts the body's bytes.
-    pub bytes: prometheus::IntCounter,
-    pub deadline: Option<Instant>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Upstream {
@@ -638,169 +498,6 @@ impl Upstream {
     }
 }
 
-impl Blueprint {
-    fn server(
-        &self,
-        url: &ServerUrl,
-        text: &str,
-        weight: u32,
-        addr: std::net::SocketAddr,
-        literal: bool,
-    ) -> Result<Server, String> {
-        let host = if url.host.contains(':') {
-            format!("[{}]", url.host)
-        } else {
-            url.host.clone()
-        };
-        let label_base = format!(
-            "{}://{}:{}",
-            if url.tls { "https" } else { "http" },
-            host,
-            url.port
-        );
-        let label = if literal {
-            label_base.clone()
-        } else {
-            format!("{label_base}@{addr}")
-        };
-        let connects = self
-            .metrics
-            .origin_connects
-            .with_label_values(&[self.pool.as_str(), label.as_str()]);
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(self.connect_timeout));
-        http.set_nodelay(true);
-        let http = Dial::new(http, addr, connects);
-        // SNI and certificate checks use the configured name (or `tls.sni`).
-        let tls_name = self.tls.sni.clone().unwrap_or_else(|| url.host.clone());
-        let tls_name = url.tls.then_some(tls_name.as_str());
-        let scheme = if url.tls { "https" } else { "http" };
-        let authority = format!("{host}:{}", url.port);
-        // HTTP/1.1 goes through hyper's pool; HTTP/2, and ALPN's choice
-        // over TLS, through our own connection (`mux.rs`), which passes on
-        // interim responses.
-        let http1_client = |connector: Connector| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(self.keepalive)
-                .pool_max_idle_per_host(self.max_idle);
-            builder.build(connector)
-        };
-        let transport = match (self.protocol, url.tls) {
-            (OriginProtocol::Http1, _) | (OriginProtocol::Auto, false) => {
-                Transport::Hyper(http1_client(
-                    tls_layer(&self.tls, &self.base_dir, self.protocol, tls_name)?.layer(http),
-                ))
-            }
-            (protocol, _) => {
-                let fallback = (protocol == OriginProtocol::Auto).then(|| {
-                    tls_layer(&self.tls, &self.base_dir, OriginProtocol::Http1, tls_name)
-                        .map(|layer| http1_client(layer.layer(http.clone())))
-                });
-                let connector =
-                    tls_layer(&self.tls, &self.base_dir, protocol, tls_name)?.layer(http);
-                let dial_uri = format!("{scheme}://{authority}/")
-                    .parse()
-                    .map_err(|e| format!("{text}: {e}"))?;
-                Transport::Mux(crate::origin::h2::Mux::new(
-                    connector,
-                    dial_uri,
-                    self.connect_timeout,
-                    self.keepalive,
-                    fallback.transpose()?.map(Box::new),
-                ))
-            }
-        };
-        Ok(Server {
-            url: text.to_owned(),
-            scheme,
-            authority,
-            addr,
-            label,
-            weight,
-            transport,
-            health: Health::default(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            permits: Arc::new(Semaphore::new(self.max_connections)),
-        })
-    }
-}
-
-/// Loads the pool's TLS settings (CA file, client certificate) as a start
-/// would, without resolving or connecting; for `outpost check`.
-pub fn check_tls(pool: &OriginPool, base_dir: &std::path::Path) -> Result<(), String> {
-    tls_layer(&pool.tls, base_dir, pool.protocol, Some("check")).map(|_| ())
-}
-
-/// The TLS settings of one server: system roots or a CA file, an optional
-/// client certificate, ALPN by protocol, SNI and name checks against
-/// `name`, and verification off only when asked. With `name` None the
-/// server speaks plain HTTP and the layer only carries the type.
-fn tls_layer(
-    tls: &outpost_config::OriginTls,
-    base_dir: &std::path::Path,
-    protocol: OriginProtocol,
-    name: Option<&str>,
-) -> Result<hyper_boring::HttpsLayer, String> {
-    let mut ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
-    let Some(name) = name else {
-        return hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string());
-    };
-    if let Some(ca) = &tls.ca_file {
-        let path = base_dir.join(ca);
-        ssl.set_ca_file(&path)
-            .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-    }
-    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
-        let (cert, key) = (base_dir.join(cert), base_dir.join(key));
-        ssl.set_certificate_chain_file(&cert)
-            .map_err(|e| format!("tls.client_cert {}: {e}", cert.display()))?;
-        ssl.set_private_key_file(&key, SslFiletype::PEM)
-            .map_err(|e| format!("tls.client_key {}: {e}", key.display()))?;
-        ssl.check_private_key()
-            .map_err(|e| format!("tls.client_key does not match tls.client_cert: {e}"))?;
-    }
-    let alpn: &[u8] = match protocol {
-        OriginProtocol::Auto => b"\x02h2\x08http/1.1",
-        OriginProtocol::Http1 => b"\x08http/1.1",
-        OriginProtocol::Http2 => b"\x02h2",
-    };
-    ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;
-    if !tls.verify {
-        ssl.set_verify(SslVerifyMode::NONE);
-    }
-    let mut layer = hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())?;
-    // The URI's host is the site's; SNI and the name check are the server's.
-    layer.set_callback(|config, _uri| {
-        config.set_use_server_name_indication(false);
-        config.set_verify_hostname(false);
-        Ok(())
-    });
-    let name = name
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let verify = tls.verify;
-    layer.set_ssl_callback(move |ssl, _uri| {
-        let ip = name.parse::<std::net::IpAddr>().ok();
-        if ip.is_none() {
-            ssl.set_hostname(&name)?;
-        }
-        if verify {
-            let param = ssl.param_mut();
-            match ip {
-                Some(ip) => param.set_ip(ip)?,
-                None => param.set_host(&name)?,
-            }
-        }
-        Ok(())
-    });
-    Ok(layer)
-}
-
 /// Probes every server of a pool at the check's interval until the pool is dropped.
 async fn health_loop(upstream: Weak<Upstream>, check: HealthCheck) {
     let mut interval = tokio::time::interval(check.interval.get());
@@ -841,18 +538,6 @@ async fn resolve_loop(upstream: Weak<Upstream>, every: Duration) {
         };
         let _ = upstream.refresh_members(false).await;
     }
-}
-
-/// An error and its causes on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A cheap random index from the clock and a counter; good enough to spread load.

@@ -61,6 +61,11 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     Ok(addrs)
 }
 
+/// The connector every origin client dials through: TLS (by the URI's
+/// scheme) over a dial to one fixed address.
+pub(crate) type Connector =
+    hyper_boring::HttpsConnector<Dial<hyper_util::client::legacy::connect::HttpConnector>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,78 @@
+//! One request on its way through the proxy, and the request head it
+//! sends to the origin.
+
+use std::sync::Arc;
+
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Method, Request, request};
+use outpost_cache::CacheKey;
+
+use super::headers;
+use super::router::RuleView;
+use crate::origin::pool::Upstream;
+
+use super::ConnInfo;
+
+/// One request on its way through the proxy.
+pub(super) struct Exchange {
+    pub(super) conn: ConnInfo,
+    pub(super) parts: request::Parts,
+    /// The normalized path and query, as matched, keyed and forwarded.
+    pub(super) target: http::Uri,
+    /// The `Host` the client sent (with port, as written).
+    pub(super) authority: String,
+    pub(super) key: CacheKey,
+    pub(super) rule: RuleView,
+    pub(super) upstream: Arc<Upstream>,
+}
+
+impl Exchange {
+    /// A copy that can outlive the client's request, for work done in the
+    /// background on its behalf (the body is never needed: GET and HEAD).
+    pub(super) fn detached(&self) -> Exchange {
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = self.parts.method.clone();
+        parts.uri = self.parts.uri.clone();
+        parts.version = self.parts.version;
+        parts.headers = self.parts.headers.clone();
+        Exchange {
+            conn: self.conn,
+            parts,
+            target: self.target.clone(),
+            authority: self.authority.clone(),
+            key: self.key.clone(),
+            rule: self.rule.clone(),
+            upstream: self.upstream.clone(),
+        }
+    }
+
+    /// Request head for the origin with `headers` prepared for forwarding.
+    pub(super) fn origin_parts(&self, headers: &HeaderMap) -> request::Parts {
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = self.parts.method.clone();
+        parts.uri = self.target.clone();
+        parts.headers = headers.clone();
+        if matches!(parts.method, Method::GET | Method::HEAD) {
+            // The cache sends these without a body (whatever the client
+            // sent is dropped), so no length may promise one.
+            parts.headers.remove(CONTENT_LENGTH);
+        }
+        // The client's connection, for the origin's interim responses.
+        if let Some(interim) = self
+            .parts
+            .extensions
+            .get::<crate::front::interim::Interim>()
+        {
+            parts.extensions.insert(interim.clone());
+        }
+        let host = self.upstream.host_header(&self.authority).to_owned();
+        headers::to_origin(
+            &mut parts.headers,
+            self.conn.remote.ip(),
+            self.conn.tls,
+            &host,
+            self.parts.version,
+        );
+        parts
+    }
+}

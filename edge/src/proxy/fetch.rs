@@ -1,0 +1,301 @@
+//! Misses: fetched from the origin, collapsed onto one fetch per key when
+//! they may share it, and stored as they stream to the client.
+
+use std::time::{Instant, SystemTime};
+
+use futures_util::StreamExt;
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
+use http::{Method, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use outpost_cache::{Leader, Lookup, Role, STREAM_SHARE_MAX, SharedBody, SharedHead};
+
+use super::headers;
+use super::range::{self, Ranges};
+use super::storing::StoringBody;
+use crate::origin::body::OutgoingBody;
+use crate::origin::pool::Answer;
+use crate::origin::response::OriginBody;
+
+use super::exchange::Exchange;
+use super::hit::{from_cache, unsatisfiable, unvalidated};
+use super::respond::{relay, set_header, to_client, to_client_empty, upstream_error};
+use super::{BoxError, Outcome, Proxy, ProxyBody};
+
+impl Proxy {
+    /// Fetches a miss from the origin, storing the answer if it may be stored.
+    ///
+    /// A range request fetches the whole object, so that later ranges are
+    /// hits, and takes its range from the stream; when the object turns out
+    /// larger than the cache keeps, the range is asked of the origin instead.
+    pub(super) async fn fetch(
+        &self,
+        request: Exchange,
+        status: &str,
+    ) -> (Outcome, Response<ProxyBody>) {
+        // Plain GETs collapse onto one fetch; a range or an authenticated
+        // request fetches on its own.
+        let collapsible = request.parts.method == Method::GET
+            && !request.parts.headers.contains_key(RANGE)
+            && !request
+                .parts
+                .headers
+                .contains_key(http::header::AUTHORIZATION);
+        if !collapsible {
+            return self.fetch_alone(request, status, None).await;
+        }
+        match self.coalescer.join(*request.key.hash()) {
+            Role::Leader(leader) => self.fetch_alone(request, status, Some(leader)).await,
+            Role::Pass => self.fetch_alone(request, status, None).await,
+            Role::Follower(fill) => {
+                self.metrics.coalesced.inc();
+                let waited = Instant::now();
+                let head = fill.head(self.coalesce_timeout).await;
+                self.metrics
+                    .coalesce_wait
+                    .observe(waited.elapsed().as_secs_f64());
+                if let Some(head) = head {
+                    let same_variant = outpost_cache::variant_of(
+                        &head.headers,
+                        &request.rule.key_fields,
+                        &request.parts.headers,
+                    )
+                    .is_some_and(|variant| variant == head.variant);
+                    if same_variant && head.body == SharedBody::Stored {
+                        let left = self.coalesce_timeout.saturating_sub(waited.elapsed());
+                        if fill.completed(left).await
+                            && let Lookup::Fresh(entry) =
+                                self.cache.lookup_tiered(&request.key, &request.parts).await
+                        {
+                            let now = self.cache.now();
+                            let response = from_cache(
+                                &self.cache,
+                                &entry,
+                                &request.parts,
+                                now,
+                                &format!("{status}; collapsed"),
+                            );
+                            return (Outcome::Collapsed, unvalidated(&entry, response));
+                        }
+                    } else if same_variant {
+                        let mut parts = Response::new(()).into_parts().0;
+                        parts.status = head.status;
+                        parts.headers = head.headers.clone();
+                        let body = http_body_util::StreamBody::new(
+                            fill.body().map(|frame| frame.map_err(BoxError::from)),
+                        );
+                        return (
+                            Outcome::Collapsed,
+                            to_client(parts, body.boxed_unsync(), &format!("{status}; collapsed")),
+                        );
+                    }
+                }
+                self.fetch_alone(request, status, None).await
+            }
+        }
+    }
+
+    /// Fetches from the origin; a `leader` shares the answer with the
+    /// requests that collapsed onto it, when it can be stored.
+    pub(super) async fn fetch_alone(
+        &self,
+        request: Exchange,
+        status: &str,
+        leader: Option<Leader>,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let wants_range = request.parts.headers.contains_key(RANGE);
+        let mut headers = request.parts.headers.clone();
+        if wants_range {
+            headers.remove(RANGE);
+            headers.remove(IF_RANGE);
+        }
+        let outgoing = request.origin_parts(&headers);
+        let request_time = self.cache.now();
+        let answer = match request
+            .upstream
+            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return (Outcome::Error, upstream_error(&e)),
+        };
+        let oversized = answer
+            .response
+            .body()
+            .size_hint()
+            .exact()
+            .is_none_or(|n| n > self.max_object_size as u64);
+        if wants_range && oversized {
+            drop(answer);
+            let outgoing = request.origin_parts(&request.parts.headers);
+            return match request
+                .upstream
+                .send(request.key.hash(), outgoing, OutgoingBody::Empty)
+                .await
+            {
+                Ok(answer) => (
+                    Outcome::Miss,
+                    relay(answer, &format!("{status}; detail=range-passed")),
+                ),
+                Err(e) => (Outcome::Error, upstream_error(&e)),
+            };
+        }
+        self.store_and_relay(request, answer, request_time, status, leader)
+            .await
+    }
+
+    pub(super) async fn store_and_relay(
+        &self,
+        request: Exchange,
+        answer: Answer,
+        request_time: SystemTime,
+        status: &str,
+        mut leader: Option<Leader>,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let response_time: SystemTime = self.cache.now();
+        let Answer {
+            response, lease, ..
+        } = answer;
+        let (mut parts, body) = response.into_parts();
+        let body = OriginBody::new(body, lease);
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let mut status = status.to_owned();
+        let body = if request.parts.method != Method::GET {
+            body.boxed_unsync()
+        } else {
+            match self
+                .cache
+                .prepare(
+                    &request.key,
+                    &request.parts,
+                    &parts,
+                    request_time,
+                    response_time,
+                    request.rule.store_rules(parts.status.as_u16()),
+                )
+                .map(|pending| {
+                    pending.with_key_fields(&request.rule.key_fields, &request.parts.headers)
+                }) {
+                Ok(pending) => {
+                    let length = body.size_hint().exact();
+                    if length.is_some_and(|n| n > self.max_object_size as u64) {
+                        status.push_str("; detail=too-large");
+                        if let Some(leader) = leader.take() {
+                            leader.decline_for(HIT_FOR_PASS);
+                        }
+                        body.boxed_unsync()
+                    } else {
+                        status.push_str("; stored");
+                        let variant = pending.variant().to_owned();
+                        let storing = StoringBody::new(
+                            body,
+                            self.cache.clone(),
+                            pending,
+                            self.max_object_size,
+                        );
+                        match (leader, length) {
+                            (Some(leader), Some(length)) if length <= STREAM_SHARE_MAX => {
+                                share(leader, &parts, variant, storing)
+                            }
+                            // Too large to hold for the followers: they
+                            // read it from the cache once it is stored.
+                            (Some(leader), Some(_)) => {
+                                let writer = leader.share(SharedHead {
+                                    status: parts.status,
+                                    headers: parts.headers.clone(),
+                                    variant,
+                                    body: SharedBody::Stored,
+                                });
+                                storing.announcing(writer).boxed_unsync()
+                            }
+                            _ => storing.boxed_unsync(),
+                        }
+                    }
+                }
+                Err(reason) => {
+                    status.push_str("; detail=");
+                    status.push_str(reason.as_str());
+                    if let Some(leader) = leader.take() {
+                        leader.decline_for(HIT_FOR_PASS);
+                    }
+                    body.boxed_unsync()
+                }
+            }
+        };
+        // A range the client asked for, cut from the whole object as it streams.
+        if request.parts.method == Method::GET
+            && parts.status == StatusCode::OK
+            && let Some(len) = body.size_hint().exact()
+        {
+            match range::evaluate(&request.parts.headers, len, &parts.headers) {
+                Ranges::Whole => {}
+                Ranges::Partial(ranges) if ranges.len() == 1 => {
+                    parts.status = StatusCode::PARTIAL_CONTENT;
+                    set_header(
+                        &mut parts.headers,
+                        CONTENT_RANGE,
+                        &range::content_range(ranges[0], len),
+                    );
+                    set_header(
+                        &mut parts.headers,
+                        CONTENT_LENGTH,
+                        &(ranges[0].1 - ranges[0].0 + 1).to_string(),
+                    );
+                    let body = range::SliceBody::new(body, ranges[0]).boxed_unsync();
+                    return (Outcome::Miss, to_client(parts, body, &status));
+                }
+                // Several ranges of an object still arriving: the whole
+                // object is an answer the RFC allows (§14.2).
+                Ranges::Partial(_) => {}
+                Ranges::Unsatisfiable => {
+                    // The object still fills the cache behind the 416.
+                    tokio::spawn(async move { drop(body.collect().await) });
+                    return (
+                        Outcome::Miss,
+                        to_client_empty(parts, unsatisfiable(len), &status),
+                    );
+                }
+            }
+        }
+        (Outcome::Miss, to_client(parts, body, &status))
+    }
+}
+
+/// How long a key whose answer could not be shared is fetched without
+/// coalescing (hit-for-pass).
+pub(super) const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Shares a storable response with the requests collapsed onto it: a task
+/// reads the origin's body into the cache and the fill, whoever's client
+/// goes away, and every client (the leader's too) reads the fill.
+pub(super) fn share(
+    leader: Leader,
+    parts: &http::response::Parts,
+    variant: String,
+    mut storing: StoringBody<OriginBody>,
+) -> ProxyBody {
+    let writer = leader.share(SharedHead {
+        status: parts.status,
+        headers: parts.headers.clone(),
+        variant,
+        body: SharedBody::Streamed,
+    });
+    let fill = writer.fill().clone();
+    tokio::spawn(async move {
+        while let Some(frame) = storing.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        writer.push(data.clone());
+                    }
+                }
+                // Dropping the writer fails the fill for every reader.
+                Err(_) => return,
+            }
+        }
+        // The entry is in the cache now; only then is the fill forgotten.
+        writer.finish();
+    });
+    http_body_util::StreamBody::new(fill.body().map(|frame| frame.map_err(BoxError::from)))
+        .boxed_unsync()
+}

@@ -1,0 +1,303 @@
+//! Answers from a stored entry: `Age`, conditional requests (RFC 9110
+//! §13.1), ranges (§14), HEAD, and bodies read from memory or disk.
+
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED,
+};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request};
+use http_body_util::BodyExt;
+use outpost_cache::{Cache, Entry};
+
+use super::headers;
+use super::range::{self, Ranges};
+
+use super::respond::{empty, full, set_cache_status, set_header};
+use super::{BoxError, ProxyBody};
+
+/// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
+/// client's own validators match (RFC 9110 §13.1).
+pub(super) fn from_cache(
+    cache: &Cache,
+    entry: &Entry,
+    req: &request::Parts,
+    now: SystemTime,
+    status: &str,
+) -> Response<ProxyBody> {
+    // The stored validators are read from `headers` below: what is added
+    // here (Age, Via, Cache-Status) is none of them.
+    let mut headers = entry.headers.to_map(3);
+    headers.insert(
+        http::header::AGE,
+        HeaderValue::from(entry.age(now).as_secs()),
+    );
+    headers::append_via(&mut headers, http::Version::HTTP_11);
+    set_cache_status(&mut headers, status);
+    // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
+    if entry.status.is_success()
+        && not_modified(&headers, entry.freshness.response_time, &req.headers)
+    {
+        for name in [
+            CONTENT_LENGTH,
+            CONTENT_TYPE,
+            http::header::CONTENT_ENCODING,
+            http::header::CONTENT_LANGUAGE,
+        ] {
+            headers.remove(name);
+        }
+        let mut res = Response::new(empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        *res.headers_mut() = headers;
+        return res;
+    }
+    let len = entry.body_len();
+    if req.method == Method::GET && entry.status == StatusCode::OK {
+        match range::evaluate(&req.headers, len, &headers) {
+            Ranges::Whole => {}
+            Ranges::Unsatisfiable => {
+                let (code, extra) = unsatisfiable(len);
+                for name in [CONTENT_LENGTH, CONTENT_TYPE, http::header::CONTENT_ENCODING] {
+                    headers.remove(name);
+                }
+                headers.extend(extra);
+                let mut res = Response::new(empty());
+                *res.status_mut() = code;
+                *res.headers_mut() = headers;
+                return res;
+            }
+            Ranges::Partial(ranges) => {
+                let pieces = if let [(start, end)] = ranges[..] {
+                    set_header(
+                        &mut headers,
+                        CONTENT_RANGE,
+                        &range::content_range((start, end), len),
+                    );
+                    vec![range::Piece::Range(start, end)]
+                } else {
+                    let boundary = boundary(entry, now);
+                    let content_type = headers
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    set_header(
+                        &mut headers,
+                        CONTENT_TYPE,
+                        &format!("multipart/byteranges; boundary={boundary}"),
+                    );
+                    range::multipart_pieces(len, &ranges, content_type.as_deref(), &boundary)
+                };
+                let length: u64 = pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        range::Piece::Text(text) => text.len() as u64,
+                        range::Piece::Range(start, end) => end - start + 1,
+                    })
+                    .sum();
+                set_header(&mut headers, CONTENT_LENGTH, &length.to_string());
+                let mut res = Response::new(stored_body(cache, entry, pieces));
+                *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                *res.headers_mut() = headers;
+                return res;
+            }
+        }
+    }
+    let body = if req.method == Method::HEAD {
+        empty()
+    } else if entry.resident() {
+        full(entry.body.clone())
+    } else if len == 0 {
+        empty()
+    } else {
+        stored_body(cache, entry, vec![range::Piece::Range(0, len - 1)])
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = entry.status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// A body made of text and ranges of a stored entry, read from memory or
+/// disk as it is sent.
+pub(super) fn stored_body(cache: &Cache, entry: &Entry, pieces: Vec<range::Piece>) -> ProxyBody {
+    if entry.resident() {
+        let mut out = bytes::BytesMut::new();
+        for piece in pieces {
+            match piece {
+                range::Piece::Text(text) => out.extend_from_slice(&text),
+                range::Piece::Range(start, end) => {
+                    out.extend_from_slice(&entry.body[start as usize..=end as usize]);
+                }
+            }
+        }
+        return full(out.freeze());
+    }
+    let streams: Vec<_> = pieces
+        .into_iter()
+        .map(|piece| match piece {
+            range::Piece::Text(text) => futures_util::stream::once(async move { Ok(text) }).boxed(),
+            range::Piece::Range(start, end) => cache.body(entry, start, end),
+        })
+        .collect();
+    let frames = futures_util::stream::iter(streams)
+        .flatten()
+        .map(|piece| piece.map(http_body::Frame::data).map_err(BoxError::from));
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+/// A response from cache sent without revalidation loses the fields a
+/// qualified `no-cache` names (RFC 9111 §5.2.2.4).
+pub(super) fn unvalidated(entry: &Entry, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    for field in entry.unvalidated_fields() {
+        response.headers_mut().remove(field.as_str());
+    }
+    response
+}
+
+/// A multipart boundary that the body is vanishingly unlikely to contain.
+pub(super) fn boundary(entry: &Entry, now: SystemTime) -> String {
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body_len()).as_bytes());
+    format!("outpost-{}", &digest.to_hex()[..24])
+}
+
+/// Whether the request's `If-None-Match` (weak comparison) or, without it,
+/// `If-Modified-Since` says the client's copy is current. RFC 9111 §4.3.2:
+/// a stored response without Last-Modified is dated by its Date, or else
+/// by when it was `received`.
+pub(super) fn not_modified(stored: &HeaderMap, received: SystemTime, req: &HeaderMap) -> bool {
+    if !req.contains_key(IF_NONE_MATCH) && !req.contains_key(IF_MODIFIED_SINCE) {
+        return false;
+    }
+    let inm: Vec<&str> = req
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !inm.is_empty() {
+        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm.iter().any(|t| *t == "*" || weak(t) == weak(etag));
+    }
+    let since = req
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(outpost_cache::parse_http_date);
+    let date = |name| {
+        stored
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(outpost_cache::parse_http_date)
+    };
+    let modified = date(LAST_MODIFIED)
+        .or_else(|| date(http::header::DATE))
+        .unwrap_or(received);
+    since.is_some_and(|since| modified <= since)
+}
+
+/// A 416 head for an object of `len` bytes (RFC 9110 §15.5.17).
+pub(super) fn unsatisfiable(len: u64) -> (StatusCode, HeaderMap) {
+    let mut headers = HeaderMap::new();
+    set_header(&mut headers, CONTENT_RANGE, &format!("bytes */{len}"));
+    (StatusCode::RANGE_NOT_SATISFIABLE, headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderName;
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// When a stored response was received, for the tests of `not_modified`.
+    const RECEIVED: SystemTime = SystemTime::UNIX_EPOCH;
+
+    /// RFC 9111 §4.3.2: without Last-Modified, If-Modified-Since is judged
+    /// against the stored Date, or else the time the response was received.
+    #[test]
+    fn if_modified_since_falls_back_to_date_then_receipt() {
+        let dated = map(&[("date", "Tue, 01 Sep 2026 00:00:00 GMT")]);
+        let after = map(&[("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT")]);
+        let before = map(&[("if-modified-since", "Mon, 31 Aug 2026 00:00:00 GMT")]);
+        assert!(not_modified(&dated, RECEIVED, &after));
+        assert!(!not_modified(&dated, RECEIVED, &before));
+        let received = outpost_cache::parse_http_date("Tue, 01 Sep 2026 00:00:00 GMT").unwrap();
+        assert!(not_modified(&HeaderMap::new(), received, &after));
+        assert!(!not_modified(&HeaderMap::new(), received, &before));
+        let invalid = map(&[("if-modified-since", "yesterday")]);
+        assert!(!not_modified(&dated, RECEIVED, &invalid));
+    }
+
+    /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let stored = map(&[("etag", "W/\"v1\"")]);
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "\"v1\"")])
+        ));
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "\"x\", W/\"v1\"")])
+        ));
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "*")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-none-match", "\"v2\"")])
+        ));
+    }
+
+    /// RFC 9110 §13.1.3: If-Modified-Since is ignored when If-None-Match is present.
+    #[test]
+    fn if_modified_since_applies_only_without_if_none_match() {
+        let stored = map(&[
+            ("last-modified", "Tue, 01 Sep 2026 00:00:00 GMT"),
+            ("etag", "\"a\""),
+        ]);
+        assert!(not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[("if-modified-since", "Mon, 31 Aug 2026 00:00:00 GMT")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            RECEIVED,
+            &map(&[
+                ("if-modified-since", "Wed, 02 Sep 2026 00:00:00 GMT"),
+                ("if-none-match", "\"b\"")
+            ])
+        ));
+    }
+}

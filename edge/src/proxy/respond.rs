@@ -1,0 +1,114 @@
+//! The answers Outpost writes itself (errors, 413, 414, 421) and the
+//! last touches on every answer: `Via` and `Cache-Status`.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::headers::{self, PSEUDONYM};
+use crate::origin::error::UpstreamError;
+use crate::origin::pool::Answer;
+use crate::origin::response::OriginBody;
+
+use super::ProxyBody;
+
+pub(super) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+pub(super) fn set_cache_status(headers: &mut HeaderMap, status: &str) {
+    let mut text = String::with_capacity(PSEUDONYM.len() + 2 + status.len());
+    text.push_str(PSEUDONYM);
+    text.push_str("; ");
+    text.push_str(status);
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
+        headers.insert(CACHE_STATUS, value);
+    }
+}
+
+pub(super) fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {
+    let status = match e {
+        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamError::Connect(_) | UpstreamError::Failed(_) => StatusCode::BAD_GATEWAY,
+    };
+    tracing::warn!(error = %e, "origin request failed");
+    let mut res = plain(status, &format!("{e}\n"));
+    set_cache_status(res.headers_mut(), "fwd=miss; detail=origin-error");
+    res
+}
+
+/// A 400 for a request whose framing or target cannot be trusted: the
+/// connection closes after it (HTTP/1.1; hyper drops the field on h2).
+pub(super) fn protocol_error(text: &str) -> Response<ProxyBody> {
+    let mut res = plain(StatusCode::BAD_REQUEST, text);
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+pub(super) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(full(Bytes::from(text.to_owned())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+pub(super) fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(super) fn empty() -> ProxyBody {
+    full(Bytes::new())
+}
+
+/// A response from the origin passed on as it came, marked with `Cache-Status`.
+pub(super) fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
+    let (mut parts, body) = answer.response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    to_client(
+        parts,
+        OriginBody::new(body, answer.lease).boxed_unsync(),
+        status,
+    )
+}
+
+/// An origin's response head (hop-by-hop fields already gone) made ready
+/// for the client: our `Via` hop and `Cache-Status`.
+pub(super) fn to_client(
+    mut parts: http::response::Parts,
+    body: ProxyBody,
+    status: &str,
+) -> Response<ProxyBody> {
+    headers::append_via(&mut parts.headers, parts.version);
+    set_cache_status(&mut parts.headers, status);
+    // The client's connection decides its own version.
+    parts.version = http::Version::HTTP_11;
+    Response::from_parts(parts, body)
+}
+
+/// An origin response head replaced by a body-less answer (`status`,
+/// `headers`), keeping the origin's validators and caching fields.
+pub(super) fn to_client_empty(
+    mut parts: http::response::Parts,
+    (code, extra): (StatusCode, HeaderMap),
+    status: &str,
+) -> Response<ProxyBody> {
+    parts.status = code;
+    for name in [CONTENT_LENGTH, CONTENT_TYPE, http::header::CONTENT_ENCODING] {
+        parts.headers.remove(name);
+    }
+    for (name, value) in &extra {
+        parts.headers.insert(name, value.clone());
+    }
+    to_client(parts, empty(), status)
+}
+
+pub(super) fn set_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}

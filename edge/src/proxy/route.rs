@@ -1,0 +1,280 @@
+//! Routing: the checks a request target and Host must pass, the site and
+//! rule they pick, the cache key, and the path each request then takes
+//! (tunnel, pass, or the cache).
+
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use outpost_cache::{CacheKey, Lookup, normalize_path};
+
+use super::router::host_name;
+
+use super::exchange::Exchange;
+use super::hit::{from_cache, unvalidated};
+use super::respond::{plain, protocol_error, set_cache_status};
+use super::tunnel::is_websocket_upgrade;
+use super::{ConnInfo, Outcome, Proxy, ProxyBody};
+
+impl Proxy {
+    pub(super) async fn route(
+        self: &Arc<Self>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> (Outcome, Response<ProxyBody>) {
+        let (mut parts, body) = req.into_parts();
+        // RFC 9110 §15.5.15.
+        let target_length = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target_length > self.max_uri_length {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::URI_TOO_LONG,
+                    &format!("the request target is over {} bytes\n", self.max_uri_length),
+                ),
+            );
+        }
+        // RFC 9112 §3.2: more than one Host is a bad request.
+        if parts.headers.get_all(HOST).iter().count() > 1 {
+            return (Outcome::Error, protocol_error("more than one Host\n"));
+        }
+        // RFC 9112 §3.2.2 has an absolute-form target's authority win over
+        // Host, and RFC 9113 §8.3.1 calls a request whose Host differs from
+        // its :authority malformed. A target and a Host naming two places is
+        // how caches get poisoned: refuse it rather than pick one.
+        if let (Some(target), Some(host)) = (parts.uri.authority(), parts.headers.get(HOST))
+            && !same_authority(target, host, conn.tls)
+        {
+            return (
+                Outcome::Error,
+                protocol_error("the request target and Host name different hosts\n"),
+            );
+        }
+        // HTTP/2 without :path and :authority reaches here with no target.
+        if parts.uri.path().is_empty() {
+            return (Outcome::Error, protocol_error("no request target\n"));
+        }
+        let authority = match parts.uri.authority() {
+            Some(a) => Some(a.as_str().to_owned()),
+            None => parts
+                .headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let Some((authority, host)) = authority.and_then(|a| host_name(&a).map(|h| (a, h))) else {
+            return (
+                Outcome::Error,
+                plain(StatusCode::BAD_REQUEST, "missing or invalid Host\n"),
+            );
+        };
+        let Some(site) = self.router.site(&host) else {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("no site is served for host {host}\n"),
+                ),
+            );
+        };
+        // RFC 9110 §15.5.20, RFC 9113 §9.1.1: a connection is for the
+        // hosts its certificate serves; a request for another host (whose
+        // certificate the client never checked) goes elsewhere.
+        if let Some(chosen) = conn.certificate
+            && let Some(Some(tls)) = self.tls.get(conn.listener)
+            && tls.names.choose(Some(&host)) != chosen
+        {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("this connection's certificate does not serve {host}\n"),
+                ),
+            );
+        }
+        let websocket_over_h2 = parts.method == Method::CONNECT
+            && parts
+                .extensions
+                .get::<hyper::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if parts.method == Method::CONNECT && !websocket_over_h2 {
+            return (
+                Outcome::Error,
+                plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
+            );
+        }
+        // Purges go through the side API only: the public listener neither
+        // acts on these methods nor passes them to an origin.
+        if matches!(parts.method.as_str(), "PURGE" | "BAN" | "REFRESH") {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "purges go through the admin API\n",
+                ),
+            );
+        }
+        let Some(upstream) = self.upstreams.get(&site.origin).cloned() else {
+            return (
+                Outcome::Error,
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "site has no origin pool\n",
+                ),
+            );
+        };
+        // One normalized path for matching, keying and forwarding.
+        let path = match normalize_path(parts.uri.path()) {
+            Ok(path) => path,
+            Err(e) => {
+                return (
+                    Outcome::Error,
+                    plain(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+                );
+            }
+        };
+        let target = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let Ok(target) = target.parse::<http::Uri>() else {
+            return (
+                Outcome::Error,
+                plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
+            );
+        };
+        let rule = site.rule_for(target.path());
+        if rule.ignore_client_no_cache {
+            strip_client_no_cache(&mut parts.headers);
+        }
+        let bypass = rule.bypass;
+        let path_and_query = target.path_and_query().map_or("/", |p| p.as_str());
+        let key = CacheKey::new(
+            if conn.tls { "https" } else { "http" },
+            &authority,
+            path_and_query,
+            &rule.query,
+        );
+        let request = Exchange {
+            conn,
+            parts,
+            target,
+            authority,
+            key,
+            rule,
+            upstream,
+        };
+
+        if is_websocket_upgrade(&request.parts) || websocket_over_h2 {
+            drop(body);
+            return self.tunnel(request, websocket_over_h2).await;
+        }
+        let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
+        if !cacheable_method || bypass {
+            let status = if bypass { "fwd=bypass" } else { "fwd=method" };
+            return self.pass(request, body, status).await;
+        }
+        // A GET or HEAD carries no meaningful body; drop whatever came.
+        drop(body);
+        let now = self.cache.now();
+        let lookup = self.cache.lookup_tiered(&request.key, &request.parts).await;
+        // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
+        if request_directive(&request.parts.headers, "only-if-cached")
+            && !matches!(lookup, Lookup::Fresh(_))
+        {
+            let mut res = plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: nothing usable is stored\n",
+            );
+            set_cache_status(res.headers_mut(), "detail=only-if-cached");
+            return (Outcome::Miss, res);
+        }
+        match lookup {
+            Lookup::Fresh(entry) => {
+                let ttl = entry.time_to_live(now).as_secs();
+                (
+                    Outcome::Hit,
+                    unvalidated(
+                        &entry,
+                        from_cache(
+                            &self.cache,
+                            &entry,
+                            &request.parts,
+                            now,
+                            &format!("hit; ttl={ttl}"),
+                        ),
+                    ),
+                )
+            }
+            // RFC 5861 §3: within stale-while-revalidate, answer at once and
+            // revalidate in the background; a client's no-cache still waits.
+            Lookup::Stale(entry)
+                if entry.stale_while_revalidate(now)
+                    && !request_directive(&request.parts.headers, "no-cache") =>
+            {
+                let stale_for = entry.staleness(now).as_secs();
+                self.revalidate_in_background(&request, entry.clone());
+                let status = format!("hit; ttl=-{stale_for}; detail=stale-while-revalidate");
+                (
+                    Outcome::Hit,
+                    unvalidated(
+                        &entry,
+                        from_cache(&self.cache, &entry, &request.parts, now, &status),
+                    ),
+                )
+            }
+            Lookup::Stale(entry) => self.revalidate(request, entry, "stale").await,
+            // RFC 9211 §2.2: a fresh response the request's directives refused.
+            Lookup::Refused(entry) => self.revalidate(request, entry, "request").await,
+            Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
+            Lookup::Miss => self.fetch(request, "fwd=miss").await,
+        }
+    }
+}
+
+/// Removes the client's `no-cache` and `no-store` (and `Pragma: no-cache`)
+/// for a rule that sets them aside.
+pub(super) fn strip_client_no_cache(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or_default().trim();
+            !name.eq_ignore_ascii_case("no-cache") && !name.eq_ignore_ascii_case("no-store")
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(http::header::CACHE_CONTROL);
+    headers.remove(http::header::PRAGMA);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(http::header::CACHE_CONTROL, value);
+    }
+}
+
+/// Whether the request's Cache-Control carries `directive`.
+pub(super) fn request_directive(headers: &HeaderMap, directive: &str) -> bool {
+    outpost_cache::Directives::from_headers(headers).has(directive)
+}
+
+/// Whether a target's authority and a Host value name the same host and
+/// port (names compared without case or a trailing dot, a missing port
+/// being the scheme's default).
+pub(super) fn same_authority(target: &http::uri::Authority, host: &HeaderValue, tls: bool) -> bool {
+    let Some(host) = host
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    let default = if tls { 443 } else { 80 };
+    host_name(target.as_str()) == host_name(host.as_str())
+        && target.port_u16().unwrap_or(default) == host.port_u16().unwrap_or(default)
+}
