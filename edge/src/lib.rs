@@ -28,6 +28,7 @@
 //! requests to `proxy`; `proxy` asks `origin`; every room may count in
 //! `observe`.
 
+mod body;
 mod front;
 mod lifecycle;
 mod observe;

@@ -2,7 +2,6 @@
 //! SNI (exact name, then wildcard, then the default), ALPN offering h2 and
 //! http/1.1, TLS 1.2 and 1.3 only.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +16,8 @@ use boring::ssl::{
 };
 use boring::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
 use boring::x509::{X509, X509NameBuilder};
+
+use crate::proxy::router::CertNames;
 
 /// ALPN protocols in the server's order of preference, wire format.
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
@@ -40,35 +41,10 @@ pub struct CertFiles {
     pub hosts: Vec<String>,
 }
 
-/// Which certificate serves which name: exact names, then one-level
-/// wildcards, then the first certificate (index 0).
-#[derive(Debug, Default)]
-pub struct CertNames {
-    exact: HashMap<String, usize>,
-    wildcard: HashMap<String, usize>,
-}
-
-impl CertNames {
-    /// The index of the certificate chosen for `name` (an SNI or a Host,
-    /// lower-cased); the default certificate when none names it.
-    pub fn choose(&self, name: Option<&str>) -> usize {
-        self.find(name).unwrap_or(0)
-    }
-
-    fn find(&self, name: Option<&str>) -> Option<usize> {
-        let name = name?.to_ascii_lowercase();
-        let name = name.strip_suffix('.').unwrap_or(&name);
-        self.exact.get(name).copied().or_else(|| {
-            name.split_once('.')
-                .and_then(|(_, parent)| self.wildcard.get(parent).copied())
-        })
-    }
-}
-
 /// A TLS listener's acceptor and the names of its certificates.
 pub struct Tls {
     pub acceptor: SslAcceptor,
-    pub names: CertNames,
+    pub names: Arc<CertNames>,
 }
 
 /// Builds the acceptor for one TLS listener. The first certificate is the
@@ -81,10 +57,7 @@ pub fn acceptor(certs: &[CertFiles]) -> Result<Tls, TlsError> {
         let index = contexts.len();
         for host in hosts {
             let host = host.to_ascii_lowercase();
-            match host.strip_prefix("*.") {
-                Some(suffix) => names.wildcard.entry(suffix.to_owned()).or_insert(index),
-                None => names.exact.entry(host).or_insert(index),
-            };
+            names.add(&host, index);
         }
         contexts.push(context);
     }
@@ -93,10 +66,8 @@ pub fn acceptor(certs: &[CertFiles]) -> Result<Tls, TlsError> {
     };
     let mut builder = base_builder()?;
     load_pair(&mut builder, default_files)?;
-    let chooser = Arc::new(CertNames {
-        exact: names.exact.clone(),
-        wildcard: names.wildcard.clone(),
-    });
+    let names = Arc::new(names);
+    let chooser = names.clone();
     builder.set_servername_callback(move |ssl, _alert| {
         let name = ssl.servername(NameType::HOST_NAME).map(str::to_owned);
         if let Some(index) = chooser.find(name.as_deref())

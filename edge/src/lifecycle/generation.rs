@@ -17,6 +17,8 @@ use outpost_cache::{Cache, Coalescer, PolicyOptions};
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::Metrics;
 
+use crate::front::Serving;
+use crate::front::tls::Tls;
 use crate::lifecycle::check::{acceptors, single_error};
 use crate::observe::access_log::{AccessLog, Target};
 use crate::origin::pool::Upstream;
@@ -37,12 +39,26 @@ pub struct Generation {
     /// 1 for the config loaded at start, then one more per reload.
     pub number: u64,
     pub loaded: Loaded,
-    /// Holds the router, the pools and each listener's TLS acceptor.
+    /// Holds the router, the pools and the cache: what requests need.
     pub proxy: Arc<Proxy>,
+    /// Each listener's TLS acceptor (None for plain ones), in config order.
+    pub acceptors: Vec<Option<Arc<Tls>>>,
 }
 
 /// The generation serving now.
 pub type Current = Arc<ArcSwap<Generation>>;
+
+/// The front door takes each request's proxy, and each TLS handshake's
+/// acceptor, from the generation current when it arrives.
+impl Serving for ArcSwap<Generation> {
+    fn proxy(&self) -> Arc<Proxy> {
+        self.load().proxy.clone()
+    }
+
+    fn acceptor(&self, index: usize) -> Option<Arc<Tls>> {
+        self.load().acceptors.get(index).cloned().flatten()
+    }
+}
 
 impl Generation {
     /// Builds a generation; `previous` lends what may carry over (the
@@ -85,7 +101,11 @@ impl Generation {
             coalesce_timeout: config.cache.coalesce_timeout.get(),
             access_log,
             request_ids: shared.request_ids.clone(),
-            tls: acceptors,
+            certificates: acceptors
+                .iter()
+                .map(|tls| tls.as_ref().map(|tls| tls.names.clone()))
+                .collect(),
+            header_read_timeout: config.limits.header_read_timeout.get(),
             max_uri_length: usize::try_from(config.limits.max_uri_length.bytes())
                 .unwrap_or(usize::MAX),
         };
@@ -93,6 +113,7 @@ impl Generation {
             number,
             loaded,
             proxy: Arc::new(proxy),
+            acceptors,
         })
     }
 

@@ -14,7 +14,8 @@ use outpost_purge_api::{
 };
 use tokio::net::TcpListener;
 
-use crate::front::listen;
+use crate::front::drain::DrainHandle;
+use crate::front::{Live, listen};
 use crate::lifecycle::generation::{self, Current, Generation};
 use crate::lifecycle::reload::{ConfigSource, Reloader, tokens_from_env};
 use crate::lifecycle::upgrade::{self, Sockets};
@@ -40,7 +41,7 @@ pub struct Running {
     /// Proxy listeners in config order, with whether each speaks TLS.
     pub listeners: Vec<(SocketAddr, bool)>,
     pub admin: SocketAddr,
-    drain: listen::DrainHandle,
+    drain: DrainHandle,
     reloader: Arc<Reloader>,
     /// Duplicates of the listening sockets, for a successor.
     sockets: Sockets,
@@ -219,7 +220,7 @@ pub async fn start(
     let mut running = Running {
         listeners: Vec::new(),
         admin: admin_addr,
-        drain: listen::DrainHandle::new(),
+        drain: DrainHandle::new(),
         reloader: Arc::new(Reloader::new(
             source,
             current.clone(),
@@ -241,6 +242,7 @@ pub async fn start(
     // Sockets handed over that this config no longer has close here.
     drop(inherited);
     let max_connections = current.load().loaded.config.limits.max_connections;
+    let live: Live = current.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     for (index, (socket, (addr, tls))) in sockets.into_iter().zip(listen).enumerate() {
         let bound = socket
@@ -250,7 +252,7 @@ pub async fn start(
         listen::spawn_proxy_listener(
             socket,
             index,
-            current.clone(),
+            live.clone(),
             slots.clone(),
             running.drain.drain(),
         );

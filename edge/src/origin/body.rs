@@ -5,9 +5,10 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::body::BoxError;
 
-pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// A request body for an origin, whatever it was made from.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A request body as the pool sends it: one that can be sent again, or one
 /// that streams once.

@@ -15,7 +15,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,9 +29,10 @@ use hyper_boring::MaybeHttpsStream;
 use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
-use crate::front::interim::Interim;
+use crate::origin::interim::InterimSink;
 use hyper::body::Incoming;
 
+use crate::body::{RecvBody, content_length};
 use crate::origin::body::UpstreamBody;
 use crate::origin::error::{Failure, error_chain};
 use crate::origin::h1;
@@ -185,7 +186,7 @@ impl Mux {
     pub async fn request(
         &self,
         req: Request<UpstreamBody>,
-        interim: Option<Interim>,
+        interim: Option<InterimSink>,
     ) -> Result<Answered, Failure> {
         if let Some(fallback) = &self.fallback
             && (self.speaks_http1() || req.headers().contains_key(http::header::UPGRADE))
@@ -472,7 +473,7 @@ fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
 /// Waits for the final response head, passing on the interim ones before it.
 async fn final_response(
     mut response: ResponseFuture,
-    interim: Option<Interim>,
+    interim: Option<InterimSink>,
 ) -> Result<Response<RecvStream>, h2::Error> {
     if let Some(interim) = interim {
         while let Some(head) = poll_fn(|cx| response.poll_informational(cx)).await {
@@ -542,15 +543,6 @@ fn strip_connection_fields(headers: &mut http::HeaderMap) {
     }
 }
 
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// Sends a request body on its stream as the server's window allows, then
 /// its trailers or the end of the stream. A body that fails resets the
 /// stream, so the origin never takes a cut-off body for a whole one.
@@ -614,29 +606,23 @@ impl Drop for Upload {
     }
 }
 
-/// A response body read from an HTTP/2 stream, giving the window back as
-/// the data is taken, then the trailers.
+/// A response body read from an HTTP/2 stream; it keeps the stream counted
+/// on its connection, and the upload of the request body going, until it
+/// is dropped.
 pub struct H2Body {
-    recv: RecvStream,
+    recv: RecvBody,
     _opened: Busy,
     /// The request body still being sent, if it is.
     _upload: Option<Upload>,
-    /// What Content-Length promised and has not come yet.
-    remaining: Option<u64>,
-    data_done: bool,
-    done: bool,
 }
 
 impl H2Body {
     /// `length`: the response's Content-Length, if it has one.
     fn new(recv: RecvStream, length: Option<u64>, opened: Busy, upload: Option<Upload>) -> Self {
         Self {
-            recv,
+            recv: RecvBody::new(recv, length),
             _opened: opened,
             _upload: upload,
-            remaining: length,
-            data_done: false,
-            done: false,
         }
     }
 }
@@ -649,47 +635,15 @@ impl Body for H2Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    if let Some(remaining) = &mut this.remaining {
-                        *remaining = remaining.saturating_sub(data.len() as u64);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => this.data_done = true,
-            }
-        }
-        let trailers = ready!(this.recv.poll_trailers(cx));
-        this.done = true;
-        match trailers {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
-        }
+        Pin::new(&mut self.recv).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.recv.is_end_stream()
+        self.recv.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.is_end_stream() {
-            return SizeHint::with_exact(0);
-        }
-        match self.remaining {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
+        self.recv.size_hint()
     }
 }
 
@@ -906,7 +860,7 @@ mod tests {
         let mux = mux(addr, Duration::from_secs(60));
         let endless = http_body_util::StreamBody::new(
             futures_util::stream::once(async {
-                Ok::<_, crate::origin::body::BoxError>(Frame::data(Bytes::from_static(b"part")))
+                Ok::<_, crate::body::BoxError>(Frame::data(Bytes::from_static(b"part")))
             })
             .chain(futures_util::stream::pending()),
         )

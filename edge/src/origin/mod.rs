@@ -6,6 +6,7 @@ pub(crate) mod error;
 pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod health;
+pub(crate) mod interim;
 pub(crate) mod pool;
 pub(crate) mod resolve;
 pub(crate) mod response;

@@ -336,7 +336,7 @@ impl Upstream {
             let connection = hyper_util::client::legacy::connect::capture_connection(&mut req);
             let interim = parts
                 .extensions
-                .get::<crate::front::interim::Interim>()
+                .get::<crate::origin::interim::InterimSink>()
                 .cloned();
 
             let Ok(permit) = tokio::time::timeout(

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
-use crate::origin::body::BoxError;
+use crate::body::BoxError;
 use crate::origin::h2::H2Body;
 
 #[derive(Debug, thiserror::Error)]

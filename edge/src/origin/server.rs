@@ -56,7 +56,7 @@ impl Server {
     pub(crate) async fn request(
         &self,
         mut req: Request<UpstreamBody>,
-        interim: Option<crate::front::interim::Interim>,
+        interim: Option<crate::origin::interim::InterimSink>,
     ) -> Result<Response<OriginStream>, Failure> {
         // RFC 9110 §15.2: a proxy forwards the 1xx responses it did not ask for.
         if let Some(interim) = interim.clone() {

@@ -61,7 +61,7 @@ impl Exchange {
         if let Some(interim) = self
             .parts
             .extensions
-            .get::<crate::front::interim::Interim>()
+            .get::<crate::origin::interim::InterimSink>()
         {
             parts.extensions.insert(interim.clone());
         }

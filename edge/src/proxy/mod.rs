@@ -2,6 +2,7 @@
 //! fetch from the origin pool, store what may be stored, and mark every
 //! answer with `Cache-Status` (RFC 9211).
 
+pub(crate) mod client;
 mod exchange;
 mod fetch;
 pub(crate) mod headers;
@@ -26,54 +27,58 @@ use http::header::HOST;
 use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
 use outpost_cache::{Cache, Coalescer};
 use outpost_purge_api::Metrics;
 
+use self::client::ClientBody;
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
 use crate::observe::counted::CountedBody;
 use crate::origin::pool::Upstream;
 use crate::proxy::router::Router;
 
-pub use crate::origin::body::BoxError;
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) use crate::body::BoxError;
+/// A response body on its way to the client, whatever it was made from.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Everything a request needs, built from one config.
-pub struct Proxy {
-    pub router: Arc<Router>,
-    pub cache: Arc<Cache>,
-    pub upstreams: HashMap<String, Arc<Upstream>>,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Proxy {
+    pub(crate) router: Arc<Router>,
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Largest body the cache keeps.
-    pub max_object_size: usize,
+    pub(crate) max_object_size: usize,
     /// Misses in progress that others may join.
-    pub coalescer: Arc<Coalescer>,
+    pub(crate) coalescer: Arc<Coalescer>,
     /// Response headers clients never see (the purge tags, by default).
-    pub hidden_headers: Vec<HeaderName>,
+    pub(crate) hidden_headers: Vec<HeaderName>,
     /// One JSON line per request, when configured.
-    pub access_log: Option<Arc<AccessLog>>,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
     /// Longest request target accepted (414 above it).
-    pub max_uri_length: usize,
-    /// Each listener's TLS certificates (None for plain ones): a request
-    /// must name a host its connection's certificate serves.
-    pub tls: Vec<Option<Arc<crate::front::tls::Tls>>>,
+    pub(crate) max_uri_length: usize,
+    /// The hosts each listener's TLS certificates serve (None for plain
+    /// listeners): a request must name a host its connection's
+    /// certificate serves.
+    pub(crate) certificates: Vec<Option<Arc<router::CertNames>>>,
+    /// How long a client may take to send a request head.
+    pub(crate) header_read_timeout: std::time::Duration,
     /// Shared by every config generation, so ids never repeat.
-    pub request_ids: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a request waits on another's fetch of the same key.
-    pub coalesce_timeout: std::time::Duration,
+    pub(crate) coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
-    pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    pub(crate) revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
 
 /// The client's side of a connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub tls: bool,
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) tls: bool,
     /// The listener's place in the config.
-    pub listener: usize,
+    pub(crate) listener: usize,
     /// On TLS, the certificate the handshake chose by SNI.
-    pub certificate: Option<usize>,
+    pub(crate) certificate: Option<usize>,
 }
 
 /// How an answer came about, for metrics.
@@ -104,7 +109,7 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         conn: ConnInfo,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let logged = self

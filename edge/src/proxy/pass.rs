@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::client::ClientBody;
 use bytes::Bytes;
 use http::header::{IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use outpost_cache::{CacheKey, normalize_host, normalize_path};
 
 use super::router::host_name;
@@ -27,7 +27,7 @@ impl Proxy {
     pub(super) async fn pass(
         &self,
         request: Exchange,
-        body: Incoming,
+        body: ClientBody,
         status: &str,
     ) -> (Outcome, Response<ProxyBody>) {
         let unsafe_method = !matches!(
@@ -153,7 +153,7 @@ pub(super) const REPLAYABLE_BODY: u64 = 64 * 1024;
 /// The request body as the pool sends it; a body that runs over `limit`
 /// ends in an error there and sets `exceeded`.
 pub(super) async fn outgoing_body(
-    body: CountedBody<Incoming>,
+    body: CountedBody<ClientBody>,
     limit: Option<u64>,
     exceeded: &Arc<AtomicBool>,
 ) -> OutgoingBody {

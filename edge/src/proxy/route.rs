@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use super::client::ClientBody;
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use outpost_cache::{CacheKey, Lookup, normalize_path};
 
 use super::router::host_name;
@@ -21,7 +21,7 @@ impl Proxy {
     pub(super) async fn route(
         self: &Arc<Self>,
         conn: ConnInfo,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> (Outcome, Response<ProxyBody>) {
         let (mut parts, body) = req.into_parts();
         // RFC 9110 §15.5.15.
@@ -82,8 +82,8 @@ impl Proxy {
         // hosts its certificate serves; a request for another host (whose
         // certificate the client never checked) goes elsewhere.
         if let Some(chosen) = conn.certificate
-            && let Some(Some(tls)) = self.tls.get(conn.listener)
-            && tls.names.choose(Some(&host)) != chosen
+            && let Some(Some(names)) = self.certificates.get(conn.listener)
+            && names.choose(Some(&host)) != chosen
         {
             return (
                 Outcome::Error,
@@ -96,7 +96,7 @@ impl Proxy {
         let websocket_over_h2 = parts.method == Method::CONNECT
             && parts
                 .extensions
-                .get::<hyper::ext::Protocol>()
+                .get::<h2::ext::Protocol>()
                 .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
         if parts.method == Method::CONNECT && !websocket_over_h2 {
             return (

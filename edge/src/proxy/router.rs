@@ -227,6 +227,41 @@ pub fn host_name(authority: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
+/// Which certificate serves which name: exact names, then one-level
+/// wildcards, then the first certificate (index 0).
+#[derive(Debug, Default)]
+pub struct CertNames {
+    exact: HashMap<String, usize>,
+    wildcard: HashMap<String, usize>,
+}
+
+impl CertNames {
+    /// `host` (a name, or `*.` and a parent name) is served by certificate
+    /// `index`, unless an earlier certificate serves it.
+    pub fn add(&mut self, host: &str, index: usize) {
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix("*.") {
+            Some(suffix) => self.wildcard.entry(suffix.to_owned()).or_insert(index),
+            None => self.exact.entry(host).or_insert(index),
+        };
+    }
+
+    /// The index of the certificate chosen for `name` (an SNI or a Host,
+    /// lower-cased); the default certificate when none names it.
+    pub fn choose(&self, name: Option<&str>) -> usize {
+        self.find(name).unwrap_or(0)
+    }
+
+    pub fn find(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        self.exact.get(name).copied().or_else(|| {
+            name.split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent).copied())
+        })
+    }
+}
+
 impl Router {
     /// The key a purge URL names, built with the rules of the site that serves it.
     pub(crate) fn purge_key(&self, url: &str) -> Result<CacheKey, String> {

@@ -5,10 +5,10 @@
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Method, Response, StatusCode, request};
 
+use super::client::ClientUpgrade;
 use super::headers;
 use crate::origin::body::OutgoingBody;
 use crate::origin::pool::Answer;
-use hyper_util::rt::TokioIo;
 
 use super::exchange::Exchange;
 use super::respond::{empty, plain, protocol_error, relay, set_cache_status, upstream_error};
@@ -30,11 +30,7 @@ impl Proxy {
         mut request: Exchange,
         over_h2: bool,
     ) -> (Outcome, Response<ProxyBody>) {
-        let Some(client_side) = request
-            .parts
-            .extensions
-            .remove::<hyper::upgrade::OnUpgrade>()
-        else {
+        let Some(client_side) = request.parts.extensions.remove::<ClientUpgrade>() else {
             return (
                 Outcome::Error,
                 protocol_error("this connection cannot be upgraded\n"),
@@ -53,7 +49,7 @@ impl Proxy {
         // A tunnel's answer is its 101; nothing goes before it.
         outgoing
             .extensions
-            .remove::<crate::front::interim::Interim>();
+            .remove::<crate::origin::interim::InterimSink>();
         if over_h2 {
             outgoing.method = Method::GET;
         }
@@ -140,14 +136,15 @@ impl Proxy {
         }
         set_cache_status(&mut parts.headers, "fwd=bypass");
         tokio::spawn(async move {
-            let (client, origin) = match tokio::try_join!(client_side, origin_side) {
+            let origin_side = async { origin_side.await.map_err(std::io::Error::other) };
+            let (mut client, origin) = match tokio::try_join!(client_side.upgraded(), origin_side) {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::debug!(error = %e, "WebSocket upgrade did not complete");
                     return;
                 }
             };
-            let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
+            let mut origin = hyper_util::rt::TokioIo::new(origin);
             if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
                 tracing::debug!(error = %e, "WebSocket tunnel ended");
             }

@@ -1,0 +1,96 @@
+//! HTTP/1.1 (and 1.0) from clients, served by hyper over the strict
+//! connection ([`crate::front::strict`]): the framing checks, head time-outs
+//! and interim responses live there; here each request gets the proxy
+//! current when it arrives, its interim sink, and the client's side of a
+//! WebSocket upgrade; and while the connection drains, answers say
+//! `Connection: close`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::front::Live;
+use crate::front::drain::{self, Drain};
+use crate::front::h1_check::{MAX_FIELDS, MAX_HEAD};
+use crate::front::interim::H1Queue;
+use crate::front::strict::Strict;
+use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
+use crate::proxy::{ConnInfo, ProxyBody};
+
+/// Serves one HTTP/1 connection until it ends. `read`: bytes already taken
+/// off the connection (sniffed); the first request head must be complete
+/// by `first_head`, later ones within `head_timeout` of their first byte.
+pub(crate) async fn serve<T>(
+    io: T,
+    read: &[u8],
+    first_head: Instant,
+    head_timeout: Duration,
+    conn: ConnInfo,
+    live: Live,
+    drain: Drain,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let strict = Strict::new(io, read, first_head, head_timeout);
+    let interim = strict.interim();
+    let closing = Arc::new(AtomicBool::new(false));
+    let draining = closing.clone();
+    let service =
+        service_fn(move |req| answer(live.clone(), conn, draining.clone(), interim.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_FIELDS);
+    let connection = builder
+        .serve_connection(TokioIo::new(strict), service)
+        .with_upgrades();
+    drain::serve(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        drain,
+        &closing,
+    )
+    .await;
+}
+
+/// One request: the proxy current when it arrives serves it to its end,
+/// whatever reloads happen meanwhile.
+async fn answer(
+    live: Live,
+    conn: ConnInfo,
+    closing: Arc<AtomicBool>,
+    interim: H1Queue,
+    mut req: http::Request<Incoming>,
+) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    let opened = (req.version() == http::Version::HTTP_11).then(|| interim.open());
+    if let Some(opened) = &opened {
+        req.extensions_mut().insert(opened.sink());
+    }
+    if let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+        req.extensions_mut().insert(ClientUpgrade::new(async move {
+            let upgraded = upgrade.await.map_err(std::io::Error::other)?;
+            Ok(Box::new(TokioIo::new(upgraded)) as Box<dyn TunnelIo>)
+        }));
+    }
+    let proxy = live.proxy();
+    let answered = proxy.handle(conn, req.map(ClientBody::Http1)).await;
+    // Nothing more may precede the final answer.
+    drop(opened);
+    let mut res = answered?;
+    if closing.load(Ordering::SeqCst) {
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(res)
+}
