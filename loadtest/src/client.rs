@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::error::Error;
 use crate::target::{Protocol, Scheme, Target};
 
 const AGENT: &str = concat!("outpost-loadtest/", env!("CARGO_PKG_VERSION"));
@@ -77,6 +78,9 @@ pub struct Failure {
     pub kind: ErrorKind,
     /// What happened, for the first example of each kind.
     pub message: String,
+    /// The server had closed the connection before any byte of the
+    /// answer: the request may be sent again on a new connection.
+    pub(crate) unanswered: bool,
 }
 
 impl Failure {
@@ -85,12 +89,33 @@ impl Failure {
         Failure {
             kind,
             message: message.to_string(),
+            unanswered: false,
         }
     }
 
     /// A hyper error (request or body), sorted by its cause.
     pub fn from_hyper(e: &hyper::Error) -> Failure {
         Failure::new(classify(e), chain(e))
+    }
+
+    /// A hyper error from an HTTP/1.1 connection before any byte of the
+    /// answer came: waiting for the connection to be ready, or sending the
+    /// request and waiting for the head. Marked `unanswered` when it says
+    /// the server had closed or reset the connection (RFC 9112 §9.3.1).
+    pub(crate) fn before_answer(e: &hyper::Error) -> Failure {
+        let reset = e
+            .source()
+            .and_then(|source| source.downcast_ref::<io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                )
+            });
+        Failure {
+            unanswered: e.is_closed() || e.is_canceled() || e.is_incomplete_message() || reset,
+            ..Failure::from_hyper(e)
+        }
     }
 }
 
@@ -190,17 +215,17 @@ pub struct Connector {
 
 impl Connector {
     /// Prepares TLS (ALPN list, certificate checks) for an https target.
-    pub fn new(target: Arc<Target>) -> anyhow::Result<Connector> {
+    pub fn new(target: Arc<Target>) -> Result<Connector, Error> {
         let tls = match target.scheme {
             Scheme::Http => None,
             Scheme::Https => {
-                let mut builder = SslConnector::builder(SslMethod::tls())?;
+                let mut builder = SslConnector::builder(SslMethod::tls()).map_err(Error::Tls)?;
                 let alpn: &[u8] = match target.protocol {
                     Protocol::H2 => b"\x02h2",
                     Protocol::Http1 => b"\x08http/1.1",
                     Protocol::Auto => b"\x02h2\x08http/1.1",
                 };
-                builder.set_alpn_protos(alpn)?;
+                builder.set_alpn_protos(alpn).map_err(Error::Tls)?;
                 if target.insecure {
                     builder.set_verify(SslVerifyMode::NONE);
                 }
@@ -300,17 +325,27 @@ where
     }
 }
 
-/// Reads a response body to its end without keeping it; returns its size.
-pub async fn drain(body: Incoming) -> Result<u64, Failure> {
+/// Reads a response body to its end; returns its size and, when it is no
+/// longer than `sample` bytes (and `sample` is not 0), its content.
+/// Longer bodies are not kept.
+pub async fn drain(body: Incoming, sample: usize) -> Result<(u64, Option<Vec<u8>>), Failure> {
     let mut body = body;
     let mut bytes = 0u64;
+    let mut kept = (sample > 0).then(Vec::new);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::from_hyper(&e))?;
         if let Some(data) = frame.data_ref() {
             bytes += data.len() as u64;
+            if let Some(buffer) = kept.as_mut() {
+                if buffer.len() + data.len() <= sample {
+                    buffer.extend_from_slice(data);
+                } else {
+                    kept = None;
+                }
+            }
         }
     }
-    Ok(bytes)
+    Ok((bytes, kept))
 }
 
 #[cfg(test)]

@@ -1,21 +1,26 @@
 //! What the workers count: latency histograms, status codes, Cache-Status
-//! outcomes, errors by kind, bytes, connections, and per-second buckets.
-//! Each worker keeps its own [`Tally`]; they are merged at the end.
+//! outcomes, errors by kind, bytes, connections, retries, short bodies by
+//! content, and per-second buckets. Each worker keeps its own [`Tally`];
+//! they are merged at the end.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
 use crate::cache_status::{self, CacheStatus};
 use crate::client::{ErrorKind, Failure};
+use crate::error::Error;
 
 /// Highest latency the histograms hold, in microseconds (one hour); longer
 /// values are clamped to it.
 const MAX_MICROS: u64 = 3_600_000_000;
 /// Distinct Cache-Status detail strings kept; more are counted as `(more)`.
 const MAX_DETAILS: usize = 64;
+/// Distinct bodies counted by content; more are counted as `(more)`.
+const MAX_BODIES: usize = 64;
+/// Where details and bodies beyond the limits are counted.
+const MORE: &str = "(more)";
 
 /// Responses and errors that finished in one second of the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -48,14 +53,21 @@ pub struct Tally {
     pub bytes: u64,
     /// Connections opened, by protocol (`h1`, `h2`).
     pub connections: BTreeMap<&'static str, u64>,
+    /// Requests sent a second time because the server had closed a
+    /// kept-alive connection before any byte of their answer (only when
+    /// the plan allows it; the second attempt is counted as any request).
+    pub retried: u64,
+    /// Bodies of answers by content (as text), when the plan samples
+    /// bodies and they are no longer than its limit.
+    pub bodies: BTreeMap<String, u64>,
     /// Completions per second of the run, from its start.
     pub per_second: Vec<Bucket>,
 }
 
 impl Tally {
     /// An empty tally.
-    pub fn new() -> Result<Tally> {
-        let hist = || Histogram::new_with_bounds(1, MAX_MICROS, 3).context("latency histogram");
+    pub fn new() -> Result<Tally, Error> {
+        let hist = || Histogram::new_with_bounds(1, MAX_MICROS, 3).map_err(Error::Histogram);
         Ok(Tally {
             latency: hist()?,
             service: hist()?,
@@ -66,6 +78,8 @@ impl Tally {
             error_examples: BTreeMap::new(),
             bytes: 0,
             connections: BTreeMap::new(),
+            retried: 0,
+            bodies: BTreeMap::new(),
             per_second: Vec::new(),
         })
     }
@@ -90,14 +104,7 @@ impl Tally {
             Some(value) => {
                 let CacheStatus { outcome, detail } = cache_status::parse(value);
                 *self.cache_outcomes.entry(outcome).or_default() += 1;
-                let detail = if self.cache_details.len() < MAX_DETAILS
-                    || self.cache_details.contains_key(&detail)
-                {
-                    detail
-                } else {
-                    "(more)".to_owned()
-                };
-                *self.cache_details.entry(detail).or_default() += 1;
+                count_bounded(&mut self.cache_details, detail, MAX_DETAILS);
             }
             None => {
                 *self
@@ -122,6 +129,17 @@ impl Tally {
     /// Counts a connection opened with protocol `label`.
     pub fn connection(&mut self, label: &'static str) {
         *self.connections.entry(label).or_default() += 1;
+    }
+
+    /// Counts a request sent again on a new connection.
+    pub fn retry(&mut self) {
+        self.retried += 1;
+    }
+
+    /// Counts the body of an answer by its content.
+    pub fn body(&mut self, body: &[u8]) {
+        let text = String::from_utf8_lossy(body).into_owned();
+        count_bounded(&mut self.bodies, text, MAX_BODIES);
     }
 
     fn count_error(&mut self, kind: ErrorKind, message: impl FnOnce() -> String) {
@@ -154,13 +172,9 @@ impl Tally {
     }
 
     /// Adds another tally to this one.
-    pub fn merge(&mut self, other: Tally) -> Result<()> {
-        self.latency
-            .add(&other.latency)
-            .context("merging histograms")?;
-        self.service
-            .add(&other.service)
-            .context("merging histograms")?;
+    pub fn merge(&mut self, other: Tally) -> Result<(), Error> {
+        self.latency.add(&other.latency).map_err(Error::Merge)?;
+        self.service.add(&other.service).map_err(Error::Merge)?;
         for (k, v) in other.statuses {
             *self.statuses.entry(k).or_default() += v;
         }
@@ -169,6 +183,9 @@ impl Tally {
         }
         for (k, v) in other.cache_details {
             *self.cache_details.entry(k).or_default() += v;
+        }
+        for (k, v) in other.bodies {
+            *self.bodies.entry(k).or_default() += v;
         }
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -180,6 +197,7 @@ impl Tally {
             *self.connections.entry(k).or_default() += v;
         }
         self.bytes += other.bytes;
+        self.retried += other.retried;
         if self.per_second.len() < other.per_second.len() {
             self.per_second
                 .resize(other.per_second.len(), Bucket::default());
@@ -190,6 +208,17 @@ impl Tally {
         }
         Ok(())
     }
+}
+
+/// Counts `key` in `map`, or under `(more)` once `map` holds `limit`
+/// distinct keys.
+fn count_bounded(map: &mut BTreeMap<String, u64>, key: String, limit: usize) {
+    let key = if map.len() < limit || map.contains_key(&key) {
+        key
+    } else {
+        MORE.to_owned()
+    };
+    *map.entry(key).or_default() += 1;
 }
 
 /// A duration in whole microseconds, at least 1 (the histogram's floor).
@@ -206,7 +235,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn responses_and_failures_are_counted_apart() -> Result<()> {
+    fn responses_and_failures_are_counted_apart() -> Result<(), Error> {
         let mut t = Tally::new()?;
         t.response(200, Some("Outpost; hit; ttl=5"), 10, MS, MS, Duration::ZERO);
         t.response(200, Some("Outpost; fwd=miss; stored"), 10, MS, MS, MS);
@@ -245,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_adds_everything() -> Result<()> {
+    fn merge_adds_everything() -> Result<(), Error> {
         let mut a = Tally::new()?;
         let mut b = Tally::new()?;
         a.response(200, None, 1, MS, MS, Duration::ZERO);
@@ -269,7 +298,27 @@ mod tests {
     }
 
     #[test]
-    fn extreme_durations_are_clamped() -> Result<()> {
+    fn bodies_and_retries_are_counted_and_merged() -> Result<(), Error> {
+        let mut a = Tally::new()?;
+        let mut b = Tally::new()?;
+        a.body(b"A");
+        b.body(b"A");
+        b.body(b"B");
+        b.retry();
+        a.merge(b)?;
+        assert_eq!(a.bodies["A"], 2);
+        assert_eq!(a.bodies["B"], 1);
+        assert_eq!(a.retried, 1);
+        for n in 0..2 * MAX_BODIES {
+            a.body(n.to_string().as_bytes());
+        }
+        assert_eq!(a.bodies.len(), MAX_BODIES + 1);
+        assert!(a.bodies[MORE] > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn extreme_durations_are_clamped() -> Result<(), Error> {
         let mut t = Tally::new()?;
         t.response(200, None, 0, Duration::ZERO, Duration::MAX, Duration::MAX);
         assert_eq!(t.latency.min(), 1);

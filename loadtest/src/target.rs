@@ -4,9 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{Context, Result, bail};
 use http::Uri;
 use http::uri::{Authority, Scheme as UriScheme};
+
+use crate::error::Error;
 
 /// `http://` or `https://`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,18 +65,30 @@ impl Target {
         host: Option<&str>,
         protocol: Protocol,
         insecure: bool,
-    ) -> Result<Target> {
-        let uri: Uri = url
-            .parse()
-            .with_context(|| format!("--url {url:?} is not a URL"))?;
+    ) -> Result<Target, Error> {
+        let uri: Uri = url.parse().map_err(|source| Error::NotAUrl {
+            url: url.to_owned(),
+            source,
+        })?;
         let scheme = match uri.scheme() {
             Some(s) if *s == UriScheme::HTTP => Scheme::Http,
             Some(s) if *s == UriScheme::HTTPS => Scheme::Https,
-            Some(s) => bail!("--url {url:?}: scheme {s} is not http or https"),
-            None => bail!("--url {url:?} needs a scheme: http:// or https://"),
+            Some(s) => {
+                return Err(Error::Scheme {
+                    url: url.to_owned(),
+                    scheme: s.to_string(),
+                });
+            }
+            None => {
+                return Err(Error::NoScheme {
+                    url: url.to_owned(),
+                });
+            }
         };
         let Some(url_authority) = uri.authority().cloned() else {
-            bail!("--url {url:?} needs a host");
+            return Err(Error::NoHost {
+                url: url.to_owned(),
+            });
         };
         let port = url_authority.port_u16().unwrap_or(match scheme {
             Scheme::Http => 80,
@@ -83,9 +96,10 @@ impl Target {
         });
         let addr = resolve_loopback(url_authority.host(), port).await?;
         let authority = match host {
-            Some(h) => h
-                .parse::<Authority>()
-                .with_context(|| format!("--host {h:?} is not a valid host[:port]"))?,
+            Some(h) => h.parse::<Authority>().map_err(|source| Error::Host {
+                host: h.to_owned(),
+                source,
+            })?,
             None => url_authority,
         };
         let path = uri
@@ -139,7 +153,7 @@ impl Target {
 
 /// Resolves `host` and returns its address if it is on this machine; a name
 /// with any address outside loopback is refused.
-async fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr> {
+async fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr, Error> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return if is_loopback(ip) {
@@ -150,10 +164,15 @@ async fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr> {
     }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
         .await
-        .with_context(|| format!("resolving {host}"))?
+        .map_err(|source| Error::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
         .collect();
     match addrs.first() {
-        None => bail!("{host} resolves to no address"),
+        None => Err(Error::NoAddress {
+            host: host.to_owned(),
+        }),
         Some(_) if addrs.iter().any(|a| !is_loopback(a.ip())) => Err(not_loopback(host)),
         Some(first) => Ok(*first),
     }
@@ -164,17 +183,17 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
-fn not_loopback(host: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{host} is not a loopback address (127.0.0.0/8 or ::1): load goes to this machine only"
-    )
+fn not_loopback(host: &str) -> Error {
+    Error::NotLoopback {
+        host: host.to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn target(url: &str) -> Result<Target> {
+    async fn target(url: &str) -> Result<Target, Error> {
         Target::resolve(url, None, Protocol::Auto, false).await
     }
 

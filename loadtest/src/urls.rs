@@ -5,12 +5,13 @@
 
 use std::borrow::Cow;
 
-use anyhow::{Context, Result, bail};
 use http::Uri;
 use http::uri::{Authority, PathAndQuery};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
+
+use crate::error::Error;
 
 /// The placeholder that `--path-template` replaces with a key number.
 pub const KEY: &str = "{key}";
@@ -45,24 +46,30 @@ impl Source {
     /// Reads a URL file: one path (`/a/b?c`) or absolute URL
     /// (`http://example.com/a`) a line; blank lines and `#` comments are
     /// skipped. `name` labels errors (`name:line: ...`).
-    pub fn parse_list(text: &str, name: &str) -> Result<Source> {
+    pub fn parse_list(text: &str, name: &str) -> Result<Source, Error> {
         let mut entries = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let entry = parse_entry(line).with_context(|| format!("{name}:{}", n + 1))?;
+            let entry = parse_entry(line).map_err(|e| Error::AtLine {
+                name: name.to_owned(),
+                line: n + 1,
+                source: Box::new(e),
+            })?;
             entries.push(entry);
         }
         if entries.is_empty() {
-            bail!("{name}: no URLs in the file");
+            return Err(Error::EmptyList {
+                name: name.to_owned(),
+            });
         }
         Ok(Source::List(entries))
     }
 }
 
-fn parse_entry(line: &str) -> Result<Entry> {
+fn parse_entry(line: &str) -> Result<Entry, Error> {
     if line.starts_with('/') {
         check_path(line)?;
         return Ok(Entry {
@@ -70,17 +77,21 @@ fn parse_entry(line: &str) -> Result<Entry> {
             host: None,
         });
     }
-    let uri: Uri = line
-        .parse()
-        .with_context(|| format!("{line:?} is neither a path nor a URL"))?;
+    let uri: Uri = line.parse().map_err(|source| Error::NotPathOrUrl {
+        line: line.to_owned(),
+        source,
+    })?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => bail!("{line:?}: a URL needs http:// or https://"),
+        _ => {
+            return Err(Error::ListScheme {
+                line: line.to_owned(),
+            });
+        }
     }
-    let host = uri
-        .authority()
-        .cloned()
-        .with_context(|| format!("{line:?} has no host"))?;
+    let host = uri.authority().cloned().ok_or_else(|| Error::ListHost {
+        line: line.to_owned(),
+    })?;
     let path = uri
         .path_and_query()
         .map(|p| p.as_str())
@@ -92,12 +103,14 @@ fn parse_entry(line: &str) -> Result<Entry> {
     })
 }
 
-fn check_path(path: &str) -> Result<()> {
+fn check_path(path: &str) -> Result<(), Error> {
     if !path.starts_with('/') {
-        bail!("path {path:?} must start with /");
+        return Err(Error::PathStart(path.to_owned()));
     }
-    path.parse::<PathAndQuery>()
-        .with_context(|| format!("{path:?} is not a valid path"))?;
+    path.parse::<PathAndQuery>().map_err(|source| Error::Path {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -138,16 +151,16 @@ pub struct Choice<'a> {
 
 impl UrlSet {
     /// Checks every path (or the template) and the pick rule.
-    pub fn new(source: Source, pick: Pick) -> Result<UrlSet> {
+    pub fn new(source: Source, pick: Pick) -> Result<UrlSet, Error> {
         if let Pick::Zipf(s) = pick
             && !(s.is_finite() && s >= 0.0)
         {
-            bail!("--zipf exponent must be a finite number ≥ 0, not {s}");
+            return Err(Error::ZipfExponent(s));
         }
         let (entries, kind) = match source {
             Source::Paths(paths) => {
                 if paths.is_empty() {
-                    bail!("need at least one path");
+                    return Err(Error::NoPaths);
                 }
                 for p in &paths {
                     check_path(p)?;
@@ -161,13 +174,15 @@ impl UrlSet {
             Source::List(list) => (Entries::List(list), "file"),
             Source::Keys { count, template } => {
                 if count == 0 {
-                    bail!("--keys needs at least one key");
+                    return Err(Error::NoKeys);
                 }
                 if !template.contains(KEY) {
-                    bail!("--path-template {template:?} has no {KEY}");
+                    return Err(Error::TemplateKey { template });
                 }
-                check_path(&template.replace(KEY, "0"))
-                    .with_context(|| format!("--path-template {template:?}"))?;
+                check_path(&template.replace(KEY, "0")).map_err(|e| Error::Template {
+                    template: template.clone(),
+                    source: Box::new(e),
+                })?;
                 let parts = template.split(KEY).map(str::to_owned).collect();
                 (Entries::Template { parts, count }, "keys")
             }
@@ -180,6 +195,10 @@ impl UrlSet {
     }
 
     /// Number of distinct entries.
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "never empty: UrlSet::new refuses an empty set"
+    )]
     pub fn len(&self) -> u64 {
         match &self.entries {
             Entries::List(l) => l.len() as u64,
@@ -199,11 +218,16 @@ impl UrlSet {
 
     /// A picker for one worker, with its own random stream derived from
     /// `seed` and `worker` so runs repeat.
-    pub fn picker(&self, seed: u64, worker: usize) -> Result<Picker<'_>> {
+    pub fn picker(&self, seed: u64, worker: usize) -> Result<Picker<'_>, Error> {
         let zipf = match self.pick {
-            Pick::Zipf(s) => Some(
-                Zipf::new(self.len() as f64, s).map_err(|e| anyhow::anyhow!("--zipf {s}: {e}"))?,
-            ),
+            Pick::Zipf(s) => {
+                Some(
+                    Zipf::new(self.len() as f64, s).map_err(|source| Error::Zipf {
+                        exponent: s,
+                        source,
+                    })?,
+                )
+            }
             _ => None,
         };
         let stream = seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -384,6 +408,8 @@ mod tests {
     #[test]
     fn list_file_errors_name_the_line() {
         let err = Source::parse_list("/ok\nftp://x/y\n", "u.txt").expect_err("bad line");
+        // With its causes, as the command line prints it.
+        let err = anyhow::Error::from(err);
         assert!(format!("{err:#}").starts_with("u.txt:2:"), "{err:#}");
         assert!(Source::parse_list("# nothing\n\n", "e.txt").is_err());
     }

@@ -93,7 +93,7 @@ async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stor
     let got = get(outpost.addr(), "example.com", "/page").await;
     got.assert_hit();
     assert_eq!(got.body, "final");
-    assert_eq!(origin.requests(), 2);
+    assert_eq!(origin.hits(), 2);
 }
 
 #[tokio::test]
@@ -201,7 +201,7 @@ async fn interim_frames_leave_http2_header_compression_intact() {
         }
         // Every stream has its hints queued or sent before any final answer.
         tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while origin.requests() < 4 * (round + 1) {
+            while origin.hits() < 4 * (round + 1) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         })
@@ -365,7 +365,7 @@ async fn interim_frames_wait_for_a_pending_tls_write() {
         .expect("request");
     let (answer, _) = client.send_request(hinted_request, true).expect("send");
     tokio::time::timeout(wait, async {
-        while hinted.requests() < 2 {
+        while hinted.hits() < 2 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     })

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use outpost_tests::{
-    Load, Origin, OriginOptions, Outpost, await_metric, get, metric, reload, respond, simple_config,
+    Origin, OriginOptions, Outpost, assert_all_ok, await_metric, await_progress, get, load_plan,
+    metric, reload, respond, simple_config, start_load,
 };
 
 const TOKEN: &str = "reload-token";
@@ -146,33 +147,32 @@ async fn reloads_under_load_fail_no_request() {
         simple_config(&b, &["example.com"], ""),
     ];
     let outpost = Outpost::start(&configs[0], &[], Some(TOKEN)).await;
-    let load = Load::start(
-        outpost.addr(),
-        "example.com",
-        "/live",
-        4,
-        200_000,
-        Duration::from_secs(60),
-    );
-    load.await_progress(50).await;
+    let load = start_load(
+        load_plan(outpost.addr(), "example.com", "/live")
+            .connections(4)
+            .requests(200_000)
+            .duration(Duration::from_secs(60)),
+    )
+    .await;
+    await_progress(&load, 50).await;
     for round in 1..=10 {
         write_config(&outpost, &configs[round % 2]);
         outpost.signal("HUP");
         await_metric(outpost.admin, OK, round as f64).await;
-        load.await_progress(50).await;
+        await_progress(&load, 50).await;
         if round == 5 {
             write_config(&outpost, "sites: {");
             assert_eq!(reload(outpost.admin, TOKEN).await.status, 422);
-            load.await_progress(50).await;
+            await_progress(&load, 50).await;
         }
     }
-    let report = load.finish().await;
-    report.assert_all_ok();
-    assert_eq!(report.retried, 0, "a reload closes no connection");
+    let report = load.finish().await.expect("load");
+    assert_all_ok(&report);
+    assert_eq!(report.tally.retried, 0, "a reload closes no connection");
+    let bodies = &report.tally.bodies;
     assert!(
-        report.bodies.get("A").is_some_and(|n| *n > 0)
-            && report.bodies.get("B").is_some_and(|n| *n > 0),
-        "{report:?}"
+        bodies.get("A").is_some_and(|n| *n > 0) && bodies.get("B").is_some_and(|n| *n > 0),
+        "{report}"
     );
     assert_eq!(metric(outpost.admin, FAILED).await, Some(1.0));
 }

@@ -208,7 +208,7 @@ async fn a_malformed_origin_response_is_502_and_its_connection_dropped() {
         assert_eq!(second.status, 502, "{name}: nothing was stored");
         assert_eq!(
             origin.connections(),
-            origin.requests(),
+            origin.hits(),
             "{name}: a connection that carried a malformed response was used again"
         );
     }

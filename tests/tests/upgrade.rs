@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use outpost_tests::{Load, Origin, Outpost, get, outpost_bin, respond, simple_config};
+use outpost_tests::{
+    Origin, Outpost, assert_all_ok, await_progress, get, load_plan, outpost_bin, respond,
+    simple_config, start_load,
+};
 
 const TOKEN: &str = "upgrade-token";
 
@@ -43,25 +46,23 @@ async fn an_upgrade_under_load_fails_no_request() {
         let got = get(addr, "example.com", &format!("/cached/{i}")).await;
         assert!(got.cache_status().contains("stored"));
     }
-    let kept = Load::start(
-        addr,
-        "example.com",
-        "/live",
-        4,
-        200_000,
-        Duration::from_secs(60),
-    );
-    let fresh = Load::start_with(
-        addr,
-        "example.com",
-        "/live",
-        2,
-        50_000,
-        Duration::from_secs(60),
-        false,
-    );
-    kept.await_progress(100).await;
-    fresh.await_progress(20).await;
+    let kept = start_load(
+        load_plan(addr, "example.com", "/live")
+            .connections(4)
+            .requests(200_000)
+            .duration(Duration::from_secs(60)),
+    )
+    .await;
+    let fresh = start_load(
+        load_plan(addr, "example.com", "/live")
+            .connections(2)
+            .requests(50_000)
+            .duration(Duration::from_secs(60))
+            .keep_alive(false),
+    )
+    .await;
+    await_progress(&kept, 100).await;
+    await_progress(&fresh, 20).await;
 
     let new = old.upgrade().await;
     assert_eq!(new.listen, old.listen);
@@ -69,15 +70,16 @@ async fn an_upgrade_under_load_fails_no_request() {
     assert_ne!(new.pid(), old.pid());
     assert_eq!(old.exit_code(Duration::from_secs(30)).await, Some(0));
 
-    kept.await_progress(100).await;
-    fresh.await_progress(20).await;
-    let (kept, fresh) = (kept.finish().await, fresh.finish().await);
-    eprintln!("through the upgrade: kept-alive {kept:?}; fresh {fresh:?}");
-    kept.assert_all_ok();
-    fresh.assert_all_ok();
+    await_progress(&kept, 100).await;
+    await_progress(&fresh, 20).await;
+    let kept = kept.finish().await.expect("kept-alive load");
+    let fresh = fresh.finish().await.expect("fresh load");
+    eprintln!("through the upgrade: kept-alive {kept}; fresh {fresh}");
+    assert_all_ok(&kept);
+    assert_all_ok(&fresh);
     // Draining connections answer with `Connection: close` before they
     // close, so no client has to retry a request the old process dropped.
-    assert_eq!((kept.retried, fresh.retried), (0, 0));
+    assert_eq!((kept.tally.retried, fresh.tally.retried), (0, 0));
     let served: u64 = outpost_tests::stats(new.admin).await["requests"]
         .as_object()
         .unwrap()

@@ -1,21 +1,12 @@
-//! The command line: every flag, its default, and the checks that turn the
-//! raw flags into a [`Plan`] the rest of the program can trust.
+//! The command line: every flag and its default, turned into the library's
+//! [`Plan`] (which checks the settings and bounds) and the outputs around
+//! it, a [`Cli`] the rest of the program can trust.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-
-use crate::target::{Protocol, Target};
-use crate::urls::{Pick, Source, UrlSet};
-
-/// Longest run accepted: a load test here is a bounded experiment.
-const MAX_DURATION: Duration = Duration::from_secs(3600);
-/// Most requests accepted for one run.
-const MAX_REQUESTS: u64 = 1_000_000_000;
-/// Most connections × streams accepted (workers are tasks, one per stream).
-const MAX_WORKERS: usize = 100_000;
+use outpost_loadtest::{DEFAULT_CONNECTIONS, DEFAULT_REQUESTS, Pick, Plan, Protocol, Source};
 
 /// Bounded HTTP load against a loopback target: HTTP/1.1, h2c or HTTPS (h2
 /// by ALPN), closed loop or a fixed request rate, with latency percentiles,
@@ -46,13 +37,13 @@ pub struct Args {
     pub insecure: bool,
 
     /// Connections to keep open.
-    #[arg(long, short, default_value_t = 16)]
+    #[arg(long, short, default_value_t = DEFAULT_CONNECTIONS)]
     pub connections: usize,
     /// Concurrent streams per connection (HTTP/2 only).
     #[arg(long, short = 's', default_value_t = 1)]
     pub streams: usize,
     /// Stop after this many requests in all (always bounded).
-    #[arg(long, short, default_value_t = 100_000)]
+    #[arg(long, short, default_value_t = DEFAULT_REQUESTS)]
     pub requests: u64,
     /// Stop after this long, whichever comes first (e.g. 10s, 2m).
     #[arg(long, short, default_value = "10s")]
@@ -119,28 +110,12 @@ pub enum JsonOut {
     File(PathBuf),
 }
 
-/// The validated run: what to hit, how hard, for how long, and where the
-/// results go.
+/// The validated command line: the run's [`Plan`], and what the binary
+/// adds around it (the proxy to measure, where the results go).
 #[derive(Debug, Clone)]
-pub struct Plan {
-    /// The target address, scheme, protocol and Host.
-    pub target: Target,
-    /// The paths to request and how to pick among them.
-    pub urls: UrlSet,
-    /// Connections kept open.
-    pub connections: usize,
-    /// Streams per connection.
-    pub streams: usize,
-    /// Request budget.
-    pub requests: u64,
-    /// Time budget.
-    pub duration: Duration,
-    /// Requests per second in all, for an open loop.
-    pub rate: Option<f64>,
-    /// Per-request time limit.
-    pub timeout: Duration,
-    /// Seed for key choice.
-    pub seed: u64,
+pub struct Cli {
+    /// What to hit, how hard, for how long.
+    pub plan: Plan,
     /// Processes whose CPU time and memory to report, added up (none: no
     /// proxy figures).
     pub proxy_pids: Vec<u32>,
@@ -152,17 +127,10 @@ pub struct Plan {
     pub quiet: bool,
 }
 
-impl Plan {
-    /// Workers (one per stream) across all connections.
-    pub fn workers(&self) -> usize {
-        self.connections * self.streams
-    }
-}
-
 impl Args {
     /// Checks the flags and resolves the target (only loopback addresses
     /// pass), reading `--urls-file` if given.
-    pub async fn into_plan(self) -> Result<Plan> {
+    pub async fn into_cli(self) -> Result<Cli> {
         let url = match &self.addr {
             Some(addr) => format!("http://{addr}/"),
             None => self.url.clone(),
@@ -172,71 +140,49 @@ impl Args {
             (false, true) => Protocol::Http1,
             (false, false) => Protocol::Auto,
         };
-        // The old --addr form sent `Host: localhost`; keep that for it.
-        let host = self
-            .host
-            .as_deref()
-            .or(self.addr.as_ref().map(|_| "localhost"));
-        let target = Target::resolve(&url, host, protocol, self.insecure).await?;
-        if self.connections == 0 {
-            bail!("--connections must be at least 1");
-        }
-        if self.streams == 0 {
-            bail!("--streams must be at least 1");
-        }
-        if self.streams > 1 && !target.may_speak_h2() {
-            bail!(
-                "--streams {} needs HTTP/2: add --h2 or use https://",
-                self.streams
-            );
-        }
-        if self.connections.saturating_mul(self.streams) > MAX_WORKERS {
-            bail!("--connections × --streams may be at most {MAX_WORKERS}");
-        }
-        if self.requests == 0 || self.requests > MAX_REQUESTS {
-            bail!("--requests must be between 1 and {MAX_REQUESTS}");
-        }
-        let duration = self.duration.get();
-        if duration.is_zero() || duration > MAX_DURATION {
-            bail!("--duration must be more than 0 and at most 1h");
-        }
-        let timeout = self.timeout.get();
-        if timeout.is_zero() {
-            bail!("--timeout must be more than 0");
-        }
-        if let Some(rate) = self.rate
-            && !(rate.is_finite() && rate > 0.0)
-        {
-            bail!("--rate must be a positive number of requests per second");
-        }
-        if self.proxy_pid.contains(&0) {
-            bail!("--proxy-pid must name a process");
-        }
-        let mut proxy_pids = self.proxy_pid.clone();
-        proxy_pids.sort_unstable();
-        proxy_pids.dedup();
         let pick = match (self.zipf, self.random) {
             (Some(s), _) => Pick::Zipf(s),
             (None, true) => Pick::Uniform,
             (None, false) if self.keys.is_some() => Pick::Uniform,
             (None, false) => Pick::InTurn,
         };
-        let source = if let Some(n) = self.keys {
-            let template = match &self.path_template {
-                Some(t) => t.clone(),
-                None => default_template(target.path()),
-            };
-            Source::Keys { count: n, template }
+        let mut plan = Plan::builder(url)
+            .protocol(protocol)
+            .insecure(self.insecure)
+            .connections(self.connections)
+            .streams(self.streams)
+            .requests(self.requests)
+            .duration(self.duration.get())
+            .timeout(self.timeout.get())
+            .pick(pick)
+            .seed(self.seed);
+        // The old --addr form sent `Host: localhost`; keep that for it.
+        if let Some(host) = self
+            .host
+            .as_deref()
+            .or(self.addr.as_ref().map(|_| "localhost"))
+        {
+            plan = plan.host(host);
+        }
+        if let Some(rate) = self.rate {
+            plan = plan.rate(rate);
+        }
+        if let Some(n) = self.keys {
+            plan = plan.keys(n, self.path_template.clone());
         } else if let Some(file) = &self.urls_file {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("reading --urls-file {}: {e}", file.display()))?;
-            Source::parse_list(&text, &format!("{}", file.display()))?
+            plan = plan.source(Source::parse_list(&text, &format!("{}", file.display()))?);
         } else if !self.paths.is_empty() {
-            Source::Paths(self.paths.clone())
-        } else {
-            Source::Paths(vec![target.path().to_owned()])
-        };
-        let urls = UrlSet::new(source, pick)?;
+            plan = plan.source(Source::Paths(self.paths.clone()));
+        }
+        let plan = plan.build().await?;
+        if self.proxy_pid.contains(&0) {
+            bail!("--proxy-pid must name a process");
+        }
+        let mut proxy_pids = self.proxy_pid.clone();
+        proxy_pids.sort_unstable();
+        proxy_pids.dedup();
         let json = self.json.map(|p| {
             if p.as_os_str() == "-" {
                 JsonOut::Stdout
@@ -244,16 +190,8 @@ impl Args {
                 JsonOut::File(p)
             }
         });
-        Ok(Plan {
-            target,
-            urls,
-            connections: self.connections,
-            streams: self.streams,
-            requests: self.requests,
-            duration,
-            rate: self.rate,
-            timeout,
-            seed: self.seed,
+        Ok(Cli {
+            plan,
             proxy_pids,
             json,
             chart: self.chart,
@@ -262,22 +200,10 @@ impl Args {
     }
 }
 
-/// The URL's path with `{key}` appended as a last segment (its query, if
-/// any, kept after it): `/obj/` → `/obj/{key}`, `/obj?a=1` → `/obj/{key}?a=1`.
-fn default_template(path_and_query: &str) -> String {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
-    let slash = if path.ends_with('/') { "" } else { "/" };
-    match query {
-        Some(q) => format!("{path}{slash}{{key}}?{q}"),
-        None => format!("{path}{slash}{{key}}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(extra: &[&str]) -> Args {
@@ -286,21 +212,18 @@ mod tests {
         Args::try_parse_from(argv).expect("valid flags")
     }
 
-    #[test]
-    fn default_template_appends_a_key_segment() {
-        assert_eq!(default_template("/"), "/{key}");
-        assert_eq!(default_template("/obj/"), "/obj/{key}");
-        assert_eq!(default_template("/obj"), "/obj/{key}");
-        assert_eq!(default_template("/obj?a=1"), "/obj/{key}?a=1");
-    }
-
     #[tokio::test]
     async fn defaults_are_bounded() {
-        let plan = parse(&[]).into_plan().await.expect("defaults are valid");
-        assert_eq!(plan.requests, 100_000);
-        assert_eq!(plan.duration, Duration::from_secs(10));
-        assert_eq!(plan.rate, None);
+        let cli = parse(&[]).into_cli().await.expect("defaults are valid");
+        let plan = &cli.plan;
+        assert_eq!(plan.requests(), 100_000);
+        assert_eq!(plan.duration(), Duration::from_secs(10));
+        assert_eq!(plan.rate(), None);
         assert_eq!(plan.workers(), 16);
+        // The flags' defaults are the library's.
+        assert_eq!(plan.duration(), outpost_loadtest::DEFAULT_DURATION);
+        assert_eq!(plan.timeout(), outpost_loadtest::DEFAULT_TIMEOUT);
+        assert!(plan.keep_alive() && !plan.retry_unanswered());
     }
 
     #[tokio::test]
@@ -316,10 +239,7 @@ mod tests {
             (&["--proxy-pid", "12,0"], "--proxy-pid"),
         ];
         for (argv, needle) in cases {
-            let err = parse(argv)
-                .into_plan()
-                .await
-                .expect_err("should be refused");
+            let err = parse(argv).into_cli().await.expect_err("should be refused");
             assert!(
                 format!("{err:#}").contains(needle),
                 "{argv:?}: {err:#} lacks {needle}"
@@ -329,39 +249,39 @@ mod tests {
 
     #[tokio::test]
     async fn old_addr_form_still_works() {
-        let plan = parse(&["--addr", "127.0.0.1:8080", "--path", "/a", "--path", "/b"])
-            .into_plan()
+        let cli = parse(&["--addr", "127.0.0.1:8080", "--path", "/a", "--path", "/b"])
+            .into_cli()
             .await
             .expect("valid");
-        assert_eq!(plan.target.url, "http://127.0.0.1:8080/");
-        assert_eq!(plan.target.authority.as_str(), "localhost");
-        assert_eq!(plan.urls.len(), 2);
+        assert_eq!(cli.plan.target().url, "http://127.0.0.1:8080/");
+        assert_eq!(cli.plan.target().authority.as_str(), "localhost");
+        assert_eq!(cli.plan.urls().len(), 2);
     }
 
     #[tokio::test]
     async fn proxy_pids_are_a_comma_separated_list() {
-        let plan = parse(&["--proxy-pid", "30,10", "--proxy-pid", "20,10"])
-            .into_plan()
+        let cli = parse(&["--proxy-pid", "30,10", "--proxy-pid", "20,10"])
+            .into_cli()
             .await
             .expect("valid");
-        assert_eq!(plan.proxy_pids, [10, 20, 30]);
-        let plan = parse(&["--proxy-pid", "7"])
-            .into_plan()
+        assert_eq!(cli.proxy_pids, [10, 20, 30]);
+        let cli = parse(&["--proxy-pid", "7"])
+            .into_cli()
             .await
             .expect("valid");
-        assert_eq!(plan.proxy_pids, [7]);
-        let plan = parse(&[]).into_plan().await.expect("valid");
-        assert!(plan.proxy_pids.is_empty());
+        assert_eq!(cli.proxy_pids, [7]);
+        let cli = parse(&[]).into_cli().await.expect("valid");
+        assert!(cli.proxy_pids.is_empty());
         assert!(Args::try_parse_from(["outpost-loadtest", "--proxy-pid", "1,x"]).is_err());
     }
 
     #[tokio::test]
     async fn h2_allows_streams_and_json_dash_means_stdout() {
-        let plan = parse(&["--h2", "--streams", "8", "-c", "2", "--json", "-"])
-            .into_plan()
+        let cli = parse(&["--h2", "--streams", "8", "-c", "2", "--json", "-"])
+            .into_cli()
             .await
             .expect("valid");
-        assert_eq!(plan.workers(), 16);
-        assert_eq!(plan.json, Some(JsonOut::Stdout));
+        assert_eq!(cli.plan.workers(), 16);
+        assert_eq!(cli.json, Some(JsonOut::Stdout));
     }
 }

@@ -8,34 +8,27 @@
 //! and, given `--proxy-pid`, the proxy's CPU time and peak memory (added up
 //! over several processes); as text, JSON and an SVG chart.
 //!
-//! Modules: [`args`] (flags and checks), [`target`] (loopback-only URL),
-//! [`urls`] (URL sets and key distributions), [`pacing`] (due times),
-//! [`client`] (connections, TLS, error kinds), [`run`] (the workers),
-//! [`tally`] and [`cache_status`] (counting), [`procstat`] (CPU and memory),
-//! [`progress`], [`report`] and [`chart`] (output).
+//! The load itself is the `outpost_loadtest` library's; this binary is the
+//! command line around it. Modules: [`args`] (flags, into the library's
+//! plan), [`progress`] (the bar), [`procstat`] (CPU and memory),
+//! [`report`] and [`chart`] (output).
 
 mod args;
-mod cache_status;
 mod chart;
-mod client;
-mod pacing;
 mod procstat;
 mod progress;
 mod report;
-mod run;
-mod tally;
-mod target;
-mod urls;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::sync::watch;
+use outpost_loadtest::{Load, Outcome};
 
-use crate::args::{Args, JsonOut, Plan};
+use crate::args::{Args, Cli, JsonOut};
 use crate::procstat::{CpuTimes, Memory, Pid};
+use crate::progress::Bar;
 use crate::report::{CpuReport, ProxyReport, Report};
 
 /// Runs the load; on failure prints the error and its causes on one line
@@ -52,30 +45,32 @@ async fn main() -> ExitCode {
 }
 
 async fn load() -> Result<()> {
-    let plan = Args::parse().into_plan().await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping: finishing the requests in flight");
-            let _ = stop_tx.send(true);
-        }
-    });
-
-    let proxy_before = if plan.proxy_pids.is_empty() {
+    let cli = Args::parse().into_cli().await?;
+    let proxy_before = if cli.proxy_pids.is_empty() {
         None
     } else {
-        Some(CpuTimes::read_sum(&plan.proxy_pids).with_context(|| {
+        Some(CpuTimes::read_sum(&cli.proxy_pids).with_context(|| {
             format!(
                 "--proxy-pid {}: is that process running?",
-                pid_list(&plan.proxy_pids)
+                pid_list(&cli.proxy_pids)
             )
         })?)
     };
     let own_before = CpuTimes::read(Pid::Myself)?;
-    let outcome = run::run(&plan, stop_rx).await?;
+    let load = Load::start(&cli.plan)?;
+    let stopper = load.stopper();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping: finishing the requests in flight");
+            stopper.stop();
+        }
+    });
+    let bar = Bar::start(cli.quiet, load.progress().clone());
+    let outcome = load.wait().await?;
+    bar.finish();
     let own = CpuTimes::read(Pid::Myself)?.since(own_before);
     let proxy = match proxy_before {
-        Some(before) => Some(proxy_report(&plan.proxy_pids, before)?),
+        Some(before) => Some(proxy_report(&cli.proxy_pids, before)?),
         None => None,
     };
     let cpu = CpuReport {
@@ -83,8 +78,8 @@ async fn load() -> Result<()> {
         loadgen_peak_rss_kib: Memory::read(Pid::Myself).ok().and_then(|m| m.peak_rss_kib),
         proxy,
     };
-    let report = Report::new(&plan, &outcome, cpu);
-    write_outputs(&plan, &report, &outcome)?;
+    let report = Report::new(&cli.plan, &outcome, cpu);
+    write_outputs(&cli, &report, &outcome)?;
     if report.responses == 0 {
         bail!("no request got an answer");
     }
@@ -113,10 +108,10 @@ fn pid_list(pids: &[u32]) -> String {
 }
 
 /// Text to stdout (unless JSON goes there), JSON and the chart to files.
-fn write_outputs(plan: &Plan, report: &Report, outcome: &run::Outcome) -> Result<()> {
+fn write_outputs(cli: &Cli, report: &Report, outcome: &Outcome) -> Result<()> {
     let json = report.to_json().context("encoding JSON")?;
     let mut stdout = std::io::stdout().lock();
-    match &plan.json {
+    match &cli.json {
         Some(JsonOut::Stdout) => writeln!(stdout, "{json}")?,
         Some(JsonOut::File(path)) => {
             std::fs::write(path, json + "\n")
@@ -125,13 +120,14 @@ fn write_outputs(plan: &Plan, report: &Report, outcome: &run::Outcome) -> Result
         }
         None => write!(stdout, "{}", report.to_text())?,
     }
-    if let Some(path) = &plan.chart {
+    if let Some(path) = &cli.chart {
+        let plan = &cli.plan;
         let title = format!(
             "{} — {} × {}, {}",
-            plan.target.url,
-            plan.connections,
-            plan.streams,
-            match plan.rate {
+            plan.target().url,
+            plan.connections(),
+            plan.streams(),
+            match plan.rate() {
                 Some(r) => format!("{r} req/s"),
                 None => "closed loop".to_owned(),
             }

@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use outpost_loadtest::cache_status::{self, CacheStatus};
+use outpost_loadtest::{ErrorKind, Outcome, Pick, Plan};
 use serde::Serialize;
 
-use crate::args::Plan;
-use crate::cache_status::CacheStatus;
-use crate::client::ErrorKind;
 use crate::procstat::{CpuSeconds, Memory};
-use crate::run::Outcome;
-use crate::urls::Pick;
 
 /// Percentiles listed in `latency_percentiles_us`, with the quantile each
 /// is read at (written out, so that 99.9 reads the same value as `p99_9`:
@@ -252,7 +249,7 @@ impl Report {
         let with_header: u64 = t
             .cache_outcomes
             .iter()
-            .filter(|(k, _)| k.as_str() != crate::cache_status::NONE)
+            .filter(|(k, _)| k.as_str() != cache_status::NONE)
             .map(|(_, n)| n)
             .sum();
         let hits: u64 = t
@@ -265,7 +262,7 @@ impl Report {
             .iter()
             .map(|k| (k.as_str(), t.errors.get(k).copied().unwrap_or(0)))
             .collect();
-        let (pick, zipf_s) = match plan.urls.pick() {
+        let (pick, zipf_s) = match plan.urls().pick() {
             Pick::InTurn => ("in-turn", None),
             Pick::Uniform => ("uniform", None),
             Pick::Zipf(s) => ("zipf", Some(s)),
@@ -278,29 +275,29 @@ impl Report {
         Report {
             tool: format!("outpost-loadtest/{}", env!("CARGO_PKG_VERSION")),
             target: TargetInfo {
-                url: plan.target.url.clone(),
-                address: plan.target.addr.to_string(),
-                host: plan.target.authority.to_string(),
-                protocol: plan.target.protocol_label().to_owned(),
+                url: plan.target().url.clone(),
+                address: plan.target().addr.to_string(),
+                host: plan.target().authority.to_string(),
+                protocol: plan.target().protocol_label().to_owned(),
             },
             load: LoadInfo {
-                mode: if plan.rate.is_some() {
+                mode: if plan.rate().is_some() {
                     "open"
                 } else {
                     "closed"
                 },
-                rate_rps: plan.rate,
-                connections: plan.connections,
-                streams: plan.streams,
-                requests_limit: plan.requests,
-                duration_limit_s: plan.duration.as_secs_f64(),
-                timeout_s: plan.timeout.as_secs_f64(),
+                rate_rps: plan.rate(),
+                connections: plan.connections(),
+                streams: plan.streams(),
+                requests_limit: plan.requests(),
+                duration_limit_s: plan.duration().as_secs_f64(),
+                timeout_s: plan.timeout().as_secs_f64(),
                 urls: UrlInfo {
-                    kind: plan.urls.kind(),
-                    count: plan.urls.len(),
+                    kind: plan.urls().kind(),
+                    count: plan.urls().len(),
                     pick,
                     zipf_s,
-                    seed: plan.seed,
+                    seed: plan.seed(),
                 },
             },
             interrupted: outcome.interrupted,
@@ -308,7 +305,7 @@ impl Report {
             requests: responses + failures,
             responses,
             failures,
-            unsent: match (plan.rate, outcome.interrupted) {
+            unsent: match (plan.rate(), outcome.interrupted) {
                 (Some(_), false) => outcome.expected.saturating_sub(responses + failures),
                 _ => 0,
             },
@@ -535,11 +532,12 @@ fn join<K: std::fmt::Display, V: std::fmt::Display>(map: &BTreeMap<K, V>) -> Str
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::client::Failure;
-    use crate::tally::Tally;
-    use clap::Parser;
     use std::time::Duration;
+
+    use clap::Parser;
+    use outpost_loadtest::{Failure, Tally};
+
+    use super::*;
 
     #[test]
     fn percentiles_of_a_known_spread() -> anyhow::Result<()> {
@@ -567,7 +565,7 @@ mod tests {
 
     #[tokio::test]
     async fn json_has_every_figure() -> anyhow::Result<()> {
-        let plan = crate::args::Args::try_parse_from([
+        let cli = crate::args::Args::try_parse_from([
             "outpost-loadtest",
             "--url",
             "http://127.0.0.1:9/x",
@@ -576,7 +574,7 @@ mod tests {
             "--zipf",
             "1.2",
         ])?
-        .into_plan()
+        .into_cli()
         .await?;
         let mut tally = Tally::new()?;
         let ms = Duration::from_millis(1);
@@ -627,7 +625,7 @@ mod tests {
                 },
             }),
         };
-        let report = Report::new(&plan, &outcome, cpu);
+        let report = Report::new(&cli.plan, &outcome, cpu);
         let v: serde_json::Value = serde_json::from_str(&report.to_json()?)?;
         assert_eq!(v["requests"], 5);
         assert_eq!(v["responses"], 4);

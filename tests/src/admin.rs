@@ -1,0 +1,59 @@
+//! The side API, as tests call it: [`purge`], [`reload`], [`stats`], and
+//! the Prometheus [`metric`]s, read once or awaited.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::client::{Got, get, request};
+
+/// A `POST /purge` to the side API.
+pub async fn purge(admin: SocketAddr, token: Option<&str>, body: &str) -> Got {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    request(admin, "POST", "admin", "/purge", &headers, body).await
+}
+
+/// `GET /stats` from the side API, as JSON.
+pub async fn stats(admin: SocketAddr) -> serde_json::Value {
+    let got = get(admin, "admin", "/stats").await;
+    serde_json::from_slice(&got.body).expect("stats JSON")
+}
+
+/// One sample from `GET /metrics`: the value of the series written
+/// exactly as `series` (name and labels, e.g.
+/// `outpost_config_reloads_total{result="ok"}`), if present.
+pub async fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
+    let got = get(admin, "admin", "/metrics").await;
+    let text = String::from_utf8_lossy(&got.body).into_owned();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits (bounded: 10 s) until `series` reaches `value`.
+pub async fn await_metric(admin: SocketAddr, series: &str, value: f64) {
+    for _ in 0..1000 {
+        if metric(admin, series).await == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{series} never reached {value}; last {:?}",
+        metric(admin, series).await
+    );
+}
+
+/// `POST /reload` to the side API.
+pub async fn reload(admin: SocketAddr, token: &str) -> Got {
+    let auth = format!("Bearer {token}");
+    request(
+        admin,
+        "POST",
+        "admin",
+        "/reload",
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await
+}
