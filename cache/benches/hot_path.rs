@@ -85,7 +85,7 @@ fn hot_path(c: &mut Criterion) {
     };
     c.bench_function("headers/response-head-from-entry", |b| {
         b.iter(|| {
-            let mut headers = black_box(&entry.headers).to_map(3);
+            let mut headers = black_box(entry.headers()).to_map(3);
             headers.insert(
                 http::header::AGE,
                 http::HeaderValue::from(entry.age(cache.now()).as_secs()),

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::entry::Entry;
-use crate::purge::PurgeIndex;
 use crate::vary::VaryMarker;
 
 /// What a key holds: a response, or the marker of a URL whose responses vary.
@@ -32,9 +31,10 @@ pub struct MemoryTier {
 }
 
 impl MemoryTier {
-    /// A tier that holds at most `capacity` bytes of entries; objects that
-    /// leave it, for any reason, leave the purge index too.
-    pub fn new(capacity: u64, purges: Arc<PurgeIndex>) -> Self {
+    /// A tier that holds at most `capacity` bytes of entries; `left` hears
+    /// of every object that leaves it, for any reason but being replaced
+    /// (the cache takes it out of the purge index).
+    pub fn new(capacity: u64, left: impl Fn(&[u8; 32], &Entry) + Send + Sync + 'static) -> Self {
         let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let evicted = evictions.clone();
         let entries = moka::sync::Cache::builder()
@@ -48,7 +48,7 @@ impl MemoryTier {
                 if let (Stored::Object(entry), false) =
                     (stored, cause == moka::notification::RemovalCause::Replaced)
                 {
-                    purges.remove(&hash, &entry);
+                    left(&hash, &entry);
                 }
             })
             .build();
@@ -85,7 +85,7 @@ impl MemoryTier {
         use moka::ops::compute::{CompResult, Op};
         let result = self.entries.entry(hash).and_compute_with(|current| match current {
             Some(current)
-                if matches!(current.value(), Stored::Object(o) if o.seq > entry.seq) =>
+                if matches!(current.value(), Stored::Object(o) if o.seq() > entry.seq()) =>
             {
                 Op::Nop
             }

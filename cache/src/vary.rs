@@ -177,7 +177,7 @@ pub struct VaryMarker {
 
 impl VaryMarker {
     pub fn new(key: String, names: Vec<HeaderName>, cookies: Vec<String>) -> Self {
-        Self::with_id(key, crate::unique_id(), names, cookies)
+        Self::with_id(key, crate::id::unique_id(), names, cookies)
     }
 
     /// A marker read back from disk, with the id its variants were stored under.

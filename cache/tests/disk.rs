@@ -87,15 +87,15 @@ fn body(len: usize) -> Vec<u8> {
 }
 
 async fn read_all(cache: &Cache, entry: &outpost_cache::Entry) -> Vec<u8> {
-    if entry.resident() {
-        return entry.body.to_vec();
+    if let Some(body) = entry.resident_body() {
+        return body.to_vec();
     }
-    let chunks = *entry.chunks.clone().expect("test setup");
+    let chunks = *entry.chunks().expect("test setup");
     let mut out = Vec::new();
     let mut stream = std::pin::pin!(cache.disk().expect("test setup").stream(
         chunks,
         0,
-        chunks.len - 1
+        chunks.len() - 1
     ));
     while let Some(piece) = stream.next().await {
         out.extend_from_slice(&piece.expect("test setup"));
@@ -164,7 +164,7 @@ async fn a_range_reads_only_the_chunks_it_covers() {
     let entry = fresh(&cache, "http://a.test/big")
         .await
         .expect("test setup");
-    let chunks = *entry.chunks.clone().expect("test setup");
+    let chunks = *entry.chunks().expect("test setup");
     let disk = cache.disk().expect("test setup");
     let (_, read_before) = disk.io_bytes();
     let start = 20 * CHUNK as u64 + 5;
@@ -329,7 +329,7 @@ async fn vary_variants_come_back_from_disk() {
             .lookup_tiered(&key("http://a.test/v"), &get(&[("accept-language", lang)]))
             .await
         {
-            Lookup::Fresh(entry) => assert_eq!(entry.body, Bytes::from(lang)),
+            Lookup::Fresh(entry) => assert_eq!(entry.resident_body(), Some(&Bytes::from(lang))),
             other => panic!("{lang}: {other:?}"),
         }
     }

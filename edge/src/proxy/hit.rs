@@ -29,7 +29,7 @@ pub(super) fn from_cache(
 ) -> Response<ProxyBody> {
     // The stored validators are read from `headers` below: what is added
     // here (Age, Via, Cache-Status) is none of them.
-    let mut headers = entry.headers.to_map(3);
+    let mut headers = entry.headers().to_map(3);
     headers.insert(
         http::header::AGE,
         HeaderValue::from(entry.age(now).as_secs()),
@@ -37,8 +37,8 @@ pub(super) fn from_cache(
     headers::append_via(&mut headers, http::Version::HTTP_11);
     set_cache_status(&mut headers, status);
     // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
-    if entry.status.is_success()
-        && not_modified(&headers, entry.freshness.response_time, &req.headers)
+    if entry.status().is_success()
+        && not_modified(&headers, entry.freshness().response_time, &req.headers)
     {
         for name in [
             CONTENT_LENGTH,
@@ -54,7 +54,7 @@ pub(super) fn from_cache(
         return res;
     }
     let len = entry.body_len();
-    if req.method == Method::GET && entry.status == StatusCode::OK {
+    if req.method == Method::GET && entry.status() == StatusCode::OK {
         match range::evaluate(&req.headers, len, &headers) {
             Ranges::Whole => {}
             Ranges::Unsatisfiable => {
@@ -106,15 +106,15 @@ pub(super) fn from_cache(
     }
     let body = if req.method == Method::HEAD {
         empty()
-    } else if entry.resident() {
-        full(entry.body.clone())
+    } else if let Some(body) = entry.resident_body() {
+        full(body.clone())
     } else if len == 0 {
         empty()
     } else {
         stored_body(cache, entry, vec![range::Piece::Range(0, len - 1)])
     };
     let mut res = Response::new(body);
-    *res.status_mut() = entry.status;
+    *res.status_mut() = entry.status();
     *res.headers_mut() = headers;
     res
 }
@@ -122,13 +122,13 @@ pub(super) fn from_cache(
 /// A body made of text and ranges of a stored entry, read from memory or
 /// disk as it is sent.
 pub(super) fn stored_body(cache: &Cache, entry: &Entry, pieces: Vec<range::Piece>) -> ProxyBody {
-    if entry.resident() {
+    if let Some(body) = entry.resident_body() {
         let mut out = bytes::BytesMut::new();
         for piece in pieces {
             match piece {
                 range::Piece::Text(text) => out.extend_from_slice(&text),
                 range::Piece::Range(start, end) => {
-                    out.extend_from_slice(&entry.body[start as usize..=end as usize]);
+                    out.extend_from_slice(&body[start as usize..=end as usize]);
                 }
             }
         }
@@ -162,7 +162,7 @@ pub(super) fn boundary(entry: &Entry, now: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key, entry.body_len()).as_bytes());
+    let digest = blake3::hash(format!("{}#{nanos}#{}", entry.key(), entry.body_len()).as_bytes());
     format!("outpost-{}", &digest.to_hex()[..24])
 }
 

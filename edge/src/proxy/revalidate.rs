@@ -42,10 +42,10 @@ impl Proxy {
         ] {
             headers.remove(name);
         }
-        if let Some(etag) = entry.headers.get(ETAG.as_str()) {
+        if let Some(etag) = entry.headers().get(ETAG.as_str()) {
             headers.insert(IF_NONE_MATCH, etag);
         }
-        if let Some(modified) = entry.headers.get(LAST_MODIFIED.as_str()) {
+        if let Some(modified) = entry.headers().get(LAST_MODIFIED.as_str()) {
             headers.insert(IF_MODIFIED_SINCE, modified);
         }
         let outgoing = request.origin_parts(&headers);
@@ -196,7 +196,7 @@ impl Proxy {
 pub(super) fn head_agrees(entry: &Entry, head: &HeaderMap) -> bool {
     let same = |name: HeaderName| {
         head.get(&name)
-            .is_none_or(|value| entry.headers.get(name.as_str()).as_ref() == Some(value))
+            .is_none_or(|value| entry.headers().get(name.as_str()).as_ref() == Some(value))
     };
     let length = head
         .get(CONTENT_LENGTH)

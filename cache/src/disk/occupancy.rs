@@ -180,7 +180,7 @@ impl RegistryOps for Registry {
 /// being reclaimed (and tells the catalog), and reinserts none (as the
 /// store does by default).
 #[derive(Debug)]
-pub struct CountEvictions(pub Arc<Occupancy>, pub Arc<crate::catalog::Catalog>);
+pub struct CountEvictions(pub Arc<Occupancy>, pub Arc<super::catalog::Catalog>);
 
 impl foyer::StorageFilterCondition for CountEvictions {
     fn filter(

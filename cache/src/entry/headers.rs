@@ -1,60 +1,7 @@
-//! A stored response: status, headers, body, and what says how long it
-//! stays fresh and when it may be used stale.
-
-use std::time::{Duration, SystemTime};
+//! Response header fields as an entry keeps them: owned, compact, in order.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-
-use crate::freshness::{Directives, Freshness};
-use crate::policy::{StaleUse, StoreRules};
-
-/// Bookkeeping counted for every entry beyond its bytes: the entry itself,
-/// the memory tier's node for it, and its place in the purge index. Fitted
-/// to measurement (docs/benchmarks.md, "Memory per stored object"): 1 KiB
-/// objects with 8 header fields cost about 2,340 bytes each in the
-/// process's memory, so that `cache.memory` bounds what the process holds,
-/// not only the payload.
-const ENTRY_OVERHEAD: usize = 760;
-/// What one header field costs beyond its name and value bytes: its name
-/// and where its value ends, in the entry's slice.
-const FIELD_OVERHEAD: usize = 40;
-/// What one tag costs beyond its bytes: its string, and its place in the
-/// purge index's tag map.
-const TAG_OVERHEAD: usize = 96;
-
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Full key text, compared on every lookup.
-    pub key: Box<str>,
-    pub status: StatusCode,
-    /// Response headers as stored (hop-by-hop fields already removed).
-    pub headers: StoredHeaders,
-    pub body: Bytes,
-    /// Lifetime and age (RFC 9111 §4.2).
-    pub freshness: Freshness,
-    /// The response's Cache-Control as this cache reads it (targeted
-    /// field and rule overrides applied).
-    pub directives: Directives,
-    /// When it may be used stale.
-    pub stale: StaleUse,
-    /// The rule's overrides it was stored with, kept for revalidation updates.
-    pub rules: std::sync::Arc<StoreRules>,
-    /// For a Vary variant: the varied fields and the request's values.
-    pub variant: String,
-    /// For a Vary variant: the id of the marker it was stored under; 0 otherwise.
-    pub marker: u64,
-    /// Sequence number given when the response arrived; purges made later
-    /// apply to it.
-    pub seq: u64,
-    /// Tags from the response's tag headers (Surrogate-Key, Cache-Tag).
-    pub tags: Vec<String>,
-    /// Hash of the URL's primary key (the same for every variant).
-    pub primary: [u8; 32],
-    /// Where the body lies on disk, when it is larger than one chunk. The
-    /// body is in `body` as well when the entry is held in memory.
-    pub chunks: Option<Box<crate::disk::Chunks>>,
-}
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Response header fields as an entry keeps them: in the order of the map
 /// they came from (a name's values together), names in one slice of
@@ -175,110 +122,8 @@ impl StoredHeaders {
     }
 }
 
-impl Entry {
-    /// Host and path without the scheme, as prefix purges name them.
-    pub fn location(&self) -> &str {
-        self.key
-            .split_once("://")
-            .map_or(&self.key, |(_, rest)| rest)
-    }
-
-    /// The normalized host (with a non-default port).
-    pub fn host(&self) -> &str {
-        let location = self.location();
-        location.split(['/', '?']).next().unwrap_or(location)
-    }
-
-    /// Length of the body, wherever it is.
-    pub fn body_len(&self) -> u64 {
-        self.chunks
-            .as_ref()
-            .map_or(self.body.len() as u64, |c| c.len)
-    }
-
-    /// Whether the whole body is in `body` (otherwise it streams from disk).
-    pub fn resident(&self) -> bool {
-        self.body.len() as u64 == self.body_len()
-    }
-
-    /// A copy that must be revalidated before use (a soft purge).
-    pub fn soft_purged(&self) -> Entry {
-        let mut copy = self.clone();
-        copy.freshness.lifetime = Duration::ZERO;
-        copy
-    }
-
-    /// Bytes this entry costs the memory tier: body, headers, key and bookkeeping.
-    pub fn weight(&self) -> u32 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
-            .sum();
-        let tags: usize = self.tags.iter().map(|t| t.len() + TAG_OVERHEAD).sum();
-        // The key is held twice: in the entry and in the purge index.
-        let total = self.body.len()
-            + headers
-            + tags
-            + 2 * self.key.len()
-            + self.variant.len()
-            + ENTRY_OVERHEAD;
-        u32::try_from(total).unwrap_or(u32::MAX)
-    }
-
-    /// Current age (RFC 9111 §4.2.3).
-    pub fn age(&self, now: SystemTime) -> Duration {
-        self.freshness.age(now)
-    }
-
-    /// How long past its freshness the entry is now; zero while fresh.
-    pub fn staleness(&self, now: SystemTime) -> Duration {
-        self.freshness.staleness(now)
-    }
-
-    /// Time left before the entry goes stale.
-    pub fn time_to_live(&self, now: SystemTime) -> Duration {
-        self.freshness.time_to_live(now)
-    }
-
-    /// Whether the entry may answer when the origin fails (RFC 5861 §4):
-    /// fresh, or stale within its stale-if-error window, and never past
-    /// must-revalidate, proxy-revalidate, s-maxage or no-cache.
-    pub fn stale_if_error(&self, now: SystemTime) -> bool {
-        let staleness = self.staleness(now);
-        staleness.is_zero()
-            || (!self.stale.never && self.stale.if_error.is_some_and(|w| staleness <= w))
-    }
-
-    /// Whether the entry may answer when the origin cannot be reached at
-    /// all (RFC 9111 §4.2.4, a disconnected cache): fresh, or stale by at
-    /// most `window`, and never past must-revalidate, proxy-revalidate,
-    /// s-maxage or no-cache (§4.2.4: "SHOULD NOT ... if it is prohibited").
-    pub fn stale_if_unreachable(&self, now: SystemTime, window: Duration) -> bool {
-        let staleness = self.staleness(now);
-        staleness.is_zero() || (!self.stale.never && staleness <= window)
-    }
-
-    /// Whether the stale entry may answer at once while it is revalidated
-    /// in the background (RFC 5861 §3).
-    pub fn stale_while_revalidate(&self, now: SystemTime) -> bool {
-        let staleness = self.staleness(now);
-        !staleness.is_zero()
-            && !self.stale.never
-            && self.stale.while_revalidate.is_some_and(|w| staleness <= w)
-    }
-
-    /// The fields a qualified `no-cache="..."` names (RFC 9111 §5.2.2.4):
-    /// they may not be sent from cache without revalidation.
-    pub fn unvalidated_fields(&self) -> Vec<String> {
-        self.directives.fields("no-cache").unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    /// An entry and its `Arc` counts fit mimalloc's 384-byte size class: a
-    /// field more would cost 64 bytes on every stored object.
     use super::StoredHeaders;
 
     /// Fields keep their map's order and repeats; values no longer point into
@@ -327,10 +172,5 @@ mod tests {
         assert_eq!(back.len(), 6);
         assert!(back["x-secret"].is_sensitive());
         assert!(!back["etag"].is_sensitive());
-    }
-
-    #[test]
-    fn an_entry_fits_its_size_class() {
-        assert!(std::mem::size_of::<super::Entry>() + 16 <= 384);
     }
 }

@@ -1,5 +1,5 @@
-//! Purges by URL, host, tag, prefix or everything, hard (gone) or soft
-//! (stale, revalidated on next use).
+//! The purge index: marks by URL, host, tag, prefix or everything, hard
+//! (gone) or soft (stale, revalidated on next use).
 //!
 //! Every entry carries the sequence number it was given when its response
 //! arrived. A purge takes the next number and records it as a mark on what
@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
+use super::journal::{Journal, Kind, Mark};
 use crate::entry::Entry;
-use crate::journal::{Journal, Kind, Mark};
+use crate::id::{next_after_now, now_micros};
 
 /// How long URL and prefix marks are kept when every tier is in memory:
 /// they only need to outlive the fills that were in flight when they were
@@ -27,21 +28,6 @@ const MARK_LIFETIME: Duration = Duration::from_secs(600);
 /// URL and prefix marks are kept this long, and an object stored longer
 /// ago than this (and not revalidated since) is no longer served.
 pub const RETENTION: Duration = Duration::from_secs(30 * 86_400);
-
-/// Microseconds since the Unix epoch: sequence numbers are never below it,
-/// so that numbers given after a restart are above those given before.
-pub(crate) fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// The next number from `counter`: above every earlier one and not below
-/// the current time in microseconds.
-pub(crate) fn next_after_now(counter: &AtomicU64) -> u64 {
-    counter.fetch_max(now_micros(), Ordering::Relaxed);
-    counter.fetch_add(1, Ordering::Relaxed) + 1
-}
 
 /// How a URL mark is written to the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,7 +337,7 @@ impl PurgeIndex {
     /// it. (Entries in memory need no such check: those purges remove or
     /// re-store them at once.)
     pub fn past_retention(&self, entry: &Entry) -> bool {
-        self.durable && past_retention(entry.seq, self.lifetime)
+        self.durable && past_retention(entry.seq(), self.lifetime)
     }
 
     /// Judges an entry (stored under `hash`) against every mark that applies.
@@ -368,15 +354,15 @@ impl PurgeIndex {
         {
             marks.merge(*host);
         }
-        if !entry.tags.is_empty() {
+        if !entry.tags().is_empty() {
             let tags = self.tags.read().unwrap_or_else(|p| p.into_inner());
-            for tag in &entry.tags {
+            for tag in entry.tags() {
                 if let Some(tag) = tags.get(tag) {
                     marks.merge(*tag);
                 }
             }
         }
-        if let Some(url) = self.urls.get(&entry.primary) {
+        if let Some(url) = self.urls.get(entry.primary()) {
             marks.merge(url);
         }
         {
@@ -390,9 +376,9 @@ impl PurgeIndex {
                 }
             }
         }
-        if marks.hard > entry.seq {
+        if marks.hard > entry.seq() {
             Verdict::Gone
-        } else if marks.soft > entry.seq {
+        } else if marks.soft > entry.seq() {
             Verdict::Stale
         } else {
             Verdict::Live
@@ -402,16 +388,16 @@ impl PurgeIndex {
     /// Indexes a stored entry under its host and tags.
     pub fn add(&self, hash: [u8; 32], entry: &Entry) {
         let mut members = lock(&self.members);
-        for tag in &entry.tags {
+        for tag in entry.tags() {
             members
                 .tags
                 .entry(tag.clone())
                 .or_default()
-                .insert(hash, entry.seq);
+                .insert(hash, entry.seq());
         }
         members
             .locations
-            .insert((entry.location().to_owned(), hash), entry.seq);
+            .insert((entry.location().to_owned(), hash), entry.seq());
     }
 
     /// Forgets a stored entry that left the cache (the one with `seq` only:
@@ -420,7 +406,7 @@ impl PurgeIndex {
         let mut members = lock(&self.members);
         let drop_from = |map: &mut HashMap<String, HashMap<[u8; 32], u64>>, name: &str| {
             if let Some(set) = map.get_mut(name) {
-                if set.get(hash) == Some(&entry.seq) {
+                if set.get(hash) == Some(&entry.seq()) {
                     set.remove(hash);
                 }
                 if set.is_empty() {
@@ -428,11 +414,11 @@ impl PurgeIndex {
                 }
             }
         };
-        for tag in &entry.tags {
+        for tag in entry.tags() {
             drop_from(&mut members.tags, tag);
         }
         let location = (entry.location().to_owned(), *hash);
-        if members.locations.get(&location) == Some(&entry.seq) {
+        if members.locations.get(&location) == Some(&entry.seq()) {
             members.locations.remove(&location);
         }
     }

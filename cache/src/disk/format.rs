@@ -1,0 +1,367 @@
+//! The record format: how heads, Vary markers and chunks are framed,
+//! checksummed and encoded, and how they are read back. Nothing here does
+//! I/O; the tier (`tier.rs`) stores and loads the records.
+//!
+//! ```text
+//! "OPST" | format version (u16 LE) | kind (u8) | payload | blake3 of all before, first 16 bytes
+//! ```
+//!
+//! - head (kind 1): meta length (u32 LE) | meta (postcard) | the body, when it fits in one chunk;
+//! - marker (kind 2): a URL whose responses vary (postcard);
+//! - chunk (kind 3): fill id (u64 LE) | index (u32 LE) | bytes.
+//!
+//! A head's meta is the on-disk representation of an [`Entry`]: both ways
+//! of converting are here, and its bytes are pinned to `VERSION` by a test.
+
+use std::io::{Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::DiskError;
+use crate::entry::{Body, CHUNK, Chunks, Entry, Parts, StoredHeaders, Variant};
+use crate::freshness::{Directives, Freshness};
+use crate::policy::{StaleUse, StoreRules};
+
+/// The format written; records of any other version read as misses.
+const VERSION: u16 = 1;
+const MAGIC: &[u8; 4] = b"OPST";
+const SUM: usize = 16;
+const KIND_HEAD: u8 = 1;
+const KIND_MARKER: u8 = 2;
+const KIND_CHUNK: u8 = 3;
+/// No record is larger: a length past it is damage, not an allocation to make.
+const MAX_RECORD: usize = 4 * CHUNK;
+
+/// One framed record, as stored.
+#[derive(Debug, Clone)]
+pub(super) struct Record(Bytes);
+
+impl Record {
+    /// Bytes the record takes in the store.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl foyer::Code for Record {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        let len = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        writer
+            .write_all(&len.to_le_bytes())
+            .map_err(foyer::Error::io_error)?;
+        writer.write_all(&self.0).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        let mut len = [0; 4];
+        reader
+            .read_exact(&mut len)
+            .map_err(foyer::Error::io_error)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_RECORD {
+            return Err(foyer::Error::new(
+                foyer::ErrorKind::OutOfRange,
+                "record length past the largest record",
+            ));
+        }
+        let mut bytes = vec![0; len];
+        reader
+            .read_exact(&mut bytes)
+            .map_err(foyer::Error::io_error)?;
+        Ok(Self(Bytes::from(bytes)))
+    }
+
+    fn estimated_size(&self) -> usize {
+        4 + self.0.len()
+    }
+}
+
+fn frame(kind: u8, parts: &[&[u8]]) -> Record {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = BytesMut::with_capacity(7 + len + SUM);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&[kind]);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(&sum.as_bytes()[..SUM]);
+    Record(out.freeze())
+}
+
+/// The payload of a record of `kind`, once its frame and checksum are verified.
+fn unframe(record: &Record, kind: u8) -> Result<Bytes, DiskError> {
+    let bytes = &record.0;
+    if bytes.len() < 7 + SUM {
+        return Err(DiskError::Damaged("short record"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - SUM);
+    if &blake3::hash(body).as_bytes()[..SUM] != sum {
+        return Err(DiskError::Damaged("checksum"));
+    }
+    if &body[..4] != MAGIC {
+        return Err(DiskError::Damaged("magic"));
+    }
+    if body[4..6] != VERSION.to_le_bytes() {
+        return Err(DiskError::Damaged("format version"));
+    }
+    if body[6] != kind {
+        return Err(DiskError::Damaged("record kind"));
+    }
+    Ok(bytes.slice(7..bytes.len() - SUM))
+}
+
+/// An object's head as stored: the on-disk representation of an [`Entry`]
+/// (its body aside).
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    key: String,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    freshness: Freshness,
+    directives: Directives,
+    stale: StaleUse,
+    rules: StoreRules,
+    /// For a Vary variant, its text and its marker's id; for any other
+    /// entry, empty and 0.
+    variant: String,
+    marker: u64,
+    seq: u64,
+    tags: Vec<String>,
+    primary: [u8; 32],
+    chunks: Option<Chunks>,
+}
+
+/// A URL whose responses vary, as stored under its primary hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub key: String,
+    pub id: u64,
+    pub names: Vec<String>,
+    pub cookies: Vec<String>,
+}
+
+/// What a hash holds on disk.
+#[derive(Debug)]
+pub enum Found {
+    /// An object; its body is in memory when it fits one chunk, otherwise
+    /// on disk in the chunks the entry names.
+    Object(Box<Entry>),
+    Marker(Marker),
+}
+
+/// A head record for `entry`: its meta, and its body when that is held in
+/// memory and not in chunks. None when the head cannot be encoded, or would
+/// be larger than any record.
+pub(super) fn head(entry: &Entry) -> Option<Record> {
+    let variant = entry.variant();
+    let meta = Meta {
+        key: entry.key().to_owned(),
+        status: entry.status().as_u16(),
+        headers: entry
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_vec()))
+            .collect(),
+        freshness: entry.freshness().clone(),
+        directives: entry.directives().clone(),
+        stale: entry.stale(),
+        rules: *entry.rules(),
+        variant: variant.map_or_else(String::new, |v| v.text.to_string()),
+        marker: variant.map_or(0, |v| v.marker),
+        seq: entry.seq(),
+        tags: entry.tags().to_vec(),
+        primary: *entry.primary(),
+        chunks: entry.chunks().copied(),
+    };
+    let meta = postcard::to_stdvec(&meta).ok()?;
+    let meta_len = u32::try_from(meta.len()).ok()?;
+    let body: &[u8] = match entry.body() {
+        Body::Memory(bytes) => bytes,
+        Body::Disk(_) | Body::Both(..) => &[],
+    };
+    if 7 + 4 + meta.len() + body.len() + SUM > MAX_RECORD {
+        return None;
+    }
+    Some(frame(KIND_HEAD, &[&meta_len.to_le_bytes(), &meta, body]))
+}
+
+/// A marker record; None when it would be larger than any record.
+pub(super) fn marker(marker: &Marker) -> Option<Record> {
+    let payload = postcard::to_stdvec(marker).ok()?;
+    (payload.len() + 7 + SUM <= MAX_RECORD).then(|| frame(KIND_MARKER, &[&payload]))
+}
+
+/// A chunk record: chunk `index` of the fill `fill`.
+pub(super) fn chunk(fill: u64, index: u32, bytes: &[u8]) -> Record {
+    frame(
+        KIND_CHUNK,
+        &[&fill.to_le_bytes(), &index.to_le_bytes(), bytes],
+    )
+}
+
+/// The bytes of a chunk record, verified to be chunk `index` of the body
+/// `chunks` names (that fill's, and of the length that chunk must have).
+pub(super) fn chunk_bytes(
+    record: &Record,
+    chunks: &Chunks,
+    index: u64,
+) -> Result<Bytes, DiskError> {
+    let payload = unframe(record, KIND_CHUNK)?;
+    if payload.len() < 12 {
+        return Err(DiskError::Damaged("short chunk"));
+    }
+    let fill = u64::from_le_bytes(payload[..8].try_into().unwrap_or_default());
+    let at = u32::from_le_bytes(payload[8..12].try_into().unwrap_or_default());
+    let expected = if index + 1 == chunks.count() {
+        chunks.len() - index * CHUNK as u64
+    } else {
+        CHUNK as u64
+    };
+    if fill != chunks.fill() || u64::from(at) != index || payload.len() as u64 - 12 != expected {
+        return Err(DiskError::Damaged("chunk of another fill"));
+    }
+    Ok(payload.slice(12..))
+}
+
+/// What a head or marker record holds.
+pub(super) fn decode(record: &Record) -> Result<Found, DiskError> {
+    if record.0.get(6) == Some(&KIND_MARKER) {
+        let payload = unframe(record, KIND_MARKER)?;
+        let marker: Marker =
+            postcard::from_bytes(&payload).map_err(|_| DiskError::Damaged("marker"))?;
+        return Ok(Found::Marker(marker));
+    }
+    let payload = unframe(record, KIND_HEAD)?;
+    if payload.len() < 4 {
+        return Err(DiskError::Damaged("short head"));
+    }
+    let meta_len = u32::from_le_bytes(payload[..4].try_into().unwrap_or_default()) as usize;
+    let meta_bytes = payload
+        .get(4..4 + meta_len)
+        .ok_or(DiskError::Damaged("head length"))?;
+    let meta: Meta = postcard::from_bytes(meta_bytes).map_err(|_| DiskError::Damaged("head"))?;
+    let body = payload.slice(4 + meta_len..);
+    let body = match meta.chunks {
+        None => Body::Memory(body),
+        Some(chunks) if body.is_empty() => Body::Disk(Box::new(chunks)),
+        Some(_) => return Err(DiskError::Damaged("head with both body and chunks")),
+    };
+    let mut fields = Vec::with_capacity(meta.headers.len());
+    for (name, value) in meta.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| DiskError::Damaged("field name"))?;
+        let value =
+            HeaderValue::from_bytes(&value).map_err(|_| DiskError::Damaged("field value"))?;
+        fields.push((name, value));
+    }
+    let variant = (meta.marker != 0).then(|| Variant {
+        marker: meta.marker,
+        text: meta.variant.into_boxed_str(),
+    });
+    Ok(Found::Object(Box::new(Entry::new(Parts {
+        key: meta.key.into(),
+        status: StatusCode::from_u16(meta.status).map_err(|_| DiskError::Damaged("status"))?,
+        headers: StoredHeaders::from_fields(fields),
+        body,
+        freshness: meta.freshness,
+        directives: meta.directives,
+        stale: meta.stale,
+        rules: meta.rules.shared(),
+        variant,
+        seq: meta.seq,
+        tags: meta.tags,
+        primary: meta.primary,
+    }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_verify_and_refuse_damage() {
+        let record = frame(KIND_CHUNK, &[b"abc", b"def"]);
+        assert_eq!(&unframe(&record, KIND_CHUNK).unwrap()[..], b"abcdef");
+        assert!(matches!(
+            unframe(&record, KIND_HEAD),
+            Err(DiskError::Damaged("record kind"))
+        ));
+        for at in 0..record.0.len() {
+            let mut bytes = record.0.to_vec();
+            bytes[at] ^= 0x40;
+            assert!(
+                unframe(&Record(Bytes::from(bytes)), KIND_CHUNK).is_err(),
+                "a flipped bit at {at} went unnoticed"
+            );
+        }
+        for len in 0..record.0.len() {
+            assert!(unframe(&Record(record.0.slice(..len)), KIND_CHUNK).is_err());
+        }
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let mut bytes = frame(KIND_HEAD, &[b"x"]).0.to_vec();
+        bytes[4] = 9;
+        let body_len = bytes.len() - SUM;
+        let sum = blake3::hash(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&sum.as_bytes()[..SUM]);
+        assert!(matches!(
+            unframe(&Record(Bytes::from(bytes)), KIND_HEAD),
+            Err(DiskError::Damaged("format version"))
+        ));
+    }
+
+    /// The bytes of a head are pinned: a change to what a head holds (its
+    /// fields, or the types of freshness, directives and rules) fails this
+    /// test, and must come with a new `VERSION` so that heads written in
+    /// the old layout read as misses rather than as wrong values.
+    #[test]
+    fn the_head_format_is_pinned_to_its_version() {
+        let meta = Meta {
+            key: "http://a.test/x".into(),
+            status: 200,
+            headers: vec![("etag".into(), b"\"v1\"".to_vec())],
+            freshness: Freshness {
+                lifetime: std::time::Duration::from_secs(60),
+                initial_age: std::time::Duration::from_secs(1),
+                response_time: std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(1_800_000_000),
+                heuristic: false,
+            },
+            directives: Directives::parse([&http::HeaderValue::from_static("max-age=60")]),
+            stale: StaleUse {
+                never: true,
+                while_revalidate: Some(std::time::Duration::from_secs(5)),
+                if_error: None,
+            },
+            rules: StoreRules::default(),
+            variant: String::new(),
+            marker: 7,
+            seq: 9,
+            tags: vec!["t".into()],
+            primary: [3; 32],
+            chunks: Some(Chunks::new([3; 32], 11, 300_000)),
+        };
+        let bytes = postcard::to_stdvec(&meta).expect("encode");
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(VERSION, 1);
+        assert_eq!(
+            hex, PINNED_V1,
+            "the head format changed: bump VERSION and re-pin"
+        );
+    }
+
+    const PINNED_V1: &str = "0f687474703a2f2f612e746573742f78c80101046574616704227631223c00010080a4a7da06000001076d61782d61676501023630010105000000000001000000070901017403030303030303030303030303030303030303030303030303030303030303030103030303030303030303030303030303030303030303030303030303030303030be0a712";
+
+    #[test]
+    fn a_record_length_past_the_limit_is_refused_before_allocating() {
+        use foyer::Code;
+        let mut bytes: &[u8] = &u32::MAX.to_le_bytes();
+        assert!(Record::decode(&mut bytes).is_err());
+    }
+}

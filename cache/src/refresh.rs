@@ -1,0 +1,213 @@
+//! Freshening a stored response: a `304 Not Modified` (or a 200 to a HEAD
+//! sent to revalidate) replaces its header fields and restarts its
+//! freshness clock, and the body stays where it is.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{request, response};
+
+use crate::Cache;
+use crate::entry::{Body, CHUNK, Entry, StoredHeaders};
+use crate::freshness::{Directives, Freshness};
+use crate::key::CacheKey;
+use crate::policy;
+use crate::store::clamp_age;
+use crate::vary;
+
+impl Cache {
+    /// Applies a `304 Not Modified` to a stored entry (RFC 9111 §4.3.4):
+    /// the 304's header fields replace the stored ones, the body stays, and
+    /// the freshness clock restarts. Returns None when the 304 names another
+    /// representation than the one stored (a different entity tag), which
+    /// must then not be updated. The caller removes hop-by-hop fields first.
+    pub fn refresh(
+        &self,
+        key: &CacheKey,
+        stored: &Entry,
+        req: &request::Parts,
+        not_modified: &response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Option<Arc<Entry>> {
+        let etag = |v: Option<&http::HeaderValue>| {
+            v.and_then(|v| v.to_str().ok())
+                .map(|t| t.trim().trim_start_matches("W/").to_owned())
+        };
+        if let Some(new) = etag(not_modified.headers.get(http::header::ETAG))
+            && etag(stored.headers().get("etag").as_ref()).as_deref() != Some(new.as_str())
+        {
+            return None;
+        }
+        let mut headers = stored.headers().to_map(not_modified.headers.len());
+        for name in not_modified.headers.keys() {
+            let skip = matches!(
+                name.as_str(),
+                "content-length"
+                    | "content-encoding"
+                    | "transfer-encoding"
+                    | "content-range"
+                    | "vary"
+            ) || (name == http::header::SET_COOKIE && !stored.rules().share_set_cookie);
+            if skip {
+                continue;
+            }
+            headers.remove(name);
+            for value in not_modified.headers.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        clamp_age(&mut headers);
+        let options = self.options.load();
+        let built = policy::build(
+            req,
+            stored.status(),
+            &headers,
+            response_time,
+            &options,
+            *stored.rules(),
+        );
+        for field in &built.private {
+            headers.remove(field.as_str());
+        }
+        let freshness = Freshness::compute(
+            stored.status(),
+            &built.view,
+            request_time,
+            response_time,
+            options.heuristic(),
+        );
+        let entry = Arc::new(stored.refreshed(
+            StoredHeaders::from_map(&headers),
+            freshness,
+            Directives::from_headers(&built.view).for_entry(),
+            built.stale,
+            self.purges.next_seq(),
+        ));
+        let hash = match entry.variant() {
+            None => *key.hash(),
+            Some(variant) => vary::secondary_hash(key.text(), &variant.text),
+        };
+        if entry
+            .resident_body()
+            .is_some_and(|body| body.len() <= self.memory_object_max())
+        {
+            self.store(hash, entry.clone());
+        }
+        if let Some(disk) = self.disk.get() {
+            // The body's chunks stay; only the head changes. A body held
+            // only in memory is written with its head when it fits one chunk.
+            let fits = match entry.body() {
+                Body::Memory(bytes) => bytes.len() <= CHUNK,
+                Body::Disk(_) | Body::Both(..) => true,
+            };
+            if fits {
+                disk.put_object(hash, &entry);
+            }
+        }
+        Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::testing::*;
+    use crate::{Lookup, StoreRules};
+
+    #[test]
+    fn a_304_refreshes_headers_and_keeps_the_body() {
+        let (cache, clock) = setup();
+        let req = get(&[]);
+        let res = ok(&[
+            ("cache-control", "max-age=10"),
+            ("etag", "\"v1\""),
+            ("x-version", "1"),
+        ]);
+        let pending = cache
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
+            .unwrap();
+        let stored = cache.insert(pending, Bytes::from_static(b"body"));
+        clock.advance(Duration::from_secs(20));
+        let not_modified = response::Response::builder()
+            .status(304)
+            .header("etag", "\"v1\"")
+            .header("x-version", "2")
+            .header("cache-control", "max-age=100")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let refreshed = cache
+            .refresh(
+                &key(),
+                &stored,
+                &req,
+                &not_modified,
+                cache.now(),
+                cache.now(),
+            )
+            .unwrap();
+        assert_eq!(
+            refreshed.resident_body(),
+            Some(&Bytes::from_static(b"body"))
+        );
+        assert_eq!(refreshed.headers().get("x-version").unwrap(), "2");
+        assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
+    }
+
+    /// RFC 9111 §4.3.4: a 304 for another entity tag updates nothing, and a
+    /// 304's Set-Cookie is never merged into a shared entry.
+    #[test]
+    fn a_304_updates_only_the_representation_it_names_and_never_its_cookies() {
+        let (cache, _) = setup();
+        let req = get(&[]);
+        let res = ok(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let pending = cache
+            .prepare(
+                &key(),
+                &req,
+                &res,
+                cache.now(),
+                cache.now(),
+                StoreRules::default(),
+            )
+            .unwrap();
+        let stored = cache.insert(pending, Bytes::from_static(b"v1"));
+        let other = response::Response::builder()
+            .status(304)
+            .header("etag", "\"v2\"")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(
+            cache
+                .refresh(&key(), &stored, &req, &other, cache.now(), cache.now())
+                .is_none()
+        );
+        let same = response::Response::builder()
+            .status(304)
+            .header("etag", "W/\"v1\"")
+            .header("set-cookie", "session=alice")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let refreshed = cache
+            .refresh(&key(), &stored, &req, &same, cache.now(), cache.now())
+            .unwrap();
+        assert!(!refreshed.headers().contains_key("set-cookie"));
+    }
+}
