@@ -20,7 +20,8 @@ use crate::origin::response::OriginBody;
 use super::exchange::Exchange;
 use super::hit::{from_cache, unsatisfiable, unvalidated};
 use super::respond::{relay, set_header, to_client, to_client_empty, upstream_error};
-use super::{BoxError, Outcome, Proxy, ProxyBody};
+use super::status::{CacheStatus, Detail};
+use super::{BoxError, Proxy, ProxyBody, Reply};
 
 impl Proxy {
     /// Fetches a miss from the origin, storing the answer if it may be stored.
@@ -28,11 +29,7 @@ impl Proxy {
     /// A range request fetches the whole object, so that later ranges are
     /// hits, and takes its range from the stream; when the object turns out
     /// larger than the cache keeps, the range is asked of the origin instead.
-    pub(super) async fn fetch(
-        &self,
-        request: Exchange,
-        status: &str,
-    ) -> (Outcome, Response<ProxyBody>) {
+    pub(super) async fn fetch(&self, request: Exchange, status: CacheStatus) -> Reply {
         // Plain GETs collapse onto one fetch; a range or an authenticated
         // request fetches on its own.
         let collapsible = request.parts.method == Method::GET
@@ -68,14 +65,8 @@ impl Proxy {
                                 self.cache.lookup_tiered(&request.key, &request.parts).await
                         {
                             let now = self.cache.now();
-                            let response = from_cache(
-                                &self.cache,
-                                &entry,
-                                &request.parts,
-                                now,
-                                &format!("{status}; collapsed"),
-                            );
-                            return (Outcome::Collapsed, unvalidated(&entry, response));
+                            let response = from_cache(&self.cache, &entry, &request.parts, now);
+                            return (Some(status.collapsed()), unvalidated(&entry, response));
                         }
                     } else if same_variant {
                         let mut parts = Response::new(()).into_parts().0;
@@ -85,8 +76,8 @@ impl Proxy {
                             fill.body().map(|frame| frame.map_err(BoxError::from)),
                         );
                         return (
-                            Outcome::Collapsed,
-                            to_client(parts, body.boxed_unsync(), &format!("{status}; collapsed")),
+                            Some(status.collapsed()),
+                            to_client(parts, body.boxed_unsync()),
                         );
                     }
                 }
@@ -100,9 +91,9 @@ impl Proxy {
     pub(super) async fn fetch_alone(
         &self,
         request: Exchange,
-        status: &str,
+        status: CacheStatus,
         leader: Option<Leader>,
-    ) -> (Outcome, Response<ProxyBody>) {
+    ) -> Reply {
         let wants_range = request.parts.headers.contains_key(RANGE);
         let mut headers = request.parts.headers.clone();
         if wants_range {
@@ -117,7 +108,7 @@ impl Proxy {
             .await
         {
             Ok(answer) => answer,
-            Err(e) => return (Outcome::Error, upstream_error(&e)),
+            Err(e) => return upstream_error(&e),
         };
         let oversized = answer
             .response
@@ -133,11 +124,8 @@ impl Proxy {
                 .send(request.key.hash(), outgoing, OutgoingBody::Empty)
                 .await
             {
-                Ok(answer) => (
-                    Outcome::Miss,
-                    relay(answer, &format!("{status}; detail=range-passed")),
-                ),
-                Err(e) => (Outcome::Error, upstream_error(&e)),
+                Ok(answer) => (Some(status.detail(Detail::RangePassed)), relay(answer)),
+                Err(e) => upstream_error(&e),
             };
         }
         self.store_and_relay(request, answer, request_time, status, leader)
@@ -149,9 +137,9 @@ impl Proxy {
         request: Exchange,
         answer: Answer,
         request_time: SystemTime,
-        status: &str,
+        mut status: CacheStatus,
         mut leader: Option<Leader>,
-    ) -> (Outcome, Response<ProxyBody>) {
+    ) -> Reply {
         let response_time: SystemTime = self.cache.now();
         let Answer {
             response, lease, ..
@@ -159,7 +147,6 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         let body = OriginBody::new(body, lease);
         headers::strip_hop_by_hop(&mut parts.headers);
-        let mut status = status.to_owned();
         let body = if request.parts.method != Method::GET {
             body.boxed_unsync()
         } else {
@@ -179,13 +166,13 @@ impl Proxy {
                 Ok(pending) => {
                     let length = body.size_hint().exact();
                     if length.is_some_and(|n| n > self.max_object_size as u64) {
-                        status.push_str("; detail=too-large");
+                        status = status.detail(Detail::TooLarge);
                         if let Some(leader) = leader.take() {
                             leader.decline_for(HIT_FOR_PASS);
                         }
                         body.boxed_unsync()
                     } else {
-                        status.push_str("; stored");
+                        status = status.stored();
                         let variant = pending.variant().to_owned();
                         let storing = StoringBody::new(
                             body,
@@ -213,8 +200,7 @@ impl Proxy {
                     }
                 }
                 Err(reason) => {
-                    status.push_str("; detail=");
-                    status.push_str(reason.as_str());
+                    status = status.detail(Detail::NotStored(reason));
                     if let Some(leader) = leader.take() {
                         leader.decline_for(HIT_FOR_PASS);
                     }
@@ -242,7 +228,7 @@ impl Proxy {
                         &(ranges[0].1 - ranges[0].0 + 1).to_string(),
                     );
                     let body = range::SliceBody::new(body, ranges[0]).boxed_unsync();
-                    return (Outcome::Miss, to_client(parts, body, &status));
+                    return (Some(status), to_client(parts, body));
                 }
                 // Several ranges of an object still arriving: the whole
                 // object is an answer the RFC allows (§14.2).
@@ -250,14 +236,11 @@ impl Proxy {
                 Ranges::Unsatisfiable => {
                     // The object still fills the cache behind the 416.
                     tokio::spawn(async move { drop(body.collect().await) });
-                    return (
-                        Outcome::Miss,
-                        to_client_empty(parts, unsatisfiable(len), &status),
-                    );
+                    return (Some(status), to_client_empty(parts, unsatisfiable(len)));
                 }
             }
         }
-        (Outcome::Miss, to_client(parts, body, &status))
+        (Some(status), to_client(parts, body))
     }
 }
 

@@ -15,7 +15,7 @@ use outpost_cache::{Cache, Entry};
 use super::headers;
 use super::range::{self, Ranges};
 
-use super::respond::{empty, full, set_cache_status, set_header};
+use super::respond::{empty, full, set_header};
 use super::{BoxError, ProxyBody};
 
 /// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
@@ -25,7 +25,6 @@ pub(super) fn from_cache(
     entry: &Entry,
     req: &request::Parts,
     now: SystemTime,
-    status: &str,
 ) -> Response<ProxyBody> {
     // The stored validators are read from `headers` below: what is added
     // here (Age, Via, Cache-Status) is none of them.
@@ -35,7 +34,6 @@ pub(super) fn from_cache(
         HeaderValue::from(entry.age(now).as_secs()),
     );
     headers::append_via(&mut headers, http::Version::HTTP_11);
-    set_cache_status(&mut headers, status);
     // RFC 9110 §13.2.1: conditions apply only to a 2xx representation.
     if entry.status().is_success()
         && not_modified(&headers, entry.freshness().response_time, &req.headers)

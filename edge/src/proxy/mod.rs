@@ -13,6 +13,7 @@ mod respond;
 mod revalidate;
 mod route;
 pub(crate) mod router;
+pub(crate) mod status;
 mod storing;
 mod tunnel;
 
@@ -31,6 +32,7 @@ use outpost_cache::{Cache, Coalescer};
 use outpost_purge_api::Metrics;
 
 use self::client::ClientBody;
+use self::status::{CacheStatus, Outcome};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
 use crate::observe::counted::CountedBody;
 use crate::origin::pool::Upstream;
@@ -81,32 +83,14 @@ pub(crate) struct ConnInfo {
     pub(crate) certificate: Option<usize>,
 }
 
-/// How an answer came about, for metrics.
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Hit,
-    Stale,
-    Miss,
-    Bypass,
-    Collapsed,
-    Error,
-}
-
-impl Outcome {
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Stale => "stale",
-            Outcome::Miss => "miss",
-            Outcome::Bypass => "bypass",
-            Outcome::Collapsed => "collapsed",
-            Outcome::Error => "error",
-        }
-    }
-}
+/// How the proxy answered one request: the response, and how the cache
+/// took part (None for Outpost's own refusals, which carry no
+/// `Cache-Status`).
+pub(crate) type Reply = (Option<CacheStatus>, Response<ProxyBody>);
 
 impl Proxy {
-    pub async fn handle(
+    /// Answers one request, whatever protocol it came on.
+    pub(crate) async fn handle(
         self: Arc<Self>,
         conn: ConnInfo,
         req: Request<ClientBody>,
@@ -116,13 +100,19 @@ impl Proxy {
             .access_log
             .as_ref()
             .map(|log| (log.clone(), request_fields(&self.request_ids, conn, &req)));
-        let (outcome, response) = self.route(conn, req).await;
+        let (status, response) = self.route(conn, req).await;
         let counter = self.metrics.client_bytes_out.clone();
         let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
         for name in &self.hidden_headers {
             response.headers_mut().remove(name);
         }
-        let label = outcome.label();
+        // One value gives the field and the metric.
+        if let Some(status) = &status {
+            response
+                .headers_mut()
+                .insert(status::CACHE_STATUS, status.header_value());
+        }
+        let label = Outcome::of(status.as_ref()).label();
         self.metrics.requests.with_label_values(&[label]).inc();
         self.metrics
             .request_duration
@@ -193,7 +183,7 @@ fn response_fields(
     fields.insert("status".into(), response.status().as_u16().into());
     let cache = response
         .headers()
-        .get(respond::CACHE_STATUS)
+        .get(status::CACHE_STATUS)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     fields.insert("cache_status".into(), cache.into());

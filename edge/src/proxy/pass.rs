@@ -20,7 +20,8 @@ use crate::origin::body::OutgoingBody;
 
 use super::exchange::Exchange;
 use super::respond::{plain, relay, upstream_error};
-use super::{BoxError, Outcome, Proxy, ProxyBody};
+use super::status::CacheStatus;
+use super::{BoxError, Proxy, ProxyBody, Reply};
 
 impl Proxy {
     /// Forwards a request the cache takes no part in, body and all.
@@ -28,8 +29,8 @@ impl Proxy {
         &self,
         request: Exchange,
         body: ClientBody,
-        status: &str,
-    ) -> (Outcome, Response<ProxyBody>) {
+        status: CacheStatus,
+    ) -> Reply {
         let unsafe_method = !matches!(
             request.parts.method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -40,7 +41,7 @@ impl Proxy {
         if let Some(limit) = limit
             && body.size_hint().lower() > limit
         {
-            return (Outcome::Error, too_large(limit));
+            return (None, too_large(limit));
         }
         let exceeded = Arc::new(AtomicBool::new(false));
         let outgoing = request.origin_parts(&request.parts.headers);
@@ -51,7 +52,7 @@ impl Proxy {
         )
         .await;
         if exceeded.load(Ordering::SeqCst) {
-            return (Outcome::Error, too_large(limit.unwrap_or_default()));
+            return (None, too_large(limit.unwrap_or_default()));
         }
         let request_time = self.cache.now();
         let sent = request
@@ -60,7 +61,7 @@ impl Proxy {
             .await;
         // A streamed body that ran over the limit broke the origin request.
         if sent.is_err() && exceeded.load(Ordering::SeqCst) {
-            return (Outcome::Error, too_large(limit.unwrap_or_default()));
+            return (None, too_large(limit.unwrap_or_default()));
         }
         match sent {
             Ok(answer) => {
@@ -77,14 +78,13 @@ impl Proxy {
                     view.parts.method = Method::GET;
                     view.parts.headers.remove(RANGE);
                     view.parts.headers.remove(IF_RANGE);
-                    let (_, response) = self
+                    return self
                         .store_and_relay(view, answer, request_time, status, None)
                         .await;
-                    return (Outcome::Bypass, response);
                 }
-                (Outcome::Bypass, relay(answer, status))
+                (Some(status), relay(answer))
             }
-            Err(e) => (Outcome::Error, upstream_error(&e)),
+            Err(e) => upstream_error(&e),
         }
     }
 

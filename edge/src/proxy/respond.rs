@@ -1,39 +1,30 @@
 //! The answers Outpost writes itself (errors, 413, 414, 421) and the
-//! last touches on every answer: `Via` and `Cache-Status`.
+//! last touch on every answer from the origin: our `Via` hop.
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::headers::{self, PSEUDONYM};
+use super::headers;
 use crate::origin::error::UpstreamError;
 use crate::origin::pool::Answer;
 use crate::origin::response::OriginBody;
 
-use super::ProxyBody;
+use super::status::{CacheStatus, Detail, Fwd};
+use super::{ProxyBody, Reply};
 
-pub(super) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-
-pub(super) fn set_cache_status(headers: &mut HeaderMap, status: &str) {
-    let mut text = String::with_capacity(PSEUDONYM.len() + 2 + status.len());
-    text.push_str(PSEUDONYM);
-    text.push_str("; ");
-    text.push_str(status);
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
-        headers.insert(CACHE_STATUS, value);
-    }
-}
-
-pub(super) fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {
+/// The answer when the origin could not be reached or failed before
+/// answering: 504 for a time-out, 502 otherwise.
+pub(super) fn upstream_error(e: &UpstreamError) -> Reply {
     let status = match e {
         UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         UpstreamError::Connect(_) | UpstreamError::Failed(_) => StatusCode::BAD_GATEWAY,
     };
     tracing::warn!(error = %e, "origin request failed");
-    let mut res = plain(status, &format!("{e}\n"));
-    set_cache_status(res.headers_mut(), "fwd=miss; detail=origin-error");
-    res
+    let res = plain(status, &format!("{e}\n"));
+    let status = CacheStatus::fwd(Fwd::Miss).detail(Detail::OriginError);
+    (Some(status), res)
 }
 
 /// A 400 for a request whose framing or target cannot be trusted: the
@@ -65,26 +56,17 @@ pub(super) fn empty() -> ProxyBody {
     full(Bytes::new())
 }
 
-/// A response from the origin passed on as it came, marked with `Cache-Status`.
-pub(super) fn relay(answer: Answer, status: &str) -> Response<ProxyBody> {
+/// A response from the origin passed on as it came.
+pub(super) fn relay(answer: Answer) -> Response<ProxyBody> {
     let (mut parts, body) = answer.response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    to_client(
-        parts,
-        OriginBody::new(body, answer.lease).boxed_unsync(),
-        status,
-    )
+    to_client(parts, OriginBody::new(body, answer.lease).boxed_unsync())
 }
 
 /// An origin's response head (hop-by-hop fields already gone) made ready
-/// for the client: our `Via` hop and `Cache-Status`.
-pub(super) fn to_client(
-    mut parts: http::response::Parts,
-    body: ProxyBody,
-    status: &str,
-) -> Response<ProxyBody> {
+/// for the client: our `Via` hop.
+pub(super) fn to_client(mut parts: http::response::Parts, body: ProxyBody) -> Response<ProxyBody> {
     headers::append_via(&mut parts.headers, parts.version);
-    set_cache_status(&mut parts.headers, status);
     // The client's connection decides its own version.
     parts.version = http::Version::HTTP_11;
     Response::from_parts(parts, body)
@@ -95,7 +77,6 @@ pub(super) fn to_client(
 pub(super) fn to_client_empty(
     mut parts: http::response::Parts,
     (code, extra): (StatusCode, HeaderMap),
-    status: &str,
 ) -> Response<ProxyBody> {
     parts.status = code;
     for name in [CONTENT_LENGTH, CONTENT_TYPE, http::header::CONTENT_ENCODING] {
@@ -104,7 +85,7 @@ pub(super) fn to_client_empty(
     for (name, value) in &extra {
         parts.headers.insert(name, value.clone());
     }
-    to_client(parts, empty(), status)
+    to_client(parts, empty())
 }
 
 pub(super) fn set_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {

@@ -9,7 +9,7 @@ use http::header::{
     CONTENT_LENGTH, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
     IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE,
 };
-use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
 use http_body_util::BodyExt;
 use outpost_cache::Entry;
 
@@ -19,7 +19,8 @@ use crate::origin::body::OutgoingBody;
 use super::exchange::Exchange;
 use super::hit::{from_cache, unvalidated};
 use super::respond::upstream_error;
-use super::{Outcome, Proxy, ProxyBody};
+use super::status::{CacheStatus, Detail, Fwd};
+use super::{Proxy, Reply};
 
 impl Proxy {
     /// Sends a conditional request for a stale entry with the cache's own
@@ -29,8 +30,8 @@ impl Proxy {
         &self,
         request: Exchange,
         entry: Arc<Entry>,
-        reason: &str,
-    ) -> (Outcome, Response<ProxyBody>) {
+        reason: Fwd,
+    ) -> Reply {
         let mut headers = request.parts.headers.clone();
         for name in [
             IF_NONE_MATCH,
@@ -59,21 +60,16 @@ impl Proxy {
             Err(e) => {
                 let now = self.cache.now();
                 let detail = if entry.stale_if_error(now) {
-                    "stale-if-error"
+                    Detail::StaleIfError
                 } else if entry.stale_if_unreachable(now, request.rule.stale_if_unreachable) {
-                    "origin-unreachable"
+                    Detail::OriginUnreachable
                 } else {
-                    return (Outcome::Error, upstream_error(&e));
+                    return upstream_error(&e);
                 };
-                tracing::warn!(error = %e, key = %request.key, detail, "origin failed; serving stale");
-                let response = from_cache(
-                    &self.cache,
-                    &entry,
-                    &request.parts,
-                    now,
-                    &format!("fwd=stale; detail={detail}"),
-                );
-                return (Outcome::Stale, unvalidated(&entry, response));
+                tracing::warn!(error = %e, key = %request.key, ?detail, "origin failed; serving stale");
+                let response = from_cache(&self.cache, &entry, &request.parts, now);
+                let status = CacheStatus::fwd(Fwd::Stale).detail(detail);
+                return (Some(status), unvalidated(&entry, response));
             }
         };
         // RFC 5861 §4: these answers count as errors too.
@@ -81,16 +77,12 @@ impl Proxy {
         if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
             let now = self.cache.now();
             if entry.stale_if_error(now) {
-                let label = format!(
-                    "fwd=stale; fwd-status={}; detail=stale-if-error",
-                    status.as_u16()
-                );
+                let label = CacheStatus::fwd(Fwd::Stale)
+                    .fwd_status(status.as_u16())
+                    .detail(Detail::StaleIfError);
                 return (
-                    Outcome::Stale,
-                    unvalidated(
-                        &entry,
-                        from_cache(&self.cache, &entry, &request.parts, now, &label),
-                    ),
+                    Some(label),
+                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
                 );
             }
         }
@@ -107,17 +99,11 @@ impl Proxy {
                 now,
             ) {
                 Some(refreshed) => (
-                    Outcome::Stale,
-                    from_cache(
-                        &self.cache,
-                        &refreshed,
-                        &request.parts,
-                        now,
-                        &format!("fwd={reason}; fwd-status=304"),
-                    ),
+                    Some(CacheStatus::fwd(reason).fwd_status(304)),
+                    from_cache(&self.cache, &refreshed, &request.parts, now),
                 ),
                 // The 304 was about another representation: fetch it whole.
-                None => self.fetch(request, &format!("fwd={reason}")).await,
+                None => self.fetch(request, CacheStatus::fwd(reason)).await,
             };
         }
         // RFC 9111 §4.3.5: a 200 to a HEAD freshens the stored GET response
@@ -140,21 +126,15 @@ impl Proxy {
             );
             let answered = refreshed.as_ref().unwrap_or(&entry);
             return (
-                Outcome::Stale,
-                from_cache(
-                    &self.cache,
-                    answered,
-                    &request.parts,
-                    now,
-                    &format!("fwd={reason}; fwd-status=200"),
-                ),
+                Some(CacheStatus::fwd(reason).fwd_status(200)),
+                from_cache(&self.cache, answered, &request.parts, now),
             );
         }
         self.store_and_relay(
             request,
             answer,
             request_time,
-            &format!("fwd={reason}"),
+            CacheStatus::fwd(reason),
             None,
         )
         .await
@@ -178,7 +158,7 @@ impl Proxy {
         let proxy = self.clone();
         let exchange = request.detached();
         tokio::spawn(async move {
-            let (_, response) = proxy.revalidate(exchange, entry, "stale").await;
+            let (_, response) = proxy.revalidate(exchange, entry, Fwd::Stale).await;
             // Reading the body to its end is what stores a new copy.
             let _ = response.into_body().collect().await;
             proxy

@@ -6,29 +6,26 @@ use std::sync::Arc;
 
 use super::client::ClientBody;
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use outpost_cache::{CacheKey, Lookup, normalize_path};
 
 use super::router::host_name;
 
 use super::exchange::Exchange;
 use super::hit::{from_cache, unvalidated};
-use super::respond::{plain, protocol_error, set_cache_status};
+use super::respond::{plain, protocol_error};
+use super::status::{CacheStatus, Detail, Fwd, Ttl};
 use super::tunnel::is_websocket_upgrade;
-use super::{ConnInfo, Outcome, Proxy, ProxyBody};
+use super::{ConnInfo, Proxy, Reply};
 
 impl Proxy {
-    pub(super) async fn route(
-        self: &Arc<Self>,
-        conn: ConnInfo,
-        req: Request<ClientBody>,
-    ) -> (Outcome, Response<ProxyBody>) {
+    pub(super) async fn route(self: &Arc<Self>, conn: ConnInfo, req: Request<ClientBody>) -> Reply {
         let (mut parts, body) = req.into_parts();
         // RFC 9110 §15.5.15.
         let target_length = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
         if target_length > self.max_uri_length {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::URI_TOO_LONG,
                     &format!("the request target is over {} bytes\n", self.max_uri_length),
@@ -37,7 +34,7 @@ impl Proxy {
         }
         // RFC 9112 §3.2: more than one Host is a bad request.
         if parts.headers.get_all(HOST).iter().count() > 1 {
-            return (Outcome::Error, protocol_error("more than one Host\n"));
+            return (None, protocol_error("more than one Host\n"));
         }
         // RFC 9112 §3.2.2 has an absolute-form target's authority win over
         // Host, and RFC 9113 §8.3.1 calls a request whose Host differs from
@@ -47,13 +44,13 @@ impl Proxy {
             && !same_authority(target, host, conn.tls)
         {
             return (
-                Outcome::Error,
+                None,
                 protocol_error("the request target and Host name different hosts\n"),
             );
         }
         // HTTP/2 without :path and :authority reaches here with no target.
         if parts.uri.path().is_empty() {
-            return (Outcome::Error, protocol_error("no request target\n"));
+            return (None, protocol_error("no request target\n"));
         }
         let authority = match parts.uri.authority() {
             Some(a) => Some(a.as_str().to_owned()),
@@ -65,13 +62,13 @@ impl Proxy {
         };
         let Some((authority, host)) = authority.and_then(|a| host_name(&a).map(|h| (a, h))) else {
             return (
-                Outcome::Error,
+                None,
                 plain(StatusCode::BAD_REQUEST, "missing or invalid Host\n"),
             );
         };
         let Some(site) = self.router.site(&host) else {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::MISDIRECTED_REQUEST,
                     &format!("no site is served for host {host}\n"),
@@ -86,7 +83,7 @@ impl Proxy {
             && names.choose(Some(&host)) != chosen
         {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::MISDIRECTED_REQUEST,
                     &format!("this connection's certificate does not serve {host}\n"),
@@ -100,7 +97,7 @@ impl Proxy {
                 .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
         if parts.method == Method::CONNECT && !websocket_over_h2 {
             return (
-                Outcome::Error,
+                None,
                 plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
             );
         }
@@ -108,7 +105,7 @@ impl Proxy {
         // acts on these methods nor passes them to an origin.
         if matches!(parts.method.as_str(), "PURGE" | "BAN" | "REFRESH") {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "purges go through the admin API\n",
@@ -117,7 +114,7 @@ impl Proxy {
         }
         let Some(upstream) = self.upstreams.get(&site.origin).cloned() else {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "site has no origin pool\n",
@@ -128,10 +125,7 @@ impl Proxy {
         let path = match normalize_path(parts.uri.path()) {
             Ok(path) => path,
             Err(e) => {
-                return (
-                    Outcome::Error,
-                    plain(StatusCode::BAD_REQUEST, &format!("{e}\n")),
-                );
+                return (None, plain(StatusCode::BAD_REQUEST, &format!("{e}\n")));
             }
         };
         let target = match parts.uri.query() {
@@ -140,7 +134,7 @@ impl Proxy {
         };
         let Ok(target) = target.parse::<http::Uri>() else {
             return (
-                Outcome::Error,
+                None,
                 plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
             );
         };
@@ -172,8 +166,8 @@ impl Proxy {
         }
         let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
         if !cacheable_method || bypass {
-            let status = if bypass { "fwd=bypass" } else { "fwd=method" };
-            return self.pass(request, body, status).await;
+            let why = if bypass { Fwd::Bypass } else { Fwd::Method };
+            return self.pass(request, body, CacheStatus::fwd(why)).await;
         }
         // A GET or HEAD carries no meaningful body; drop whatever came.
         drop(body);
@@ -183,28 +177,18 @@ impl Proxy {
         if request_directive(&request.parts.headers, "only-if-cached")
             && !matches!(lookup, Lookup::Fresh(_))
         {
-            let mut res = plain(
+            let res = plain(
                 StatusCode::GATEWAY_TIMEOUT,
                 "only-if-cached: nothing usable is stored\n",
             );
-            set_cache_status(res.headers_mut(), "detail=only-if-cached");
-            return (Outcome::Miss, res);
+            return (Some(CacheStatus::neither(Detail::OnlyIfCached)), res);
         }
         match lookup {
             Lookup::Fresh(entry) => {
-                let ttl = entry.time_to_live(now).as_secs();
+                let ttl = Ttl::Fresh(entry.time_to_live(now).as_secs());
                 (
-                    Outcome::Hit,
-                    unvalidated(
-                        &entry,
-                        from_cache(
-                            &self.cache,
-                            &entry,
-                            &request.parts,
-                            now,
-                            &format!("hit; ttl={ttl}"),
-                        ),
-                    ),
+                    Some(CacheStatus::hit(ttl)),
+                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
                 )
             }
             // RFC 5861 §3: within stale-while-revalidate, answer at once and
@@ -213,22 +197,19 @@ impl Proxy {
                 if entry.stale_while_revalidate(now)
                     && !request_directive(&request.parts.headers, "no-cache") =>
             {
-                let stale_for = entry.staleness(now).as_secs();
+                let stale_for = Ttl::Stale(entry.staleness(now).as_secs());
                 self.revalidate_in_background(&request, entry.clone());
-                let status = format!("hit; ttl=-{stale_for}; detail=stale-while-revalidate");
+                let status = CacheStatus::hit(stale_for).detail(Detail::StaleWhileRevalidate);
                 (
-                    Outcome::Hit,
-                    unvalidated(
-                        &entry,
-                        from_cache(&self.cache, &entry, &request.parts, now, &status),
-                    ),
+                    Some(status),
+                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
                 )
             }
-            Lookup::Stale(entry) => self.revalidate(request, entry, "stale").await,
+            Lookup::Stale(entry) => self.revalidate(request, entry, Fwd::Stale).await,
             // RFC 9211 §2.2: a fresh response the request's directives refused.
-            Lookup::Refused(entry) => self.revalidate(request, entry, "request").await,
-            Lookup::VaryMiss => self.fetch(request, "fwd=vary-miss").await,
-            Lookup::Miss => self.fetch(request, "fwd=miss").await,
+            Lookup::Refused(entry) => self.revalidate(request, entry, Fwd::Request).await,
+            Lookup::VaryMiss => self.fetch(request, CacheStatus::fwd(Fwd::VaryMiss)).await,
+            Lookup::Miss => self.fetch(request, CacheStatus::fwd(Fwd::Miss)).await,
         }
     }
 }

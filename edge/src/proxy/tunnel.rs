@@ -11,8 +11,9 @@ use crate::origin::body::OutgoingBody;
 use crate::origin::pool::Answer;
 
 use super::exchange::Exchange;
-use super::respond::{empty, plain, protocol_error, relay, set_cache_status, upstream_error};
-use super::{Outcome, Proxy, ProxyBody};
+use super::respond::{empty, plain, protocol_error, relay, upstream_error};
+use super::status::{CacheStatus, Fwd};
+use super::{Proxy, Reply};
 
 impl Proxy {
     /// A WebSocket upgrade (RFC 6455 §4, RFC 9110 §7.8): the request goes
@@ -25,20 +26,13 @@ impl Proxy {
     /// becomes an HTTP/1.1 upgrade towards the origin, with a key of our
     /// own whose accept value the origin must prove, and the origin's 101
     /// becomes a 200 on the client's stream.
-    pub(super) async fn tunnel(
-        &self,
-        mut request: Exchange,
-        over_h2: bool,
-    ) -> (Outcome, Response<ProxyBody>) {
+    pub(super) async fn tunnel(&self, mut request: Exchange, over_h2: bool) -> Reply {
         let Some(client_side) = request.parts.extensions.remove::<ClientUpgrade>() else {
-            return (
-                Outcome::Error,
-                protocol_error("this connection cannot be upgraded\n"),
-            );
+            return (None, protocol_error("this connection cannot be upgraded\n"));
         };
         if !request.upstream.speaks_http1() {
             return (
-                Outcome::Error,
+                None,
                 plain(
                     StatusCode::BAD_GATEWAY,
                     "WebSocket needs an origin pool that speaks HTTP/1.1\n",
@@ -66,7 +60,7 @@ impl Proxy {
                 Ok(key) => Some(key),
                 Err(e) => {
                     return (
-                        Outcome::Error,
+                        None,
                         plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
                     );
                 }
@@ -87,10 +81,10 @@ impl Proxy {
             .await
         {
             Ok(answer) => answer,
-            Err(e) => return (Outcome::Error, upstream_error(&e)),
+            Err(e) => return upstream_error(&e),
         };
         if answer.response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return (Outcome::Bypass, relay(answer, "fwd=bypass"));
+            return (Some(CacheStatus::fwd(Fwd::Bypass)), relay(answer));
         }
         let Answer {
             mut response,
@@ -105,7 +99,7 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok());
             if accepted != Some(websocket_accept(key).as_str()) {
                 return (
-                    Outcome::Error,
+                    None,
                     plain(
                         StatusCode::BAD_GATEWAY,
                         "the origin's Sec-WebSocket-Accept does not match\n",
@@ -134,7 +128,6 @@ impl Proxy {
             );
             parts.version = http::Version::HTTP_11;
         }
-        set_cache_status(&mut parts.headers, "fwd=bypass");
         tokio::spawn(async move {
             let origin_side = async { origin_side.await.map_err(std::io::Error::other) };
             let (mut client, origin) = match tokio::try_join!(client_side.upgraded(), origin_side) {
@@ -151,7 +144,10 @@ impl Proxy {
             // The origin connection's slot is held for the tunnel's life.
             drop(lease);
         });
-        (Outcome::Bypass, Response::from_parts(parts, empty()))
+        (
+            Some(CacheStatus::fwd(Fwd::Bypass)),
+            Response::from_parts(parts, empty()),
+        )
     }
 }
 
