@@ -22,6 +22,7 @@
 //! - `refresh.rs`: [`Cache::refresh`], a stored response freshened by a 304 or a HEAD;
 //! - `purge/`: the purge index and its journal, and [`Cache::purge_urls`] and the other purges;
 //! - `usage.rs`: [`Usage`], the sizes and counts for `/stats` and metrics;
+//! - `metrics.rs`: [`CacheMetrics`], those counts as Prometheus series, read at each scrape;
 //! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses.
 
 mod clock;
@@ -34,6 +35,7 @@ mod id;
 mod key;
 mod lookup;
 mod memory;
+mod metrics;
 mod policy;
 mod purge;
 mod refresh;
@@ -58,6 +60,7 @@ pub use entry::{CHUNK, Chunks, Entry, StoredHeaders};
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use lookup::Lookup;
+pub use metrics::CacheMetrics;
 pub use policy::{NotStored, PolicyOptions, StoreRules, has_explicit_freshness};
 pub use store::{PendingEntry, Storing, variant_of};
 pub use usage::{DiskUsage, Usage};

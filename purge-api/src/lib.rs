@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-pub use metrics::Metrics;
+use metrics::PurgeMetrics;
 
 /// Every route the side API serves and its methods (HEAD goes with GET);
 /// `docs/openapi.yaml` documents exactly these, which a test checks.
@@ -77,7 +77,9 @@ pub struct ServerStatus {
 /// What the side API works on.
 pub struct AdminParts {
     pub cache: Arc<Cache>,
-    pub metrics: Arc<Metrics>,
+    /// Every series of the process: the side API registers its own there
+    /// and serves them all on `/metrics`.
+    pub registry: prometheus::Registry,
     pub tokens: Tokens,
     pub key_for_url: Arc<KeyForUrl>,
     pub origins: Arc<OriginsSource>,
@@ -109,7 +111,8 @@ const PURGE_BURST: f64 = 10.0;
 
 pub struct Admin {
     cache: Arc<Cache>,
-    metrics: Arc<Metrics>,
+    registry: prometheus::Registry,
+    metrics: PurgeMetrics,
     /// Swapped whole when a reload changes the scoped tokens.
     tokens: std::sync::RwLock<Arc<TokenTable>>,
     /// Token bucket for prefix and everything purges.
@@ -134,17 +137,19 @@ struct PurgeRequest {
 }
 
 impl Admin {
-    pub fn new(parts: AdminParts) -> Self {
-        Self {
+    /// The side API, with its purge counter registered in `parts.registry`.
+    pub fn new(parts: AdminParts) -> Result<Self, prometheus::Error> {
+        Ok(Self {
             cache: parts.cache,
-            metrics: parts.metrics,
+            metrics: PurgeMetrics::register(&parts.registry)?,
+            registry: parts.registry,
             tokens: std::sync::RwLock::new(Arc::new(token_table(&parts.tokens))),
             bulk_purges: std::sync::Mutex::new((PURGE_BURST, std::time::Instant::now())),
             key_for_url: parts.key_for_url,
             origins: parts.origins,
             reload: parts.reload,
             request_ids: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Replaces the bearer tokens (a reload may change the scoped ones).
@@ -176,8 +181,8 @@ impl Admin {
             }
             ("/stats", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, self.stats()),
             ("/metrics", &Method::GET | &Method::HEAD) => {
-                self.refresh_gauges();
-                let mut res = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                let mut res =
+                    Response::new(Full::new(Bytes::from(metrics::render(&self.registry))));
                 res.headers_mut().insert(
                     CONTENT_TYPE,
                     http::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -425,75 +430,11 @@ impl Admin {
         }
     }
 
-    /// Sets the gauges that are read from the live state rather than counted.
-    fn refresh_gauges(&self) {
-        let usage = self.cache.usage();
-        self.metrics
-            .cache_objects
-            .with_label_values(&["memory"])
-            .set(clamp(usage.memory_objects));
-        self.metrics
-            .cache_bytes
-            .with_label_values(&["memory"])
-            .set(clamp(usage.memory_bytes));
-        let evictions = self.metrics.cache_evictions.with_label_values(&["memory"]);
-        evictions.inc_by(usage.memory_evictions.saturating_sub(evictions.get()));
-        let catch_up = |counter: prometheus::IntCounter, total: u64| {
-            counter.inc_by(total.saturating_sub(counter.get()));
-        };
-        let m = &self.metrics;
-        catch_up(
-            m.cache_hits.with_label_values(&["memory"]),
-            usage.memory_hits,
-        );
-        catch_up(
-            m.cache_misses.with_label_values(&["memory"]),
-            usage.memory_misses,
-        );
-        m.disk_open.set(i64::from(usage.disk.is_some()));
-        catch_up(m.disk_errors.with_label_values(&["io"]), usage.disk_faults);
-        if let Some(disk) = usage.disk {
-            catch_up(m.cache_hits.with_label_values(&["disk"]), disk.hits);
-            catch_up(m.cache_misses.with_label_values(&["disk"]), disk.misses);
-            catch_up(m.disk_errors.with_label_values(&["damaged"]), disk.damaged);
-            catch_up(
-                m.disk_io_bytes.with_label_values(&["write"]),
-                disk.bytes_written,
-            );
-            catch_up(
-                m.disk_io_bytes.with_label_values(&["read"]),
-                disk.bytes_read,
-            );
-            m.cache_capacity
-                .with_label_values(&["disk"])
-                .set(clamp(disk.capacity));
-            m.cache_bytes
-                .with_label_values(&["disk"])
-                .set(clamp(disk.bytes));
-            m.cache_objects
-                .with_label_values(&["disk"])
-                .set(clamp(disk.objects));
-            catch_up(
-                m.cache_evictions.with_label_values(&["disk"]),
-                disk.evictions,
-            );
-        }
-        // A reload may have removed servers: only the current ones report.
-        self.metrics.origin_up.reset();
-        for pool in (self.origins)() {
-            for server in pool.servers {
-                self.metrics
-                    .origin_up
-                    .with_label_values(&[pool.name.as_str(), server.label.as_str()])
-                    .set(i64::from(server.healthy));
-            }
-        }
-    }
-
     /// `GET /stats`: the cache's size and hit ratio, and the origins' health.
     fn stats(&self) -> serde_json::Value {
         let usage = self.cache.usage();
-        let count = |status: &str| self.metrics.requests.with_label_values(&[status]).get();
+        let requests = metrics::counts_by(&self.registry, "outpost_requests_total", "cache_status");
+        let count = |status: &str| requests.get(status).copied().unwrap_or(0);
         let (hits, stale, misses) = (count("hit"), count("stale"), count("miss"));
         let lookups = hits + stale + misses;
         let hit_ratio = if lookups == 0 {
@@ -704,10 +645,6 @@ fn unauthorized(request_id: &str) -> Response<Full<Bytes>> {
     res
 }
 
-fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(value.to_string())));
     *res.status_mut() = status;
@@ -730,6 +667,23 @@ mod tests {
     use super::*;
 
     fn admin(token: Option<&str>) -> (Admin, Arc<Cache>) {
+        admin_with(token, prometheus::Registry::new())
+    }
+
+    /// A registry with the proxy's request counter in it, as the edge
+    /// registers it.
+    fn requests_registry() -> (prometheus::Registry, prometheus::IntCounterVec) {
+        let registry = prometheus::Registry::new();
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("outpost_requests_total", "Client requests answered."),
+            &["cache_status"],
+        )
+        .unwrap();
+        registry.register(Box::new(requests.clone())).unwrap();
+        (registry, requests)
+    }
+
+    fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Arc<Cache>) {
         let cache = Arc::new(Cache::new(
             1 << 20,
             PolicyOptions::default(),
@@ -754,7 +708,7 @@ mod tests {
         });
         let parts = AdminParts {
             cache: cache.clone(),
-            metrics: Arc::new(Metrics::new().unwrap()),
+            registry,
             tokens: Tokens {
                 full: token.map(str::to_owned),
                 scoped: vec![("team-a".into(), vec!["a.test".into(), "*.a.test".into()])],
@@ -772,7 +726,7 @@ mod tests {
                 })
             })),
         };
-        (Admin::new(parts), cache)
+        (Admin::new(parts).unwrap(), cache)
     }
 
     static REFUSE_NEXT_RELOAD: std::sync::atomic::AtomicBool =
@@ -1024,8 +978,9 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_prometheus_text() {
-        let (admin, _) = admin(None);
-        admin.metrics.requests.with_label_values(&["hit"]).inc();
+        let (registry, requests) = requests_registry();
+        let (admin, _) = admin_with(None, registry);
+        requests.with_label_values(&["hit"]).inc();
         let res = admin
             .handle(
                 Request::get("/metrics")
@@ -1039,22 +994,34 @@ mod tests {
             text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
             "{text}"
         );
+        // The side API's own series is served beside the ones it was handed.
+        let _ = admin.handle(purge_request(None, r#"{"urls": []}"#)).await;
+        let res = admin
+            .handle(
+                Request::get("/metrics")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(
-            text.contains("outpost_cache_objects{tier=\"memory\"} 0"),
+            text.contains("outpost_purges_total{kind=\"urls\",outcome=\"unauthorized\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("outpost_origin_up{pool=\"app\",server=\"http://127.0.0.1:9000\"} 0"),
+            text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
             "{text}"
         );
     }
 
     #[tokio::test]
     async fn stats_report_the_cache_and_the_origins() {
-        let (admin, cache) = admin(None);
+        let (registry, requests) = requests_registry();
+        let (admin, cache) = admin_with(None, registry);
         store(&cache, "http://example.com/a");
-        admin.metrics.requests.with_label_values(&["hit"]).inc_by(3);
-        admin.metrics.requests.with_label_values(&["miss"]).inc();
+        requests.with_label_values(&["hit"]).inc_by(3);
+        requests.with_label_values(&["miss"]).inc();
         let (status, json) = call(
             &admin,
             Request::get("/stats")

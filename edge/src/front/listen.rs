@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::front::drain::{self, Drain};
+use crate::front::metrics::FrontMetrics;
 use crate::front::sniff::{Sniffed, sniff};
 use crate::front::tls::Tls;
 use crate::front::{Live, h1, h2};
@@ -41,22 +42,23 @@ pub(crate) fn spawn_proxy_listener(
     listener: TcpListener,
     index: usize,
     live: Live,
+    metrics: Arc<FrontMetrics>,
     slots: Arc<Semaphore>,
     drain: Drain,
 ) {
     spawn_accept_loop(listener, drain, move |stream, remote, drain| {
         let tls = live.acceptor(index);
-        let metrics = live.proxy().metrics.clone();
+        let metrics = metrics.clone();
         let slot = slots.clone().try_acquire_owned().ok();
         let live = live.clone();
         async move {
             let Some(_slot) = slot else {
-                metrics.client_connections_refused.inc();
+                metrics.refused.inc();
                 tracing::debug!(%remote, "at limits.max_connections: closing a new connection");
                 drop(stream);
                 return;
             };
-            metrics.client_connections.inc();
+            metrics.connections.inc();
             match tls {
                 None => {
                     let conn = ConnInfo {
@@ -67,9 +69,9 @@ pub(crate) fn spawn_proxy_listener(
                     };
                     serve_client(stream, conn, false, live, drain).await;
                 }
-                Some(tls) => serve_tls(stream, remote, index, &tls, live, drain).await,
+                Some(tls) => serve_tls(stream, remote, index, &tls, &metrics, live, drain).await,
             }
-            metrics.client_connections.dec();
+            metrics.connections.dec();
         }
     });
 }
@@ -172,16 +174,11 @@ async fn serve_tls(
     remote: SocketAddr,
     listener: usize,
     tls: &Tls,
+    metrics: &FrontMetrics,
     live: Live,
     drain: Drain,
 ) {
-    let handshakes = |result: &str| {
-        live.proxy()
-            .metrics
-            .tls_handshakes
-            .with_label_values(&[result])
-            .inc();
-    };
+    let handshakes = |result: &str| metrics.handshakes.with_label_values(&[result]).inc();
     let stream = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         tokio_boring::accept(&tls.acceptor, stream),
@@ -202,7 +199,7 @@ async fn serve_tls(
     };
     handshakes("ok");
     if stream.ssl().session_reused() {
-        live.proxy().metrics.tls_sessions_resumed.inc();
+        metrics.resumed.inc();
     }
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let sni = stream.ssl().servername(boring::ssl::NameType::HOST_NAME);

@@ -14,6 +14,7 @@ mod h1_check;
 mod h2;
 pub(crate) mod interim;
 pub(crate) mod listen;
+pub(crate) mod metrics;
 mod sniff;
 mod strict;
 pub(crate) mod tls;

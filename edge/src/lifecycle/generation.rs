@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use crate::origin::metrics::OriginMetrics;
+use crate::proxy::metrics::ProxyMetrics;
 use arc_swap::ArcSwap;
 use outpost_cache::{Cache, Coalescer, PolicyOptions};
 use outpost_config::{ErrorList, Loaded};
-use outpost_purge_api::Metrics;
 
 use crate::front::Serving;
 use crate::front::tls::Tls;
@@ -28,7 +29,8 @@ use crate::proxy::router::Router;
 /// What every generation shares: it outlives reloads.
 pub(crate) struct Shared {
     pub cache: Arc<Cache>,
-    pub metrics: Arc<Metrics>,
+    pub proxy_metrics: Arc<ProxyMetrics>,
+    pub origin_metrics: Arc<OriginMetrics>,
     pub coalescer: Arc<Coalescer>,
     pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
     pub request_ids: Arc<AtomicU64>,
@@ -76,9 +78,10 @@ impl Generation {
         let acceptors = acceptors(&loaded)?;
         let mut upstreams = HashMap::new();
         for (name, pool) in &config.origins {
-            let upstream = Upstream::new(name, pool, shared.metrics.clone(), &loaded.base_dir)
-                .await
-                .map_err(|e| single_error(&loaded, format!("origins.{name}: {e}")))?;
+            let upstream =
+                Upstream::new(name, pool, shared.origin_metrics.clone(), &loaded.base_dir)
+                    .await
+                    .map_err(|e| single_error(&loaded, format!("origins.{name}: {e}")))?;
             if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
                 upstream.inherit_health(old, pool.health_check.is_some());
             }
@@ -89,7 +92,7 @@ impl Generation {
             router: Arc::new(router),
             cache: shared.cache.clone(),
             upstreams,
-            metrics: shared.metrics.clone(),
+            metrics: shared.proxy_metrics.clone(),
             max_object_size: max_stored_body(config),
             revalidating: shared.revalidating.clone(),
             coalescer: shared.coalescer.clone(),

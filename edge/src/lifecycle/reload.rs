@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::{Admin, Tokens};
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::lifecycle::check::single_error;
 use crate::lifecycle::generation::{Current, Generation, Shared, policy_options};
@@ -47,6 +48,7 @@ pub struct Reloader {
     /// The full admin token when its variable is unset (the demo's).
     pub(crate) default_token: Option<String>,
     pub(crate) admin: std::sync::OnceLock<Arc<Admin>>,
+    metrics: ReloadMetrics,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -56,8 +58,10 @@ impl Reloader {
         current: Current,
         shared: Shared,
         default_token: Option<String>,
+        metrics: ReloadMetrics,
     ) -> Self {
         Self {
+            metrics,
             source,
             current,
             shared,
@@ -69,22 +73,22 @@ impl Reloader {
 
     /// Records a successful load in the metrics (the start counts as one).
     pub(crate) fn record_success(&self) {
-        let metrics = &self.shared.metrics;
-        metrics.config_last_reload_successful.set(1);
+        let metrics = &self.metrics;
+        metrics.last_successful.set(1);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        metrics.config_last_reload_success_timestamp.set(now);
+        metrics.last_success_timestamp.set(now);
     }
 
     /// Reads the config again and switches to it, or refuses it and keeps
     /// the current one. Returns a summary, or the reasons for the refusal.
     pub async fn reload(&self) -> Result<serde_json::Value, Vec<String>> {
         let _one_at_a_time = self.lock.lock().await;
-        let metrics = &self.shared.metrics;
+        let metrics = &self.metrics;
         match self.try_reload().await {
             Ok((generation, restart_needed)) => {
-                metrics.config_reloads.with_label_values(&["ok"]).inc();
+                metrics.reloads.with_label_values(&["ok"]).inc();
                 self.record_success();
                 let summary = generation.summary(&restart_needed);
                 tracing::info!(generation = generation.number, file = %generation.loaded.file, "config reloaded");
@@ -94,8 +98,8 @@ impl Reloader {
                 Ok(summary)
             }
             Err(errors) => {
-                metrics.config_reloads.with_label_values(&["failed"]).inc();
-                metrics.config_last_reload_successful.set(0);
+                metrics.reloads.with_label_values(&["failed"]).inc();
+                metrics.last_successful.set(0);
                 let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
                 tracing::error!(
                     errors = %lines.join("; "),
@@ -220,4 +224,43 @@ fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// What reloads count: each by result, whether the last load succeeded,
+/// and when the last one did.
+pub(crate) struct ReloadMetrics {
+    reloads: IntCounterVec,
+    last_successful: IntGauge,
+    last_success_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "outpost_config_reloads_total",
+                "Config reloads (SIGHUP or POST /reload), by result.",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "failed"] {
+            reloads.with_label_values(&[result]);
+        }
+        let last_successful = IntGauge::new(
+            "outpost_config_last_reload_successful",
+            "1 when the last config load succeeded, 0 when the last reload was refused.",
+        )?;
+        let last_success_timestamp = Gauge::new(
+            "outpost_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_successful.clone()))?;
+        registry.register(Box::new(last_success_timestamp.clone()))?;
+        Ok(Self {
+            reloads,
+            last_successful,
+            last_success_timestamp,
+        })
+    }
 }

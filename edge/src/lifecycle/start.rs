@@ -7,18 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use outpost_cache::{Cache, SystemClock};
+use outpost_cache::{Cache, CacheMetrics, SystemClock};
 use outpost_config::{ErrorList, Loaded};
-use outpost_purge_api::{
-    Admin, AdminParts, KeyForUrl, Metrics, OriginsSource, PoolStatus, ReloadHook,
-};
+use outpost_purge_api::{Admin, AdminParts, KeyForUrl, OriginsSource, PoolStatus, ReloadHook};
 use tokio::net::TcpListener;
 
 use crate::front::drain::DrainHandle;
+use crate::front::metrics::FrontMetrics;
 use crate::front::{Live, listen};
 use crate::lifecycle::generation::{self, Current, Generation};
-use crate::lifecycle::reload::{ConfigSource, Reloader, tokens_from_env};
+use crate::lifecycle::reload::{ConfigSource, ReloadMetrics, Reloader, tokens_from_env};
 use crate::lifecycle::upgrade::{self, Sockets};
+use crate::origin::metrics::{OriginMetrics, OriginsUp};
+use crate::proxy::metrics::ProxyMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -194,12 +195,16 @@ pub async fn start(
     default_token: Option<String>,
     mut inherited: Sockets,
 ) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new()?);
+    // Every series of the process, each part registering what it counts.
+    let registry = prometheus::Registry::new();
     let handed_over = !inherited.listeners.is_empty() || inherited.admin.is_some();
     let cache = open_cache(&loaded, handed_over).await?;
+    CacheMetrics::register(&registry, cache.clone())?;
+    let front_metrics = Arc::new(FrontMetrics::register(&registry)?);
     let shared = generation::Shared {
         cache: cache.clone(),
-        metrics: metrics.clone(),
+        proxy_metrics: Arc::new(ProxyMetrics::register(&registry)?),
+        origin_metrics: Arc::new(OriginMetrics::register(&registry)?),
         coalescer: outpost_cache::Coalescer::new(),
         revalidating: Default::default(),
         request_ids: Default::default(),
@@ -226,6 +231,7 @@ pub async fn start(
             current.clone(),
             shared,
             default_token,
+            ReloadMetrics::register(&registry)?,
         )),
         sockets: Sockets::default(),
         cache: cache.clone(),
@@ -253,6 +259,7 @@ pub async fn start(
             socket,
             index,
             live.clone(),
+            front_metrics.clone(),
             slots.clone(),
             running.drain.drain(),
         );
@@ -262,7 +269,7 @@ pub async fn start(
     let key_for_url: Arc<KeyForUrl> =
         Arc::new(move |url: &str| key_current.load().proxy.router.purge_key(url));
     let origins_current = current.clone();
-    let origins: Arc<OriginsSource> = Arc::new(move || {
+    let pools = move || {
         let generation = origins_current.load();
         let mut pools: Vec<PoolStatus> = generation
             .proxy
@@ -272,7 +279,9 @@ pub async fn start(
             .collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         pools
-    });
+    };
+    let origins: Arc<OriginsSource> = Arc::new(pools.clone());
+    OriginsUp::register(&registry, Box::new(pools))?;
     let reloader = running.reloader.clone();
     let reload: Arc<ReloadHook> = Arc::new(move || {
         let reloader = reloader.clone();
@@ -280,12 +289,12 @@ pub async fn start(
     });
     let admin = Arc::new(Admin::new(AdminParts {
         cache,
-        metrics,
+        registry,
         tokens,
         key_for_url,
         origins,
         reload: Some(reload),
-    }));
+    })?);
     let _ = running.reloader.admin.set(admin.clone());
     running.admin = admin_socket
         .local_addr()

@@ -7,6 +7,7 @@ pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod health;
 pub(crate) mod interim;
+pub(crate) mod metrics;
 pub(crate) mod pool;
 pub(crate) mod resolve;
 pub(crate) mod response;

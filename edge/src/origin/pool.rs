@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response, request};
 use http_body_util::{BodyExt, Empty};
 use outpost_config::{Balance, Eject, HealthCheck, OriginPool, OriginProtocol, ServerUrl};
-use outpost_purge_api::{Metrics, PoolStatus, ServerStatus};
+use outpost_purge_api::{PoolStatus, ServerStatus};
+
+use crate::origin::metrics::OriginMetrics;
 
 use crate::origin::body::OutgoingBody;
 use crate::origin::error::{Failure, UpstreamError};
@@ -40,7 +42,7 @@ pub struct Upstream {
     total_timeout: Option<Duration>,
     eject: Eject,
     host: Option<String>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<OriginMetrics>,
 }
 
 /// Checks an origin response's framing fields (RFC 9112 §6.1, §6.3; RFC
@@ -100,7 +102,7 @@ impl Upstream {
     pub async fn new(
         name: &str,
         pool: &OriginPool,
-        metrics: Arc<Metrics>,
+        metrics: Arc<OriginMetrics>,
         base_dir: &std::path::Path,
     ) -> Result<Self, String> {
         let mut configured = Vec::with_capacity(pool.servers.len());
@@ -358,7 +360,7 @@ impl Upstream {
                 _permit: permit,
                 in_flight: server.in_flight.clone(),
                 idle_timeout: self.idle_timeout,
-                bytes: self.metrics.origin_bytes.clone(),
+                bytes: self.metrics.bytes.clone(),
                 deadline: self.total_timeout.map(|t| Instant::now() + t),
             };
             let started = Instant::now();
@@ -370,7 +372,7 @@ impl Upstream {
             };
             let result = tokio::time::timeout(limit, server.request(req, interim)).await;
             self.metrics
-                .origin_response
+                .response
                 .with_label_values(&[self.name.as_str()])
                 .observe(started.elapsed().as_secs_f64());
             match result {
@@ -440,7 +442,7 @@ impl Upstream {
 
     fn count(&self, server: &Server, outcome: &str) {
         self.metrics
-            .origin_requests
+            .requests
             .with_label_values(&[self.name.as_str(), server.label.as_str(), outcome])
             .inc();
     }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use crate::origin::metrics::OriginMetrics;
 use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use http::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outpost_config::{OriginPool, OriginProtocol, ServerUrl};
-use outpost_purge_api::Metrics;
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
@@ -86,7 +86,7 @@ pub(crate) struct Blueprint {
     pub(crate) keepalive: Duration,
     pub(crate) max_idle: usize,
     pub(crate) max_connections: usize,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<OriginMetrics>,
 }
 
 impl Blueprint {
@@ -116,7 +116,7 @@ impl Blueprint {
         };
         let connects = self
             .metrics
-            .origin_connects
+            .connects
             .with_label_values(&[self.pool.as_str(), label.as_str()]);
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -7,6 +7,7 @@ mod exchange;
 mod fetch;
 pub(crate) mod headers;
 mod hit;
+pub(crate) mod metrics;
 mod pass;
 pub(crate) mod range;
 mod respond;
@@ -29,9 +30,9 @@ use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use outpost_cache::{Cache, Coalescer};
-use outpost_purge_api::Metrics;
 
 use self::client::ClientBody;
+use self::metrics::ProxyMetrics;
 use self::status::{CacheStatus, Outcome};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
 use crate::observe::counted::CountedBody;
@@ -47,7 +48,7 @@ pub(crate) struct Proxy {
     pub(crate) router: Arc<Router>,
     pub(crate) cache: Arc<Cache>,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<ProxyMetrics>,
     /// Largest body the cache keeps.
     pub(crate) max_object_size: usize,
     /// Misses in progress that others may join.

@@ -1,0 +1,76 @@
+//! What the proxy counts: requests answered and their time to the response
+//! head, by outcome (see [`super::status::Outcome`]), requests collapsed onto
+//! another's fetch, and body bytes to and from clients.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+pub(crate) struct ProxyMetrics {
+    /// Requests answered, by outcome.
+    pub(crate) requests: IntCounterVec,
+    pub(crate) request_duration: HistogramVec,
+    /// Requests that waited on another request's fetch of the same key.
+    pub(crate) coalesced: IntCounter,
+    /// How long they waited for its response head.
+    pub(crate) coalesce_wait: Histogram,
+    /// Body bytes received from clients and sent to them.
+    pub(crate) client_bytes_in: IntCounter,
+    pub(crate) client_bytes_out: IntCounter,
+}
+
+impl ProxyMetrics {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "outpost_requests_total",
+                "Client requests answered, by cache status.",
+            ),
+            &["cache_status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_request_duration_seconds",
+                "Time from request to response headers, by cache status.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["cache_status"],
+        )?;
+        let coalesced = IntCounter::new(
+            "outpost_coalesced_requests_total",
+            "Requests that waited on another request's fetch of the same key.",
+        )?;
+        let coalesce_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_coalesce_wait_seconds",
+                "Time a collapsed request waited for the leader's response head.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let client_bytes = IntCounterVec::new(
+            Opts::new(
+                "outpost_client_body_bytes_total",
+                "Body bytes received from clients (in) and sent to them (out).",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(coalesced.clone()))?;
+        registry.register(Box::new(coalesce_wait.clone()))?;
+        registry.register(Box::new(client_bytes.clone()))?;
+        Ok(Self {
+            requests,
+            request_duration,
+            coalesced,
+            coalesce_wait,
+            client_bytes_in: client_bytes.with_label_values(&["in"]),
+            client_bytes_out: client_bytes.with_label_values(&["out"]),
+        })
+    }
+}
