@@ -160,7 +160,7 @@ async fn drain(running: &Running) {
 
 async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
     let state_dir = state_dir.unwrap_or_else(default_state_dir);
-    demo::ensure_certificate(&state_dir).map_err(anyhow::Error::msg)?;
+    demo::ensure_certificate(&state_dir)?;
     let source = ConfigSource::BuiltIn {
         text: demo::DEMO_CONFIG,
         name: "demo.yaml (built in)".to_owned(),

@@ -3,6 +3,7 @@
 //!
 //! The edge owns the sockets and calls [`Admin::handle`] for each request.
 
+mod error;
 mod metrics;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+pub use error::UrlError;
+use error::{PrefixError, ScopeError, chain};
 use metrics::PurgeMetrics;
 
 /// Every route the side API serves and its methods (HEAD goes with GET);
@@ -36,7 +39,7 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// Turns a purge URL into the cache key the edge would build for it, using
 /// the matching site's rules.
-pub type KeyForUrl = dyn Fn(&str) -> Result<CacheKey, String> + Send + Sync;
+pub type KeyForUrl = dyn Fn(&str) -> Result<CacheKey, UrlError> + Send + Sync;
 
 /// The state of the origin pools, as the edge reports it.
 pub type OriginsSource = dyn Fn() -> Vec<PoolStatus> + Send + Sync;
@@ -293,7 +296,7 @@ impl Admin {
                 .purges
                 .with_label_values(&["any", "forbidden"])
                 .inc();
-            return error(StatusCode::FORBIDDEN, &denied, request_id);
+            return error(StatusCode::FORBIDDEN, &denied.to_string(), request_id);
         }
         if (purge.prefixes.is_some() || purge.everything.is_some()) && !self.take_bulk_purge() {
             self.metrics
@@ -322,7 +325,7 @@ impl Admin {
                 for variant in scheme_variants(url) {
                     match (self.key_for_url)(&variant) {
                         Ok(key) => keys.push(key),
-                        Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+                        Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
                     }
                 }
             }
@@ -334,7 +337,7 @@ impl Admin {
             for prefix in prefixes {
                 match normalize_prefix(prefix) {
                     Ok(p) => normalized.push(p),
-                    Err(e) => return error(StatusCode::BAD_REQUEST, &e, request_id),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
                 }
             }
             matched += self.cache.purge_prefixes(&normalized, soft);
@@ -509,12 +512,12 @@ impl Admin {
     }
 
     /// A scoped token may purge URLs, prefixes and hosts of its hosts only.
-    fn check_scope(&self, scope: &Scope, purge: &PurgeRequest) -> Result<(), String> {
+    fn check_scope(&self, scope: &Scope, purge: &PurgeRequest) -> Result<(), ScopeError> {
         let Scope::Hosts(allowed) = scope else {
             return Ok(());
         };
         if purge.tags.is_some() || purge.everything.is_some() {
-            return Err("this token may not purge tags or everything".into());
+            return Err(ScopeError::TagsOrEverything);
         }
         let in_scope = |host: &str| {
             let host = host.to_ascii_lowercase();
@@ -549,7 +552,7 @@ impl Admin {
         let hosts = purge.hosts.iter().flatten().cloned();
         for host in url_hosts.chain(prefix_hosts).chain(hosts) {
             if !in_scope(&host) {
-                return Err(format!("this token may not purge host {host:?}"));
+                return Err(ScopeError::Host(host));
             }
         }
         Ok(())
@@ -582,12 +585,10 @@ impl Admin {
 /// A prefix as purges match it: host (lower-case, no trailing dot, no
 /// default port, which is unknown without a scheme) and path, no scheme.
 /// A bare host becomes `host/`.
-fn normalize_prefix(text: &str) -> Result<String, String> {
+fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
     let text = text.trim();
     if text.contains("://") {
-        return Err(format!(
-            "{text:?}: prefixes name a host and path without a scheme"
-        ));
+        return Err(PrefixError::Scheme(text.to_owned()));
     }
     let (host, path) = match text.find('/') {
         Some(i) => text.split_at(i),
@@ -596,9 +597,12 @@ fn normalize_prefix(text: &str) -> Result<String, String> {
     let host = host.to_ascii_lowercase();
     let host = host.strip_suffix('.').unwrap_or(&host);
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
-        return Err(format!("{text:?} does not start with a host"));
+        return Err(PrefixError::NoHost(text.to_owned()));
     }
-    let path = outpost_cache::normalize_path(path).map_err(|e| format!("{text:?}: {e}"))?;
+    let path = outpost_cache::normalize_path(path).map_err(|source| PrefixError::Path {
+        text: text.to_owned(),
+        source,
+    })?;
     Ok(format!("{host}{path}"))
 }
 
@@ -689,9 +693,8 @@ mod tests {
             PolicyOptions::default(),
             Arc::new(SystemClock),
         ));
-        let key_for_url: Arc<KeyForUrl> = Arc::new(|url: &str| {
-            CacheKey::from_url(url, &QueryKey::All).map_err(|e| e.to_string())
-        });
+        let key_for_url: Arc<KeyForUrl> =
+            Arc::new(|url: &str| CacheKey::from_url(url, &QueryKey::All).map_err(UrlError::from));
         let origins: Arc<OriginsSource> = Arc::new(|| {
             vec![PoolStatus {
                 name: "app".into(),

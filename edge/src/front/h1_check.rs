@@ -333,7 +333,7 @@ impl Checker {
                 self.pass(lf + 1);
                 self.state = State::ChunkData { left: size, then };
             }
-            Err(()) => return self.reject(Violation::BadChunkLine),
+            Err(violation) => return self.reject(violation),
         }
         true
     }
@@ -465,41 +465,46 @@ fn check_head(head: &[u8]) -> Result<Framing, Violation> {
 
 /// RFC 9112 §7.1: `chunk-size [ chunk-ext ] CRLF`, with
 /// `chunk-ext = *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`.
-fn parse_chunk_line(line: &[u8]) -> Result<u64, ()> {
-    let line = line.strip_suffix(b"\r\n").ok_or(())?;
+fn parse_chunk_line(line: &[u8]) -> Result<u64, Violation> {
+    let line = line.strip_suffix(b"\r\n").ok_or(Violation::BadChunkLine)?;
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
-        return Err(());
+        return Err(Violation::BadChunkLine);
     }
-    let size = u64::from_str_radix(std::str::from_utf8(&line[..digits]).map_err(|_| ())?, 16)
-        .map_err(|_| ())?;
+    let size = u64::from_str_radix(
+        std::str::from_utf8(&line[..digits]).map_err(|_| Violation::BadChunkLine)?,
+        16,
+    )
+    .map_err(|_| Violation::BadChunkLine)?;
     let mut rest = &line[digits..];
     loop {
         if rest.is_empty() {
             return Ok(size);
         }
-        rest = skip_bws(rest).strip_prefix(b";").ok_or(())?;
+        rest = skip_bws(rest)
+            .strip_prefix(b";")
+            .ok_or(Violation::BadChunkLine)?;
         rest = skip_bws(rest);
         let name = token_len(rest);
         if name == 0 {
-            return Err(());
+            return Err(Violation::BadChunkLine);
         }
         rest = skip_bws(&rest[name..]);
         if let Some(value) = rest.strip_prefix(b"=") {
             let value = skip_bws(value);
             rest = if value.first() == Some(&b'"') {
-                &value[quoted_len(value).ok_or(())?..]
+                &value[quoted_len(value).ok_or(Violation::BadChunkLine)?..]
             } else {
                 let n = token_len(value);
                 if n == 0 {
-                    return Err(());
+                    return Err(Violation::BadChunkLine);
                 }
                 &value[n..]
             };
         }
         // What follows must be BWS, another extension or the end.
         if !rest.is_empty() && !matches!(rest[0], b' ' | b'\t' | b';') {
-            return Err(());
+            return Err(Violation::BadChunkLine);
         }
     }
 }

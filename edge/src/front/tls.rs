@@ -24,8 +24,31 @@ const ALPN: &[u8] = b"\x02h2\x08http/1.1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error("{path}: cannot load")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: boring::error::ErrorStack,
+    },
+    #[error("{path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a PEM certificate")]
+    NotPem {
+        path: PathBuf,
+        #[source]
+        source: boring::error::ErrorStack,
+    },
+    #[error("{key}: does not match {cert}")]
+    Mismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        #[source]
+        source: boring::error::ErrorStack,
+    },
     #[error("{0}")]
     Ssl(#[from] boring::error::ErrorStack),
     #[error("certificate {0} names no host (give `hosts` in the config)")]
@@ -97,9 +120,9 @@ fn load_pair(
     builder: &mut boring::ssl::SslAcceptorBuilder,
     files: &CertFiles,
 ) -> Result<(), TlsError> {
-    let file_err = |path: &Path, e: boring::error::ErrorStack| TlsError::File {
+    let file_err = |path: &Path, source| TlsError::File {
         path: path.to_path_buf(),
-        message: format!("cannot load: {e}"),
+        source,
     };
     builder
         .set_certificate_chain_file(&files.cert)
@@ -107,22 +130,25 @@ fn load_pair(
     builder
         .set_private_key_file(&files.key, SslFiletype::PEM)
         .map_err(|e| file_err(&files.key, e))?;
-    builder.check_private_key().map_err(|e| TlsError::File {
-        path: files.key.clone(),
-        message: format!("does not match {}: {e}", files.cert.display()),
-    })?;
+    builder
+        .check_private_key()
+        .map_err(|source| TlsError::Mismatch {
+            key: files.key.clone(),
+            cert: files.cert.clone(),
+            source,
+        })?;
     Ok(())
 }
 
 /// One context for one certificate, and the names it serves.
 fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>), TlsError> {
-    let pem = std::fs::read(&files.cert).map_err(|e| TlsError::File {
+    let pem = std::fs::read(&files.cert).map_err(|source| TlsError::Read {
         path: files.cert.clone(),
-        message: e.to_string(),
+        source,
     })?;
-    let leaf = X509::from_pem(&pem).map_err(|e| TlsError::File {
+    let leaf = X509::from_pem(&pem).map_err(|source| TlsError::NotPem {
         path: files.cert.clone(),
-        message: format!("not a PEM certificate: {e}"),
+        source,
     })?;
     let names = if files.hosts.is_empty() {
         leaf.subject_alt_names()

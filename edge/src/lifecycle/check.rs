@@ -6,6 +6,7 @@ use std::sync::Arc;
 use outpost_config::{ErrorList, Loaded};
 
 use crate::front::tls;
+use crate::origin::error::Chain;
 use crate::origin::server;
 
 /// What `outpost check` verifies beyond the file itself: every listener
@@ -14,7 +15,7 @@ pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
     acceptors(loaded)?;
     for (name, pool) in &loaded.config.origins {
         server::check_tls(pool, &loaded.base_dir)
-            .map_err(|e| single_error(loaded, format!("origins.{name}: {e}")))?;
+            .map_err(|e| single_error(loaded, format!("origins.{name}: {}", Chain(&e))))?;
     }
     Ok(())
 }

@@ -24,19 +24,35 @@ pub const DEMO_CONFIG: &str = include_str!("../../../config/examples/demo.yaml")
 /// Token the demo's side API accepts when `OUTPOST_ADMIN_TOKEN` is unset.
 pub const DEMO_TOKEN: &str = "demo-token";
 
+/// Why the demo's certificate could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("making a certificate")]
+    Certificate(#[from] crate::front::tls::TlsError),
+}
+
 /// Writes a self-signed certificate for localhost into `state_dir` unless one is there.
-pub fn ensure_certificate(state_dir: &Path) -> Result<(), String> {
+pub fn ensure_certificate(state_dir: &Path) -> Result<(), DemoError> {
     let cert = state_dir.join("demo-cert.pem");
     let key = state_dir.join("demo-key.pem");
     if cert.exists() && key.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    let written = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoError::Write { path, source }
+    };
+    std::fs::create_dir_all(state_dir).map_err(written(state_dir))?;
     let (cert_pem, key_pem) =
-        crate::front::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])
-            .map_err(|e| e.to_string())?;
-    std::fs::write(&cert, cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
-    write_private(&key, key_pem.as_bytes()).map_err(|e| format!("{}: {e}", key.display()))?;
+        crate::front::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])?;
+    std::fs::write(&cert, cert_pem).map_err(written(&cert))?;
+    write_private(&key, key_pem.as_bytes()).map_err(written(&key))?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::front::Serving;
 use crate::front::tls::Tls;
 use crate::lifecycle::check::{acceptors, single_error};
 use crate::observe::access_log::{AccessLog, Target};
+use crate::origin::error::Chain;
 use crate::origin::pool::Upstream;
 use crate::proxy::Proxy;
 use crate::proxy::router::Router;
@@ -81,7 +82,7 @@ impl Generation {
             let upstream =
                 Upstream::new(name, pool, shared.origin_metrics.clone(), &loaded.base_dir)
                     .await
-                    .map_err(|e| single_error(&loaded, format!("origins.{name}: {e}")))?;
+                    .map_err(|e| single_error(&loaded, format!("origins.{name}: {}", Chain(&e))))?;
             if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
                 upstream.inherit_health(old, pool.health_check.is_some());
             }

@@ -18,6 +18,7 @@ use crate::front::{Live, listen};
 use crate::lifecycle::generation::{self, Current, Generation};
 use crate::lifecycle::reload::{ConfigSource, ReloadMetrics, Reloader, tokens_from_env};
 use crate::lifecycle::upgrade::{self, Sockets};
+use crate::origin::error::Chain;
 use crate::origin::metrics::{OriginMetrics, OriginsUp};
 use crate::proxy::metrics::ProxyMetrics;
 
@@ -32,8 +33,18 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("{0}")]
-    Disk(String),
+    #[error("the disk tier")]
+    Disk(#[source] outpost_cache::DiskError),
+    #[error(
+        "another Outpost runs on this config; to replace it, start the new one with `run --upgrade`"
+    )]
+    Busy(#[source] outpost_cache::DiskError),
+    #[error("the purge journal in {}", .path.display())]
+    Journal {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A started edge: the addresses it actually listens on, its drain and
@@ -121,17 +132,17 @@ async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, St
     let cache = Arc::new(Cache::tiered(memory, options, Arc::new(SystemClock)));
     let path = loaded.resolve(&disk.path);
     let size = disk.size.bytes();
-    fn attach(cache: &Cache, tier: outpost_cache::DiskTier) -> Result<(), String> {
+    fn attach(cache: &Cache, tier: outpost_cache::DiskTier) -> Result<(), StartError> {
         let path = tier.path().to_owned();
         cache
             .attach_disk(tier)
-            .map_err(|e| format!("the purge journal in {}: {e}", path.display()))
+            .map_err(|source| StartError::Journal { path, source })
     }
     if !handed_over {
         let started = std::time::Instant::now();
         match outpost_cache::DiskTier::open(&path, size).await {
             Ok(tier) => {
-                attach(&cache, tier).map_err(StartError::Disk)?;
+                attach(&cache, tier)?;
                 tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "disk tier open");
                 return Ok(cache);
             }
@@ -141,12 +152,8 @@ async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, St
                 tracing::error!(error = %e, "serving without the disk tier until there is room");
                 outpost_cache::note_store_error();
             }
-            Err(e @ outpost_cache::DiskError::Busy(_)) => {
-                return Err(StartError::Disk(format!(
-                    "{e}: another Outpost runs on this config; to replace it, start the new one with `run --upgrade`"
-                )));
-            }
-            Err(e) => return Err(StartError::Disk(e.to_string())),
+            Err(e @ outpost_cache::DiskError::Busy(_)) => return Err(StartError::Busy(e)),
+            Err(e) => return Err(StartError::Disk(e)),
         }
     }
     let waiting = cache.clone();
@@ -164,7 +171,9 @@ async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, St
                 Ok(tier) => {
                     match attach(&waiting, tier) {
                         Ok(()) => tracing::info!(path = %path.display(), "disk tier open"),
-                        Err(e) => tracing::error!("{e}; serving without the disk tier"),
+                        Err(e) => {
+                            tracing::error!(error = %Chain(&e), "serving without the disk tier");
+                        }
                     }
                     return;
                 }

@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 
 use crate::origin::body::UpstreamBody;
-use crate::origin::error::{Failure, error_chain};
+use crate::origin::error::Failure;
 use crate::origin::resolve::Connector;
 
 /// A request over hyper's HTTP/1.1 client, with interim responses passed on
@@ -17,7 +17,7 @@ pub(crate) async fn http1(
 ) -> Result<Response<Incoming>, Failure> {
     match client.request(req).await {
         Ok(response) => Ok(response),
-        Err(e) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
-        Err(e) => Err(Failure::Failed(error_chain(&e))),
+        Err(e) if e.is_connect() => Err(Failure::connect(e)),
+        Err(e) => Err(Failure::failed(e)),
     }
 }

@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 
 use crate::body::{RecvBody, content_length};
 use crate::origin::body::UpstreamBody;
-use crate::origin::error::{Failure, error_chain};
+use crate::origin::error::{Cause, Failure};
 use crate::origin::h1;
 use crate::origin::resolve::Connector;
 
@@ -96,7 +96,7 @@ enum Picked {
     Stream(Conn, Busy),
     /// To the HTTP/1.1 client: ALPN picked it.
     Http1,
-    Failed(Arc<str>),
+    Failed(DialFailure),
 }
 
 /// The open connection with the fewest streams, a stream counted on it.
@@ -114,7 +114,23 @@ enum Dialed {
     Http2(Conn),
     /// ALPN picked HTTP/1.1: the connection was dropped.
     Http1,
-    Failed(Arc<str>),
+    Failed(DialFailure),
+}
+
+/// Why a dial gave no connection; shared by every request that waited.
+#[derive(Clone)]
+enum DialFailure {
+    Error(Cause),
+    TimedOut(Duration),
+}
+
+impl From<DialFailure> for Failure {
+    fn from(failure: DialFailure) -> Failure {
+        match failure {
+            DialFailure::Error(cause) => Failure::Connect(cause),
+            DialFailure::TimedOut(after) => Failure::ConnectTimeout(after),
+        }
+    }
 }
 
 /// One HTTP/2 connection: the handle that opens streams on it, and
@@ -203,14 +219,14 @@ impl Mux {
         let (conn, busy, mut send) = loop {
             let (conn, busy) = match self.connection().await {
                 Picked::Stream(conn, busy) => (conn, busy),
-                Picked::Failed(why) => return Err(Failure::Connect(why.to_string())),
+                Picked::Failed(why) => return Err(why.into()),
                 Picked::Http1 => match &self.fallback {
                     Some(fallback) => {
                         return h1::http1(fallback, Request::from_parts(head, body))
                             .await
                             .map(Answered::Http1);
                     }
-                    None => return Err(Failure::Connect("the server refused HTTP/2".into())),
+                    None => return Err(Failure::NoHttp2),
                 },
             };
             match conn.send.clone().ready().await {
@@ -220,7 +236,7 @@ impl Mux {
                     self.forget(&conn);
                     tries += 1;
                     if tries == 2 {
-                        return Err(Failure::Connect(e.to_string()));
+                        return Err(Failure::connect(e));
                     }
                 }
             }
@@ -232,9 +248,9 @@ impl Mux {
             .map_err(|e| {
                 if e.is_go_away() || e.is_io() {
                     self.forget(&conn);
-                    Failure::Connect(e.to_string())
+                    Failure::connect(e)
                 } else {
-                    Failure::Failed(e.to_string())
+                    Failure::failed(e)
                 }
             })?;
         // The upload stops when this request is dropped (a time-out, the
@@ -248,7 +264,7 @@ impl Mux {
                     response.map(|recv| H2Body::new(recv, length, busy, upload)),
                 ))
             }
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(classify(e)),
         }
     }
 
@@ -290,7 +306,7 @@ impl Mux {
                         let dial = tokio::spawn(self.dial());
                         let dialing = async move {
                             dial.await
-                                .unwrap_or_else(|_| Dialed::Failed("the dial was cancelled".into()))
+                                .unwrap_or_else(|e| Dialed::Failed(DialFailure::Error(Arc::new(e))))
                         }
                         .boxed()
                         .shared();
@@ -320,7 +336,10 @@ impl Mux {
             }
         }
         let slot = lock(&self.slot);
-        least_busy(&slot).unwrap_or_else(|| Picked::Failed("no connection".into()))
+        least_busy(&slot).unwrap_or_else(|| {
+            let none = std::io::Error::other("no connection stayed open");
+            Picked::Failed(DialFailure::Error(Arc::new(none)))
+        })
     }
 
     /// Takes `conn` out of the slot.
@@ -345,10 +364,8 @@ impl Mux {
             };
             let stream = match tokio::time::timeout(timeout, connect).await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Dialed::Failed(error_chain(&*e).into()),
-                Err(_) => {
-                    return Dialed::Failed(format!("no connection within {timeout:?}").into());
-                }
+                Ok(Err(e)) => return Dialed::Failed(DialFailure::Error(Arc::from(e))),
+                Err(_) => return Dialed::Failed(DialFailure::TimedOut(timeout)),
             };
             if alpn_decides
                 && let MaybeHttpsStream::Https(tls) = &stream
@@ -374,12 +391,8 @@ impl Mux {
                 .handshake::<_, Bytes>(io);
             let (send, mut connection) = match tokio::time::timeout(timeout, handshake).await {
                 Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => return Dialed::Failed(e.to_string().into()),
-                Err(_) => {
-                    return Dialed::Failed(
-                        format!("no HTTP/2 handshake within {timeout:?}").into(),
-                    );
-                }
+                Ok(Err(e)) => return Dialed::Failed(DialFailure::Error(Arc::new(e))),
+                Err(_) => return Dialed::Failed(DialFailure::TimedOut(timeout)),
             };
             let ping = connection.ping_pong();
             let live = Arc::new(Live::default());
@@ -488,12 +501,12 @@ async fn final_response(
 /// be sent again whatever its method; so was one above the last stream a
 /// GOAWAY says the server will process (§6.8), the only streams h2 ends
 /// with the server's GOAWAY.
-fn classify(e: &h2::Error) -> Failure {
+fn classify(e: h2::Error) -> Failure {
     let refused = e.reason() == Some(Reason::REFUSED_STREAM) || e.is_go_away();
     if refused && e.is_remote() {
-        Failure::Refused(e.to_string())
+        Failure::Refused(e)
     } else {
-        Failure::Failed(e.to_string())
+        Failure::failed(e)
     }
 }
 

@@ -17,7 +17,7 @@ use outpost_purge_api::{PoolStatus, ServerStatus};
 use crate::origin::metrics::OriginMetrics;
 
 use crate::origin::body::OutgoingBody;
-use crate::origin::error::{Failure, UpstreamError};
+use crate::origin::error::{Attempt, Chain, Failure, PoolError, UpstreamError};
 use crate::origin::resolve::resolve;
 use crate::origin::response::{Lease, OriginStream};
 use crate::origin::ring::Ring;
@@ -104,11 +104,11 @@ impl Upstream {
         pool: &OriginPool,
         metrics: Arc<OriginMetrics>,
         base_dir: &std::path::Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PoolError> {
         let mut configured = Vec::with_capacity(pool.servers.len());
         for server in &pool.servers {
             configured.push((
-                ServerUrl::parse(&server.url.value)?,
+                ServerUrl::parse(&server.url.value).map_err(PoolError::Url)?,
                 server.url.value.clone(),
                 server.weight,
             ));
@@ -157,7 +157,7 @@ impl Upstream {
     /// addresses changed; servers whose address stayed keep their
     /// connections and health. At start (`strict`) a failure is an error;
     /// later the last known addresses stay.
-    async fn refresh_members(&self, strict: bool) -> Result<(), String> {
+    async fn refresh_members(&self, strict: bool) -> Result<(), PoolError> {
         let current = self.members();
         let existing: HashMap<(String, std::net::SocketAddr), Arc<Server>> = current
             .servers
@@ -168,8 +168,12 @@ impl Upstream {
         for (url, text, weight) in &self.configured {
             let addrs = match resolve(&url.host, url.port).await {
                 Ok(addrs) => addrs,
-                Err(e) if strict => {
-                    return Err(format!("{text}: cannot resolve {}: {e}", url.host));
+                Err(source) if strict => {
+                    return Err(PoolError::Resolve {
+                        server: text.clone(),
+                        host: url.host.clone(),
+                        source,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(pool = %self.name, server = %text, error = %e, "re-resolving failed; keeping the last addresses");
@@ -294,7 +298,7 @@ impl Upstream {
         let members = self.members();
         let candidates = self.candidates(&members, key_hash);
         if candidates.is_empty() {
-            return Err(UpstreamError::Connect("the pool has no servers".into()));
+            return Err(UpstreamError::NoServers);
         }
         let idempotent = matches!(
             parts.method,
@@ -310,7 +314,7 @@ impl Upstream {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let mut last_error = UpstreamError::Connect("no attempt was made".into());
+        let mut last_error = None;
         for attempt in 0..=self.retries as usize {
             let server = candidates[attempt % candidates.len()].clone();
             let Some(attempt_body) = body.take() else {
@@ -330,7 +334,7 @@ impl Upstream {
                 .map_or_else(|| server.authority.clone(), str::to_owned);
             let uri: http::Uri = format!("{}://{authority}{path}", server.scheme)
                 .parse()
-                .map_err(|e| UpstreamError::Failed(format!("bad request target: {e}")))?;
+                .map_err(UpstreamError::Target)?;
             let mut req = Request::new(attempt_body);
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = uri;
@@ -348,10 +352,10 @@ impl Upstream {
             .await
             else {
                 self.count(&server, "connect_error");
-                last_error = UpstreamError::Connect(format!(
-                    "{}: all {} connections busy",
-                    server.label, self.blueprint.max_connections
-                ));
+                last_error = Some(UpstreamError::Unreachable(Attempt {
+                    server: server.label.clone(),
+                    failure: Failure::Busy(self.blueprint.max_connections),
+                }));
                 continue;
             };
             let Ok(permit) = permit else { break };
@@ -387,10 +391,10 @@ impl Upstream {
                         self.count(&server, "malformed");
                         self.failed(&server);
                         tracing::warn!(pool = %self.name, server = %server.label, why, "malformed response");
-                        return Err(UpstreamError::Failed(format!(
-                            "{}: malformed response: {why}",
-                            server.label
-                        )));
+                        return Err(UpstreamError::Malformed {
+                            server: server.label.clone(),
+                            why,
+                        });
                     }
                     response.extensions_mut().insert(OriginInfo {
                         server: server.label.clone(),
@@ -405,27 +409,36 @@ impl Upstream {
                     }
                     return Ok(Answer { response, lease });
                 }
-                Ok(Err(Failure::Connect(why))) => {
+                Ok(Err(failure)) if failure.before_sending() => {
                     self.count(&server, "connect_error");
                     self.failed(&server);
-                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "connect failed");
-                    last_error = UpstreamError::Connect(format!("{}: {why}", server.label));
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %Chain(&failure), "connect failed");
+                    last_error = Some(UpstreamError::Unreachable(Attempt {
+                        server: server.label.clone(),
+                        failure,
+                    }));
                     if !body.replayable() {
                         break;
                     }
                 }
-                Ok(Err(Failure::Refused(why))) => {
+                Ok(Err(failure @ Failure::Refused(_))) => {
                     self.count(&server, "refused");
-                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "the server refused the request unprocessed");
-                    last_error = UpstreamError::Failed(format!("{}: {why}", server.label));
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %Chain(&failure), "the server refused the request unprocessed");
+                    last_error = Some(UpstreamError::Failed(Attempt {
+                        server: server.label.clone(),
+                        failure,
+                    }));
                     if !body.replayable() {
                         break;
                     }
                 }
-                Ok(Err(Failure::Failed(why))) => {
+                Ok(Err(failure)) => {
                     self.count(&server, "reset");
-                    tracing::warn!(pool = %self.name, server = %server.label, error = %why, "failed before the response headers");
-                    last_error = UpstreamError::Failed(format!("{}: {why}", server.label));
+                    tracing::warn!(pool = %self.name, server = %server.label, error = %Chain(&failure), "failed before the response headers");
+                    last_error = Some(UpstreamError::Failed(Attempt {
+                        server: server.label.clone(),
+                        failure,
+                    }));
                     if !(idempotent && body.replayable()) {
                         break;
                     }
@@ -437,7 +450,7 @@ impl Upstream {
                 }
             }
         }
-        Err(last_error)
+        Err(last_error.unwrap_or(UpstreamError::NoServers))
     }
 
     fn count(&self, server: &Server, outcome: &str) {

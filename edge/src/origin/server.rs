@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 use crate::origin::body::UpstreamBody;
-use crate::origin::error::Failure;
+use crate::origin::error::{Failure, PoolError};
 use crate::origin::h1;
 use crate::origin::h2::Answered;
 use crate::origin::health::Health;
@@ -97,7 +97,7 @@ impl Blueprint {
         weight: u32,
         addr: std::net::SocketAddr,
         literal: bool,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, PoolError> {
         let host = if url.host.contains(':') {
             format!("[{}]", url.host)
         } else {
@@ -155,7 +155,10 @@ impl Blueprint {
                     tls_layer(&self.tls, &self.base_dir, protocol, tls_name)?.layer(http);
                 let dial_uri = format!("{scheme}://{authority}/")
                     .parse()
-                    .map_err(|e| format!("{text}: {e}"))?;
+                    .map_err(|source| PoolError::Uri {
+                        server: text.to_owned(),
+                        source,
+                    })?;
                 Transport::Mux(crate::origin::h2::Mux::new(
                     connector,
                     dial_uri,
@@ -182,7 +185,7 @@ impl Blueprint {
 
 /// Loads the pool's TLS settings (CA file, client certificate) as a start
 /// would, without resolving or connecting; for `outpost check`.
-pub fn check_tls(pool: &OriginPool, base_dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn check_tls(pool: &OriginPool, base_dir: &std::path::Path) -> Result<(), PoolError> {
     tls_layer(&pool.tls, base_dir, pool.protocol, Some("check")).map(|_| ())
 }
 
@@ -195,35 +198,34 @@ fn tls_layer(
     base_dir: &std::path::Path,
     protocol: OriginProtocol,
     name: Option<&str>,
-) -> Result<hyper_boring::HttpsLayer, String> {
-    let mut ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+) -> Result<hyper_boring::HttpsLayer, PoolError> {
+    let mut ssl = SslConnector::builder(SslMethod::tls())?;
     let Some(name) = name else {
-        return hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string());
+        return Ok(hyper_boring::HttpsLayer::with_connector(ssl)?);
     };
     if let Some(ca) = &tls.ca_file {
         let path = base_dir.join(ca);
         ssl.set_ca_file(&path)
-            .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+            .map_err(|source| PoolError::CaFile { path, source })?;
     }
     if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
         let (cert, key) = (base_dir.join(cert), base_dir.join(key));
         ssl.set_certificate_chain_file(&cert)
-            .map_err(|e| format!("tls.client_cert {}: {e}", cert.display()))?;
+            .map_err(|source| PoolError::ClientCert { path: cert, source })?;
         ssl.set_private_key_file(&key, SslFiletype::PEM)
-            .map_err(|e| format!("tls.client_key {}: {e}", key.display()))?;
-        ssl.check_private_key()
-            .map_err(|e| format!("tls.client_key does not match tls.client_cert: {e}"))?;
+            .map_err(|source| PoolError::ClientKey { path: key, source })?;
+        ssl.check_private_key().map_err(PoolError::KeyMismatch)?;
     }
     let alpn: &[u8] = match protocol {
         OriginProtocol::Auto => b"\x02h2\x08http/1.1",
         OriginProtocol::Http1 => b"\x08http/1.1",
         OriginProtocol::Http2 => b"\x02h2",
     };
-    ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;
+    ssl.set_alpn_protos(alpn)?;
     if !tls.verify {
         ssl.set_verify(SslVerifyMode::NONE);
     }
-    let mut layer = hyper_boring::HttpsLayer::with_connector(ssl).map_err(|e| e.to_string())?;
+    let mut layer = hyper_boring::HttpsLayer::with_connector(ssl)?;
     // The URI's host is the site's; SNI and the name check are the server's.
     layer.set_callback(|config, _uri| {
         config.set_use_server_name_indication(false);

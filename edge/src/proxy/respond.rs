@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::headers;
-use crate::origin::error::UpstreamError;
+use crate::origin::error::{Chain, UpstreamError};
 use crate::origin::pool::Answer;
 use crate::origin::response::OriginBody;
 
@@ -19,10 +19,11 @@ use super::{ProxyBody, Reply};
 pub(super) fn upstream_error(e: &UpstreamError) -> Reply {
     let status = match e {
         UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        UpstreamError::Connect(_) | UpstreamError::Failed(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::BAD_GATEWAY,
     };
-    tracing::warn!(error = %e, "origin request failed");
-    let res = plain(status, &format!("{e}\n"));
+    let text = Chain(e).to_string();
+    tracing::warn!(error = %text, "origin request failed");
+    let res = plain(status, &format!("{text}\n"));
     let status = CacheStatus::fwd(Fwd::Miss).detail(Detail::OriginError);
     (Some(status), res)
 }

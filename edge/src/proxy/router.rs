@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use outpost_cache::{CacheKey, KeyFields, StoreRules, normalize_path};
 use outpost_config::{CacheMode, Config, QueryKey, Rule};
+use outpost_purge_api::UrlError;
 use regex::Regex;
 
 /// How long past freshness an entry answers when the origin cannot be
@@ -264,26 +265,30 @@ impl CertNames {
 
 impl Router {
     /// The key a purge URL names, built with the rules of the site that serves it.
-    pub(crate) fn purge_key(&self, url: &str) -> Result<CacheKey, String> {
+    pub(crate) fn purge_key(&self, url: &str) -> Result<CacheKey, UrlError> {
         // Validates the URL as a whole (scheme, host) first.
-        CacheKey::from_url(url, &outpost_config::QueryKey::All).map_err(|e| e.to_string())?;
+        CacheKey::from_url(url, &outpost_config::QueryKey::All)?;
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| format!("{url:?} is not absolute"))?;
+            .ok_or_else(|| UrlError::NoHost(url.to_owned()))?;
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path_and_query) = rest.split_at(split);
-        let host = host_name(authority).ok_or_else(|| format!("{url:?} has no valid host"))?;
+        let host = host_name(authority).ok_or_else(|| UrlError::NoHost(url.to_owned()))?;
         let site = self
             .site(&host)
-            .ok_or_else(|| format!("no site serves host {host}"))?;
+            .ok_or_else(|| UrlError::NoSite(host.clone()))?;
         let path_and_query = path_and_query.split('#').next().unwrap_or_default();
         let (path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (path_and_query, None),
         };
         // The same normalization the proxy applies before matching and keying.
-        let path = normalize_path(if path.is_empty() { "/" } else { path })
-            .map_err(|e| format!("{url:?}: {e}"))?;
+        let path = normalize_path(if path.is_empty() { "/" } else { path }).map_err(|source| {
+            UrlError::Path {
+                url: url.to_owned(),
+                source,
+            }
+        })?;
         let rule = site.rule_for(&path);
         let target = match query {
             Some(query) => format!("{path}?{query}"),

@@ -1,0 +1,58 @@
+//! Why the side API refuses part of a purge: a URL that names no stored
+//! key, a prefix it cannot read, or a scoped token reaching past its hosts.
+//! Each becomes the message of a `400` or `403`, causes included.
+
+use outpost_cache::{KeyError, PathError};
+
+/// Why a purge URL names no key.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error(transparent)]
+    Invalid(#[from] KeyError),
+    #[error("{0:?} has no valid host")]
+    NoHost(String),
+    #[error("no site serves host {0}")]
+    NoSite(String),
+    #[error("{url:?}")]
+    Path {
+        url: String,
+        #[source]
+        source: PathError,
+    },
+}
+
+/// Why a prefix (or host) cannot be purged as given.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrefixError {
+    #[error("{0:?}: prefixes name a host and path without a scheme")]
+    Scheme(String),
+    #[error("{0:?} does not start with a host")]
+    NoHost(String),
+    #[error("{text:?}")]
+    Path {
+        text: String,
+        #[source]
+        source: PathError,
+    },
+}
+
+/// Why a scoped token may not make a purge.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScopeError {
+    #[error("this token may not purge tags or everything")]
+    TagsOrEverything,
+    #[error("this token may not purge host {0:?}")]
+    Host(String),
+}
+
+/// An error and its causes on one line: `a: b: c`.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
