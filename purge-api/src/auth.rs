@@ -1,0 +1,145 @@
+//! Who may use the side API: bearer tokens, full or scoped to hosts,
+//! compared in constant time, and what a scoped token may purge.
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use subtle::ConstantTimeEq;
+
+use crate::purge::PurgeRequest;
+use crate::{Admin, ScopeError, error};
+
+impl Admin {
+    /// The scope of the presented bearer token; None when it is missing or
+    /// matches no configured token. Every token is compared, in constant time.
+    pub(crate) fn scope<B>(&self, req: &Request<B>) -> Option<Scope> {
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())?;
+        // Compare hashes so that neither the length nor the bytes of a
+        // token leak through timing.
+        let given = blake3::hash(given.as_bytes());
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut found = None;
+        for (expected, hosts) in tokens.iter() {
+            if bool::from(given.as_bytes().ct_eq(expected)) && found.is_none() {
+                found = Some(match hosts {
+                    None => Scope::All,
+                    Some(hosts) => Scope::Hosts(hosts.clone()),
+                });
+            }
+        }
+        found
+    }
+
+    /// A scoped token may purge URLs, prefixes and hosts of its hosts only.
+    pub(crate) fn check_scope(
+        &self,
+        scope: &Scope,
+        purge: &PurgeRequest,
+    ) -> Result<(), ScopeError> {
+        let Scope::Hosts(allowed) = scope else {
+            return Ok(());
+        };
+        if purge.tags.is_some() || purge.everything.is_some() {
+            return Err(ScopeError::TagsOrEverything);
+        }
+        let in_scope = |host: &str| {
+            let host = host.to_ascii_lowercase();
+            let host = host
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('.');
+            allowed
+                .iter()
+                .any(|pattern| match pattern.strip_prefix("*.") {
+                    Some(suffix) => {
+                        host.len() > suffix.len()
+                            && host.ends_with(suffix)
+                            && host[..host.len() - suffix.len()].ends_with('.')
+                    }
+                    None => pattern == host,
+                })
+        };
+        let url_hosts = purge.urls.iter().flatten().map(|url| {
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            rest.split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        let prefix_hosts = purge
+            .prefixes
+            .iter()
+            .flatten()
+            .map(|p| p.split('/').next().unwrap_or_default().to_owned());
+        let hosts = purge.hosts.iter().flatten().cloned();
+        for host in url_hosts.chain(prefix_hosts).chain(hosts) {
+            if !in_scope(&host) {
+                return Err(ScopeError::Host(host));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bearer tokens of the side API.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// May do everything; with none (and no scoped tokens) every
+    /// state-changing call is refused.
+    pub full: Option<String>,
+    /// May purge URLs, prefixes and hosts of their hosts only.
+    pub scoped: Vec<(String, Vec<String>)>,
+}
+
+/// What a presented token may purge.
+pub(crate) enum Scope {
+    All,
+    Hosts(Vec<String>),
+}
+
+/// A token's blake3 hash, and the hosts it is limited to (None: all).
+pub(crate) type TokenTable = Vec<([u8; 32], Option<Vec<String>>)>;
+
+/// The lookup table of `tokens`; blank tokens never match.
+pub(crate) fn token_table(tokens: &Tokens) -> TokenTable {
+    let hash = |t: &str| *blake3::hash(t.trim().as_bytes()).as_bytes();
+    let mut table = Vec::new();
+    if let Some(full) = tokens.full.as_deref().filter(|t| !t.trim().is_empty()) {
+        table.push((hash(full), None));
+    }
+    for (token, hosts) in &tokens.scoped {
+        if !token.trim().is_empty() {
+            table.push((
+                hash(token),
+                Some(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            ));
+        }
+    }
+    table
+}
+
+pub(crate) fn unauthorized(request_id: &str) -> Response<Full<Bytes>> {
+    let mut res = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token",
+        request_id,
+    );
+    res.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    res
+}

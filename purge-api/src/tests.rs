@@ -1,0 +1,377 @@
+//! The side API's tests: every route, through [`Admin::handle`].
+
+use http_body_util::BodyExt;
+use outpost_cache::{PolicyOptions, StoreRules, SystemClock};
+use outpost_config::QueryKey;
+
+use super::*;
+
+fn admin(token: Option<&str>) -> (Admin, Arc<Cache>) {
+    admin_with(token, prometheus::Registry::new())
+}
+
+/// A registry with the proxy's request counter in it, as the edge
+/// registers it.
+fn requests_registry() -> (prometheus::Registry, prometheus::IntCounterVec) {
+    let registry = prometheus::Registry::new();
+    let requests = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("outpost_requests_total", "Client requests answered."),
+        &["cache_status"],
+    )
+    .unwrap();
+    registry.register(Box::new(requests.clone())).unwrap();
+    (registry, requests)
+}
+
+fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Arc<Cache>) {
+    let cache = Arc::new(Cache::new(
+        1 << 20,
+        PolicyOptions::default(),
+        Arc::new(SystemClock),
+    ));
+    let key_for_url: Arc<KeyForUrl> =
+        Arc::new(|url: &str| CacheKey::from_url(url, &QueryKey::All).map_err(UrlError::from));
+    let origins: Arc<OriginsSource> = Arc::new(|| {
+        vec![PoolStatus {
+            name: "app".into(),
+            servers: vec![ServerStatus {
+                url: "http://127.0.0.1:9000".into(),
+                address: "127.0.0.1:9000".into(),
+                healthy: false,
+                passes_checks: true,
+                ejected_for_ms: 4000,
+                in_flight: 0,
+                label: "http://127.0.0.1:9000".into(),
+            }],
+        }]
+    });
+    let parts = AdminParts {
+        cache: cache.clone(),
+        registry,
+        tokens: Tokens {
+            full: token.map(str::to_owned),
+            scoped: vec![("team-a".into(), vec!["a.test".into(), "*.a.test".into()])],
+        },
+        key_for_url,
+        origins,
+        // Accepts a config unless it is told to refuse the next one.
+        reload: Some(Arc::new(|| {
+            Box::pin(async {
+                if REFUSE_NEXT_RELOAD.swap(false, Ordering::SeqCst) {
+                    Err(vec!["outpost.yaml:3:5: listen: bad".to_owned()])
+                } else {
+                    Ok(json!({"generation": 2}))
+                }
+            })
+        })),
+    };
+    (Admin::new(parts).unwrap(), cache)
+}
+
+static REFUSE_NEXT_RELOAD: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn reload_request(token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut req = Request::post("/reload");
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    req.body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test]
+async fn reload_needs_a_full_token_and_reports_a_refusal() {
+    let (admin, _) = admin(Some("secret"));
+    let (status, _) = call(&admin, reload_request(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&admin, reload_request(Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&admin, reload_request(Some("team-a"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, body) = call(&admin, reload_request(Some("secret"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "reloaded");
+    assert_eq!(body["config"]["generation"], 2);
+
+    REFUSE_NEXT_RELOAD.store(true, Ordering::SeqCst);
+    let (status, body) = call(&admin, reload_request(Some("secret"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0], "outpost.yaml:3:5: listen: bad");
+    assert!(body["request_id"].is_string());
+}
+
+#[tokio::test]
+async fn replaced_tokens_take_effect_at_once() {
+    let (admin, _) = admin(Some("secret"));
+    admin.set_tokens(&Tokens {
+        full: Some("rotated".into()),
+        scoped: Vec::new(),
+    });
+    let body = r#"{"everything": true}"#;
+    let (status, _) = call(&admin, purge_request(Some("secret"), body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&admin, purge_request(Some("team-a"), body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&admin, purge_request(Some("rotated"), body)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn store(cache: &Cache, url: &str) {
+    let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
+    let req = Request::get("/").body(()).unwrap().into_parts().0;
+    let res = Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let pending = cache
+        .prepare(
+            &key,
+            &req,
+            &res,
+            cache.now(),
+            cache.now(),
+            StoreRules::default(),
+        )
+        .unwrap();
+    cache.insert(pending, Bytes::from_static(b"x"));
+}
+
+fn purge_request(token: Option<&str>, body: &str) -> Request<Full<Bytes>> {
+    let mut b = Request::post("/purge");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+}
+
+async fn call(admin: &Admin, req: Request<Full<Bytes>>) -> (StatusCode, serde_json::Value) {
+    let res = admin.handle(req).await;
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn purge_needs_the_right_token() {
+    let (admin, cache) = admin(Some("secret"));
+    store(&cache, "http://example.com/a");
+    let body = r#"{"urls": ["http://example.com/a"]}"#;
+    assert_eq!(
+        call(&admin, purge_request(None, body)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&admin, purge_request(Some("wrong"), body)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(cache.usage().memory_objects, 1);
+    store(&cache, "https://example.com/a");
+    let mut lower_case = purge_request(None, body);
+    lower_case.headers_mut().insert(
+        "authorization",
+        http::HeaderValue::from_static("bearer secret"),
+    );
+    let (status, json) = call(&admin, lower_case).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["purged"], 2, "both schemes of the URL");
+    assert!(json["request_id"].is_string());
+    assert_eq!(cache.usage().memory_objects, 0);
+}
+
+/// The routing table is what the handler serves: each listed method
+/// answers, others get 405 with Allow, other paths 404.
+#[tokio::test]
+async fn every_listed_route_is_served() {
+    let (admin, _) = admin(Some("secret"));
+    for (path, methods) in ROUTES {
+        for method in *methods {
+            let req = Request::builder()
+                .method(*method)
+                .uri(*path)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let status = admin.handle(req).await.status();
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
+        }
+        let req = Request::builder()
+            .method("DELETE")
+            .uri(*path)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = admin.handle(req).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(res.headers().contains_key("allow"));
+    }
+    let req = Request::get("/reload-nope")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(admin.handle(req).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn scoped_tokens_purge_only_their_hosts() {
+    let (admin, cache) = admin(Some("secret"));
+    store(&cache, "http://www.a.test/x");
+    let allowed = r#"{"urls": ["http://www.a.test/x"]}"#;
+    let (status, json) = call(&admin, purge_request(Some("team-a"), allowed)).await;
+    assert_eq!(
+        (status, json["matched"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    for body in [
+        r#"{"urls": ["http://b.test/x"]}"#,
+        r#"{"hosts": ["evila.test"]}"#,
+        r#"{"tags": ["t"]}"#,
+        r#"{"everything": true}"#,
+    ] {
+        assert_eq!(
+            call(&admin, purge_request(Some("team-a"), body)).await.0,
+            StatusCode::FORBIDDEN,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        call(&admin, purge_request(Some("secret"), r#"{"tags": ["t"]}"#))
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bulk_purges_are_rate_limited() {
+    let (admin, _) = admin(Some("secret"));
+    let statuses: Vec<StatusCode> = everything_purges(&admin, 12).await;
+    assert!(
+        statuses[..10].iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn everything_purges(admin: &Admin, n: usize) -> Vec<StatusCode> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(
+            call(
+                admin,
+                purge_request(Some("secret"), r#"{"everything": true}"#),
+            )
+            .await
+            .0,
+        );
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn without_a_configured_token_purge_is_refused() {
+    let (admin, _) = admin(None);
+    let body = r#"{"urls": ["http://example.com/a"]}"#;
+    assert_eq!(
+        call(&admin, purge_request(Some(""), body)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn bad_purge_bodies_are_400_or_413() {
+    let (admin, _) = admin(Some("t"));
+    for body in [
+        "not json",
+        r#"{"urls": []}"#,
+        r#"{}"#,
+        r#"{"everything": false}"#,
+        r#"{"prefixes": ["https://a.test/x"]}"#,
+        r#"{"hosts": ["a.test/path"]}"#,
+        r#"{"urls": ["/relative"]}"#,
+        r#"{"urls": ["http://a/"], "extra": 1}"#,
+    ] {
+        assert_eq!(
+            call(&admin, purge_request(Some("t"), body)).await.0,
+            StatusCode::BAD_REQUEST,
+            "{body}"
+        );
+    }
+    let huge = format!(r#"{{"urls": ["{}"]}}"#, "a".repeat(MAX_BODY));
+    assert_eq!(
+        call(&admin, purge_request(Some("t"), &huge)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let get = Request::get("/purge")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = admin.handle(get).await;
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let (registry, requests) = requests_registry();
+    let (admin, _) = admin_with(None, registry);
+    requests.with_label_values(&["hit"]).inc();
+    let res = admin
+        .handle(
+            Request::get("/metrics")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
+        "{text}"
+    );
+    // The side API's own series is served beside the ones it was handed.
+    let _ = admin.handle(purge_request(None, r#"{"urls": []}"#)).await;
+    let res = admin
+        .handle(
+            Request::get("/metrics")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("outpost_purges_total{kind=\"urls\",outcome=\"unauthorized\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn stats_report_the_cache_and_the_origins() {
+    let (registry, requests) = requests_registry();
+    let (admin, cache) = admin_with(None, registry);
+    store(&cache, "http://example.com/a");
+    requests.with_label_values(&["hit"]).inc_by(3);
+    requests.with_label_values(&["miss"]).inc();
+    let (status, json) = call(
+        &admin,
+        Request::get("/stats")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["cache"]["memory"]["objects"], 1);
+    assert_eq!(json["hit_ratio"], 0.75);
+    assert_eq!(json["origins"][0]["name"], "app");
+    assert_eq!(json["origins"][0]["servers"][0]["healthy"], false);
+    assert_eq!(json["origins"][0]["servers"][0]["ejected_for_ms"], 4000);
+}
