@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outpost_cache::{Cache, CacheKey, DiskTier, Lookup, PolicyOptions, StoreRules, SystemClock};
+use outpost_cache::{
+    Cache, CacheKey, DiskTier, Fetched, KeyFields, Lookup, PolicyOptions, StoreRules, SystemClock,
+};
 use outpost_config::QueryKey;
 
 #[global_allocator]
@@ -54,10 +56,21 @@ async fn fill(cache: Cache, count: usize, size: usize) -> Duration {
     let started = Instant::now();
     for i in 0..count {
         let now = cache.now();
-        let pending = cache
-            .prepare(&key(i), &req, &res, now, now, StoreRules::default())
+        let mut storing = cache
+            .admit(
+                &Fetched {
+                    key: &key(i),
+                    request: &req,
+                    response: &res,
+                    request_time: now,
+                    response_time: now,
+                },
+                StoreRules::default(),
+                &KeyFields::default(),
+                Some(size as u64),
+                u64::MAX,
+            )
             .expect("storable");
-        let mut storing = cache.storing(pending, Some(size as u64), u64::MAX);
         for piece in body.chunks(16 << 10) {
             storing.push(piece);
             if let Some(backlog) = storing.backlog() {

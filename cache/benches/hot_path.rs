@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use outpost_cache::{Cache, CacheKey, Lookup, PolicyOptions, StoreRules, SystemClock};
+use outpost_cache::{
+    Cache, CacheKey, Fetched, KeyFields, Lookup, PolicyOptions, StoreRules, SystemClock,
+};
 use outpost_config::QueryKey;
 
 fn filled(objects: usize) -> (Cache, Vec<CacheKey>) {
@@ -40,10 +42,22 @@ fn filled(objects: usize) -> (Cache, Vec<CacheKey>) {
             .into_parts()
             .0;
         let now = cache.now();
-        let pending = cache
-            .prepare(key, &req, &res, now, now, StoreRules::default())
+        let storing = cache
+            .admit(
+                &Fetched {
+                    key,
+                    request: &req,
+                    response: &res,
+                    request_time: now,
+                    response_time: now,
+                },
+                StoreRules::default(),
+                &KeyFields::default(),
+                None,
+                u64::MAX,
+            )
             .expect("storable");
-        cache.insert(pending, Bytes::from_static(&[b'x'; 1024]));
+        cache.insert(storing, Bytes::from_static(&[b'x'; 1024]));
     }
     (cache, keys)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use outpost_cache::{Cache, CacheKey, PolicyOptions, StoreRules, SystemClock};
+use outpost_cache::{Cache, CacheKey, Fetched, KeyFields, PolicyOptions, StoreRules, SystemClock};
 use outpost_config::QueryKey;
 
 fn filled(objects: usize, tagged: usize) -> Cache {
@@ -31,10 +31,22 @@ fn filled(objects: usize, tagged: usize) -> Cache {
         let key = CacheKey::from_url(&format!("http://example.com/{dir}/{i}"), &QueryKey::All)
             .expect("key");
         let now = cache.now();
-        let pending = cache
-            .prepare(&key, &req, &res, now, now, StoreRules::default())
+        let storing = cache
+            .admit(
+                &Fetched {
+                    key: &key,
+                    request: &req,
+                    response: &res,
+                    request_time: now,
+                    response_time: now,
+                },
+                StoreRules::default(),
+                &KeyFields::default(),
+                None,
+                u64::MAX,
+            )
             .expect("storable");
-        cache.insert(pending, Bytes::from_static(b"x"));
+        cache.insert(storing, Bytes::from_static(b"x"));
     }
     cache
 }

@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use outpost_cache::{Cache, CacheKey, Lookup, PolicyOptions, StoreRules, SystemClock};
+use outpost_cache::{
+    Cache, CacheKey, Fetched, KeyFields, Lookup, PolicyOptions, StoreRules, SystemClock,
+};
 use outpost_config::QueryKey;
 
 #[global_allocator]
@@ -41,10 +43,22 @@ fn store(cache: &Cache, key: &CacheKey, tag: &str) {
         .into_parts()
         .0;
     let now = cache.now();
-    let pending = cache
-        .prepare(key, &req, &res, now, now, StoreRules::default())
+    let storing = cache
+        .admit(
+            &Fetched {
+                key,
+                request: &req,
+                response: &res,
+                request_time: now,
+                response_time: now,
+            },
+            StoreRules::default(),
+            &KeyFields::default(),
+            None,
+            u64::MAX,
+        )
         .expect("storable");
-    cache.insert(pending, Bytes::from_static(b"0123456789abcdef"));
+    cache.insert(storing, Bytes::from_static(b"0123456789abcdef"));
 }
 
 const REFILLING: u8 = 0;

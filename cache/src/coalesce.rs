@@ -1,9 +1,12 @@
 //! Request coalescing: the first miss for a key fetches (the leader);
 //! requests for the same key that arrive meanwhile (followers) wait for
 //! its response head, and when it can be shared they read the body from
-//! the first byte while it streams in. A leader whose response cannot be
-//! shared, or that goes away before its head, releases its followers to
-//! fetch on their own, and no follower waits longer than its timeout.
+//! the first byte while it streams in. The cache decides who shares: the
+//! leader shares what it stores ([`Leader::share`]), and a follower is
+//! served only when the response's variant is its own ([`Fill::head_for`]).
+//! A leader whose response cannot be shared, or that goes away before its
+//! head, releases its followers to fetch on their own, and no follower
+//! waits longer than its timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,23 +16,28 @@ use std::time::{Duration, Instant};
 const MAX_PASS_KEYS: usize = 100_000;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode, response};
 use tokio::sync::watch;
+
+use crate::store::Storing;
+use crate::vary::Variation;
 
 /// Bodies up to this size stream to followers as they arrive; a larger
 /// one would have to be held whole in memory for them, so its followers
 /// wait for it to be stored instead, and read it from the cache.
-pub const STREAM_SHARE_MAX: u64 = 16 << 20;
+pub(crate) const STREAM_SHARE_MAX: u64 = 16 << 20;
 
-/// What a shared fill's followers receive first.
+/// What a shared fill's followers receive first: the head the leader's
+/// client gets, and how the body comes.
 #[derive(Debug, Clone)]
 pub struct SharedHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    /// The leader's Vary secondary text, for followers to compare theirs.
-    pub variant: String,
     /// How followers get the body.
     pub body: SharedBody,
+    /// What the leader's variant is made of: a follower whose request
+    /// selects another variant is not served this response.
+    variation: Variation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,9 +99,22 @@ impl Fill {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Waits up to `timeout` for the leader's head: None when the leader
-    /// declined to share, went away, or took too long.
-    pub async fn head(&self, timeout: Duration) -> Option<Arc<SharedHead>> {
+    /// Waits up to `timeout` for the leader's head, for a follower whose
+    /// request carries `request`'s fields: None when the leader declined to
+    /// share, went away, or took too long, or when its response is another
+    /// variant than the one `request` selects (RFC 9111 §4.1).
+    pub async fn head_for(
+        &self,
+        request: &HeaderMap,
+        timeout: Duration,
+    ) -> Option<Arc<SharedHead>> {
+        self.head(timeout)
+            .await
+            .filter(|head| head.variation.matches(request))
+    }
+
+    /// Waits up to `timeout` for the leader's head, whatever its variant.
+    async fn head(&self, timeout: Duration) -> Option<Arc<SharedHead>> {
         let mut changes = self.changes.subscribe();
         let wait = async {
             loop {
@@ -231,8 +252,22 @@ impl Coalescer {
     }
 }
 
+/// How a leader's followers get the response it stores.
+#[derive(Debug)]
+pub enum Sharing {
+    /// From the fill, as the body streams in: push every piece of the body
+    /// to the writer, and finish it once the body is stored.
+    Streamed(FillWriter),
+    /// From the cache, once stored (the body is too large to hold for
+    /// them): finish the writer once the body is stored.
+    Stored(FillWriter),
+    /// Not at all (the body's length is unknown): they fetch on their own.
+    Alone,
+}
+
 /// The right and duty to settle a fill: share its response or decline.
 /// Dropped unsettled, it declines.
+#[derive(Debug)]
 pub struct Leader {
     coalescer: Arc<Coalescer>,
     key: [u8; 32],
@@ -275,8 +310,34 @@ impl Leader {
         }
     }
 
+    /// Shares a response being stored with the requests collapsed onto
+    /// this fill: `head` is the head the leader's client gets (hop-by-hop
+    /// fields removed). A body of known length up to `STREAM_SHARE_MAX` (16 MiB)
+    /// streams to them, a larger one is read from the cache once stored,
+    /// and one of unknown length is not shared.
+    pub fn share(self, storing: &Storing, head: &response::Parts) -> Sharing {
+        let Some(length) = storing.expected() else {
+            return Sharing::Alone;
+        };
+        let body = if length <= STREAM_SHARE_MAX {
+            SharedBody::Streamed
+        } else {
+            SharedBody::Stored
+        };
+        let writer = self.publish(SharedHead {
+            status: head.status,
+            headers: head.headers.clone(),
+            body,
+            variation: storing.variation().clone(),
+        });
+        match body {
+            SharedBody::Streamed => Sharing::Streamed(writer),
+            SharedBody::Stored => Sharing::Stored(writer),
+        }
+    }
+
     /// Publishes the head; the returned writer feeds the body.
-    pub fn share(mut self, head: SharedHead) -> FillWriter {
+    fn publish(mut self, head: SharedHead) -> FillWriter {
         self.settled = true;
         self.fill.update(|s| s.head = Head::Shared(Arc::new(head)));
         FillWriter {
@@ -299,6 +360,7 @@ impl Drop for Leader {
 }
 
 /// Feeds a shared fill. Dropped before `finish`, the body fails.
+#[derive(Debug)]
 pub struct FillWriter {
     coalescer: Arc<Coalescer>,
     key: [u8; 32],
@@ -346,13 +408,15 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::*;
+    use crate::testing::*;
+    use crate::{Fetched, KeyFields, StoreRules};
 
     fn head() -> SharedHead {
         SharedHead {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
-            variant: String::new(),
             body: SharedBody::Streamed,
+            variation: Variation::default(),
         }
     }
 
@@ -368,7 +432,7 @@ mod tests {
             let Role::Follower(fill) = coalescer.join([3; 32]) else {
                 panic!("second follows")
             };
-            let writer = leader.share(SharedHead {
+            let writer = leader.publish(SharedHead {
                 body: SharedBody::Stored,
                 ..head()
             });
@@ -390,7 +454,7 @@ mod tests {
         let Role::Leader(leader) = coalescer.join([9; 32]) else {
             panic!("first is the leader")
         };
-        let writer = leader.share(head());
+        let writer = leader.publish(head());
         let fill = writer.fill().clone();
         let mut changes = fill.changes.subscribe();
         drop(writer);
@@ -408,7 +472,7 @@ mod tests {
         let Role::Follower(early) = coalescer.join([1; 32]) else {
             panic!("second follows")
         };
-        let writer = leader.share(head());
+        let writer = leader.publish(head());
         writer.push(Bytes::from_static(b"ab"));
         let Role::Follower(late) = coalescer.join([1; 32]) else {
             panic!("still in progress")
@@ -472,12 +536,104 @@ mod tests {
         let Role::Leader(leader) = coalescer.join([4; 32]) else {
             panic!()
         };
-        let writer = leader.share(head());
+        let writer = leader.publish(head());
         let fill = writer.fill().clone();
         writer.push(Bytes::from_static(b"partial"));
         drop(writer);
         let frames: Vec<_> = fill.body().collect().await;
         assert_eq!(frames.len(), 2);
         assert!(frames[1].is_err());
+    }
+
+    /// Admits a 200 that varies on Accept-Language, answering a request
+    /// in `language`, under a rule keying on the `lang` cookie.
+    fn storing(language: &str, length: Option<u64>) -> (crate::Cache, Storing, response::Parts) {
+        let (cache, _) = setup();
+        let res = ok(&[("cache-control", "max-age=60"), ("vary", "accept-language")]);
+        let req = get(&[("accept-language", language), ("cookie", "lang=x")]);
+        let fields = KeyFields {
+            headers: Vec::new(),
+            cookies: vec!["lang".to_owned()],
+        };
+        let fetched = Fetched {
+            key: &key(),
+            request: &req,
+            response: &res,
+            request_time: cache.now(),
+            response_time: cache.now(),
+        };
+        let storing = cache
+            .admit(&fetched, StoreRules::default(), &fields, length, u64::MAX)
+            .expect("admitted");
+        (cache, storing, res)
+    }
+
+    /// The cache decides how a fill is shared: a body of known length up
+    /// to the streaming bound streams to followers, a larger one is read
+    /// from the cache once stored, one of unknown length is not shared
+    /// (its followers fetch on their own, with no hit-for-pass).
+    #[tokio::test]
+    async fn the_length_decides_how_a_fill_is_shared() {
+        let coalescer = Coalescer::new();
+        for (length, expected) in [
+            (Some(10), Some(SharedBody::Streamed)),
+            (Some(STREAM_SHARE_MAX), Some(SharedBody::Streamed)),
+            (Some(STREAM_SHARE_MAX + 1), Some(SharedBody::Stored)),
+            (None, None),
+        ] {
+            let (_cache, storing, res) = storing("en", length);
+            let Role::Leader(leader) = coalescer.join([6; 32]) else {
+                panic!("first is the leader")
+            };
+            let Role::Follower(fill) = coalescer.join([6; 32]) else {
+                panic!("second follows")
+            };
+            let sharing = leader.share(&storing, &res);
+            let request = get(&[("accept-language", "en"), ("cookie", "lang=x")]);
+            let head = fill
+                .head_for(&request.headers, Duration::from_secs(1))
+                .await;
+            assert_eq!(head.as_ref().map(|h| h.body), expected, "{length:?}");
+            match sharing {
+                Sharing::Streamed(writer) | Sharing::Stored(writer) => writer.finish(),
+                Sharing::Alone => {}
+            }
+            assert!(matches!(coalescer.join([6; 32]), Role::Leader(_)));
+        }
+    }
+
+    /// RFC 9111 §4.1: a follower is served the leader's response only when
+    /// its request selects the same variant: the same values of the Vary
+    /// fields and of the rule's key fields and cookies.
+    #[tokio::test]
+    async fn a_follower_of_another_variant_is_not_served() {
+        let coalescer = Coalescer::new();
+        let (_cache, storing, res) = storing("en, de;q=0.5", Some(2));
+        let Role::Leader(leader) = coalescer.join([7; 32]) else {
+            panic!("first is the leader")
+        };
+        let Role::Follower(fill) = coalescer.join([7; 32]) else {
+            panic!("second follows")
+        };
+        let Sharing::Streamed(writer) = leader.share(&storing, &res) else {
+            panic!("a short body streams")
+        };
+        let wait = Duration::from_secs(1);
+        let asks = |language: &str, cookie: &str| {
+            get(&[("accept-language", language), ("cookie", cookie)]).headers
+        };
+        assert!(
+            fill.head_for(&asks("DE;q=0.5,en", "lang=x"), wait)
+                .await
+                .is_some()
+        );
+        assert!(fill.head_for(&asks("fr", "lang=x"), wait).await.is_none());
+        assert!(
+            fill.head_for(&asks("en, de;q=0.5", "lang=y"), wait)
+                .await
+                .is_none()
+        );
+        assert!(fill.head_for(&get(&[]).headers, wait).await.is_none());
+        writer.finish();
     }
 }

@@ -1,7 +1,12 @@
 //! Outpost's cache: keys, freshness policy and the tiered store.
 //!
-//! The cache knows nothing of sockets. The edge asks it for a [`Lookup`],
-//! fetches from the origin when told to, and hands back what may be stored.
+//! The cache knows nothing of sockets. It offers operations, not pieces:
+//! the edge asks it for a [`Lookup`], fetches from the origin when told
+//! to, and asks again what the origin's answer means: [`Cache::admit`]
+//! begins storing it (policy, variants, size limit in one call),
+//! [`Leader::share`] and [`Fill::head_for`] decide who shares a fill, and
+//! [`Entry::conditional`], [`Entry::stale_on_failure`] and
+//! [`Cache::revalidated`] carry a revalidation through.
 //!
 //! The layout of the crate:
 //!
@@ -12,24 +17,28 @@
 //! - `date.rs`: HTTP-date parsing, all three formats;
 //! - `clock.rs`: time as the cache sees it (tests move it by hand);
 //! - `id.rs`: random ids, and sequence numbers that never go back;
-//! - `vary.rs`: Vary markers and variants' secondary keys;
+//! - `vary.rs`: Vary markers, variants' secondary keys, and what a variant is made of;
 //! - `entry/`: [`Entry`], a stored response; its headers, and where its body lives;
 //! - `memory.rs`: the memory tier (moka, weighed in bytes);
 //! - `disk/`: the disk tier (foyer): record format, the store, chunked bodies;
 //! - `lookup.rs`: [`Cache::lookup`] and [`Cache::lookup_tiered`]: memory, then disk, then promotion;
 //! - `stream.rs`: [`Cache::body`], a stored body as a stream, from memory or disk;
-//! - `store.rs`: [`Cache::prepare`], [`Cache::insert`], [`Cache::storing`], [`Cache::finish`];
-//! - `refresh.rs`: [`Cache::refresh`], a stored response freshened by a 304 or a HEAD;
+//! - `fetched.rs`: [`Fetched`], an origin's answer with its request and times;
+//! - `store.rs`: [`Cache::admit`], then [`Storing`] and [`Cache::finish`], or [`Cache::insert`];
+//! - `revalidate.rs`: [`Entry::conditional`], [`Cache::revalidated`] and
+//!   [`Entry::stale_on_failure`]: revalidation, RFC 9111 §4.3 and RFC 5861 §4;
+//! - `refresh.rs`: a stored response freshened by a 304 or a HEAD (RFC 9111 §4.3.4, §4.3.5);
 //! - `purge/`: the purge index and its journal, and [`Cache::purge_urls`] and the other purges;
 //! - `usage.rs`: [`Usage`], the sizes and counts for `/stats` and metrics;
 //! - `metrics.rs`: [`CacheMetrics`], those counts as Prometheus series, read at each scrape;
-//! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses.
+//! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses, and who may share it.
 
 mod clock;
 mod coalesce;
 mod date;
 mod disk;
 mod entry;
+mod fetched;
 mod freshness;
 mod id;
 mod key;
@@ -39,6 +48,7 @@ mod metrics;
 mod policy;
 mod purge;
 mod refresh;
+mod revalidate;
 mod store;
 mod stream;
 #[cfg(test)]
@@ -52,17 +62,19 @@ use std::time::SystemTime;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coalesce::{
-    Coalescer, Fill, FillFailed, FillWriter, Leader, Role, STREAM_SHARE_MAX, SharedBody, SharedHead,
+    Coalescer, Fill, FillFailed, FillWriter, Leader, Role, SharedBody, SharedHead, Sharing,
 };
 pub use date::parse_http_date;
 pub use disk::{DiskError, DiskTier, note_store_error};
 pub use entry::{CHUNK, Chunks, Entry, StoredHeaders};
+pub use fetched::Fetched;
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use lookup::Lookup;
 pub use metrics::CacheMetrics;
 pub use policy::{NotStored, PolicyOptions, StoreRules, has_explicit_freshness};
-pub use store::{PendingEntry, Storing, variant_of};
+pub use revalidate::{Revalidated, StaleReason};
+pub use store::Storing;
 pub use usage::{DiskUsage, Usage};
 pub use vary::KeyFields;
 

@@ -222,7 +222,6 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::StoreRules;
     use crate::testing::*;
 
     #[test]
@@ -230,17 +229,8 @@ mod tests {
         let (cache, clock) = setup();
         let req = get(&[]);
         let res = ok(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &req,
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        cache.insert(pending, Bytes::from_static(b"hello"));
+        let storing = admitted(&cache, &key(), &req, &res).unwrap();
+        cache.insert(storing, Bytes::from_static(b"hello"));
         assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
         clock.advance(Duration::from_secs(30));
         match cache.lookup(&key(), &req) {
@@ -261,17 +251,9 @@ mod tests {
     fn stale_if_error_holds_for_its_window_only() {
         let (cache, clock) = setup();
         let store = |cc: &str| {
-            let pending = cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &ok(&[("cache-control", cc)]),
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .unwrap();
-            cache.insert(pending, Bytes::new())
+            let storing =
+                admitted(&cache, &key(), &get(&[]), &ok(&[("cache-control", cc)])).unwrap();
+            cache.insert(storing, Bytes::new())
         };
         let entry = store("max-age=10, stale-if-error=30");
         assert!(
@@ -294,17 +276,8 @@ mod tests {
     fn request_no_cache_forces_revalidation() {
         let (cache, _) = setup();
         let res = ok(&[("cache-control", "max-age=60")]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &get(&[]),
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        cache.insert(pending, Bytes::new());
+        let storing = admitted(&cache, &key(), &get(&[]), &res).unwrap();
+        cache.insert(storing, Bytes::new());
         assert!(matches!(
             cache.lookup(&key(), &get(&[("cache-control", "no-cache")])),
             Lookup::Refused(_)
@@ -319,17 +292,8 @@ mod tests {
         let res = ok(&[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]);
         for encoding in ["gzip", "br", "identity"] {
             let req = get(&[("accept-encoding", encoding)]);
-            let pending = cache
-                .prepare(
-                    &key(),
-                    &req,
-                    &res,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .unwrap();
-            cache.insert(pending, Bytes::from(encoding));
+            let storing = admitted(&cache, &key(), &req, &res).unwrap();
+            cache.insert(storing, Bytes::from(encoding));
         }
         for encoding in ["gzip", "br", "identity"] {
             match cache.lookup(&key(), &get(&[("accept-encoding", encoding)])) {
@@ -356,17 +320,8 @@ mod tests {
         let (cache, _) = setup();
         let res = ok(&[("cache-control", "max-age=60"), ("vary", "accept-language")]);
         let req = get(&[("accept-language", "en")]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &req,
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        cache.insert(pending, Bytes::new());
+        let storing = admitted(&cache, &key(), &req, &res).unwrap();
+        cache.insert(storing, Bytes::new());
         assert!(matches!(cache.lookup(&key(), &req), Lookup::Fresh(_)));
         assert!(matches!(
             cache.lookup(&key(), &get(&[("accept-language", "fr")])),
@@ -377,17 +332,14 @@ mod tests {
     #[test]
     fn an_authenticated_request_misses_an_anonymous_entry() {
         let (cache, _) = setup();
-        let pending = cache
-            .prepare(
-                &key(),
-                &get(&[]),
-                &ok(&[("cache-control", "max-age=60")]),
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        cache.insert(pending, Bytes::new());
+        let storing = admitted(
+            &cache,
+            &key(),
+            &get(&[]),
+            &ok(&[("cache-control", "max-age=60")]),
+        )
+        .unwrap();
+        cache.insert(storing, Bytes::new());
         assert!(matches!(
             cache.lookup(&key(), &get(&[("authorization", "Bearer x")])),
             Lookup::Miss

@@ -71,11 +71,17 @@ pub struct StaleUse {
 }
 
 /// Why a response was not stored; the words go into `Cache-Status: detail=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotStored {
+    #[error("only answers to GET are stored")]
     Method,
+    #[error("the response sets a cookie")]
     SetCookie,
+    #[error("the response's header fields forbid storing it")]
     Headers,
+    /// The body's declared length is over the size limit.
+    #[error("the body is larger than the cache keeps")]
+    TooLarge,
 }
 
 impl NotStored {
@@ -84,6 +90,7 @@ impl NotStored {
             NotStored::Method => "method",
             NotStored::SetCookie => "set-cookie",
             NotStored::Headers => "not-storable",
+            NotStored::TooLarge => "too-large",
         }
     }
 }

@@ -3,14 +3,11 @@
 //! freshness clock, and the body stays where it is.
 
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use http::{request, response};
 
 use crate::Cache;
 use crate::entry::{Body, CHUNK, Entry, StoredHeaders};
+use crate::fetched::Fetched;
 use crate::freshness::{Directives, Freshness};
-use crate::key::CacheKey;
 use crate::policy;
 use crate::store::clamp_age;
 use crate::vary;
@@ -21,15 +18,14 @@ impl Cache {
     /// the freshness clock restarts. Returns None when the 304 names another
     /// representation than the one stored (a different entity tag), which
     /// must then not be updated. The caller removes hop-by-hop fields first.
-    pub fn refresh(
-        &self,
-        key: &CacheKey,
-        stored: &Entry,
-        req: &request::Parts,
-        not_modified: &response::Parts,
-        request_time: SystemTime,
-        response_time: SystemTime,
-    ) -> Option<Arc<Entry>> {
+    pub(crate) fn refresh(&self, stored: &Entry, fetched: &Fetched<'_>) -> Option<Arc<Entry>> {
+        let Fetched {
+            key,
+            request: req,
+            response: not_modified,
+            request_time,
+            response_time,
+        } = *fetched;
         let etag = |v: Option<&http::HeaderValue>| {
             v.and_then(|v| v.to_str().ok())
                 .map(|t| t.trim().trim_start_matches("W/").to_owned())
@@ -115,9 +111,10 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::*;
     use crate::testing::*;
-    use crate::{Lookup, StoreRules};
+    use http::response;
+
+    use crate::Lookup;
 
     #[test]
     fn a_304_refreshes_headers_and_keeps_the_body() {
@@ -128,17 +125,8 @@ mod tests {
             ("etag", "\"v1\""),
             ("x-version", "1"),
         ]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &req,
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        let stored = cache.insert(pending, Bytes::from_static(b"body"));
+        let storing = admitted(&cache, &key(), &req, &res).unwrap();
+        let stored = cache.insert(storing, Bytes::from_static(b"body"));
         clock.advance(Duration::from_secs(20));
         let not_modified = response::Response::builder()
             .status(304)
@@ -150,14 +138,7 @@ mod tests {
             .into_parts()
             .0;
         let refreshed = cache
-            .refresh(
-                &key(),
-                &stored,
-                &req,
-                &not_modified,
-                cache.now(),
-                cache.now(),
-            )
+            .refresh(&stored, &fetched(&cache, &key(), &req, &not_modified))
             .unwrap();
         assert_eq!(
             refreshed.resident_body(),
@@ -174,17 +155,8 @@ mod tests {
         let (cache, _) = setup();
         let req = get(&[]);
         let res = ok(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &req,
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        let stored = cache.insert(pending, Bytes::from_static(b"v1"));
+        let storing = admitted(&cache, &key(), &req, &res).unwrap();
+        let stored = cache.insert(storing, Bytes::from_static(b"v1"));
         let other = response::Response::builder()
             .status(304)
             .header("etag", "\"v2\"")
@@ -194,7 +166,7 @@ mod tests {
             .0;
         assert!(
             cache
-                .refresh(&key(), &stored, &req, &other, cache.now(), cache.now())
+                .refresh(&stored, &fetched(&cache, &key(), &req, &other))
                 .is_none()
         );
         let same = response::Response::builder()
@@ -206,7 +178,7 @@ mod tests {
             .into_parts()
             .0;
         let refreshed = cache
-            .refresh(&key(), &stored, &req, &same, cache.now(), cache.now())
+            .refresh(&stored, &fetched(&cache, &key(), &req, &same))
             .unwrap();
         assert!(!refreshed.headers().contains_key("set-cookie"));
     }

@@ -1,28 +1,28 @@
-//! Storing a response: [`Cache::prepare`] decides whether it may be
-//! stored and builds a [`PendingEntry`]; the body then arrives whole
-//! ([`Cache::insert`]) or piece by piece ([`Cache::storing`], [`Storing`],
-//! [`Cache::finish`]), and the entry is committed to memory, when it fits,
-//! and to disk.
+//! Storing a response: [`Cache::admit`] decides whether it may be stored
+//! (the policy, the rule's overrides and key fields, the size limit) and
+//! begins a [`Storing`]; the body then arrives piece by piece
+//! ([`Storing::push`], [`Cache::finish`]) or whole ([`Cache::insert`]), and
+//! the entry is committed to memory, when it fits, and to disk.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, request, response};
+use http::{HeaderMap, StatusCode};
 
 use crate::Cache;
 use crate::disk::{ChunkWriter, Marker};
 use crate::entry::{Body, CHUNK, Entry, Parts, StoredHeaders, Variant};
+use crate::fetched::Fetched;
 use crate::freshness::{self, Directives, Freshness};
 use crate::key::CacheKey;
 use crate::memory::Stored;
 use crate::policy::{NotStored, StaleUse, StoreRules, storage_policy};
 use crate::purge::Verdict;
-use crate::vary::{self, KeyFields, VaryMarker};
+use crate::vary::{self, KeyFields, Variation, VaryMarker};
 
 /// A response that may be stored once its body has arrived whole.
-#[derive(Debug, Clone)]
-pub struct PendingEntry {
+#[derive(Debug)]
+pub(crate) struct PendingEntry {
     key: CacheKey,
     status: StatusCode,
     headers: StoredHeaders,
@@ -30,39 +30,17 @@ pub struct PendingEntry {
     directives: Directives,
     stale: StaleUse,
     rules: StoreRules,
-    /// The fields the response varies on (empty when it does not).
-    vary: Vec<http::HeaderName>,
-    /// Cookies the rule adds to the key.
-    cookies: Vec<String>,
+    /// What its variant is made of (nothing, when it does not vary).
+    variation: Variation,
     seq: u64,
     tags: Vec<String>,
-    variant: String,
 }
 
-impl PendingEntry {
-    /// The Vary secondary text of this response's request ("" when it does not vary).
-    pub fn variant(&self) -> &str {
-        &self.variant
-    }
-
-    /// Adds the request fields a rule keys on: they make variants as Vary
-    /// does. `request` is the request the response answers.
-    pub fn with_key_fields(mut self, fields: &KeyFields, request: &HeaderMap) -> Self {
-        if fields.is_empty() {
-            return self;
-        }
-        self.vary.extend(fields.headers.iter().cloned());
-        self.vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        self.vary.dedup();
-        self.cookies = fields.cookies.clone();
-        self.variant = vary::secondary(&self.vary, &self.cookies, request);
-        self
-    }
-}
-
-/// A response being stored as its body arrives.
+/// A response being stored as its body arrives, from [`Cache::admit`].
 pub struct Storing {
     pending: PendingEntry,
+    /// The body's declared length, when it has one.
+    expected: Option<u64>,
     /// The body so far, while it fits the memory tier.
     copy: Option<BytesMut>,
     /// The body's chunks on their way to disk.
@@ -70,6 +48,17 @@ pub struct Storing {
     len: u64,
     limit: u64,
     memory_limit: usize,
+}
+
+impl std::fmt::Debug for Storing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storing")
+            .field("key", &self.pending.key)
+            .field("expected", &self.expected)
+            .field("len", &self.len)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Storing {
@@ -100,22 +89,57 @@ impl Storing {
     pub fn backlog(&mut self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         self.chunks.as_ref()?.tier().backlog()
     }
+
+    /// The body's declared length, when it has one.
+    pub(crate) fn expected(&self) -> Option<u64> {
+        self.expected
+    }
+
+    /// What the response's variant is made of.
+    pub(crate) fn variation(&self) -> &Variation {
+        &self.pending.variation
+    }
 }
 
 impl Cache {
-    /// Builds an entry for a complete response, or says why it must not be
-    /// stored. `request_time` is when the request went to the origin and
-    /// `response_time` when its answer arrived (RFC 9111 §4.2.3).
-    pub fn prepare(
+    /// Begins storing an origin's answer, or says why it must not be
+    /// stored: the storage policy (RFC 9111 §3) under the rule's
+    /// overrides `rules`, then the size: a body whose declared `length` is
+    /// over `limit` is [`NotStored::TooLarge`]. The request fields and
+    /// cookies the rule keys on (`key_fields`) make variants as Vary does.
+    /// Feed the body with [`Storing::push`], then hand it to
+    /// [`Cache::finish`]; a body held whole goes to [`Cache::insert`].
+    pub fn admit(
         &self,
-        key: &CacheKey,
-        req: &request::Parts,
-        res: &response::Parts,
-        request_time: SystemTime,
-        response_time: SystemTime,
+        fetched: &Fetched<'_>,
         rules: StoreRules,
+        key_fields: &KeyFields,
+        length: Option<u64>,
+        limit: u64,
+    ) -> Result<Storing, NotStored> {
+        let pending = self.prepare(fetched, rules, key_fields)?;
+        if length.is_some_and(|n| n > limit) {
+            return Err(NotStored::TooLarge);
+        }
+        Ok(self.storing(pending, length, limit))
+    }
+
+    /// Builds an entry for a complete response, or says why it must not be
+    /// stored.
+    fn prepare(
+        &self,
+        fetched: &Fetched<'_>,
+        rules: StoreRules,
+        key_fields: &KeyFields,
     ) -> Result<PendingEntry, NotStored> {
-        let mut res = res.clone();
+        let Fetched {
+            key,
+            request: req,
+            response,
+            request_time,
+            response_time,
+        } = *fetched;
+        let mut res = response.clone();
         clamp_age(&mut res.headers);
         // RFC 9111 §4.1: `Vary: *` never matches a later request.
         let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
@@ -134,11 +158,7 @@ impl Cache {
         for field in &built.private {
             res.headers.remove(field.as_str());
         }
-        let variant = if names.is_empty() {
-            String::new()
-        } else {
-            vary::secondary(&names, &[], &req.headers)
-        };
+        let variation = Variation::new(names, key_fields, &req.headers);
         let tags = self.tags_of(&res.headers);
         Ok(PendingEntry {
             key: key.clone(),
@@ -148,9 +168,7 @@ impl Cache {
             directives,
             stale: built.stale,
             rules,
-            vary: names,
-            cookies: Vec::new(),
-            variant,
+            variation,
             seq: self.purges.next_seq(),
             tags,
         })
@@ -176,8 +194,11 @@ impl Cache {
         tags
     }
 
-    /// Stores a complete entry: under the URL's key, or as one variant of it.
-    pub fn insert(&self, pending: PendingEntry, body: Bytes) -> Arc<Entry> {
+    /// Stores an admitted response whose body is held whole: under the
+    /// URL's key, or as one variant of it. Whatever `storing` was fed is
+    /// set aside for `body`.
+    pub fn insert(&self, storing: Storing, body: Bytes) -> Arc<Entry> {
+        let pending = storing.pending;
         let chunks = match self.disk.get() {
             Some(disk) if body.len() > CHUNK => {
                 let mut writer = disk.chunk_writer(*pending.key.hash());
@@ -193,11 +214,10 @@ impl Cache {
         self.commit(pending, body)
     }
 
-    /// Begins storing a response whose body is still to arrive: feed it
-    /// with [`Storing::push`], then hand it to [`Cache::finish`]. Bodies up
+    /// Begins storing a response whose body is still to arrive. Bodies up
     /// to `limit` bytes are stored: in memory when they fit there, and on
     /// disk, chunk by chunk as they arrive, when there is a disk tier.
-    pub fn storing(&self, pending: PendingEntry, expected: Option<u64>, limit: u64) -> Storing {
+    fn storing(&self, pending: PendingEntry, expected: Option<u64>, limit: u64) -> Storing {
         let memory_limit = self.memory_object_max();
         let copy = (expected.is_none_or(|n| n <= memory_limit as u64)).then(|| {
             let capacity = expected.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
@@ -209,6 +229,7 @@ impl Cache {
             .map(|disk| disk.chunk_writer(*pending.key.hash()));
         Storing {
             pending,
+            expected,
             copy,
             chunks,
             len: 0,
@@ -247,9 +268,7 @@ impl Cache {
             directives,
             stale,
             rules,
-            vary,
-            cookies,
-            variant,
+            variation,
             seq,
             tags,
         } = pending;
@@ -271,9 +290,14 @@ impl Cache {
         if self.purges.judge(&entry) == Verdict::Gone {
             return Arc::new(entry);
         }
-        let (hash, entry) = if vary.is_empty() && cookies.is_empty() {
+        let (hash, entry) = if variation.is_empty() {
             (*key.hash(), entry)
         } else {
+            let Variation {
+                names: vary,
+                cookies,
+                text: variant,
+            } = variation;
             let marker = match self.memory.get(key.hash()) {
                 Some(Stored::Variants(marker))
                     if marker.key == key.text()
@@ -332,19 +356,6 @@ impl Cache {
     }
 }
 
-/// The Vary secondary text `request` would have for a response with
-/// `response` headers under a rule keying on `fields`; None for `Vary: *`.
-pub fn variant_of(response: &HeaderMap, fields: &KeyFields, request: &HeaderMap) -> Option<String> {
-    let mut names = vary::names(response)?;
-    names.extend(fields.headers.iter().cloned());
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    names.dedup();
-    if names.is_empty() && fields.cookies.is_empty() {
-        return Some(String::new());
-    }
-    Some(vary::secondary(&names, &fields.cookies, request))
-}
-
 /// Leaves `Age` as one number of at most 2^31 seconds (RFC 9111 §1.2.2),
 /// the first member of a list (§5.1), so that age arithmetic can never
 /// overflow; a value that is not a number is dropped.
@@ -362,6 +373,8 @@ pub(crate) fn clamp_age(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use http::response;
 
     use super::*;
     use crate::Lookup;
@@ -505,32 +518,12 @@ mod tests {
     fn vary_star_is_never_stored_and_variants_are_bounded() {
         let (cache, _) = setup();
         let star = ok(&[("cache-control", "max-age=60"), ("vary", "*")]);
-        assert!(
-            cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &star,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default()
-                )
-                .is_err()
-        );
+        assert!(admitted(&cache, &key(), &get(&[]), &star).is_err());
         let res = ok(&[("cache-control", "max-age=60"), ("vary", "x-v")]);
         for i in 0..MAX_VARIANTS + 5 {
             let req = get(&[("x-v", &i.to_string())]);
-            let pending = cache
-                .prepare(
-                    &key(),
-                    &req,
-                    &res,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .unwrap();
-            cache.insert(pending, Bytes::new());
+            let storing = admitted(&cache, &key(), &req, &res).unwrap();
+            cache.insert(storing, Bytes::new());
         }
         assert!(
             matches!(
@@ -554,16 +547,7 @@ mod tests {
         let stored = |status: u16, cc: &str| {
             let mut res = ok(&[("cache-control", cc)]);
             res.status = StatusCode::from_u16(status).unwrap();
-            cache
-                .prepare(
-                    &key(),
-                    &get(&[]),
-                    &res,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .is_ok()
+            admitted(&cache, &key(), &get(&[]), &res).is_ok()
         };
         assert!(stored(500, "max-age=60"));
         assert!(stored(302, "max-age=60"));
@@ -600,17 +584,8 @@ mod tests {
             ("cache-control", "max-age=60"),
             ("age", "18446744073709551615"),
         ]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &get(&[]),
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        let entry = cache.insert(pending, Bytes::new());
+        let storing = admitted(&cache, &key(), &get(&[]), &res).unwrap();
+        let entry = cache.insert(storing, Bytes::new());
         assert_eq!(entry.headers().get("age").unwrap(), "2147483648");
         clock.advance(Duration::from_secs(1));
         assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Stale(_)));
@@ -626,17 +601,78 @@ mod tests {
             ..StoreRules::default()
         };
         let auth = get(&[("authorization", "Bearer alice")]);
-        assert!(
-            cache
-                .prepare(&key(), &auth, &ok(&[]), cache.now(), cache.now(), rules)
-                .is_err()
+        let key = key();
+        let admit = |res: &response::Parts| {
+            let fetched = fetched(&cache, &key, &auth, res);
+            cache.admit(&fetched, rules, &KeyFields::default(), None, u64::MAX)
+        };
+        assert!(admit(&ok(&[])).is_err());
+        assert!(admit(&ok(&[("cache-control", "public")])).is_ok());
+    }
+
+    /// A body whose declared length is over the limit is refused before a
+    /// byte of it is read; the policy is judged first, so a response that
+    /// may not be stored says why. One of unknown length is admitted, and
+    /// stops being stored once it grows past the limit.
+    #[test]
+    fn a_declared_length_over_the_limit_is_too_large() {
+        let (cache, _) = setup();
+        let res = ok(&[("cache-control", "max-age=60")]);
+        let (key, req) = (key(), get(&[]));
+        let admit = |res: &response::Parts, length: Option<u64>| {
+            let fetched = fetched(&cache, &key, &req, res);
+            cache.admit(
+                &fetched,
+                StoreRules::default(),
+                &KeyFields::default(),
+                length,
+                10,
+            )
+        };
+        assert_eq!(admit(&res, Some(11)).err(), Some(NotStored::TooLarge));
+        assert!(admit(&res, Some(10)).is_ok());
+        assert_eq!(
+            admit(&ok(&[("cache-control", "no-store")]), Some(11)).err(),
+            Some(NotStored::Headers)
         );
-        let public = ok(&[("cache-control", "public")]);
-        assert!(
-            cache
-                .prepare(&key(), &auth, &public, cache.now(), cache.now(), rules)
-                .is_ok()
-        );
+        let mut storing = admit(&res, None).expect("admitted");
+        assert!(storing.push(b"0123456789"));
+        assert!(!storing.push(b"x"), "past the limit");
+        assert!(cache.finish(storing).is_none());
+        assert!(matches!(cache.lookup(&key, &req), Lookup::Miss));
+    }
+
+    /// RFC 9111 §4.1: the request fields a rule keys on make variants as
+    /// Vary does: one call stores the response as the variant of the
+    /// request it answers.
+    #[test]
+    fn key_fields_make_variants_as_vary_does() {
+        let (cache, _) = setup();
+        let fields = KeyFields {
+            headers: vec![http::HeaderName::from_static("x-device")],
+            cookies: vec!["lang".to_owned()],
+        };
+        let res = ok(&[("cache-control", "max-age=60"), ("vary", "accept-encoding")]);
+        for (device, lang) in [("phone", "en"), ("desktop", "en"), ("phone", "fr")] {
+            let cookie = format!("lang={lang}");
+            let req = get(&[("x-device", device), ("cookie", &cookie)]);
+            let key = key();
+            let fetched = fetched(&cache, &key, &req, &res);
+            let storing = cache
+                .admit(&fetched, StoreRules::default(), &fields, Some(2), 2)
+                .expect("admitted");
+            cache.insert(storing, Bytes::from(lang));
+        }
+        let lookup = |device: &str, cookie: &str| match cache
+            .lookup(&key(), &get(&[("x-device", device), ("cookie", cookie)]))
+        {
+            Lookup::Fresh(entry) => entry.resident_body().cloned(),
+            _ => None,
+        };
+        assert_eq!(lookup("phone", "lang=fr; a=1"), Some(Bytes::from("fr")));
+        assert_eq!(lookup("desktop", "lang=en"), Some(Bytes::from("en")));
+        assert_eq!(lookup("desktop", "lang=fr"), None);
+        assert_eq!(cache.purge(&key()), 3);
     }
 
     #[test]
@@ -651,17 +687,8 @@ mod tests {
             ("cache-control", "public, max-age=60"),
             ("vary", "Accept-Language"),
         ]);
-        let pending = cache
-            .prepare(
-                &key(),
-                &req,
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        let entry = cache.insert(pending, Bytes::new());
+        let storing = admitted(&cache, &key(), &req, &res).unwrap();
+        let entry = cache.insert(storing, Bytes::new());
         let debug = format!("{entry:?}");
         assert!(
             !debug.contains("secret") && !debug.contains("Bearer t"),

@@ -9,7 +9,8 @@ use http::{request, response};
 use outpost_config::QueryKey;
 
 use crate::{
-    Cache, CacheKey, Entry, Lookup, ManualClock, NotStored, PendingEntry, PolicyOptions, StoreRules,
+    Cache, CacheKey, Entry, Fetched, KeyFields, Lookup, ManualClock, NotStored, PolicyOptions,
+    StoreRules, Storing,
 };
 
 pub(crate) fn setup() -> (Cache, Arc<ManualClock>) {
@@ -40,36 +41,50 @@ pub(crate) fn key() -> CacheKey {
     CacheKey::from_url("http://example.com/x", &QueryKey::All).unwrap()
 }
 
+/// `res` answering `req` for `key`, sent and received now.
+pub(crate) fn fetched<'a>(
+    cache: &Cache,
+    key: &'a CacheKey,
+    req: &'a request::Parts,
+    res: &'a response::Parts,
+) -> Fetched<'a> {
+    Fetched {
+        key,
+        request: req,
+        response: res,
+        request_time: cache.now(),
+        response_time: cache.now(),
+    }
+}
+
+/// [`Cache::admit`] of `res` answering `req`, now, under the default
+/// rules, with no key fields and no size limit.
+pub(crate) fn admitted(
+    cache: &Cache,
+    key: &CacheKey,
+    req: &request::Parts,
+    res: &response::Parts,
+) -> Result<Storing, NotStored> {
+    cache.admit(
+        &fetched(cache, key, req, res),
+        StoreRules::default(),
+        &KeyFields::default(),
+        None,
+        u64::MAX,
+    )
+}
+
 /// Stores a 200 to a plain GET of `key()` with these header fields, now,
 /// under the default rules.
 pub(crate) fn store_now(cache: &Cache, headers: &[(&str, &str)]) -> Result<Arc<Entry>, NotStored> {
-    cache
-        .prepare(
-            &key(),
-            &get(&[]),
-            &ok(headers),
-            cache.now(),
-            cache.now(),
-            StoreRules::default(),
-        )
-        .map(|p| cache.insert(p, Bytes::new()))
+    admitted(cache, &key(), &get(&[]), &ok(headers)).map(|s| cache.insert(s, Bytes::new()))
 }
 
-pub(crate) fn store_tagged(cache: &Cache, url: &str, tags: &str) -> PendingEntry {
+pub(crate) fn store_tagged(cache: &Cache, url: &str, tags: &str) -> Arc<Entry> {
     let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
     let res = ok(&[("cache-control", "max-age=60"), ("surrogate-key", tags)]);
-    let pending = cache
-        .prepare(
-            &key,
-            &get(&[]),
-            &res,
-            cache.now(),
-            cache.now(),
-            StoreRules::default(),
-        )
-        .unwrap();
-    cache.insert(pending.clone(), Bytes::new());
-    pending
+    let storing = admitted(cache, &key, &get(&[]), &res).unwrap();
+    cache.insert(storing, Bytes::new())
 }
 
 pub(crate) fn is_fresh(cache: &Cache, url: &str) -> bool {

@@ -114,6 +114,47 @@ impl KeyFields {
     }
 }
 
+/// What a response's variant is made of: the request fields it varies
+/// on (its Vary names and the rule's key fields), the rule's key cookies,
+/// and the secondary text of the request it answered. A request is the
+/// same variant when its own text under these fields is the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Variation {
+    /// Lower-case, sorted, without duplicates.
+    pub names: Vec<HeaderName>,
+    pub cookies: Vec<String>,
+    /// The answered request's [`secondary`] text ("" when nothing varies).
+    pub text: String,
+}
+
+impl Variation {
+    /// The variation of a response that varies on `vary` (its Vary
+    /// names), stored under a rule that keys on `fields`, for `request`.
+    pub(crate) fn new(mut vary: Vec<HeaderName>, fields: &KeyFields, request: &HeaderMap) -> Self {
+        vary.extend(fields.headers.iter().cloned());
+        vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        vary.dedup();
+        let cookies = fields.cookies.clone();
+        let text = secondary(&vary, &cookies, request);
+        Self {
+            names: vary,
+            cookies,
+            text,
+        }
+    }
+
+    /// Whether the response varies at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.cookies.is_empty()
+    }
+
+    /// Whether a request with `request`'s fields selects this same variant
+    /// (RFC 9111 §4.1).
+    pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
+        self.is_empty() || secondary(&self.names, &self.cookies, request) == self.text
+    }
+}
+
 /// The secondary part of a variant's key: each varied field and cookie
 /// with the request's normalized value (`\u{1}` marks an absent one).
 pub fn secondary(names: &[HeaderName], cookies: &[String], request: &HeaderMap) -> String {
@@ -309,6 +350,45 @@ mod tests {
             secondary(&[], &cookies, &headers(&[("cookie", "lang=fr")]))
         );
         assert_ne!(en, secondary(&[], &cookies, &headers(&[])));
+    }
+
+    /// RFC 9111 §4.1: a request selects a variant by its values of the
+    /// fields the response varies on; a rule's key fields and cookies make
+    /// variants as Vary does.
+    #[test]
+    fn a_variation_matches_requests_with_the_same_values() {
+        let fields = KeyFields {
+            headers: vec![HeaderName::from_static("x-device")],
+            cookies: vec!["lang".to_owned()],
+        };
+        let request = headers(&[
+            ("accept-encoding", "gzip, br"),
+            ("x-device", "phone"),
+            ("cookie", "lang=en; session=1"),
+        ]);
+        let vary = names(&headers(&[("vary", "Accept-Encoding")])).unwrap();
+        let variation = Variation::new(vary, &fields, &request);
+        assert_eq!(variation.names.len(), 2);
+        assert!(variation.matches(&headers(&[
+            ("accept-encoding", "br,gzip"),
+            ("x-device", "phone"),
+            ("cookie", "lang=en; session=2"),
+        ])));
+        assert!(!variation.matches(&headers(&[
+            ("accept-encoding", "gzip, br"),
+            ("x-device", "desktop"),
+            ("cookie", "lang=en"),
+        ])));
+        assert!(!variation.matches(&headers(&[
+            ("accept-encoding", "gzip, br"),
+            ("x-device", "phone"),
+        ])));
+        let plain = Variation::new(Vec::new(), &KeyFields::default(), &request);
+        assert!(plain.is_empty() && plain.text.is_empty());
+        assert!(
+            plain.matches(&headers(&[])),
+            "nothing varies: every request"
+        );
     }
 
     #[test]

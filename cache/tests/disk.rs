@@ -9,7 +9,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{request, response};
 use outpost_cache::{
-    CHUNK, Cache, CacheKey, DiskTier, Lookup, ManualClock, PolicyOptions, StoreRules,
+    CHUNK, Cache, CacheKey, DiskTier, Fetched, KeyFields, Lookup, ManualClock, PolicyOptions,
+    StoreRules, Storing,
 };
 use outpost_config::QueryKey;
 
@@ -45,24 +46,36 @@ fn key(url: &str) -> CacheKey {
     CacheKey::from_url(url, &QueryKey::All).expect("test setup")
 }
 
-/// What may be stored for a GET of `url` answered with `headers`.
-fn pending(cache: &Cache, url: &str, headers: &[(&str, &str)]) -> outpost_cache::PendingEntry {
+/// Admits a GET of `url` (with `request` fields) answered with `headers`
+/// and a body of `length` bytes, now.
+fn admit(
+    cache: &Cache,
+    url: &str,
+    request: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    length: usize,
+) -> Storing {
+    let fetched = Fetched {
+        key: &key(url),
+        request: &get(request),
+        response: &ok(headers),
+        request_time: cache.now(),
+        response_time: cache.now(),
+    };
     cache
-        .prepare(
-            &key(url),
-            &get(&[]),
-            &ok(headers),
-            cache.now(),
-            cache.now(),
+        .admit(
+            &fetched,
             StoreRules::default(),
+            &KeyFields::default(),
+            Some(length as u64),
+            1 << 30,
         )
         .expect("storable")
 }
 
 /// Stores `body` for `url` through the streaming path, in pieces.
 fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let pending = pending(cache, url, headers);
-    let mut storing = cache.storing(pending, Some(body.len() as u64), 1 << 30);
+    let mut storing = admit(cache, url, &[], headers, body.len());
     for piece in body.chunks(10_000) {
         assert!(storing.push(piece));
     }
@@ -71,8 +84,8 @@ fn store(cache: &Cache, url: &str, headers: &[(&str, &str)], body: &[u8]) {
 
 /// [`store`], waiting for the disk whenever the fill runs ahead of it.
 async fn store_paced(cache: &Cache, url: &str, body: &[u8]) {
-    let pending = pending(cache, url, &[("cache-control", "max-age=600")]);
-    let mut storing = cache.storing(pending, Some(body.len() as u64), 1 << 30);
+    let headers = [("cache-control", "max-age=600")];
+    let mut storing = admit(cache, url, &[], &headers, body.len());
     for piece in body.chunks(16 << 10) {
         assert!(storing.push(piece));
         if let Some(backlog) = storing.backlog() {
@@ -306,20 +319,17 @@ async fn vary_variants_come_back_from_disk() {
     {
         let cache = open(dir.path(), clock.clone()).await;
         for lang in ["en", "fr"] {
-            let pending = cache
-                .prepare(
-                    &key("http://a.test/v"),
-                    &get(&[("accept-language", lang)]),
-                    &ok(&[
-                        ("cache-control", "max-age=600"),
-                        ("vary", "accept-language"),
-                    ]),
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .expect("test setup");
-            cache.insert(pending, Bytes::from(lang));
+            let storing = admit(
+                &cache,
+                "http://a.test/v",
+                &[("accept-language", lang)],
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("vary", "accept-language"),
+                ],
+                lang.len(),
+            );
+            cache.insert(storing, Bytes::from(lang));
         }
         cache.close().await;
     }

@@ -1,7 +1,7 @@
 //! The side API's tests: every route, through [`Admin::handle`].
 
 use http_body_util::BodyExt;
-use outpost_cache::{PolicyOptions, StoreRules, SystemClock};
+use outpost_cache::{Fetched, KeyFields, PolicyOptions, StoreRules, SystemClock};
 use outpost_config::QueryKey;
 
 use super::*;
@@ -126,17 +126,23 @@ fn store(cache: &Cache, url: &str) {
         .unwrap()
         .into_parts()
         .0;
-    let pending = cache
-        .prepare(
-            &key,
-            &req,
-            &res,
-            cache.now(),
-            cache.now(),
+    let fetched = Fetched {
+        key: &key,
+        request: &req,
+        response: &res,
+        request_time: cache.now(),
+        response_time: cache.now(),
+    };
+    let storing = cache
+        .admit(
+            &fetched,
             StoreRules::default(),
+            &KeyFields::default(),
+            Some(1),
+            u64::MAX,
         )
         .unwrap();
-    cache.insert(pending, Bytes::from_static(b"x"));
+    cache.insert(storing, Bytes::from_static(b"x"));
 }
 
 fn purge_request(token: Option<&str>, body: &str) -> Request<Full<Bytes>> {

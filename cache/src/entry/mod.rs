@@ -311,7 +311,7 @@ impl Entry {
     /// Whether the entry may answer when the origin fails (RFC 5861 §4):
     /// fresh, or stale within its stale-if-error window, and never past
     /// must-revalidate, proxy-revalidate, s-maxage or no-cache.
-    pub fn stale_if_error(&self, now: SystemTime) -> bool {
+    pub(crate) fn stale_if_error(&self, now: SystemTime) -> bool {
         let staleness = self.staleness(now);
         staleness.is_zero()
             || (!self.stale.never && self.stale.if_error.is_some_and(|w| staleness <= w))
@@ -321,7 +321,7 @@ impl Entry {
     /// all (RFC 9111 §4.2.4, a disconnected cache): fresh, or stale by at
     /// most `window`, and never past must-revalidate, proxy-revalidate,
     /// s-maxage or no-cache (§4.2.4: "SHOULD NOT ... if it is prohibited").
-    pub fn stale_if_unreachable(&self, now: SystemTime, window: Duration) -> bool {
+    pub(crate) fn stale_if_unreachable(&self, now: SystemTime, window: Duration) -> bool {
         let staleness = self.staleness(now);
         staleness.is_zero() || (!self.stale.never && staleness <= window)
     }

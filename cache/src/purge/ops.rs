@@ -169,7 +169,7 @@ mod tests {
 
     use super::*;
     use crate::testing::*;
-    use crate::{Lookup, PolicyOptions, StoreRules, SystemClock};
+    use crate::{Lookup, PolicyOptions, SystemClock};
 
     #[test]
     fn purges_by_tag_host_prefix_and_everything() {
@@ -226,22 +226,13 @@ mod tests {
         let key = CacheKey::from_url("http://a.test/race", &QueryKey::All).unwrap();
         let res = ok(&[("cache-control", "max-age=60"), ("surrogate-key", "t")]);
         for purge in 0..3 {
-            let pending = cache
-                .prepare(
-                    &key,
-                    &get(&[]),
-                    &res,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .unwrap();
+            let storing = admitted(&cache, &key, &get(&[]), &res).unwrap();
             match purge {
                 0 => drop(cache.purge(&key)),
                 1 => drop(cache.purge_tags(&["t".into()], false)),
                 _ => drop(cache.purge_everything(false)),
             }
-            cache.insert(pending, Bytes::new());
+            cache.insert(storing, Bytes::new());
             assert!(
                 matches!(cache.lookup(&key, &get(&[])), Lookup::Miss),
                 "purge {purge}"
@@ -255,32 +246,14 @@ mod tests {
         let res = ok(&[("cache-control", "max-age=60")]);
         for i in 0..100 {
             let k = CacheKey::from_url(&format!("http://example.com/{i}"), &QueryKey::All).unwrap();
-            let pending = cache
-                .prepare(
-                    &k,
-                    &get(&[]),
-                    &res,
-                    cache.now(),
-                    cache.now(),
-                    StoreRules::default(),
-                )
-                .unwrap();
-            cache.insert(pending, Bytes::from(vec![0u8; 64 * 1024]));
+            let storing = admitted(&cache, &k, &get(&[]), &res).unwrap();
+            cache.insert(storing, Bytes::from(vec![0u8; 64 * 1024]));
         }
         let usage = cache.usage();
         assert!(usage.memory_bytes <= 1 << 20, "{usage:?}");
         assert!(usage.memory_objects < 100);
-        let pending = cache
-            .prepare(
-                &key(),
-                &get(&[]),
-                &res,
-                cache.now(),
-                cache.now(),
-                StoreRules::default(),
-            )
-            .unwrap();
-        cache.insert(pending, Bytes::new());
+        let storing = admitted(&cache, &key(), &get(&[]), &res).unwrap();
+        cache.insert(storing, Bytes::new());
         assert_eq!(cache.purge(&key()), 1);
         assert!(matches!(cache.lookup(&key(), &get(&[])), Lookup::Miss));
     }

@@ -8,7 +8,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
 use http::{Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use outpost_cache::{Leader, Lookup, Role, STREAM_SHARE_MAX, SharedBody, SharedHead};
+use outpost_cache::{Fetched, FillWriter, Leader, Lookup, Role, SharedBody, Sharing};
 
 use super::headers;
 use super::range::{self, Ranges};
@@ -47,18 +47,15 @@ impl Proxy {
             Role::Follower(fill) => {
                 self.metrics.coalesced.inc();
                 let waited = Instant::now();
-                let head = fill.head(self.coalesce_timeout).await;
+                // Only a head whose variant this request selects.
+                let head = fill
+                    .head_for(&request.parts.headers, self.coalesce_timeout)
+                    .await;
                 self.metrics
                     .coalesce_wait
                     .observe(waited.elapsed().as_secs_f64());
                 if let Some(head) = head {
-                    let same_variant = outpost_cache::variant_of(
-                        &head.headers,
-                        &request.rule.key_fields,
-                        &request.parts.headers,
-                    )
-                    .is_some_and(|variant| variant == head.variant);
-                    if same_variant && head.body == SharedBody::Stored {
+                    if head.body == SharedBody::Stored {
                         let left = self.coalesce_timeout.saturating_sub(waited.elapsed());
                         if fill.completed(left).await
                             && let Lookup::Fresh(entry) =
@@ -68,7 +65,7 @@ impl Proxy {
                             let response = from_cache(&self.cache, &entry, &request.parts, now);
                             return (Some(status.collapsed()), unvalidated(&entry, response));
                         }
-                    } else if same_variant {
+                    } else {
                         let mut parts = Response::new(()).into_parts().0;
                         parts.status = head.status;
                         parts.headers = head.headers.clone();
@@ -137,8 +134,8 @@ impl Proxy {
         request: Exchange,
         answer: Answer,
         request_time: SystemTime,
-        mut status: CacheStatus,
-        mut leader: Option<Leader>,
+        status: CacheStatus,
+        leader: Option<Leader>,
     ) -> Reply {
         let response_time: SystemTime = self.cache.now();
         let Answer {
@@ -147,61 +144,42 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         let body = OriginBody::new(body, lease);
         headers::strip_hop_by_hop(&mut parts.headers);
+        let mut status = status;
         let body = if request.parts.method != Method::GET {
             body.boxed_unsync()
         } else {
-            match self
-                .cache
-                .prepare(
-                    &request.key,
-                    &request.parts,
-                    &parts,
-                    request_time,
-                    response_time,
-                    request.rule.store_rules(parts.status.as_u16()),
-                )
-                .map(|pending| {
-                    pending.with_key_fields(&request.rule.key_fields, &request.parts.headers)
-                }) {
-                Ok(pending) => {
-                    let length = body.size_hint().exact();
-                    if length.is_some_and(|n| n > self.max_object_size as u64) {
-                        status = status.detail(Detail::TooLarge);
-                        if let Some(leader) = leader.take() {
-                            leader.decline_for(HIT_FOR_PASS);
-                        }
-                        body.boxed_unsync()
-                    } else {
-                        status = status.stored();
-                        let variant = pending.variant().to_owned();
-                        let storing = StoringBody::new(
-                            body,
-                            self.cache.clone(),
-                            pending,
-                            self.max_object_size,
-                        );
-                        match (leader, length) {
-                            (Some(leader), Some(length)) if length <= STREAM_SHARE_MAX => {
-                                share(leader, &parts, variant, storing)
-                            }
-                            // Too large to hold for the followers: they
-                            // read it from the cache once it is stored.
-                            (Some(leader), Some(_)) => {
-                                let writer = leader.share(SharedHead {
-                                    status: parts.status,
-                                    headers: parts.headers.clone(),
-                                    variant,
-                                    body: SharedBody::Stored,
-                                });
-                                storing.announcing(writer).boxed_unsync()
-                            }
-                            _ => storing.boxed_unsync(),
-                        }
+            let fetched = Fetched {
+                key: &request.key,
+                request: &request.parts,
+                response: &parts,
+                request_time,
+                response_time,
+            };
+            match self.cache.admit(
+                &fetched,
+                request.rule.store_rules(parts.status.as_u16()),
+                &request.rule.key_fields,
+                body.size_hint().exact(),
+                self.max_object_size as u64,
+            ) {
+                Ok(storing) => {
+                    status = status.stored();
+                    let sharing = match leader {
+                        Some(leader) => leader.share(&storing, &parts),
+                        None => Sharing::Alone,
+                    };
+                    let storing = StoringBody::new(body, self.cache.clone(), storing);
+                    match sharing {
+                        Sharing::Streamed(writer) => share(writer, storing),
+                        // Too large to hold for the followers: they
+                        // read it from the cache once it is stored.
+                        Sharing::Stored(writer) => storing.announcing(writer).boxed_unsync(),
+                        Sharing::Alone => storing.boxed_unsync(),
                     }
                 }
                 Err(reason) => {
                     status = status.detail(Detail::NotStored(reason));
-                    if let Some(leader) = leader.take() {
+                    if let Some(leader) = leader {
                         leader.decline_for(HIT_FOR_PASS);
                     }
                     body.boxed_unsync()
@@ -251,18 +229,7 @@ pub(super) const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_s
 /// Shares a storable response with the requests collapsed onto it: a task
 /// reads the origin's body into the cache and the fill, whoever's client
 /// goes away, and every client (the leader's too) reads the fill.
-pub(super) fn share(
-    leader: Leader,
-    parts: &http::response::Parts,
-    variant: String,
-    mut storing: StoringBody<OriginBody>,
-) -> ProxyBody {
-    let writer = leader.share(SharedHead {
-        status: parts.status,
-        headers: parts.headers.clone(),
-        variant,
-        body: SharedBody::Streamed,
-    });
+pub(super) fn share(writer: FillWriter, mut storing: StoringBody<OriginBody>) -> ProxyBody {
     let fill = writer.fill().clone();
     tokio::spawn(async move {
         while let Some(frame) = storing.frame().await {

@@ -83,8 +83,6 @@ pub(crate) enum Detail {
     OriginError,
     /// `only-if-cached` and nothing usable stored (RFC 9111 §5.2.1.7).
     OnlyIfCached,
-    /// The response is larger than the cache keeps.
-    TooLarge,
     /// A range of an object too large to keep went to the origin as asked.
     RangePassed,
     /// The response may not be stored, and why.
@@ -99,7 +97,6 @@ impl Detail {
             Detail::OriginUnreachable => "origin-unreachable",
             Detail::OriginError => "origin-error",
             Detail::OnlyIfCached => "only-if-cached",
-            Detail::TooLarge => "too-large",
             Detail::RangePassed => "range-passed",
             Detail::NotStored(reason) => reason.as_str(),
         }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use outpost_cache::{Cache, FillWriter, PendingEntry, Storing};
+use outpost_cache::{Cache, FillWriter, Storing};
 
 /// Streams `inner` and stores it as it passes: in memory when it fits
 /// there, and on disk chunk by chunk.
@@ -24,8 +24,8 @@ pub struct StoringBody<B> {
 }
 
 impl<B: Body<Data = Bytes> + Unpin> StoringBody<B> {
-    pub fn new(inner: B, cache: Arc<Cache>, pending: PendingEntry, limit: usize) -> Self {
-        let storing = cache.storing(pending, inner.size_hint().exact(), limit as u64);
+    /// `storing` is what [`Cache::admit`] began for this body.
+    pub fn new(inner: B, cache: Arc<Cache>, storing: Storing) -> Self {
         Self {
             inner,
             store: Some((cache, storing)),
