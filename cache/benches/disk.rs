@@ -55,16 +55,10 @@ async fn fill(cache: Cache, count: usize, size: usize) -> Duration {
         .0;
     let started = Instant::now();
     for i in 0..count {
-        let now = cache.now();
+        let key = key(i);
         let mut storing = cache
             .admit(
-                &Fetched {
-                    key: &key(i),
-                    request: &req,
-                    response: &res,
-                    request_time: now,
-                    response_time: now,
-                },
+                &Fetched::at(&key, &req, &res, cache.now()),
                 StoreRules::default(),
                 &KeyFields::default(),
                 Some(size as u64),

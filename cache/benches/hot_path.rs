@@ -41,23 +41,14 @@ fn filled(objects: usize) -> (Cache, Vec<CacheKey>) {
             .expect("response")
             .into_parts()
             .0;
-        let now = cache.now();
-        let storing = cache
-            .admit(
-                &Fetched {
-                    key,
-                    request: &req,
-                    response: &res,
-                    request_time: now,
-                    response_time: now,
-                },
+        cache
+            .store_whole(
+                &Fetched::at(key, &req, &res, cache.now()),
                 StoreRules::default(),
                 &KeyFields::default(),
-                None,
-                u64::MAX,
+                Bytes::from_static(&[b'x'; 1024]),
             )
             .expect("storable");
-        cache.insert(storing, Bytes::from_static(&[b'x'; 1024]));
     }
     (cache, keys)
 }

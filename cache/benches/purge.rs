@@ -30,23 +30,14 @@ fn filled(objects: usize, tagged: usize) -> Cache {
         let dir = if i % 10 == 0 { "static" } else { "page" };
         let key = CacheKey::from_url(&format!("http://example.com/{dir}/{i}"), &QueryKey::All)
             .expect("key");
-        let now = cache.now();
-        let storing = cache
-            .admit(
-                &Fetched {
-                    key: &key,
-                    request: &req,
-                    response: &res,
-                    request_time: now,
-                    response_time: now,
-                },
+        cache
+            .store_whole(
+                &Fetched::at(&key, &req, &res, cache.now()),
                 StoreRules::default(),
                 &KeyFields::default(),
-                None,
-                u64::MAX,
+                Bytes::from_static(b"x"),
             )
             .expect("storable");
-        cache.insert(storing, Bytes::from_static(b"x"));
     }
     cache
 }

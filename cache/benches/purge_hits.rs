@@ -42,23 +42,14 @@ fn store(cache: &Cache, key: &CacheKey, tag: &str) {
         .expect("response")
         .into_parts()
         .0;
-    let now = cache.now();
-    let storing = cache
-        .admit(
-            &Fetched {
-                key,
-                request: &req,
-                response: &res,
-                request_time: now,
-                response_time: now,
-            },
+    cache
+        .store_whole(
+            &Fetched::at(key, &req, &res, cache.now()),
             StoreRules::default(),
             &KeyFields::default(),
-            None,
-            u64::MAX,
+            Bytes::from_static(b"0123456789abcdef"),
         )
         .expect("storable");
-    cache.insert(storing, Bytes::from_static(b"0123456789abcdef"));
 }
 
 const REFILLING: u8 = 0;

@@ -27,3 +27,21 @@ pub struct Fetched<'a> {
     /// When the origin's answer arrived.
     pub response_time: SystemTime,
 }
+
+impl<'a> Fetched<'a> {
+    /// An answer that came at once: both times are `now`.
+    pub fn at(
+        key: &'a CacheKey,
+        request: &'a request::Parts,
+        response: &'a response::Parts,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            key,
+            request,
+            response,
+            request_time: now,
+            response_time: now,
+        }
+    }
+}

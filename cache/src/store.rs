@@ -11,7 +11,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::Cache;
 use crate::disk::{ChunkWriter, Marker};
-use crate::entry::{Body, CHUNK, Entry, Parts, StoredHeaders, Variant};
+use crate::entry::{Body, CHUNK, Entry, StoredHeaders, Variant};
 use crate::fetched::Fetched;
 use crate::freshness::{self, Directives, Freshness};
 use crate::key::CacheKey;
@@ -194,6 +194,25 @@ impl Cache {
         tags
     }
 
+    /// Stores a response whose body is held whole, under a rule's
+    /// overrides and key fields: [`Cache::admit`], then [`Cache::insert`].
+    pub fn store_whole(
+        &self,
+        fetched: &Fetched<'_>,
+        rules: StoreRules,
+        key_fields: &KeyFields,
+        body: Bytes,
+    ) -> Result<Arc<Entry>, NotStored> {
+        let storing = self.admit(
+            fetched,
+            rules,
+            key_fields,
+            Some(body.len() as u64),
+            u64::MAX,
+        )?;
+        Ok(self.insert(storing, body))
+    }
+
     /// Stores an admitted response whose body is held whole: under the
     /// URL's key, or as one variant of it. Whatever `storing` was fed is
     /// set aside for `body`.
@@ -272,7 +291,7 @@ impl Cache {
             seq,
             tags,
         } = pending;
-        let entry = Entry::new(Parts {
+        let entry = Entry {
             key: key.text().into(),
             status,
             headers,
@@ -285,7 +304,7 @@ impl Cache {
             seq,
             tags,
             primary: *key.hash(),
-        });
+        };
         // A purge that arrived while this response was on its way wins.
         if self.purges.judge(&entry) == Verdict::Gone {
             return Arc::new(entry);

@@ -48,13 +48,7 @@ pub(crate) fn fetched<'a>(
     req: &'a request::Parts,
     res: &'a response::Parts,
 ) -> Fetched<'a> {
-    Fetched {
-        key,
-        request: req,
-        response: res,
-        request_time: cache.now(),
-        response_time: cache.now(),
-    }
+    Fetched::at(key, req, res, cache.now())
 }
 
 /// [`Cache::admit`] of `res` answering `req`, now, under the default

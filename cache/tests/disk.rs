@@ -55,13 +55,8 @@ fn admit(
     headers: &[(&str, &str)],
     length: usize,
 ) -> Storing {
-    let fetched = Fetched {
-        key: &key(url),
-        request: &get(request),
-        response: &ok(headers),
-        request_time: cache.now(),
-        response_time: cache.now(),
-    };
+    let (key, request, response) = (key(url), get(request), ok(headers));
+    let fetched = Fetched::at(&key, &request, &response, cache.now());
     cache
         .admit(
             &fetched,

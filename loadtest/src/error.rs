@@ -3,8 +3,7 @@
 //! spells them (`--connections`), so the binary prints these messages as
 //! they are.
 
-use crate::plan::{MAX_BODY_SAMPLE, MAX_REQUESTS, MAX_WORKERS};
-use crate::urls::KEY;
+use crate::bounds::{KEY, MAX_BODY_SAMPLE, MAX_REQUESTS, MAX_WORKERS};
 
 /// A refused plan, or a load that could not run.
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,12 @@
 //! [`ErrorKind`] with the first message of each, retries and, if asked,
 //! short bodies by content.
 //!
-//! Layout: `plan.rs` (settings and their bounds), `target.rs` (the
+//! Layout: `bounds.rs` (the limits and defaults), `plan.rs` (settings
+//! checked against them), `target.rs` (the
 //! loopback-only URL), `urls.rs` (URL sets and key distributions),
 //! `pacing.rs` (due times), `client.rs` (connections, TLS, error kinds),
-//! `run.rs` (the workers), `load.rs` (the handle, progress and outcome),
+//! `run.rs` (the workers), `load.rs` (the handle), `progress.rs` (the
+//! counters as it runs, and the outcome),
 //! `tally.rs` and [`cache_status`] (counting), `error.rs` (why a plan is
 //! refused or a run cannot start).
 //!
@@ -24,12 +26,14 @@
 //! figures from `/proc`, the text and JSON report and the SVG chart
 //! (`src/bin/outpost-loadtest/`).
 
+mod bounds;
 pub mod cache_status;
 mod client;
 mod error;
 mod load;
 mod pacing;
 mod plan;
+mod progress;
 mod run;
 mod tally;
 mod target;
@@ -37,11 +41,12 @@ mod urls;
 
 pub use crate::client::{ErrorKind, Failure};
 pub use crate::error::Error;
-pub use crate::load::{Counts, Load, Outcome, Progress, Stopper};
+pub use crate::load::{Load, Stopper};
 pub use crate::plan::{
     DEFAULT_CONNECTIONS, DEFAULT_DURATION, DEFAULT_REQUESTS, DEFAULT_TIMEOUT, MAX_BODY_SAMPLE,
     MAX_DURATION, MAX_REQUESTS, MAX_WORKERS, Plan, PlanBuilder,
 };
+pub use crate::progress::{Counts, Outcome, Progress};
 pub use crate::tally::{Bucket, Tally};
 pub use crate::target::{Protocol, Scheme, Target, is_loopback};
 pub use crate::urls::{Choice, Entry, Pick, Source, UrlSet};

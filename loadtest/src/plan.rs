@@ -9,23 +9,7 @@ use crate::error::Error;
 use crate::target::{Protocol, Target};
 use crate::urls::{Pick, Source, UrlSet};
 
-/// Longest run accepted: a load test here is a bounded experiment.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
-/// Most requests accepted for one run.
-pub const MAX_REQUESTS: u64 = 1_000_000_000;
-/// Most connections × streams accepted (workers are tasks, one per stream).
-pub const MAX_WORKERS: usize = 100_000;
-/// Longest body counted by its content.
-pub const MAX_BODY_SAMPLE: usize = 1024;
-
-/// Connections kept open unless set otherwise.
-pub const DEFAULT_CONNECTIONS: usize = 16;
-/// Request budget unless set otherwise.
-pub const DEFAULT_REQUESTS: u64 = 100_000;
-/// Time budget unless set otherwise.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-/// Per-request time limit unless set otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::bounds::*;
 
 /// A checked run: a loopback target, the paths to ask it for, and limits
 /// on connections, requests and time. Made by [`Plan::builder`].

@@ -12,9 +12,9 @@ use tokio::sync::{Mutex, watch};
 
 use crate::client::{self, Connector, ErrorKind, Failure, Sender};
 use crate::error::Error;
-use crate::load::{Live, Outcome};
 use crate::pacing::{Schedule, Slot};
 use crate::plan::Plan;
+use crate::progress::{Live, Outcome};
 use crate::tally::Tally;
 use crate::urls::{Choice, UrlSet};
 

@@ -13,8 +13,7 @@ use rand_distr::{Distribution, Zipf};
 
 use crate::error::Error;
 
-/// The placeholder that `--path-template` replaces with a key number.
-pub const KEY: &str = "{key}";
+pub use crate::bounds::KEY;
 
 /// One entry of a list: a path, and the Host to send it with when the line
 /// was an absolute URL.

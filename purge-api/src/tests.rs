@@ -126,23 +126,14 @@ fn store(cache: &Cache, url: &str) {
         .unwrap()
         .into_parts()
         .0;
-    let fetched = Fetched {
-        key: &key,
-        request: &req,
-        response: &res,
-        request_time: cache.now(),
-        response_time: cache.now(),
-    };
-    let storing = cache
-        .admit(
-            &fetched,
+    cache
+        .store_whole(
+            &Fetched::at(&key, &req, &res, cache.now()),
             StoreRules::default(),
             &KeyFields::default(),
-            Some(1),
-            u64::MAX,
+            Bytes::from_static(b"x"),
         )
         .unwrap();
-    cache.insert(storing, Bytes::from_static(b"x"));
 }
 
 fn purge_request(token: Option<&str>, body: &str) -> Request<Full<Bytes>> {
@@ -321,11 +312,8 @@ async fn bad_purge_bodies_are_400_or_413() {
     assert_eq!(res.headers()["allow"], "POST");
 }
 
-#[tokio::test]
-async fn metrics_are_prometheus_text() {
-    let (registry, requests) = requests_registry();
-    let (admin, _) = admin_with(None, registry);
-    requests.with_label_values(&["hit"]).inc();
+/// The `/metrics` page as text.
+async fn metrics_text(admin: &Admin) -> String {
     let res = admin
         .handle(
             Request::get("/metrics")
@@ -334,22 +322,22 @@ async fn metrics_are_prometheus_text() {
         )
         .await;
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let (registry, requests) = requests_registry();
+    let (admin, _) = admin_with(None, registry);
+    requests.with_label_values(&["hit"]).inc();
+    let text = metrics_text(&admin).await;
     assert!(
         text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
         "{text}"
     );
     // The side API's own series is served beside the ones it was handed.
     let _ = admin.handle(purge_request(None, r#"{"urls": []}"#)).await;
-    let res = admin
-        .handle(
-            Request::get("/metrics")
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await;
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    let text = metrics_text(&admin).await;
     assert!(
         text.contains("outpost_purges_total{kind=\"urls\",outcome=\"unauthorized\"} 1"),
         "{text}"

@@ -20,7 +20,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::DiskError;
-use crate::entry::{Body, CHUNK, Chunks, Entry, Parts, StoredHeaders, Variant};
+use crate::entry::{Body, CHUNK, Chunks, Entry, StoredHeaders, Variant};
 use crate::freshness::{Directives, Freshness};
 use crate::policy::{StaleUse, StoreRules};
 
@@ -262,7 +262,7 @@ pub(super) fn decode(record: &Record) -> Result<Found, DiskError> {
         marker: meta.marker,
         text: meta.variant.into_boxed_str(),
     });
-    Ok(Found::Object(Box::new(Entry::new(Parts {
+    Ok(Found::Object(Box::new(Entry {
         key: meta.key.into(),
         status: StatusCode::from_u16(meta.status).map_err(|_| DiskError::Damaged("status"))?,
         headers: StoredHeaders::from_fields(fields),
@@ -275,7 +275,7 @@ pub(super) fn decode(record: &Record) -> Result<Found, DiskError> {
         seq: meta.seq,
         tags: meta.tags,
         primary: meta.primary,
-    }))))
+    })))
 }
 
 #[cfg(test)]

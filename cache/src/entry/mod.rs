@@ -35,34 +35,35 @@ const FIELD_OVERHEAD: usize = 40;
 const TAG_OVERHEAD: usize = 96;
 
 /// A stored response. Its states are types: where its body lives is a
-/// `Body`, and whether it is a Vary variant an `Option<Variant>`.
+/// `Body`, and whether it is a Vary variant an `Option<Variant>`. Other
+/// crates read it through its accessors; this crate builds it in place.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// Full key text, compared on every lookup.
-    key: Box<str>,
-    status: StatusCode,
+    pub(crate) key: Box<str>,
+    pub(crate) status: StatusCode,
     /// Response headers as stored (hop-by-hop fields already removed).
-    headers: StoredHeaders,
+    pub(crate) headers: StoredHeaders,
     /// Where the body lives.
-    body: Body,
+    pub(crate) body: Body,
     /// Lifetime and age (RFC 9111 §4.2).
-    freshness: Freshness,
+    pub(crate) freshness: Freshness,
     /// The response's Cache-Control as this cache reads it (targeted
     /// field and rule overrides applied).
-    directives: Directives,
+    pub(crate) directives: Directives,
     /// When it may be used stale.
-    stale: StaleUse,
+    pub(crate) stale: StaleUse,
     /// The rule's overrides it was stored with, kept for revalidation updates.
-    rules: Arc<StoreRules>,
+    pub(crate) rules: Arc<StoreRules>,
     /// Set when the entry is one Vary variant of its URL.
-    variant: Option<Variant>,
+    pub(crate) variant: Option<Variant>,
     /// Sequence number given when the response arrived; purges made later
     /// apply to it.
-    seq: u64,
+    pub(crate) seq: u64,
     /// Tags from the response's tag headers (Surrogate-Key, Cache-Tag).
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Hash of the URL's primary key (the same for every variant).
-    primary: [u8; 32],
+    pub(crate) primary: [u8; 32],
 }
 
 /// What makes an entry one Vary variant of its URL.
@@ -76,55 +77,7 @@ pub(crate) struct Variant {
     pub text: Box<str>,
 }
 
-/// Everything an entry is made of, to build one: a response whose body has
-/// arrived, or a head read from disk.
-pub(crate) struct Parts {
-    pub key: Box<str>,
-    pub status: StatusCode,
-    pub headers: StoredHeaders,
-    pub body: Body,
-    pub freshness: Freshness,
-    pub directives: Directives,
-    pub stale: StaleUse,
-    pub rules: Arc<StoreRules>,
-    pub variant: Option<Variant>,
-    pub seq: u64,
-    pub tags: Vec<String>,
-    pub primary: [u8; 32],
-}
-
 impl Entry {
-    pub(crate) fn new(parts: Parts) -> Self {
-        let Parts {
-            key,
-            status,
-            headers,
-            body,
-            freshness,
-            directives,
-            stale,
-            rules,
-            variant,
-            seq,
-            tags,
-            primary,
-        } = parts;
-        Self {
-            key,
-            status,
-            headers,
-            body,
-            freshness,
-            directives,
-            stale,
-            rules,
-            variant,
-            seq,
-            tags,
-            primary,
-        }
-    }
-
     /// The same entry stored as a variant of its URL.
     pub(crate) fn into_variant(self, variant: Variant) -> Self {
         Self {

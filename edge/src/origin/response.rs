@@ -17,6 +17,7 @@ use tokio::time::Sleep;
 
 use crate::body::BoxError;
 use crate::origin::h2::H2Body;
+use http_body_util::Either;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -27,40 +28,8 @@ pub enum BodyError {
 }
 
 /// A body as an origin server's connection gives it: from hyper's client
-/// (HTTP/1.1), or from a stream of our HTTP/2 connection (`mux.rs`).
-pub enum OriginStream {
-    Http1(Incoming),
-    Http2(H2Body),
-}
-
-impl Body for OriginStream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            OriginStream::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            OriginStream::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            OriginStream::Http1(body) => body.is_end_stream(),
-            OriginStream::Http2(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            OriginStream::Http1(body) => body.size_hint(),
-            OriginStream::Http2(body) => body.size_hint(),
-        }
-    }
-}
+/// (HTTP/1.1, `Left`), or from a stream of our HTTP/2 connection (`Right`).
+pub type OriginStream = Either<Incoming, H2Body>;
 
 /// A body as it comes from an origin server.
 pub struct OriginBody {

@@ -24,6 +24,7 @@ use crate::origin::health::Health;
 use crate::origin::resolve::Connector;
 use crate::origin::resolve::Dial;
 use crate::origin::response::OriginStream;
+use http_body_util::Either;
 
 /// One origin server at one address.
 pub(crate) struct Server {
@@ -67,10 +68,10 @@ impl Server {
         match &self.transport {
             Transport::Hyper(client) => h1::http1(client, req)
                 .await
-                .map(|res| res.map(OriginStream::Http1)),
+                .map(|res| res.map(Either::Left)),
             Transport::Mux(mux) => match mux.request(req, interim).await? {
-                Answered::Http1(res) => Ok(res.map(OriginStream::Http1)),
-                Answered::Http2(res) => Ok(res.map(OriginStream::Http2)),
+                Answered::Http1(res) => Ok(res.map(Either::Left)),
+                Answered::Http2(res) => Ok(res.map(Either::Right)),
             },
         }
     }

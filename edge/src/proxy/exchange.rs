@@ -9,7 +9,9 @@ use outpost_cache::CacheKey;
 
 use super::headers;
 use super::router::RuleView;
-use crate::origin::pool::Upstream;
+use crate::origin::body::OutgoingBody;
+use crate::origin::error::UpstreamError;
+use crate::origin::pool::{Answer, Upstream};
 
 use super::ConnInfo;
 
@@ -44,6 +46,17 @@ impl Exchange {
             rule: self.rule.clone(),
             upstream: self.upstream.clone(),
         }
+    }
+
+    /// Sends `outgoing` (a head from [`Exchange::origin_parts`]) without a
+    /// body to the request's pool, on the server the key picks.
+    pub(super) async fn send_bodiless(
+        &self,
+        outgoing: request::Parts,
+    ) -> Result<Answer, UpstreamError> {
+        self.upstream
+            .send(self.key.hash(), outgoing, OutgoingBody::Empty)
+            .await
     }
 
     /// Request head for the origin with `headers` prepared for forwarding.

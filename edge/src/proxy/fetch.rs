@@ -13,7 +13,6 @@ use outpost_cache::{Fetched, FillWriter, Leader, Lookup, Role, SharedBody, Shari
 use super::headers;
 use super::range::{self, Ranges};
 use super::storing::StoringBody;
-use crate::origin::body::OutgoingBody;
 use crate::origin::pool::Answer;
 use crate::origin::response::OriginBody;
 
@@ -99,11 +98,7 @@ impl Proxy {
         }
         let outgoing = request.origin_parts(&headers);
         let request_time = self.cache.now();
-        let answer = match request
-            .upstream
-            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
-            .await
-        {
+        let answer = match request.send_bodiless(outgoing).await {
             Ok(answer) => answer,
             Err(e) => return upstream_error(&e),
         };
@@ -116,11 +111,7 @@ impl Proxy {
         if wants_range && oversized {
             drop(answer);
             let outgoing = request.origin_parts(&request.parts.headers);
-            return match request
-                .upstream
-                .send(request.key.hash(), outgoing, OutgoingBody::Empty)
-                .await
-            {
+            return match request.send_bodiless(outgoing).await {
                 Ok(answer) => (Some(status.detail(Detail::RangePassed)), relay(answer)),
                 Err(e) => upstream_error(&e),
             };

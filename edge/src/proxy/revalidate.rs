@@ -10,7 +10,6 @@ use http_body_util::BodyExt;
 use outpost_cache::{Entry, Fetched, Revalidated, StaleReason};
 
 use super::headers;
-use crate::origin::body::OutgoingBody;
 use crate::origin::pool::Answer;
 
 use super::exchange::Exchange;
@@ -34,11 +33,7 @@ impl Proxy {
         let headers = entry.conditional(&request.parts.headers);
         let outgoing = request.origin_parts(&headers);
         let request_time = self.cache.now();
-        let answer = match request
-            .upstream
-            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
-            .await
-        {
+        let answer = match request.send_bodiless(outgoing).await {
             Ok(answer) => answer,
             Err(e) => {
                 let now = self.cache.now();

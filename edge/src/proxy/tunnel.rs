@@ -7,7 +7,6 @@ use http::{HeaderValue, Method, Response, StatusCode, request};
 
 use super::client::ClientUpgrade;
 use super::headers;
-use crate::origin::body::OutgoingBody;
 use crate::origin::pool::Answer;
 
 use super::exchange::Exchange;
@@ -75,11 +74,7 @@ impl Proxy {
                 .headers
                 .insert(http::header::SEC_WEBSOCKET_KEY, value);
         }
-        let answer = match request
-            .upstream
-            .send(request.key.hash(), outgoing, OutgoingBody::Empty)
-            .await
-        {
+        let answer = match request.send_bodiless(outgoing).await {
             Ok(answer) => answer,
             Err(e) => return upstream_error(&e),
         };
