@@ -5,8 +5,9 @@
 
 CARGO ?= cargo
 # Packages BoringSSL's build needs: cmake and a C/C++ compiler for its
-# sources, libclang for the Rust bindings.
-APT_PACKAGES := cmake g++ libclang-dev
+# sources, libclang for the Rust bindings; and nats-server, which the fleet
+# tests start as they start their own origins.
+APT_PACKAGES := cmake g++ libclang-dev nats-server
 # What the side-by-side benchmark runs besides Outpost: the two peers,
 # python3 (the slow origin and the table), openssl (a certificate), curl.
 BENCH_APT_PACKAGES := nginx varnish python3 openssl curl

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 use crate::ServerUrl;
-use crate::model::Config;
+use crate::model::{Cluster, Config};
 
 /// One problem in a config file, located at `file:line:col`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -471,8 +471,92 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             }
         }
     }
+    if let Some(cluster) = &config.cluster {
+        validate_cluster(cluster, &mut err);
+    }
     errors.sort_by_key(|e| (e.line, e.column));
     errors
+}
+
+/// The `cluster:` section: names that become NATS subjects and keys must
+/// be single tokens, and something must be there to connect to.
+fn validate_cluster(cluster: &Cluster, err: &mut impl FnMut(Location, String, String)) {
+    let token = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !token(&cluster.node.value) {
+        err(
+            cluster.node.referenced,
+            "cluster.node".into(),
+            format!(
+                "{:?} is not a node name (letters, digits, - and _)",
+                cluster.node.value
+            ),
+        );
+    }
+    if cluster.nats.servers.is_empty() {
+        err(
+            Location::UNKNOWN,
+            "cluster.nats.servers".into(),
+            "at least one NATS server is needed".into(),
+        );
+    }
+    for (i, server) in cluster.nats.servers.iter().enumerate() {
+        let url = server.value.as_str();
+        let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        if !scheme_ok || rest.is_empty() || rest.contains('/') {
+            err(
+                server.referenced,
+                format!("cluster.nats.servers[{i}]"),
+                format!("{url:?} is not a NATS server URL (nats://host:port or tls://host:port)"),
+            );
+        }
+    }
+    if cluster.nats.user.is_some() != cluster.nats.password_env.is_some() {
+        err(
+            Location::UNKNOWN,
+            "cluster.nats.user".into(),
+            "user and password_env go together".into(),
+        );
+    }
+    for (key, name) in [
+        ("cluster.stream", &cluster.stream),
+        ("cluster.members_bucket", &cluster.members_bucket),
+        ("cluster.applied_bucket", &cluster.applied_bucket),
+    ] {
+        if !token(name) {
+            err(
+                Location::UNKNOWN,
+                key.into(),
+                format!("{name:?} is not a stream or bucket name (letters, digits, - and _)"),
+            );
+        }
+    }
+    let subject = &cluster.subject;
+    if subject.is_empty()
+        || subject
+            .split('.')
+            .any(|t| t.is_empty() || t.contains(['*', '>', ' ']))
+    {
+        err(
+            Location::UNKNOWN,
+            "cluster.subject".into(),
+            format!("{subject:?} is not a NATS subject without wildcards"),
+        );
+    }
+    for (key, span) in [
+        ("cluster.heartbeat", &cluster.heartbeat),
+        ("cluster.retention", &cluster.retention),
+        ("cluster.max_lag", &cluster.max_lag),
+    ] {
+        if span.get().is_zero() {
+            err(Location::UNKNOWN, key.into(), "must be more than 0".into());
+        }
+    }
 }
 
 /// A host pattern is `*`, `*.example.com` or a plain name, without port.
@@ -500,6 +584,7 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LagPolicy;
 
     const GOOD: &str = "\
 listen:
@@ -620,6 +705,27 @@ sites:
         let message = load("listen: [\n").unwrap_err().to_string();
         assert!(message.starts_with("test.yaml:"), "{message}");
         assert!(!message.starts_with("test.yaml:0:0"), "{message}");
+    }
+
+    #[test]
+    fn a_cluster_is_optional_and_checked() {
+        let one = load(GOOD).expect("loads");
+        assert!(one.config.cluster.is_none());
+        let fleet = format!(
+            "{GOOD}cluster:\n  node: edge-a\n  nats:\n    servers: [\"nats://127.0.0.1:4222\"]\n  peer_addr: 127.0.0.1:8080\n"
+        );
+        let loaded = load(&fleet).expect("loads");
+        let cluster = loaded.config.cluster.expect("cluster");
+        assert_eq!(cluster.node.value, "edge-a");
+        assert_eq!(cluster.lag_policy, LagPolicy::Serve);
+        assert_eq!(cluster.stream, "OUTPOST_PURGES");
+        let bad = format!(
+            "{GOOD}cluster:\n  node: edge a\n  nats:\n    servers: [\"http://x\"]\n  max_lag: 0s\n"
+        );
+        let errors = load(&bad).expect_err("refused").to_string();
+        assert!(errors.contains("cluster.node"), "{errors}");
+        assert!(errors.contains("cluster.nats.servers[0]"), "{errors}");
+        assert!(errors.contains("cluster.max_lag"), "{errors}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Config {
     /// Limits on what clients may send and hold.
     #[serde(default)]
     pub limits: Limits,
+    /// A fleet of Outposts on NATS JetStream; absent for a node on its own.
+    pub cluster: Option<Cluster>,
 }
 
 /// What a client connection may take, whatever the site.
@@ -589,4 +591,101 @@ pub enum QueryKey {
     Include(Vec<String>),
     /// Keep every parameter but these (`utm_source`, say).
     Exclude(Vec<String>),
+}
+
+/// This node's place in a fleet: purges travel to every member through a
+/// JetStream stream, and members announce themselves in a KV bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Unique name of this node in the fleet: letters, digits, `-` and `_`.
+    pub node: Spanned<String>,
+    pub nats: Nats,
+    /// Where other members reach this node's proxy (the shield tier).
+    pub peer_addr: Option<SocketAddr>,
+    /// Where the node keeps what must outlive it: the last purge applied
+    /// from the stream and the purges not yet published. Relative to the
+    /// config's directory.
+    #[serde(default = "Cluster::default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The JetStream stream of purge events, created when missing.
+    #[serde(default = "Cluster::default_stream")]
+    pub stream: String,
+    /// Subject prefix of purge events: each is published on `SUBJECT.ID`.
+    #[serde(default = "Cluster::default_subject")]
+    pub subject: String,
+    /// How long the stream keeps purge events: a node away for longer
+    /// purges everything when it returns.
+    #[serde(default = "Cluster::default_retention")]
+    pub retention: Span,
+    /// KV bucket of member heartbeats.
+    #[serde(default = "Cluster::default_members_bucket")]
+    pub members_bucket: String,
+    /// KV bucket recording which member applied which purge, and when.
+    #[serde(default = "Cluster::default_applied_bucket")]
+    pub applied_bucket: String,
+    /// How often this node announces itself; a member silent for three
+    /// intervals is gone.
+    #[serde(default = "Cluster::default_heartbeat")]
+    pub heartbeat: Span,
+    /// What the cache does once it has not heard from the stream for
+    /// `max_lag`: keep answering (`serve`, and say so in Cache-Status) or
+    /// stop answering until caught up (`bypass`, every request goes to the
+    /// origin).
+    #[serde(default)]
+    pub lag_policy: LagPolicy,
+    #[serde(default = "Cluster::default_max_lag")]
+    pub max_lag: Span,
+}
+
+impl Cluster {
+    fn default_state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/outpost/fleet")
+    }
+    fn default_stream() -> String {
+        "OUTPOST_PURGES".into()
+    }
+    fn default_subject() -> String {
+        "outpost.purges".into()
+    }
+    fn default_retention() -> Span {
+        Span(Duration::from_secs(7 * 86_400))
+    }
+    fn default_members_bucket() -> String {
+        "outpost_members".into()
+    }
+    fn default_applied_bucket() -> String {
+        "outpost_purges_applied".into()
+    }
+    fn default_heartbeat() -> Span {
+        Span(Duration::from_secs(2))
+    }
+    fn default_max_lag() -> Span {
+        Span(Duration::from_secs(30))
+    }
+}
+
+/// The NATS servers of the fleet and how to log in to them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nats {
+    /// `nats://host:port` (or `tls://`) of one or more servers of a cluster.
+    pub servers: Vec<Spanned<String>>,
+    /// A `.creds` file (user JWT and NKey seed), relative to the config's directory.
+    pub creds_file: Option<PathBuf>,
+    /// Name of an environment variable holding a token.
+    pub token_env: Option<String>,
+    /// A user name, with its password in the environment variable `password_env`.
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagPolicy {
+    /// Keep answering from the cache; hits say `detail=purge-lag`.
+    #[default]
+    Serve,
+    /// Answer nothing from the cache until the stream is heard again.
+    Bypass,
 }

@@ -21,6 +21,8 @@
 //!   generations (`generation`) and reload (`reload`), what `outpost
 //!   check` verifies (`check`), the binary upgrade (`upgrade`), and the
 //!   built-in demo (`demo`).
+//! - [`fleet`]: this node among others on NATS JetStream: purges that reach
+//!   every member, the replay of those missed while away, membership.
 //! - [`observe`]: what the process says about itself: the access log
 //!   (`access_log`) and metrics.
 //!
@@ -29,6 +31,7 @@
 //! `observe`.
 
 mod body;
+mod fleet;
 mod front;
 mod lifecycle;
 mod observe;

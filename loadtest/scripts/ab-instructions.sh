@@ -37,7 +37,7 @@ origins: { origin: { servers: [{ url: "http://127.0.0.1:$origin_port" }] } }
 sites: [{ hosts: ["*"], origin: origin }]
 YAML
     OUTPOST_ADMIN_TOKEN=unused RUST_LOG=warn valgrind --tool=callgrind \
-        --callgrind-out-file="$work/callgrind.%p" --collect-atstart=no \
+        --callgrind-out-file="$work/callgrind.%p" --instr-atstart=no \
         "$1" run --config "$work/outpost.yaml" \
         > "$work/ready.json" 2> "$work/outpost.log" &
     outpost_pid=$!

@@ -1,5 +1,5 @@
-//! Why the side API refuses part of a purge: a URL that names no stored
-//! key, a prefix it cannot read, or a scoped token reaching past its hosts.
+//! Why the side API refuses a purge: a URL that names no stored key, a
+//! prefix it cannot read, or a scoped token reaching past its hosts.
 //! Each becomes the message of a `400` or `403`, causes included.
 
 use outpost_cache::{KeyError, PathError};
@@ -23,7 +23,7 @@ pub enum UrlError {
 
 /// Why a prefix (or host) cannot be purged as given.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PrefixError {
+pub enum PrefixError {
     #[error("{0:?}: prefixes name a host and path without a scheme")]
     Scheme(String),
     #[error("{0:?} does not start with a host")]
@@ -34,6 +34,23 @@ pub(crate) enum PrefixError {
         #[source]
         source: PathError,
     },
+}
+
+/// Why a purge request is refused as a whole (nothing of it applies).
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("everything must be true when given")]
+    EverythingFalse,
+    #[error("name what to purge: urls, prefixes, hosts, tags or everything")]
+    Nothing,
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    #[error("{0:?} is not a host name")]
+    NotAHost(String),
 }
 
 /// Why a scoped token may not make a purge.

@@ -4,7 +4,10 @@
 //! The edge owns the sockets and calls [`Admin::handle`] for each request;
 //! this file routes it. The rest, one concern a file:
 //! - `auth.rs`: bearer tokens (full, or scoped to hosts) and their scope;
-//! - `purge.rs`: `POST /purge`, and the rate limit on bulk purges;
+//! - `purge.rs`: `POST /purge`, the [`Purger`] that applies purges, and the
+//!   rate limit on bulk purges;
+//! - `fleet.rs`: what the side API asks of a fleet ([`Fleet`]), `GET
+//!   /purge/{id}` and `GET /cluster`;
 //! - `stats.rs`: `GET /stats`, and the origins' status the edge reports;
 //! - `reload.rs`: `POST /reload`, through the edge's hook;
 //! - `metrics.rs`: the purge counter, and `/metrics` from the registry handed in;
@@ -12,6 +15,7 @@
 
 mod auth;
 mod error;
+mod fleet;
 mod metrics;
 mod purge;
 mod reload;
@@ -30,10 +34,12 @@ use serde_json::json;
 
 pub use auth::Tokens;
 use auth::{Scope, TokenTable, token_table, unauthorized};
-pub use error::UrlError;
-use error::{PrefixError, ScopeError, chain};
+pub use error::{PrefixError, PurgeError, UrlError};
+use error::{ScopeError, chain};
+pub use fleet::{Announced, BoxFuture, Fleet, FleetError};
 use metrics::PurgeMetrics;
 use purge::PURGE_BURST;
+pub use purge::{Applied, PurgeRequest, Purger};
 pub use reload::ReloadHook;
 pub use stats::{OriginsSource, PoolStatus, ServerStatus};
 
@@ -45,6 +51,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/metrics", &["GET"]),
     ("/stats", &["GET"]),
     ("/purge", &["POST"]),
+    ("/purge/{id}", &["GET"]),
+    ("/cluster", &["GET"]),
     ("/reload", &["POST"]),
 ];
 
@@ -62,7 +70,10 @@ pub struct AdminParts {
     /// and serves them all on `/metrics`.
     pub registry: prometheus::Registry,
     pub tokens: Tokens,
-    pub key_for_url: Arc<KeyForUrl>,
+    /// Applies purges to `cache`.
+    pub purger: Arc<Purger>,
+    /// The fleet this node belongs to, if any.
+    pub fleet: Option<Arc<dyn Fleet>>,
     pub origins: Arc<OriginsSource>,
     /// `POST /reload`; None where the edge cannot reload (it answers 501).
     pub reload: Option<Arc<ReloadHook>>,
@@ -76,7 +87,8 @@ pub struct Admin {
     tokens: std::sync::RwLock<Arc<TokenTable>>,
     /// Token bucket for prefix and everything purges.
     bulk_purges: std::sync::Mutex<(f64, std::time::Instant)>,
-    key_for_url: Arc<KeyForUrl>,
+    purger: Arc<Purger>,
+    fleet: Option<Arc<dyn Fleet>>,
     origins: Arc<OriginsSource>,
     reload: Option<Arc<ReloadHook>>,
     request_ids: AtomicU64,
@@ -91,7 +103,8 @@ impl Admin {
             registry: parts.registry,
             tokens: std::sync::RwLock::new(Arc::new(token_table(&parts.tokens))),
             bulk_purges: std::sync::Mutex::new((PURGE_BURST, std::time::Instant::now())),
-            key_for_url: parts.key_for_url,
+            purger: parts.purger,
+            fleet: parts.fleet,
             origins: parts.origins,
             reload: parts.reload,
             request_ids: AtomicU64::new(0),
@@ -113,13 +126,17 @@ impl Admin {
             // Serving starts only once the config is loaded and every
             // listener is bound, so an answering side API means ready.
             ("/readyz", &Method::GET | &Method::HEAD) => {
-                if self.cache.disk_pending() {
-                    json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"status": "starting", "waiting_for": "disk tier"}),
-                    )
+                let waiting_for = if self.cache.disk_pending() {
+                    Some("disk tier".to_owned())
                 } else {
-                    json_response(StatusCode::OK, json!({"status": "ready"}))
+                    self.fleet.as_ref().and_then(|fleet| fleet.waiting_for())
+                };
+                match waiting_for {
+                    Some(waiting_for) => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"status": "starting", "waiting_for": waiting_for}),
+                    ),
+                    None => json_response(StatusCode::OK, json!({"status": "ready"})),
                 }
             }
             ("/healthz", &Method::GET | &Method::HEAD) => {
@@ -136,8 +153,15 @@ impl Admin {
                 res
             }
             ("/purge", &Method::POST) => self.purge(req, &request_id).await,
+            ("/cluster", &Method::GET | &Method::HEAD) => self.cluster(&request_id).await,
+            (path, &Method::GET | &Method::HEAD) if path.starts_with("/purge/") => {
+                self.purge_status(&path["/purge/".len()..], &request_id)
+                    .await
+            }
             ("/reload", &Method::POST) => self.reload(&req, &request_id).await,
-            (path, _) => match ROUTES.iter().find(|(route, _)| *route == path) {
+            (path, _) => match ROUTES.iter().find(|(route, _)| {
+                *route == path || (route.ends_with("{id}") && path.starts_with("/purge/"))
+            }) {
                 Some((_, methods)) => {
                     let mut res = error(
                         StatusCode::METHOD_NOT_ALLOWED,

@@ -4,10 +4,15 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use serde::Deserialize;
+use std::sync::Arc;
+
+use outpost_cache::{Cache, CacheKey};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{Admin, MAX_BODY, PrefixError, chain, error, json_response, unauthorized};
+use crate::{
+    Admin, KeyForUrl, MAX_BODY, PrefixError, PurgeError, chain, error, json_response, unauthorized,
+};
 
 impl Admin {
     pub(crate) async fn purge<B>(&self, req: Request<B>, request_id: &str) -> Response<Full<Bytes>>
@@ -49,36 +54,6 @@ impl Admin {
                 );
             }
         };
-        let lists = [
-            ("urls", &purge.urls),
-            ("prefixes", &purge.prefixes),
-            ("hosts", &purge.hosts),
-            ("tags", &purge.tags),
-        ];
-        if let Some((name, _)) = lists
-            .iter()
-            .find(|(_, list)| list.as_ref().is_some_and(|l| l.is_empty()))
-        {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("{name} is empty"),
-                request_id,
-            );
-        }
-        if purge.everything == Some(false) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "everything must be true when given",
-                request_id,
-            );
-        }
-        if lists.iter().all(|(_, list)| list.is_none()) && purge.everything.is_none() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "name what to purge: urls, prefixes, hosts, tags or everything",
-                request_id,
-            );
-        }
         if let Err(denied) = self.check_scope(&scope, &purge) {
             self.metrics
                 .purges
@@ -102,64 +77,12 @@ impl Admin {
             );
             return res;
         }
-        let soft = purge.soft;
-        let mut matched = 0;
-        let mut kinds = Vec::new();
-        let failures = self.cache.journal_failures();
-        if let Some(urls) = &purge.urls {
-            let mut keys = Vec::with_capacity(urls.len() * 2);
-            for url in urls {
-                // A URL names its object over both schemes.
-                for variant in scheme_variants(url) {
-                    match (self.key_for_url)(&variant) {
-                        Ok(key) => keys.push(key),
-                        Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
-                    }
-                }
-            }
-            matched += self.cache.purge_urls(&keys, soft);
-            kinds.push("urls");
-        }
-        if let Some(prefixes) = &purge.prefixes {
-            let mut normalized = Vec::with_capacity(prefixes.len());
-            for prefix in prefixes {
-                match normalize_prefix(prefix) {
-                    Ok(p) => normalized.push(p),
-                    Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
-                }
-            }
-            matched += self.cache.purge_prefixes(&normalized, soft);
-            kinds.push("prefixes");
-        }
-        if let Some(hosts) = &purge.hosts {
-            let mut normalized = Vec::with_capacity(hosts.len());
-            for host in hosts {
-                match normalize_prefix(host) {
-                    Ok(p) if p.ends_with('/') && p.matches('/').count() == 1 => {
-                        normalized.push(p.trim_end_matches('/').to_owned())
-                    }
-                    _ => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("{host:?} is not a host name"),
-                            request_id,
-                        );
-                    }
-                }
-            }
-            matched += self.cache.purge_hosts(&normalized, soft);
-            kinds.push("hosts");
-        }
-        if let Some(tags) = &purge.tags {
-            matched += self.cache.purge_tags(tags, soft);
-            kinds.push("tags");
-        }
-        if purge.everything == Some(true) {
-            matched += self.cache.purge_everything(soft);
-            kinds.push("everything");
-        }
-        if self.cache.journal_failures() > failures {
-            for kind in &kinds {
+        let applied = match self.purger.apply(&purge) {
+            Ok(applied) => applied,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
+        };
+        if !applied.durable {
+            for kind in &applied.kinds {
                 self.metrics
                     .purges
                     .with_label_values(&[kind, "not_durable"])
@@ -171,14 +94,40 @@ impl Admin {
                 request_id,
             );
         }
-        for kind in &kinds {
+        for kind in &applied.kinds {
             self.metrics.purges.with_label_values(&[kind, "ok"]).inc();
         }
-        tracing::info!(request_id, kinds = ?kinds, soft, matched, "purge");
-        json_response(
-            StatusCode::OK,
-            json!({"matched": matched, "purged": matched, "soft": soft, "request_id": request_id}),
-        )
+        let matched = applied.matched;
+        let mut answer = json!({
+            "matched": matched,
+            "purged": matched,
+            "soft": purge.soft,
+            "request_id": request_id,
+        });
+        if let Some(fleet) = &self.fleet {
+            // Applied here; now the rest of the fleet hears of it, at once
+            // or, while the stream is out of reach, from the durable queue.
+            match fleet.announce(&purge).await {
+                Ok(announced) => {
+                    answer["id"] = json!(announced.id);
+                    answer["sequence"] = json!(announced.sequence);
+                    answer["queued"] = json!(announced.sequence.is_none());
+                }
+                Err(e) => {
+                    tracing::error!(request_id, error = %chain(&*e), "a purge applied here could not be queued for the fleet");
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!(
+                            "the purge applies here, but could not be queued for the fleet: {}",
+                            chain(&*e)
+                        ),
+                        request_id,
+                    );
+                }
+            }
+        }
+        tracing::info!(request_id, kinds = ?applied.kinds, soft = purge.soft, matched, "purge");
+        json_response(StatusCode::OK, answer)
     }
 
     /// Takes one prefix-or-everything purge from the bucket; false when empty.
@@ -199,17 +148,167 @@ impl Admin {
 /// Prefix and everything purges allowed in a burst, refilled one a second.
 pub(crate) const PURGE_BURST: f64 = 10.0;
 
-#[derive(Debug, Deserialize)]
+/// A purge as a client sends it, and as it travels to the rest of a fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PurgeRequest {
-    pub(crate) urls: Option<Vec<String>>,
-    pub(crate) prefixes: Option<Vec<String>>,
-    pub(crate) hosts: Option<Vec<String>>,
-    pub(crate) tags: Option<Vec<String>>,
-    pub(crate) everything: Option<bool>,
+pub struct PurgeRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub everything: Option<bool>,
     /// Mark stale instead of deleting.
     #[serde(default)]
-    pub(crate) soft: bool,
+    pub soft: bool,
+}
+
+impl PurgeRequest {
+    /// A purge of everything stored, hard.
+    pub fn everything() -> Self {
+        Self {
+            everything: Some(true),
+            ..Self::default()
+        }
+    }
+}
+
+/// Applies purges to the cache: those the side API accepts and those that
+/// arrive from the rest of a fleet alike.
+pub struct Purger {
+    cache: Arc<Cache>,
+    key_for_url: Arc<KeyForUrl>,
+}
+
+/// What a purge did.
+#[derive(Debug)]
+pub struct Applied {
+    pub matched: usize,
+    /// The kinds it named, as metric labels.
+    pub kinds: Vec<&'static str>,
+    /// False when the purge journal could not be written.
+    pub durable: bool,
+}
+
+/// What a purge names, every part normalized: nothing is applied until all
+/// of it reads.
+struct Targets {
+    keys: Option<Vec<CacheKey>>,
+    prefixes: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+}
+
+impl Purger {
+    pub fn new(cache: Arc<Cache>, key_for_url: Arc<KeyForUrl>) -> Self {
+        Self { cache, key_for_url }
+    }
+
+    /// Applies `purge`, or changes nothing when any part of it is invalid.
+    pub fn apply(&self, purge: &PurgeRequest) -> Result<Applied, PurgeError> {
+        let targets = self.targets(purge)?;
+        let soft = purge.soft;
+        let mut matched = 0;
+        let mut kinds = Vec::new();
+        let failures = self.cache.journal_failures();
+        if let Some(keys) = &targets.keys {
+            matched += self.cache.purge_urls(keys, soft);
+            kinds.push("urls");
+        }
+        if let Some(prefixes) = &targets.prefixes {
+            matched += self.cache.purge_prefixes(prefixes, soft);
+            kinds.push("prefixes");
+        }
+        if let Some(hosts) = &targets.hosts {
+            matched += self.cache.purge_hosts(hosts, soft);
+            kinds.push("hosts");
+        }
+        if let Some(tags) = &purge.tags {
+            matched += self.cache.purge_tags(tags, soft);
+            kinds.push("tags");
+        }
+        if purge.everything == Some(true) {
+            matched += self.cache.purge_everything(soft);
+            kinds.push("everything");
+        }
+        Ok(Applied {
+            matched,
+            kinds,
+            durable: self.cache.journal_failures() == failures,
+        })
+    }
+
+    /// Whether the cache holds anything at all.
+    pub fn cache_is_empty(&self) -> bool {
+        let usage = self.cache.usage();
+        usage.memory_objects == 0 && usage.disk.is_none_or(|d| d.objects == 0)
+    }
+
+    fn targets(&self, purge: &PurgeRequest) -> Result<Targets, PurgeError> {
+        let lists = [
+            ("urls", &purge.urls),
+            ("prefixes", &purge.prefixes),
+            ("hosts", &purge.hosts),
+            ("tags", &purge.tags),
+        ];
+        if let Some((name, _)) = lists
+            .iter()
+            .find(|(_, list)| list.as_ref().is_some_and(|l| l.is_empty()))
+        {
+            return Err(PurgeError::Empty(name));
+        }
+        if purge.everything == Some(false) {
+            return Err(PurgeError::EverythingFalse);
+        }
+        if lists.iter().all(|(_, list)| list.is_none()) && purge.everything.is_none() {
+            return Err(PurgeError::Nothing);
+        }
+        let keys = match &purge.urls {
+            None => None,
+            Some(urls) => {
+                let mut keys = Vec::with_capacity(urls.len() * 2);
+                for url in urls {
+                    // A URL names its object over both schemes.
+                    for variant in scheme_variants(url) {
+                        keys.push((self.key_for_url)(&variant)?);
+                    }
+                }
+                Some(keys)
+            }
+        };
+        let prefixes = match &purge.prefixes {
+            None => None,
+            Some(prefixes) => Some(
+                prefixes
+                    .iter()
+                    .map(|p| normalize_prefix(p))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let hosts = match &purge.hosts {
+            None => None,
+            Some(hosts) => {
+                let mut normalized = Vec::with_capacity(hosts.len());
+                for host in hosts {
+                    match normalize_prefix(host) {
+                        Ok(p) if p.ends_with('/') && p.matches('/').count() == 1 => {
+                            normalized.push(p.trim_end_matches('/').to_owned())
+                        }
+                        _ => return Err(PurgeError::NotAHost(host.clone())),
+                    }
+                }
+                Some(normalized)
+            }
+        };
+        Ok(Targets {
+            keys,
+            prefixes,
+            hosts,
+        })
+    }
 }
 
 /// A prefix as purges match it: host (lower-case, no trailing dot, no

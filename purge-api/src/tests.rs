@@ -52,7 +52,8 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
             full: token.map(str::to_owned),
             scoped: vec![("team-a".into(), vec!["a.test".into(), "*.a.test".into()])],
         },
-        key_for_url,
+        purger: Arc::new(Purger::new(cache.clone(), key_for_url)),
+        fleet: None,
         origins,
         // Accepts a config unless it is told to refuse the next one.
         reload: Some(Arc::new(|| {
@@ -368,4 +369,119 @@ async fn stats_report_the_cache_and_the_origins() {
     assert_eq!(json["origins"][0]["name"], "app");
     assert_eq!(json["origins"][0]["servers"][0]["healthy"], false);
     assert_eq!(json["origins"][0]["servers"][0]["ejected_for_ms"], 4000);
+}
+
+/// A purge with one bad part changes nothing: every part is read before
+/// any applies.
+#[tokio::test]
+async fn a_purge_with_a_bad_part_applies_nothing() {
+    let (admin, cache) = admin(Some("secret"));
+    store(&cache, "http://a.test/x");
+    let body = r#"{"urls": ["http://a.test/x"], "prefixes": ["https://a.test/"]}"#;
+    let (status, _) = call(&admin, purge_request(Some("secret"), body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(cache.usage().memory_objects, 1);
+}
+
+/// What a fleet was told, and what it answers.
+#[derive(Default)]
+struct FakeFleet {
+    announced: std::sync::Mutex<Vec<PurgeRequest>>,
+}
+
+impl Fleet for FakeFleet {
+    fn announce<'a>(
+        &'a self,
+        purge: &'a PurgeRequest,
+    ) -> BoxFuture<'a, Result<Announced, FleetError>> {
+        let mut announced = self.announced.lock().unwrap();
+        announced.push(purge.clone());
+        let n = announced.len() as u64;
+        Box::pin(async move {
+            Ok(Announced {
+                id: format!("id{n}"),
+                sequence: (n > 1).then_some(n),
+            })
+        })
+    }
+
+    fn purge_status<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, FleetError>> {
+        Box::pin(async move { Ok((id == "id1").then(|| json!({"id": "id1"}))) })
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<serde_json::Value, FleetError>> {
+        Box::pin(async { Err("no NATS server answers".into()) })
+    }
+
+    fn waiting_for(&self) -> Option<String> {
+        Some("the fleet's purge stream".into())
+    }
+}
+
+#[tokio::test]
+async fn in_a_fleet_a_purge_is_announced_with_its_id_and_sequence() {
+    let (mut admin, cache) = admin(Some("secret"));
+    let fleet = Arc::new(FakeFleet::default());
+    admin.fleet = Some(fleet.clone());
+    store(&cache, "http://a.test/x");
+    let body = r#"{"urls": ["http://a.test/x"], "soft": true}"#;
+    let (status, first) = call(&admin, purge_request(Some("secret"), body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (first["id"].as_str(), first["queued"].as_bool()),
+        (Some("id1"), Some(true))
+    );
+    assert!(first["sequence"].is_null());
+    let (_, second) = call(&admin, purge_request(Some("secret"), body)).await;
+    assert_eq!(
+        (second["sequence"].as_u64(), second["queued"].as_bool()),
+        (Some(2), Some(false))
+    );
+    // The fleet gets the request as the client wrote it.
+    assert_eq!(
+        fleet.announced.lock().unwrap()[0],
+        PurgeRequest {
+            urls: Some(vec!["http://a.test/x".into()]),
+            soft: true,
+            ..PurgeRequest::default()
+        }
+    );
+    // A refused purge is not announced.
+    let (status, _) = call(&admin, purge_request(Some("secret"), r#"{"tags": []}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fleet.announced.lock().unwrap().len(), 2);
+
+    let get = |path: &str| Request::get(path).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(call(&admin, get("/purge/id1")).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&admin, get("/purge/id9")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&admin, get("/purge/a.b")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&admin, get("/cluster")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, ready) = call(&admin, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready["waiting_for"], "the fleet's purge stream");
+}
+
+#[tokio::test]
+async fn a_node_on_its_own_is_a_fleet_of_none() {
+    let (admin, _) = admin(None);
+    let get = |path: &str| Request::get(path).body(Full::new(Bytes::new())).unwrap();
+    let (status, cluster) = call(&admin, get("/cluster")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cluster["fleet"], false);
+    assert_eq!(
+        call(&admin, get("/purge/abc")).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -19,6 +19,7 @@
 //!   [`pool_config`]).
 //! - `load.rs`: traffic through `outpost-loadtest` ([`load_plan`],
 //!   [`start_load`], [`await_progress`], [`assert_all_ok`]).
+//! - `nats.rs`: a real `nats-server -js` for fleet tests ([`Nats`]).
 //! - [`h2raw`]: HTTP/2 frames by hand, for what no client library sends.
 
 pub mod h2raw;
@@ -27,6 +28,7 @@ mod admin;
 mod client;
 mod config;
 mod load;
+mod nats;
 mod origin;
 mod outpost;
 
@@ -34,8 +36,9 @@ pub use crate::admin::{await_metric, metric, purge, reload, stats};
 pub use crate::client::{Got, get, get_streamed, request, try_request};
 pub use crate::config::{pool_config, simple_config};
 pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};
+pub use crate::nats::Nats;
 pub use crate::origin::{
     H2, H2Origin, H2Script, Hyper, Misbehaviour, Origin, OriginOptions, Raw, RawOrigin, Scripted,
     Seen, respond, tls_acceptor,
 };
-pub use crate::outpost::{Outpost, memory_kib, outpost_bin};
+pub use crate::outpost::{Outpost, Stopped, memory_kib, outpost_bin};

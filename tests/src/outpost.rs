@@ -204,6 +204,35 @@ impl Outpost {
         Self::spawn(self.dir.clone(), &[], self.token.as_deref()).await
     }
 
+    /// Stops this process (SIGTERM, or SIGKILL with `kill`) and waits for
+    /// it to exit; [`Stopped::start`] runs it again on the same directory.
+    pub async fn stop(mut self, kill: bool) -> Stopped {
+        self.signal(if kill { "KILL" } else { "TERM" });
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("outpost did not exit in time")
+            .expect("wait for outpost");
+        Stopped {
+            dir: self.dir.clone(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// Waits (bounded: 30 s) until `/readyz` answers 200.
+    pub async fn await_ready(&self) {
+        for _ in 0..300 {
+            if crate::client::get(self.admin, "admin", "/readyz")
+                .await
+                .status
+                == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("outpost at {} never became ready", self.admin);
+    }
+
     /// Waits (bounded) for the process to exit; its exit code.
     pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
         tokio::time::timeout(within, self.child.wait())
@@ -222,4 +251,18 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// An Outpost that was stopped, with its directory (config, disk tier,
+/// state) kept.
+pub struct Stopped {
+    dir: Arc<tempfile::TempDir>,
+    token: Option<String>,
+}
+
+impl Stopped {
+    /// Runs Outpost again on the same directory and config.
+    pub async fn start(self) -> Outpost {
+        Outpost::spawn(self.dir, &[], self.token.as_deref()).await
+    }
 }

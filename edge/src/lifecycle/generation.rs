@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub coalescer: Arc<Coalescer>,
     pub revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
     pub request_ids: Arc<AtomicU64>,
+    /// Whether the cache may answer, as the fleet's purge stream allows
+    /// (None for a node on its own).
+    pub fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
 }
 
 /// Everything built from one config.
@@ -96,6 +99,7 @@ impl Generation {
             metrics: shared.proxy_metrics.clone(),
             max_object_size: max_stored_body(config),
             revalidating: shared.revalidating.clone(),
+            fleet_gate: shared.fleet_gate.clone(),
             coalescer: shared.coalescer.clone(),
             hidden_headers: if config.cache.expose_tag_headers {
                 Vec::new()

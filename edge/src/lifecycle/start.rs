@@ -9,9 +9,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use outpost_cache::{Cache, CacheMetrics, SystemClock};
 use outpost_config::{ErrorList, Loaded};
-use outpost_purge_api::{Admin, AdminParts, KeyForUrl, OriginsSource, PoolStatus, ReloadHook};
+use outpost_purge_api::{
+    Admin, AdminParts, KeyForUrl, OriginsSource, PoolStatus, Purger, ReloadHook,
+};
 use tokio::net::TcpListener;
 
+use crate::fleet::gate::Gate;
 use crate::front::drain::DrainHandle;
 use crate::front::metrics::FrontMetrics;
 use crate::front::{Live, listen};
@@ -39,6 +42,8 @@ pub enum StartError {
         "another Outpost runs on this config; to replace it, start the new one with `run --upgrade`"
     )]
     Busy(#[source] outpost_cache::DiskError),
+    #[error("joining the fleet")]
+    Fleet(#[from] crate::fleet::FleetStartError),
     #[error("the purge journal in {}", .path.display())]
     Journal {
         path: std::path::PathBuf,
@@ -217,7 +222,14 @@ pub async fn start(
         coalescer: outpost_cache::Coalescer::new(),
         revalidating: Default::default(),
         request_ids: Default::default(),
+        // Closed until the node has replayed the purges it missed.
+        fleet_gate: loaded
+            .config
+            .cluster
+            .as_ref()
+            .map(|_| Arc::new(Gate::closed())),
     };
+    let fleet_gate = shared.fleet_gate.clone();
     let tokens = tokens_from_env(&loaded, default_token.as_deref());
     let generation = Generation::build(1, loaded, &shared, None).await?;
     generation.go_live();
@@ -296,11 +308,20 @@ pub async fn start(
         let reloader = reloader.clone();
         Box::pin(async move { reloader.reload().await })
     });
+    let purger = Arc::new(Purger::new(cache.clone(), key_for_url));
+    let fleet = match fleet_gate {
+        Some(gate) => {
+            let loaded = &current.load().loaded;
+            crate::fleet::start(loaded, purger.clone(), &registry, gate).await?
+        }
+        None => None,
+    };
     let admin = Arc::new(Admin::new(AdminParts {
         cache,
         registry,
         tokens,
-        key_for_url,
+        purger,
+        fleet: fleet.map(|f| f as Arc<dyn outpost_purge_api::Fleet>),
         origins,
         reload: Some(reload),
     })?);

@@ -71,6 +71,9 @@ pub(crate) struct Proxy {
     pub(crate) coalesce_timeout: std::time::Duration,
     /// Keys being revalidated in the background (stale-while-revalidate).
     pub(crate) revalidating: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    /// Whether the cache may answer while the fleet's purges are replayed
+    /// or out of reach (None for a node on its own).
+    pub(crate) fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
 }
 
 /// The client's side of a connection.

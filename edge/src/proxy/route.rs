@@ -17,6 +17,7 @@ use super::respond::{plain, protocol_error};
 use super::status::{CacheStatus, Detail, Fwd, Ttl};
 use super::tunnel::is_websocket_upgrade;
 use super::{ConnInfo, Proxy, Reply};
+use crate::fleet::gate::{Access, Gate};
 
 impl Proxy {
     pub(super) async fn route(self: &Arc<Self>, conn: ConnInfo, req: Request<ClientBody>) -> Reply {
@@ -172,6 +173,15 @@ impl Proxy {
         // A GET or HEAD carries no meaningful body; drop whatever came.
         drop(body);
         let now = self.cache.now();
+        let access = self
+            .fleet_gate
+            .as_deref()
+            .map_or(Access::Open, Gate::access);
+        if access == Access::Closed {
+            // Purges this node has not applied may name what it holds.
+            let status = CacheStatus::fwd(Fwd::Bypass).detail(Detail::PurgeLag);
+            return self.fetch(request, status).await;
+        }
         let lookup = self.cache.lookup_tiered(&request.key, &request.parts).await;
         // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
         if request_directive(&request.parts.headers, "only-if-cached")
@@ -186,8 +196,12 @@ impl Proxy {
         match lookup {
             Lookup::Fresh(entry) => {
                 let ttl = Ttl::Fresh(entry.time_to_live(now).as_secs());
+                let mut status = CacheStatus::hit(ttl);
+                if access == Access::Lagging {
+                    status = status.detail(Detail::PurgeLag);
+                }
                 (
-                    Some(CacheStatus::hit(ttl)),
+                    Some(status),
                     unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
                 )
             }

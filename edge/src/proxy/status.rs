@@ -87,6 +87,10 @@ pub(crate) enum Detail {
     RangePassed,
     /// The response may not be stored, and why.
     NotStored(NotStored),
+    /// The node has not heard from the fleet's purge stream for longer than
+    /// allowed: a hit may be one a purge elsewhere removed, or the cache
+    /// was passed by until the node catches up.
+    PurgeLag,
 }
 
 impl Detail {
@@ -99,6 +103,7 @@ impl Detail {
             Detail::OnlyIfCached => "only-if-cached",
             Detail::RangePassed => "range-passed",
             Detail::NotStored(reason) => reason.as_str(),
+            Detail::PurgeLag => "purge-lag",
         }
     }
 }
