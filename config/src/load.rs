@@ -474,6 +474,16 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
     if let Some(cluster) = &config.cluster {
         validate_cluster(cluster, &mut err);
     }
+    for (i, site) in config.sites.iter().enumerate() {
+        let peer = config.cluster.as_ref().and_then(|c| c.peer_addr);
+        if site.shield && peer.is_none() {
+            err(
+                site.origin.referenced,
+                format!("sites[{i}].shield"),
+                "the shield tier needs cluster.peer_addr (where members reach this node)".into(),
+            );
+        }
+    }
     errors.sort_by_key(|e| (e.line, e.column));
     errors
 }
@@ -524,6 +534,7 @@ fn validate_cluster(cluster: &Cluster, err: &mut impl FnMut(Location, String, St
         );
     }
     for (key, name) in [
+        ("cluster.fleet", &cluster.fleet),
         ("cluster.stream", &cluster.stream),
         ("cluster.members_bucket", &cluster.members_bucket),
         ("cluster.applied_bucket", &cluster.applied_bucket),
@@ -726,6 +737,9 @@ sites:
         assert!(errors.contains("cluster.node"), "{errors}");
         assert!(errors.contains("cluster.nats.servers[0]"), "{errors}");
         assert!(errors.contains("cluster.max_lag"), "{errors}");
+        let shield_alone = GOOD.replace("    origin: app\n", "    origin: app\n    shield: true\n");
+        let errors = load(&shield_alone).expect_err("refused").to_string();
+        assert!(errors.contains("sites[0].shield"), "{errors}");
     }
 
     #[test]

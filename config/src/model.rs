@@ -272,6 +272,35 @@ pub struct OriginPool {
 }
 
 impl OriginPool {
+    /// A pool made in code rather than read from the file: `urls` on the
+    /// ring, with every other setting at its default.
+    pub fn of_servers(urls: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            balance: Balance::default(),
+            servers: urls
+                .into_iter()
+                .map(|url| Server {
+                    url: Spanned {
+                        value: url,
+                        referenced: serde_saphyr::Location::UNKNOWN,
+                        defined: serde_saphyr::Location::UNKNOWN,
+                    },
+                    weight: Server::default_weight(),
+                })
+                .collect(),
+            health_check: None,
+            eject: Eject::default(),
+            retries: Self::default_retries(),
+            timeouts: Timeouts::default(),
+            host: None,
+            max_connections_per_server: Self::default_max_connections(),
+            max_idle_per_server: Self::default_max_idle(),
+            protocol: OriginProtocol::default(),
+            tls: OriginTls::default(),
+            resolve_interval: Self::default_resolve_interval(),
+        }
+    }
+
     fn default_retries() -> u32 {
         2
     }
@@ -488,6 +517,11 @@ pub struct Site {
     /// that no other site names.
     pub hosts: Vec<Spanned<String>>,
     pub origin: Spanned<String>,
+    /// Misses go through the key's owner in the fleet (the shield tier),
+    /// which fetches from the origin once for every member. Needs
+    /// `cluster.peer_addr`.
+    #[serde(default)]
+    pub shield: bool,
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
@@ -601,8 +635,13 @@ pub struct Cluster {
     /// Unique name of this node in the fleet: letters, digits, `-` and `_`.
     pub node: Spanned<String>,
     pub nats: Nats,
-    /// Where other members reach this node's proxy (the shield tier).
+    /// Where other members reach this node's proxy (the shield tier): a
+    /// plain-text listener of this node.
     pub peer_addr: Option<SocketAddr>,
+    /// The fleet's name in `CDN-Loop` (RFC 8586): a request that carries it
+    /// has passed a member already and goes to the origin.
+    #[serde(default = "Cluster::default_fleet")]
+    pub fleet: String,
     /// Where the node keeps what must outlive it: the last purge applied
     /// from the stream and the purges not yet published. Relative to the
     /// config's directory.
@@ -639,6 +678,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    fn default_fleet() -> String {
+        "outpost".into()
+    }
     fn default_state_dir() -> PathBuf {
         PathBuf::from("/var/lib/outpost/fleet")
     }

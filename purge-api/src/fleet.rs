@@ -72,7 +72,7 @@ impl Admin {
             // A node on its own: a fleet of none, said plainly.
             return json_response(
                 StatusCode::OK,
-                serde_json::json!({"node": null, "fleet": false, "members": []}),
+                serde_json::json!({"node": null, "fleet": null, "members": []}),
             );
         };
         match fleet.members().await {

@@ -81,22 +81,6 @@ impl Admin {
             Ok(applied) => applied,
             Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
         };
-        if !applied.durable {
-            for kind in &applied.kinds {
-                self.metrics
-                    .purges
-                    .with_label_values(&[kind, "not_durable"])
-                    .inc();
-            }
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the purge applies now, but the purge journal could not be written: it may not outlive a restart",
-                request_id,
-            );
-        }
-        for kind in &applied.kinds {
-            self.metrics.purges.with_label_values(&[kind, "ok"]).inc();
-        }
         let matched = applied.matched;
         let mut answer = json!({
             "matched": matched,
@@ -125,6 +109,23 @@ impl Admin {
                     );
                 }
             }
+        }
+        // The fleet hears of it even when this node's disk journal failed.
+        if !applied.durable {
+            for kind in &applied.kinds {
+                self.metrics
+                    .purges
+                    .with_label_values(&[kind, "not_durable"])
+                    .inc();
+            }
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the purge applies now, but the purge journal could not be written: it may not outlive a restart",
+                request_id,
+            );
+        }
+        for kind in &applied.kinds {
+            self.metrics.purges.with_label_values(&[kind, "ok"]).inc();
         }
         tracing::info!(request_id, kinds = ?applied.kinds, soft = purge.soft, matched, "purge");
         json_response(StatusCode::OK, answer)
@@ -241,8 +242,12 @@ impl Purger {
         })
     }
 
-    /// Whether the cache holds anything at all.
+    /// Whether the cache holds nothing at all (a disk tier not open yet
+    /// may hold anything).
     pub fn cache_is_empty(&self) -> bool {
+        if self.cache.disk_pending() {
+            return false;
+        }
         let usage = self.cache.usage();
         usage.memory_objects == 0 && usage.disk.is_none_or(|d| d.objects == 0)
     }

@@ -30,10 +30,17 @@ impl Got {
         self.header("cache-status")
     }
 
+    /// This node's own Cache-Status entry: the last one (those of caches
+    /// before it, a shield's, come first).
+    pub fn own_cache_status(&self) -> &str {
+        let status = self.cache_status();
+        status.rfind("Outpost;").map_or(status, |at| &status[at..])
+    }
+
     /// Panics unless the answer came from cache as a fresh hit.
     #[track_caller]
     pub fn assert_hit(&self) {
-        let status = self.cache_status();
+        let status = self.own_cache_status();
         assert!(
             status.starts_with("Outpost; hit"),
             "expected a hit, got Cache-Status: {status:?}"

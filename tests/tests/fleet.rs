@@ -35,7 +35,7 @@ fn node_config(name: &str, nats: &Nats, origin: &Origin, extra: &str) -> String 
          cache:\n  memory: 32MiB\n  disk:\n    path: disk\n    size: 64MiB\n\
          origins:\n  app:\n    servers:\n      - url: {}\n\
          sites:\n  - hosts: [\"*\"]\n    origin: app\n\
-         cluster:\n  node: {name}\n  nats:\n    servers: [\"{}\"]\n  state_dir: fleet\n  heartbeat: 500ms\n{extra}",
+         cluster:\n  node: {name}\n  nats:\n    servers: [\"{}\"]\n  state_dir: fleet\n  heartbeat: 1s\n{extra}",
         origin.url(),
         nats.url()
     )
@@ -384,4 +384,166 @@ async fn a_node_cut_off_from_the_stream_follows_its_lag_policy() {
         assert!(status.contains("hit"), "{status}");
     }
     await_metric(serve.admin, "outpost_cluster_purges_queued", 0.0).await;
+}
+
+/// A free port on 127.0.0.1 for a node's listener, which its `peer_addr`
+/// must name before the node starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Three shielded nodes on fixed ports, each seeing all three members.
+async fn shielded_fleet(nats: &Nats, origin: &Origin) -> Vec<Outpost> {
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let port = free_port();
+        let config = node_config(
+            name,
+            nats,
+            origin,
+            &format!("  peer_addr: 127.0.0.1:{port}\n"),
+        )
+        .replace(
+            "listen: [{addr: 127.0.0.1:0}]",
+            &format!("listen: [{{addr: 127.0.0.1:{port}}}]"),
+        )
+        .replace("    origin: app\n", "    origin: app\n    shield: true\n");
+        let node = Outpost::start(&config, &[], Some(TOKEN)).await;
+        node.await_ready().await;
+        nodes.push(node);
+    }
+    for node in &nodes {
+        await_metric(node.admin, "outpost_cluster_members", 3.0).await;
+    }
+    nodes
+}
+
+/// Requests `paths` on every node, `concurrency` at a time, in an order
+/// that mixes nodes and keys; every answer must be the origin's body.
+async fn request_everywhere(nodes: &[&Outpost], paths: &[String], concurrency: usize) {
+    let requests: Vec<(usize, &String)> = paths
+        .iter()
+        .flat_map(|p| (0..nodes.len()).map(move |n| (n, p)))
+        .collect();
+    let results: Vec<(String, outpost_tests::Got)> = futures_util::stream::iter(requests)
+        .map(|(n, path)| async move {
+            (
+                path.clone(),
+                get(nodes[n].addr(), "example.com", path).await,
+            )
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for (path, got) in results {
+        assert_eq!(got.status, 200, "{path}: {}", got.cache_status());
+        assert_eq!(&got.body[..], b"v1", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_shield_tier_fetches_each_object_from_the_origin_once() {
+    let nats = Nats::start().await;
+    let (origin, _) = versioned_origin().await;
+    let nodes = shielded_fleet(&nats, &origin).await;
+    let paths: Vec<String> = (0..100).map(|i| format!("/s/{i}")).collect();
+    let all: Vec<&Outpost> = nodes.iter().collect();
+    request_everywhere(&all, &paths, 24).await;
+    assert_eq!(
+        origin.hits(),
+        100,
+        "one origin fetch per object for three edges"
+    );
+
+    // A non-owner's answer lists the owner's entry, then its own (RFC 9211).
+    let mut two_entries = 0;
+    for path in &paths {
+        let got = get(nodes[0].addr(), "example.com", path).await;
+        got.assert_hit();
+        if got.cache_status().matches("Outpost;").count() == 2 {
+            two_entries += 1;
+        }
+    }
+    assert!(
+        (40..=90).contains(&two_entries),
+        "{two_entries} of 100 keys owned by b or c"
+    );
+
+    // The owner of some keys is gone: they are still answered, by the next
+    // member on the ring or by the origin.
+    let [a, b, c]: [Outpost; 3] = nodes.try_into().ok().expect("three nodes");
+    c.stop(true).await;
+    let fresh: Vec<String> = (0..60).map(|i| format!("/after/{i}")).collect();
+    request_everywhere(&[&a, &b], &fresh, 8).await;
+    assert!(origin.hits() <= 100 + 60 * 2, "{}", origin.hits());
+}
+
+#[tokio::test]
+async fn a_request_that_passed_a_member_never_goes_to_another() {
+    let nats = Nats::start().await;
+    let (origin, _) = versioned_origin().await;
+    let nodes = shielded_fleet(&nats, &origin).await;
+    for i in 0..30 {
+        let path = format!("/loop/{i}");
+        let got = outpost_tests::request(
+            nodes[0].addr(),
+            "GET",
+            "example.com",
+            &path,
+            &[("cdn-loop", "other-cdn, outpost; v=1")],
+            "",
+        )
+        .await;
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            got.cache_status().matches("Outpost;").count(),
+            1,
+            "{path}: {}",
+            got.cache_status()
+        );
+    }
+    assert_eq!(origin.hits(), 30);
+    for node in &nodes[1..] {
+        assert_eq!(
+            metric(node.admin, r#"outpost_requests_total{cache_status="miss"}"#).await,
+            None,
+            "no member was asked"
+        );
+    }
+}
+
+/// A binary upgrade hands the node's place in the fleet over: the old
+/// process leaves (it releases the fleet journal as it starts to drain),
+/// the successor joins with the same name and journal and applies the
+/// purges made from then on.
+#[tokio::test]
+async fn a_binary_upgrade_hands_the_fleet_journal_over() {
+    let nats = Nats::start().await;
+    let (origin, version) = versioned_origin().await;
+    let config = format!(
+        "upgrade_socket: upgrade.sock\n{}",
+        node_config("a", &nats, &origin, "")
+    );
+    let old = Outpost::start(&config, &[], Some(TOKEN)).await;
+    old.await_ready().await;
+    let b = start_node("b", &nats, &origin, "").await;
+    warm(&old, "/x").await;
+    let mut old = old;
+    let new = old.upgrade().await;
+    assert_eq!(old.exit_code(Duration::from_secs(30)).await, Some(0));
+    new.await_ready().await;
+    // The successor answers from the shared disk tier and the old journal.
+    get(new.addr(), "example.com", "/x").await.assert_hit();
+    version.store(2, Ordering::SeqCst);
+    let answer = purge_url(&b, "/x").await;
+    let id = answer["id"].as_str().expect("id");
+    await_applied_everywhere(&b, id, 2).await;
+    let got = get(new.addr(), "example.com", "/x").await;
+    assert_eq!(&got.body[..], b"v2", "{}", got.cache_status());
+    // Its own purges travel as before.
+    let answer = purge_url(&new, "/x").await;
+    assert_eq!(answer["queued"], false, "{answer}");
 }

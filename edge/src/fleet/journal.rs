@@ -33,6 +33,9 @@ struct Own {
 }
 
 pub(crate) struct Journal {
+    /// Held (an exclusive lock on `lock` beside the journal) while this
+    /// process is the node: a successor in a binary upgrade waits for it.
+    lock: Option<File>,
     path: PathBuf,
     file: BufWriter<File>,
     written: u64,
@@ -44,11 +47,22 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Opens (or starts) the journal in `dir`.
+    /// Opens (or starts) the journal in `dir`; `WouldBlock` while another
+    /// process holds it.
     pub(crate) fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         let path = dir.join("journal.log");
         let mut journal = Self {
+            lock: Some(lock),
             file: BufWriter::new(OpenOptions::new().create(true).append(true).open(&path)?),
             path,
             written: 0,
@@ -107,6 +121,11 @@ impl Journal {
             },
             _ => false,
         }
+    }
+
+    /// Lets another process open the journal (this one is leaving).
+    pub(crate) fn release(&mut self) {
+        self.lock = None;
     }
 
     pub(crate) fn last_seq(&self) -> u64 {
@@ -226,11 +245,9 @@ impl Journal {
             out.write_all(text.as_bytes())?;
             out.write_all(b"\n")
         };
-        line(format!(
-            "S\t{}\t{}",
-            self.last_seq,
-            self.stream_created.as_deref().unwrap_or("")
-        ))?;
+        if let Some(created) = &self.stream_created {
+            line(format!("S\t{}\t{created}", self.last_seq))?;
+        }
         for own in &self.own {
             let json = serde_json::to_string(&own.event).map_err(io::Error::other)?;
             line(format!("L\t{json}"))?;
@@ -290,6 +307,16 @@ mod tests {
     }
 
     #[test]
+    fn one_process_at_a_time_holds_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Journal::open(dir.path()).unwrap();
+        let busy = Journal::open(dir.path()).err().expect("held");
+        assert_eq!(busy.kind(), io::ErrorKind::WouldBlock);
+        first.release();
+        Journal::open(dir.path()).expect("free once released");
+    }
+
+    #[test]
     fn a_torn_last_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -324,6 +351,7 @@ mod tests {
             .unwrap()
             .len();
         assert!(size < 1000, "{size}");
+        drop(journal);
         let journal = Journal::open(dir.path()).unwrap();
         assert_eq!(journal.last_seq(), 2001);
         assert_eq!(journal.outbox(), vec![event("queued")]);

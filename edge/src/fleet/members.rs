@@ -135,6 +135,9 @@ impl Fleet {
         kv.put(&self.node, serde_json::to_vec(&member)?.into())
             .await?;
         let members = self.member_list().await?;
+        if let Some(shield) = &self.shield {
+            shield.update(&members).await;
+        }
         self.metrics
             .members
             .set(i64::try_from(members.len()).unwrap_or(i64::MAX));
@@ -186,6 +189,7 @@ impl Fleet {
             .collect();
         Ok(json!({
             "node": self.node,
+            "fleet": self.settings.fleet,
             "stream": self.settings.stream,
             "members": members,
         }))

@@ -8,8 +8,9 @@
 //!   what it missed, and what it does when the stream cannot tell it;
 //! - `members`: heartbeats in a KV bucket, `GET /cluster`, and who applied
 //!   a purge (`GET /purge/{id}`);
-//! - `gate`: whether the cache may answer meanwhile, the one thing the
-//!   request path reads;
+//! - `gate`: whether the cache may answer meanwhile, read by the request path;
+//! - `shield`: the shield tier, misses sent to the key's owner among the
+//!   members, also read by the request path;
 //! - `metrics`: what the fleet counts.
 //!
 //! A purge accepted here is applied at once, written to the journal, and
@@ -24,8 +25,9 @@ pub(crate) mod gate;
 mod journal;
 mod members;
 mod metrics;
+pub(crate) mod shield;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,10 +36,13 @@ use outpost_config::{Cluster, LagPolicy, Loaded};
 use outpost_purge_api::{Announced, BoxFuture, FleetError, PurgeRequest, Purger};
 use tokio::sync::{Notify, OnceCell};
 
+use crate::origin::error::Chain;
+
 use event::{PurgeEvent, unix_ms};
 use gate::{Access, Gate};
 use journal::Journal;
 use metrics::FleetMetrics;
+use shield::Shield;
 
 /// Why a node cannot join its fleet at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +86,15 @@ pub(crate) struct Fleet {
     client: async_nats::Client,
     js: jetstream::Context,
     progress: Mutex<Progress>,
+    /// Set once this process has left the fleet (shutting down).
+    left: AtomicBool,
     /// Set while a consumer session has reconciled this node with the
     /// stream: only then may "nothing pending" mean caught up.
     session_ready: AtomicBool,
     metrics: FleetMetrics,
     wake_outbox: Notify,
+    /// The shield tier, when this node has a `peer_addr`.
+    shield: Option<Arc<Shield>>,
     members_kv: OnceCell<kv::Store>,
     applied_kv: OnceCell<kv::Store>,
     started_ms: u64,
@@ -99,31 +108,33 @@ struct Progress {
     caught_up_at: Option<Instant>,
 }
 
-/// Joins the fleet `cluster` describes: opens the journal, connects to NATS
-/// (in the background: a node serves while NATS is away) and starts the
-/// consumer, the heartbeat and the publisher of queued purges. The cache
-/// stays behind `gate` until the node has caught up with the stream.
+/// Joins the fleet `cluster` describes: connects to NATS (in the
+/// background: a node serves while NATS is away), opens the journal and
+/// starts the consumer, the heartbeat and the publisher of queued purges.
+/// The cache stays behind `gate` until the node has caught up with the
+/// stream. A successor in a binary upgrade finds the journal held by its
+/// predecessor and joins as soon as the predecessor leaves.
 pub(crate) async fn start(
     loaded: &Loaded,
     purger: Arc<Purger>,
     registry: &prometheus::Registry,
     gate: Arc<Gate>,
-) -> Result<Option<Arc<Fleet>>, FleetStartError> {
+    shield: Option<Arc<Shield>>,
+) -> Result<Option<Arc<Membership>>, FleetStartError> {
     let Some(cluster) = &loaded.config.cluster else {
         return Ok(None);
     };
     let state_dir = loaded.resolve(&cluster.state_dir);
-    let journal = Journal::open(&state_dir).map_err(|source| FleetStartError::Journal {
-        path: state_dir.clone(),
-        source,
-    })?;
     let client = connect(loaded, cluster).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(REQUEST_TIMEOUT)
         .build(client.clone());
-    let fleet = Arc::new(Fleet {
-        node: cluster.node.value.clone(),
-        settings: cluster.clone(),
+    let metrics = FleetMetrics::register(registry)?;
+    let membership = Arc::new(Membership::default());
+    let settings = cluster.clone();
+    let fleet = move |journal: Journal| Fleet {
+        node: settings.node.value.clone(),
+        settings,
         purger,
         journal: Mutex::new(journal),
         gate,
@@ -131,23 +142,96 @@ pub(crate) async fn start(
         js,
         progress: Mutex::new(Progress::default()),
         session_ready: AtomicBool::new(false),
-        metrics: FleetMetrics::register(registry)?,
+        left: AtomicBool::new(false),
+        metrics,
         wake_outbox: Notify::new(),
+        shield,
         members_kv: OnceCell::new(),
         applied_kv: OnceCell::new(),
         started_ms: unix_ms(),
         started: Instant::now(),
-    });
-    fleet
-        .metrics
-        .queued
-        .set(gauge(fleet.journal().outbox().len()));
-    tokio::spawn(fleet.clone().consume());
-    tokio::spawn(fleet.clone().keep_gate());
-    tokio::spawn(fleet.clone().heartbeat());
-    tokio::spawn(fleet.clone().drain_outbox());
-    tracing::info!(node = %fleet.node, stream = %cluster.stream, "joining the fleet");
-    Ok(Some(fleet))
+    };
+    let journal_error = |path: &std::path::Path, source| FleetStartError::Journal {
+        path: path.to_owned(),
+        source,
+    };
+    match Journal::open(&state_dir) {
+        Ok(journal) => membership.join(fleet(journal)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            tracing::info!(path = %state_dir.display(), "the fleet journal is held by the process this one replaces; joining once it leaves");
+            let waiting = membership.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match Journal::open(&state_dir) {
+                        Ok(journal) => return waiting.join(fleet(journal)),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            let e = journal_error(&state_dir, e);
+                            tracing::error!(error = %Chain(&e), "not joining the fleet");
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => return Err(journal_error(&state_dir, e)),
+    }
+    Ok(Some(membership))
+}
+
+/// This process as a member of the fleet: joined at once, or after its
+/// predecessor in a binary upgrade has left; left when it shuts down.
+#[derive(Default)]
+pub(crate) struct Membership {
+    fleet: std::sync::OnceLock<Arc<Fleet>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Membership {
+    fn join(&self, fleet: Fleet) {
+        let fleet = Arc::new(fleet);
+        fleet
+            .metrics
+            .queued
+            .set(gauge(fleet.journal().outbox().len()));
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(fleet.clone().consume()).abort_handle());
+        tasks.push(tokio::spawn(fleet.clone().keep_gate()).abort_handle());
+        tasks.push(tokio::spawn(fleet.clone().heartbeat()).abort_handle());
+        tasks.push(tokio::spawn(fleet.clone().drain_outbox()).abort_handle());
+        tracing::info!(node = %fleet.node, stream = %fleet.settings.stream, "joining the fleet");
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// Stops reading the stream and lets a successor take the journal;
+    /// purges accepted from now on are refused.
+    pub(crate) fn leave(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        if let Some(fleet) = self.fleet.get() {
+            fleet.left.store(true, Ordering::Release);
+            fleet.journal().release();
+            tracing::info!("left the fleet: a successor may take the journal");
+        }
+    }
+
+    fn joined(&self) -> Result<&Arc<Fleet>, FleetError> {
+        match self.fleet.get() {
+            Some(fleet) if !fleet.left.load(Ordering::Acquire) => Ok(fleet),
+            Some(_) => Err("this process has left the fleet (it is shutting down)".into()),
+            None => Err(
+                "this process is joining the fleet (its predecessor still holds the fleet journal)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// A client that connects in the background and reconnects for ever.
@@ -282,25 +366,21 @@ impl Fleet {
     }
 
     /// Keeps a purge accepted here and publishes it, or leaves it queued
-    /// when the stream is out of reach (or older purges still wait).
+    /// when the stream is out of reach.
     async fn announce(&self, purge: &PurgeRequest) -> Result<Announced, FleetError> {
         let event = PurgeEvent::new(&self.node, purge.clone());
-        let waiting = {
+        {
             let mut journal = self.journal();
             journal.announce(&event)?;
-            let waiting = journal.outbox().len();
-            self.metrics.queued.set(gauge(waiting));
-            waiting
-        };
-        let sequence = if waiting > 1 {
-            None
-        } else {
-            match self.publish(&event).await {
-                Ok(seq) => Some(seq),
-                Err(e) => {
-                    tracing::warn!(id = %event.id, error = %e, "purge queued until the stream can be reached");
-                    None
-                }
+            self.metrics.queued.set(gauge(journal.outbox().len()));
+        }
+        // Published at once; the queue's order matters only while the
+        // stream is away (purges commute, but for soft against hard).
+        let sequence = match self.publish(&event).await {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::warn!(id = %event.id, error = %e, "purge queued until the stream can be reached");
+                None
             }
         };
         if sequence.is_none() {
@@ -351,29 +431,31 @@ impl Fleet {
     }
 }
 
-impl outpost_purge_api::Fleet for Fleet {
+impl outpost_purge_api::Fleet for Membership {
     fn announce<'a>(
         &'a self,
         purge: &'a PurgeRequest,
     ) -> BoxFuture<'a, Result<Announced, FleetError>> {
-        Box::pin(Fleet::announce(self, purge))
+        Box::pin(async move { self.joined()?.announce(purge).await })
     }
 
     fn purge_status<'a>(
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<serde_json::Value>, FleetError>> {
-        Box::pin(Fleet::purge_status(self, id))
+        Box::pin(async move { self.joined()?.purge_status(id).await })
     }
 
     fn members(&self) -> BoxFuture<'_, Result<serde_json::Value, FleetError>> {
-        Box::pin(Fleet::cluster(self))
+        Box::pin(async move { self.joined()?.cluster().await })
     }
 
     fn waiting_for(&self) -> Option<String> {
-        self.progress()
-            .caught_up_at
-            .is_none()
-            .then(|| "the fleet's purge stream (replaying purges missed while away)".to_owned())
+        match self.fleet.get() {
+            None => Some("the fleet journal, held by the process this one replaces".to_owned()),
+            Some(fleet) => fleet.progress().caught_up_at.is_none().then(|| {
+                "the fleet's purge stream (replaying purges missed while away)".to_owned()
+            }),
+        }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// Whether the cache may answer, as the fleet's purge stream allows
     /// (None for a node on its own).
     pub fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
+    /// The shield tier (None without `cluster.peer_addr`).
+    pub fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
 }
 
 /// Everything built from one config.
@@ -100,6 +102,7 @@ impl Generation {
             max_object_size: max_stored_body(config),
             revalidating: shared.revalidating.clone(),
             fleet_gate: shared.fleet_gate.clone(),
+            fleet_shield: shared.fleet_shield.clone(),
             coalescer: shared.coalescer.clone(),
             hidden_headers: if config.cache.expose_tag_headers {
                 Vec::new()

@@ -217,6 +217,12 @@ fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if cluster_settings(old) != cluster_settings(new) {
+        notes.push(
+            "cluster: the node keeps its place in the fleet (and its shield tier) until the next restart or upgrade"
+                .to_owned(),
+        );
+    }
     if old.limits.max_connections != new.limits.max_connections {
         notes.push(format!(
             "limits.max_connections: {} stays in force until the next restart or upgrade",
@@ -224,6 +230,30 @@ fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// The `cluster:` settings as they count for a restart (positions in the
+/// file aside).
+fn cluster_settings(config: &outpost_config::Config) -> Option<String> {
+    let c = config.cluster.as_ref()?;
+    let servers: Vec<&str> = c.nats.servers.iter().map(|s| s.value.as_str()).collect();
+    Some(format!(
+        "{} {servers:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?} {} {}",
+        c.node.value,
+        c.nats.creds_file,
+        c.nats.token_env,
+        c.nats.user,
+        c.nats.password_env,
+        c.peer_addr,
+        c.state_dir,
+        c.fleet,
+        c.stream,
+        c.subject,
+        c.retention,
+        c.lag_policy,
+        c.max_lag,
+        c.heartbeat,
+    ))
 }
 
 /// What reloads count: each by result, whether the last load succeeded,

@@ -14,7 +14,9 @@ use outpost_purge_api::{
 };
 use tokio::net::TcpListener;
 
+use crate::fleet::Membership;
 use crate::fleet::gate::Gate;
+use crate::fleet::shield::Shield;
 use crate::front::drain::DrainHandle;
 use crate::front::metrics::FrontMetrics;
 use crate::front::{Live, listen};
@@ -63,6 +65,8 @@ pub struct Running {
     /// Duplicates of the listening sockets, for a successor.
     sockets: Sockets,
     cache: Arc<Cache>,
+    /// This process in its fleet, if it has one.
+    fleet: Option<Arc<Membership>>,
 }
 
 impl Running {
@@ -115,6 +119,10 @@ impl Running {
     /// Drains, then closes the disk tier (what it has queued is written,
     /// and a successor may open it).
     pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+        // A successor (binary upgrade) takes this node's place in the fleet.
+        if let Some(fleet) = &self.fleet {
+            fleet.leave();
+        }
         let left = self.drain.run(grace).await;
         self.cache.close().await;
         left
@@ -215,19 +223,27 @@ pub async fn start(
     let cache = open_cache(&loaded, handed_over).await?;
     CacheMetrics::register(&registry, cache.clone())?;
     let front_metrics = Arc::new(FrontMetrics::register(&registry)?);
+    let origin_metrics = Arc::new(OriginMetrics::register(&registry)?);
+    let cluster = loaded.config.cluster.as_ref();
+    let fleet_shield = cluster.and_then(|c| {
+        let shield = Shield::new(
+            &c.fleet,
+            c.peer_addr?,
+            origin_metrics.clone(),
+            loaded.base_dir.clone(),
+        );
+        shield.map(Arc::new)
+    });
     let shared = generation::Shared {
         cache: cache.clone(),
         proxy_metrics: Arc::new(ProxyMetrics::register(&registry)?),
-        origin_metrics: Arc::new(OriginMetrics::register(&registry)?),
+        origin_metrics,
         coalescer: outpost_cache::Coalescer::new(),
         revalidating: Default::default(),
         request_ids: Default::default(),
         // Closed until the node has replayed the purges it missed.
-        fleet_gate: loaded
-            .config
-            .cluster
-            .as_ref()
-            .map(|_| Arc::new(Gate::closed())),
+        fleet_gate: cluster.map(|_| Arc::new(Gate::closed())),
+        fleet_shield: fleet_shield.clone(),
     };
     let fleet_gate = shared.fleet_gate.clone();
     let tokens = tokens_from_env(&loaded, default_token.as_deref());
@@ -256,6 +272,7 @@ pub async fn start(
         )),
         sockets: Sockets::default(),
         cache: cache.clone(),
+        fleet: None,
     };
     running.reloader.record_success();
     let mut sockets = Vec::new();
@@ -312,7 +329,7 @@ pub async fn start(
     let fleet = match fleet_gate {
         Some(gate) => {
             let loaded = &current.load().loaded;
-            crate::fleet::start(loaded, purger.clone(), &registry, gate).await?
+            crate::fleet::start(loaded, purger.clone(), &registry, gate, fleet_shield).await?
         }
         None => None,
     };
@@ -321,11 +338,14 @@ pub async fn start(
         registry,
         tokens,
         purger,
-        fleet: fleet.map(|f| f as Arc<dyn outpost_purge_api::Fleet>),
+        fleet: fleet
+            .clone()
+            .map(|f| f as Arc<dyn outpost_purge_api::Fleet>),
         origins,
         reload: Some(reload),
     })?);
     let _ = running.reloader.admin.set(admin.clone());
+    running.fleet = fleet;
     running.admin = admin_socket
         .local_addr()
         .map_err(|source| StartError::Bind {

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Method, Request, request};
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request, request};
 use outpost_cache::CacheKey;
 
 use super::headers;
 use super::router::RuleView;
+use crate::fleet::shield::CDN_LOOP;
 use crate::origin::body::OutgoingBody;
-use crate::origin::error::UpstreamError;
+use crate::origin::error::{Chain, UpstreamError};
 use crate::origin::pool::{Answer, Upstream};
 
 use super::ConnInfo;
@@ -26,6 +27,17 @@ pub(super) struct Exchange {
     pub(super) key: CacheKey,
     pub(super) rule: RuleView,
     pub(super) upstream: Arc<Upstream>,
+    /// For a shielded site's key owned by another member: the members'
+    /// pool, asked before `upstream`.
+    pub(super) shield: Option<Shielding>,
+}
+
+/// Where a miss goes before the origin: the key's owner in the fleet.
+#[derive(Clone)]
+pub(super) struct Shielding {
+    pub(super) members: Arc<Upstream>,
+    /// The fleet's `CDN-Loop` entry.
+    pub(super) loop_value: HeaderValue,
 }
 
 impl Exchange {
@@ -45,15 +57,43 @@ impl Exchange {
             key: self.key.clone(),
             rule: self.rule.clone(),
             upstream: self.upstream.clone(),
+            shield: self.shield.clone(),
         }
     }
 
     /// Sends `outgoing` (a head from [`Exchange::origin_parts`]) without a
-    /// body to the request's pool, on the server the key picks.
+    /// body to the request's pool, on the server the key picks. A shielded
+    /// request goes to the key's owner first (then the next members); when
+    /// none answers, or the answer is a server error, to the origin.
     pub(super) async fn send_bodiless(
         &self,
         outgoing: request::Parts,
     ) -> Result<Answer, UpstreamError> {
+        if let Some(shield) = &self.shield {
+            let mut to_member = copy_head(&outgoing);
+            // The owner routes by the client's host, whatever the origin is sent.
+            if let Ok(host) = HeaderValue::from_str(&self.authority) {
+                to_member.headers.insert(HOST, host);
+            }
+            to_member
+                .headers
+                .append(CDN_LOOP, shield.loop_value.clone());
+            match shield
+                .members
+                .send(self.key.hash(), to_member, OutgoingBody::Empty)
+                .await
+            {
+                Ok(answer) if !answer.response.status().is_server_error() => return Ok(answer),
+                Ok(answer) => tracing::debug!(
+                    status = %answer.response.status(),
+                    "the key's owner answered with a server error; asking the origin"
+                ),
+                Err(e) => tracing::debug!(
+                    error = %Chain(&e),
+                    "no member answered for the key; asking the origin"
+                ),
+            }
+        }
         self.upstream
             .send(self.key.hash(), outgoing, OutgoingBody::Empty)
             .await
@@ -88,4 +128,21 @@ impl Exchange {
         );
         parts
     }
+}
+
+/// A second copy of a request head (with the client's interim-response
+/// sink, if any), for a second destination.
+fn copy_head(parts: &request::Parts) -> request::Parts {
+    let mut copy = Request::new(()).into_parts().0;
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    if let Some(interim) = parts
+        .extensions
+        .get::<crate::origin::interim::InterimSink>()
+    {
+        copy.extensions.insert(interim.clone());
+    }
+    copy
 }

@@ -74,6 +74,8 @@ pub(crate) struct Proxy {
     /// Whether the cache may answer while the fleet's purges are replayed
     /// or out of reach (None for a node on its own).
     pub(crate) fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
+    /// Where misses of shielded sites go (None without a shield tier).
+    pub(crate) fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
 }
 
 /// The client's side of a connection.
@@ -110,11 +112,16 @@ impl Proxy {
         for name in &self.hidden_headers {
             response.headers_mut().remove(name);
         }
-        // One value gives the field and the metric.
+        // One value gives the field and the metric. Entries of caches
+        // before this one (a shield, the origin's own) stay first (RFC 9211 §2).
         if let Some(status) = &status {
-            response
-                .headers_mut()
-                .insert(status::CACHE_STATUS, status.header_value());
+            let ours = status.header_value();
+            let headers = response.headers_mut();
+            let value = match headers.get(status::CACHE_STATUS) {
+                None => ours,
+                Some(_) => status::after_upstream(headers, &ours),
+            };
+            headers.insert(status::CACHE_STATUS, value);
         }
         let label = Outcome::of(status.as_ref()).label();
         self.metrics.requests.with_label_values(&[label]).inc();

@@ -11,7 +11,7 @@ use outpost_cache::{CacheKey, Lookup, normalize_path};
 
 use super::router::host_name;
 
-use super::exchange::Exchange;
+use super::exchange::{Exchange, Shielding};
 use super::hit::{from_cache, unvalidated};
 use super::respond::{plain, protocol_error};
 use super::status::{CacheStatus, Detail, Fwd, Ttl};
@@ -151,7 +151,23 @@ impl Proxy {
             path_and_query,
             &rule.query,
         );
+        // A shielded site's key that another member owns goes there first,
+        // unless the request has passed a member already (RFC 8586).
+        let cached = matches!(parts.method, Method::GET | Method::HEAD)
+            && !bypass
+            && !websocket_over_h2
+            && !is_websocket_upgrade(&parts);
+        let shield = match &self.fleet_shield {
+            Some(shield) if site.shield && cached && !shield.has_passed(&parts.headers) => {
+                shield.route(key.hash()).map(|members| Shielding {
+                    members,
+                    loop_value: shield.loop_value().clone(),
+                })
+            }
+            _ => None,
+        };
         let request = Exchange {
+            shield,
             conn,
             parts,
             target,
@@ -177,12 +193,13 @@ impl Proxy {
             .fleet_gate
             .as_deref()
             .map_or(Access::Open, Gate::access);
-        if access == Access::Closed {
-            // Purges this node has not applied may name what it holds.
-            let status = CacheStatus::fwd(Fwd::Bypass).detail(Detail::PurgeLag);
-            return self.fetch(request, status).await;
-        }
-        let lookup = self.cache.lookup_tiered(&request.key, &request.parts).await;
+        // While purges this node has not applied may name what it holds,
+        // nothing it holds is used.
+        let lookup = if access == Access::Closed {
+            Lookup::Miss
+        } else {
+            self.cache.lookup_tiered(&request.key, &request.parts).await
+        };
         // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
         if request_directive(&request.parts.headers, "only-if-cached")
             && !matches!(lookup, Lookup::Fresh(_))
@@ -192,6 +209,10 @@ impl Proxy {
                 "only-if-cached: nothing usable is stored\n",
             );
             return (Some(CacheStatus::neither(Detail::OnlyIfCached)), res);
+        }
+        if access == Access::Closed {
+            let status = CacheStatus::fwd(Fwd::Bypass).detail(Detail::PurgeLag);
+            return self.fetch(request, status).await;
         }
         match lookup {
             Lookup::Fresh(entry) => {

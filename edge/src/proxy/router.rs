@@ -17,6 +17,8 @@ pub const STALE_IF_UNREACHABLE: Duration = Duration::from_secs(300);
 /// A site as the proxy uses it.
 pub struct Site {
     pub origin: String,
+    /// Misses go through the key's owner in the fleet.
+    pub shield: bool,
     rules: Vec<CompiledRule>,
 }
 
@@ -183,6 +185,7 @@ impl Router {
                 .collect::<Result<_, _>>()?;
             let compiled = Arc::new(Site {
                 origin: site.origin.value.clone(),
+                shield: site.shield,
                 rules,
             });
             for host in &site.hosts {

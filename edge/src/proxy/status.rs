@@ -277,6 +277,23 @@ impl CacheStatus {
     }
 }
 
+/// `ours` after the entries already in `headers` (those of the caches the
+/// response passed before, in their order).
+pub(crate) fn after_upstream(headers: &http::HeaderMap, ours: &HeaderValue) -> HeaderValue {
+    let mut text = String::new();
+    for value in headers.get_all(CACHE_STATUS) {
+        if let Ok(entries) = value.to_str() {
+            let entries = entries.trim();
+            if !entries.is_empty() {
+                text.push_str(entries);
+                text.push_str(", ");
+            }
+        }
+    }
+    text.push_str(ours.to_str().unwrap_or_default());
+    HeaderValue::from_str(&text).unwrap_or_else(|_| ours.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
