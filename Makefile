@@ -12,7 +12,7 @@ APT_PACKAGES := cmake g++ libclang-dev nats-server
 # python3 (the slow origin and the table), openssl (a certificate), curl.
 BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
 
-.PHONY: run test build release deps bench-deps lint bench microbench clean-demo
+.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench clean-demo
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -60,6 +60,11 @@ lint: deps
 bench: deps bench-deps
 	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
 	loadtest/scripts/bench.sh
+
+# A fleet of three nodes and one nats-server on loopback: purge propagation
+# and the shield tier (see docs/benchmarks.md).
+fleet-bench: release
+	loadtest/scripts/fleet-bench.sh
 
 # The criterion microbenchmarks (ring selection, purge speed).
 microbench: deps

@@ -192,7 +192,11 @@ impl Fleet {
         for message in &batch {
             message.ack().await?;
         }
-        self.record_applied(&applied).await;
+        // Recorded by another task, so the next batch need not wait for
+        // the bucket; a full queue of records does make it wait.
+        if !applied.is_empty() && self.applied_records.send(applied).await.is_err() {
+            tracing::warn!("the applied purges' recorder has stopped");
+        }
         if pending == 0 {
             self.caught_up();
         }

@@ -195,6 +195,16 @@ impl Fleet {
         }))
     }
 
+    /// Records the batches of applied purges as they come, in order.
+    pub(super) async fn record(
+        self: Arc<Self>,
+        mut batches: tokio::sync::mpsc::Receiver<super::AppliedBatch>,
+    ) {
+        while let Some(batch) = batches.recv().await {
+            self.record_applied(&batch).await;
+        }
+    }
+
     /// Notes in the applied bucket that this node applied these purges
     /// (id, Unix milliseconds); a failure costs only the record.
     pub(super) async fn record_applied(&self, applied: &[(String, u64)]) {

@@ -73,6 +73,12 @@ pub enum FleetStartError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// Batches of applied purges waiting to be recorded in the applied bucket.
+const RECORD_BATCHES: usize = 64;
+
+/// Purges applied together: (purge id, applied at in Unix milliseconds).
+type AppliedBatch = Vec<(String, u64)>;
+
 /// How long a request to JetStream may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -93,6 +99,9 @@ pub(crate) struct Fleet {
     session_ready: AtomicBool,
     metrics: FleetMetrics,
     wake_outbox: Notify,
+    /// Batches of (purge id, applied at) for the applied bucket.
+    applied_records: tokio::sync::mpsc::Sender<AppliedBatch>,
+    records: Mutex<Option<tokio::sync::mpsc::Receiver<AppliedBatch>>>,
     /// The shield tier, when this node has a `peer_addr`.
     shield: Option<Arc<Shield>>,
     members_kv: OnceCell<kv::Store>,
@@ -132,24 +141,29 @@ pub(crate) async fn start(
     let metrics = FleetMetrics::register(registry)?;
     let membership = Arc::new(Membership::default());
     let settings = cluster.clone();
-    let fleet = move |journal: Journal| Fleet {
-        node: settings.node.value.clone(),
-        settings,
-        purger,
-        journal: Mutex::new(journal),
-        gate,
-        client,
-        js,
-        progress: Mutex::new(Progress::default()),
-        session_ready: AtomicBool::new(false),
-        left: AtomicBool::new(false),
-        metrics,
-        wake_outbox: Notify::new(),
-        shield,
-        members_kv: OnceCell::new(),
-        applied_kv: OnceCell::new(),
-        started_ms: unix_ms(),
-        started: Instant::now(),
+    let fleet = move |journal: Journal| {
+        let (applied_records, records) = tokio::sync::mpsc::channel(RECORD_BATCHES);
+        Fleet {
+            node: settings.node.value.clone(),
+            settings,
+            purger,
+            journal: Mutex::new(journal),
+            gate,
+            client,
+            js,
+            progress: Mutex::new(Progress::default()),
+            session_ready: AtomicBool::new(false),
+            left: AtomicBool::new(false),
+            metrics,
+            wake_outbox: Notify::new(),
+            shield,
+            members_kv: OnceCell::new(),
+            applied_kv: OnceCell::new(),
+            started_ms: unix_ms(),
+            started: Instant::now(),
+            applied_records,
+            records: Mutex::new(Some(records)),
+        }
     };
     let journal_error = |path: &std::path::Path, source| FleetStartError::Journal {
         path: path.to_owned(),
@@ -200,6 +214,14 @@ impl Membership {
         tasks.push(tokio::spawn(fleet.clone().keep_gate()).abort_handle());
         tasks.push(tokio::spawn(fleet.clone().heartbeat()).abort_handle());
         tasks.push(tokio::spawn(fleet.clone().drain_outbox()).abort_handle());
+        let records = fleet
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(records) = records {
+            tasks.push(tokio::spawn(fleet.clone().record(records)).abort_handle());
+        }
         tracing::info!(node = %fleet.node, stream = %fleet.settings.stream, "joining the fleet");
         let _ = self.fleet.set(fleet);
     }

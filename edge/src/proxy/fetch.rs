@@ -13,6 +13,7 @@ use outpost_cache::{Fetched, FillWriter, Leader, Lookup, Role, SharedBody, Shari
 use super::headers;
 use super::range::{self, Ranges};
 use super::storing::StoringBody;
+use crate::fleet::gate::Access;
 use crate::origin::pool::Answer;
 use crate::origin::response::OriginBody;
 
@@ -41,7 +42,15 @@ impl Proxy {
             return self.fetch_alone(request, status, None).await;
         }
         match self.coalescer.join(*request.key.hash()) {
-            Role::Leader(leader) => self.fetch_alone(request, status, Some(leader)).await,
+            Role::Leader(leader) => {
+                // A fill that ended between this request's lookup and its
+                // join has stored what it came for.
+                if let Some(reply) = self.stored_meanwhile(&request, status).await {
+                    drop(leader);
+                    return reply;
+                }
+                self.fetch_alone(request, status, Some(leader)).await
+            }
             Role::Pass => self.fetch_alone(request, status, None).await,
             Role::Follower(fill) => {
                 self.metrics.coalesced.inc();
@@ -77,9 +86,31 @@ impl Proxy {
                         );
                     }
                 }
+                if let Some(reply) = self.stored_meanwhile(&request, status).await {
+                    return reply;
+                }
                 self.fetch_alone(request, status, None).await
             }
         }
+    }
+
+    /// The answer from the cache for a request that missed, when a fill
+    /// stored a fresh response meanwhile (and the cache may answer).
+    async fn stored_meanwhile(&self, request: &Exchange, status: CacheStatus) -> Option<Reply> {
+        if self
+            .fleet_gate
+            .as_deref()
+            .is_some_and(|g| g.access() == Access::Closed)
+        {
+            return None;
+        }
+        let Lookup::Fresh(entry) = self.cache.lookup_tiered(&request.key, &request.parts).await
+        else {
+            return None;
+        };
+        let now = self.cache.now();
+        let response = from_cache(&self.cache, &entry, &request.parts, now);
+        Some((Some(status.collapsed()), unvalidated(&entry, response)))
     }
 
     /// Fetches from the origin; a `leader` shares the answer with the
