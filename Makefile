@@ -12,7 +12,7 @@ APT_PACKAGES := cmake g++ libclang-dev nats-server
 # python3 (the slow origin and the table), openssl (a certificate), curl.
 BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
 
-.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench clean-demo
+.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -65,6 +65,10 @@ bench: deps bench-deps
 # and the shield tier (see docs/benchmarks.md).
 fleet-bench: release
 	loadtest/scripts/fleet-bench.sh
+
+# nats-server and three nodes with the shield tier on loopback, until Ctrl-C.
+fleet-demo: release
+	loadtest/scripts/fleet-bench.sh --demo
 
 # The criterion microbenchmarks (ring selection, purge speed).
 microbench: deps

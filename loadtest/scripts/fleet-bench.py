@@ -797,10 +797,32 @@ def table(build, results):
     return "\n".join(out)
 
 
+def demo(fleet, token):
+    """Starts `fleet` and keeps it until interrupted (Ctrl-C, SIGTERM)."""
+    fleet.start()
+    a, b = fleet.admin["a"], fleet.admin["b"]
+    print(f"""A fleet of three Outposts (a, b, c) on one nats-server, shield on, all on 127.0.0.1:
+  proxies:   a http://127.0.0.1:{fleet.listen['a']}  b http://127.0.0.1:{fleet.listen['b']}  c http://127.0.0.1:{fleet.listen['c']}
+  side APIs: a http://127.0.0.1:{a}  b http://127.0.0.1:{b}  c http://127.0.0.1:{fleet.admin['c']}
+  NATS:      nats://127.0.0.1:{fleet.nats_port}
+
+Try:
+  curl -si -H 'Host: example.com' http://127.0.0.1:{fleet.listen['a']}/page | grep -i cache-status
+  curl -s http://127.0.0.1:{b}/cluster
+  curl -s -H 'Authorization: Bearer {token}' -d '{{"urls": ["http://example.com/page"]}}' http://127.0.0.1:{a}/purge
+  curl -s http://127.0.0.1:{b}/purge/ID
+
+Ctrl-C stops everything.""", flush=True)
+    while True:
+        time.sleep(3600)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--outpost", required=True, help="the outpost binary")
     parser.add_argument("--build", default="given", help="release, debug or given (for the report)")
+    parser.add_argument("--demo", action="store_true",
+                        help="start a shielded fleet, say how to use it, and keep it until Ctrl-C")
     args = parser.parse_args()
 
     def on_signal(signum, _frame):
@@ -821,6 +843,9 @@ def main():
     try:
         origin = Origin()
         log(f"origin on 127.0.0.1:{origin.port}; work directory {work}")
+        if args.demo:
+            demo(Fleet(work, "demo", args.outpost, origin, token, procs, shield=True), token)
+            return 0
         results = {}
         fleet = Fleet(work, "shield-off", args.outpost, origin, token, procs, shield=False)
         fleets.append(fleet)

@@ -3,6 +3,8 @@
 # with JetStream, in front of a Python origin, everything on 127.0.0.1.
 #
 #   loadtest/scripts/fleet-bench.sh
+#   loadtest/scripts/fleet-bench.sh --demo   (make fleet-demo: the fleet
+#                                            with the shield on, kept until Ctrl-C)
 #
 # Scenarios (fleet-bench.py has the details):
 #   1  300 purges one at a time, round-robin over the nodes: how long until
@@ -69,4 +71,4 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 
 # The Python side starts, and stops on exit, everything else.
-exec python3 "$root/loadtest/scripts/fleet-bench.py" --outpost "$outpost" --build "$build"
+exec python3 "$root/loadtest/scripts/fleet-bench.py" --outpost "$outpost" --build "$build" "$@"
