@@ -153,12 +153,15 @@ impl Proxy {
         );
         // A shielded site's key that another member owns goes there first,
         // unless the request has passed a member already (RFC 8586).
-        let cached = matches!(parts.method, Method::GET | Method::HEAD)
-            && !bypass
-            && !websocket_over_h2
-            && !is_websocket_upgrade(&parts);
+        // Only what the cache handles; checked only for a shielded site.
+        let cached = || {
+            matches!(parts.method, Method::GET | Method::HEAD)
+                && !bypass
+                && !websocket_over_h2
+                && !is_websocket_upgrade(&parts)
+        };
         let shield = match &self.fleet_shield {
-            Some(shield) if site.shield && cached && !shield.has_passed(&parts.headers) => {
+            Some(shield) if site.shield && cached() && !shield.has_passed(&parts.headers) => {
                 shield.route(key.hash()).map(|members| Shielding {
                     members,
                     loop_value: shield.loop_value().clone(),
