@@ -169,6 +169,16 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             "must be at least 1".into(),
         );
     }
+    let budget = config.admin.purge_budget;
+    for (name, value) in [("burst", budget.burst), ("per_second", budget.per_second)] {
+        if value == 0 {
+            err(
+                Location::UNKNOWN,
+                format!("admin.purge_budget.{name}"),
+                "must be at least 1".into(),
+            );
+        }
+    }
     let mut seen_addrs = HashMap::new();
     for (i, listener) in config.listen.iter().enumerate() {
         if let Some(first) = seen_addrs.insert(listener.value.addr, i)

@@ -126,6 +126,40 @@ pub struct Admin {
     /// Further tokens that may purge only the hosts they list.
     #[serde(default)]
     pub scoped_tokens: Vec<ScopedToken>,
+    /// The purge work each token may do, in items named.
+    #[serde(default)]
+    pub purge_budget: PurgeBudget,
+}
+
+/// How many items (URLs, prefixes, hosts, tags; everything counts as
+/// 10,000) each token may name in its purges.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeBudget {
+    /// Items a token may name at once; also the most one purge may name.
+    #[serde(default = "PurgeBudget::default_burst")]
+    pub burst: u64,
+    /// Items given back to each token every second.
+    #[serde(default = "PurgeBudget::default_per_second")]
+    pub per_second: u64,
+}
+
+impl PurgeBudget {
+    fn default_burst() -> u64 {
+        100_000
+    }
+    fn default_per_second() -> u64 {
+        10_000
+    }
+}
+
+impl Default for PurgeBudget {
+    fn default() -> Self {
+        Self {
+            burst: Self::default_burst(),
+            per_second: Self::default_per_second(),
+        }
+    }
 }
 
 /// A bearer token, read from an environment variable, that may purge URLs,
@@ -154,6 +188,7 @@ impl Default for Admin {
             addr: Self::default_addr(),
             token_env: Self::default_token_env(),
             scoped_tokens: Vec::new(),
+            purge_budget: PurgeBudget::default(),
         }
     }
 }

@@ -7,13 +7,15 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use subtle::ConstantTimeEq;
 
+use crate::budget::PurgeBudget;
 use crate::purge::PurgeRequest;
 use crate::{Admin, ScopeError, error};
 
 impl Admin {
-    /// The scope of the presented bearer token; None when it is missing or
-    /// matches no configured token. Every token is compared, in constant time.
-    pub(crate) fn scope<B>(&self, req: &Request<B>) -> Option<Scope> {
+    /// Who presented the bearer token, and its scope; None when it is
+    /// missing or matches no configured token. Every token is compared, in
+    /// constant time.
+    pub(crate) fn caller<B>(&self, req: &Request<B>) -> Option<Caller> {
         let given = req
             .headers()
             .get(AUTHORIZATION)
@@ -33,9 +35,12 @@ impl Admin {
         let mut found = None;
         for (expected, hosts) in tokens.iter() {
             if bool::from(given.as_bytes().ct_eq(expected)) && found.is_none() {
-                found = Some(match hosts {
-                    None => Scope::All,
-                    Some(hosts) => Scope::Hosts(hosts.clone()),
+                found = Some(Caller {
+                    token: *expected,
+                    scope: match hosts {
+                        None => Scope::All,
+                        Some(hosts) => Scope::Hosts(hosts.clone()),
+                    },
                 });
             }
         }
@@ -102,6 +107,15 @@ pub struct Tokens {
     pub full: Option<String>,
     /// May purge URLs, prefixes and hosts of their hosts only.
     pub scoped: Vec<(String, Vec<String>)>,
+    /// The purge work each token may do.
+    pub budget: PurgeBudget,
+}
+
+/// A caller that presented a known token.
+pub(crate) struct Caller {
+    /// The token's hash: its purge budget is kept under it.
+    pub(crate) token: [u8; 32],
+    pub(crate) scope: Scope,
 }
 
 /// What a presented token may purge.

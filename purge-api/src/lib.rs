@@ -4,8 +4,8 @@
 //! The edge owns the sockets and calls [`Admin::handle`] for each request;
 //! this file routes it. The rest, one concern a file:
 //! - `auth.rs`: bearer tokens (full, or scoped to hosts) and their scope;
-//! - `purge.rs`: `POST /purge`, the [`Purger`] that applies purges, and the
-//!   rate limit on bulk purges;
+//! - `purge.rs`: `POST /purge` and the [`Purger`] that applies purges;
+//! - `budget.rs`: the purge work each token may do, by the items it names;
 //! - `fleet.rs`: what the side API asks of a fleet ([`Fleet`]), `GET
 //!   /purge/{id}` and `GET /cluster`;
 //! - `stats.rs`: `GET /stats`, and the origins' status the edge reports;
@@ -14,6 +14,7 @@
 //! - `error.rs`: why a purge URL, prefix or scope is refused.
 
 mod auth;
+mod budget;
 mod error;
 mod fleet;
 mod metrics;
@@ -34,11 +35,12 @@ use serde_json::json;
 
 pub use auth::Tokens;
 use auth::{Scope, TokenTable, token_table, unauthorized};
+use budget::Budgets;
+pub use budget::PurgeBudget;
 pub use error::{PrefixError, PurgeError, UrlError};
 use error::{ScopeError, chain};
 pub use fleet::{Announced, BoxFuture, Fleet, FleetError};
 use metrics::PurgeMetrics;
-use purge::PURGE_BURST;
 pub use purge::{Applied, PurgeRequest, Purger};
 pub use reload::ReloadHook;
 pub use stats::{OriginsSource, PoolStatus, ServerStatus};
@@ -85,8 +87,8 @@ pub struct Admin {
     metrics: PurgeMetrics,
     /// Swapped whole when a reload changes the scoped tokens.
     tokens: std::sync::RwLock<Arc<TokenTable>>,
-    /// Token bucket for prefix and everything purges.
-    bulk_purges: std::sync::Mutex<(f64, std::time::Instant)>,
+    /// Each token's purge budget.
+    budgets: Budgets,
     purger: Arc<Purger>,
     fleet: Option<Arc<dyn Fleet>>,
     origins: Arc<OriginsSource>,
@@ -102,7 +104,7 @@ impl Admin {
             metrics: PurgeMetrics::register(&parts.registry)?,
             registry: parts.registry,
             tokens: std::sync::RwLock::new(Arc::new(token_table(&parts.tokens))),
-            bulk_purges: std::sync::Mutex::new((PURGE_BURST, std::time::Instant::now())),
+            budgets: Budgets::new(parts.tokens.budget),
             purger: parts.purger,
             fleet: parts.fleet,
             origins: parts.origins,
@@ -111,8 +113,10 @@ impl Admin {
         })
     }
 
-    /// Replaces the bearer tokens (a reload may change the scoped ones).
+    /// Replaces the bearer tokens and their purge budget (a reload may
+    /// change them).
     pub fn set_tokens(&self, tokens: &Tokens) {
+        self.budgets.set(tokens.budget);
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(token_table(tokens));
     }
 

@@ -1,5 +1,5 @@
 //! `POST /purge`: URLs, prefixes, hosts, tags or everything, hard or soft,
-//! within the token's scope, bulk purges rate-limited.
+//! within the token's scope and purge budget.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -10,6 +10,7 @@ use outpost_cache::{Cache, CacheKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::budget::Refused;
 use crate::{
     Admin, KeyForUrl, MAX_BODY, PrefixError, PurgeError, chain, error, json_response, unauthorized,
 };
@@ -20,7 +21,7 @@ impl Admin {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(scope) = self.scope(&req) else {
+        let Some(caller) = self.caller(&req) else {
             self.metrics
                 .purges
                 .with_label_values(&["urls", "unauthorized"])
@@ -54,28 +55,45 @@ impl Admin {
                 );
             }
         };
-        if let Err(denied) = self.check_scope(&scope, &purge) {
+        if let Err(denied) = self.check_scope(&caller.scope, &purge) {
             self.metrics
                 .purges
                 .with_label_values(&["any", "forbidden"])
                 .inc();
             return error(StatusCode::FORBIDDEN, &denied.to_string(), request_id);
         }
-        if (purge.prefixes.is_some() || purge.everything.is_some()) && !self.take_bulk_purge() {
+        let items = purge.items();
+        if let Err(refused) = self
+            .budgets
+            .take(caller.token, items, std::time::Instant::now())
+        {
             self.metrics
                 .purges
                 .with_label_values(&["any", "rate_limited"])
                 .inc();
-            let mut res = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many prefix or everything purges; try again shortly",
-                request_id,
-            );
-            res.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
-            return res;
+            return match refused {
+                Refused::TooLarge { items, burst } => error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "this purge names {items} items, more than the {burst} a token may purge at once; split it"
+                    ),
+                    request_id,
+                ),
+                Refused::Wait(wait) => {
+                    let mut res = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &format!(
+                            "this token's purge budget is spent: {items} items need {} s more; try again then",
+                            wait.as_secs_f64().ceil()
+                        ),
+                        request_id,
+                    );
+                    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                    res.headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+                    res
+                }
+            };
         }
         let applied = match self.purger.apply(&purge) {
             Ok(applied) => applied,
@@ -130,24 +148,7 @@ impl Admin {
         tracing::info!(request_id, kinds = ?applied.kinds, soft = purge.soft, matched, "purge");
         json_response(StatusCode::OK, answer)
     }
-
-    /// Takes one prefix-or-everything purge from the bucket; false when empty.
-    pub(crate) fn take_bulk_purge(&self) -> bool {
-        let mut bucket = self.bulk_purges.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64()).min(PURGE_BURST);
-        bucket.1 = now;
-        if bucket.0 >= 1.0 {
-            bucket.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
-
-/// Prefix and everything purges allowed in a burst, refilled one a second.
-pub(crate) const PURGE_BURST: f64 = 10.0;
 
 /// A purge as a client sends it, and as it travels to the rest of a fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

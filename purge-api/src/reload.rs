@@ -15,7 +15,7 @@ impl Admin {
         req: &Request<B>,
         request_id: &str,
     ) -> Response<Full<Bytes>> {
-        match self.scope(req) {
+        match self.caller(req).map(|caller| caller.scope) {
             None => return unauthorized(request_id),
             Some(Scope::Hosts(_)) => {
                 return error(

@@ -50,7 +50,15 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
         registry,
         tokens: Tokens {
             full: token.map(str::to_owned),
-            scoped: vec![("team-a".into(), vec!["a.test".into(), "*.a.test".into()])],
+            scoped: vec![
+                ("team-a".into(), vec!["a.test".into(), "*.a.test".into()]),
+                ("team-b".into(), vec!["b.test".into()]),
+            ],
+            // Refilled slowly, so that no test depends on how fast it runs.
+            budget: PurgeBudget {
+                burst: 100_000,
+                per_second: 1,
+            },
         },
         purger: Arc::new(Purger::new(cache.clone(), key_for_url)),
         fleet: None,
@@ -107,7 +115,7 @@ async fn replaced_tokens_take_effect_at_once() {
     let (admin, _) = admin(Some("secret"));
     admin.set_tokens(&Tokens {
         full: Some("rotated".into()),
-        scoped: Vec::new(),
+        ..Tokens::default()
     });
     let body = r#"{"everything": true}"#;
     let (status, _) = call(&admin, purge_request(Some("secret"), body)).await;
@@ -254,6 +262,70 @@ async fn bulk_purges_are_rate_limited() {
         "{statuses:?}"
     );
     assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Issue 19: the budget counts the items a purge names, per token; a
+/// tenant that spends its own leaves the others' alone.
+#[tokio::test]
+async fn purges_are_limited_by_the_work_they_name_per_token() {
+    let (admin, _) = admin(Some("secret"));
+    let prefixes = |host: &str, n: usize| {
+        let list: Vec<String> = (0..n).map(|i| format!("{host}/p{i}/")).collect();
+        json!({ "prefixes": list }).to_string()
+    };
+    let (status, body) = call(
+        &admin,
+        purge_request(Some("team-a"), &prefixes("a.test", 55_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &admin,
+        purge_request(Some("team-a"), &prefixes("a.test", 50_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Another tenant, and the full token, still have their whole budget.
+    let (status, body) = call(
+        &admin,
+        purge_request(Some("team-b"), &prefixes("b.test", 50_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &admin,
+        purge_request(Some("secret"), &prefixes("c.test", 50_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // What the spent tenant still holds goes on serving smaller purges.
+    let (status, _) = call(
+        &admin,
+        purge_request(Some("team-a"), &prefixes("a.test", 45_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_purge_larger_than_the_burst_is_413() {
+    let (admin, _) = admin(Some("secret"));
+    admin.set_tokens(&Tokens {
+        full: Some("secret".into()),
+        scoped: Vec::new(),
+        budget: PurgeBudget {
+            burst: 10,
+            per_second: 1,
+        },
+    });
+    let urls: Vec<String> = (0..11).map(|i| format!("http://a/{i}")).collect();
+    let body = json!({ "urls": urls }).to_string();
+    let (status, body) = call(&admin, purge_request(Some("secret"), &body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("split it"),
+        "{body}"
+    );
 }
 
 async fn everything_purges(admin: &Admin, n: usize) -> Vec<StatusCode> {

@@ -198,3 +198,52 @@ async fn malformed_purges_are_refused() {
     let got = request(outpost.admin, "GET", "admin", "/purge", &[], "").await;
     assert_eq!(got.status, 405);
 }
+
+/// Issue 19: one purge of 20,000 prefixes (34 s when prefix marks were a
+/// list scanned per prefix) applies at once, hides exactly what is under
+/// its prefixes, and counts as 20,000 items against the token's budget.
+#[tokio::test]
+async fn twenty_thousand_prefixes_in_one_purge_and_a_budget_by_items() {
+    let origin = tagged_origin().await;
+    let config = simple_config(&origin, &["a.test", "b.test"], "").replace(
+        "admin:\n  addr: 127.0.0.1:0\n",
+        "admin:\n  addr: 127.0.0.1:0\n  purge_budget: { burst: 30000, per_second: 1 }\n",
+    );
+    let outpost = Outpost::start(&config, &[], Some("t")).await;
+    warm(
+        &outpost,
+        "a.test",
+        &["/p/7/x", "/p/19999/y", "/q/1", "/p/20000"],
+    )
+    .await;
+    warm(&outpost, "b.test", &["/p/7/x"]).await;
+    let prefixes: Vec<String> = (0..20_000).map(|i| format!("a.test/p/{i}/")).collect();
+    let body = serde_json::json!({ "prefixes": prefixes }).to_string();
+    let res = purge(outpost.admin, Some("t"), &body).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(matched(&res), 2);
+    for path in ["/p/7/x", "/p/19999/y"] {
+        assert!(
+            get(outpost.addr(), "a.test", path)
+                .await
+                .cache_status()
+                .contains("fwd=miss"),
+            "{path}"
+        );
+    }
+    get(outpost.addr(), "a.test", "/q/1").await.assert_hit();
+    get(outpost.addr(), "a.test", "/p/20000").await.assert_hit();
+    get(outpost.addr(), "b.test", "/p/7/x").await.assert_hit();
+    // 10,000 items are left in the budget: the same purge again waits.
+    let res = purge(outpost.admin, Some("t"), &body).await;
+    assert_eq!(res.status, 429);
+    let wait: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 9_000, "retry after {wait} s");
+    // A small one still goes through.
+    let res = purge(outpost.admin, Some("t"), r#"{"prefixes": ["a.test/q/"]}"#).await;
+    assert_eq!(matched(&res), 1);
+}

@@ -16,6 +16,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use super::journal::{Journal, Kind, Mark};
+use super::prefixes::{self, PrefixMarks};
 use crate::entry::Entry;
 use crate::id::{next_after_now, now_micros};
 
@@ -57,12 +58,12 @@ pub struct Marks {
 }
 
 impl Marks {
-    fn merge(&mut self, other: Marks) {
+    pub(crate) fn merge(&mut self, other: Marks) {
         self.hard = self.hard.max(other.hard);
         self.soft = self.soft.max(other.soft);
     }
 
-    fn record(&mut self, seq: u64, soft: bool) {
+    pub(crate) fn record(&mut self, seq: u64, soft: bool) {
         if soft {
             self.soft = self.soft.max(seq);
         } else {
@@ -97,8 +98,8 @@ pub struct PurgeIndex {
     everything_soft: AtomicU64,
     hosts: RwLock<HashMap<String, Marks>>,
     tags: RwLock<HashMap<String, Marks>>,
-    /// host -> host+path prefixes (no scheme) with their marks.
-    prefixes: RwLock<HashMap<String, Vec<(String, Marks)>>>,
+    /// Host+path prefixes (no scheme) with their marks.
+    prefixes: RwLock<PrefixMarks>,
     /// URL purges by primary key hash.
     urls: moka::sync::Cache<[u8; 32], Marks>,
     members: Mutex<Members>,
@@ -124,7 +125,7 @@ impl Default for PurgeIndex {
 
 /// Serving an entry stored longer ago than the marks are kept could serve
 /// what a forgotten mark purged.
-fn past_retention(seq: u64, lifetime: Duration) -> bool {
+pub(super) fn past_retention(seq: u64, lifetime: Duration) -> bool {
     now_micros().saturating_sub(seq) > u64::try_from(lifetime.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -216,7 +217,7 @@ impl PurgeIndex {
                 .entry(name)
                 .or_default()
                 .record(mark.seq, mark.soft),
-            Kind::Prefix => self.record_prefix(&name, mark.seq, mark.soft),
+            Kind::Prefix => self.record_prefixes(&[mark.name.as_slice()], mark.seq, mark.soft),
             Kind::Watermark => {}
             Kind::Url => {
                 if let Ok(primary) = <[u8; 32]>::try_from(mark.name.as_slice()) {
@@ -274,18 +275,15 @@ impl PurgeIndex {
         }
     }
 
-    fn record_prefix(&self, prefix: &str, seq: u64, soft: bool) {
-        let host = prefix.split('/').next().unwrap_or(prefix).to_owned();
-        let mut all = write(&self.prefixes);
-        let list = all.entry(host).or_default();
-        let lifetime = self.lifetime;
-        list.retain(|(_, marks)| !past_retention(marks.hard.max(marks.soft), lifetime));
-        match list.iter_mut().find(|(p, _)| p == prefix) {
-            Some((_, marks)) => marks.record(seq, soft),
-            None => {
-                let mut marks = Marks::default();
-                marks.record(seq, soft);
-                list.push((prefix.to_owned(), marks));
+    /// Records prefix marks a batch at a time, so that lookups wait at
+    /// most for one batch.
+    fn record_prefixes(&self, prefixes: &[&[u8]], seq: u64, soft: bool) {
+        let expired = prefixes::expired_after(self.lifetime);
+        for batch in prefixes.chunks(prefixes::BATCH) {
+            let mut marks = write(&self.prefixes);
+            marks.prune_if_due(&expired);
+            for prefix in batch {
+                marks.record(prefix, seq, soft);
             }
         }
     }
@@ -367,13 +365,8 @@ impl PurgeIndex {
         }
         {
             let prefixes = self.prefixes.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(list) = prefixes.get(entry.host()) {
-                let location = entry.location();
-                for (prefix, mark) in list {
-                    if location.starts_with(prefix.as_str()) {
-                        marks.merge(*mark);
-                    }
-                }
+            if !prefixes.is_empty() {
+                marks.merge(prefixes.covering(entry.location().as_bytes()));
             }
         }
         if marks.hard > entry.seq() {
@@ -498,20 +491,22 @@ impl PurgeIndex {
         let seq = self.next_seq();
         let names: Vec<&[u8]> = prefixes.iter().map(|p| p.as_bytes()).collect();
         self.journal(seq, soft, Kind::Prefix, &names);
-        for prefix in prefixes {
-            self.record_prefix(prefix, seq, soft);
-        }
-        let members = lock(&self.members);
+        self.record_prefixes(&names, seq, soft);
+        // Each stored location is found once, under the outermost prefix
+        // that covers it; stores wait at most for one batch of scans.
         let mut hashes = Vec::new();
-        for prefix in prefixes {
-            let start = (prefix.clone(), [0u8; 32]);
-            hashes.extend(
-                members
-                    .locations
-                    .range(start..)
-                    .take_while(|((location, _), _)| location.starts_with(prefix.as_str()))
-                    .map(|((_, hash), _)| *hash),
-            );
+        for batch in prefixes::outermost(prefixes).chunks(prefixes::BATCH) {
+            let members = lock(&self.members);
+            for prefix in batch {
+                let start = ((*prefix).to_owned(), [0u8; 32]);
+                hashes.extend(
+                    members
+                        .locations
+                        .range(start..)
+                        .take_while(|((location, _), _)| location.starts_with(prefix))
+                        .map(|((_, hash), _)| *hash),
+                );
+            }
         }
         hashes.sort_unstable();
         hashes.dedup();

@@ -155,7 +155,15 @@ pub fn tokens_from_env(loaded: &Loaded, default_full: Option<&str>) -> Tokens {
             "the admin token variable is unset or empty: only scoped tokens, if any, may purge"
         );
     }
-    Tokens { full, scoped }
+    let budget = outpost_purge_api::PurgeBudget {
+        burst: admin.purge_budget.burst,
+        per_second: admin.purge_budget.per_second,
+    };
+    Tokens {
+        full,
+        scoped,
+        budget,
+    }
 }
 
 /// Sockets are bound once: a reload that moves them is refused.
