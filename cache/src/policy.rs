@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AUTHORIZATION, CACHE_CONTROL, EXPIRES, HeaderName, PRAGMA, SET_COOKIE, VARY};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, COOKIE, EXPIRES, HeaderName, PRAGMA, SET_COOKIE, VARY,
+};
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
@@ -23,6 +25,11 @@ pub struct StoreRules {
     /// Defaults for responses that do not say (RFC 5861).
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// Store responses to requests that carry a cookie even when the
+    /// response does not say it may be shared. Decided when a response
+    /// arrives, so not kept with the stored entry.
+    #[serde(skip)]
+    pub store_with_cookie: bool,
 }
 
 /// Distinct rules shared by the entries stored under them, so that an entry
@@ -56,6 +63,7 @@ impl Default for StoreRules {
             respect_origin: true,
             stale_while_revalidate: None,
             stale_if_error: None,
+            store_with_cookie: false,
         }
     }
 }
@@ -79,6 +87,14 @@ pub enum NotStored {
     SetCookie,
     #[error("the response's header fields forbid storing it")]
     Headers,
+    /// The request carried a cookie and the response does not say that
+    /// it may be shared.
+    #[error("the request carried a cookie and the response is not marked shareable")]
+    Cookie,
+    /// The request carried credentials and the response does not allow a
+    /// shared cache to answer others with it (RFC 9111 §3.5).
+    #[error("the request carried Authorization and the response does not allow sharing it")]
+    Authorization,
     /// The body's declared length is over the size limit.
     #[error("the body is larger than the cache keeps")]
     TooLarge,
@@ -90,6 +106,8 @@ impl NotStored {
             NotStored::Method => "method",
             NotStored::SetCookie => "set-cookie",
             NotStored::Headers => "not-storable",
+            NotStored::Cookie => "request-cookie",
+            NotStored::Authorization => "authorization",
             NotStored::TooLarge => "too-large",
         }
     }
@@ -169,7 +187,18 @@ pub fn storage_policy(
     if req.headers.contains_key(AUTHORIZATION)
         && !allows_authorized(targeted_view(&res.headers, &options.targeted).get_all(CACHE_CONTROL))
     {
-        return Err(NotStored::Headers);
+        return Err(NotStored::Authorization);
+    }
+    // A cookie is a credential too: what answers it may be one user's page.
+    // Unless a rule opts in, the origin must say that the response may be
+    // shared, so that no stale copy of a personal page (a response with no
+    // freshness of its own, kept to serve when the origin is unreachable)
+    // reaches someone else.
+    if req.headers.contains_key(COOKIE)
+        && !rules.store_with_cookie
+        && !says_shared(&res.headers, &options.targeted)
+    {
+        return Err(NotStored::Cookie);
     }
     let built = build(req, res.status, &res.headers, response_time, options, rules);
     if built.storable {
@@ -451,6 +480,24 @@ fn quoted(text: &str) -> String {
     out
 }
 
+/// Whether a response says a shared cache may keep it: `public` or
+/// `s-maxage` in the Cache-Control a shared cache reads, or a lifetime in a
+/// targeted field (CDN-Cache-Control, or one the config names), which
+/// speaks to caches like this one only.
+fn says_shared(headers: &HeaderMap, targeted: &[HeaderName]) -> bool {
+    let targeted_lifetime = targeted.iter().any(|name| {
+        targeted_directives(headers, name).is_some_and(|values| {
+            let cc = Directives::parse(values.iter());
+            cc.has("max-age") || cc.has("s-maxage") || cc.has("public")
+        })
+    });
+    if targeted_lifetime {
+        return true;
+    }
+    let cc = Directives::parse(targeted_view(headers, targeted).get_all(CACHE_CONTROL));
+    cc.has("public") || cc.has("s-maxage")
+}
+
 /// Whether a response lets a shared cache answer requests that carry
 /// `Authorization` (RFC 9111 §3.5): `public`, `s-maxage` or `must-revalidate`.
 pub fn allows_authorized<'a>(cache_control: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
@@ -636,7 +683,7 @@ mod tests {
                 &res(200, &[("cache-control", "max-age=60")]),
                 StoreRules::default()
             ),
-            Err(NotStored::Headers)
+            Err(NotStored::Authorization)
         );
         assert_eq!(
             ttl_of(
@@ -661,6 +708,81 @@ mod tests {
                 StoreRules::default()
             )
             .is_ok()
+        );
+    }
+
+    /// Issue 19: a cookie makes a request personal, as Authorization does;
+    /// what answers it is stored only when the origin says it may be
+    /// shared, or the rule opts in. Otherwise a response with no freshness
+    /// of its own would be kept, and served stale to anyone when the
+    /// origin is unreachable (RFC 9111 §4.2.4).
+    #[test]
+    fn a_cookie_needs_the_response_to_say_it_may_be_shared() {
+        let cookie = req(&[("cookie", "session=alice")]);
+        for headers in [
+            &[][..],
+            &[("cache-control", "max-age=60")][..],
+            &[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")][..],
+            &[
+                ("cdn-cache-control", "no-store"),
+                ("cache-control", "public"),
+            ][..],
+        ] {
+            assert_eq!(
+                ttl_of(&cookie, &res(200, headers), StoreRules::default()),
+                Err(NotStored::Cookie),
+                "{headers:?}"
+            );
+        }
+        for (headers, ttl) in [
+            (&[("cache-control", "public, max-age=60")][..], 60),
+            (&[("cache-control", "s-maxage=30")][..], 30),
+            (&[("cdn-cache-control", "max-age=90")][..], 90),
+            (
+                &[
+                    ("cache-control", "private"),
+                    ("cdn-cache-control", "max-age=90"),
+                ][..],
+                90,
+            ),
+        ] {
+            assert_eq!(
+                ttl_of(&cookie, &res(200, headers), StoreRules::default()),
+                Ok(ttl),
+                "{headers:?}"
+            );
+        }
+        let opted_in = StoreRules {
+            store_with_cookie: true,
+            ..StoreRules::default()
+        };
+        assert_eq!(
+            ttl_of(
+                &cookie,
+                &res(200, &[("cache-control", "max-age=60")]),
+                opted_in
+            ),
+            Ok(60)
+        );
+        // The rule's opt-in is for cookies only: RFC 9111 §3.5 still
+        // decides for Authorization.
+        let both = req(&[("cookie", "a=b"), ("authorization", "Bearer x")]);
+        assert_eq!(
+            ttl_of(
+                &both,
+                &res(200, &[("cache-control", "max-age=60")]),
+                opted_in
+            ),
+            Err(NotStored::Authorization)
+        );
+        // A private response stays private whatever the rule says.
+        assert_eq!(
+            ttl_of(
+                &cookie,
+                &res(200, &[("cache-control", "private, max-age=60")]),
+                opted_in
+            ),
+            Err(NotStored::Headers)
         );
     }
 

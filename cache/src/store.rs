@@ -143,6 +143,14 @@ impl Cache {
         clamp_age(&mut res.headers);
         // RFC 9111 §4.1: `Vary: *` never matches a later request.
         let names = vary::names(&res.headers).ok_or(NotStored::Headers)?;
+        // A response kept apart by the cookie (the rule keys on cookies, or
+        // the origin varies on Cookie) answers only that cookie again.
+        let rules = StoreRules {
+            store_with_cookie: rules.store_with_cookie
+                || !key_fields.cookies.is_empty()
+                || names.contains(&http::header::COOKIE),
+            ..rules
+        };
         let options = self.options.load();
         let built = storage_policy(req, &res, response_time, &options, rules)?;
         let freshness = Freshness::compute(

@@ -2,6 +2,7 @@
 //! whose every error names `FILE:LINE:COL`, the key path and what is wrong.
 
 mod load;
+pub mod media;
 mod model;
 mod units;
 

@@ -470,6 +470,21 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     );
                 }
             }
+            let sets_ttl =
+                rule.ttl.is_some() || rule.default_ttl.is_some() || !rule.ttl_by_status.is_empty();
+            if rule.check_content_type && sets_ttl {
+                for (e, extension) in rule.matcher.extensions.iter().flatten().enumerate() {
+                    if !crate::media::is_known(extension) {
+                        err(
+                            site.origin.referenced,
+                            format!("sites[{i}].rules[{k}].match.extensions[{e}]"),
+                            format!(
+                                "{extension:?} has no known media type, so a response's Content-Type cannot be checked against it; set check_content_type: false to apply the ttl to whatever the origin sends"
+                            ),
+                        );
+                    }
+                }
+            }
             if let Some(prefix) = &rule.matcher.path_prefix
                 && !prefix.starts_with('/')
             {
@@ -717,6 +732,33 @@ sites:
         let message = load(&text).unwrap_err().to_string();
         assert!(
             message.contains("sites[0].rules[1].match.path_regex: invalid regular expression"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_ttl_by_an_extension_of_no_known_type_is_an_error_while_checked() {
+        let text = GOOD.replace(
+            "{ path_prefix: /static/ }",
+            "{ path_prefix: /static/, extensions: [css, zzqq] }",
+        );
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "sites[0].rules[0].match.extensions[1]: \"zzqq\" has no known media type"
+            ),
+            "{message}"
+        );
+        let unchecked = text.replace("ttl: 1d", "ttl: 1d\n        check_content_type: false");
+        assert!(load(&unchecked).is_ok());
+    }
+
+    #[test]
+    fn a_purge_budget_of_nothing_is_an_error() {
+        let text = format!("{GOOD}admin:\n  purge_budget: {{ burst: 0 }}\n");
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("admin.purge_budget.burst: must be at least 1"),
             "{message}"
         );
     }

@@ -604,12 +604,27 @@ pub struct Rule {
     /// Store and share responses that carry `Set-Cookie`.
     #[serde(default)]
     pub share_set_cookie: bool,
+    /// Store responses to requests that carry a `Cookie` even when the
+    /// origin did not mark them shareable (`public`, `s-maxage`, or a
+    /// lifetime in CDN-Cache-Control). Off by default: such a response may
+    /// be one user's page.
+    #[serde(default)]
+    pub store_with_cookie: bool,
+    /// With `match.extensions`: `ttl`, `ttl_by_status` and `default_ttl`
+    /// apply only to responses whose Content-Type is a type of the path's
+    /// extension (against web cache deception). `false` applies them to
+    /// whatever the origin sends.
+    #[serde(default = "Rule::default_check_content_type")]
+    pub check_content_type: bool,
     /// Largest request body forwarded; larger is 413. Unlimited when absent.
     pub max_request_body: Option<Size>,
 }
 
 impl Rule {
     fn default_respect_origin() -> bool {
+        true
+    }
+    fn default_check_content_type() -> bool {
         true
     }
 }

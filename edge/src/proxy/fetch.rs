@@ -179,7 +179,13 @@ impl Proxy {
             };
             match self.cache.admit(
                 &fetched,
-                request.rule.store_rules(parts.status.as_u16()),
+                request.rule.store_rules(
+                    parts.status.as_u16(),
+                    parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                ),
                 &request.rule.key_fields,
                 body.size_hint().exact(),
                 self.max_object_size as u64,

@@ -38,6 +38,9 @@ pub struct RuleView {
     pub stale_if_unreachable: Duration,
     store: StoreRules,
     ttl_by_status: Arc<BTreeMap<u16, Duration>>,
+    /// The extension the rule matched the path by, when its lifetimes
+    /// apply only to responses of that extension's media types.
+    checked_extension: Option<Arc<str>>,
 }
 
 /// What applies where no rule matches: the defaults of a rule.
@@ -52,17 +55,29 @@ impl Default for RuleView {
             stale_if_unreachable: STALE_IF_UNREACHABLE,
             store: StoreRules::default(),
             ttl_by_status: Arc::default(),
+            checked_extension: None,
         }
     }
 }
 
 impl RuleView {
-    /// The storing rules for a response with `status`: `ttl_by_status`
-    /// takes the place of `ttl` for the codes it names.
-    pub fn store_rules(&self, status: u16) -> StoreRules {
+    /// The storing rules for a response with `status` and
+    /// `content_type`: `ttl_by_status` takes the place of `ttl` for the
+    /// codes it names. A rule that matched the path by its extension gives
+    /// its lifetimes only to a response of that extension's media types:
+    /// `/account.php/x.css` answered with an HTML page is cached, if at
+    /// all, by the origin's words (web cache deception).
+    pub fn store_rules(&self, status: u16, content_type: Option<&str>) -> StoreRules {
         let mut rules = self.store;
         if let Some(ttl) = self.ttl_by_status.get(&status) {
             rules.ttl = Some(*ttl);
+        }
+        if let Some(extension) = &self.checked_extension
+            && outpost_config::media::agrees(extension, content_type) != Some(true)
+        {
+            rules.ttl = None;
+            rules.default_ttl = None;
+            rules.respect_origin = true;
         }
         rules
     }
@@ -72,6 +87,9 @@ struct CompiledRule {
     path_prefix: Option<String>,
     path_regex: Option<Regex>,
     extensions: Option<Vec<String>>,
+    /// Whether the rule's lifetimes need a response whose Content-Type
+    /// agrees with the path's extension.
+    check_content_type: bool,
     view: RuleView,
 }
 
@@ -83,7 +101,12 @@ impl CompiledRule {
             .as_ref()
             .map(|r| Regex::new(&r.value))
             .transpose()?;
+        let sets_ttl =
+            rule.ttl.is_some() || rule.default_ttl.is_some() || !rule.ttl_by_status.is_empty();
         Ok(Self {
+            check_content_type: rule.check_content_type
+                && sets_ttl
+                && rule.matcher.extensions.is_some(),
             path_prefix: rule.matcher.path_prefix.clone(),
             path_regex,
             extensions: rule.matcher.extensions.as_ref().map(|list| {
@@ -117,6 +140,7 @@ impl CompiledRule {
                     respect_origin: rule.respect_origin,
                     stale_while_revalidate: rule.stale_while_revalidate.map(|t| t.get()),
                     stale_if_error: rule.stale_if_error.map(|t| t.get()),
+                    store_with_cookie: rule.store_with_cookie,
                 },
                 ttl_by_status: Arc::new(
                     rule.ttl_by_status
@@ -124,6 +148,7 @@ impl CompiledRule {
                         .map(|(code, ttl)| (*code, ttl.get()))
                         .collect(),
                 ),
+                checked_extension: None,
             },
         })
     }
@@ -140,8 +165,7 @@ impl CompiledRule {
             return false;
         }
         if let Some(extensions) = &self.extensions {
-            let last = path.rsplit('/').next().unwrap_or_default();
-            let Some((_, ext)) = last.rsplit_once('.') else {
+            let Some(ext) = extension(path) else {
                 return false;
             };
             if !extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)) {
@@ -150,6 +174,21 @@ impl CompiledRule {
         }
         true
     }
+
+    /// The rule's view for `path`, which it matches.
+    fn view_for(&self, path: &str) -> RuleView {
+        let mut view = self.view.clone();
+        if self.check_content_type {
+            view.checked_extension = extension(path).map(Arc::from);
+        }
+        view
+    }
+}
+
+/// The extension of the path's last segment, without the dot.
+fn extension(path: &str) -> Option<&str> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    last.rsplit_once('.').map(|(_, ext)| ext)
 }
 
 impl Site {
@@ -158,7 +197,7 @@ impl Site {
         self.rules
             .iter()
             .find(|r| r.matches(path))
-            .map(|r| r.view.clone())
+            .map(|r| r.view_for(path))
             .unwrap_or_default()
     }
 }
@@ -352,7 +391,9 @@ sites:
         let r = router();
         let site = r.site("example.com").unwrap();
         assert_eq!(
-            site.rule_for("/static/a.css").store_rules(200).ttl,
+            site.rule_for("/static/a.css")
+                .store_rules(200, Some("text/css"))
+                .ttl,
             Some(Duration::from_secs(3600))
         );
         assert_eq!(*site.rule_for("/static/a.js").query, QueryKey::Ignore);

@@ -1,0 +1,104 @@
+//! End-to-end: safe defaults under attack (issue 19): personal pages kept
+//! out of the shared cache, cache deception, unkeyed headers, hostile
+//! request targets, and the origin's and the client's faults told apart.
+
+use outpost_tests::{Origin, Outpost, get, request, respond, simple_config};
+
+/// A request with a cookie may be answered with one user's page. Without
+/// Cache-Control, it used to be stored (lifetime 0) and then served stale
+/// to anyone while the origin was unreachable (RFC 9111 §4.2.4's
+/// disconnected cache). It is not stored unless the origin says it may be
+/// shared; `public` still is.
+#[tokio::test]
+async fn a_page_answering_a_cookie_never_reaches_a_stranger() {
+    let origin = Origin::start(|seen| {
+        let user = seen
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous")
+            .to_owned();
+        match seen.uri.path() {
+            "/shared" => respond(200, &[("cache-control", "public, max-age=60")], "for all"),
+            _ => respond(200, &[], format!("account of {user}")),
+        }
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let alice = [("cookie", "session=alice")];
+    let got = request(outpost.addr(), "GET", "example.com", "/account", &alice, "").await;
+    assert_eq!(got.body, "account of session=alice");
+    assert!(
+        got.cache_status().contains("detail=request-cookie"),
+        "{}",
+        got.cache_status()
+    );
+    request(outpost.addr(), "GET", "example.com", "/shared", &alice, "").await;
+    origin.stop();
+    let stranger = get(outpost.addr(), "example.com", "/account").await;
+    assert_eq!(stranger.status, 502);
+    assert!(!String::from_utf8_lossy(&stranger.body).contains("alice"));
+    let shared = get(outpost.addr(), "example.com", "/shared").await;
+    assert_eq!(
+        (shared.status.as_u16(), shared.body.as_ref()),
+        (200, &b"for all"[..])
+    );
+    shared.assert_hit();
+}
+
+/// A rule may opt in for paths it knows to be the same for everyone.
+#[tokio::test]
+async fn a_rule_may_store_what_answers_a_cookie() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=60")], "same")).await;
+    let rules = "\n      - match: {path_prefix: /assets/}\n        store_with_cookie: true";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    let cookie = [("cookie", "_ga=1")];
+    for path in ["/assets/a", "/page"] {
+        request(outpost.addr(), "GET", "example.com", path, &cookie, "").await;
+    }
+    get(outpost.addr(), "example.com", "/assets/a")
+        .await
+        .assert_hit();
+    let page = get(outpost.addr(), "example.com", "/page").await;
+    assert!(
+        page.cache_status().contains("fwd=miss"),
+        "{}",
+        page.cache_status()
+    );
+    assert_eq!(origin.hits(), 3);
+}
+
+/// Web cache deception: `/account.php/x.css` matches a rule for `.css`
+/// with a ttl, but the origin answers it with the account page. The rule's
+/// lifetime applies only to a response whose Content-Type is a type of
+/// the extension; the page is cached, if at all, by the origin's words.
+#[tokio::test]
+async fn a_ttl_by_extension_needs_the_extensions_content_type() {
+    let origin = Origin::start(|seen| {
+        if seen.uri.path().starts_with("/account.php") {
+            respond(
+                200,
+                &[("content-type", "text/html; charset=utf-8")],
+                "secret page",
+            )
+        } else {
+            respond(200, &[("content-type", "text/css")], "body{}")
+        }
+    })
+    .await;
+    let rules = "\n      - match: {extensions: [css]}\n        ttl: 1h";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    for path in ["/account.php/x.css", "/site.css"] {
+        get(outpost.addr(), "example.com", path).await;
+    }
+    get(outpost.addr(), "example.com", "/site.css")
+        .await
+        .assert_hit();
+    let again = get(outpost.addr(), "example.com", "/account.php/x.css").await;
+    assert!(
+        !again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(origin.hits(), 3);
+}
