@@ -426,6 +426,19 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 ),
             );
         }
+        for (h, name) in site.pass_headers.iter().enumerate() {
+            if !crate::UNKEYED_HEADERS.contains(&name.value.to_ascii_lowercase().as_str()) {
+                err(
+                    name.referenced,
+                    format!("sites[{i}].pass_headers[{h}]"),
+                    format!(
+                        "{:?} is not stripped, so it needs no passing; these are: {}",
+                        name.value,
+                        crate::UNKEYED_HEADERS.join(", ")
+                    ),
+                );
+            }
+        }
         for (k, rule) in site.rules.iter().enumerate() {
             if let Some(regex) = &rule.matcher.path_regex
                 && let Err(e) = regex::Regex::new(&regex.value)
@@ -751,6 +764,20 @@ sites:
         );
         let unchecked = text.replace("ttl: 1d", "ttl: 1d\n        check_content_type: false");
         assert!(load(&unchecked).is_ok());
+    }
+
+    #[test]
+    fn only_stripped_headers_may_be_passed() {
+        let text = GOOD.replace(
+            "    origin: app\n    rules:",
+            "    origin: app\n    pass_headers: [X-Forwarded-Port, Accept]\n    rules:",
+        );
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("sites[0].pass_headers[1]: \"Accept\" is not stripped"),
+            "{message}"
+        );
+        assert!(!message.contains("pass_headers[0]"), "{message}");
     }
 
     #[test]

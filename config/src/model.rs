@@ -544,6 +544,24 @@ impl Default for Timeouts {
     }
 }
 
+/// Request headers stripped before a request is keyed and forwarded,
+/// unless a site passes them (`pass_headers`): origins and frameworks act
+/// on them (a path, a method, a port or a scheme to use instead), so a
+/// client could have a page stored for everyone that the key does not
+/// tell apart.
+pub const UNKEYED_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-host",
+];
+
 /// A group of host names served from one origin pool with one list of rules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -557,6 +575,12 @@ pub struct Site {
     /// `cluster.peer_addr`.
     #[serde(default)]
     pub shield: bool,
+    /// Request headers that are stripped by default because they reshape
+    /// the answer at many origins while not in the key (`X-Forwarded-Port`,
+    /// `X-Original-URL`, ...) and that this site's origin needs: they are
+    /// passed through and join the key, as if the origin varied on them.
+    #[serde(default)]
+    pub pass_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub rules: Vec<Rule>,
 }

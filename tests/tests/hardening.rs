@@ -102,3 +102,76 @@ async fn a_ttl_by_extension_needs_the_extensions_content_type() {
     );
     assert_eq!(origin.hits(), 3);
 }
+
+/// Headers that many origins act on while the key does not see them: a
+/// client could have a page stored for everyone that answers its header
+/// (`X-Original-URL: /admin`). They are stripped; a site that needs one
+/// passes it, and then it joins the key.
+#[tokio::test]
+async fn unkeyed_headers_are_stripped_unless_passed_and_then_keyed() {
+    let origin = Origin::start(|seen| {
+        let mut names: Vec<&str> = seen
+            .headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| k.starts_with("x-") && *k != "x-forwarded-for" && *k != "x-forwarded-proto")
+            .collect();
+        names.sort_unstable();
+        let port = seen
+            .headers
+            .get("x-forwarded-port")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        respond(
+            200,
+            &[("cache-control", "max-age=60")],
+            format!("{} port {port}", names.join(",")),
+        )
+    })
+    .await;
+    let mut config = simple_config(&origin, &["example.com"], "");
+    config.push_str(
+        "  - hosts: [passing.test]\n    origin: app\n    pass_headers: [X-Forwarded-Port]\n",
+    );
+    let outpost = Outpost::start(&config, &[], None).await;
+    let hostile = [
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-forwarded-port", "8443"),
+        ("x-forwarded-scheme", "nothttps"),
+        ("x-http-method-override", "DELETE"),
+        ("x-host", "evil.test"),
+        ("x-forwarded-server", "evil.test"),
+        ("x-kept", "1"),
+    ];
+    let got = request(outpost.addr(), "GET", "example.com", "/", &hostile, "").await;
+    assert_eq!(got.body, "x-kept port -");
+    let got = request(outpost.addr(), "GET", "passing.test", "/", &hostile, "").await;
+    assert_eq!(got.body, "x-forwarded-port,x-kept port 8443");
+    // Passed, the header makes its own entry: another port is a miss.
+    let other = [("x-forwarded-port", "443")];
+    let got = request(outpost.addr(), "GET", "passing.test", "/", &other, "").await;
+    assert_eq!(got.body, "x-forwarded-port port 443");
+    request(outpost.addr(), "GET", "passing.test", "/", &other, "")
+        .await
+        .assert_hit();
+    assert_eq!(origin.hits(), 3);
+}
+
+/// RFC 9110 §9.3.8: TRACE would echo credentials back; it is refused.
+#[tokio::test]
+async fn trace_is_refused() {
+    let origin = Origin::start(|_| respond(200, &[], "no")).await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let got = request(
+        outpost.addr(),
+        "TRACE",
+        "example.com",
+        "/",
+        &[("cookie", "a=b")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 405);
+    assert_eq!(origin.hits(), 0);
+}

@@ -92,6 +92,13 @@ async fn malformed_requests_get_400_and_never_reach_the_origin() {
             "absolute-form disagreeing with Host",
             "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
         ),
+        // Issue 19: RFC 9112 §3.2 has no fragment in a target, RFC 3986
+        // no backslash.
+        ("fragment", "GET /a#b HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        (
+            "backslash",
+            "GET /a\\..\\b HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ),
     ];
     for (name, raw) in cases {
         let answer = exchange(outpost.addr(), raw.as_bytes()).await;

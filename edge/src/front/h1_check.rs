@@ -85,6 +85,8 @@ pub enum Violation {
     TransferEncodingOnHttp10,
     MissingHost,
     MoreThanOneHost,
+    /// A fragment or a backslash in the request target (RFC 9112 §3.2).
+    BadTarget,
     BadChunkLine,
     BadChunkEnd,
     BadTrailers,
@@ -404,6 +406,15 @@ fn check_head(head: &[u8]) -> Result<Framing, Violation> {
         Err(httparse::Error::TooManyHeaders) => return Err(Violation::TooManyFields),
         Err(_) => return Err(Violation::BadHead),
     }
+    // RFC 9112 §3.2: a request target has no fragment, and RFC 3986 has no
+    // backslash; origins and caches that read either differently (a
+    // fragment cut or kept, `\` as `/`) disagree on what was asked for.
+    if request
+        .path
+        .is_some_and(|target| target.contains(['#', '\\']))
+    {
+        return Err(Violation::BadTarget);
+    }
     let http10 = request.version == Some(0);
     let mut framing = Framing::default();
     let mut te: Option<Vec<u8>> = None;
@@ -692,6 +703,9 @@ mod tests {
                 "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
                 MoreThanOneHost,
             ),
+            ("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET /a\\..\\b HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET /?q=#x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
         ];
         for (input, expected) in cases {
             assert_eq!(refused(input), expected, "{input:?}");

@@ -102,6 +102,15 @@ impl Proxy {
                 plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
             );
         }
+        // RFC 9110 §9.3.8: TRACE echoes the request, credentials and
+        // cookies included, back to whoever can read the answer (cross-site
+        // tracing); it is not forwarded.
+        if parts.method == Method::TRACE {
+            return (
+                None,
+                plain(StatusCode::METHOD_NOT_ALLOWED, "TRACE is not served\n"),
+            );
+        }
         // Purges go through the side API only: the public listener neither
         // acts on these methods nor passes them to an origin.
         if matches!(parts.method.as_str(), "PURGE" | "BAN" | "REFRESH") {
@@ -140,6 +149,7 @@ impl Proxy {
             );
         };
         let rule = site.rule_for(target.path());
+        site.strip_unkeyed(&mut parts.headers);
         if rule.ignore_client_no_cache {
             strip_client_no_cache(&mut parts.headers);
         }

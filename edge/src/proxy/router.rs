@@ -20,6 +20,10 @@ pub struct Site {
     /// Misses go through the key's owner in the fleet.
     pub shield: bool,
     rules: Vec<CompiledRule>,
+    /// What applies where no rule matches.
+    fallback: RuleView,
+    /// Request headers removed before keying and forwarding.
+    stripped: Vec<http::HeaderName>,
 }
 
 /// What applies to one request; cheap to clone.
@@ -94,7 +98,8 @@ struct CompiledRule {
 }
 
 impl CompiledRule {
-    fn new(rule: &Rule) -> Result<Self, regex::Error> {
+    /// `passed`: the site's passed headers, which join every rule's key.
+    fn new(rule: &Rule, passed: &[http::HeaderName]) -> Result<Self, regex::Error> {
         let path_regex = rule
             .matcher
             .path_regex
@@ -130,6 +135,7 @@ impl CompiledRule {
                         .filter_map(|h| {
                             http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()
                         })
+                        .chain(passed.iter().cloned())
                         .collect(),
                     cookies: rule.key.cookies.clone(),
                 }),
@@ -197,8 +203,15 @@ impl Site {
         self.rules
             .iter()
             .find(|r| r.matches(path))
-            .map(|r| r.view_for(path))
-            .unwrap_or_default()
+            .map_or_else(|| self.fallback.clone(), |r| r.view_for(path))
+    }
+
+    /// Removes the request headers this site does not pass (see
+    /// [`outpost_config::UNKEYED_HEADERS`]).
+    pub fn strip_unkeyed(&self, headers: &mut http::HeaderMap) {
+        for name in &self.stripped {
+            headers.remove(name);
+        }
     }
 }
 
@@ -217,15 +230,36 @@ impl Router {
             any: None,
         };
         for site in &config.sites {
+            let passed: Vec<http::HeaderName> = site
+                .pass_headers
+                .iter()
+                .filter_map(|h| {
+                    http::HeaderName::from_bytes(h.value.to_ascii_lowercase().as_bytes()).ok()
+                })
+                .collect();
+            let stripped = outpost_config::UNKEYED_HEADERS
+                .iter()
+                .map(|name| http::HeaderName::from_static(name))
+                .filter(|name| !passed.contains(name))
+                .collect();
             let rules = site
                 .rules
                 .iter()
-                .map(CompiledRule::new)
+                .map(|rule| CompiledRule::new(rule, &passed))
                 .collect::<Result<_, _>>()?;
+            let fallback = RuleView {
+                key_fields: Arc::new(KeyFields {
+                    headers: passed.clone(),
+                    cookies: Vec::new(),
+                }),
+                ..RuleView::default()
+            };
             let compiled = Arc::new(Site {
                 origin: site.origin.value.clone(),
                 shield: site.shield,
                 rules,
+                fallback,
+                stripped,
             });
             for host in &site.hosts {
                 let host = host.value.to_ascii_lowercase();
@@ -263,6 +297,17 @@ impl Router {
 pub fn host_name(authority: &str) -> Option<String> {
     let authority: http::uri::Authority = authority.parse().ok()?;
     if authority.as_str().contains('@') {
+        return None;
+    }
+    // RFC 3986 §3.2.3: a port is digits; one past 65535 names no port at
+    // all, and must not share the entry of the host without it. An empty
+    // port is the default one (§6.2.3).
+    if let Some(port) = authority.as_str().rsplit_once(']').map_or(
+        authority.as_str().rsplit_once(':').map(|(_, p)| p),
+        |(_, rest)| rest.strip_prefix(':'),
+    ) && !port.is_empty()
+        && port.parse::<u16>().is_err()
+    {
         return None;
     }
     let host = authority.host().to_ascii_lowercase();
@@ -411,6 +456,11 @@ sites:
         assert_eq!(host_name("example.com.").as_deref(), Some("example.com"));
         assert_eq!(host_name("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(host_name("user@host"), None);
+        // Issue 19: no entry is shared through a port that cannot be.
+        assert_eq!(host_name("a:99999"), None);
+        assert_eq!(host_name("a:65535").as_deref(), Some("a"));
+        assert_eq!(host_name("a:").as_deref(), Some("a"));
+        assert_eq!(host_name("[::1]:99999"), None);
         assert_eq!(host_name(""), None);
     }
 }
