@@ -138,15 +138,15 @@ async fn run(path: &Path, upgrade: bool) -> Result<()> {
             .context("telling the predecessor to drain")?;
         tracing::info!(from_pid, "serving; the predecessor drains");
     }
-    serve_until_shutdown(&running, signals, handed_over, Some(path)).await?;
-    drain(&running).await;
+    let handed_over = serve_until_shutdown(&running, signals, handed_over, Some(path)).await?;
+    drain(&running, handed_over).await;
     Ok(())
 }
 
 /// Lets requests in flight finish, up to the grace period.
-async fn drain(running: &Running) {
+async fn drain(running: &Running, handed_over: bool) {
     let grace = running.shutdown_grace();
-    let left = running.shutdown(grace).await;
+    let left = running.shutdown(grace, handed_over).await;
     if left > 0 {
         tracing::warn!(
             connections = left,
@@ -204,8 +204,8 @@ async fn run_demo(state_dir: Option<PathBuf>) -> Result<()> {
         println!("{}", demo::instructions(http, https, running.admin, &token));
     }
     println!("(state directory: {})", state_dir.display());
-    serve_until_shutdown(&running, signals, None, None).await?;
-    drain(&running).await;
+    let handed_over = serve_until_shutdown(&running, signals, None, None).await?;
+    drain(&running, handed_over).await;
     Ok(())
 }
 
@@ -270,14 +270,14 @@ impl Signals {
 }
 
 /// Serves until SIGTERM or SIGINT, or until a successor serves in our
-/// place. Meanwhile SIGHUP reloads the config (the reloader logs the
-/// outcome) and SIGUSR2 starts a successor on `config`.
+/// place (then true). Meanwhile SIGHUP reloads the config (the reloader
+/// logs the outcome) and SIGUSR2 starts a successor on `config`.
 async fn serve_until_shutdown(
     running: &Running,
     signals: Signals,
     handed_over: Option<Arc<Notify>>,
     config: Option<&Path>,
-) -> Result<()> {
+) -> Result<bool> {
     let Signals {
         mut interrupt,
         mut term,
@@ -297,7 +297,7 @@ async fn serve_until_shutdown(
             _ = term.recv() => break,
             () = &mut handed_over => {
                 tracing::info!("a successor serves on our sockets: draining");
-                return Ok(());
+                return Ok(true);
             }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
@@ -306,8 +306,8 @@ async fn serve_until_shutdown(
             _ = upgrade.recv() => start_successor(running, config),
         }
     }
-    tracing::info!("shutting down: no new connections, finishing the requests in flight");
-    Ok(())
+    tracing::info!("shutting down: new connections refused, finishing the requests in flight");
+    Ok(false)
 }
 
 /// SIGUSR2: runs this program's path again as `run --config FILE

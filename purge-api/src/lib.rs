@@ -94,6 +94,8 @@ pub struct Admin {
     origins: Arc<OriginsSource>,
     reload: Option<Arc<ReloadHook>>,
     request_ids: AtomicU64,
+    /// Set once the process has begun to shut down: `/readyz` says so.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Admin {
@@ -110,7 +112,13 @@ impl Admin {
             origins: parts.origins,
             reload: parts.reload,
             request_ids: AtomicU64::new(0),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on `/readyz` answers 503: the process is shutting down.
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Replaces the bearer tokens and their purge budget (a reload may
@@ -130,6 +138,12 @@ impl Admin {
             // Serving starts only once the config is loaded and every
             // listener is bound, so an answering side API means ready.
             ("/readyz", &Method::GET | &Method::HEAD) => {
+                if self.shutting_down.load(Ordering::SeqCst) {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"status": "shutting down"}),
+                    );
+                }
                 let waiting_for = if self.cache.disk_pending() {
                     Some("disk tier".to_owned())
                 } else {

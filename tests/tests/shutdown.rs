@@ -39,6 +39,61 @@ async fn sigterm_finishes_requests_in_flight_and_exits_zero() {
     );
 }
 
+/// Issue 19: while a shutdown drains, new clients are refused at once
+/// (the socket kept for upgrades used to keep them waiting in the
+/// backlog until the grace period ended), `/readyz` answers 503 at once
+/// and `/healthz` 200, so that a load balancer moves on.
+#[tokio::test]
+async fn a_draining_node_refuses_new_clients_and_says_it_is_not_ready() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_secs(3)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, |_| {
+        respond(200, &[("cache-control", "no-store")], "finished")
+    })
+    .await;
+    let config = format!(
+        "upgrade_socket: upgrade.sock\n{}",
+        simple_config(&origin, &["example.com"], "")
+    );
+    let mut outpost = Outpost::start(&config, &[], None).await;
+    let (addr, admin) = (outpost.addr(), outpost.admin);
+    let in_flight = tokio::spawn(async move { get(addr, "example.com", "/slow").await });
+    for _ in 0..500 {
+        if origin.connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    outpost.terminate();
+    let quick = Duration::from_secs(2);
+    let mut ready = None;
+    for _ in 0..100 {
+        let got = tokio::time::timeout(quick, get(admin, "admin", "/readyz"))
+            .await
+            .expect("/readyz answers at once while draining");
+        if got.status == 503 {
+            ready = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ready = ready.expect("/readyz turned 503");
+    assert!(String::from_utf8_lossy(&ready.body).contains("shutting down"));
+    let health = tokio::time::timeout(quick, get(admin, "admin", "/healthz"))
+        .await
+        .expect("/healthz answers while draining");
+    assert_eq!(health.status, 200);
+    let connect = tokio::time::timeout(quick, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("a new client is refused at once, not left waiting");
+    assert!(connect.is_err(), "a new client was accepted while draining");
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.body, "finished");
+    assert_eq!(outpost.exit_code(Duration::from_secs(10)).await, Some(0));
+}
+
 /// Reads the access log until it holds `lines` lines (bounded wait).
 async fn log_lines(path: &std::path::Path, lines: usize) -> Vec<serde_json::Value> {
     for _ in 0..500 {

@@ -1,6 +1,12 @@
 //! The drain a graceful shutdown runs: stop accepting, ask every
 //! connection to finish (GOAWAY on HTTP/2, `Connection: close` on
 //! HTTP/1.1), and wait for them, up to the grace period.
+//!
+//! Two ways to stop: a successor took the sockets over (it accepts from
+//! them now, so this process only lets go), or the process is shutting
+//! down (the sockets close, so that new clients are refused at once
+//! rather than queued where no one accepts, and the side API goes on
+//! answering, `/readyz` with 503, until the process exits).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,24 +20,35 @@ use tokio::sync::{Notify, watch};
 /// close`) before it is asked to finish.
 pub(crate) const DRAIN_LINGER: Duration = Duration::from_secs(1);
 
+/// Why the accept loops stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Not stopping.
+    Serving,
+    /// A successor serves on the same sockets.
+    HandedOver,
+    /// The process ends; no one else accepts on its sockets.
+    ShuttingDown,
+}
+
 /// Shared by every accept loop and connection: the stop signal and the
 /// count of connections still open.
 #[derive(Clone)]
 pub(crate) struct Drain {
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
     live: Arc<AtomicUsize>,
     idle: Arc<Notify>,
 }
 
 /// Starts a drain.
 pub(crate) struct DrainHandle {
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     drain: Drain,
 }
 
 impl DrainHandle {
     pub(crate) fn new() -> Self {
-        let (stop, rx) = watch::channel(false);
+        let (stop, rx) = watch::channel(Stop::Serving);
         Self {
             stop,
             drain: Drain {
@@ -48,8 +65,8 @@ impl DrainHandle {
 
     /// Stops every accept loop, asks every connection to finish, and waits
     /// up to `grace` for them. Returns the connections still open then.
-    pub(crate) async fn run(&self, grace: Duration) -> usize {
-        let _ = self.stop.send(true);
+    pub(crate) async fn run(&self, grace: Duration, why: Stop) -> usize {
+        let _ = self.stop.send(why);
         let live = &self.drain.live;
         let wait = async {
             while live.load(Ordering::SeqCst) > 0 {
@@ -72,9 +89,13 @@ impl Default for DrainHandle {
 }
 
 impl Drain {
-    /// Resolves once the drain has started.
-    pub(crate) async fn stopped(&mut self) {
-        let _ = self.stop.wait_for(|stop| *stop).await;
+    /// Resolves once the drain has started, with why.
+    pub(crate) async fn stopped(&mut self) -> Stop {
+        match self.stop.wait_for(|stop| *stop != Stop::Serving).await {
+            Ok(why) => *why,
+            // The handle is gone: nothing will serve on.
+            Err(_) => Stop::ShuttingDown,
+        }
     }
 
     /// Counts a connection open until the returned guard drops.
@@ -122,7 +143,7 @@ pub(crate) async fn serve<C, E>(
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = drain.stopped() => {
+        _ = drain.stopped() => {
             closing.store(true, Ordering::SeqCst);
             tokio::select! {
                 result = connection.as_mut() => result,

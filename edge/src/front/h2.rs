@@ -126,7 +126,7 @@ pub(crate) async fn serve<T>(
                 tracing::debug!("an HTTP/2 client stopped answering PINGs; closing");
                 break;
             }
-            () = drain.stopped(), if !draining => {
+            _ = drain.stopped(), if !draining => {
                 draining = true;
                 linger.as_mut().reset(Instant::now() + DRAIN_LINGER);
             }

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::front::drain::{self, Drain};
+use crate::front::drain::{self, Drain, Stop};
 use crate::front::metrics::FrontMetrics;
 use crate::front::sniff::{Sniffed, sniff};
 use crate::front::tls::Tls;
@@ -46,73 +46,89 @@ pub(crate) fn spawn_proxy_listener(
     slots: Arc<Semaphore>,
     drain: Drain,
 ) {
-    spawn_accept_loop(listener, drain, move |stream, remote, drain| {
-        let tls = live.acceptor(index);
-        let metrics = metrics.clone();
-        let slot = slots.clone().try_acquire_owned().ok();
-        let live = live.clone();
-        async move {
-            let Some(_slot) = slot else {
-                metrics.refused.inc();
-                tracing::debug!(%remote, "at limits.max_connections: closing a new connection");
-                drop(stream);
-                return;
-            };
-            metrics.connections.inc();
-            match tls {
-                None => {
-                    let conn = ConnInfo {
-                        remote,
-                        tls: false,
-                        listener: index,
-                        certificate: None,
-                    };
-                    serve_client(stream, conn, false, live, drain).await;
+    spawn_accept_loop(
+        listener,
+        drain,
+        OnShutdown::Refuse,
+        move |stream, remote, drain| {
+            let tls = live.acceptor(index);
+            let metrics = metrics.clone();
+            let slot = slots.clone().try_acquire_owned().ok();
+            let live = live.clone();
+            async move {
+                let Some(_slot) = slot else {
+                    metrics.refused.inc();
+                    tracing::debug!(%remote, "at limits.max_connections: closing a new connection");
+                    drop(stream);
+                    return;
+                };
+                metrics.connections.inc();
+                match tls {
+                    None => {
+                        let conn = ConnInfo {
+                            remote,
+                            tls: false,
+                            listener: index,
+                            certificate: None,
+                        };
+                        serve_client(stream, conn, false, live, drain).await;
+                    }
+                    Some(tls) => {
+                        serve_tls(stream, remote, index, &tls, &metrics, live, drain).await
+                    }
                 }
-                Some(tls) => serve_tls(stream, remote, index, &tls, &metrics, live, drain).await,
+                metrics.connections.dec();
             }
-            metrics.connections.dec();
-        }
-    });
+        },
+    );
 }
 
 /// Accepts side-API connections until the drain stops it.
 pub(crate) fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>, drain: Drain) {
-    spawn_accept_loop(listener, drain, move |stream, _remote, drain| {
-        let admin = admin.clone();
-        async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            drain::serve(
-                connection,
-                |connection| connection.graceful_shutdown(),
-                drain,
-                &AtomicBool::new(false),
-            )
-            .await;
-        }
-    });
+    spawn_accept_loop(
+        listener,
+        drain,
+        OnShutdown::KeepAnswering,
+        move |stream, _remote, drain| {
+            let admin = admin.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+                });
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT);
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                drain::serve(
+                    connection,
+                    |connection| connection.graceful_shutdown(),
+                    drain,
+                    &AtomicBool::new(false),
+                )
+                .await;
+            }
+        },
+    );
 }
 
-fn spawn_accept_loop<F, Fut>(listener: TcpListener, drain: Drain, serve_one: F)
-where
+fn spawn_accept_loop<F, Fut>(
+    listener: TcpListener,
+    drain: Drain,
+    on_shutdown: OnShutdown,
+    serve_one: F,
+) where
     F: Fn(TcpStream, SocketAddr, Drain) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
         let mut stop = drain.clone();
-        loop {
+        let why = loop {
             let accepted = tokio::select! {
                 accepted = accept(&listener) => accepted,
-                () = stop.stopped() => break,
+                why = stop.stopped() => break why,
             };
             let Some((stream, remote)) = accepted else {
                 continue;
@@ -123,9 +139,44 @@ where
                 connection.await;
                 drop(open);
             });
+        };
+        if why == Stop::HandedOver {
+            // The successor accepts on the same socket; dropping this copy
+            // leaves it to them.
+            return;
         }
-        // The listener is dropped here: new connections are refused.
+        match on_shutdown {
+            OnShutdown::Refuse => {
+                // Copies of the socket are kept for upgrades, so dropping
+                // this one would leave it listening with no one to accept:
+                // clients would connect and wait. Shutting it down closes
+                // it for every copy: new connections are refused at once.
+                if let Err(e) = rustix::net::shutdown(&listener, rustix::net::Shutdown::Read) {
+                    tracing::warn!(error = %e, "closing a listening socket");
+                }
+            }
+            OnShutdown::KeepAnswering => {
+                // Until the process exits, so that a load balancer asking
+                // `/readyz` hears at once that this node is going. These
+                // connections do not hold the drain up.
+                loop {
+                    if let Some((stream, remote)) = accept(&listener).await {
+                        tokio::spawn(serve_one(stream, remote, drain.clone()));
+                    }
+                }
+            }
+        }
     });
+}
+
+/// What an accept loop does when the process shuts down (not when it
+/// hands over to a successor: then it lets go in every case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnShutdown {
+    /// Closes the socket: new connections are refused.
+    Refuse,
+    /// Goes on accepting until the process exits.
+    KeepAnswering,
 }
 
 /// One accepted connection; accept errors (out of descriptors, say) are

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::fleet::Membership;
 use crate::fleet::gate::Gate;
 use crate::fleet::shield::Shield;
-use crate::front::drain::DrainHandle;
+use crate::front::drain::{DrainHandle, Stop};
 use crate::front::metrics::FrontMetrics;
 use crate::front::{Live, listen};
 use crate::lifecycle::generation::{self, Current, Generation};
@@ -118,12 +118,26 @@ impl Running {
     /// Returns the connections still open when the grace period ended.
     /// Drains, then closes the disk tier (what it has queued is written,
     /// and a successor may open it).
-    pub async fn shutdown(&self, grace: std::time::Duration) -> usize {
+    ///
+    /// `handed_over`: a successor serves on the same sockets and this
+    /// process only lets go of them. Otherwise the proxy's listening
+    /// sockets close at once (new clients are refused, not left waiting),
+    /// and the side API goes on answering until the process exits, with
+    /// `/readyz` 503, so that a load balancer moves on.
+    pub async fn shutdown(&self, grace: std::time::Duration, handed_over: bool) -> usize {
         // A successor (binary upgrade) takes this node's place in the fleet.
         if let Some(fleet) = &self.fleet {
             fleet.leave();
         }
-        let left = self.drain.run(grace).await;
+        let why = if handed_over {
+            Stop::HandedOver
+        } else {
+            if let Some(admin) = self.reloader.admin.get() {
+                admin.shutting_down();
+            }
+            Stop::ShuttingDown
+        };
+        let left = self.drain.run(grace, why).await;
         self.cache.close().await;
         left
     }
