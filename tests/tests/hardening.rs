@@ -2,7 +2,10 @@
 //! out of the shared cache, cache deception, unkeyed headers, hostile
 //! request targets, and the origin's and the client's faults told apart.
 
-use outpost_tests::{Origin, Outpost, get, request, respond, simple_config};
+use outpost_tests::{
+    Misbehaviour, Origin, Outpost, RawOrigin, get, pool_config, request, respond, simple_config,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A request with a cookie may be answered with one user's page. Without
 /// Cache-Control, it used to be stored (lifetime 0) and then served stale
@@ -174,4 +177,86 @@ async fn trace_is_refused() {
     .await;
     assert_eq!(got.status, 405);
     assert_eq!(origin.hits(), 0);
+}
+
+/// A server that resets every request it is given was never ejected (only
+/// 5xx answers counted), so every other POST kept failing on it. Resets
+/// now count toward ejection like 5xx answers and failed connects.
+#[tokio::test]
+async fn a_server_that_resets_every_request_is_ejected() {
+    let resetting = RawOrigin::start(Misbehaviour::CloseWithoutAnswer).await;
+    let good = Origin::start(|_| respond(200, &[], "ok")).await;
+    let config = pool_config(
+        &[resetting.url(), good.url()],
+        "    balance: round_robin\n    eject: { consecutive_failures: 3, cooldown: 60s }\n",
+    );
+    let outpost = Outpost::start(&config, &[], None).await;
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let got = request(
+            outpost.addr(),
+            "POST",
+            "example.com",
+            "/order",
+            &[],
+            "item=1",
+        )
+        .await;
+        statuses.push(got.status.as_u16());
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(failed, 3, "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// A client's malformed chunked body used to be answered 502 and counted
+/// as the origin's reset. It is the client's fault (RFC 9112 §7.1): 400,
+/// and the origin's health is untouched.
+#[tokio::test]
+async fn a_clients_broken_body_is_its_own_fault() {
+    let origin = Origin::start(|_| respond(200, &[], "ok")).await;
+    let config = pool_config(
+        &[origin.url()],
+        "    eject: { consecutive_failures: 1, cooldown: 60s }\n",
+    );
+    let outpost = Outpost::start(&config, &[], None).await;
+    let mut stream = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    // Once the origin has the request, the body breaks.
+    for _ in 0..500 {
+        if origin.connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stream.write_all(b"zz-not-a-size\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection closes")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let metrics = get(outpost.admin, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(!metrics.contains("outcome=\"reset\""), "{metrics}");
+    // One failure would have ejected the only server: it still serves.
+    let got = request(
+        outpost.addr(),
+        "POST",
+        "example.com",
+        "/upload",
+        &[],
+        "fine",
+    )
+    .await;
+    assert_eq!(got.status, 200);
 }

@@ -1,6 +1,9 @@
 //! Request bodies on their way to an origin: one that can be sent again
 //! on failover, or one that streams once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -39,5 +42,22 @@ impl OutgoingBody {
             }
             OutgoingBody::Streaming(body) => Some(body),
         }
+    }
+}
+
+/// Set when the client's side of a request body failed (a malformed
+/// chunked body, a client gone mid-body): the exchange that broke is then
+/// the client's fault, not the server's, and counts nothing against the
+/// server's health. Travels in the request's extensions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientFault(Arc<AtomicBool>);
+
+impl ClientFault {
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn happened(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }

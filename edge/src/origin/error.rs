@@ -80,6 +80,10 @@ pub(crate) enum UpstreamError {
     /// A server answered with framing that cannot be trusted (RFC 9112 §6.3).
     #[error("the origin failed before answering: {server}: malformed response: {why}")]
     Malformed { server: String, why: &'static str },
+    /// The client's request body failed on its way (malformed, or the
+    /// client went away): the client's fault, answered 400.
+    #[error("the client's request body failed")]
+    ClientBody(#[source] Attempt),
     /// The request cannot be written for this server.
     #[error("the origin failed before answering: bad request target")]
     Target(#[source] http::uri::InvalidUri),

@@ -16,7 +16,7 @@ use outpost_purge_api::{PoolStatus, ServerStatus};
 
 use crate::origin::metrics::OriginMetrics;
 
-use crate::origin::body::OutgoingBody;
+use crate::origin::body::{ClientFault, OutgoingBody};
 use crate::origin::error::{Attempt, Chain, Failure, PoolError, UpstreamError};
 use crate::origin::resolve::resolve;
 use crate::origin::response::{Lease, OriginStream};
@@ -409,6 +409,20 @@ impl Upstream {
                     }
                     return Ok(Answer { response, lease });
                 }
+                Ok(Err(failure))
+                    if parts
+                        .extensions
+                        .get::<ClientFault>()
+                        .is_some_and(ClientFault::happened) =>
+                {
+                    // The client's body broke the exchange: the server did
+                    // nothing wrong, and another server would fare the same.
+                    self.count(&server, "client_body");
+                    return Err(UpstreamError::ClientBody(Attempt {
+                        server: server.label.clone(),
+                        failure,
+                    }));
+                }
                 Ok(Err(failure)) if failure.before_sending() => {
                     self.count(&server, "connect_error");
                     self.failed(&server);
@@ -434,6 +448,9 @@ impl Upstream {
                 }
                 Ok(Err(failure)) => {
                     self.count(&server, "reset");
+                    // A server that resets requests is failing as surely as
+                    // one that answers 5xx.
+                    self.failed(&server);
                     tracing::warn!(pool = %self.name, server = %server.label, error = %Chain(&failure), "failed before the response headers");
                     last_error = Some(UpstreamError::Failed(Attempt {
                         server: server.label.clone(),

@@ -16,7 +16,7 @@ use outpost_cache::{CacheKey, normalize_host, normalize_path};
 
 use super::router::host_name;
 use crate::observe::counted::CountedBody;
-use crate::origin::body::OutgoingBody;
+use crate::origin::body::{ClientFault, OutgoingBody};
 
 use super::exchange::Exchange;
 use super::respond::{plain, relay, upstream_error};
@@ -44,11 +44,14 @@ impl Proxy {
             return (None, too_large(limit));
         }
         let exceeded = Arc::new(AtomicBool::new(false));
-        let outgoing = request.origin_parts(&request.parts.headers);
+        let fault = ClientFault::default();
+        let mut outgoing = request.origin_parts(&request.parts.headers);
+        outgoing.extensions.insert(fault.clone());
         let body = outgoing_body(
             CountedBody::new(body, self.metrics.client_bytes_in.clone()),
             limit,
             &exceeded,
+            &fault,
         )
         .await;
         if exceeded.load(Ordering::SeqCst) {
@@ -156,19 +159,29 @@ pub(super) async fn outgoing_body(
     body: CountedBody<ClientBody>,
     limit: Option<u64>,
     exceeded: &Arc<AtomicBool>,
+    fault: &ClientFault,
 ) -> OutgoingBody {
     if body.is_end_stream() {
         return OutgoingBody::Empty;
     }
+    // Whatever fails on the client's side is the client's fault: a body
+    // that breaks, or one over the limit.
+    let broke = fault.clone();
+    let body = body.map_err(move |e| {
+        broke.set();
+        e
+    });
     let body = match limit {
         Some(limit) => {
             let exceeded = exceeded.clone();
+            let fault = fault.clone();
             let limited =
                 http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
             limited
                 .map_err(move |e| {
                     if e.is::<http_body_util::LengthLimitError>() {
                         exceeded.store(true, Ordering::SeqCst);
+                        fault.set();
                     }
                     e
                 })

@@ -15,8 +15,15 @@ use super::status::{CacheStatus, Detail, Fwd};
 use super::{ProxyBody, Reply};
 
 /// The answer when the origin could not be reached or failed before
-/// answering: 504 for a time-out, 502 otherwise.
+/// answering: 504 for a time-out, 502 otherwise; 400 when the client's
+/// own body broke the exchange.
 pub(super) fn upstream_error(e: &UpstreamError) -> Reply {
+    if let UpstreamError::ClientBody(_) = e {
+        // RFC 9112 §6.3: the client's framing failed; the rest of what it
+        // sent cannot be trusted, so the connection closes.
+        tracing::info!(error = %Chain(e), "the client's request body failed");
+        return (None, protocol_error("the request body could not be read\n"));
+    }
     let status = match e {
         UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
