@@ -11,8 +11,11 @@ APT_PACKAGES := cmake g++ libclang-dev nats-server
 # What the side-by-side benchmark runs besides Outpost: the two peers,
 # python3 (the slow origin and the table), openssl (a certificate), curl.
 BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
+# What `make api-fuzz` needs besides the build packages: python3 and its
+# venv module, for schemathesis from PyPI in a virtualenv under target/.
+API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo
+.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -69,6 +72,16 @@ fleet-bench: release
 # nats-server and three nodes with the shield tier on loopback, until Ctrl-C.
 fleet-demo: release
 	loadtest/scripts/fleet-bench.sh --demo
+
+# The side API fuzzed from its OpenAPI document (docs/openapi.yaml) by
+# schemathesis, on a node on its own and on a node in a fleet of one: no
+# 5xx, and every answer's status, content type, headers and body as the
+# document says (see docs/purge-api.md). Not part of `make test`; the
+# API_FUZZ_* variables of loadtest/scripts/api-fuzz.sh tune it.
+api-fuzz: deps
+	$(call apt-install,$(API_FUZZ_APT_PACKAGES),API fuzzing packages)
+	$(CARGO) build -p outpost-edge --bin outpost
+	loadtest/scripts/api-fuzz.sh
 
 # The criterion microbenchmarks (ring selection, purge speed).
 microbench: deps

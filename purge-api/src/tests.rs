@@ -6,6 +6,8 @@ use outpost_config::QueryKey;
 
 use super::*;
 
+mod conformance;
+
 fn admin(token: Option<&str>) -> (Admin, Arc<Cache>) {
     admin_with(token, prometheus::Registry::new())
 }

@@ -1,4 +1,4 @@
-//! End-to-end: the side API's purge, health and metrics.
+//! End-to-end: the side API's purge, health, metrics and fleet routes.
 
 use outpost_tests::{Origin, Outpost, get, purge, respond, simple_config};
 
@@ -148,4 +148,34 @@ async fn body_bytes_are_counted() {
         Some(2006.0)
     );
     assert_eq!(value("outpost_origin_body_bytes_total").await, Some(1006.0));
+}
+
+/// `GET /cluster` reads the members bucket while this node's heartbeats
+/// keep writing to it, and answers every time, promptly. Found by `make
+/// api-fuzz`: the member list came from the KV store's key listing, which
+/// waited for ever when a heartbeat was written while it started, so one
+/// `GET /cluster` (or `GET /purge/{id}`) in a hundred or so never answered.
+#[tokio::test]
+async fn the_cluster_route_answers_while_heartbeats_write() {
+    let nats = outpost_tests::Nats::start().await;
+    let config = format!(
+        "listen: [{{addr: 127.0.0.1:0}}]\nadmin: {{addr: 127.0.0.1:0}}\n\
+         origins:\n  app:\n    servers:\n      - url: http://127.0.0.1:9\n\
+         sites:\n  - hosts: [\"*\"]\n    origin: app\n\
+         cluster:\n  node: a\n  nats:\n    servers: [\"{}\"]\n  state_dir: fleet\n  heartbeat: 100ms\n",
+        nats.url()
+    );
+    let outpost = Outpost::start(&config, &[], Some("t")).await;
+    outpost.await_ready().await;
+    for i in 0..400 {
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            get(outpost.admin, "admin", "/cluster"),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("GET /cluster number {i} did not answer within 5 s"));
+        assert_eq!(got.status, 200, "{:?}", got.body);
+        let json: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(json["node"], "a", "{json}");
+    }
 }

@@ -145,14 +145,31 @@ impl Fleet {
     }
 
     /// The members heard from within their time to live, by name.
+    ///
+    /// The names come from the subjects of the bucket's stream (paged
+    /// stream-info requests, each bounded like every JetStream request),
+    /// not from `kv::Store::keys`: that one reads through an ordered
+    /// consumer, which can wait for ever when a heartbeat is written while
+    /// it starts (it then expects one entry more than ever comes, and the
+    /// heartbeats that keep coming hold off the idle heartbeat that would
+    /// end the wait), and `GET /cluster` and `GET /purge/{id}` with it.
     pub(crate) async fn member_list(&self) -> Result<Vec<Member>, FleetError> {
         let kv = self.members_kv().await?;
-        let mut keys = kv.keys().await?;
+        let mut subjects = kv
+            .stream
+            .info_with_subjects(format!("{}>", kv.prefix))
+            .await?;
+        let mut keys = Vec::new();
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject?;
+            if let Some(key) = subject.strip_prefix(&kv.prefix) {
+                keys.push(key.to_owned());
+            }
+        }
         let mut members = Vec::new();
         let now = unix_ms();
         let ttl = u64::try_from(self.member_ttl().as_millis()).unwrap_or(u64::MAX);
-        while let Some(key) = keys.next().await {
-            let key = key?;
+        for key in keys {
             let Some(value) = kv.get(&key).await? else {
                 continue;
             };
