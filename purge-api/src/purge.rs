@@ -28,7 +28,25 @@ impl Admin {
                 .inc();
             return unauthorized(request_id);
         };
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        // A declared length over the limit is refused before a byte of the
+        // body is read (RFC 9110 §15.5.14).
+        if hyper::body::Body::size_hint(req.body()).lower() > MAX_BODY as u64 {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body over {MAX_BODY} bytes"),
+                request_id,
+            );
+        }
+        let reading = Limited::new(req.into_body(), MAX_BODY).collect();
+        let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, reading).await else {
+            // RFC 9110 §15.5.9: a body that stalls holds nothing up for long.
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+                request_id,
+            );
+        };
+        let body = match read {
             Ok(body) => body.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return error(
@@ -149,6 +167,9 @@ impl Admin {
         json_response(StatusCode::OK, answer)
     }
 }
+
+/// How long a purge request's body may take to arrive.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A purge as a client sends it, and as it travels to the rest of a fleet.
 /// A field is either left out or given; `null` is refused like any other

@@ -559,3 +559,49 @@ async fn a_node_on_its_own_is_a_fleet_of_none() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A body that never arrives, declaring `length` (None: unknown).
+struct Stalled(Option<u64>);
+
+impl hyper::body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.0 {
+            Some(n) => hyper::body::SizeHint::with_exact(n),
+            None => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+fn stalled_purge(length: Option<u64>) -> Request<Stalled> {
+    Request::post("/purge")
+        .header("authorization", "Bearer secret")
+        .body(Stalled(length))
+        .unwrap()
+}
+
+/// Issue 19: a declared length over the limit is refused before anything
+/// is read (the body here never comes, so reading would hang).
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_unread() {
+    let (admin, _) = admin(Some("secret"));
+    let res = admin.handle(stalled_purge(Some(MAX_BODY as u64 + 1))).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Issue 19: a body that stalls is given up on (408), not waited for.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_times_out() {
+    let (admin, _) = admin(Some("secret"));
+    let res = admin.handle(stalled_purge(None)).await;
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+}

@@ -126,11 +126,15 @@ async fn a_continuation_flood_ends_in_goaway() {
     let before = rss_kib(outpost.pid());
     let _ = tokio::time::timeout(WAIT, h2.send_all(&flood)).await;
     let frames = h2.read_until(WAIT, |f| f.kind == GOAWAY).await;
-    assert!(
-        frames.iter().any(|f| f.kind == GOAWAY),
-        "no GOAWAY after the flood: {frames:?}"
-    );
+    let goaway = frames.iter().find(|f| f.kind == GOAWAY);
+    assert!(goaway.is_some(), "no GOAWAY after the flood: {frames:?}");
     assert_eq!(origin.hits(), 0);
+    // Issue 19: a flood is told so (RFC 9113 §7).
+    assert_eq!(
+        goaway.and_then(Frame::error_code),
+        Some(ENHANCE_YOUR_CALM),
+        "{goaway:?}"
+    );
     let grown = rss_kib(outpost.pid()).saturating_sub(before);
     assert!(grown < FLOOD_MEMORY_KIB, "memory grew by {grown} KiB");
 }
