@@ -50,10 +50,16 @@ pub struct Limits {
     /// closed as soon as they are accepted.
     #[serde(default = "Limits::default_max_connections")]
     pub max_connections: usize,
-    /// Time for a client to send a request head, and longest an idle
-    /// HTTP/1.1 keep-alive connection stays open; then it is closed.
+    /// Longest an idle HTTP/1.1 keep-alive connection stays open waiting
+    /// for its next request; then it is closed.
     #[serde(default = "Limits::default_header_read_timeout")]
     pub header_read_timeout: Span,
+    /// Time for a request head to arrive whole: the first from the
+    /// connection's start (the HTTP/2 preface too), later ones from their
+    /// first byte. Short, so that a head trickled in (slowloris) holds a
+    /// connection slot for little time.
+    #[serde(default = "Limits::default_head_timeout")]
+    pub head_timeout: Span,
     /// Longest request target (path and query); longer is 414.
     #[serde(default = "Limits::default_max_uri_length")]
     pub max_uri_length: Size,
@@ -66,6 +72,9 @@ impl Limits {
     fn default_header_read_timeout() -> Span {
         Span(Duration::from_secs(30))
     }
+    fn default_head_timeout() -> Span {
+        Span(Duration::from_secs(10))
+    }
     fn default_max_uri_length() -> Size {
         Size(8 * 1024)
     }
@@ -76,6 +85,7 @@ impl Default for Limits {
         Self {
             max_connections: Self::default_max_connections(),
             header_read_timeout: Self::default_header_read_timeout(),
+            head_timeout: Self::default_head_timeout(),
             max_uri_length: Self::default_max_uri_length(),
         }
     }

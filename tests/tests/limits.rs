@@ -94,13 +94,15 @@ async fn a_body_over_the_rule_limit_gets_413() {
     assert!(uploads.iter().any(|s| s.body == "tiny"));
 }
 
-/// Slowloris: a head that trickles in is cut off at
-/// `limits.header_read_timeout`, and so is an idle keep-alive connection.
+/// Slowloris: a head that trickles in is cut off at `limits.head_timeout`
+/// (issue 19: 10 s by default, where it used to share the 30 s of the
+/// keep-alive wait), while an idle keep-alive connection may wait
+/// `limits.header_read_timeout` for its next request, and is then closed.
 #[tokio::test]
 async fn slow_heads_and_idle_connections_are_closed() {
     let origin = origin().await;
     let outpost = Outpost::start(
-        &with_limits(&origin, "{header_read_timeout: 1s}", ""),
+        &with_limits(&origin, "{header_read_timeout: 4s, head_timeout: 1s}", ""),
         &[],
         None,
     )
@@ -120,20 +122,25 @@ async fn slow_heads_and_idle_connections_are_closed() {
     let answer = until_closed(&mut stream).await;
     assert!(!answer.contains("200"), "{answer}");
     assert!(
-        started.elapsed() < Duration::from_secs(8),
+        started.elapsed() < Duration::from_secs(4),
         "closed after {:?}",
         started.elapsed()
     );
 
+    // Idle past the head time-out, a keep-alive connection still serves.
     let mut idle = TcpStream::connect(outpost.addr()).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    idle.write_all(request).await.unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    idle.write_all(request).await.unwrap();
     let started = Instant::now();
     let answer = until_closed(&mut idle).await;
-    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(8));
-    assert_eq!(origin.hits(), 1);
+    assert!(answer.contains("HTTP/1.1 200 "), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(origin.hits(), 2, "the trickled head never reached it");
 }
 
 /// Past `limits.max_connections`, a new connection is closed at once; the

@@ -23,21 +23,29 @@ use crate::front::strict::Strict;
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
 use crate::proxy::{ConnInfo, ProxyBody};
 
+/// How long an HTTP/1 connection may take over its heads.
+pub(crate) struct Timeouts {
+    /// When the first request head must be complete.
+    pub(crate) first_head: Instant,
+    /// Later heads, from their first byte.
+    pub(crate) head: Duration,
+    /// An idle keep-alive connection, waiting for its next request.
+    pub(crate) idle: Duration,
+}
+
 /// Serves one HTTP/1 connection until it ends. `read`: bytes already taken
-/// off the connection (sniffed); the first request head must be complete
-/// by `first_head`, later ones within `head_timeout` of their first byte.
+/// off the connection (sniffed).
 pub(crate) async fn serve<T>(
     io: T,
     read: &[u8],
-    first_head: Instant,
-    head_timeout: Duration,
+    timeouts: Timeouts,
     conn: ConnInfo,
     live: Live,
     drain: Drain,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let strict = Strict::new(io, read, first_head, head_timeout);
+    let strict = Strict::new(io, read, timeouts.first_head, timeouts.head);
     let interim = strict.interim();
     let closing = Arc::new(AtomicBool::new(false));
     let draining = closing.clone();
@@ -46,7 +54,7 @@ pub(crate) async fn serve<T>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        .header_read_timeout(timeouts.idle.max(timeouts.head))
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_FIELDS);
     let connection = builder

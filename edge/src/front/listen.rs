@@ -198,12 +198,15 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
 /// Serves one client connection, plain or TLS: HTTP/2 when ALPN chose it
 /// (`h2_alpn`) or the client opens with the preface, HTTP/1 otherwise. The
 /// first request head (or the preface) is due within the configured
-/// `limits.header_read_timeout`.
+/// `limits.head_timeout`.
 async fn serve_client<S>(mut stream: S, conn: ConnInfo, h2_alpn: bool, live: Live, drain: Drain)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let head_timeout = live.proxy().header_read_timeout;
+    let (head_timeout, idle_timeout) = {
+        let proxy = live.proxy();
+        (proxy.head_timeout, proxy.header_read_timeout)
+    };
     let first_head = Instant::now() + head_timeout;
     if h2_alpn {
         h2::serve(stream, Default::default(), first_head, conn, live, drain).await;
@@ -214,7 +217,12 @@ where
             h2::serve(stream, read, first_head, conn, live, drain).await;
         }
         Some(Sniffed::Http1(read)) => {
-            h1::serve(stream, &read, first_head, head_timeout, conn, live, drain).await;
+            let timeouts = h1::Timeouts {
+                first_head,
+                head: head_timeout,
+                idle: idle_timeout,
+            };
+            h1::serve(stream, &read, timeouts, conn, live, drain).await;
         }
         None => {}
     }

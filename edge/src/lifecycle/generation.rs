@@ -117,6 +117,7 @@ impl Generation {
                 .map(|tls| tls.as_ref().map(|tls| tls.names.clone()))
                 .collect(),
             header_read_timeout: config.limits.header_read_timeout.get(),
+            head_timeout: config.limits.head_timeout.get(),
             max_uri_length: usize::try_from(config.limits.max_uri_length.bytes())
                 .unwrap_or(usize::MAX),
         };

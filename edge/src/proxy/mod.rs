@@ -63,8 +63,10 @@ pub(crate) struct Proxy {
     /// listeners): a request must name a host its connection's
     /// certificate serves.
     pub(crate) certificates: Vec<Option<Arc<router::CertNames>>>,
-    /// How long a client may take to send a request head.
+    /// How long an idle HTTP/1.1 keep-alive connection waits for a request.
     pub(crate) header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request head.
+    pub(crate) head_timeout: std::time::Duration,
     /// Shared by every config generation, so ids never repeat.
     pub(crate) request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a request waits on another's fetch of the same key.
