@@ -15,7 +15,7 @@ BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz
+.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz soak
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -82,6 +82,16 @@ api-fuzz: deps
 	$(call apt-install,$(API_FUZZ_APT_PACKAGES),API fuzzing packages)
 	$(CARGO) build -p outpost-edge --bin outpost
 	loadtest/scripts/api-fuzz.sh
+
+# A bounded soak: SOAK_SECONDS (default 30 minutes) of mixed traffic at a
+# fixed rate, with purges, reloads and a binary upgrade, sampling memory
+# and descriptors; fails on any error answer or on growth (see
+# docs/benchmarks.md).
+SOAK_SECONDS ?= 1800
+soak: deps
+	$(call apt-install,python3,the soak's driver)
+	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
+	python3 loadtest/scripts/soak.py target/release/outpost target/release/outpost-loadtest target/soak $(SOAK_SECONDS)
 
 # The criterion microbenchmarks (ring selection, purge speed).
 microbench: deps
