@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use outpost_cache::{
-    Cache, CacheKey, Fetched, KeyFields, Lookup, PolicyOptions, StoreRules, SystemClock,
-};
+use outpost_cache::{Cache, CacheKey, Lookup, PolicyOptions, SystemClock};
 use outpost_config::QueryKey;
+
+mod support;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,26 +30,12 @@ fn key(name: &str, i: usize) -> CacheKey {
 }
 
 fn store(cache: &Cache, key: &CacheKey, tag: &str) {
-    let req = http::Request::get("/")
-        .body(())
-        .expect("request")
-        .into_parts()
-        .0;
-    let res = http::Response::builder()
-        .header("cache-control", "max-age=3600")
-        .header("surrogate-key", tag)
-        .body(())
-        .expect("response")
-        .into_parts()
-        .0;
-    cache
-        .store_whole(
-            &Fetched::at(key, &req, &res, cache.now()),
-            StoreRules::default(),
-            &KeyFields::default(),
-            Bytes::from_static(b"0123456789abcdef"),
-        )
-        .expect("storable");
+    support::store(
+        cache,
+        key,
+        &[("cache-control", "max-age=3600"), ("surrogate-key", tag)],
+        Bytes::from_static(b"0123456789abcdef"),
+    );
 }
 
 const REFILLING: u8 = 0;

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use outpost_cache::{
-    Cache, CacheKey, Fetched, KeyFields, Lookup, PolicyOptions, StoreRules, SystemClock,
-};
+use outpost_cache::{Cache, CacheKey, Lookup, PolicyOptions, SystemClock};
 use outpost_config::QueryKey;
+
+mod support;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,25 +28,12 @@ fn key(url: &str) -> CacheKey {
 }
 
 fn store(cache: &Cache, key: &CacheKey) {
-    let req = http::Request::get("/")
-        .body(())
-        .expect("request")
-        .into_parts()
-        .0;
-    let res = http::Response::builder()
-        .header("cache-control", "max-age=3600")
-        .body(())
-        .expect("response")
-        .into_parts()
-        .0;
-    cache
-        .store_whole(
-            &Fetched::at(key, &req, &res, cache.now()),
-            StoreRules::default(),
-            &KeyFields::default(),
-            Bytes::from_static(b"x"),
-        )
-        .expect("storable");
+    support::store(
+        cache,
+        key,
+        &[("cache-control", "max-age=3600")],
+        Bytes::from_static(b"x"),
+    );
 }
 
 fn filled() -> (Arc<Cache>, Vec<CacheKey>) {
