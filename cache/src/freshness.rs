@@ -272,9 +272,11 @@ impl Freshness {
         }
     }
 
-    /// §4.2.3 current age.
+    /// §4.2.3 current age; at most `Duration::MAX` (a head read from disk
+    /// may carry any initial age).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+        self.initial_age
+            .saturating_add(now.duration_since(self.response_time).unwrap_or_default())
     }
 
     pub fn is_fresh(&self, now: SystemTime) -> bool {

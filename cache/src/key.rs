@@ -143,9 +143,10 @@ pub fn normalize_path(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// Lower-cases the host and removes its trailing dots and the scheme's
-/// default port. Dots go before and after the port, so that a normalized
-/// host normalizes to itself (`a.:80.` is `a`).
+/// Lower-cases the host and removes its trailing dots, an empty port
+/// (RFC 3986 §6.2.3) and the scheme's default port. They go before and
+/// after the port, so that a normalized host normalizes to itself
+/// (`a.:80.` is `a`).
 pub fn normalize_host(scheme: &str, host: &str) -> String {
     let mut host = host.to_ascii_lowercase();
     trim_dots(&mut host);
@@ -166,10 +167,10 @@ pub fn normalize_host(scheme: &str, host: &str) -> String {
     host
 }
 
-/// Removes a name's trailing dots: the root label's, and any written
-/// after it (`example.com..`); a lone `.` stays.
+/// Removes a name's trailing dots (the root label's, and any written after
+/// it: `example.com..`) and the `:` of an empty port; a lone `.` stays.
 fn trim_dots(host: &mut String) {
-    while host.len() > 1 && host.ends_with('.') {
+    while host.len() > 1 && host.ends_with(['.', ':']) {
         host.pop();
     }
 }
@@ -282,6 +283,9 @@ mod tests {
             ("a:80.", "a"),
             ("a.:80.", "a"),
             ("[::1]:80.", "[::1]"),
+            ("a:", "a"),
+            ("a.:", "a"),
+            ("[::1]:", "[::1]"),
             (".", "."),
             ("..", "."),
         ] {

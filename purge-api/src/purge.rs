@@ -316,8 +316,9 @@ impl Purger {
     }
 }
 
-/// A prefix as purges match it: host (lower-case, no trailing dots, no
-/// default port, which is unknown without a scheme) and path, no scheme.
+/// A prefix as purges match it: host (lower-case, no trailing dots nor
+/// empty port, but a default port kept: it is unknown without a scheme)
+/// and path, no scheme.
 /// A bare host becomes `host/`.
 pub(crate) fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
     let text = text.trim();
@@ -328,9 +329,10 @@ pub(crate) fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
         Some(i) => text.split_at(i),
         None => (text, "/"),
     };
-    // Its trailing dots go, as they go from the keys' hosts.
+    // Its trailing dots and an empty port go, as they go from the keys'
+    // hosts (a `:` left at its end would read as a scheme's next time).
     let host = host.to_ascii_lowercase();
-    let host = host.trim_end_matches('.');
+    let host = host.trim_end_matches(['.', ':']);
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
         return Err(PrefixError::NoHost(text.to_owned()));
     }
@@ -427,8 +429,8 @@ mod tests {
         name == "a.test" || (name.len() > ".b.test".len() && name.ends_with(".b.test"))
     }
 
-    /// A prefix's host loses every trailing dot, as a key's host does, so
-    /// that a normalized prefix normalizes to itself (found by
+    /// A prefix's host loses every trailing dot and an empty port, as a
+    /// key's host does, so that a normalized prefix normalizes to itself (found by
     /// `fuzz/purge_body`: `www.b.test%w..` became `www.b.test%w./`, then
     /// `www.b.test%w/`).
     #[test]
@@ -437,6 +439,13 @@ mod tests {
         assert_eq!(normalize_prefix("A.Test../x").unwrap(), "a.test/x");
         assert_eq!(normalize_prefix("a.test/x").unwrap(), "a.test/x");
         assert!(normalize_prefix("../x").is_err());
+        // Found by `fuzz/purge_body`: the host `ae:.` lost its dot and kept
+        // its colon, and `ae://a.tatest/` then read as a scheme.
+        assert_eq!(
+            normalize_prefix("ae:.//a.tatest/`2/").unwrap(),
+            "ae//a.tatest/`2/"
+        );
+        assert_eq!(normalize_prefix("a.test:/x").unwrap(), "a.test/x");
     }
 
     proptest! {

@@ -368,6 +368,43 @@ mod tests {
 
     const PINNED_V1: &str = "0f687474703a2f2f612e746573742f78c80101046574616704227631223c00010080a4a7da06000001076d61782d61676501023630010105000000000001000000070901017403030303030303030303030303030303030303030303030303030303030303030103030303030303030303030303030303030303030303030303030303030303030be0a712";
 
+    /// A head whose checksum holds may still carry any values: one with an
+    /// initial age of 2^64 - 1 seconds (a seed of `fuzz/disk_record`, made
+    /// from the pinned head) panicked with "overflow when adding
+    /// durations" when its age was read; its age is now as large as a
+    /// `Duration` goes, and the entry is stale.
+    #[test]
+    fn a_head_of_any_age_is_read_without_a_panic() {
+        let chunks = Chunks::new([3; 32], 11, 300_000);
+        let entry = Entry {
+            key: "http://a.test/x".into(),
+            status: StatusCode::OK,
+            headers: StoredHeaders::default(),
+            body: Body::Disk(Box::new(chunks)),
+            freshness: Freshness {
+                lifetime: std::time::Duration::from_secs(60),
+                initial_age: std::time::Duration::from_secs(u64::MAX),
+                response_time: std::time::UNIX_EPOCH,
+                heuristic: false,
+            },
+            directives: Directives::default(),
+            stale: StaleUse::default(),
+            rules: StoreRules::default().shared(),
+            variant: None,
+            seq: 1,
+            tags: Vec::new(),
+            primary: [3; 32],
+        };
+        let record = head(&entry).expect("a head");
+        let Ok(Found::Object(read)) = decode(&record) else {
+            panic!("the head does not read back");
+        };
+        let now = std::time::SystemTime::now();
+        assert_eq!(read.age(now), std::time::Duration::MAX);
+        assert!(!read.freshness().is_fresh(now));
+        assert_eq!(read.time_to_live(now), std::time::Duration::ZERO);
+    }
+
     #[test]
     fn a_record_length_past_the_limit_is_refused_before_allocating() {
         use foyer::Code;
