@@ -15,7 +15,7 @@ BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz soak
+.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -96,6 +96,31 @@ soak: deps
 # The criterion microbenchmarks (ring selection, purge speed).
 microbench: deps
 	$(CARGO) bench --workspace
+
+# The fuzz targets in fuzz/ (docs/fuzzing.md), one after another, each for
+# FUZZ_SECONDS from the seeds in fuzz/corpus/ and what earlier runs kept in
+# fuzz/work/; a crash, a failed check or a leak stops it with an error and
+# leaves the input in fuzz/artifacts/. Not part of `make test`. Needs the
+# nightly toolchain; installs cargo-fuzz when it is missing. FUZZ_TARGETS
+# picks some; FUZZ_FLAGS passes more to `cargo fuzz run` (e.g. `-j 2`).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= h1_check cache_control vary range http_date cache_key disk_record purge_body config_yaml
+# Debug assertions and overflow checks on; AddressSanitizer, the default,
+# builds BoringSSL's C as it is and only instruments the Rust code.
+FUZZ_BUILD := --debug-assertions
+FUZZ_FLAGS ?=
+
+fuzz: deps
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	$(CARGO) +nightly fuzz build $(FUZZ_BUILD)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$target; \
+		echo "== fuzzing $$target for $(FUZZ_SECONDS)s"; \
+		$(CARGO) +nightly fuzz run $(FUZZ_BUILD) $(FUZZ_FLAGS) $$target \
+			fuzz/work/$$target fuzz/corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; \
+	done
 
 deps:
 	$(call apt-install,$(APT_PACKAGES),build packages)

@@ -358,4 +358,101 @@ mod tests {
             assert_eq!(at(text), None, "{text:?}");
         }
     }
+
+    /// Property tests: any instant from year 0 to 9999, written in each
+    /// format, and any text.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const LONG_WEEKDAYS: [&str; 7] = [
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+        ];
+        const MONTH_NAMES: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        /// 0000-01-01 and 9999-12-31 23:59:59, in seconds from the epoch.
+        const FIRST: i64 = -62_167_219_200;
+        const LAST: i64 = 253_402_300_799;
+
+        /// The calendar fields of `seconds` from the epoch: year, month
+        /// (1 to 12), day, weekday (0 is Thursday) and time of day.
+        fn civil(seconds: i64) -> (i64, u32, u32, usize, i64) {
+            let days = seconds.div_euclid(86_400);
+            // The inverse of `days_from_civil`, by search from the year.
+            let year = civil_year(days);
+            let (mut month, mut day) = (1, 1);
+            while month < 12 && days_from_civil(year, month + 1, 1) <= days {
+                month += 1;
+            }
+            day += (days - days_from_civil(year, month, 1)) as u32;
+            (
+                year,
+                month,
+                day,
+                days.rem_euclid(7) as usize,
+                seconds.rem_euclid(86_400),
+            )
+        }
+
+        fn clock(time: i64) -> String {
+            format!("{:02}:{:02}:{:02}", time / 3600, time / 60 % 60, time % 60)
+        }
+
+        proptest! {
+            /// RFC 9110 §5.6.7: a date written as IMF-fixdate or asctime
+            /// reads as the instant it names, in any case.
+            #[test]
+            fn written_dates_read_back(seconds in FIRST..=LAST, upper in any::<bool>()) {
+                let (year, month, day, weekday, time) = civil(seconds);
+                let imf = format!(
+                    "{}, {day:02} {} {year:04} {} GMT",
+                    WEEKDAYS[weekday], MONTH_NAMES[month as usize - 1], clock(time)
+                );
+                let asctime = format!(
+                    "{} {} {day:>2} {} {year:04}",
+                    WEEKDAYS[weekday], MONTH_NAMES[month as usize - 1], clock(time)
+                );
+                let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+                let at_seconds = |t: SystemTime| match t.duration_since(UNIX_EPOCH) {
+                    Ok(after) => after.as_secs() as i64,
+                    Err(before) => -(before.duration().as_secs() as i64),
+                };
+                for text in [imf, asctime] {
+                    let text = if upper { text.to_ascii_uppercase() } else { text };
+                    prop_assert_eq!(at(&text), Some(seconds), "{}", text);
+                }
+                // RFC 850 names the year within 50 years of now (2027).
+                if (1978..=2077).contains(&year) {
+                    let rfc850 = format!(
+                        "{}, {day:02}-{}-{:02} {} GMT",
+                        LONG_WEEKDAYS[weekday], MONTH_NAMES[month as usize - 1], year % 100, clock(time)
+                    );
+                    let read = parse_at(&rfc850, now).map(at_seconds);
+                    prop_assert_eq!(read, Some(seconds), "{}", rfc850);
+                }
+            }
+
+            /// Whatever `httpdate` reads (strictly), this reads the same.
+            #[test]
+            fn agrees_with_httpdate(seconds in 0i64..=LAST) {
+                let time = UNIX_EPOCH + Duration::from_secs(seconds as u64);
+                let text = httpdate::fmt_http_date(time);
+                prop_assert_eq!(parse_http_date(&text), Some(time), "{}", text);
+            }
+
+            /// No text panics the parser.
+            #[test]
+            fn any_text_is_read_or_refused(text in "[ -~\t]{0,40}|[A-Za-z]{3}, [0-9 ]{2}.{0,30}") {
+                let _ = at(&text);
+            }
+        }
+    }
 }

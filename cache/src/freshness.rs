@@ -32,8 +32,10 @@ impl Directives {
                     Some((name, value)) => (name, Some(unquote(value.trim()))),
                     None => (item, None),
                 };
+                // RFC 9111 §5.2: a directive's name is a token; anything
+                // else is not a directive, and could not be written back.
                 let name = name.trim().to_ascii_lowercase();
-                if !name.is_empty() {
+                if !name.is_empty() && name.bytes().all(is_tchar) {
                     list.push((name, value));
                 }
             }
@@ -54,18 +56,21 @@ impl Directives {
 
     /// These directives without `name`, as one Cache-Control value.
     pub fn without(&self, name: &str) -> String {
+        self.without_all(&[name])
+    }
+
+    /// These directives without any of `names`, as one Cache-Control
+    /// value: names as read, values as tokens or quoted strings.
+    pub fn without_all(&self, names: &[&str]) -> String {
         let mut text = String::new();
-        for (directive, value) in self.0.iter().filter(|(n, _)| n != name) {
+        for (directive, value) in self.0.iter().filter(|(n, _)| !names.contains(&n.as_str())) {
             if !text.is_empty() {
                 text.push_str(", ");
             }
             text.push_str(directive);
             if let Some(value) = value {
                 text.push('=');
-                let token = !value.is_empty()
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                let token = !value.is_empty() && value.bytes().all(is_tchar);
                 if token {
                     text.push_str(value);
                 } else {
@@ -126,24 +131,43 @@ impl Directives {
     }
 }
 
-/// Splits a Cache-Control line on the commas that are not inside a quoted string.
+/// Splits a Cache-Control line on the commas that are not inside a quoted
+/// string. A quoted string is a value (RFC 9111 §5.2): only a `"` that
+/// starts one, right after a directive's `=` and white space, opens it; a
+/// `"` anywhere else is a character like another, so that a stray one in
+/// a name cannot hide the directives after it.
 fn split_outside_quotes(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
+    // After this item's first `=`, until something other than white space.
+    let (mut seen_equals, mut value_start) = (false, false);
     for (i, c) in text.char_indices() {
         match c {
             _ if escaped => escaped = false,
             '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
+            '"' if quoted => quoted = false,
+            '"' if value_start => {
+                quoted = true;
+                value_start = false;
+            }
+            _ if quoted => {}
+            ',' => {
                 parts.push(text[start..i].trim());
                 start = i + 1;
+                (seen_equals, value_start) = (false, false);
             }
-            _ => {}
+            '=' if !seen_equals => (seen_equals, value_start) = (true, true),
+            ' ' | '\t' => {}
+            _ => value_start = false,
         }
     }
     parts.push(text[start..].trim());
     parts.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+/// A token character (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn unquote(value: &str) -> String {
@@ -248,9 +272,11 @@ impl Freshness {
         }
     }
 
-    /// §4.2.3 current age.
+    /// §4.2.3 current age; at most `Duration::MAX` (a head read from disk
+    /// may carry any initial age).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+        self.initial_age
+            .saturating_add(now.duration_since(self.response_time).unwrap_or_default())
     }
 
     pub fn is_fresh(&self, now: SystemTime) -> bool {
@@ -425,6 +451,30 @@ mod tests {
             headers(&[("cache-control", "max-age=\"30\"")]).get_all(CACHE_CONTROL),
         );
         assert_eq!(d.seconds("max-age"), Some(Ok(30)));
+    }
+
+    /// §5.2: a quoted string is a directive's value and a name is a token.
+    /// A `"` elsewhere (found by `fuzz/cache_control`: a date pasted into a
+    /// Cache-Control line) neither hides the directives after it nor makes
+    /// a name that could not be written back.
+    #[test]
+    fn a_quote_outside_a_value_hides_nothing() {
+        let parse = |value: &'static str| {
+            Directives::parse(headers(&[("cache-control", value)]).get_all(CACHE_CONTROL))
+        };
+        let d = parse("01\"Sep 2026 01:00:00 Gale=30, min-fresh=5");
+        assert_eq!(d.seconds("min-fresh"), Some(Ok(5)));
+        assert_eq!(d.without(""), "min-fresh=5");
+        let d = parse("x\"y, max-age=60, private=\"a, b\"");
+        assert_eq!(d.seconds("max-age"), Some(Ok(60)));
+        assert_eq!(d.fields("private"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(d.without(""), "max-age=60, private=\"a, b\"");
+        let d = parse("a=b\"c, d=\"e,f\"");
+        assert_eq!(d.without(""), "a=\"b\\\"c\", d=\"e,f\"");
+        assert_eq!(
+            Directives::parse([&HeaderValue::from_str(&d.without("")).unwrap()]),
+            d
+        );
     }
 
     /// §4.2.1 and §1.2.2: invalid numbers and conflicting duplicates mean stale;
@@ -613,5 +663,51 @@ mod tests {
             usable(&f, &no_cache, false, &HeaderMap::new(), t(1)),
             Err(Unusable::Stale)
         );
+    }
+
+    /// Property tests: any Cache-Control lines, including ones no origin
+    /// should send (`fuzz/` checks the same for longer).
+    mod properties {
+        use super::*;
+        use crate::strategies::cache_control;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// RFC 9111 §5.2: the directives, written back as one value
+            /// (as the policy does when it drops one), read the same.
+            #[test]
+            fn directives_read_back_as_written(lines in vec(cache_control(), 0..3)) {
+                let directives = Directives::parse(lines.iter());
+                let text = directives.without("");
+                let value = HeaderValue::from_str(&text);
+                prop_assert!(value.is_ok(), "{text:?} is not a field value");
+                let again = Directives::parse(value.iter());
+                prop_assert_eq!(&again, &directives, "written as {:?}", text);
+                for name in ["max-age", "s-maxage", "no-cache"] {
+                    let without = directives.without(name);
+                    let rest = HeaderValue::from_str(&without).map(|v| Directives::parse([&v]));
+                    prop_assert!(rest.is_ok_and(|rest| !rest.has(name)));
+                }
+            }
+
+            /// §1.2.2: delta-seconds are at most 2^31; the fields a
+            /// qualified directive names come out lower-case.
+            #[test]
+            fn numbers_are_bounded_and_names_lower_case(lines in vec(cache_control(), 0..3)) {
+                let directives = Directives::parse(lines.iter());
+                for name in ["max-age", "s-maxage", "stale-if-error", "min-fresh"] {
+                    if let Some(Ok(seconds)) = directives.seconds(name) {
+                        prop_assert!(seconds <= MAX_DELTA);
+                    }
+                }
+                for fields in [directives.fields("no-cache"), directives.fields("private")]
+                    .into_iter()
+                    .flatten()
+                {
+                    prop_assert!(fields.iter().all(|f| !f.is_empty() && *f == f.to_ascii_lowercase()));
+                }
+            }
+        }
     }
 }

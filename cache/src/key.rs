@@ -21,7 +21,7 @@ pub enum KeyError {
 impl CacheKey {
     /// Builds the key for a request to `scheme://host` + `path_and_query`.
     ///
-    /// The host is lower-cased and loses a trailing dot and its scheme's
+    /// The host is lower-cased and loses its trailing dots and its scheme's
     /// default port; the path has percent-encoded unreserved characters
     /// decoded and other escapes upper-cased; the query is sorted by
     /// parameter or dropped, as the rule says.
@@ -48,14 +48,17 @@ impl CacheKey {
                 QueryKey::Include(names) => names.iter().any(|n| n == param_name(param)),
                 QueryKey::Exclude(names) => !names.iter().any(|n| n == param_name(param)),
             };
+            // The rule names parameters as the origin reads them: a name
+            // is matched once its escapes are normalized (`%69d` is `id`).
             let mut params: Vec<String> = q
                 .split('&')
-                .filter(|p| !p.is_empty() && kept(p))
+                .filter(|p| !p.is_empty())
                 .map(|p| {
                     let mut out = String::with_capacity(p.len());
                     normalize_escapes(p, &mut out);
                     out
                 })
+                .filter(|p| kept(p))
                 .collect();
             if !params.is_empty() {
                 // By name only, and stable: `a=2&a=1` keeps its order, which
@@ -75,9 +78,11 @@ impl CacheKey {
             .split_once("://")
             .filter(|(s, _)| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
             .ok_or_else(|| KeyError::NotAbsolute(url.to_owned()))?;
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (host, path_and_query) = rest.split_at(split);
-        if host.is_empty() || host.contains('@') {
+        // A host that is only its scheme's default port (`http://:80`)
+        // names no host once normalized.
+        if host.contains('@') || normalize_host(&scheme.to_ascii_lowercase(), host).is_empty() {
             return Err(KeyError::NotAbsolute(url.to_owned()));
         }
         let path_and_query = match path_and_query.split_once('#') {
@@ -141,9 +146,13 @@ pub fn normalize_path(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// Lower-cases the host and removes a trailing dot and the scheme's default port.
+/// Lower-cases the host and removes its trailing dots, an empty port
+/// (RFC 3986 §6.2.3) and the scheme's default port. They go before and
+/// after the port, so that a normalized host normalizes to itself
+/// (`a.:80.` is `a`).
 pub fn normalize_host(scheme: &str, host: &str) -> String {
     let mut host = host.to_ascii_lowercase();
+    trim_dots(&mut host);
     let default_port = match scheme {
         "http" => ":80",
         "https" => ":443",
@@ -157,14 +166,26 @@ pub fn normalize_host(scheme: &str, host: &str) -> String {
             host.truncate(cut);
         }
     }
-    if host.len() > 1 && host.ends_with('.') {
+    trim_dots(&mut host);
+    host
+}
+
+/// Removes a name's trailing dots (the root label's, and any written after
+/// it: `example.com..`) and the `:` of an empty port; a lone `.` stays.
+fn trim_dots(host: &mut String) {
+    while host.len() > 1 && host.ends_with(['.', ':']) {
         host.pop();
     }
-    host
 }
 
 /// Copies `input` to `out`, decoding `%XX` escapes of unreserved characters
 /// (RFC 3986 §6.2.2.2) and upper-casing the hex digits of the others.
+///
+/// A `%` that starts no escape stays as it is; an escape whose character
+/// would make an escape with it (`%%32e`, `%4%45`) stays an escape, so that
+/// the output has only the escapes the input had: normalizing it again
+/// changes nothing, and an origin that decodes it once never finds an
+/// escape (`%2e`) that was not there.
 fn normalize_escapes(input: &str, out: &mut String) {
     let bytes = input.as_bytes();
     let mut i = 0;
@@ -174,7 +195,10 @@ fn normalize_escapes(input: &str, out: &mut String) {
             && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
         {
             let decoded = hi << 4 | lo;
-            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+            let completes_an_escape = decoded.is_ascii_hexdigit() && ends_an_escape_start(out);
+            if (decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded))
+                && !completes_an_escape
+            {
                 out.push(decoded as char);
             } else {
                 out.push('%');
@@ -191,6 +215,17 @@ fn normalize_escapes(input: &str, out: &mut String) {
     }
 }
 
+/// Whether `out` ends in `%` or `%` and a hex digit: a start that one more
+/// hex digit turns into an escape.
+fn ends_an_escape_start(out: &str) -> bool {
+    let bytes = out.as_bytes();
+    match bytes {
+        [.., b'%'] => true,
+        [.., b'%', digit] => digit.is_ascii_hexdigit(),
+        _ => false,
+    }
+}
+
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
@@ -198,6 +233,27 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule's query names match a parameter whatever escapes its name
+    /// is written with. Before, `?%69d=7` under `include: [id]` lost its
+    /// parameter and was keyed as the bare URL, though the origin reads
+    /// `id=7` (one object stored for another); `?utm%5Fsource=x` escaped
+    /// `exclude: [utm_source]`, and its key read back differently (seen
+    /// while writing `fuzz/cache_key`, whose idempotence check covers it).
+    #[test]
+    fn query_names_match_through_escapes() {
+        let include = QueryKey::Include(vec!["id".into()]);
+        let exclude = QueryKey::Exclude(vec!["utm_source".into()]);
+        let key = |url: &str, query: &QueryKey| CacheKey::from_url(url, query).unwrap();
+        assert_eq!(key("http://a/p?%69d=7", &include).text(), "http://a/p?id=7");
+        assert_eq!(
+            key("http://a/p?i%64=7&x=1", &include).text(),
+            "http://a/p?id=7"
+        );
+        let excluded = key("http://a/p?utm%5Fsource=x&id=7", &exclude);
+        assert_eq!(excluded.text(), "http://a/p?id=7");
+        assert_eq!(key(excluded.text(), &exclude), excluded);
+    }
 
     #[test]
     fn query_parameters_can_be_included_or_excluded() {
@@ -241,6 +297,28 @@ mod tests {
         assert_eq!(key("http://example.com"), "http://example.com/");
     }
 
+    /// A normalized host normalizes to itself (found by `fuzz/cache_key`
+    /// and `fuzz/purge_body`: `example.com..` became `example.com.`, then
+    /// `example.com`; `a:80.` became `a:80`, then `a`).
+    #[test]
+    fn hosts_normalize_in_one_pass() {
+        for (host, expected) in [
+            ("example.com..", "example.com"),
+            ("a:80.", "a"),
+            ("a.:80.", "a"),
+            ("[::1]:80.", "[::1]"),
+            ("a:", "a"),
+            ("a.:", "a"),
+            ("[::1]:", "[::1]"),
+            (".", "."),
+            ("..", "."),
+        ] {
+            assert_eq!(normalize_host("http", host), expected, "{host}");
+            assert_eq!(normalize_host("http", expected), expected);
+        }
+        assert_eq!(key("http://example.com../a"), "http://example.com/a");
+    }
+
     #[test]
     fn query_is_sorted_or_dropped() {
         assert_eq!(key("http://a/p?b=2&a=1"), "http://a/p?a=1&b=2");
@@ -256,6 +334,33 @@ mod tests {
         assert_eq!(key("http://a/%4"), "http://a/%4");
         assert_eq!(key("http://a/é"), "http://a/é");
         assert_eq!(key("http://a/p#frag"), "http://a/p");
+    }
+
+    /// RFC 3986 §6.2.2.2 decodes escapes of unreserved characters, but
+    /// never so as to make an escape out of a `%` that started none (found
+    /// by `fuzz/cache_key`: `/%%4%45/` became `/%%4E/`, then `/%N/`).
+    /// Otherwise `/static/%%32e%%32e/account` would pass as `/static/%2e%2e/account`,
+    /// which an origin decoding it once reads as `/static/../account`
+    /// (RFC 3986 §5.2.4).
+    #[test]
+    fn decoding_never_makes_a_new_escape() {
+        for (path, expected) in [
+            ("/%%4%45/", "/%%4%45/"),
+            ("/%%32e", "/%%32e"),
+            ("/%4%31", "/%4%31"),
+            ("/static/%%32e%%32e/account", "/static/%%32e%%32e/account"),
+            ("/%%41", "/%%41"),
+            ("/%%4g%41", "/%%4gA"),
+            ("/100%/%7e", "/100%/~"),
+        ] {
+            assert_eq!(normalize_path(path).as_deref(), Ok(expected), "{path}");
+            assert_eq!(
+                normalize_path(expected).as_deref(),
+                Ok(expected),
+                "{expected}"
+            );
+        }
+        assert_eq!(key("http://a/p?x=%%32e"), "http://a/p?x=%%32e");
     }
 
     #[test]
@@ -297,5 +402,109 @@ mod tests {
         assert!(CacheKey::from_url("/x", &QueryKey::All).is_err());
         assert!(CacheKey::from_url("ftp://a/x", &QueryKey::All).is_err());
         assert!(CacheKey::from_url("http:///x", &QueryKey::All).is_err());
+    }
+
+    /// A URL whose host is only the default port names no host: its key
+    /// would read as `http:///` (found by `fuzz/cache_key`: `http://:80`).
+    /// A fragment right after the host is no part of the host.
+    #[test]
+    fn urls_without_a_host_are_refused() {
+        assert!(CacheKey::from_url("http://:80", &QueryKey::All).is_err());
+        assert!(CacheKey::from_url("https://:443/x", &QueryKey::All).is_err());
+        assert_eq!(key("http://:8080/x"), "http://:8080/x");
+        assert_eq!(key("http://a.test#frag"), "http://a.test/");
+        assert_eq!(key("http://a.test#x/y"), "http://a.test/");
+    }
+
+    /// Property tests: hosts, paths and queries as clients write them,
+    /// escapes of every kind included.
+    mod properties {
+        use super::*;
+        use crate::strategies::{host, path, query};
+        use proptest::prelude::*;
+
+        fn query_key() -> impl Strategy<Value = QueryKey> {
+            prop_oneof![
+                Just(QueryKey::All),
+                Just(QueryKey::Ignore),
+                Just(QueryKey::Include(vec!["id".into(), "a_b".into()])),
+                Just(QueryKey::Exclude(vec!["utm_source".into(), "a".into()])),
+            ]
+        }
+
+        /// Every escape decoded once, but `%2F`, which stays inside its
+        /// segment: what an origin makes of a path.
+        fn decoded_once(path: &str) -> String {
+            let bytes = path.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let escape = path
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+                match escape.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) if bytes[i] == b'%' && byte != b'/' => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    _ => {
+                        out.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+
+        proptest! {
+            /// RFC 3986 §6.2.2: a normalized path normalizes to itself, and
+            /// neither it nor what an origin decodes from it has a dot
+            /// segment (§5.2.4).
+            #[test]
+            fn paths_normalize_in_one_pass(path in path()) {
+                if let Ok(normalized) = normalize_path(&path) {
+                    prop_assert_eq!(normalize_path(&normalized), Ok(normalized.clone()));
+                    let decoded = decoded_once(&normalized);
+                    prop_assert!(
+                        !decoded.split('/').any(|s| s == "." || s == ".."),
+                        "{:?} is {:?}, which an origin reads as {:?}", path, normalized, decoded
+                    );
+                }
+            }
+
+            /// RFC 9110 §4.2.3: a normalized host normalizes to itself.
+            #[test]
+            fn hosts_normalize_in_one_pass(host in host(), tls in any::<bool>()) {
+                let scheme = if tls { "https" } else { "http" };
+                let once = normalize_host(scheme, &host);
+                prop_assert_eq!(normalize_host(scheme, &once), once);
+            }
+
+            /// A key read back from its own text is the same key, whatever
+            /// the rule does with the query.
+            #[test]
+            fn keys_read_back_from_their_text(
+                host in host(),
+                path in path(),
+                query in proptest::option::of(query()),
+                keying in query_key(),
+            ) {
+                let url = match &query {
+                    Some(query) => format!("http://{host}{path}?{query}"),
+                    None => format!("http://{host}{path}"),
+                };
+                let key = CacheKey::from_url(&url, &keying).unwrap();
+                let again = CacheKey::from_url(key.text(), &keying).unwrap();
+                prop_assert_eq!(&again, &key, "{}", url);
+                if let Ok(path) = normalize_path(&path) {
+                    let target = match &query {
+                        Some(query) => format!("{path}?{query}"),
+                        None => path,
+                    };
+                    let built = CacheKey::new("http", &host, &target, &keying);
+                    prop_assert_eq!(CacheKey::from_url(built.text(), &keying), Ok(built));
+                }
+            }
+        }
     }
 }

@@ -31,7 +31,8 @@
 //! - `purge/`: the purge index and its journal, and [`Cache::purge_urls`] and the other purges;
 //! - `usage.rs`: [`Usage`], the sizes and counts for `/stats` and metrics;
 //! - `metrics.rs`: [`CacheMetrics`], those counts as Prometheus series, read at each scrape;
-//! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses, and who may share it.
+//! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses, and who may share it;
+//! - `fuzzing.rs`: the parsers as the fuzz targets in `fuzz/` reach them (hidden from the docs).
 
 mod clock;
 mod coalesce;
@@ -40,6 +41,8 @@ mod disk;
 mod entry;
 mod fetched;
 mod freshness;
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod key;
 mod lookup;
@@ -50,6 +53,8 @@ mod purge;
 mod refresh;
 mod revalidate;
 mod store;
+#[cfg(test)]
+mod strategies;
 mod stream;
 #[cfg(test)]
 mod testing;

@@ -541,29 +541,20 @@ fn stored_request_view(req: &request::Parts, res_headers: &HeaderMap) -> request
 
 /// Response headers with the freshness lifetime replaced by `ttl`, keeping
 /// every other directive (no-store, private and no-cache still apply).
+/// The directives are read and written whole, so that a quoted value, even
+/// one left open, cannot take in the new max-age.
 fn with_ttl(headers: &HeaderMap, ttl: Duration) -> HeaderMap {
     let mut out = headers.clone();
     out.remove(EXPIRES);
-    let mut directives: Vec<String> = headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|d| {
-            let name = d
-                .split('=')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            !d.is_empty() && name != "max-age" && name != "s-maxage"
-        })
-        .map(str::to_owned)
-        .collect();
-    directives.push(format!("max-age={}", ttl.as_secs()));
+    let kept = Directives::from_headers(headers).without_all(&["max-age", "s-maxage"]);
+    let max_age = format!("max-age={}", ttl.as_secs());
+    let value = if kept.is_empty() {
+        max_age
+    } else {
+        format!("{kept}, {max_age}")
+    };
     out.remove(CACHE_CONTROL);
-    if let Ok(value) = HeaderValue::from_str(&directives.join(", ")) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
         out.insert(CACHE_CONTROL, value);
     }
     out
@@ -653,6 +644,26 @@ mod tests {
             ),
             Err(NotStored::Headers)
         );
+    }
+
+    /// A rule's TTL is the lifetime even when the origin's Cache-Control
+    /// leaves a quoted string open (found by `fuzz/cache_control`: with
+    /// `s-cache=";...` the rule's `max-age=120` ended up inside the quotes,
+    /// and the response was stored stale).
+    #[test]
+    fn a_rule_ttl_survives_an_open_quote() {
+        let rules = StoreRules {
+            ttl: Some(Duration::from_secs(120)),
+            ..StoreRules::default()
+        };
+        for cc in [
+            "max-age=\"30\", s-cache=\";;;cache-control: max-stale=30, mi-nfresh=5",
+            "no-cache=\"a, max-age=5\", s-maxage=7",
+            "x=\"",
+        ] {
+            let r = res(200, &[("cache-control", cc)]);
+            assert_eq!(ttl_of(&req(&[]), &r, rules), Ok(120), "{cc}");
+        }
     }
 
     #[test]
@@ -798,5 +809,57 @@ mod tests {
             ),
             Err(NotStored::Method)
         );
+    }
+
+    /// Property tests: any Cache-Control and targeted field lines.
+    mod properties {
+        use super::*;
+        use crate::strategies::cache_control;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn response(status: u16, fields: &[(&'static str, HeaderValue)]) -> response::Parts {
+            let mut parts = response::Response::new(()).into_parts().0;
+            parts.status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            for (name, value) in fields {
+                parts
+                    .headers
+                    .append(HeaderName::from_static(name), value.clone());
+            }
+            parts
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// A rule's TTL replaces the origin's max-age and s-maxage:
+            /// whatever else the origin's Cache-Control or CDN-Cache-Control
+            /// says, what is stored is fresh for exactly the TTL.
+            #[test]
+            fn a_rule_ttl_is_the_lifetime(
+                cc in vec(cache_control(), 0..3),
+                cdn in vec(cache_control(), 0..2),
+                ttl in 0u64..100_000,
+                status in prop_oneof![Just(200u16), Just(404), Just(299), Just(302)],
+                respect_origin in any::<bool>(),
+            ) {
+                let mut fields: Vec<(&'static str, HeaderValue)> =
+                    cc.into_iter().map(|v| ("cache-control", v)).collect();
+                fields.extend(cdn.into_iter().map(|v| ("cdn-cache-control", v)));
+                let res = response(status, &fields);
+                let rules = StoreRules {
+                    ttl: Some(Duration::from_secs(ttl)),
+                    respect_origin,
+                    ..StoreRules::default()
+                };
+                let now = SystemTime::now();
+                if let Ok(built) = storage_policy(&req(&[]), &res, now, &options(), rules) {
+                    let lifetime = crate::freshness::Freshness::compute(
+                        res.status, &built.view, now, now, options().heuristic(),
+                    ).lifetime;
+                    prop_assert_eq!(lifetime.as_secs(), ttl, "view {:?}", built.view);
+                }
+            }
+        }
     }
 }

@@ -57,7 +57,13 @@ fn normalized(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     if !negotiation {
         return Some(members.collect::<Vec<_>>().join(", "));
     }
-    let mut members: Vec<String> = members.map(negotiation_member).collect();
+    // A member of parameters only (`;`, `;q=1`) is empty once written in
+    // its single form: it is dropped, as the empty members before it are,
+    // so that a normalized value normalizes to itself.
+    let mut members: Vec<String> = members
+        .map(negotiation_member)
+        .filter(|m| !m.is_empty())
+        .collect();
     members.sort();
     members.dedup();
     Some(members.join(", "))
@@ -333,6 +339,25 @@ mod tests {
         );
     }
 
+    /// RFC 9110 §12.5: a negotiation member that is only parameters is
+    /// dropped, so that normalizing a normalized value changes nothing
+    /// (found by `fuzz/vary`: `Accept-Charset: utf-8;q=1.000, ISO-8859-1;Q=0.5, ;`
+    /// became `, iso-8859-1;q=0.5, utf-8`, then `iso-8859-1;q=0.5, utf-8`).
+    #[test]
+    fn normalized_negotiation_fields_stay_as_they_are() {
+        let names = vec![HeaderName::from_static("accept-charset")];
+        let mut once = headers(&[("accept-charset", "utf-8;q=1.000, ISO-8859-1;Q=0.5, ;")]);
+        normalize_fields(&mut once, &names);
+        assert_eq!(once["accept-charset"], "iso-8859-1;q=0.5, utf-8");
+        let mut twice = once.clone();
+        normalize_fields(&mut twice, &names);
+        assert_eq!(twice, once);
+        assert_eq!(
+            secondary(&names, &[], &headers(&[("accept-charset", "utf-8, ; q=1")])),
+            secondary(&names, &[], &headers(&[("accept-charset", "utf-8")]))
+        );
+    }
+
     #[test]
     fn cookies_join_the_secondary_key() {
         let cookies = vec!["lang".to_owned()];
@@ -403,5 +428,65 @@ mod tests {
             "re-storing one does not grow the set"
         );
         assert_eq!(marker.remember([200; 32]), vec![[1; 32]]);
+    }
+
+    /// Property tests: any request field lines under any Vary names.
+    mod properties {
+        use super::*;
+        use crate::strategies::list_value;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = HeaderName> {
+            prop_oneof![
+                Just(HeaderName::from_static("accept-language")),
+                Just(HeaderName::from_static("accept-encoding")),
+                Just(HeaderName::from_static("accept-charset")),
+                Just(HeaderName::from_static("accept")),
+                Just(HeaderName::from_static("x-device")),
+            ]
+        }
+
+        proptest! {
+            /// RFC 9111 §4.1: normalizing the request's fields (as the
+            /// stored request is kept) is idempotent and picks the same
+            /// variant as the fields as they came.
+            #[test]
+            fn normalizing_changes_no_variant(
+                lines in vec((field(), list_value()), 0..6),
+                vary in vec(field(), 0..4),
+            ) {
+                let mut request = HeaderMap::new();
+                for (name, value) in lines {
+                    request.append(name, value);
+                }
+                let mut names = vary;
+                names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                names.dedup();
+                let mut once = request.clone();
+                normalize_fields(&mut once, &names);
+                let mut twice = once.clone();
+                normalize_fields(&mut twice, &names);
+                prop_assert_eq!(&twice, &once);
+                prop_assert_eq!(secondary(&names, &[], &once), secondary(&names, &[], &request));
+            }
+
+            /// The names read from Vary lines are sorted, without
+            /// duplicates, and read back the same from one line.
+            #[test]
+            fn vary_names_are_canonical(lines in vec("[ -~]{0,30}", 0..3)) {
+                let mut response = HeaderMap::new();
+                for line in lines.iter().filter_map(|l| HeaderValue::from_str(l).ok()) {
+                    response.append(VARY, line);
+                }
+                if let Some(found) = names(&response) {
+                    prop_assert!(found.windows(2).all(|p| p[0].as_str() < p[1].as_str()));
+                    let joined: Vec<&str> = found.iter().map(HeaderName::as_str).collect();
+                    let mut again = HeaderMap::new();
+                    again.insert(VARY, HeaderValue::from_str(&joined.join(", ")).unwrap());
+                    prop_assert_eq!(names(&again), Some(found));
+                }
+            }
+        }
     }
 }

@@ -842,4 +842,68 @@ sites:
         assert!(ServerUrl::parse("http://a/b").is_err());
         assert!(ServerUrl::parse("example.com").is_err());
     }
+
+    /// Property tests: the example config with lines dropped, swapped or
+    /// changed, and any text.
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        const EXAMPLE: &str = include_str!("../examples/demo.yaml");
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            match load_str(text, "t.yaml", Path::new("/")) {
+                Ok(loaded) => {
+                    let config = &loaded.config;
+                    prop_assert!(!config.listen.is_empty() && !config.sites.is_empty());
+                    for site in &config.sites {
+                        prop_assert!(config.origins.contains_key(&site.origin.value));
+                    }
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.0.is_empty());
+                    prop_assert!(errors.0.iter().all(|e| !e.message.is_empty()));
+                    prop_assert!(
+                        errors
+                            .0
+                            .windows(2)
+                            .all(|p| (p[0].line, p[0].column) <= (p[1].line, p[1].column))
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// A config with some lines changed loads, or is refused with
+            /// located errors in file order; nothing panics.
+            #[test]
+            fn edited_configs_load_or_are_refused(
+                edits in vec((any::<usize>(), "[ -~]{0,20}", 0u8..3), 0..4),
+            ) {
+                let mut lines: Vec<String> = EXAMPLE.lines().map(str::to_owned).collect();
+                for (at, text, how) in edits {
+                    let at = at % lines.len();
+                    match how {
+                        0 => lines[at] = text,
+                        1 => { lines.remove(at); }
+                        _ => lines.insert(at, text),
+                    }
+                    if lines.is_empty() {
+                        lines.push(String::new());
+                    }
+                }
+                check(&lines.join("\n"))?;
+            }
+
+            /// Any short text loads or is refused.
+            #[test]
+            fn any_text_loads_or_is_refused(text in "[ -~\n\t]{0,60}") {
+                check(&text)?;
+            }
+        }
+    }
 }

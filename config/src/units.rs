@@ -153,7 +153,11 @@ impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         if d.subsec_millis() != 0 || d.as_secs() == 0 {
-            return write!(f, "{}ms", d.as_millis());
+            // Milliseconds, while their count is a number the parser reads.
+            return match u64::try_from(d.as_millis()) {
+                Ok(millis) => write!(f, "{millis}ms"),
+                Err(_) => write!(f, "{}s{}ms", d.as_secs(), d.subsec_millis()),
+            };
         }
         let secs = d.as_secs();
         for (name, factor) in [("d", 86_400), ("h", 3600), ("m", 60)] {
@@ -253,5 +257,52 @@ mod tests {
         assert!("s".parse::<Span>().is_err());
         assert!("".parse::<Span>().is_err());
         assert_eq!(Span(Duration::from_secs(86_400)).to_string(), "1d");
+    }
+
+    /// A duration prints as text that reads back as it, even when its
+    /// milliseconds outnumber a u64 (found by the property test below:
+    /// 18446744073709552.001s printed as `18446744073709552001ms`, which
+    /// is too long to read).
+    #[test]
+    fn the_longest_durations_print_as_they_read() {
+        let span = Span(Duration::from_secs(18_446_744_073_709_552) + Duration::from_millis(1));
+        assert_eq!(span.to_string(), "18446744073709552s1ms");
+        assert_eq!(span.to_string().parse::<Span>(), Ok(span));
+        assert_eq!(Span(Duration::from_millis(1500)).to_string(), "1500ms");
+    }
+
+    /// Property tests: sizes and durations printed and read back.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Every size prints as text that reads back as that size.
+            #[test]
+            fn sizes_read_back_as_printed(bytes in any::<u64>()) {
+                let size = Size(bytes);
+                prop_assert_eq!(size.to_string().parse::<Size>(), Ok(size));
+            }
+
+            /// Every duration the file can hold prints as text that reads
+            /// back as that duration.
+            #[test]
+            fn spans_read_back_as_printed(secs in any::<u64>(), millis in 0u32..1000) {
+                let span = Span(Duration::from_secs(secs) + Duration::from_millis(millis.into()));
+                prop_assert_eq!(span.to_string().parse::<Span>(), Ok(span));
+            }
+
+            /// Whatever text reads as a size or a duration prints as text
+            /// that reads back the same.
+            #[test]
+            fn parsed_units_read_back(text in "[0-9]{1,22}[ ]?(B|KB|kB|MB|GB|TB|KiB|MiB|GiB|TiB|ms|s|m|h|d|[a-z]{1,2})([0-9]{1,20}(ms|s|m|h|d))?") {
+                if let Ok(size) = text.parse::<Size>() {
+                    prop_assert_eq!(size.to_string().parse::<Size>(), Ok(size));
+                }
+                if let Ok(span) = text.parse::<Span>() {
+                    prop_assert_eq!(span.to_string().parse::<Span>(), Ok(span));
+                }
+            }
+        }
     }
 }

@@ -51,6 +51,11 @@ pub mod tls {
     pub use crate::front::tls::{TlsError, certificate_authority, self_signed, signed_certificate};
 }
 
+/// What the fuzz targets in `fuzz/` drive: the strict HTTP/1 checker and
+/// Range evaluation, which the proxy's modules keep to themselves.
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// What the criterion benchmarks in `benches/` measure.
 #[doc(hidden)]
 pub mod bench {

@@ -53,50 +53,56 @@ impl Admin {
         scope: &Scope,
         purge: &PurgeRequest,
     ) -> Result<(), ScopeError> {
-        let Scope::Hosts(allowed) = scope else {
-            return Ok(());
-        };
-        if purge.tags.is_some() || purge.everything.is_some() {
-            return Err(ScopeError::TagsOrEverything);
+        match scope {
+            Scope::All => Ok(()),
+            Scope::Hosts(allowed) => check_hosts(allowed, purge),
         }
-        let in_scope = |host: &str| {
-            let host = host.to_ascii_lowercase();
-            let host = host
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('.');
-            allowed
-                .iter()
-                .any(|pattern| match pattern.strip_prefix("*.") {
-                    Some(suffix) => {
-                        host.len() > suffix.len()
-                            && host.ends_with(suffix)
-                            && host[..host.len() - suffix.len()].ends_with('.')
-                    }
-                    None => pattern == host,
-                })
-        };
-        let url_hosts = purge.urls.iter().flatten().map(|url| {
-            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-            rest.split(['/', '?', '#'])
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        });
-        let prefix_hosts = purge
-            .prefixes
-            .iter()
-            .flatten()
-            .map(|p| p.split('/').next().unwrap_or_default().to_owned());
-        let hosts = purge.hosts.iter().flatten().cloned();
-        for host in url_hosts.chain(prefix_hosts).chain(hosts) {
-            if !in_scope(&host) {
-                return Err(ScopeError::Host(host));
-            }
-        }
-        Ok(())
     }
+}
+
+/// Whether a token limited to the hosts `allowed` (names, or `*.` and a
+/// parent name; lower-case) may make `purge`.
+pub(crate) fn check_hosts(allowed: &[String], purge: &PurgeRequest) -> Result<(), ScopeError> {
+    if purge.tags.is_some() || purge.everything.is_some() {
+        return Err(ScopeError::TagsOrEverything);
+    }
+    let in_scope = |host: &str| {
+        let host = host.to_ascii_lowercase();
+        let host = host
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.');
+        allowed
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len()
+                        && host.ends_with(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                }
+                None => pattern == host,
+            })
+    };
+    let url_hosts = purge.urls.iter().flatten().map(|url| {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        rest.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let prefix_hosts = purge
+        .prefixes
+        .iter()
+        .flatten()
+        .map(|p| p.split('/').next().unwrap_or_default().to_owned());
+    let hosts = purge.hosts.iter().flatten().cloned();
+    for host in url_hosts.chain(prefix_hosts).chain(hosts) {
+        if !in_scope(&host) {
+            return Err(ScopeError::Host(host));
+        }
+    }
+    Ok(())
 }
 
 /// Bearer tokens of the side API.

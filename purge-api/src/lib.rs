@@ -11,12 +11,16 @@
 //! - `stats.rs`: `GET /stats`, and the origins' status the edge reports;
 //! - `reload.rs`: `POST /reload`, through the edge's hook;
 //! - `metrics.rs`: the purge counter, and `/metrics` from the registry handed in;
-//! - `error.rs`: why a purge URL, prefix or scope is refused.
+//! - `error.rs`: why a purge URL, prefix or scope is refused;
+//! - `fuzzing.rs`: the purge body's parts as the fuzz targets in `fuzz/`
+//!   reach them (hidden from the docs).
 
 mod auth;
 mod budget;
 mod error;
 mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod purge;
 mod reload;

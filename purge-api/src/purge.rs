@@ -370,8 +370,9 @@ impl Purger {
     }
 }
 
-/// A prefix as purges match it: host (lower-case, no trailing dot, no
-/// default port, which is unknown without a scheme) and path, no scheme.
+/// A prefix as purges match it: host (lower-case, no trailing dots nor
+/// empty port, but a default port kept: it is unknown without a scheme)
+/// and path, no scheme.
 /// A bare host becomes `host/`.
 pub(crate) fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
     let text = text.trim();
@@ -382,8 +383,10 @@ pub(crate) fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
         Some(i) => text.split_at(i),
         None => (text, "/"),
     };
+    // Its trailing dots and an empty port go, as they go from the keys'
+    // hosts (a `:` left at its end would read as a scheme's next time).
     let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(&host);
+    let host = host.trim_end_matches(['.', ':']);
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
         return Err(PrefixError::NoHost(text.to_owned()));
     }
@@ -404,4 +407,167 @@ pub(crate) fn scheme_variants(url: &str) -> Vec<String> {
         variants.push(format!("https://{}", &url[7..]));
     }
     variants
+}
+
+#[cfg(test)]
+mod tests {
+    //! Property tests of the purge body's parts (`fuzz/` checks the same
+    //! from bytes); the side API's behaviour is tested in `tests.rs`.
+
+    use super::*;
+    use outpost_config::QueryKey;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a.test".to_owned()),
+            Just("A.Test.".to_owned()),
+            Just("x.b.test".to_owned()),
+            Just("b.test".to_owned()),
+            Just("evil.test".to_owned()),
+            Just("a.test:8080".to_owned()),
+            Just("a.test:x@evil.test".to_owned()),
+            "[a-z.:@#?-]{0,10}",
+            "[ -~]{0,10}",
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("/".to_owned()),
+            "/[a-z%0-9.~/]{0,12}",
+            "[/?#][ -~]{0,12}",
+        ]
+    }
+
+    fn target() -> impl Strategy<Value = String> {
+        (host(), path()).prop_map(|(h, p)| format!("{h}{p}"))
+    }
+
+    fn url() -> impl Strategy<Value = String> {
+        let scheme = prop_oneof![Just("http://"), Just("HTTPS://"), Just("ftp://"), Just("")];
+        (scheme, target()).prop_map(|(s, t)| format!("{s}{t}"))
+    }
+
+    fn request() -> impl Strategy<Value = PurgeRequest> {
+        let list = |s: BoxedStrategy<String>| proptest::option::of(vec(s, 0..3));
+        (
+            list(url().boxed()),
+            list(target().boxed()),
+            list(host().boxed()),
+            list("[ -~]{0,6}".boxed()),
+            proptest::option::of(any::<bool>()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(urls, prefixes, hosts, tags, everything, soft)| PurgeRequest {
+                    urls,
+                    prefixes,
+                    hosts,
+                    tags,
+                    everything,
+                    soft,
+                },
+            )
+    }
+
+    fn in_scope(host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let name = host
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.');
+        name == "a.test" || (name.len() > ".b.test".len() && name.ends_with(".b.test"))
+    }
+
+    /// A prefix's host loses every trailing dot and an empty port, as a
+    /// key's host does, so that a normalized prefix normalizes to itself (found by
+    /// `fuzz/purge_body`: `www.b.test%w..` became `www.b.test%w./`, then
+    /// `www.b.test%w/`).
+    #[test]
+    fn prefixes_lose_every_trailing_dot() {
+        assert_eq!(normalize_prefix("www.b.test%w..").unwrap(), "www.b.test%w/");
+        assert_eq!(normalize_prefix("A.Test../x").unwrap(), "a.test/x");
+        assert_eq!(normalize_prefix("a.test/x").unwrap(), "a.test/x");
+        assert!(normalize_prefix("../x").is_err());
+        // Found by `fuzz/purge_body`: the host `ae:.` lost its dot and kept
+        // its colon, and `ae://a.tatest/` then read as a scheme.
+        assert_eq!(
+            normalize_prefix("ae:.//a.tatest/`2/").unwrap(),
+            "ae//a.tatest/`2/"
+        );
+        assert_eq!(normalize_prefix("a.test:/x").unwrap(), "a.test/x");
+    }
+
+    proptest! {
+        /// A purge travels to the rest of a fleet as JSON: written and
+        /// read back, it is the same purge.
+        #[test]
+        fn requests_read_back_as_written(purge in request()) {
+            let text = serde_json::to_string(&purge).unwrap();
+            let again: PurgeRequest = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(again, purge);
+        }
+
+        /// A normalized prefix normalizes to itself.
+        #[test]
+        fn prefixes_normalize_in_one_pass(text in target()) {
+            if let Ok(prefix) = normalize_prefix(&text) {
+                prop_assert_eq!(normalize_prefix(&prefix).ok(), Some(prefix));
+            }
+        }
+
+        /// A URL's scheme variants are the same pair from either one.
+        #[test]
+        fn scheme_variants_pair_up(url in url()) {
+            let pair = scheme_variants(&url);
+            prop_assert_eq!(pair.first(), Some(&url));
+            // Schemes are case-insensitive (RFC 3986 §3.1).
+            let lower = |list: &[String]| {
+                let mut list: Vec<String> = list.iter().map(|v| v.to_ascii_lowercase()).collect();
+                list.sort();
+                list
+            };
+            for variant in &pair {
+                prop_assert_eq!(lower(&scheme_variants(variant)), lower(&pair));
+            }
+        }
+
+        /// A token scoped to `a.test` and `*.b.test` purges keys,
+        /// prefixes and hosts of those hosts only.
+        #[test]
+        fn a_scoped_token_stays_in_its_hosts(purge in request()) {
+            let allowed = ["a.test".to_owned(), "*.b.test".to_owned()];
+            if crate::auth::check_hosts(&allowed, &purge).is_ok() {
+                for url in purge.urls.iter().flatten() {
+                    for variant in scheme_variants(url) {
+                        if let Ok(key) = CacheKey::from_url(&variant, &QueryKey::All) {
+                            let rest = key.text().split_once("://").map_or("", |(_, r)| r);
+                            let host = rest.split(['/', '?']).next().unwrap_or_default();
+                            prop_assert!(in_scope(host), "{:?} purges {:?}", url, key.text());
+                        }
+                    }
+                }
+                for text in purge.prefixes.iter().flatten() {
+                    if let Ok(prefix) = normalize_prefix(text) {
+                        let host = prefix.split('/').next().unwrap_or_default();
+                        prop_assert!(in_scope(host), "{:?} purges {:?}", text, prefix);
+                    }
+                }
+                // A host purge applies only to what normalizes to `host/`.
+                for text in purge.hosts.iter().flatten() {
+                    if let Some(host) = normalize_prefix(text)
+                        .ok()
+                        .and_then(|p| p.strip_suffix('/').map(str::to_owned))
+                        .filter(|h| !h.contains('/'))
+                    {
+                        prop_assert!(in_scope(&host), "{:?} purges host {:?}", text, host);
+                    }
+                }
+            }
+        }
+    }
 }

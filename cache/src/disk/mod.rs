@@ -17,7 +17,7 @@
 
 mod catalog;
 mod chunks;
-mod format;
+pub(crate) mod format;
 mod occupancy;
 mod tier;
 

@@ -28,7 +28,7 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// What hyper gets instead of a bad request: a method that is not a
 /// token, which it answers with 400 and a close.
-const BAD_REQUEST: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
+pub const BAD_REQUEST: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -123,7 +123,6 @@ impl Checker {
     }
 
     /// Why the connection's last request was refused, if it was.
-    #[cfg(test)]
     pub(crate) fn violation(&self) -> Option<Violation> {
         self.violation
     }
@@ -766,5 +765,95 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n\r\n",
         );
         assert_eq!(violation, Some(Violation::MissingHost));
+    }
+
+    /// Property tests: connections made of request pieces, well-formed and
+    /// not, cut into reads anywhere (`fuzz/` checks the same from bytes).
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"GET / HTTP/1.1\r\n".to_vec()),
+                Just(b"POST /p HTTP/1.1\r\n".to_vec()),
+                Just(b"GET / HTTP/1.0\r\n".to_vec()),
+                Just(b"Host: a\r\n".to_vec()),
+                Just(b"Content-Length: 3\r\n".to_vec()),
+                Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+                Just(b"Upgrade: websocket\r\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"3;a=\"b\"\r\nabc\r\n".to_vec()),
+                Just(b"0\r\n\r\n".to_vec()),
+                Just(b" folded\r\n".to_vec()),
+                "[ -~]{0,12}".prop_map(String::into_bytes),
+                vec(any::<u8>(), 0..4),
+            ]
+        }
+
+        fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
+            let mut checker = Checker::default();
+            let mut start = 0;
+            for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+                let cut = cut.clamp(start, input.len());
+                checker.feed(&input[start..cut]);
+                start = cut;
+            }
+            checker.end();
+            assert_eq!(checker.is_closed(), checker.violation().is_some());
+            (checker.ready.to_vec(), checker.is_closed())
+        }
+
+        /// `passed` is `input` with only empty lines (CRLF) left out.
+        fn only_empty_lines_dropped(input: &[u8], passed: &[u8]) -> bool {
+            let (mut i, mut j) = (0, 0);
+            while j < passed.len() {
+                if i < input.len() && input[i] == passed[j] {
+                    i += 1;
+                    j += 1;
+                } else if input[i.min(input.len())..].starts_with(b"\r\n") {
+                    i += 2;
+                } else {
+                    return false;
+                }
+            }
+            true
+        }
+
+        proptest! {
+            /// RFC 9112: however a connection's bytes are cut into reads,
+            /// the same requests reach hyper, unchanged (only empty lines
+            /// before a request line dropped), or the same refusal does.
+            #[test]
+            fn reads_cut_anywhere_pass_the_same(
+                pieces in vec(piece(), 1..12),
+                mut cuts in vec(0usize..200, 0..6),
+            ) {
+                let input = pieces.concat();
+                cuts.sort_unstable();
+                let (whole, whole_closed) = run(&input, &[]);
+                let (cut, cut_closed) = run(&input, &cuts);
+                prop_assert_eq!(whole_closed, cut_closed);
+                if !whole_closed {
+                    prop_assert_eq!(&whole, &cut);
+                }
+                for (passed, closed) in [(whole, whole_closed), (cut, cut_closed)] {
+                    let passed = if closed {
+                        let mut too_large = b"GET / HTTP/1.1\r\nx: ".to_vec();
+                        too_large.resize(too_large.len() + MAX_HEAD + 1, b'a');
+                        passed
+                            .strip_suffix(BAD_REQUEST)
+                            .or_else(|| passed.strip_suffix(too_large.as_slice()))
+                            .map(<[u8]>::to_vec)
+                    } else {
+                        Some(passed)
+                    };
+                    let passed = passed.expect("a refusal ends with its stand-in request");
+                    prop_assert!(only_empty_lines_dropped(&input, &passed));
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ mod date;
 pub(crate) mod drain;
 mod flood;
 mod h1;
-mod h1_check;
+pub(crate) mod h1_check;
 mod h2;
 pub(crate) mod interim;
 pub(crate) mod listen;

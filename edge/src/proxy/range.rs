@@ -103,7 +103,9 @@ pub fn evaluate(req: &HeaderMap, len: u64, stored: &HeaderMap) -> Ranges {
     } else {
         0
     };
-    if merged.len() > 1 && bytes + overhead >= len {
+    // A length near 2^64 (a damaged or hostile stored length) must not
+    // overflow the sum: past u64::MAX it is more than any object.
+    if merged.len() > 1 && bytes.saturating_add(overhead) >= len {
         return Ranges::Whole;
     }
     Ranges::Partial(merged)
@@ -339,6 +341,26 @@ mod tests {
         );
     }
 
+    /// RFC 9110 §14.1.2: several ranges of an object near 2^64 bytes are
+    /// answered whole, without overflowing their sum (found by
+    /// `fuzz/range`: `bytes=0-0,2-18446744073709551613` of
+    /// 18446744073709551615 bytes panicked in a debug build).
+    #[test]
+    fn ranges_of_the_largest_objects_overflow_nothing() {
+        assert_eq!(
+            evaluate(
+                &req("bytes=0-0,2-18446744073709551613"),
+                u64::MAX,
+                &stored()
+            ),
+            Ranges::Whole
+        );
+        assert_eq!(
+            evaluate(&req("bytes=0-0,1000-"), u64::MAX, &stored()),
+            Ranges::Partial(vec![(0, 0), (1000, u64::MAX - 1)])
+        );
+    }
+
     /// RFC 9110 §13.1.5: If-Range needs a strong match.
     #[test]
     fn if_range_decides_between_part_and_whole() {
@@ -397,5 +419,67 @@ mod tests {
         let slice = SliceBody::new(body, (3, 8));
         let got = slice.collect().await.unwrap().to_bytes();
         assert_eq!(got, "345678");
+    }
+
+    /// Property tests: any Range value against objects of any length.
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn spec() -> impl Strategy<Value = String> {
+            let bound = prop_oneof![
+                Just(String::new()),
+                (0u64..2000).prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                Just("18446744073709551616".to_owned()),
+                "[ a-z+-]{0,2}",
+            ];
+            let part =
+                (bound.clone(), bound, "[ ]{0,1}").prop_map(|(a, b, ws)| format!("{ws}{a}-{b}"));
+            let unit = prop_oneof![Just("bytes"), Just("BYTES "), Just("items")];
+            (unit, vec(part, 0..40)).prop_map(|(unit, parts)| format!("{unit}={}", parts.join(",")))
+        }
+
+        proptest! {
+            /// RFC 9110 §14.1.2: a partial answer's ranges are sorted,
+            /// within the object, apart from each other, and together
+            /// smaller than the whole; lengths near 2^64 overflow nothing.
+            #[test]
+            fn partial_answers_are_sound(
+                spec in spec(),
+                len in prop_oneof![0u64..3000, Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()],
+            ) {
+                let Ok(value) = HeaderValue::from_str(&spec) else {
+                    return Ok(());
+                };
+                let mut request = HeaderMap::new();
+                request.insert(RANGE, value);
+                if let Ranges::Partial(ranges) = evaluate(&request, len, &HeaderMap::new()) {
+                    prop_assert!(!ranges.is_empty() && ranges.len() <= MAX_RANGES);
+                    prop_assert!(ranges.iter().all(|&(s, e)| s <= e && e < len));
+                    prop_assert!(ranges.windows(2).all(|p| p[1].0 > p[0].1.saturating_add(1)));
+                    if ranges.len() > 1 {
+                        let bytes: u128 = ranges.iter().map(|(s, e)| u128::from(e - s) + 1).sum();
+                        prop_assert!(bytes < u128::from(len));
+                    }
+                }
+            }
+
+            /// One `first-last` range of a long enough object is exactly
+            /// that range, clipped to the object.
+            #[test]
+            fn one_range_is_that_range(first in 0u64..1000, length in 1u64..1000, len in 1u64..3000) {
+                let last = first + length - 1;
+                let mut request = HeaderMap::new();
+                request.insert(RANGE, HeaderValue::from_str(&format!("bytes={first}-{last}")).unwrap());
+                let expected = if first < len {
+                    Ranges::Partial(vec![(first, last.min(len - 1))])
+                } else {
+                    Ranges::Unsatisfiable
+                };
+                prop_assert_eq!(evaluate(&request, len, &HeaderMap::new()), expected);
+            }
+        }
     }
 }
