@@ -74,14 +74,7 @@ impl Directives {
                 if token {
                     text.push_str(value);
                 } else {
-                    text.push('"');
-                    for c in value.chars() {
-                        if c == '"' || c == '\\' {
-                            text.push('\\');
-                        }
-                        text.push(c);
-                    }
-                    text.push('"');
+                    text.push_str(&quoted(value));
                 }
             }
         }
@@ -389,6 +382,20 @@ pub fn usable(
         }
     }
     Err(Unusable::Stale)
+}
+
+/// `text` as a quoted-string (RFC 9110 §5.6.4).
+pub(crate) fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

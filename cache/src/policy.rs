@@ -9,7 +9,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
-use crate::freshness::Directives;
+use crate::freshness::{Directives, quoted};
 
 /// What the matching rule says about storing one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -465,19 +465,6 @@ fn directive_value(key: &str, value: &sfv::BareItem) -> Option<Option<String>> {
         sfv::BareItem::Decimal(d) => Some(Some(d.to_string())),
         _ => None,
     }
-}
-
-fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 /// Whether a response says a shared cache may keep it: `public` or

@@ -6,18 +6,7 @@ use http::HeaderValue;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-/// `text` as a quoted-string (RFC 9110 §5.6.4).
-pub(crate) fn quoted(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
+use crate::freshness::quoted;
 
 /// One Cache-Control directive: known or not, bare, with a number or a
 /// token, or with a quoted string holding anything printable.
