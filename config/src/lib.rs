@@ -1,9 +1,11 @@
 //! Outpost's configuration: the YAML model, its defaults, and validation
 //! whose every error names `FILE:LINE:COL`, the key path and what is wrong.
 
+pub mod actions;
 mod load;
 pub mod media;
 mod model;
+pub mod template;
 mod units;
 
 pub use load::{ConfigError, ErrorList, Loaded, load_file, load_str};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 use crate::ServerUrl;
+use crate::actions;
 use crate::model::{Cluster, Config};
 
 /// One problem in a config file, located at `file:line:col`.
@@ -426,6 +427,14 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 ),
             );
         }
+        if let Some(hsts) = &site.hsts {
+            actions::check_hsts(hsts, &format!("sites[{i}].hsts"), &mut err);
+        }
+        actions::check_error_pages(
+            &site.error_pages,
+            &format!("sites[{i}].error_pages"),
+            &mut err,
+        );
         for (h, name) in site.pass_headers.iter().enumerate() {
             if !crate::UNKEYED_HEADERS.contains(&name.value.to_ascii_lowercase().as_str()) {
                 err(
@@ -498,6 +507,35 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     }
                 }
             }
+            let at = format!("sites[{i}].rules[{k}]");
+            if let Some(redirect) = &rule.redirect {
+                actions::check_redirect(redirect, &format!("{at}.redirect"), &mut err);
+                if rule.rewrite.is_some() {
+                    err(
+                        redirect.referenced,
+                        format!("{at}.redirect"),
+                        "a rule that redirects does not also rewrite".into(),
+                    );
+                }
+            }
+            if let Some(rewrite) = &rule.rewrite {
+                actions::check_rewrite(
+                    rewrite,
+                    rule.matcher.path_prefix.as_deref(),
+                    &format!("{at}.rewrite"),
+                    &mut err,
+                );
+            }
+            if let Some(headers) = &rule.request_headers {
+                actions::check_request_headers(headers, &format!("{at}.request_headers"), &mut err);
+            }
+            if let Some(headers) = &rule.response_headers {
+                actions::check_response_headers(
+                    headers,
+                    &format!("{at}.response_headers"),
+                    &mut err,
+                );
+            }
             if let Some(prefix) = &rule.matcher.path_prefix
                 && !prefix.starts_with('/')
             {
@@ -509,6 +547,7 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
             }
         }
     }
+    actions::check_error_pages(&config.error_pages, "error_pages", &mut err);
     if let Some(cluster) = &config.cluster {
         validate_cluster(cluster, &mut err);
     }
@@ -706,6 +745,59 @@ sites:
             "{message}"
         );
         assert!(message.contains("unknown duration unit"), "{message}");
+    }
+
+    #[test]
+    fn edge_actions_are_checked_with_their_positions() {
+        let added = [
+            "      - match: { path_prefix: /old/ }",
+            "        redirect: { to: \"https://{hostname}/\", status: 200 }",
+            "      - match: { path_regex: ^/x }",
+            "        rewrite: { path_prefix: /y/ }",
+            "        request_headers: { set: { Host: other, \"bad name\": x }, remove: [Content-Length] }",
+            "        response_headers: { set: { X-Ok: \"{path\" } }",
+            "    hsts: { max_age: 1d, preload: true }",
+            "    error_pages: { 302: { file: a.html } }",
+            "",
+        ];
+        let text = GOOD.to_owned() + &added.join("\n");
+        let message = load(&text).unwrap_err().to_string();
+        for expected in [
+            "test.yaml:17:19: sites[0].rules[2].redirect.status: 200 is not a redirect status",
+            "sites[0].rules[2].redirect.to: unknown variable {hostname}; known: {scheme}, {host}",
+            ":19:18: sites[0].rules[3].rewrite.path_prefix: replacing a prefix needs the rule's match.path_prefix",
+            "sites[0].rules[3].request_headers.set.Host: Host is decided by Outpost",
+            "sites[0].rules[3].request_headers.set.bad name: \"bad name\" is not a header name",
+            "sites[0].rules[3].request_headers.remove[0]: Content-Length is decided by Outpost",
+            "sites[0].rules[3].response_headers.set.X-Ok: a { is not closed",
+            "sites[0].hsts.preload: the preload list needs max_age of a year",
+            "sites[0].error_pages.302: 302 is not an error status",
+        ] {
+            assert!(message.contains(expected), "{expected}\n---\n{message}");
+        }
+        assert!(!message.contains(":0:0:"), "{message}");
+    }
+
+    #[test]
+    fn a_regex_rewrite_needs_its_replacement_and_a_redirect_does_not_rewrite() {
+        let text = GOOD.replace(
+            "        cache: bypass\n",
+            "        cache: bypass\n        rewrite: { path_regex: \"^/api/(.*)\" }\n        redirect: { to: /elsewhere }\n",
+        );
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("rewrite.to: path_regex needs `to`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("redirect: a rule that redirects does not also rewrite"),
+            "{message}"
+        );
+        let good = GOOD.replace(
+            "        cache: bypass\n",
+            "        cache: bypass\n        rewrite: { path_regex: \"^/api/(.*)\", to: /v1/$1, key: rewritten }\n        response_headers: { set: { X-Id: \"{request_id}\" }, always: true }\n",
+        );
+        load(&good).expect("valid");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::actions::{ErrorPages, Hsts, Redirect, RequestHeaders, ResponseHeaders, Rewrite};
 use crate::units::{Size, Span};
 
 /// The whole file.
@@ -40,6 +41,10 @@ pub struct Config {
     pub limits: Limits,
     /// A fleet of Outposts on NATS JetStream; absent for a node on its own.
     pub cluster: Option<Cluster>,
+    /// Bodies of Outpost's own error answers by status, for every site
+    /// that names none of its own and for requests no site serves.
+    #[serde(default)]
+    pub error_pages: ErrorPages,
 }
 
 /// What a client connection may take, whatever the site.
@@ -591,6 +596,12 @@ pub struct Site {
     /// passed through and join the key, as if the origin varied on them.
     #[serde(default)]
     pub pass_headers: Vec<Spanned<String>>,
+    /// `Strict-Transport-Security` on every answer over TLS.
+    pub hsts: Option<Spanned<Hsts>>,
+    /// Bodies of Outpost's own error answers for this site's requests, by
+    /// status; the file's top-level `error_pages` for the codes not named.
+    #[serde(default)]
+    pub error_pages: ErrorPages,
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
@@ -652,6 +663,14 @@ pub struct Rule {
     pub check_content_type: bool,
     /// Largest request body forwarded; larger is 413. Unlimited when absent.
     pub max_request_body: Option<Size>,
+    /// Answer with a redirect instead of serving the request.
+    pub redirect: Option<Spanned<Redirect>>,
+    /// Ask the origin for another path.
+    pub rewrite: Option<Spanned<Rewrite>>,
+    /// Header changes on the request before it is keyed and forwarded.
+    pub request_headers: Option<Spanned<RequestHeaders>>,
+    /// Header changes on the answers to the rule's requests.
+    pub response_headers: Option<Spanned<ResponseHeaders>>,
 }
 
 impl Rule {
@@ -671,6 +690,15 @@ pub struct Match {
     pub path_regex: Option<Spanned<String>>,
     /// File extensions without the dot, e.g. `[css, js]`.
     pub extensions: Option<Vec<String>>,
+    /// How the client connected: `http` (plain text) or `https` (TLS).
+    pub scheme: Option<Scheme>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    Http,
+    Https,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

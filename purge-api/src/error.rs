@@ -13,6 +13,9 @@ pub enum UrlError {
     NoHost(String),
     #[error("no site serves host {0}")]
     NoSite(String),
+    /// The URL's rule keys by a rewritten path, and the rewrite failed.
+    #[error("{0}")]
+    Rewrite(String),
     #[error("{url:?}")]
     Path {
         url: String,

@@ -45,6 +45,7 @@ impl Admin {
                 "stale": stale,
                 "miss": misses,
                 "bypass": count("bypass"),
+                "redirect": count("redirect"),
                 "error": count("error"),
             },
             "hit_ratio": hit_ratio,

@@ -10,8 +10,10 @@ use crate::origin::error::Chain;
 use crate::origin::server;
 
 /// What `outpost check` verifies beyond the file itself: every listener
-/// certificate and every origin pool's TLS files load, as at start.
+/// certificate, every origin pool's TLS files and every error page load,
+/// as at start.
 pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
+    crate::proxy::router::Router::new(loaded)?;
     acceptors(loaded)?;
     for (name, pool) in &loaded.config.origins {
         server::check_tls(pool, &loaded.base_dir)

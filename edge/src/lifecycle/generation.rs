@@ -78,8 +78,7 @@ impl Generation {
         previous: Option<&Generation>,
     ) -> Result<Generation, ErrorList> {
         let config = &loaded.config;
-        let router =
-            Router::new(config).map_err(|e| single_error(&loaded, format!("regex: {e}")))?;
+        let router = Router::new(&loaded)?;
         // Certificates before the pools: a bad one is the likelier error.
         let acceptors = acceptors(&loaded)?;
         let mut upstreams = HashMap::new();

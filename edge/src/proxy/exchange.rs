@@ -20,8 +20,12 @@ use super::ConnInfo;
 pub(super) struct Exchange {
     pub(super) conn: ConnInfo,
     pub(super) parts: request::Parts,
-    /// The normalized path and query, as matched, keyed and forwarded.
+    /// The normalized path and query the origin is asked for: as matched
+    /// and keyed, unless the rule rewrites it.
     pub(super) target: http::Uri,
+    /// The client's normalized target, when a rewrite changed it: a member
+    /// of the fleet (the shield tier) routes, rewrites and keys it again.
+    pub(super) client_target: Option<http::Uri>,
     /// The `Host` the client sent (with port, as written).
     pub(super) authority: String,
     pub(super) key: CacheKey,
@@ -53,6 +57,7 @@ impl Exchange {
             conn: self.conn,
             parts,
             target: self.target.clone(),
+            client_target: self.client_target.clone(),
             authority: self.authority.clone(),
             key: self.key.clone(),
             rule: self.rule.clone(),
@@ -71,6 +76,9 @@ impl Exchange {
     ) -> Result<Answer, UpstreamError> {
         if let Some(shield) = &self.shield {
             let mut to_member = copy_head(&outgoing);
+            if let Some(target) = &self.client_target {
+                to_member.uri = target.clone();
+            }
             // The owner routes by the client's host, whatever the origin is sent.
             if let Ok(host) = HeaderValue::from_str(&self.authority) {
                 to_member.headers.insert(HOST, host);

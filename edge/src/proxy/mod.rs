@@ -2,7 +2,9 @@
 //! fetch from the origin pool, store what may be stored, and mark every
 //! answer with `Cache-Status` (RFC 9211).
 
+mod actions;
 pub(crate) mod client;
+mod error_page;
 mod exchange;
 mod fetch;
 pub(crate) mod headers;
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -31,7 +34,9 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use outpost_cache::{Cache, Coalescer};
 
+use self::actions::{EdgeActions, RequestId};
 use self::client::ClientBody;
+use self::error_page::OwnAnswer;
 use self::metrics::ProxyMetrics;
 use self::status::{CacheStatus, Outcome};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
@@ -91,6 +96,17 @@ pub(crate) struct ConnInfo {
     pub(crate) certificate: Option<usize>,
 }
 
+/// What routing learned that the answer needs on its way out: the
+/// request's id, the site (its error pages, its HSTS) and the rule's
+/// response edits.
+pub(crate) struct Outward {
+    id: RequestId,
+    site: Option<Arc<router::Site>>,
+    actions: Option<Arc<EdgeActions>>,
+    /// The request's values, when the rule's templates read them.
+    vars: Option<actions::Vars>,
+}
+
 /// How the proxy answered one request: the response, and how the cache
 /// took part (None for Outpost's own refusals, which carry no
 /// `Cache-Status`).
@@ -104,13 +120,32 @@ impl Proxy {
         req: Request<ClientBody>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
-        let logged = self
+        let id = RequestId(self.request_ids.fetch_add(1, Ordering::Relaxed));
+        let mut logged = self
             .access_log
             .as_ref()
-            .map(|log| (log.clone(), request_fields(&self.request_ids, conn, &req)));
-        let (status, response) = self.route(conn, req).await;
-        let counter = self.metrics.client_bytes_out.clone();
-        let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
+            .map(|log| (log.clone(), request_fields(id, conn, &req)));
+        let mut outward = Outward {
+            id,
+            site: None,
+            actions: None,
+            vars: None,
+        };
+        let (status, mut response) = self.route(conn, req, &mut outward).await;
+        if let Some(own) = response.extensions_mut().remove::<OwnAnswer>() {
+            if let Some(cause) = &own.cause {
+                tracing::warn!(request_id = %id, error = %cause, "origin request failed");
+                if let Some((_, fields)) = &mut logged {
+                    fields.insert("error".into(), cause.clone().into());
+                }
+            }
+            let code = response.status().as_u16();
+            let page = match &outward.site {
+                Some(site) => site.error_page(code),
+                None => self.router.error_page(code),
+            };
+            error_page::finish(&mut response, &own, page, id);
+        }
         for name in &self.hidden_headers {
             response.headers_mut().remove(name);
         }
@@ -125,6 +160,20 @@ impl Proxy {
             };
             headers.insert(status::CACHE_STATUS, value);
         }
+        if let Some(actions) = &outward.actions {
+            let code = response.status();
+            actions.edit_response(code, response.headers_mut(), outward.vars.as_ref());
+        }
+        // RFC 6797 §7.2: over TLS only.
+        if conn.tls
+            && let Some(hsts) = outward.site.as_ref().and_then(|s| s.hsts.clone())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+        }
+        let counter = self.metrics.client_bytes_out.clone();
+        let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
         let label = Outcome::of(status.as_ref()).label();
         self.metrics.requests.with_label_values(&[label]).inc();
         self.metrics
@@ -151,11 +200,10 @@ impl Proxy {
 
 /// The access-log fields known when a request arrives.
 fn request_fields<B>(
-    ids: &std::sync::atomic::AtomicU64,
+    id: RequestId,
     conn: ConnInfo,
     req: &Request<B>,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let n = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = SystemTime::now();
     let host = req
         .uri()
@@ -169,10 +217,7 @@ fn request_fields<B>(
         });
     let mut fields = serde_json::Map::new();
     fields.insert("time".into(), access_log::rfc3339(now).into());
-    fields.insert(
-        "request_id".into(),
-        format!("{:x}-{n:x}", std::process::id()).into(),
-    );
+    fields.insert("request_id".into(), id.to_string().into());
     fields.insert("client".into(), conn.remote.to_string().into());
     fields.insert("method".into(), req.method().as_str().into());
     fields.insert("host".into(), host.unwrap_or_default().into());

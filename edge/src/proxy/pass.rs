@@ -126,10 +126,11 @@ impl Proxy {
         };
         let path = normalize_path(uri.path()).ok()?;
         let site = host_name(&request.authority).and_then(|h| self.router.site(&h))?;
-        let rule = site.rule_for(&path);
+        let rule = site.rule_for(&path, request.conn.tls);
+        let path = rule.key_path(&path).ok()?;
         let target = match uri.query() {
             Some(q) => format!("{path}?{q}"),
-            None => path,
+            None => path.into_owned(),
         };
         Some(CacheKey::new(scheme, &authority, &target, &rule.query))
     }

@@ -6,6 +6,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use super::error_page::OwnAnswer;
 use super::headers;
 use crate::origin::error::{Chain, UpstreamError};
 use crate::origin::pool::Answer;
@@ -24,13 +25,23 @@ pub(super) fn upstream_error(e: &UpstreamError) -> Reply {
         tracing::info!(error = %Chain(e), "the client's request body failed");
         return (None, protocol_error("the request body could not be read\n"));
     }
-    let status = match e {
-        UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
+    let (status, general) = match e {
+        UpstreamError::Timeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The origin server did not answer in time.",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "The origin server could not be reached or did not answer properly.",
+        ),
     };
-    let text = Chain(e).to_string();
-    tracing::warn!(error = %text, "origin request failed");
-    let res = plain(status, &format!("{text}\n"));
+    // The cause (the origin's address, its error) is for the log, which
+    // `Proxy::handle` writes with the request id; the client gets the
+    // general words.
+    let mut res = plain(status, general);
+    if let Some(own) = res.extensions_mut().get_mut::<OwnAnswer>() {
+        own.cause = Some(Chain(e).to_string());
+    }
     let status = CacheStatus::fwd(Fwd::Miss).detail(Detail::OriginError);
     (Some(status), res)
 }
@@ -44,17 +55,35 @@ pub(super) fn protocol_error(text: &str) -> Response<ProxyBody> {
     res
 }
 
+/// One of Outpost's own answers, `text` saying what happened; its body
+/// is made on the way out (`error_page::finish`), with the request id or
+/// as the operator's page for the status.
 pub(super) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut res = Response::new(full(Bytes::from(text.to_owned())));
+    let mut res = Response::new(empty());
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    res.extensions_mut().insert(OwnAnswer {
+        general: text.to_owned(),
+        cause: None,
+    });
     res
 }
 
-pub(super) fn full(bytes: Bytes) -> ProxyBody {
+/// A rule's redirect to `to`.
+pub(super) fn redirect(status: StatusCode, to: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = status;
+    match HeaderValue::from_str(to) {
+        Ok(location) => {
+            res.headers_mut().insert(http::header::LOCATION, location);
+        }
+        // A variable (the path, the query) made a target no field can
+        // carry: the redirect cannot be given.
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "the redirect target is invalid\n"),
+    }
+    res
+}
+
+pub(crate) fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()

@@ -11,16 +11,24 @@ use outpost_cache::{CacheKey, Lookup, normalize_path};
 
 use super::router::host_name;
 
+use super::actions::Vars;
 use super::exchange::{Exchange, Shielding};
 use super::hit::{from_cache, unvalidated};
-use super::respond::{plain, protocol_error};
+use super::respond::{plain, protocol_error, redirect};
 use super::status::{CacheStatus, Detail, Fwd, Ttl};
 use super::tunnel::is_websocket_upgrade;
-use super::{ConnInfo, Proxy, Reply};
+use super::{ConnInfo, Outward, Proxy, Reply};
 use crate::fleet::gate::{Access, Gate};
 
 impl Proxy {
-    pub(super) async fn route(self: &Arc<Self>, conn: ConnInfo, req: Request<ClientBody>) -> Reply {
+    /// Answers one request; `outward` learns the site and rule that
+    /// apply, for what `Proxy::handle` does to the answer on its way out.
+    pub(super) async fn route(
+        self: &Arc<Self>,
+        conn: ConnInfo,
+        req: Request<ClientBody>,
+        outward: &mut Outward,
+    ) -> Reply {
         let (mut parts, body) = req.into_parts();
         // RFC 9110 §15.5.15.
         let target_length = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
@@ -76,6 +84,7 @@ impl Proxy {
                 ),
             );
         };
+        outward.site = Some(site.clone());
         // RFC 9110 §15.5.20, RFC 9113 §9.1.1: a connection is for the
         // hosts its certificate serves; a request for another host (whose
         // certificate the client never checked) goes elsewhere.
@@ -148,19 +157,84 @@ impl Proxy {
                 plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
             );
         };
-        let rule = site.rule_for(target.path());
+        let rule = site.rule_for(target.path(), conn.tls);
         site.strip_unkeyed(&mut parts.headers);
         if rule.ignore_client_no_cache {
             strip_client_no_cache(&mut parts.headers);
         }
+        // The rule's own actions: a redirect answers here; header changes
+        // come before the key is built; a rewrite changes what the origin
+        // is asked for (and the key, when the rule says so).
+        let mut forwarded = None;
+        if let Some(actions) = &rule.actions {
+            let vars = actions.needs_vars().then(|| Vars {
+                tls: conn.tls,
+                host: host.clone(),
+                path: target.path().to_owned(),
+                query: target.query().map(str::to_owned),
+                rest_from: actions.rest_from(target.path()),
+                client: conn.remote.ip(),
+                request_id: outward.id,
+            });
+            if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
+                return (
+                    Some(CacheStatus::neither(Detail::Redirect)),
+                    redirect(status, &to),
+                );
+            }
+            actions.edit_request(&mut parts.headers, vars.as_ref());
+            outward.vars = vars;
+            match actions.rewritten(target.path()) {
+                None => {}
+                Some(Ok(path)) => {
+                    let changed = match target.query() {
+                        Some(query) => format!("{path}?{query}"),
+                        None => path,
+                    };
+                    match changed.parse::<http::Uri>() {
+                        Ok(uri) => forwarded = Some(uri),
+                        Err(_) => {
+                            return (
+                                None,
+                                plain(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "the site's rewrite rule made an invalid request target\n",
+                                ),
+                            );
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, path = target.path(), "rewrite failed");
+                    return (
+                        None,
+                        plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the site's rewrite rule made an invalid request target\n",
+                        ),
+                    );
+                }
+            }
+        }
+        outward.actions = rule.actions.clone();
         let bypass = rule.bypass;
-        let path_and_query = target.path_and_query().map_or("/", |p| p.as_str());
+        let keyed = match &forwarded {
+            Some(uri) if rule.actions.as_ref().is_some_and(|a| a.keys_rewritten()) => uri,
+            _ => &target,
+        };
+        let path_and_query = keyed.path_and_query().map_or("/", |p| p.as_str());
         let key = CacheKey::new(
             if conn.tls { "https" } else { "http" },
             &authority,
             path_and_query,
             &rule.query,
         );
+        // The client's target, kept for a member of the fleet when the
+        // origin is asked for another.
+        let (target, client_target) = match forwarded {
+            Some(uri) => (uri, Some(target)),
+            None => (target, None),
+        };
         // A shielded site's key that another member owns goes there first,
         // unless the request has passed a member already (RFC 8586).
         // Only what the cache handles; checked only for a shielded site.
@@ -184,6 +258,7 @@ impl Proxy {
             conn,
             parts,
             target,
+            client_target,
             authority,
             key,
             rule,

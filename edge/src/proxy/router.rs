@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_cache::{CacheKey, KeyFields, StoreRules, normalize_path};
-use outpost_config::{CacheMode, Config, QueryKey, Rule};
+use outpost_config::{CacheMode, ErrorList, Loaded, QueryKey, Rule};
 use outpost_purge_api::UrlError;
 use regex::Regex;
+
+use super::actions::{BadRewrite, EdgeActions, hsts_value};
+use super::error_page::{self, Page, Pages};
 
 /// How long past freshness an entry answers when the origin cannot be
 /// reached, unless a rule says otherwise.
@@ -24,6 +27,10 @@ pub struct Site {
     fallback: RuleView,
     /// Request headers removed before keying and forwarding.
     stripped: Vec<http::HeaderName>,
+    /// `Strict-Transport-Security` for answers over TLS.
+    pub hsts: Option<http::HeaderValue>,
+    /// Bodies of Outpost's own error answers, the file's defaults included.
+    error_pages: Pages,
 }
 
 /// What applies to one request; cheap to clone.
@@ -45,6 +52,8 @@ pub struct RuleView {
     /// The extension the rule matched the path by, when its lifetimes
     /// apply only to responses of that extension's media types.
     checked_extension: Option<Arc<str>>,
+    /// Redirect, rewrite and header changes, when the rule has any.
+    pub actions: Option<Arc<EdgeActions>>,
 }
 
 /// What applies where no rule matches: the defaults of a rule.
@@ -60,6 +69,7 @@ impl Default for RuleView {
             store: StoreRules::default(),
             ttl_by_status: Arc::default(),
             checked_extension: None,
+            actions: None,
         }
     }
 }
@@ -85,9 +95,23 @@ impl RuleView {
         }
         rules
     }
+
+    /// The path the key is built from: `path`, or what the rule rewrites
+    /// it to when the rule keys by the rewritten path.
+    pub fn key_path<'a>(&self, path: &'a str) -> Result<std::borrow::Cow<'a, str>, BadRewrite> {
+        match &self.actions {
+            Some(actions) if actions.keys_rewritten() => match actions.rewritten(path) {
+                Some(changed) => changed.map(std::borrow::Cow::Owned),
+                None => Ok(path.into()),
+            },
+            _ => Ok(path.into()),
+        }
+    }
 }
 
 struct CompiledRule {
+    /// Whether the rule is for TLS connections (Some(true)) or plain ones.
+    tls: Option<bool>,
     path_prefix: Option<String>,
     path_regex: Option<Regex>,
     extensions: Option<Vec<String>>,
@@ -112,6 +136,10 @@ impl CompiledRule {
             check_content_type: rule.check_content_type
                 && sets_ttl
                 && rule.matcher.extensions.is_some(),
+            tls: rule
+                .matcher
+                .scheme
+                .map(|s| s == outpost_config::Scheme::Https),
             path_prefix: rule.matcher.path_prefix.clone(),
             path_regex,
             extensions: rule.matcher.extensions.as_ref().map(|list| {
@@ -155,11 +183,15 @@ impl CompiledRule {
                         .collect(),
                 ),
                 checked_extension: None,
+                actions: EdgeActions::new(rule).map(Arc::new),
             },
         })
     }
 
-    fn matches(&self, path: &str) -> bool {
+    fn matches(&self, path: &str, tls: bool) -> bool {
+        if self.tls.is_some_and(|wanted| wanted != tls) {
+            return false;
+        }
         if let Some(prefix) = &self.path_prefix
             && !path.starts_with(prefix.as_str())
         {
@@ -198,12 +230,18 @@ fn extension(path: &str) -> Option<&str> {
 }
 
 impl Site {
-    /// The first rule whose match holds for `path`; the defaults when none does.
-    pub fn rule_for(&self, path: &str) -> RuleView {
+    /// The first rule whose match holds for `path` asked over TLS or not;
+    /// the defaults when none does.
+    pub fn rule_for(&self, path: &str, tls: bool) -> RuleView {
         self.rules
             .iter()
-            .find(|r| r.matches(path))
+            .find(|r| r.matches(path, tls))
             .map_or_else(|| self.fallback.clone(), |r| r.view_for(path))
+    }
+
+    /// The operator's page for one of Outpost's own answers with `status`.
+    pub(crate) fn error_page(&self, status: u16) -> Option<&Page> {
+        self.error_pages.get(&status).map(|p| &**p)
     }
 
     /// Removes the request headers this site does not pass (see
@@ -220,16 +258,23 @@ pub struct Router {
     /// `*.example.com` stored as `example.com`.
     wildcard: HashMap<String, Arc<Site>>,
     any: Option<Arc<Site>>,
+    /// Error pages for requests no site serves.
+    error_pages: Pages,
 }
 
 impl Router {
-    pub fn new(config: &Config) -> Result<Self, regex::Error> {
+    /// The sites of a checked config, with their error pages read.
+    pub fn new(loaded: &Loaded) -> Result<Self, ErrorList> {
+        let config = &loaded.config;
+        let defaults = error_page::load(loaded, &config.error_pages, "error_pages")
+            .map_err(|e| ErrorList(vec![e]))?;
         let mut router = Router {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             any: None,
+            error_pages: defaults.clone(),
         };
-        for site in &config.sites {
+        for (i, site) in config.sites.iter().enumerate() {
             let passed: Vec<http::HeaderName> = site
                 .pass_headers
                 .iter()
@@ -245,8 +290,31 @@ impl Router {
             let rules = site
                 .rules
                 .iter()
-                .map(|rule| CompiledRule::new(rule, &passed))
+                .enumerate()
+                .map(|(k, rule)| {
+                    CompiledRule::new(rule, &passed).map_err(|e| {
+                        let at = rule
+                            .matcher
+                            .path_regex
+                            .as_ref()
+                            .map_or(site.origin.referenced, |r| r.referenced);
+                        ErrorList(vec![loaded.error_at(
+                            at,
+                            format!("sites[{i}].rules[{k}].match.path_regex"),
+                            e.to_string(),
+                        )])
+                    })
+                })
                 .collect::<Result<_, _>>()?;
+            let mut error_pages = defaults.clone();
+            error_pages.extend(
+                error_page::load(
+                    loaded,
+                    &site.error_pages,
+                    &format!("sites[{i}].error_pages"),
+                )
+                .map_err(|e| ErrorList(vec![e]))?,
+            );
             let fallback = RuleView {
                 key_fields: Arc::new(KeyFields {
                     headers: passed.clone(),
@@ -260,6 +328,8 @@ impl Router {
                 rules,
                 fallback,
                 stripped,
+                hsts: site.hsts.as_ref().and_then(|h| hsts_value(&h.value)),
+                error_pages,
             });
             for host in &site.hosts {
                 let host = host.value.to_ascii_lowercase();
@@ -289,6 +359,12 @@ impl Router {
             rest = parent;
         }
         self.any.as_ref()
+    }
+
+    /// The operator's page for an answer of Outpost's own to a request no
+    /// site serves.
+    pub(crate) fn error_page(&self, status: u16) -> Option<&Page> {
+        self.error_pages.get(&status).map(|p| &**p)
     }
 }
 
@@ -376,10 +452,13 @@ impl Router {
                 source,
             }
         })?;
-        let rule = site.rule_for(&path);
+        let rule = site.rule_for(&path, scheme.eq_ignore_ascii_case("https"));
+        let path = rule
+            .key_path(&path)
+            .map_err(|e| UrlError::Rewrite(format!("{url:?}: {e}")))?;
         let target = match query {
             Some(query) => format!("{path}?{query}"),
-            None => path,
+            None => path.into_owned(),
         };
         Ok(CacheKey::new(
             &scheme.to_ascii_lowercase(),
@@ -419,7 +498,7 @@ sites:
     origin: c
 ";
         let loaded = outpost_config::load_str(text, "t.yaml", Path::new(".")).unwrap();
-        Router::new(&loaded.config).unwrap()
+        Router::new(&loaded).unwrap()
     }
 
     #[test]
@@ -436,15 +515,18 @@ sites:
         let r = router();
         let site = r.site("example.com").unwrap();
         assert_eq!(
-            site.rule_for("/static/a.css")
+            site.rule_for("/static/a.css", false)
                 .store_rules(200, Some("text/css"))
                 .ttl,
             Some(Duration::from_secs(3600))
         );
-        assert_eq!(*site.rule_for("/static/a.js").query, QueryKey::Ignore);
-        assert!(site.rule_for("/api/v2/users").bypass);
-        assert!(!site.rule_for("/api/users").bypass);
-        assert_eq!(*site.rule_for("/").query, QueryKey::All);
+        assert_eq!(
+            *site.rule_for("/static/a.js", false).query,
+            QueryKey::Ignore
+        );
+        assert!(site.rule_for("/api/v2/users", false).bypass);
+        assert!(!site.rule_for("/api/users", false).bypass);
+        assert_eq!(*site.rule_for("/", false).query, QueryKey::All);
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub(crate) enum Detail {
     /// allowed: a hit may be one a purge elsewhere removed, or the cache
     /// was passed by until the node catches up.
     PurgeLag,
+    /// A rule answered with a redirect.
+    Redirect,
 }
 
 impl Detail {
@@ -104,6 +106,7 @@ impl Detail {
             Detail::RangePassed => "range-passed",
             Detail::NotStored(reason) => reason.as_str(),
             Detail::PurgeLag => "purge-lag",
+            Detail::Redirect => "redirect",
         }
     }
 }
@@ -135,6 +138,8 @@ pub(crate) enum Outcome {
     Collapsed,
     /// The cache took no part.
     Bypass,
+    /// A rule answered with a redirect.
+    Redirect,
     /// Outpost refused the request, or the origin could not answer it.
     Error,
 }
@@ -147,6 +152,7 @@ impl Outcome {
             Outcome::Miss => "miss",
             Outcome::Collapsed => "collapsed",
             Outcome::Bypass => "bypass",
+            Outcome::Redirect => "redirect",
             Outcome::Error => "error",
         }
     }
@@ -157,8 +163,10 @@ impl Outcome {
         let Some(status) = status else {
             return Outcome::Error;
         };
-        if status.detail == Some(Detail::OriginError) {
-            return Outcome::Error;
+        match status.detail {
+            Some(Detail::OriginError) => return Outcome::Error,
+            Some(Detail::Redirect) => return Outcome::Redirect,
+            _ => {}
         }
         match status.answer {
             Answer::Hit => match status.ttl {
@@ -369,6 +377,11 @@ mod tests {
                 CacheStatus::fwd(Fwd::Bypass),
                 "Outpost; fwd=bypass",
                 "bypass",
+            ),
+            (
+                CacheStatus::neither(Detail::Redirect),
+                "Outpost; detail=redirect",
+                "redirect",
             ),
             (
                 CacheStatus::fwd(Fwd::Method),
