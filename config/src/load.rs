@@ -548,6 +548,44 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
     actions::check_error_pages(&config.error_pages, "error_pages", &mut err);
+    let compression = &config.compression;
+    for (i, pattern) in compression.types.iter().enumerate() {
+        let valid = pattern.split_once('/').is_some_and(|(kind, sub)| {
+            !kind.is_empty()
+                && !sub.is_empty()
+                && kind != "*"
+                && http::HeaderValue::from_str(pattern).is_ok()
+                && !pattern.contains([';', ' ', ','])
+        });
+        if !valid {
+            err(
+                Location::UNKNOWN,
+                format!("compression.types[{i}]"),
+                format!("{pattern:?} is not a media type or type/*"),
+            );
+        }
+    }
+    if compression.enabled && compression.encodings.is_empty() {
+        err(
+            Location::UNKNOWN,
+            "compression.encodings".into(),
+            "name at least one encoding, or set enabled: false".into(),
+        );
+    }
+    let levels = compression.levels;
+    for (name, level, range) in [
+        ("br", levels.br, 0..=11),
+        ("zstd", levels.zstd, 1..=19),
+        ("gzip", levels.gzip, 1..=9),
+    ] {
+        if !range.contains(&level) {
+            err(
+                Location::UNKNOWN,
+                format!("compression.levels.{name}"),
+                format!("{level} is outside {}..={}", range.start(), range.end()),
+            );
+        }
+    }
     if let Some(cluster) = &config.cluster {
         validate_cluster(cluster, &mut err);
     }

@@ -45,6 +45,129 @@ pub struct Config {
     /// that names none of its own and for requests no site serves.
     #[serde(default)]
     pub error_pages: ErrorPages,
+    /// Compression of what origins send uncompressed.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// Responses the origin sent uncompressed are compressed for clients that
+/// accept it, once per stored object: the compressed form is stored as a
+/// variant of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compression {
+    #[serde(default = "Compression::default_enabled")]
+    pub enabled: bool,
+    /// The encodings served, in order of preference when a client accepts
+    /// several equally.
+    #[serde(default = "Compression::default_encodings")]
+    pub encodings: Vec<Encoding>,
+    /// Media types compressed: `type/subtype`, or `type/*`.
+    #[serde(default = "Compression::default_types")]
+    pub types: Vec<String>,
+    /// Responses whose Content-Length is below this are sent as they are.
+    #[serde(default = "Compression::default_min_size")]
+    pub min_size: Size,
+    #[serde(default)]
+    pub levels: Levels,
+}
+
+impl Compression {
+    fn default_enabled() -> bool {
+        true
+    }
+    fn default_encodings() -> Vec<Encoding> {
+        vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip]
+    }
+    fn default_types() -> Vec<String> {
+        [
+            "text/*",
+            "application/json",
+            "application/ld+json",
+            "application/manifest+json",
+            "application/javascript",
+            "application/x-javascript",
+            "application/xml",
+            "application/rss+xml",
+            "application/atom+xml",
+            "application/xhtml+xml",
+            "image/svg+xml",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn default_min_size() -> Size {
+        Size(1024)
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            enabled: Self::default_enabled(),
+            encodings: Self::default_encodings(),
+            types: Self::default_types(),
+            min_size: Self::default_min_size(),
+            levels: Levels::default(),
+        }
+    }
+}
+
+/// A content coding Outpost compresses with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    /// The coding's token in Accept-Encoding and Content-Encoding.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// Compression level of each encoding.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    /// 0 to 11.
+    #[serde(default = "Levels::default_br")]
+    pub br: u32,
+    /// 1 to 19.
+    #[serde(default = "Levels::default_zstd")]
+    pub zstd: u32,
+    /// 1 to 9.
+    #[serde(default = "Levels::default_gzip")]
+    pub gzip: u32,
+}
+
+impl Levels {
+    fn default_br() -> u32 {
+        6
+    }
+    fn default_zstd() -> u32 {
+        6
+    }
+    fn default_gzip() -> u32 {
+        6
+    }
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Self {
+            br: Self::default_br(),
+            zstd: Self::default_zstd(),
+            gzip: Self::default_gzip(),
+        }
+    }
 }
 
 /// What a client connection may take, whatever the site.
@@ -663,6 +786,10 @@ pub struct Rule {
     pub check_content_type: bool,
     /// Largest request body forwarded; larger is 413. Unlimited when absent.
     pub max_request_body: Option<Size>,
+    /// `false`: responses to this rule's requests are never compressed by
+    /// Outpost (the file's `compression` still decides the others).
+    #[serde(default = "Rule::default_compress")]
+    pub compress: bool,
     /// Answer with a redirect instead of serving the request.
     pub redirect: Option<Spanned<Redirect>>,
     /// Ask the origin for another path.
@@ -678,6 +805,9 @@ impl Rule {
         true
     }
     fn default_check_content_type() -> bool {
+        true
+    }
+    fn default_compress() -> bool {
         true
     }
 }

@@ -102,6 +102,8 @@ impl Generation {
             revalidating: shared.revalidating.clone(),
             fleet_gate: shared.fleet_gate.clone(),
             fleet_shield: shared.fleet_shield.clone(),
+            compression: crate::proxy::compress::Compression::new(&config.compression)
+                .map(Arc::new),
             coalescer: shared.coalescer.clone(),
             hidden_headers: if config.cache.expose_tag_headers {
                 Vec::new()

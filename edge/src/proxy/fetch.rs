@@ -166,9 +166,26 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         let body = OriginBody::new(body, lease);
         headers::strip_hop_by_hop(&mut parts.headers);
+        // Compressed on the way into the cache, so once per stored object.
+        let body = match &self.compression {
+            Some(compression) if request.parts.method == Method::GET && request.rule.compress => {
+                let length = body.size_hint().exact();
+                match compression.prepare(&request.parts.headers, &mut parts, length) {
+                    Some(encoding) => {
+                        self.metrics
+                            .compressed
+                            .with_label_values(&[encoding.token()])
+                            .inc();
+                        compression.encode(body.boxed_unsync(), encoding)
+                    }
+                    None => body.boxed_unsync(),
+                }
+            }
+            _ => body.boxed_unsync(),
+        };
         let mut status = status;
         let body = if request.parts.method != Method::GET {
-            body.boxed_unsync()
+            body
         } else {
             let fetched = Fetched {
                 key: &request.key,
@@ -210,7 +227,7 @@ impl Proxy {
                     if let Some(leader) = leader {
                         leader.decline_for(HIT_FOR_PASS);
                     }
-                    body.boxed_unsync()
+                    body
                 }
             }
         };
@@ -257,7 +274,7 @@ pub(super) const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_s
 /// Shares a storable response with the requests collapsed onto it: a task
 /// reads the origin's body into the cache and the fill, whoever's client
 /// goes away, and every client (the leader's too) reads the fill.
-pub(super) fn share(writer: FillWriter, mut storing: StoringBody<OriginBody>) -> ProxyBody {
+pub(super) fn share(writer: FillWriter, mut storing: StoringBody<ProxyBody>) -> ProxyBody {
     let fill = writer.fill().clone();
     tokio::spawn(async move {
         while let Some(frame) = storing.frame().await {

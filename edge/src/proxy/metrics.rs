@@ -1,6 +1,6 @@
 //! What the proxy counts: requests answered and their time to the response
 //! head, by outcome (see [`super::status::Outcome`]), requests collapsed onto
-//! another's fetch, and body bytes to and from clients.
+//! another's fetch, body bytes to and from clients, and compression.
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
@@ -17,6 +17,11 @@ pub(crate) struct ProxyMetrics {
     /// Body bytes received from clients and sent to them.
     pub(crate) client_bytes_in: IntCounter,
     pub(crate) client_bytes_out: IntCounter,
+    /// Responses Outpost compressed, by coding (once per stored object).
+    pub(crate) compressed: IntCounterVec,
+    /// Stored compressed copies decoded for a client that accepts none
+    /// of Outpost's codings, by coding.
+    pub(crate) decompressed: IntCounterVec,
 }
 
 impl ProxyMetrics {
@@ -59,6 +64,27 @@ impl ProxyMetrics {
             ),
             &["direction"],
         )?;
+        let compressed = IntCounterVec::new(
+            Opts::new(
+                "outpost_compressed_responses_total",
+                "Origin responses Outpost compressed, by coding.",
+            ),
+            &["encoding"],
+        )?;
+        let decompressed = IntCounterVec::new(
+            Opts::new(
+                "outpost_decompressed_responses_total",
+                "Stored compressed copies decoded for clients that accept no coding Outpost serves, by coding.",
+            ),
+            &["encoding"],
+        )?;
+        // Every coding's series exists from the start, at 0.
+        for coding in ["br", "zstd", "gzip"] {
+            compressed.with_label_values(&[coding]);
+            decompressed.with_label_values(&[coding]);
+        }
+        registry.register(Box::new(compressed.clone()))?;
+        registry.register(Box::new(decompressed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(coalesced.clone()))?;
@@ -71,6 +97,8 @@ impl ProxyMetrics {
             coalesce_wait,
             client_bytes_in: client_bytes.with_label_values(&["in"]),
             client_bytes_out: client_bytes.with_label_values(&["out"]),
+            compressed,
+            decompressed,
         })
     }
 }

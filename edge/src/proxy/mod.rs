@@ -4,6 +4,7 @@
 
 mod actions;
 pub(crate) mod client;
+pub(crate) mod compress;
 mod error_page;
 mod exchange;
 mod fetch;
@@ -83,6 +84,8 @@ pub(crate) struct Proxy {
     pub(crate) fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
     /// Where misses of shielded sites go (None without a shield tier).
     pub(crate) fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
+    /// Compression of what origins send uncompressed (None when off).
+    pub(crate) compression: Option<Arc<compress::Compression>>,
 }
 
 /// The client's side of a connection.

@@ -81,6 +81,11 @@ impl Proxy {
                     view.parts.method = Method::GET;
                     view.parts.headers.remove(RANGE);
                     view.parts.headers.remove(IF_RANGE);
+                    if let Some(compression) = &self.compression
+                        && view.rule.compress
+                    {
+                        compression.negotiate(&mut view.parts.headers);
+                    }
                     return self
                         .store_and_relay(view, answer, request_time, status, None)
                         .await;

@@ -253,7 +253,15 @@ impl Proxy {
             }
             _ => None,
         };
-        let request = Exchange {
+        // One coding per request before the variant is looked up (and
+        // the origin asked): clients share a few variants.
+        if rule.compress
+            && let Some(compression) = &self.compression
+            && cached()
+        {
+            compression.negotiate(&mut parts.headers);
+        }
+        let mut request = Exchange {
             shield,
             conn,
             parts,
@@ -331,7 +339,12 @@ impl Proxy {
             Lookup::Stale(entry) => self.revalidate(request, entry, Fwd::Stale).await,
             // RFC 9211 §2.2: a fresh response the request's directives refused.
             Lookup::Refused(entry) => self.revalidate(request, entry, Fwd::Request).await,
-            Lookup::VaryMiss => self.fetch(request, CacheStatus::fwd(Fwd::VaryMiss)).await,
+            Lookup::VaryMiss => {
+                if let Some(reply) = self.decoded_copy(&mut request).await {
+                    return reply;
+                }
+                self.fetch(request, CacheStatus::fwd(Fwd::VaryMiss)).await
+            }
             Lookup::Miss => self.fetch(request, CacheStatus::fwd(Fwd::Miss)).await,
         }
     }

@@ -54,6 +54,8 @@ pub struct RuleView {
     checked_extension: Option<Arc<str>>,
     /// Redirect, rewrite and header changes, when the rule has any.
     pub actions: Option<Arc<EdgeActions>>,
+    /// Whether Outpost may compress the answers (when compression is on).
+    pub compress: bool,
 }
 
 /// What applies where no rule matches: the defaults of a rule.
@@ -70,6 +72,7 @@ impl Default for RuleView {
             ttl_by_status: Arc::default(),
             checked_extension: None,
             actions: None,
+            compress: true,
         }
     }
 }
@@ -184,6 +187,7 @@ impl CompiledRule {
                 ),
                 checked_extension: None,
                 actions: EdgeActions::new(rule).map(Arc::new),
+                compress: rule.compress,
             },
         })
     }
