@@ -316,9 +316,17 @@ impl Leader {
     /// streams to them, a larger one is read from the cache once stored,
     /// and one of unknown length is not shared.
     pub fn share(self, storing: &Storing, head: &response::Parts) -> Sharing {
-        let Some(length) = storing.expected() else {
-            return Sharing::Alone;
-        };
+        match storing.expected() {
+            Some(length) => self.share_at_most(storing, head, length),
+            None => Sharing::Alone,
+        }
+    }
+
+    /// [`Leader::share`] for a body whose length is not known but bounded
+    /// (one the edge compresses as it streams: at most a little over the
+    /// origin's length): it is shared as one of `at_most` bytes would be.
+    pub fn share_at_most(self, storing: &Storing, head: &response::Parts, at_most: u64) -> Sharing {
+        let length = at_most;
         let body = if length <= STREAM_SHARE_MAX {
             SharedBody::Streamed
         } else {

@@ -149,6 +149,48 @@ async fn each_coding_round_trips_and_is_compressed_once_per_stored_object() {
     assert_eq!(got.status, 304);
 }
 
+/// Concurrent misses collapse onto one fetch and one compression, though
+/// the compressed length is unknown until the end.
+#[tokio::test]
+async fn concurrent_misses_share_one_fetch_and_one_compression() {
+    let options = outpost_tests::OriginOptions {
+        delay: Some(std::time::Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, page_origin()).await;
+    let outpost = start(&origin).await;
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = outpost.addr();
+            tokio::spawn(async move {
+                request(
+                    addr,
+                    "GET",
+                    "example.com",
+                    "/page",
+                    &[("accept-encoding", "gzip, br")],
+                    "",
+                )
+                .await
+            })
+        })
+        .collect();
+    for client in clients {
+        let got = client.await.unwrap();
+        assert_eq!(got.header("content-encoding"), "br");
+        assert_eq!(decode(&got), page().as_bytes());
+    }
+    assert_eq!(origin.hits(), 1);
+    assert_eq!(
+        metric(
+            outpost.admin,
+            "outpost_compressed_responses_total{encoding=\"br\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
 #[tokio::test]
 async fn a_client_accepting_no_coding_gets_a_decoded_copy() {
     let origin = Origin::start(page_origin()).await;

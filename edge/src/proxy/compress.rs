@@ -271,6 +271,13 @@ impl Proxy {
     }
 }
 
+/// The most bytes a body of `length` bytes takes once compressed: each of
+/// the three codings adds a few bytes per block to what does not shrink,
+/// and a header.
+pub(crate) fn compressed_at_most(length: u64) -> u64 {
+    length.saturating_add(length / 100).saturating_add(1024)
+}
+
 /// `body` (encoded with `encoding`) decoded, as it streams.
 pub(crate) fn decode(body: ProxyBody, encoding: Encoding) -> ProxyBody {
     let reader = reader(body);

@@ -167,11 +167,14 @@ impl Proxy {
         let body = OriginBody::new(body, lease);
         headers::strip_hop_by_hop(&mut parts.headers);
         // Compressed on the way into the cache, so once per stored object.
+        // Its length is then unknown, but bounded by the origin's.
+        let mut at_most = None;
         let body = match &self.compression {
             Some(compression) if request.parts.method == Method::GET && request.rule.compress => {
                 let length = body.size_hint().exact();
                 match compression.prepare(&request.parts.headers, &mut parts, length) {
                     Some(encoding) => {
+                        at_most = length.map(super::compress::compressed_at_most);
                         self.metrics
                             .compressed
                             .with_label_values(&[encoding.token()])
@@ -210,7 +213,10 @@ impl Proxy {
                 Ok(storing) => {
                     status = status.stored();
                     let sharing = match leader {
-                        Some(leader) => leader.share(&storing, &parts),
+                        Some(leader) => match at_most {
+                            Some(bound) => leader.share_at_most(&storing, &parts, bound),
+                            None => leader.share(&storing, &parts),
+                        },
                         None => Sharing::Alone,
                     };
                     let storing = StoringBody::new(body, self.cache.clone(), storing);
