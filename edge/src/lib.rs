@@ -26,13 +26,19 @@
 //! - [`observe`]: what the process says about itself: the access log
 //!   (`access_log`) and metrics.
 //!
+//! - [`hooks`]: custom logic at the phases of a request, for a binary of
+//!   one's own; [`cli`]: the `outpost` command as a function, which such a
+//!   binary runs with its hooks.
+//!
 //! Dependencies point one way: `lifecycle` builds everything; `front` hands
 //! requests to `proxy`; `proxy` asks `origin`; every room may count in
 //! `observe`.
 
 mod body;
+pub mod cli;
 mod fleet;
 mod front;
+pub mod hooks;
 mod lifecycle;
 mod observe;
 mod origin;

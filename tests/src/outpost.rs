@@ -21,15 +21,26 @@ pub fn outpost_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("OUTPOST_BIN") {
         return PathBuf::from(path);
     }
+    built("outpost")
+}
+
+/// An example program of `outpost-edge` of this build
+/// (`target/<profile>/examples/NAME`), which `make test` builds.
+pub fn example_bin(name: &str) -> PathBuf {
+    built(&format!("examples/{name}"))
+}
+
+/// `target/<profile>/PATH`, found beside the test executable's directory.
+fn built(path: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = profile_dir.join("outpost");
+    let bin = profile_dir.join(path);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p outpost-edge` first (make test does)",
+        "{} is missing: run `cargo build --workspace --all-targets` first (make test does)",
         bin.display()
     );
     bin
@@ -38,6 +49,8 @@ pub fn outpost_bin() -> PathBuf {
 /// A running `outpost run`, killed when dropped.
 pub struct Outpost {
     child: Child,
+    /// The program running the `outpost` command.
+    program: PathBuf,
     /// Shared with a successor started by [`Outpost::upgrade`].
     pub dir: Arc<tempfile::TempDir>,
     token: Option<String>,
@@ -52,24 +65,46 @@ impl Outpost {
     /// Starts Outpost on `config` (YAML), written to `outpost.yaml` in a new
     /// temp dir; `files` are written there first (certificates, say).
     pub async fn start(config: &str, files: &[(&str, &str)], token: Option<&str>) -> Outpost {
+        Self::start_program(outpost_bin(), config, files, token).await
+    }
+
+    /// [`Outpost::start`] with another program that runs the `outpost`
+    /// command (an example built on the crate, with its hooks).
+    pub async fn start_program(
+        program: PathBuf,
+        config: &str,
+        files: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Outpost {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write file");
         }
         let path = dir.path().join("outpost.yaml");
         std::fs::write(&path, config).expect("write config");
-        Self::spawn(Arc::new(dir), &[], token).await
+        Self::spawn(program, Arc::new(dir), &[], token).await
     }
 
     /// Starts a successor on the same config with `run --upgrade`: it takes
     /// this process's sockets over, and this process drains and exits.
     pub async fn upgrade(&self) -> Outpost {
-        Self::spawn(self.dir.clone(), &["--upgrade"], self.token.as_deref()).await
+        Self::spawn(
+            self.program.clone(),
+            self.dir.clone(),
+            &["--upgrade"],
+            self.token.as_deref(),
+        )
+        .await
     }
 
-    async fn spawn(dir: Arc<tempfile::TempDir>, args: &[&str], token: Option<&str>) -> Outpost {
+    async fn spawn(
+        program: PathBuf,
+        dir: Arc<tempfile::TempDir>,
+        args: &[&str],
+        token: Option<&str>,
+    ) -> Outpost {
         let path = dir.path().join("outpost.yaml");
-        let mut command = Command::new(outpost_bin());
+        let mut command = Command::new(&program);
         command
             .arg("run")
             .arg("--config")
@@ -129,6 +164,7 @@ impl Outpost {
             .expect("admin address");
         Outpost {
             child,
+            program,
             dir,
             token: token.map(str::to_owned),
             events,
@@ -201,7 +237,13 @@ impl Outpost {
         if !kill {
             assert_eq!(code.code(), Some(0), "outpost exited with {code}");
         }
-        Self::spawn(self.dir.clone(), &[], self.token.as_deref()).await
+        Self::spawn(
+            self.program.clone(),
+            self.dir.clone(),
+            &[],
+            self.token.as_deref(),
+        )
+        .await
     }
 
     /// Stops this process (SIGTERM, or SIGKILL with `kill`) and waits for
@@ -213,6 +255,7 @@ impl Outpost {
             .expect("outpost did not exit in time")
             .expect("wait for outpost");
         Stopped {
+            program: self.program.clone(),
             dir: self.dir.clone(),
             token: self.token.clone(),
         }
@@ -256,6 +299,7 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
 /// An Outpost that was stopped, with its directory (config, disk tier,
 /// state) kept.
 pub struct Stopped {
+    program: PathBuf,
     dir: Arc<tempfile::TempDir>,
     token: Option<String>,
 }
@@ -263,6 +307,6 @@ pub struct Stopped {
 impl Stopped {
     /// Runs Outpost again on the same directory and config.
     pub async fn start(self) -> Outpost {
-        Outpost::spawn(self.dir, &[], self.token.as_deref()).await
+        Outpost::spawn(self.program, self.dir, &[], self.token.as_deref()).await
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub fleet_gate: Option<Arc<crate::fleet::gate::Gate>>,
     /// The shield tier (None without `cluster.peer_addr`).
     pub fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
+    /// An embedder's hooks (None for the `outpost` command).
+    pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 }
 
 /// Everything built from one config.
@@ -104,6 +106,7 @@ impl Generation {
             fleet_shield: shared.fleet_shield.clone(),
             compression: crate::proxy::compress::Compression::new(&config.compression)
                 .map(Arc::new),
+            hooks: shared.hooks.clone(),
             coalescer: shared.coalescer.clone(),
             hidden_headers: if config.cache.expose_tag_headers {
                 Vec::new()

@@ -224,12 +224,14 @@ async fn open_cache(loaded: &Loaded, handed_over: bool) -> Result<Arc<Cache>, St
 ///
 /// `inherited` holds sockets handed over by a predecessor (a binary
 /// upgrade): a listener configured at the same address takes its socket
-/// rather than binding a new one.
+/// rather than binding a new one. `hooks` are an embedder's (None for the
+/// `outpost` command).
 pub async fn start(
     loaded: Loaded,
     source: ConfigSource,
     default_token: Option<String>,
     mut inherited: Sockets,
+    hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 ) -> Result<Running, StartError> {
     // Every series of the process, each part registering what it counts.
     let registry = prometheus::Registry::new();
@@ -258,6 +260,7 @@ pub async fn start(
         // Closed until the node has replayed the purges it missed.
         fleet_gate: cluster.map(|_| Arc::new(Gate::closed())),
         fleet_shield: fleet_shield.clone(),
+        hooks,
     };
     let fleet_gate = shared.fleet_gate.clone();
     let tokens = tokens_from_env(&loaded, default_token.as_deref());

@@ -99,7 +99,9 @@ async fn open(target: &Target) -> std::io::Result<Box<dyn tokio::io::AsyncWrite 
 
 /// What a request's line says before its body is out.
 pub struct Pending {
-    pub log: Arc<AccessLog>,
+    /// None when only the hooks read the line.
+    pub log: Option<Arc<AccessLog>>,
+    pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub started: Instant,
 }
@@ -126,6 +128,7 @@ impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
     fn finish(&mut self) {
         if let Some(Pending {
             log,
+            hooks,
             mut fields,
             started,
         }) = self.pending.take()
@@ -136,7 +139,12 @@ impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
                 "duration_ms".into(),
                 (started.elapsed().as_secs_f64() * 1000.0).into(),
             );
-            log.record(serde_json::Value::Object(fields).to_string());
+            if let Some(hooks) = hooks {
+                hooks.log(&mut fields);
+            }
+            if let Some(log) = log {
+                log.record(serde_json::Value::Object(fields).to_string());
+            }
         }
     }
 }

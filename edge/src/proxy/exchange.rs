@@ -26,6 +26,8 @@ pub(super) struct Exchange {
     /// The client's normalized target, when a rewrite changed it: a member
     /// of the fleet (the shield tier) routes, rewrites and keys it again.
     pub(super) client_target: Option<http::Uri>,
+    /// An embedder's hooks, told of each head sent to an origin.
+    pub(super) hooks: Option<Arc<dyn crate::hooks::Hooks>>,
     /// The `Host` the client sent (with port, as written).
     pub(super) authority: String,
     pub(super) key: CacheKey,
@@ -58,6 +60,7 @@ impl Exchange {
             parts,
             target: self.target.clone(),
             client_target: self.client_target.clone(),
+            hooks: self.hooks.clone(),
             authority: self.authority.clone(),
             key: self.key.clone(),
             rule: self.rule.clone(),
@@ -134,6 +137,10 @@ impl Exchange {
             &host,
             self.parts.version,
         );
+        if let Some(hooks) = &self.hooks {
+            parts.headers.remove(crate::hooks::KEY_FIELD);
+            hooks.origin_request(&mut parts);
+        }
         parts
     }
 }

@@ -40,6 +40,7 @@ use self::client::ClientBody;
 use self::error_page::OwnAnswer;
 use self::metrics::ProxyMetrics;
 use self::status::{CacheStatus, Outcome};
+use crate::hooks::{Hooks, RequestInfo};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
 use crate::observe::counted::CountedBody;
 use crate::origin::pool::Upstream;
@@ -86,6 +87,8 @@ pub(crate) struct Proxy {
     pub(crate) fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
     /// Compression of what origins send uncompressed (None when off).
     pub(crate) compression: Option<Arc<compress::Compression>>,
+    /// An embedder's hooks (None for the `outpost` command).
+    pub(crate) hooks: Option<Arc<dyn Hooks>>,
 }
 
 /// The client's side of a connection.
@@ -108,6 +111,8 @@ pub(crate) struct Outward {
     actions: Option<Arc<EdgeActions>>,
     /// The request's values, when the rule's templates read them.
     vars: Option<actions::Vars>,
+    /// What the hooks are told of the request (None without hooks).
+    info: Option<RequestInfo>,
 }
 
 /// How the proxy answered one request: the response, and how the cache
@@ -124,15 +129,19 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let id = RequestId(self.request_ids.fetch_add(1, Ordering::Relaxed));
-        let mut logged = self
-            .access_log
-            .as_ref()
-            .map(|log| (log.clone(), request_fields(id, conn, &req)));
+        let mut logged = (self.access_log.is_some() || self.hooks.is_some())
+            .then(|| (self.access_log.clone(), request_fields(id, conn, &req)));
         let mut outward = Outward {
             id,
             site: None,
             actions: None,
             vars: None,
+            info: self.hooks.as_ref().map(|_| RequestInfo {
+                client: conn.remote,
+                tls: conn.tls,
+                host: String::new(),
+                request_id: id.to_string(),
+            }),
         };
         let (status, mut response) = self.route(conn, req, &mut outward).await;
         if let Some(own) = response.extensions_mut().remove::<OwnAnswer>() {
@@ -175,6 +184,11 @@ impl Proxy {
                 .headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
         }
+        if let (Some(hooks), Some(info)) = (&self.hooks, &outward.info) {
+            let (mut parts, body) = response.into_parts();
+            hooks.response(info, &mut parts);
+            response = Response::from_parts(parts, body);
+        }
         let counter = self.metrics.client_bytes_out.clone();
         let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
         let label = Outcome::of(status.as_ref()).label();
@@ -190,6 +204,7 @@ impl Proxy {
                 body,
                 access_log::Pending {
                     log,
+                    hooks: self.hooks.clone(),
                     fields,
                     started,
                 },

@@ -19,6 +19,7 @@ use super::status::{CacheStatus, Detail, Fwd, Ttl};
 use super::tunnel::is_websocket_upgrade;
 use super::{ConnInfo, Outward, Proxy, Reply};
 use crate::fleet::gate::{Access, Gate};
+use crate::hooks::KEY_FIELD;
 
 impl Proxy {
     /// Answers one request; `outward` learns the site and rule that
@@ -99,6 +100,13 @@ impl Proxy {
                     &format!("this connection's certificate does not serve {host}\n"),
                 ),
             );
+        }
+        if let (Some(hooks), Some(info)) = (&self.hooks, &mut outward.info) {
+            info.host.clone_from(&host);
+            parts.headers.remove(KEY_FIELD);
+            if let Some(answer) = hooks.request(info, &mut parts).await {
+                return (None, answer.map(super::respond::full));
+            }
         }
         let websocket_over_h2 = parts.method == Method::CONNECT
             && parts
@@ -223,6 +231,18 @@ impl Proxy {
             _ => &target,
         };
         let path_and_query = keyed.path_and_query().map_or("/", |p| p.as_str());
+        let mut rule = rule;
+        if let (Some(hooks), Some(info)) = (&self.hooks, &outward.info)
+            && matches!(parts.method, Method::GET | Method::HEAD)
+            && let Some(value) = hooks.cache_key(info, &parts)
+            && let Ok(value) = HeaderValue::from_str(&value)
+        {
+            // A variant of the URL, as a `key.headers` value makes one.
+            parts.headers.insert(KEY_FIELD, value);
+            let mut fields = (*rule.key_fields).clone();
+            fields.headers.push(KEY_FIELD);
+            rule.key_fields = Arc::new(fields);
+        }
         let key = CacheKey::new(
             if conn.tls { "https" } else { "http" },
             &authority,
@@ -267,6 +287,7 @@ impl Proxy {
             parts,
             target,
             client_target,
+            hooks: self.hooks.clone(),
             authority,
             key,
             rule,
