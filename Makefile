@@ -9,13 +9,14 @@ CARGO ?= cargo
 # tests start as they start their own origins.
 APT_PACKAGES := cmake g++ libclang-dev nats-server
 # What the side-by-side benchmark runs besides Outpost: the two peers,
-# python3 (the slow origin and the table), openssl (a certificate), curl.
-BENCH_APT_PACKAGES := nginx varnish python3 openssl curl
+# python3 (the slow origin and the table), openssl (a certificate), curl,
+# wrk (the independent load generator).
+BENCH_APT_PACKAGES := nginx varnish python3 openssl curl wrk
 # What `make api-fuzz` needs besides the build packages: python3 and its
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps bench-deps lint bench microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
+.PHONY: run test build release deps bench-deps lint bench bench-edge microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -63,6 +64,13 @@ lint: deps
 bench: deps bench-deps
 	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
 	loadtest/scripts/bench.sh
+
+# Edge rules side by side (issue 20): 100 KiB text hits compressed once
+# and stored against nginx's gzip on every hit, and a rule's ten actions
+# against none, driven by wrk (docs/benchmarks.md).
+bench-edge: deps bench-deps
+	$(CARGO) build --release -p outpost-edge --bin outpost
+	python3 loadtest/scripts/bench-edge.py
 
 # A fleet of three nodes and one nats-server on loopback: purge propagation
 # and the shield tier (see docs/benchmarks.md).

@@ -50,3 +50,28 @@ fn an_unknown_key_is_located() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_missing_error_page_and_an_unknown_template_variable_are_located() {
+    let base = "listen: [{addr: 127.0.0.1:8080}]\norigins:\n  app: {servers: [{url: http://127.0.0.1:9000}]}\nsites:\n  - hosts: [example.com]\n    origin: app\n";
+    let (code, stderr, path) = check(&format!(
+        "{base}    error_pages:\n      502: {{file: errors/502.html}}\n"
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{path}:8:12: sites[0].error_pages.502.file: cannot read "
+        )),
+        "{stderr}"
+    );
+    let (code, stderr, path) = check(&format!(
+        "{base}    rules:\n      - redirect: {{to: \"https://{{hostname}}/\"}}\n"
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{path}:8:19: sites[0].rules[0].redirect.to: unknown variable {{hostname}}"
+        )),
+        "{stderr}"
+    );
+}

@@ -241,6 +241,37 @@ async fn ranges_no_transform_small_and_other_types_are_left_alone() {
     }
 }
 
+/// RFC 9111 §4.3.4 updates a stored response with a 304's fields: the
+/// origin's strong tag must not replace the weak one of a copy Outpost
+/// compressed.
+#[tokio::test]
+async fn a_revalidated_compressed_copy_keeps_its_weak_tag() {
+    let origin = Origin::start(|seen| {
+        let headers = [
+            ("cache-control", "max-age=0"),
+            ("content-type", "text/plain"),
+            ("etag", "\"v1\""),
+        ];
+        if seen.headers.contains_key("if-none-match") {
+            respond(304, &headers, "")
+        } else {
+            respond(200, &headers, page())
+        }
+    })
+    .await;
+    let outpost = start(&origin).await;
+    let got = get_with(&outpost, "/page", &[("accept-encoding", "br")]).await;
+    assert_eq!(got.header("etag"), "W/\"v1\"");
+    let got = get_with(&outpost, "/page", &[("accept-encoding", "br")]).await;
+    assert_eq!(got.cache_status(), "Outpost; fwd=stale; fwd-status=304");
+    assert_eq!(origin.last().headers["if-none-match"], "W/\"v1\"");
+    assert_eq!(got.header("etag"), "W/\"v1\"");
+    assert_eq!(got.header("content-encoding"), "br");
+    assert_eq!(decode(&got), page().as_bytes());
+    let got = get_with(&outpost, "/page", &[("accept-encoding", "br")]).await;
+    assert_eq!(got.header("etag"), "W/\"v1\"");
+}
+
 #[tokio::test]
 async fn a_body_the_origin_encoded_is_passed_as_it_is() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -18,7 +18,7 @@ async fn a_redirect_answers_with_its_filled_in_target_and_never_asks_the_origin(
         &origin,
         &["example.com"],
         &rules(&[
-            "{match: {path_prefix: /old/}, redirect: {to: 'https://{host}/new/{rest}', status: 301}}",
+            "{match: {path_prefix: /old/}, redirect: {to: 'https://{host}/new/{rest}', status: 301}, response_headers: {set: {X-Moved-By: '{request_id}'}}}",
             "{match: {path_prefix: /moved}, redirect: {to: 'https://www.{host}{uri}'}}",
             "{match: {scheme: https, path_prefix: /tls-only}, redirect: {to: /never}}",
             "{match: {scheme: http}, redirect: {to: 'https://{host}{uri}', status: 308}}",
@@ -30,6 +30,8 @@ async fn a_redirect_answers_with_its_filled_in_target_and_never_asks_the_origin(
     assert_eq!(got.status, 301);
     assert_eq!(got.header("location"), "https://example.com/new/a/b.html");
     assert_eq!(got.cache_status(), "Outpost; detail=redirect");
+    // The rule's response edits apply to its redirect.
+    assert!(!got.header("x-moved-by").is_empty());
 
     // The default status is 302, and {uri} keeps the query.
     let got = get(outpost.addr(), "example.com", "/moved/x?q=1&r=2").await;

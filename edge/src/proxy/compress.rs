@@ -271,6 +271,19 @@ impl Proxy {
     }
 }
 
+/// A 304 for a copy Outpost compressed carries the origin's strong tag,
+/// which would replace the stored weak one (RFC 9111 §4.3.4) and claim the
+/// compressed body is the origin's: `stored` (the stored ETag) `W/"x"`
+/// against the 304's `"x"` keeps the weak form.
+pub(crate) fn keep_weak_tag(stored: Option<HeaderValue>, answer: &mut HeaderMap) {
+    let (Some(stored), Some(fresh)) = (stored, answer.get(ETAG)) else {
+        return;
+    };
+    if stored.as_bytes().strip_prefix(b"W/") == Some(fresh.as_bytes()) {
+        answer.insert(ETAG, stored);
+    }
+}
+
 /// The most bytes a body of `length` bytes takes once compressed: each of
 /// the three codings adds a few bytes per block to what does not shrink,
 /// and a header.

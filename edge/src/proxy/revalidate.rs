@@ -52,6 +52,9 @@ impl Proxy {
         let Answer { response, lease } = answer;
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
+        if parts.status == http::StatusCode::NOT_MODIFIED {
+            super::compress::keep_weak_tag(entry.headers().get("etag"), &mut parts.headers);
+        }
         let fetched = Fetched {
             key: &request.key,
             request: &request.parts,

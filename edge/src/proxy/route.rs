@@ -184,7 +184,10 @@ impl Proxy {
                 client: conn.remote.ip(),
                 request_id: outward.id,
             });
+            // The rule's response edits apply to its redirect too.
+            outward.actions = rule.actions.clone();
             if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
+                outward.vars = vars;
                 return (
                     Some(CacheStatus::neither(Detail::Redirect)),
                     redirect(status, &to),
@@ -224,7 +227,6 @@ impl Proxy {
                 }
             }
         }
-        outward.actions = rule.actions.clone();
         let bypass = rule.bypass;
         let keyed = match &forwarded {
             Some(uri) if rule.actions.as_ref().is_some_and(|a| a.keys_rewritten()) => uri,
