@@ -25,29 +25,29 @@ impl std::fmt::Display for RequestId {
     }
 }
 
-/// What a template may read of the request.
-#[derive(Debug, Clone)]
-pub(crate) struct Vars {
+/// What a template may read of the request, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vars<'a> {
     pub(crate) tls: bool,
-    pub(crate) host: String,
-    pub(crate) path: String,
-    pub(crate) query: Option<String>,
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
     /// Where the rule's prefix ends in `path`.
     pub(crate) rest_from: usize,
     pub(crate) client: IpAddr,
     pub(crate) request_id: RequestId,
 }
 
-impl Vars {
+impl Vars<'_> {
     fn write(&self, var: Var, out: &mut String) {
         match var {
             Var::Scheme => out.push_str(if self.tls { "https" } else { "http" }),
-            Var::Host => out.push_str(&self.host),
-            Var::Path => out.push_str(&self.path),
-            Var::Query => out.push_str(self.query.as_deref().unwrap_or_default()),
+            Var::Host => out.push_str(self.host),
+            Var::Path => out.push_str(self.path),
+            Var::Query => out.push_str(self.query.unwrap_or_default()),
             Var::Uri => {
-                out.push_str(&self.path);
-                if let Some(query) = &self.query {
+                out.push_str(self.path);
+                if let Some(query) = self.query {
                     out.push('?');
                     out.push_str(query);
                 }
@@ -65,6 +65,46 @@ impl Vars {
     fn render(&self, template: &Template) -> String {
         template.render(|var, out| self.write(var, out))
     }
+
+    /// A copy that outlives the request's head, for the answer's edits.
+    pub(crate) fn kept(self) -> OwnedVars {
+        OwnedVars {
+            tls: self.tls,
+            host: self.host.to_owned(),
+            path: self.path.to_owned(),
+            query: self.query.map(str::to_owned),
+            rest_from: self.rest_from,
+            client: self.client,
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// [`Vars`] kept for the way out, when the rule's response edits have
+/// templates.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedVars {
+    tls: bool,
+    host: String,
+    path: String,
+    query: Option<String>,
+    rest_from: usize,
+    client: IpAddr,
+    request_id: RequestId,
+}
+
+impl OwnedVars {
+    pub(crate) fn vars(&self) -> Vars<'_> {
+        Vars {
+            tls: self.tls,
+            host: &self.host,
+            path: &self.path,
+            query: self.query.as_deref(),
+            rest_from: self.rest_from,
+            client: self.client,
+            request_id: self.request_id,
+        }
+    }
 }
 
 /// Everything a rule does besides caching.
@@ -78,6 +118,10 @@ pub(crate) struct EdgeActions {
     response: Option<HeaderEdits>,
     /// Response edits apply to error answers too.
     always: bool,
+    /// Whether the redirect or the request edits read the request's values.
+    request_vars: bool,
+    /// Whether the response edits do.
+    response_vars: bool,
 }
 
 #[derive(Debug)]
@@ -153,6 +197,9 @@ impl EdgeActions {
             .response_headers
             .as_ref()
             .is_some_and(|h| h.value.always);
+        let request_vars =
+            redirect.is_some() || request.as_ref().is_some_and(HeaderEdits::has_templates);
+        let response_vars = response.as_ref().is_some_and(HeaderEdits::has_templates);
         Some(Self {
             prefix,
             redirect,
@@ -160,16 +207,19 @@ impl EdgeActions {
             request,
             response,
             always,
+            request_vars,
+            response_vars,
         })
     }
 
-    /// Whether anything the rule does reads the request's values.
-    pub(crate) fn needs_vars(&self) -> bool {
-        self.redirect.is_some()
-            || [&self.request, &self.response]
-                .into_iter()
-                .flatten()
-                .any(HeaderEdits::has_templates)
+    /// Whether the redirect or the request edits read the request's values.
+    pub(crate) fn request_vars(&self) -> bool {
+        self.request_vars
+    }
+
+    /// Whether the response edits read the request's values.
+    pub(crate) fn response_vars(&self) -> bool {
+        self.response_vars
     }
 
     /// Where `{rest}` starts in `path` (which the rule matched).
@@ -181,13 +231,13 @@ impl EdgeActions {
     }
 
     /// The redirect the rule answers with: its status and target.
-    pub(crate) fn redirect(&self, vars: &Vars) -> Option<(StatusCode, String)> {
+    pub(crate) fn redirect(&self, vars: &Vars<'_>) -> Option<(StatusCode, String)> {
         let (template, status) = self.redirect.as_ref()?;
         Some((*status, vars.render(template)))
     }
 
     /// Changes the request's headers.
-    pub(crate) fn edit_request(&self, headers: &mut HeaderMap, vars: Option<&Vars>) {
+    pub(crate) fn edit_request(&self, headers: &mut HeaderMap, vars: Option<&Vars<'_>>) {
         if let Some(edits) = &self.request {
             edits.apply(headers, vars);
         }
@@ -199,7 +249,7 @@ impl EdgeActions {
         &self,
         status: StatusCode,
         headers: &mut HeaderMap,
-        vars: Option<&Vars>,
+        vars: Option<&Vars<'_>>,
     ) {
         if let Some(edits) = &self.response
             && (self.always || status.as_u16() < 400)
@@ -274,7 +324,7 @@ impl HeaderEdits {
             .any(|(_, v)| matches!(v, Value::Template(_)))
     }
 
-    fn apply(&self, headers: &mut HeaderMap, vars: Option<&Vars>) {
+    fn apply(&self, headers: &mut HeaderMap, vars: Option<&Vars<'_>>) {
         for name in &self.remove {
             headers.remove(name);
         }
@@ -294,12 +344,13 @@ impl HeaderEdits {
 impl Value {
     /// The value, or None when a variable made it one no field may carry
     /// (the config check tried the template with ordinary values).
-    fn get(&self, vars: Option<&Vars>) -> Option<HeaderValue> {
+    fn get(&self, vars: Option<&Vars<'_>>) -> Option<HeaderValue> {
         match self {
             Value::Fixed(value) => Some(value.clone()),
             Value::Template(template) => {
+                // The rendered text becomes the value's bytes, uncopied.
                 let text = vars?.render(template);
-                HeaderValue::from_str(&text).ok()
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
             }
         }
     }
@@ -324,12 +375,12 @@ mod tests {
         EdgeActions::new(&loaded.config.sites[0].rules[0]).unwrap()
     }
 
-    fn vars(path: &str, query: Option<&str>, rest_from: usize) -> Vars {
+    fn vars<'a>(path: &'a str, query: Option<&'a str>, rest_from: usize) -> Vars<'a> {
         Vars {
             tls: false,
-            host: "example.com".into(),
-            path: path.into(),
-            query: query.map(str::to_owned),
+            host: "example.com",
+            path,
+            query,
             rest_from,
             client: IpAddr::from([192, 0, 2, 7]),
             request_id: RequestId(0x2a),
@@ -393,7 +444,7 @@ mod tests {
         h.insert("x-edge", HeaderValue::from_static("client-said"));
         h.insert("via-edge", HeaderValue::from_static("first"));
         let v = vars("/", None, 0);
-        assert!(a.needs_vars());
+        assert!(a.request_vars() && !a.response_vars());
         a.edit_request(&mut h, Some(&v));
         assert!(h.get("cookie").is_none());
         assert_eq!(h["x-edge"], "outpost");
@@ -414,6 +465,6 @@ mod tests {
         let a = actions("{response_headers: {set: {X-Frame-Options: DENY}, always: true}}");
         a.edit_response(StatusCode::BAD_GATEWAY, &mut e, None);
         assert_eq!(e["x-frame-options"], "DENY");
-        assert!(!a.needs_vars());
+        assert!(!a.request_vars() && !a.response_vars());
     }
 }

@@ -28,7 +28,9 @@ pub(super) fn from_cache(
 ) -> Response<ProxyBody> {
     // The stored validators are read from `headers` below: what is added
     // here (Age, Via, Cache-Status) is none of them.
-    let mut headers = entry.headers().to_map(3);
+    // Room for what is added on the way out (Age, Cache-Status, Via, a
+    // rule's response fields) without the map growing.
+    let mut headers = entry.headers().to_map(8);
     headers.insert(
         http::header::AGE,
         HeaderValue::from(entry.age(now).as_secs()),

@@ -110,7 +110,7 @@ pub(crate) struct Outward {
     site: Option<Arc<router::Site>>,
     actions: Option<Arc<EdgeActions>>,
     /// The request's values, when the rule's templates read them.
-    vars: Option<actions::Vars>,
+    vars: Option<actions::OwnedVars>,
     /// What the hooks are told of the request (None without hooks).
     info: Option<RequestInfo>,
 }
@@ -174,7 +174,8 @@ impl Proxy {
         }
         if let Some(actions) = &outward.actions {
             let code = response.status();
-            actions.edit_response(code, response.headers_mut(), outward.vars.as_ref());
+            let vars = outward.vars.as_ref().map(actions::OwnedVars::vars);
+            actions.edit_response(code, response.headers_mut(), vars.as_ref());
         }
         // RFC 6797 §7.2: over TLS only.
         if conn.tls

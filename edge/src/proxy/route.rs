@@ -175,26 +175,27 @@ impl Proxy {
         // is asked for (and the key, when the rule says so).
         let mut forwarded = None;
         if let Some(actions) = &rule.actions {
-            let vars = actions.needs_vars().then(|| Vars {
+            let vars = (actions.request_vars() || actions.response_vars()).then(|| Vars {
                 tls: conn.tls,
-                host: host.clone(),
-                path: target.path().to_owned(),
-                query: target.query().map(str::to_owned),
+                host: &host,
+                path: target.path(),
+                query: target.query(),
                 rest_from: actions.rest_from(target.path()),
                 client: conn.remote.ip(),
                 request_id: outward.id,
             });
+            if actions.response_vars() {
+                outward.vars = vars.map(Vars::kept);
+            }
             // The rule's response edits apply to its redirect too.
             outward.actions = rule.actions.clone();
             if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
-                outward.vars = vars;
                 return (
                     Some(CacheStatus::neither(Detail::Redirect)),
                     redirect(status, &to),
                 );
             }
             actions.edit_request(&mut parts.headers, vars.as_ref());
-            outward.vars = vars;
             match actions.rewritten(target.path()) {
                 None => {}
                 Some(Ok(path)) => {
