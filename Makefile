@@ -64,6 +64,7 @@ lint: deps
 bench: deps bench-deps
 	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
 	loadtest/scripts/bench.sh
+	python3 loadtest/scripts/bench-edge.py
 
 # Edge rules side by side (issue 20): 100 KiB text hits compressed once
 # and stored against nginx's gzip on every hit, and a rule's ten actions

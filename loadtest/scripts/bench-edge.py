@@ -7,7 +7,8 @@
               hit (level 5, the usual production setting).
   rules-1k    hits on a 1 KiB object through a rule with ten edge actions
               (three request fields set, two removed, one added; three
-              response fields set, one removed) against the same object
+              response fields set, one removed; three of the values
+              templates), through the same ten with fixed values, and
               through a rule with none, on one Outpost.
 
     python3 loadtest/scripts/bench-edge.py        (or: make bench-edge)
@@ -185,6 +186,7 @@ http {{ {temp(work)} access_log off; keepalive_requests 1000000; sendfile on;
     location = /ping {{ return 204; }}
     location /plain/ {{ try_files /1k.bin =404; }}
     location /ruled/ {{ try_files /1k.bin =404; }}
+    location /fixed/ {{ try_files /1k.bin =404; }}
   }} }}
 """)
     start(["nginx", "-c", f"{work}/origin.conf", "-p", work, "-e", f"{work}/origin-error.log"])
@@ -197,6 +199,14 @@ http {{ {temp(work)} access_log off; keepalive_requests 1000000; sendfile on;
           set: { X-Edge: outpost, X-Tier: gold, X-Client: "{client}" }
           remove: [Cookie, X-Debug]
           add: { X-Trace: "{request_id}" }
+        response_headers:
+          set: { X-Frame-Options: DENY, X-Content-Type-Options: nosniff, Strict-Transport-Security: max-age=600 }
+          remove: [X-Powered-By]
+      - match: { path_prefix: /fixed/ }
+        request_headers:
+          set: { X-Edge: outpost, X-Tier: gold, X-Zone: eu }
+          remove: [Cookie, X-Debug]
+          add: { X-Trace: edge }
         response_headers:
           set: { X-Frame-Options: DENY, X-Content-Type-Options: nosniff, Strict-Transport-Security: max-age=600 }
           remove: [X-Powered-By]
@@ -254,6 +264,7 @@ http {{ {temp(work + '/n')} access_log off; keepalive_requests 1000000;
         ],
         "rules-1k": [
             ("Outpost, rule with ten actions", f"http://127.0.0.1:{outpost_port}/ruled/1k", [], compressed),
+            ("Outpost, ten actions without templates", f"http://127.0.0.1:{outpost_port}/fixed/1k", [], compressed),
             ("Outpost, rule with none", f"http://127.0.0.1:{outpost_port}/plain/1k", [], compressed),
         ],
     }

@@ -41,4 +41,6 @@ pub use crate::origin::{
     H2, H2Origin, H2Script, Hyper, Misbehaviour, Origin, OriginOptions, Raw, RawOrigin, Scripted,
     Seen, respond, tls_acceptor,
 };
-pub use crate::outpost::{Outpost, Stopped, example_bin, memory_kib, outpost_bin};
+pub use crate::outpost::{
+    Outpost, Stopped, access_log_lines, example_bin, memory_kib, outpost_bin,
+};

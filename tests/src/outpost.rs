@@ -310,3 +310,21 @@ impl Stopped {
         Outpost::spawn(self.program, self.dir, &[], self.token.as_deref()).await
     }
 }
+
+/// The JSON lines of an access log at `path`, once it holds `lines` of
+/// them (waits 5 s at most: lines are written when bodies end).
+pub async fn access_log_lines(path: &Path, lines: usize) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let parsed: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if parsed.len() >= lines {
+                return parsed;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never held {lines} lines", path.display());
+}

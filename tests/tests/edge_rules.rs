@@ -2,9 +2,9 @@
 //! response headers), a site's HSTS, and error pages that tell clients
 //! what happened without telling them where the origin is.
 
-use std::time::Duration;
-
-use outpost_tests::{Origin, Outpost, get, metric, purge, reload, request, respond, simple_config};
+use outpost_tests::{
+    Origin, Outpost, access_log_lines, get, metric, purge, reload, request, respond, simple_config,
+};
 
 /// The rules' YAML under `rules:`, one rule per string.
 fn rules(list: &[&str]) -> String {
@@ -256,23 +256,6 @@ async fn response_headers_apply_on_the_way_out_and_leave_the_stored_copy_alone()
     assert_eq!(got.header("x-frame-options"), "");
 }
 
-/// Reads the access log until it holds `lines` lines (bounded).
-async fn log_lines(path: &std::path::Path, lines: usize) -> Vec<serde_json::Value> {
-    for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let parsed: Vec<serde_json::Value> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            if parsed.len() >= lines {
-                return parsed;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} never held {lines} lines", path.display());
-}
-
 #[tokio::test]
 async fn error_answers_hide_the_origin_and_carry_the_request_id() {
     let origin = Origin::start(|_| respond(200, &[], "up")).await;
@@ -307,7 +290,7 @@ async fn error_answers_hide_the_origin_and_carry_the_request_id() {
         .find_map(|l| l.strip_prefix("request id: "))
         .expect("a request id in the body")
         .to_owned();
-    let lines = log_lines(&outpost.dir.path().join("access.log"), 1).await;
+    let lines = access_log_lines(&outpost.dir.path().join("access.log"), 1).await;
     assert_eq!(lines[0]["request_id"], id.as_str());
     let error = lines[0]["error"].as_str().expect("the cause in the log");
     assert!(error.contains(&address), "{error}");

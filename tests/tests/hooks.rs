@@ -3,9 +3,9 @@
 //! its hooks act at every phase: request, cache key, origin request,
 //! response and log.
 
-use std::time::Duration;
-
-use outpost_tests::{Origin, Outpost, example_bin, purge, request, respond, simple_config};
+use outpost_tests::{
+    Origin, Outpost, access_log_lines, example_bin, purge, request, respond, simple_config,
+};
 
 #[tokio::test]
 async fn an_example_binary_runs_its_hooks_at_every_phase() {
@@ -76,16 +76,9 @@ async fn an_example_binary_runs_its_hooks_at_every_phase() {
     assert_eq!(got.body, "page for desktop");
 
     // The log phase.
-    let path = outpost.dir.path().join("access.log");
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().count() >= 8 {
-            let line: serde_json::Value =
-                serde_json::from_str(text.lines().next().unwrap()).unwrap();
-            assert_eq!(line["binary"], "custom-edge");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the access log never had its lines");
+    let lines = access_log_lines(&outpost.dir.path().join("access.log"), 8).await;
+    assert!(
+        lines.iter().all(|line| line["binary"] == "custom-edge"),
+        "{lines:?}"
+    );
 }

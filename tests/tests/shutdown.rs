@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use outpost_tests::{Origin, OriginOptions, Outpost, get, respond, simple_config};
+use outpost_tests::{
+    Origin, OriginOptions, Outpost, access_log_lines, get, respond, simple_config,
+};
 
 /// Waits (bounded) until a request is in flight: the origin has its
 /// connection.
@@ -95,23 +97,6 @@ async fn a_draining_node_refuses_new_clients_and_says_it_is_not_ready() {
     assert_eq!(outpost.exit_code(Duration::from_secs(10)).await, Some(0));
 }
 
-/// Reads the access log until it holds `lines` lines (bounded wait).
-async fn log_lines(path: &std::path::Path, lines: usize) -> Vec<serde_json::Value> {
-    for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let parsed: Vec<serde_json::Value> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            if parsed.len() >= lines {
-                return parsed;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} never held {lines} lines", path.display());
-}
-
 /// One JSON line per request, and a reopen on SIGUSR1 for log rotation.
 #[tokio::test]
 async fn the_access_log_has_a_line_per_request_and_reopens_on_sigusr1() {
@@ -125,7 +110,7 @@ async fn the_access_log_has_a_line_per_request_and_reopens_on_sigusr1() {
     let path = outpost.dir.path().join("access.log");
     get(outpost.addr(), "example.com", "/one?x=1").await;
     get(outpost.addr(), "example.com", "/one?x=1").await;
-    let lines = log_lines(&path, 2).await;
+    let lines = access_log_lines(&path, 2).await;
     let first = &lines[0];
     assert_eq!(first["method"], "GET");
     assert_eq!(first["host"], "example.com");
@@ -157,7 +142,7 @@ async fn the_access_log_has_a_line_per_request_and_reopens_on_sigusr1() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let lines = log_lines(&path, 1).await;
+    let lines = access_log_lines(&path, 1).await;
     assert_eq!(lines[0]["path"], "/two");
 }
 

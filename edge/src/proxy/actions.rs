@@ -328,6 +328,8 @@ impl HeaderEdits {
         for name in &self.remove {
             headers.remove(name);
         }
+        // One growth of the map, if any, rather than one per field.
+        headers.reserve(self.set.len() + self.add.len());
         for (name, value) in &self.set {
             if let Some(value) = value.get(vars) {
                 headers.insert(name.clone(), value);
