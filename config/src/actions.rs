@@ -143,7 +143,7 @@ pub type ErrorPages = BTreeMap<u16, Spanned<ErrorPage>>;
 
 /// Request fields that routing, framing or the origin's address decide;
 /// a rule may not set them.
-const REQUEST_FIXED: &[&str] = &[
+pub(crate) const REQUEST_FIXED: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
@@ -156,7 +156,7 @@ const REQUEST_FIXED: &[&str] = &[
 ];
 
 /// Response fields that framing decides; a rule may not touch them.
-const RESPONSE_FIXED: &[&str] = &[
+pub(crate) const RESPONSE_FIXED: &[&str] = &[
     "content-length",
     "transfer-encoding",
     "content-encoding",
@@ -253,39 +253,9 @@ pub(crate) fn check_rewrite(
     }
 }
 
-pub(crate) fn check_request_headers(
-    headers: &Spanned<RequestHeaders>,
-    path: &str,
-    err: &mut Report<'_>,
-) {
-    let h = &headers.value;
-    check_header_lists(
-        headers.referenced,
-        path,
-        [("set", &h.set), ("add", &h.add)],
-        &h.remove,
-        REQUEST_FIXED,
-        err,
-    );
-}
-
-pub(crate) fn check_response_headers(
-    headers: &Spanned<ResponseHeaders>,
-    path: &str,
-    err: &mut Report<'_>,
-) {
-    let h = &headers.value;
-    check_header_lists(
-        headers.referenced,
-        path,
-        [("set", &h.set), ("add", &h.add)],
-        &h.remove,
-        RESPONSE_FIXED,
-        err,
-    );
-}
-
-fn check_header_lists(
+/// Checks one rule's `request_headers` or `response_headers`: names,
+/// fields Outpost decides (`fixed`), and the values' templates.
+pub(crate) fn check_header_lists(
     at: Location,
     path: &str,
     values: [(&str, &BTreeMap<String, String>); 2],

@@ -526,13 +526,23 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                     &mut err,
                 );
             }
-            if let Some(headers) = &rule.request_headers {
-                actions::check_request_headers(headers, &format!("{at}.request_headers"), &mut err);
+            if let Some(h) = &rule.request_headers {
+                actions::check_header_lists(
+                    h.referenced,
+                    &format!("{at}.request_headers"),
+                    [("set", &h.value.set), ("add", &h.value.add)],
+                    &h.value.remove,
+                    actions::REQUEST_FIXED,
+                    &mut err,
+                );
             }
-            if let Some(headers) = &rule.response_headers {
-                actions::check_response_headers(
-                    headers,
+            if let Some(h) = &rule.response_headers {
+                actions::check_header_lists(
+                    h.referenced,
                     &format!("{at}.response_headers"),
+                    [("set", &h.value.set), ("add", &h.value.add)],
+                    &h.value.remove,
+                    actions::RESPONSE_FIXED,
                     &mut err,
                 );
             }

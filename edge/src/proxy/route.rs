@@ -196,35 +196,26 @@ impl Proxy {
                 );
             }
             actions.edit_request(&mut parts.headers, vars.as_ref());
-            match actions.rewritten(target.path()) {
-                None => {}
-                Some(Ok(path)) => {
+            if let Some(changed) = actions.rewritten(target.path()) {
+                let uri = changed.map_err(|e| e.to_string()).and_then(|path| {
                     let changed = match target.query() {
                         Some(query) => format!("{path}?{query}"),
                         None => path,
                     };
-                    match changed.parse::<http::Uri>() {
-                        Ok(uri) => forwarded = Some(uri),
-                        Err(_) => {
-                            return (
-                                None,
-                                plain(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    "the site's rewrite rule made an invalid request target\n",
-                                ),
-                            );
-                        }
+                    changed.parse::<http::Uri>().map_err(|e| e.to_string())
+                });
+                match uri {
+                    Ok(uri) => forwarded = Some(uri),
+                    Err(error) => {
+                        tracing::warn!(%error, path = target.path(), "rewrite failed");
+                        return (
+                            None,
+                            plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "the site's rewrite rule made an invalid request target\n",
+                            ),
+                        );
                     }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, path = target.path(), "rewrite failed");
-                    return (
-                        None,
-                        plain(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "the site's rewrite rule made an invalid request target\n",
-                        ),
-                    );
                 }
             }
         }
