@@ -126,15 +126,20 @@ impl Template {
     }
 
     /// The template with each variable's value written by `write`.
-    pub fn render(&self, mut write: impl FnMut(Var, &mut String)) -> String {
+    pub fn render(&self, write: impl FnMut(Var, &mut String)) -> String {
         let mut out = String::new();
+        self.render_into(&mut out, write);
+        out
+    }
+
+    /// [`Template::render`] at the end of `out`, which a caller may reuse.
+    pub fn render_into(&self, out: &mut String, mut write: impl FnMut(Var, &mut String)) {
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Var(var) => write(*var, &mut out),
+                Part::Var(var) => write(*var, out),
             }
         }
-        out
     }
 
     /// Whether the template uses `var`.

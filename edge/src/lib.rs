@@ -66,5 +66,6 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod bench {
     pub use crate::origin::ring::Ring;
+    pub use crate::proxy::actions::edits_for_bench;
     pub use crate::proxy::headers::to_origin;
 }

@@ -17,11 +17,62 @@ use regex::Regex;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RequestId(pub(crate) u64);
 
+impl RequestId {
+    /// Writes the id at the end of `out`, as Display does, without the
+    /// formatting machinery (templates write it on every request).
+    pub(crate) fn write_to(self, out: &mut String) {
+        static PREFIX: OnceLock<String> = OnceLock::new();
+        out.push_str(PREFIX.get_or_init(|| format!("{:x}-", std::process::id())));
+        push_hex(out, self.0);
+    }
+}
+
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        static PID: OnceLock<u32> = OnceLock::new();
-        let pid = PID.get_or_init(std::process::id);
-        write!(f, "{pid:x}-{:x}", self.0)
+        let mut text = String::with_capacity(24);
+        self.write_to(&mut text);
+        f.write_str(&text)
+    }
+}
+
+/// `n` in lower-case hex, without leading zeros.
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[at..].iter().map(|&b| char::from(b)));
+}
+
+/// `ip` as Display writes it; IPv4 (most clients) without the formatting
+/// machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -53,12 +104,8 @@ impl Vars<'_> {
                 }
             }
             Var::Rest => out.push_str(self.path.get(self.rest_from..).unwrap_or_default()),
-            Var::Client => {
-                let _ = write!(out, "{}", self.client);
-            }
-            Var::RequestId => {
-                let _ = write!(out, "{}", self.request_id);
-            }
+            Var::Client => push_ip(out, self.client),
+            Var::RequestId => self.request_id.write_to(out),
         }
     }
 
@@ -297,10 +344,10 @@ impl HeaderEdits {
         let pairs = |map: &std::collections::BTreeMap<String, String>| {
             map.iter()
                 .filter_map(|(name, value)| {
-                    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    let name = static_name(HeaderName::from_bytes(name.as_bytes()).ok()?);
                     let template = Template::parse(value).ok()?;
                     let value = match template.constant() {
-                        Some(text) => Value::Fixed(HeaderValue::from_str(text).ok()?),
+                        Some(text) => Value::Fixed(static_value(text)?),
                         None => Value::Template(template),
                     };
                     Some((name, value))
@@ -310,7 +357,7 @@ impl HeaderEdits {
         Self {
             remove: remove
                 .iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok().map(static_name))
                 .collect(),
             set: pairs(set),
             add: pairs(add),
@@ -343,6 +390,49 @@ impl HeaderEdits {
     }
 }
 
+/// Config text kept for the life of the process, once per distinct text.
+///
+/// A field name or fixed value that a rule writes on every request is then
+/// copied into each request without touching a reference count, which on
+/// two cores is a cache line passed between them on every copy and drop.
+/// What is kept grows only with texts never configured before, so reloads
+/// of the same rules keep nothing new.
+fn interned(text: &str) -> &'static str {
+    static KEPT: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut kept = KEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match kept.get(text) {
+        Some(kept) => kept,
+        None => {
+            let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+            kept.insert(leaked);
+            leaked
+        }
+    }
+}
+
+/// The same name, copied without a reference count.
+fn static_name(name: HeaderName) -> HeaderName {
+    // A parsed name is valid lower-case text, which is what
+    // `from_static` asks for; standard names come back as themselves.
+    HeaderName::from_static(interned(name.as_str()))
+}
+
+/// The value, copied without a reference count when it is plain ASCII
+/// (what `from_static` takes); other valid values are shared as usual.
+fn static_value(text: &str) -> Option<HeaderValue> {
+    if text
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        Some(HeaderValue::from_static(interned(text)))
+    } else {
+        HeaderValue::from_str(text).ok()
+    }
+}
+
 impl Value {
     /// The value, or None when a variable made it one no field may carry
     /// (the config check tried the template with ordinary values).
@@ -350,17 +440,46 @@ impl Value {
         match self {
             Value::Fixed(value) => Some(value.clone()),
             Value::Template(template) => {
-                // The rendered text becomes the value's bytes, uncopied.
-                let text = vars?.render(template);
-                HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+                // Rendered into a buffer the thread keeps, then copied once
+                // into a value of exactly its length: one allocation.
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+                }
+                let vars = vars?;
+                SCRATCH.with_borrow_mut(|text| {
+                    text.clear();
+                    template.render_into(text, |var, out| vars.write(var, out));
+                    HeaderValue::from_str(text).ok()
+                })
             }
         }
     }
 }
 
+/// A rule's request and response edits as a hit makes them, for the
+/// criterion bench (`benches/actions.rs`): None for a rule without any.
+pub fn edits_for_bench(
+    rule: &outpost_config::Rule,
+) -> Option<impl Fn(&mut HeaderMap, &mut HeaderMap) + use<>> {
+    let actions = EdgeActions::new(rule)?;
+    Some(move |request: &mut HeaderMap, response: &mut HeaderMap| {
+        let vars = Vars {
+            tls: false,
+            host: "example.com",
+            path: "/ruled/1k",
+            query: None,
+            rest_from: 0,
+            client: IpAddr::from([127, 0, 0, 1]),
+            request_id: RequestId(0x1234),
+        };
+        actions.edit_request(request, Some(&vars));
+        actions.edit_response(StatusCode::OK, response, Some(&vars));
+    })
+}
+
 /// The field of a site's HSTS setting.
 pub(crate) fn hsts_value(hsts: &config::Hsts) -> Option<HeaderValue> {
-    HeaderValue::from_str(&hsts.value()).ok()
+    static_value(&hsts.value())
 }
 
 #[cfg(test)]
@@ -408,6 +527,42 @@ mod tests {
             (status.as_u16(), to.as_str()),
             (302, "https://example.com/p?q=2")
         );
+    }
+
+    #[test]
+    fn ids_and_addresses_are_written_as_display_writes_them() {
+        for n in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            let mut text = String::new();
+            RequestId(n).write_to(&mut text);
+            assert_eq!(text, format!("{:x}-{n:x}", std::process::id()));
+        }
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut text = String::new();
+            push_ip(&mut text, ip);
+            assert_eq!(text, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn fixed_names_and_values_are_kept_once() {
+        assert!(std::ptr::eq(interned("x-edge"), interned("x-edge")));
+        assert_eq!(static_name(HeaderName::from_static("x-edge")), "x-edge");
+        assert_eq!(static_name(http::header::VARY), http::header::VARY);
+        assert_eq!(static_value("max-age=600\tx").unwrap(), "max-age=600\tx");
+        // obs-text is a valid value, kept as a shared one.
+        assert_eq!(
+            static_value("caf\u{e9}").unwrap().as_bytes(),
+            "caf\u{e9}".as_bytes()
+        );
+        assert!(static_value("a\nb").is_none());
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl Proxy {
                         .get(http::header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok()),
                 ),
-                &request.rule.key_fields,
+                request.rule.key_fields(),
                 body.size_hint().exact(),
                 self.max_object_size as u64,
             ) {

@@ -2,7 +2,7 @@
 //! fetch from the origin pool, store what may be stored, and mark every
 //! answer with `Cache-Status` (RFC 9211).
 
-mod actions;
+pub(crate) mod actions;
 pub(crate) mod client;
 pub(crate) mod compress;
 mod error_page;
@@ -35,7 +35,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use outpost_cache::{Cache, Coalescer};
 
-use self::actions::{EdgeActions, RequestId};
+use self::actions::RequestId;
 use self::client::ClientBody;
 use self::error_page::OwnAnswer;
 use self::metrics::ProxyMetrics;
@@ -108,7 +108,8 @@ pub(crate) struct ConnInfo {
 pub(crate) struct Outward {
     id: RequestId,
     site: Option<Arc<router::Site>>,
-    actions: Option<Arc<EdgeActions>>,
+    /// The site's rule whose response edits apply (None: no rule's do).
+    rule: Option<usize>,
     /// The request's values, when the rule's templates read them.
     vars: Option<actions::OwnedVars>,
     /// What the hooks are told of the request (None without hooks).
@@ -134,7 +135,7 @@ impl Proxy {
         let mut outward = Outward {
             id,
             site: None,
-            actions: None,
+            rule: None,
             vars: None,
             info: self.hooks.as_ref().map(|_| RequestInfo {
                 client: conn.remote,
@@ -172,7 +173,7 @@ impl Proxy {
             };
             headers.insert(status::CACHE_STATUS, value);
         }
-        if let Some(actions) = &outward.actions {
+        if let Some(actions) = outward.site.as_ref().and_then(|s| s.actions(outward.rule)) {
             let code = response.status();
             let vars = outward.vars.as_ref().map(actions::OwnedVars::vars);
             actions.edit_response(code, response.headers_mut(), vars.as_ref());

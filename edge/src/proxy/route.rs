@@ -174,7 +174,7 @@ impl Proxy {
         // come before the key is built; a rewrite changes what the origin
         // is asked for (and the key, when the rule says so).
         let mut forwarded = None;
-        if let Some(actions) = &rule.actions {
+        if let Some(actions) = rule.actions() {
             let vars = (actions.request_vars() || actions.response_vars()).then(|| Vars {
                 tls: conn.tls,
                 host: &host,
@@ -188,7 +188,7 @@ impl Proxy {
                 outward.vars = vars.map(Vars::kept);
             }
             // The rule's response edits apply to its redirect too.
-            outward.actions = rule.actions.clone();
+            outward.rule = rule.index();
             if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
                 return (
                     Some(CacheStatus::neither(Detail::Redirect)),
@@ -221,7 +221,7 @@ impl Proxy {
         }
         let bypass = rule.bypass;
         let keyed = match &forwarded {
-            Some(uri) if rule.actions.as_ref().is_some_and(|a| a.keys_rewritten()) => uri,
+            Some(uri) if rule.actions().is_some_and(|a| a.keys_rewritten()) => uri,
             _ => &target,
         };
         let path_and_query = keyed.path_and_query().map_or("/", |p| p.as_str());
@@ -233,9 +233,7 @@ impl Proxy {
         {
             // A variant of the URL, as a `key.headers` value makes one.
             parts.headers.insert(KEY_FIELD, value);
-            let mut fields = (*rule.key_fields).clone();
-            fields.headers.push(KEY_FIELD);
-            rule.key_fields = Arc::new(fields);
+            rule.key_by_field(KEY_FIELD);
         }
         let key = CacheKey::new(
             if conn.tls { "https" } else { "http" },

@@ -33,51 +33,110 @@ pub struct Site {
     error_pages: Pages,
 }
 
-/// What applies to one request; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct RuleView {
+/// What a rule sets, compiled once per config generation and shared by
+/// every request the rule matches.
+#[derive(Debug)]
+pub struct RuleSettings {
     pub bypass: bool,
-    pub query: Arc<QueryKey>,
+    pub query: QueryKey,
     /// The client's no-cache and no-store are set aside.
     pub ignore_client_no_cache: bool,
     /// Request headers and cookies that join the key.
-    pub key_fields: Arc<KeyFields>,
+    key_fields: KeyFields,
     /// Largest request body forwarded (413 above it).
     pub max_request_body: Option<u64>,
     /// How long past freshness an entry may answer when the origin cannot
     /// be reached (RFC 9111 §4.2.4).
     pub stale_if_unreachable: Duration,
     store: StoreRules,
-    ttl_by_status: Arc<BTreeMap<u16, Duration>>,
-    /// The extension the rule matched the path by, when its lifetimes
-    /// apply only to responses of that extension's media types.
-    checked_extension: Option<Arc<str>>,
+    ttl_by_status: BTreeMap<u16, Duration>,
     /// Redirect, rewrite and header changes, when the rule has any.
-    pub actions: Option<Arc<EdgeActions>>,
+    pub actions: Option<EdgeActions>,
     /// Whether Outpost may compress the answers (when compression is on).
     pub compress: bool,
 }
 
 /// What applies where no rule matches: the defaults of a rule.
-impl Default for RuleView {
+impl Default for RuleSettings {
     fn default() -> Self {
         Self {
             bypass: false,
-            query: Arc::default(),
+            query: QueryKey::default(),
             ignore_client_no_cache: false,
-            key_fields: Arc::default(),
+            key_fields: KeyFields::default(),
             max_request_body: None,
             stale_if_unreachable: STALE_IF_UNREACHABLE,
             store: StoreRules::default(),
-            ttl_by_status: Arc::default(),
-            checked_extension: None,
+            ttl_by_status: BTreeMap::new(),
             actions: None,
             compress: true,
         }
     }
 }
 
+/// What applies to one request: the rule's settings, shared (one
+/// reference count per request, not one per setting), and what the
+/// request's own path or hooks add to them.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    settings: Arc<RuleSettings>,
+    /// The extension the rule matched the path by, when its lifetimes
+    /// apply only to responses of that extension's media types.
+    checked_extension: Option<Arc<str>>,
+    /// The key fields when a hook added one to the rule's.
+    key_fields: Option<Arc<KeyFields>>,
+    /// Which of the site's rules this is (None: no rule matched).
+    index: Option<usize>,
+}
+
+impl std::ops::Deref for RuleView {
+    type Target = RuleSettings;
+
+    fn deref(&self) -> &RuleSettings {
+        &self.settings
+    }
+}
+
+impl Default for RuleView {
+    fn default() -> Self {
+        Self::of(RuleSettings::default())
+    }
+}
+
 impl RuleView {
+    fn of(settings: RuleSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            checked_extension: None,
+            key_fields: None,
+            index: None,
+        }
+    }
+
+    /// Which of the site's rules this is, for [`Site::actions`].
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// Request headers and cookies that join the key.
+    pub fn key_fields(&self) -> &KeyFields {
+        self.key_fields
+            .as_deref()
+            .unwrap_or(&self.settings.key_fields)
+    }
+
+    /// Adds a request field to the key, for this request only.
+    pub fn key_by_field(&mut self, name: http::HeaderName) {
+        let mut fields = self.key_fields().clone();
+        fields.headers.push(name);
+        self.key_fields = Some(Arc::new(fields));
+    }
+
+    /// The rule's edge actions, when it has any.
+    pub fn actions(&self) -> Option<&EdgeActions> {
+        self.settings.actions.as_ref()
+    }
+
     /// The storing rules for a response with `status` and
     /// `content_type`: `ttl_by_status` takes the place of `ttl` for the
     /// codes it names. A rule that matched the path by its extension gives
@@ -102,7 +161,7 @@ impl RuleView {
     /// The path the key is built from: `path`, or what the rule rewrites
     /// it to when the rule keys by the rewritten path.
     pub fn key_path<'a>(&self, path: &'a str) -> Result<std::borrow::Cow<'a, str>, BadRewrite> {
-        match &self.actions {
+        match self.actions() {
             Some(actions) if actions.keys_rewritten() => match actions.rewritten(path) {
                 Some(changed) => changed.map(std::borrow::Cow::Owned),
                 None => Ok(path.into()),
@@ -150,15 +209,15 @@ impl CompiledRule {
                     .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
                     .collect()
             }),
-            view: RuleView {
+            view: RuleView::of(RuleSettings {
                 bypass: rule.cache == CacheMode::Bypass,
-                query: Arc::new(rule.key.query.clone()),
+                query: rule.key.query.clone(),
                 ignore_client_no_cache: rule.ignore_client_no_cache,
                 max_request_body: rule.max_request_body.map(|s| s.bytes()),
                 stale_if_unreachable: rule
                     .stale_if_unreachable
                     .map_or(STALE_IF_UNREACHABLE, |t| t.get()),
-                key_fields: Arc::new(KeyFields {
+                key_fields: KeyFields {
                     headers: rule
                         .key
                         .headers
@@ -169,7 +228,7 @@ impl CompiledRule {
                         .chain(passed.iter().cloned())
                         .collect(),
                     cookies: rule.key.cookies.clone(),
-                }),
+                },
                 store: StoreRules {
                     ttl: rule.ttl.map(|t| t.get()),
                     default_ttl: rule.default_ttl.map(|t| t.get()),
@@ -179,16 +238,14 @@ impl CompiledRule {
                     stale_if_error: rule.stale_if_error.map(|t| t.get()),
                     store_with_cookie: rule.store_with_cookie,
                 },
-                ttl_by_status: Arc::new(
-                    rule.ttl_by_status
-                        .iter()
-                        .map(|(code, ttl)| (*code, ttl.get()))
-                        .collect(),
-                ),
-                checked_extension: None,
-                actions: EdgeActions::new(rule).map(Arc::new),
+                ttl_by_status: rule
+                    .ttl_by_status
+                    .iter()
+                    .map(|(code, ttl)| (*code, ttl.get()))
+                    .collect(),
+                actions: EdgeActions::new(rule),
                 compress: rule.compress,
-            },
+            }),
         })
     }
 
@@ -218,8 +275,9 @@ impl CompiledRule {
     }
 
     /// The rule's view for `path`, which it matches.
-    fn view_for(&self, path: &str) -> RuleView {
+    fn view_for(&self, index: usize, path: &str) -> RuleView {
         let mut view = self.view.clone();
+        view.index = Some(index);
         if self.check_content_type {
             view.checked_extension = extension(path).map(Arc::from);
         }
@@ -239,8 +297,14 @@ impl Site {
     pub fn rule_for(&self, path: &str, tls: bool) -> RuleView {
         self.rules
             .iter()
-            .find(|r| r.matches(path, tls))
-            .map_or_else(|| self.fallback.clone(), |r| r.view_for(path))
+            .enumerate()
+            .find(|(_, r)| r.matches(path, tls))
+            .map_or_else(|| self.fallback.clone(), |(i, r)| r.view_for(i, path))
+    }
+
+    /// The edge actions of the rule [`RuleView::index`] names.
+    pub(crate) fn actions(&self, index: Option<usize>) -> Option<&EdgeActions> {
+        self.rules.get(index?)?.view.actions()
     }
 
     /// The operator's page for one of Outpost's own answers with `status`.
@@ -319,13 +383,13 @@ impl Router {
                 )
                 .map_err(|e| ErrorList(vec![e]))?,
             );
-            let fallback = RuleView {
-                key_fields: Arc::new(KeyFields {
+            let fallback = RuleView::of(RuleSettings {
+                key_fields: KeyFields {
                     headers: passed.clone(),
                     cookies: Vec::new(),
-                }),
-                ..RuleView::default()
-            };
+                },
+                ..RuleSettings::default()
+            });
             let compiled = Arc::new(Site {
                 origin: site.origin.value.clone(),
                 shield: site.shield,
@@ -524,13 +588,10 @@ sites:
                 .ttl,
             Some(Duration::from_secs(3600))
         );
-        assert_eq!(
-            *site.rule_for("/static/a.js", false).query,
-            QueryKey::Ignore
-        );
+        assert_eq!(site.rule_for("/static/a.js", false).query, QueryKey::Ignore);
         assert!(site.rule_for("/api/v2/users", false).bypass);
         assert!(!site.rule_for("/api/users", false).bypass);
-        assert_eq!(*site.rule_for("/", false).query, QueryKey::All);
+        assert_eq!(site.rule_for("/", false).query, QueryKey::All);
     }
 
     #[test]
