@@ -1,14 +1,20 @@
 //! Request coalescing: the first miss for a key fetches (the leader);
 //! requests for the same key that arrive meanwhile (followers) wait for
 //! its response head, and when it can be shared they read the body from
-//! the first byte while it streams in. The cache decides who shares: the
-//! leader shares what it stores ([`Leader::share`]), and a follower is
-//! served only when the response's variant is its own ([`Fill::head_for`]).
-//! A leader whose response cannot be shared, or that goes away before its
-//! head, releases its followers to fetch on their own, and no follower
-//! waits longer than its timeout.
+//! the first byte while it streams in, whether its length is known or not.
+//! The cache decides who shares: the leader shares what it stores
+//! ([`Leader::share`]), and a follower is served only when the response's
+//! variant is its own ([`Fill::head_for`]). A leader whose response cannot
+//! be shared, or that goes away before its head, releases its followers to
+//! fetch on their own, and no follower waits longer than its timeout.
+//!
+//! A streamed fill holds at most a window of body bytes
+//! ([`STREAM_SHARE_MAX`]) that its slowest reader has not read yet: past
+//! it, the bytes every reader has read are let go, and the fill waits for
+//! the slowest reader rather than grow. A follower that arrives after the
+//! first bytes were let go reads the body from the cache once it is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,15 +22,18 @@ use std::time::{Duration, Instant};
 const MAX_PASS_KEYS: usize = 100_000;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use http::{HeaderMap, StatusCode, response};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::store::Storing;
 use crate::vary::Variation;
 
-/// Bodies up to this size stream to followers as they arrive; a larger
-/// one would have to be held whole in memory for them, so its followers
-/// wait for it to be stored instead, and read it from the cache.
+/// Bodies of known length up to this size stream to followers as they
+/// arrive; a larger one is stored at the origin's pace, its followers
+/// waiting for it to be stored and reading it from the cache. It is also
+/// the window of a streamed fill: the most bytes it holds that a reader
+/// has not read yet.
 pub(crate) const STREAM_SHARE_MAX: u64 = 16 << 20;
 
 /// What a shared fill's followers receive first: the head the leader's
@@ -65,8 +74,36 @@ enum End {
 #[derive(Debug)]
 struct State {
     head: Head,
-    chunks: Vec<Bytes>,
+    /// The body's pieces not let go yet; the first is piece number `base`.
+    chunks: VecDeque<Bytes>,
+    base: usize,
+    /// Bytes in `chunks`.
+    held: u64,
     end: End,
+    /// The number of the next piece each reader reads (None: a free slot).
+    readers: Vec<Option<usize>>,
+    /// The writer waits for the slowest reader to move on.
+    writer_waiting: bool,
+}
+
+impl State {
+    /// Lets go of the pieces every reader has read; the first pieces are
+    /// then gone for good, and no reader can start from the first byte.
+    fn release_read(&mut self) {
+        let slowest = self
+            .readers
+            .iter()
+            .flatten()
+            .min()
+            .copied()
+            .unwrap_or(self.base + self.chunks.len());
+        while self.base < slowest
+            && let Some(chunk) = self.chunks.pop_front()
+        {
+            self.held -= chunk.len() as u64;
+            self.base += 1;
+        }
+    }
 }
 
 /// One fetch in progress that others may join.
@@ -75,27 +112,41 @@ pub struct Fill {
     state: Mutex<State>,
     /// Bumped on every change; followers wait on it.
     changes: watch::Sender<u64>,
+    /// A reader moved on or left while the writer waited for it.
+    moved: Notify,
+    /// The most unread bytes held (see [`STREAM_SHARE_MAX`]).
+    window: u64,
 }
 
 impl Fill {
-    fn new() -> Self {
+    fn new(window: u64) -> Self {
         let (changes, _) = watch::channel(0);
         Self {
             state: Mutex::new(State {
                 head: Head::Pending,
-                chunks: Vec::new(),
+                chunks: VecDeque::new(),
+                base: 0,
+                held: 0,
                 end: End::Open,
+                readers: Vec::new(),
+                writer_waiting: false,
             }),
             changes,
+            moved: Notify::new(),
+            window,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn failed(&self) -> bool {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).end == End::Failed
+        self.lock().end == End::Failed
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        change(&mut self.lock());
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -118,7 +169,7 @@ impl Fill {
         let mut changes = self.changes.subscribe();
         let wait = async {
             loop {
-                match &self.state.lock().unwrap_or_else(|p| p.into_inner()).head {
+                match &self.lock().head {
                     Head::Shared(head) => return Some(head.clone()),
                     Head::NotShared => return None,
                     Head::Pending => {}
@@ -131,13 +182,14 @@ impl Fill {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// Waits up to `timeout` for the body to end: true when it was stored
-    /// whole, false when it failed or took too long.
+    /// Waits up to `timeout` for the body to end: true when it ended
+    /// cleanly (and was stored, if it could be), false when it failed or
+    /// took too long.
     pub async fn completed(&self, timeout: Duration) -> bool {
         let mut changes = self.changes.subscribe();
         let wait = async {
             loop {
-                match self.state.lock().unwrap_or_else(|p| p.into_inner()).end {
+                match self.lock().end {
                     End::Complete => return true,
                     End::Failed => return false,
                     End::Open => {}
@@ -150,42 +202,104 @@ impl Fill {
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
-    /// The body as a stream of frames from the first byte; it fails when
+    /// The body as a stream of frames from the first byte, or None when
+    /// the first bytes were let go already (the body is longer than the
+    /// window and every reader has read past them). The stream fails when
     /// the leader's body failed.
-    pub fn body(
-        self: &Arc<Self>,
-    ) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, FillFailed>> + Send + 'static
-    {
+    pub fn reader(self: &Arc<Self>) -> Option<FillBody> {
+        self.attach(true)
+    }
+
+    /// A reader from the first piece still held; None when `from_start`
+    /// and that is not the first piece of the body.
+    fn attach(self: &Arc<Self>, from_start: bool) -> Option<FillBody> {
+        let mut state = self.lock();
+        if from_start && state.base > 0 {
+            return None;
+        }
+        let first = state.base;
+        let slot = match state.readers.iter().position(Option::is_none) {
+            Some(free) => {
+                state.readers[free] = Some(first);
+                free
+            }
+            None => {
+                state.readers.push(Some(first));
+                state.readers.len() - 1
+            }
+        };
+        drop(state);
+        Some(self.stream(slot, first))
+    }
+
+    /// The stream of the reader in `slot`, from piece `first`.
+    fn stream(self: &Arc<Self>, slot: usize, first: usize) -> FillBody {
+        let reader = Reader {
+            fill: self.clone(),
+            slot,
+        };
         let changes = self.changes.subscribe();
-        futures_util::stream::unfold(
-            (self.clone(), 0usize, changes, false),
-            |(fill, next, mut changes, done)| async move {
+        let stream = futures_util::stream::unfold(
+            (reader, first, changes, false),
+            |(reader, next, mut changes, done)| async move {
                 if done {
                     return None;
                 }
                 loop {
                     {
-                        let state = fill.state.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(chunk) = state.chunks.get(next) {
+                        let mut state = reader.fill.lock();
+                        if let Some(chunk) = next
+                            .checked_sub(state.base)
+                            .and_then(|at| state.chunks.get(at))
+                        {
                             let frame = http_body::Frame::data(chunk.clone());
+                            state.readers[reader.slot] = Some(next + 1);
+                            reader.wake_writer(&mut state);
                             drop(state);
-                            return Some((Ok(frame), (fill, next + 1, changes, false)));
+                            return Some((Ok(frame), (reader, next + 1, changes, false)));
                         }
                         match state.end {
                             End::Complete => return None,
                             End::Failed => {
                                 drop(state);
-                                return Some((Err(FillFailed), (fill, next, changes, true)));
+                                return Some((Err(FillFailed), (reader, next, changes, true)));
                             }
                             End::Open => {}
                         }
                     }
                     if changes.changed().await.is_err() {
-                        return Some((Err(FillFailed), (fill, next, changes, true)));
+                        return Some((Err(FillFailed), (reader, next, changes, true)));
                     }
                 }
             },
-        )
+        );
+        Box::pin(stream)
+    }
+}
+
+/// A fill's body as one reader reads it.
+pub type FillBody = BoxStream<'static, Result<http_body::Frame<Bytes>, FillFailed>>;
+
+/// One reader's place in a fill; gone, it holds nothing back.
+struct Reader {
+    fill: Arc<Fill>,
+    slot: usize,
+}
+
+impl Reader {
+    fn wake_writer(&self, state: &mut State) {
+        if state.writer_waiting {
+            state.writer_waiting = false;
+            self.fill.moved.notify_one();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut state = self.fill.lock();
+        state.readers[self.slot] = None;
+        self.wake_writer(&mut state);
     }
 }
 
@@ -195,12 +309,14 @@ impl Fill {
 pub struct FillFailed;
 
 /// The fills in progress, by key hash.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Coalescer {
     fills: Mutex<HashMap<[u8; 32], Arc<Fill>>>,
     /// Keys whose last answer could not be shared, until when (hit-for-pass):
     /// requests for them fetch at once instead of queueing.
     pass: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Each streamed fill's window (see [`STREAM_SHARE_MAX`]).
+    window: u64,
 }
 
 /// What a request is for its key.
@@ -213,7 +329,16 @@ pub enum Role {
 
 impl Coalescer {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_window(STREAM_SHARE_MAX)
+    }
+
+    /// A coalescer whose streamed fills hold at most `window` unread bytes.
+    pub fn with_window(window: u64) -> Arc<Self> {
+        Arc::new(Self {
+            fills: Mutex::default(),
+            pass: Mutex::default(),
+            window,
+        })
     }
 
     /// Leads the fetch of `key`, or follows the one in progress.
@@ -234,7 +359,7 @@ impl Coalescer {
         {
             return Role::Follower(fill.clone());
         }
-        let fill = Arc::new(Fill::new());
+        let fill = Arc::new(Fill::new(self.window));
         fills.insert(key, fill.clone());
         Role::Leader(Leader {
             coalescer: self.clone(),
@@ -258,11 +383,10 @@ pub enum Sharing {
     /// From the fill, as the body streams in: push every piece of the body
     /// to the writer, and finish it once the body is stored.
     Streamed(FillWriter),
-    /// From the cache, once stored (the body is too large to hold for
-    /// them): finish the writer once the body is stored.
+    /// From the cache, once stored (a body of known length too large to
+    /// stream at the pace of its slowest reader): finish the writer once
+    /// the body is stored.
     Stored(FillWriter),
-    /// Not at all (the body's length is unknown): they fetch on their own.
-    Alone,
 }
 
 /// The right and duty to settle a fill: share its response or decline.
@@ -312,25 +436,26 @@ impl Leader {
 
     /// Shares a response being stored with the requests collapsed onto
     /// this fill: `head` is the head the leader's client gets (hop-by-hop
-    /// fields removed). A body of known length up to `STREAM_SHARE_MAX` (16 MiB)
-    /// streams to them, a larger one is read from the cache once stored,
-    /// and one of unknown length is not shared.
+    /// fields removed). A body of unknown length, or of a known length up
+    /// to `STREAM_SHARE_MAX` (16 MiB), streams to them; a larger one is
+    /// read from the cache once stored.
     pub fn share(self, storing: &Storing, head: &response::Parts) -> Sharing {
-        match storing.expected() {
-            Some(length) => self.share_at_most(storing, head, length),
-            None => Sharing::Alone,
-        }
+        self.share_at_most(storing, head, storing.expected())
     }
 
-    /// [`Leader::share`] for a body whose length is not known but bounded
-    /// (one the edge compresses as it streams: at most a little over the
-    /// origin's length): it is shared as one of `at_most` bytes would be.
-    pub fn share_at_most(self, storing: &Storing, head: &response::Parts, at_most: u64) -> Sharing {
-        let length = at_most;
-        let body = if length <= STREAM_SHARE_MAX {
-            SharedBody::Streamed
-        } else {
-            SharedBody::Stored
+    /// [`Leader::share`] for a body whose length is not known but may be
+    /// bounded (one the edge compresses as it streams: at most a little
+    /// over the origin's length): it is shared as one of `at_most` bytes
+    /// would be, or as one of unknown length.
+    pub fn share_at_most(
+        self,
+        storing: &Storing,
+        head: &response::Parts,
+        at_most: Option<u64>,
+    ) -> Sharing {
+        let body = match at_most {
+            Some(length) if length > STREAM_SHARE_MAX => SharedBody::Stored,
+            _ => SharedBody::Streamed,
         };
         let writer = self.publish(SharedHead {
             status: head.status,
@@ -377,9 +502,34 @@ pub struct FillWriter {
 }
 
 impl FillWriter {
-    pub fn push(&self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.fill.update(|s| s.chunks.push(chunk));
+    /// Adds a piece of the body, once the fill has room for it: the bytes
+    /// its slowest reader has not read stay within the window.
+    pub async fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let fill = &self.fill;
+        loop {
+            let moved = fill.moved.notified();
+            tokio::pin!(moved);
+            // Registered before the check: a reader that moves after it
+            // is heard.
+            moved.as_mut().enable();
+            {
+                let mut state = fill.lock();
+                if state.held + chunk.len() as u64 > fill.window {
+                    state.release_read();
+                }
+                if state.held == 0 || state.held + chunk.len() as u64 <= fill.window {
+                    state.held += chunk.len() as u64;
+                    state.chunks.push_back(chunk);
+                    drop(state);
+                    fill.changes.send_modify(|n| *n = n.wrapping_add(1));
+                    return;
+                }
+                state.writer_waiting = true;
+            }
+            moved.await;
         }
     }
 
@@ -402,6 +552,12 @@ impl FillWriter {
 
     pub fn fill(&self) -> &Arc<Fill> {
         &self.fill
+    }
+
+    /// The leader's client's reader: taken before the first push, it
+    /// reads from the first byte (never None: any first piece will do).
+    pub fn reader(&self) -> Option<FillBody> {
+        self.fill.attach(false)
     }
 }
 
@@ -481,19 +637,15 @@ mod tests {
             panic!("second follows")
         };
         let writer = leader.publish(head());
-        writer.push(Bytes::from_static(b"ab"));
+        writer.push(Bytes::from_static(b"ab")).await;
         let Role::Follower(late) = coalescer.join([1; 32]) else {
             panic!("still in progress")
         };
         let reader = tokio::spawn(async move {
             assert!(late.head(Duration::from_secs(1)).await.is_some());
-            late.body()
-                .map(|f| f.unwrap().into_data().unwrap())
-                .collect::<Vec<_>>()
-                .await
-                .concat()
+            read_all(late.reader().expect("the first bytes are held")).await
         });
-        writer.push(Bytes::from_static(b"cd"));
+        writer.push(Bytes::from_static(b"cd")).await;
         writer.finish();
         assert_eq!(reader.await.unwrap(), b"abcd");
         assert!(early.head(Duration::from_secs(1)).await.is_some());
@@ -546,9 +698,9 @@ mod tests {
         };
         let writer = leader.publish(head());
         let fill = writer.fill().clone();
-        writer.push(Bytes::from_static(b"partial"));
+        writer.push(Bytes::from_static(b"partial")).await;
         drop(writer);
-        let frames: Vec<_> = fill.body().collect().await;
+        let frames: Vec<_> = fill.reader().expect("held").collect().await;
         assert_eq!(frames.len(), 2);
         assert!(frames[1].is_err());
     }
@@ -577,17 +729,16 @@ mod tests {
     }
 
     /// The cache decides how a fill is shared: a body of known length up
-    /// to the streaming bound streams to followers, a larger one is read
-    /// from the cache once stored, one of unknown length is not shared
-    /// (its followers fetch on their own, with no hit-for-pass).
+    /// to the streaming bound, or of unknown length, streams to followers;
+    /// a larger one is read from the cache once stored.
     #[tokio::test]
     async fn the_length_decides_how_a_fill_is_shared() {
         let coalescer = Coalescer::new();
         for (length, expected) in [
-            (Some(10), Some(SharedBody::Streamed)),
-            (Some(STREAM_SHARE_MAX), Some(SharedBody::Streamed)),
-            (Some(STREAM_SHARE_MAX + 1), Some(SharedBody::Stored)),
-            (None, None),
+            (Some(10), SharedBody::Streamed),
+            (Some(STREAM_SHARE_MAX), SharedBody::Streamed),
+            (Some(STREAM_SHARE_MAX + 1), SharedBody::Stored),
+            (None, SharedBody::Streamed),
         ] {
             let (_cache, storing, res) = storing("en", length);
             let Role::Leader(leader) = coalescer.join([6; 32]) else {
@@ -601,13 +752,71 @@ mod tests {
             let head = fill
                 .head_for(&request.headers, Duration::from_secs(1))
                 .await;
-            assert_eq!(head.as_ref().map(|h| h.body), expected, "{length:?}");
-            match sharing {
-                Sharing::Streamed(writer) | Sharing::Stored(writer) => writer.finish(),
-                Sharing::Alone => {}
-            }
+            assert_eq!(head.map(|h| h.body), Some(expected), "{length:?}");
+            let (Sharing::Streamed(writer) | Sharing::Stored(writer)) = sharing;
+            writer.finish();
             assert!(matches!(coalescer.join([6; 32]), Role::Leader(_)));
         }
+    }
+
+    async fn read_all(body: FillBody) -> Vec<u8> {
+        body.map(|f| f.expect("no failure").into_data().expect("data"))
+            .collect::<Vec<_>>()
+            .await
+            .concat()
+    }
+
+    /// A streamed fill holds at most its window of bytes its slowest
+    /// reader has not read: the writer waits for that reader, a reader
+    /// that goes away holds nothing back, and once the first bytes are let
+    /// go a late follower is told to read the cache instead.
+    #[tokio::test]
+    async fn a_streamed_fill_holds_at_most_its_window() {
+        let coalescer = Coalescer::with_window(4);
+        let Role::Leader(leader) = coalescer.join([8; 32]) else {
+            panic!("first is the leader")
+        };
+        let writer = leader.publish(head());
+        let fill = writer.fill().clone();
+        let mut slow = writer.reader().expect("the leader's reader");
+        let fast = fill.reader().expect("nothing let go yet");
+        let fast = tokio::spawn(read_all(fast));
+        writer.push(Bytes::from_static(b"ab")).await;
+        writer.push(Bytes::from_static(b"cd")).await;
+        // Four bytes unread by `slow`: the next piece waits for it.
+        let held = |fill: &Fill| fill.lock().held;
+        let pushing = tokio::spawn(async move {
+            writer.push(Bytes::from_static(b"ef")).await;
+            writer
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !pushing.is_finished(),
+            "the writer waits for the slowest reader"
+        );
+        assert!(fill.lock().writer_waiting);
+        assert_eq!(held(&fill), 4);
+        let first = slow.next().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "ab");
+        let writer = pushing.await.unwrap();
+        assert_eq!(
+            held(&fill),
+            4,
+            "\"ab\" let go once read by all, \"ef\" taken"
+        );
+        assert!(fill.reader().is_none(), "the first bytes are gone");
+        let Role::Follower(late) = coalescer.join([8; 32]) else {
+            panic!("still in progress")
+        };
+        assert!(late.reader().is_none());
+        // A reader that goes away holds nothing back.
+        drop(slow);
+        for piece in [&b"gh"[..], b"ij", b"kl"] {
+            writer.push(Bytes::from_static(piece)).await;
+        }
+        writer.finish();
+        assert_eq!(fast.await.unwrap(), b"abcdefghijkl");
+        assert!(held(&fill) <= 4);
     }
 
     /// RFC 9111 §4.1: a follower is served the leader's response only when

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use outpost_tests::{Origin, OriginOptions, Outpost, get, respond, simple_config};
+use outpost_tests::{
+    Origin, OriginOptions, Outpost, await_metric, get, metric, respond, simple_config,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
@@ -211,4 +213,140 @@ async fn a_body_the_origin_breaks_off_is_aborted_and_not_stored() {
         2,
         "nothing was stored"
     );
+}
+
+/// An origin that answers every request with a chunked body (no length):
+/// `pieces` pieces of `piece` bytes each, the first at once and the rest
+/// once told. It counts requests.
+async fn chunked_origin(
+    pieces: usize,
+    piece: usize,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let (count, gate) = (served.clone(), release.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (count, gate) = (count.clone(), gate.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut released = Some(gate.notified());
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: max-age=60\r\ncontent-type: application/octet-stream\r\n\r\n")
+                    .await;
+                for i in 0..pieces {
+                    if i == 1
+                        && let Some(released) = released.take()
+                    {
+                        released.await;
+                    }
+                    let body = piece_of(i, piece);
+                    let _ = stream
+                        .write_all(format!("{:x}\r\n", body.len()).as_bytes())
+                        .await;
+                    let _ = stream.write_all(&body).await;
+                    let _ = stream.write_all(b"\r\n").await;
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (addr, served, release)
+}
+
+/// Piece `i` of a chunked body: bytes that differ by piece and place, so
+/// that a piece lost, doubled or out of order shows.
+fn piece_of(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| ((i * 7 + j * 13) % 251) as u8).collect()
+}
+
+fn whole_body(pieces: usize, piece: usize) -> Vec<u8> {
+    (0..pieces).flat_map(|i| piece_of(i, piece)).collect()
+}
+
+/// Fills of unknown length are shared like fixed-length ones: concurrent
+/// requests for a chunked page make one origin request, the followers
+/// receive its first piece while the origin is still sending, and
+/// `outpost_coalesced_requests_total` counts exactly the requests served
+/// from the shared fill.
+#[tokio::test]
+async fn followers_stream_a_fill_of_unknown_length() {
+    let (origin, served, release) = chunked_origin(3, 1000).await;
+    let outpost = Outpost::start(&simple_config_for(origin), &[], None).await;
+    let clients = 50;
+    let mut bodies = Vec::new();
+    for _ in 0..clients {
+        let response = open(outpost.addr(), "/chunked").await;
+        assert_eq!(response.status(), 200);
+        bodies.push(response.into_body());
+    }
+    // Every head arrived with the origin's first piece still the only
+    // one sent: the followers share the fill as it streams.
+    await_metric(
+        outpost.admin,
+        "outpost_coalesced_requests_total",
+        (clients - 1) as f64,
+    )
+    .await;
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    release.notify_waiters();
+    for body in bodies {
+        let body = body.collect().await.expect("a whole body").to_bytes();
+        assert_eq!(body, whole_body(3, 1000));
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    get(outpost.addr(), "example.com", "/chunked")
+        .await
+        .assert_hit();
+    assert_eq!(
+        metric(outpost.admin, "outpost_coalesced_requests_total").await,
+        Some((clients - 1) as f64),
+        "a hit is not a coalesced request"
+    );
+}
+
+/// A chunked body longer than the fill's window (16 MiB): every client
+/// still gets all of it from one origin request, while the fill holds no
+/// more than the window ahead of its slowest reader.
+#[tokio::test]
+async fn a_chunked_body_longer_than_the_window_reaches_every_client_whole() {
+    let (pieces, piece) = (80, 256 << 10); // 20 MiB
+    let (origin, served, release) = chunked_origin(pieces, piece).await;
+    let outpost = Outpost::start(&simple_config_for(origin), &[], None).await;
+    let clients = 4;
+    let mut bodies = Vec::new();
+    for _ in 0..clients {
+        let response = open(outpost.addr(), "/large").await;
+        assert_eq!(response.status(), 200);
+        bodies.push(response.into_body());
+    }
+    await_metric(
+        outpost.admin,
+        "outpost_coalesced_requests_total",
+        (clients - 1) as f64,
+    )
+    .await;
+    release.notify_waiters();
+    let expected = whole_body(pieces, piece);
+    let reads = bodies
+        .into_iter()
+        .map(|body| async move { body.collect().await.expect("a whole body").to_bytes() });
+    for body in futures_util::future::join_all(reads).await {
+        assert!(body == expected, "{} bytes, not the origin's", body.len());
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

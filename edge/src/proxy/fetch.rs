@@ -53,7 +53,6 @@ impl Proxy {
             }
             Role::Pass => self.fetch_alone(request, status, None).await,
             Role::Follower(fill) => {
-                self.metrics.coalesced.inc();
                 let waited = Instant::now();
                 // Only a head whose variant this request selects.
                 let head = fill
@@ -63,27 +62,35 @@ impl Proxy {
                     .coalesce_wait
                     .observe(waited.elapsed().as_secs_f64());
                 if let Some(head) = head {
-                    if head.body == SharedBody::Stored {
-                        let left = self.coalesce_timeout.saturating_sub(waited.elapsed());
-                        if fill.completed(left).await
-                            && let Lookup::Fresh(entry) =
-                                self.cache.lookup_tiered(&request.key, &request.parts).await
-                        {
-                            let now = self.cache.now();
-                            let response = from_cache(&self.cache, &entry, &request.parts, now);
-                            return (Some(status.collapsed()), unvalidated(&entry, response));
-                        }
-                    } else {
+                    // From the fill while it streams in, from its first
+                    // byte; or from the cache once stored: a large body,
+                    // or one whose first bytes the fill has let go.
+                    let streamed = match head.body {
+                        SharedBody::Streamed => fill.reader(),
+                        SharedBody::Stored => None,
+                    };
+                    if let Some(body) = streamed {
+                        self.metrics.coalesced.inc();
                         let mut parts = Response::new(()).into_parts().0;
                         parts.status = head.status;
                         parts.headers = head.headers.clone();
                         let body = http_body_util::StreamBody::new(
-                            fill.body().map(|frame| frame.map_err(BoxError::from)),
+                            body.map(|frame| frame.map_err(BoxError::from)),
                         );
                         return (
                             Some(status.collapsed()),
                             to_client(parts, body.boxed_unsync()),
                         );
+                    }
+                    let left = self.coalesce_timeout.saturating_sub(waited.elapsed());
+                    if fill.completed(left).await
+                        && let Lookup::Fresh(entry) =
+                            self.cache.lookup_tiered(&request.key, &request.parts).await
+                    {
+                        self.metrics.coalesced.inc();
+                        let now = self.cache.now();
+                        let response = from_cache(&self.cache, &entry, &request.parts, now);
+                        return (Some(status.collapsed()), unvalidated(&entry, response));
                     }
                 }
                 if let Some(reply) = self.stored_meanwhile(&request, status).await {
@@ -212,20 +219,18 @@ impl Proxy {
             ) {
                 Ok(storing) => {
                     status = status.stored();
-                    let sharing = match leader {
-                        Some(leader) => match at_most {
-                            Some(bound) => leader.share_at_most(&storing, &parts, bound),
-                            None => leader.share(&storing, &parts),
-                        },
-                        None => Sharing::Alone,
-                    };
+                    let sharing = leader.map(|leader| match at_most {
+                        Some(bound) => leader.share_at_most(&storing, &parts, Some(bound)),
+                        None => leader.share(&storing, &parts),
+                    });
                     let storing = StoringBody::new(body, self.cache.clone(), storing);
                     match sharing {
-                        Sharing::Streamed(writer) => share(writer, storing),
-                        // Too large to hold for the followers: they
-                        // read it from the cache once it is stored.
-                        Sharing::Stored(writer) => storing.announcing(writer).boxed_unsync(),
-                        Sharing::Alone => storing.boxed_unsync(),
+                        Some(Sharing::Streamed(writer)) => share(writer, storing),
+                        // Too large to stream at its slowest reader's
+                        // pace: the followers read it from the cache once
+                        // it is stored.
+                        Some(Sharing::Stored(writer)) => storing.announcing(writer).boxed_unsync(),
+                        None => storing.boxed_unsync(),
                     }
                 }
                 Err(reason) => {
@@ -281,13 +286,15 @@ pub(super) const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_s
 /// reads the origin's body into the cache and the fill, whoever's client
 /// goes away, and every client (the leader's too) reads the fill.
 pub(super) fn share(writer: FillWriter, mut storing: StoringBody<ProxyBody>) -> ProxyBody {
-    let fill = writer.fill().clone();
+    // The leader's client reads from the first byte: its place is taken
+    // before the first piece arrives.
+    let body = writer.reader();
     tokio::spawn(async move {
         while let Some(frame) = storing.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Some(data) = frame.data_ref() {
-                        writer.push(data.clone());
+                        writer.push(data.clone()).await;
                     }
                 }
                 // Dropping the writer fails the fill for every reader.
@@ -297,6 +304,12 @@ pub(super) fn share(writer: FillWriter, mut storing: StoringBody<ProxyBody>) -> 
         // The entry is in the cache now; only then is the fill forgotten.
         writer.finish();
     });
-    http_body_util::StreamBody::new(fill.body().map(|frame| frame.map_err(BoxError::from)))
-        .boxed_unsync()
+    match body {
+        Some(body) => {
+            http_body_util::StreamBody::new(body.map(|frame| frame.map_err(BoxError::from)))
+                .boxed_unsync()
+        }
+        // Not reached: nothing was pushed before the leader's place was taken.
+        None => super::respond::empty(),
+    }
 }
