@@ -29,6 +29,16 @@ impl Directives {
             let text = String::from_utf8_lossy(value.as_bytes());
             for item in split_outside_quotes(&text) {
                 let (name, value) = match item.split_once('=') {
+                    // RFC 9111 §5.2: `token [ "=" ( token / quoted-string ) ]`,
+                    // with no white space around "=": `max-age= 60` and
+                    // `max-age =60` carry a value no one may use (a space
+                    // kept in front makes it one), so the response is stale
+                    // (§4.2.1) rather than fresh for a guess.
+                    Some((name, value))
+                        if name.ends_with([' ', '\t']) || value.starts_with([' ', '\t']) =>
+                    {
+                        (name, Some(format!(" {}", value.trim())))
+                    }
                     Some((name, value)) => (name, Some(unquote(value.trim()))),
                     None => (item, None),
                 };
@@ -443,7 +453,7 @@ mod tests {
     fn cache_control_parsing_is_robust() {
         let d = Directives::parse(
             headers(&[
-                ("cache-control", " Max-Age = 60 ,FOO=\"a,b\""),
+                ("cache-control", " Max-Age=60 ,FOO=\"a,b\""),
                 ("cache-control", "no-cache=\"Set-Cookie, X-A\", x-unknown"),
             ])
             .get_all(CACHE_CONTROL),
@@ -458,6 +468,10 @@ mod tests {
             headers(&[("cache-control", "max-age=\"30\"")]).get_all(CACHE_CONTROL),
         );
         assert_eq!(d.seconds("max-age"), Some(Ok(30)));
+        // White space around "=" is not the syntax (§5.2): present, unusable.
+        let d =
+            Directives::parse(headers(&[("cache-control", "Max-Age = 60")]).get_all(CACHE_CONTROL));
+        assert_eq!(d.seconds("max-age"), Some(Err(Invalid)));
     }
 
     /// §5.2: a quoted string is a directive's value and a name is a token.
@@ -490,6 +504,11 @@ mod tests {
     fn bad_numbers_mean_stale() {
         assert_eq!(lifetime(200, &[("cache-control", "max-age=abc")]), 0);
         assert_eq!(lifetime(200, &[("cache-control", "max-age=-5")]), 0);
+        // RFC 9111 §5.2: no white space around "=".
+        for spaced in ["max-age= 60", "max-age =60", "max-age = 60", "s-maxage= 60"] {
+            assert_eq!(lifetime(200, &[("cache-control", spaced)]), 0, "{spaced}");
+        }
+        assert_eq!(lifetime(200, &[("cache-control", " max-age=60 ")]), 60);
         assert_eq!(
             lifetime(200, &[("cache-control", "max-age=60, max-age=120")]),
             0

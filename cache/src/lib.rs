@@ -32,6 +32,7 @@
 //! - `usage.rs`: [`Usage`], the sizes and counts for `/stats` and metrics;
 //! - `metrics.rs`: [`CacheMetrics`], those counts as Prometheus series, read at each scrape;
 //! - `coalesce.rs`: [`Coalescer`], one origin fetch for concurrent misses, and who may share it;
+//! - `etag.rs`: [`EntityTag`] and [`TagList`], entity tags and their lists compared as bytes;
 //! - `fuzzing.rs`: the parsers as the fuzz targets in `fuzz/` reach them (hidden from the docs).
 
 mod clock;
@@ -39,6 +40,7 @@ mod coalesce;
 mod date;
 mod disk;
 mod entry;
+mod etag;
 mod fetched;
 mod freshness;
 #[doc(hidden)]
@@ -72,6 +74,7 @@ pub use coalesce::{
 pub use date::parse_http_date;
 pub use disk::{DiskError, DiskTier, note_store_error};
 pub use entry::{CHUNK, Chunks, Entry, StoredHeaders};
+pub use etag::{EntityTag, TagList};
 pub use fetched::Fetched;
 pub use freshness::{Directives, Freshness, Heuristic};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};

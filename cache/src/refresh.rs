@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::Cache;
 use crate::entry::{Body, CHUNK, Entry, StoredHeaders};
+use crate::etag::EntityTag;
 use crate::fetched::Fetched;
 use crate::freshness::{Directives, Freshness};
 use crate::policy;
@@ -26,12 +27,13 @@ impl Cache {
             request_time,
             response_time,
         } = *fetched;
-        let etag = |v: Option<&http::HeaderValue>| {
-            v.and_then(|v| v.to_str().ok())
-                .map(|t| t.trim().trim_start_matches("W/").to_owned())
-        };
-        if let Some(new) = etag(not_modified.headers.get(http::header::ETAG))
-            && etag(stored.headers().get("etag").as_ref()).as_deref() != Some(new.as_str())
+        // The same opaque tag, as bytes (a weak one names its
+        // representation as well as a strong one does here).
+        let held = stored.headers().get("etag");
+        if let Some(new) = not_modified.headers.get(http::header::ETAG)
+            && !EntityTag::of(new)
+                .zip(held.as_ref().and_then(EntityTag::of))
+                .is_some_and(|(new, held)| new.weak_eq(&held))
         {
             return None;
         }

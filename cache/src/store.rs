@@ -5,6 +5,7 @@
 //! the entry is committed to memory, when it fits, and to disk.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -93,6 +94,12 @@ impl Storing {
     /// The body's declared length, when it has one.
     pub(crate) fn expected(&self) -> Option<u64> {
         self.expected
+    }
+
+    /// The response's current age (RFC 9111 §4.2.3): the origin's `Age`
+    /// and the time the origin took to answer, and since.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.pending.freshness.age(now)
     }
 
     /// What the response's variant is made of.

@@ -47,15 +47,22 @@ impl Admin {
         found
     }
 
-    /// A scoped token may purge URLs, prefixes and hosts of its hosts only.
+    /// A scoped token may purge URLs, prefixes, hosts and tags of its
+    /// hosts only: a tag purge it makes without `within_hosts` is limited
+    /// to all of them (so the purge that reaches the rest of a fleet is too).
     pub(crate) fn check_scope(
         &self,
         scope: &Scope,
-        purge: &PurgeRequest,
+        purge: &mut PurgeRequest,
     ) -> Result<(), ScopeError> {
         match scope {
             Scope::All => Ok(()),
-            Scope::Hosts(allowed) => check_hosts(allowed, purge),
+            Scope::Hosts(allowed) => {
+                if purge.tags.is_some() && purge.within_hosts.is_none() {
+                    purge.within_hosts = Some(allowed.clone());
+                }
+                check_hosts(allowed, purge)
+            }
         }
     }
 }
@@ -63,8 +70,19 @@ impl Admin {
 /// Whether a token limited to the hosts `allowed` (names, or `*.` and a
 /// parent name; lower-case) may make `purge`.
 pub(crate) fn check_hosts(allowed: &[String], purge: &PurgeRequest) -> Result<(), ScopeError> {
-    if purge.tags.is_some() || purge.everything.is_some() {
-        return Err(ScopeError::TagsOrEverything);
+    if purge.everything.is_some() {
+        return Err(ScopeError::Everything);
+    }
+    if purge.tags.is_some() {
+        let Some(within) = &purge.within_hosts else {
+            return Err(ScopeError::TagsOn("*".into()));
+        };
+        // What does not read as a pattern is refused with a 400 later.
+        for pattern in within.iter().filter_map(|p| crate::purge::host_pattern(p)) {
+            if !pattern_in_scope(allowed, &pattern) {
+                return Err(ScopeError::TagsOn(pattern));
+            }
+        }
     }
     let in_scope = |host: &str| {
         let host = host.to_ascii_lowercase();
@@ -105,13 +123,34 @@ pub(crate) fn check_hosts(allowed: &[String], purge: &PurgeRequest) -> Result<()
     Ok(())
 }
 
+/// Whether every host the normalized `pattern` matches is one of `allowed`'s:
+/// a name in scope, or `*.x` under an allowed `*.y` (x is y or below it).
+fn pattern_in_scope(allowed: &[String], pattern: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        None => allowed.iter().any(|a| match a.strip_prefix("*.") {
+            Some(suffix) => pattern
+                .strip_suffix(suffix)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => a == pattern,
+        }),
+        Some(under) => allowed.iter().any(|a| {
+            a.strip_prefix("*.").is_some_and(|suffix| {
+                under == suffix
+                    || under
+                        .strip_suffix(suffix)
+                        .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1)
+            })
+        }),
+    }
+}
+
 /// Bearer tokens of the side API.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     /// May do everything; with none (and no scoped tokens) every
     /// state-changing call is refused.
     pub full: Option<String>,
-    /// May purge URLs, prefixes and hosts of their hosts only.
+    /// May purge URLs, prefixes, hosts and tags of their hosts only.
     pub scoped: Vec<(String, Vec<String>)>,
     /// The purge work each token may do.
     pub budget: PurgeBudget,

@@ -54,13 +54,17 @@ pub enum PurgeError {
     Prefix(#[from] PrefixError),
     #[error("{0:?} is not a host name")]
     NotAHost(String),
+    #[error("within_hosts limits a tag purge: name tags too")]
+    WithinWithoutTags,
 }
 
 /// Why a scoped token may not make a purge.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ScopeError {
-    #[error("this token may not purge tags or everything")]
-    TagsOrEverything,
+    #[error("this token may not purge everything")]
+    Everything,
+    #[error("this token may not purge tags on host {0:?}")]
+    TagsOn(String),
     #[error("this token may not purge host {0:?}")]
     Host(String),
 }

@@ -63,7 +63,7 @@ impl Admin {
                 );
             }
         };
-        let purge: PurgeRequest = match serde_json::from_slice(&body) {
+        let mut purge: PurgeRequest = match serde_json::from_slice(&body) {
             Ok(p) => p,
             Err(e) => {
                 return error(
@@ -73,7 +73,7 @@ impl Admin {
                 );
             }
         };
-        if let Err(denied) = self.check_scope(&caller.scope, &purge) {
+        if let Err(denied) = self.check_scope(&caller.scope, &mut purge) {
             self.metrics
                 .purges
                 .with_label_values(&["any", "forbidden"])
@@ -207,6 +207,14 @@ pub struct PurgeRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub everything: Option<bool>,
+    /// Limits a tag purge to the objects of these hosts (names, or `*.` and
+    /// a parent name). A token scoped to hosts purges tags within them.
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub within_hosts: Option<Vec<String>>,
     /// Mark stale instead of deleting.
     #[serde(default)]
     pub soft: bool,
@@ -255,6 +263,8 @@ struct Targets {
     keys: Option<Vec<CacheKey>>,
     prefixes: Option<Vec<String>>,
     hosts: Option<Vec<String>>,
+    /// The host patterns a tag purge is limited to.
+    within: Option<Vec<String>>,
 }
 
 impl Purger {
@@ -282,7 +292,10 @@ impl Purger {
             kinds.push("hosts");
         }
         if let Some(tags) = &purge.tags {
-            matched += self.cache.purge_tags(tags, soft);
+            matched += match &targets.within {
+                Some(patterns) => self.cache.purge_tags_within(tags, patterns, soft),
+                None => self.cache.purge_tags(tags, soft),
+            };
             kinds.push("tags");
         }
         if purge.everything == Some(true) {
@@ -312,6 +325,7 @@ impl Purger {
             ("prefixes", &purge.prefixes),
             ("hosts", &purge.hosts),
             ("tags", &purge.tags),
+            ("within_hosts", &purge.within_hosts),
         ];
         if let Some((name, _)) = lists
             .iter()
@@ -325,6 +339,18 @@ impl Purger {
         if lists.iter().all(|(_, list)| list.is_none()) && purge.everything.is_none() {
             return Err(PurgeError::Nothing);
         }
+        if purge.within_hosts.is_some() && purge.tags.is_none() {
+            return Err(PurgeError::WithinWithoutTags);
+        }
+        let within = match &purge.within_hosts {
+            None => None,
+            Some(patterns) => Some(
+                patterns
+                    .iter()
+                    .map(|p| host_pattern(p).ok_or_else(|| PurgeError::NotAHost(p.clone())))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let keys = match &purge.urls {
             None => None,
             Some(urls) => {
@@ -366,6 +392,7 @@ impl Purger {
             keys,
             prefixes,
             hosts,
+            within,
         })
     }
 }
@@ -395,6 +422,30 @@ pub(crate) fn normalize_prefix(text: &str) -> Result<String, PrefixError> {
         source,
     })?;
     Ok(format!("{host}{path}"))
+}
+
+/// A host pattern as tag purges within hosts match it: a name, or `*.`
+/// and a parent name; lower case, no trailing dot, no port.
+pub(crate) fn host_pattern(text: &str) -> Option<String> {
+    let text = text.trim().to_ascii_lowercase();
+    let (wild, name) = match text.strip_prefix("*.") {
+        Some(name) => (true, name),
+        None => (false, text.as_str()),
+    };
+    let name = name.trim_end_matches('.');
+    let literal = name.starts_with('[') && name.ends_with(']') && !wild;
+    let valid = !name.is_empty()
+        && (literal
+            || name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    valid.then(|| {
+        if wild {
+            format!("*.{name}")
+        } else {
+            name.to_owned()
+        }
+    })
 }
 
 /// The URL as given and with the other of http and https.
@@ -459,15 +510,17 @@ mod tests {
             list(host().boxed()),
             list("[ -~]{0,6}".boxed()),
             proptest::option::of(any::<bool>()),
+            list(host().boxed()),
             any::<bool>(),
         )
             .prop_map(
-                |(urls, prefixes, hosts, tags, everything, soft)| PurgeRequest {
+                |(urls, prefixes, hosts, tags, everything, within_hosts, soft)| PurgeRequest {
                     urls,
                     prefixes,
                     hosts,
                     tags,
                     everything,
+                    within_hosts,
                     soft,
                 },
             )
@@ -555,6 +608,17 @@ mod tests {
                     if let Ok(prefix) = normalize_prefix(text) {
                         let host = prefix.split('/').next().unwrap_or_default();
                         prop_assert!(in_scope(host), "{:?} purges {:?}", text, prefix);
+                    }
+                }
+                // A tag purge is limited to hosts in scope, or refused.
+                if purge.tags.is_some() {
+                    prop_assert!(purge.within_hosts.is_some());
+                    for pattern in purge.within_hosts.iter().flatten().filter_map(|p| host_pattern(p)) {
+                        let reached = match pattern.strip_prefix("*.") {
+                            Some(name) => format!("x.{name}"),
+                            None => pattern.clone(),
+                        };
+                        prop_assert!(in_scope(&reached), "{:?} reaches {:?}", pattern, reached);
                     }
                 }
                 // A host purge applies only to what normalizes to `host/`.

@@ -129,10 +129,15 @@ async fn replaced_tokens_take_effect_at_once() {
 }
 
 fn store(cache: &Cache, url: &str) {
+    store_tagged(cache, url, "");
+}
+
+fn store_tagged(cache: &Cache, url: &str, tags: &str) {
     let key = CacheKey::from_url(url, &QueryKey::All).unwrap();
     let req = Request::get("/").body(()).unwrap().into_parts().0;
     let res = Response::builder()
         .header("cache-control", "max-age=60")
+        .header("surrogate-key", tags)
         .body(())
         .unwrap()
         .into_parts()
@@ -238,7 +243,8 @@ async fn scoped_tokens_purge_only_their_hosts() {
     for body in [
         r#"{"urls": ["http://b.test/x"]}"#,
         r#"{"hosts": ["evila.test"]}"#,
-        r#"{"tags": ["t"]}"#,
+        r#"{"tags": ["t"], "within_hosts": ["b.test"]}"#,
+        r#"{"tags": ["t"], "within_hosts": ["*.test"]}"#,
         r#"{"everything": true}"#,
     ] {
         assert_eq!(
@@ -253,6 +259,46 @@ async fn scoped_tokens_purge_only_their_hosts() {
             .0,
         StatusCode::OK
     );
+}
+
+/// Issue 22: a scoped token purges tags, but only on its hosts; any
+/// token may limit a tag purge with `within_hosts`.
+#[tokio::test]
+async fn scoped_tokens_purge_tags_of_their_hosts_only() {
+    let (admin, cache) = admin(Some("secret"));
+    for url in [
+        "http://a.test/1",
+        "http://www.a.test/2",
+        "http://b.test/3",
+        "http://c.test/4",
+    ] {
+        store_tagged(&cache, url, "t");
+    }
+    let matched = |(status, json): (StatusCode, serde_json::Value)| {
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json["matched"].as_u64()
+    };
+    let own = call(&admin, purge_request(Some("team-a"), r#"{"tags": ["t"]}"#)).await;
+    assert_eq!(matched(own), Some(2), "a.test and *.a.test");
+    let narrower = r#"{"tags": ["t"], "within_hosts": ["WWW.A.test."], "soft": true}"#;
+    let narrower = call(&admin, purge_request(Some("team-a"), narrower)).await;
+    assert_eq!(matched(narrower), Some(0), "already gone");
+    let full = r#"{"tags": ["t"], "within_hosts": ["b.test"]}"#;
+    assert_eq!(
+        matched(call(&admin, purge_request(Some("secret"), full)).await),
+        Some(1)
+    );
+    let rest = call(&admin, purge_request(Some("secret"), r#"{"tags": ["t"]}"#)).await;
+    assert_eq!(matched(rest), Some(1), "c.test was left alone until now");
+    for body in [
+        r#"{"within_hosts": ["a.test"]}"#,
+        r#"{"urls": ["http://a.test/1"], "within_hosts": ["a.test"]}"#,
+        r#"{"tags": ["t"], "within_hosts": ["a.test/x"]}"#,
+        r#"{"tags": ["t"], "within_hosts": []}"#,
+    ] {
+        let (status, json) = call(&admin, purge_request(Some("secret"), body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+    }
 }
 
 #[tokio::test]

@@ -42,5 +42,6 @@ pub use crate::origin::{
     Seen, respond, tls_acceptor,
 };
 pub use crate::outpost::{
-    Outpost, Stopped, access_log_lines, example_bin, memory_kib, outpost_bin,
+    Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, Stopped, access_log_lines, example_bin, memory_kib,
+    outpost_bin,
 };

@@ -46,6 +46,12 @@ fn built(path: &str) -> PathBuf {
     bin
 }
 
+/// A variable every Outpost the tests start has, holding [`SCOPED_TOKEN`]:
+/// a config names it in `admin.scoped_tokens[].token_env` to test a token
+/// scoped to hosts.
+pub const SCOPED_TOKEN_ENV: &str = "OUTPOST_TEST_SCOPED_TOKEN";
+pub const SCOPED_TOKEN: &str = "scoped-token-for-tests";
+
 /// A running `outpost run`, killed when dropped.
 pub struct Outpost {
     child: Child,
@@ -111,6 +117,7 @@ impl Outpost {
             .arg(&path)
             .args(args)
             .env_remove("OUTPOST_ADMIN_TOKEN")
+            .env(SCOPED_TOKEN_ENV, SCOPED_TOKEN)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,6 +1,8 @@
 //! End-to-end: purges by tag, prefix, host and everything, hard and soft.
 
-use outpost_tests::{Origin, Outpost, get, purge, request, respond, simple_config};
+use outpost_tests::{
+    Origin, Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, get, purge, request, respond, simple_config,
+};
 
 async fn tagged_origin() -> Origin {
     Origin::start(|seen| {
@@ -246,4 +248,40 @@ async fn twenty_thousand_prefixes_in_one_purge_and_a_budget_by_items() {
     // A small one still goes through.
     let res = purge(outpost.admin, Some("t"), r#"{"prefixes": ["a.test/q/"]}"#).await;
     assert_eq!(matched(&res), 1);
+}
+
+/// Issue 22: a token scoped to hosts purges tags on its hosts only; the
+/// same tags elsewhere stay cached.
+#[tokio::test]
+async fn a_scoped_token_purges_tags_on_its_hosts_only() {
+    let origin = tagged_origin().await;
+    let config = simple_config(&origin, &["a.test", "www.a.test", "b.test"], "").replace(
+        "admin:\n  addr: 127.0.0.1:0\n",
+        &format!(
+            "admin:\n  addr: 127.0.0.1:0\n  scoped_tokens:\n    - {{token_env: {SCOPED_TOKEN_ENV}, hosts: [\"*.a.test\"]}}\n"
+        ),
+    );
+    let outpost = Outpost::start(&config, &[], Some("t")).await;
+    for host in ["a.test", "www.a.test", "b.test"] {
+        warm(&outpost, host, &["/a", "/b", "/c"]).await;
+    }
+    let res = purge(outpost.admin, Some(SCOPED_TOKEN), r#"{"tags": ["sport"]}"#).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(matched(&res), 2, "/a and /b of www.a.test");
+    for path in ["/a", "/b"] {
+        let got = get(outpost.addr(), "www.a.test", path).await;
+        assert!(got.cache_status().contains("fwd=miss"), "{path}");
+        // `*.a.test` is a.test's subdomains, not a.test itself.
+        get(outpost.addr(), "a.test", path).await.assert_hit();
+        get(outpost.addr(), "b.test", path).await.assert_hit();
+    }
+    get(outpost.addr(), "www.a.test", "/c").await.assert_hit();
+    for body in [
+        r#"{"tags": ["sport"], "within_hosts": ["b.test"]}"#,
+        r#"{"everything": true}"#,
+    ] {
+        let res = purge(outpost.admin, Some(SCOPED_TOKEN), body).await;
+        assert_eq!(res.status, 403, "{body}");
+    }
+    get(outpost.addr(), "b.test", "/a").await.assert_hit();
 }

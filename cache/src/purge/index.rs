@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::journal::{Journal, Kind, Mark};
@@ -81,10 +81,13 @@ pub enum Verdict {
     Gone,
 }
 
+/// A stored object under a tag: its sequence number and host.
+type Tagged = (u64, Arc<str>);
+
 #[derive(Debug, Default)]
 struct Members {
-    /// tag -> stored hash -> the entry's sequence number.
-    tags: HashMap<String, HashMap<[u8; 32], u64>>,
+    /// tag -> the stored objects that carry it.
+    tags: HashMap<String, HashMap<[u8; 32], Tagged>>,
     /// (host and path, stored hash) -> sequence number, sorted so that a
     /// prefix is a range.
     locations: std::collections::BTreeMap<(String, [u8; 32]), u64>,
@@ -98,6 +101,9 @@ pub struct PurgeIndex {
     everything_soft: AtomicU64,
     hosts: RwLock<HashMap<String, Marks>>,
     tags: RwLock<HashMap<String, Marks>>,
+    /// Tag purges limited to hosts: host pattern (a name, or `*.` and a
+    /// parent name) -> tag -> marks.
+    scoped_tags: RwLock<HashMap<String, HashMap<String, Marks>>>,
     /// Host+path prefixes (no scheme) with their marks.
     prefixes: RwLock<PrefixMarks>,
     /// URL purges by primary key hash.
@@ -137,6 +143,7 @@ impl PurgeIndex {
             everything_soft: AtomicU64::new(0),
             hosts: RwLock::default(),
             tags: RwLock::default(),
+            scoped_tags: RwLock::default(),
             prefixes: RwLock::default(),
             urls: moka::sync::Cache::builder()
                 .time_to_live(lifetime)
@@ -218,6 +225,16 @@ impl PurgeIndex {
                 .or_default()
                 .record(mark.seq, mark.soft),
             Kind::Prefix => self.record_prefixes(&[mark.name.as_slice()], mark.seq, mark.soft),
+            Kind::ScopedTag => {
+                if let Some((pattern, tag)) = name.split_once('\0') {
+                    write(&self.scoped_tags)
+                        .entry(pattern.to_owned())
+                        .or_default()
+                        .entry(tag.to_owned())
+                        .or_default()
+                        .record(mark.seq, mark.soft);
+                }
+            }
             Kind::Watermark => {}
             Kind::Url => {
                 if let Ok(primary) = <[u8; 32]>::try_from(mark.name.as_slice()) {
@@ -287,6 +304,34 @@ impl PurgeIndex {
             }
         }
     }
+}
+
+/// A scoped tag mark's name in the journal: the host pattern, a NUL (in no
+/// host name) and the tag.
+fn scoped_name(pattern: &str, tag: &str) -> Vec<u8> {
+    let mut name = Vec::with_capacity(pattern.len() + 1 + tag.len());
+    name.extend_from_slice(pattern.as_bytes());
+    name.push(0);
+    name.extend_from_slice(tag.as_bytes());
+    name
+}
+
+/// The host patterns that match an entry's host (its name without a port):
+/// the name itself and `*.` with each parent name (`a.b.example` gives
+/// `a.b.example`, `*.b.example`, `*.example`).
+fn patterns_for(host: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    // An IPv6 literal (`[::1]:8080`) is itself and has no parent names.
+    let literal = host.starts_with('[');
+    let name = if literal {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    let parents = name
+        .match_indices('.')
+        .filter(move |_| !literal)
+        .map(move |(at, _)| std::borrow::Cow::Owned(format!("*.{}", &name[at + 1..])));
+    std::iter::once(std::borrow::Cow::Borrowed(name)).chain(parents)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -359,6 +404,19 @@ impl PurgeIndex {
                     marks.merge(*tag);
                 }
             }
+            drop(tags);
+            let scoped = self.scoped_tags.read().unwrap_or_else(|p| p.into_inner());
+            if !scoped.is_empty() {
+                for pattern in patterns_for(entry.host()) {
+                    if let Some(by_tag) = scoped.get(pattern.as_ref()) {
+                        for tag in entry.tags() {
+                            if let Some(tag) = by_tag.get(tag) {
+                                marks.merge(*tag);
+                            }
+                        }
+                    }
+                }
+            }
         }
         if let Some(url) = self.urls.get(entry.primary()) {
             marks.merge(url);
@@ -381,12 +439,15 @@ impl PurgeIndex {
     /// Indexes a stored entry under its host and tags.
     pub fn add(&self, hash: [u8; 32], entry: &Entry) {
         let mut members = lock(&self.members);
-        for tag in entry.tags() {
-            members
-                .tags
-                .entry(tag.clone())
-                .or_default()
-                .insert(hash, entry.seq());
+        if !entry.tags().is_empty() {
+            let host: Arc<str> = Arc::from(entry.host());
+            for tag in entry.tags() {
+                members
+                    .tags
+                    .entry(tag.clone())
+                    .or_default()
+                    .insert(hash, (entry.seq(), host.clone()));
+            }
         }
         members
             .locations
@@ -397,18 +458,15 @@ impl PurgeIndex {
     /// a newer entry under the same hash stays indexed).
     pub fn remove(&self, hash: &[u8; 32], entry: &Entry) {
         let mut members = lock(&self.members);
-        let drop_from = |map: &mut HashMap<String, HashMap<[u8; 32], u64>>, name: &str| {
-            if let Some(set) = map.get_mut(name) {
-                if set.get(hash) == Some(&entry.seq()) {
+        for tag in entry.tags() {
+            if let Some(set) = members.tags.get_mut(tag.as_str()) {
+                if set.get(hash).is_some_and(|(seq, _)| *seq == entry.seq()) {
                     set.remove(hash);
                 }
                 if set.is_empty() {
-                    map.remove(name);
+                    members.tags.remove(tag.as_str());
                 }
             }
-        };
-        for tag in entry.tags() {
-            drop_from(&mut members.tags, tag);
         }
         let location = (entry.location().to_owned(), *hash);
         if members.locations.get(&location) == Some(&entry.seq()) {
@@ -485,6 +543,45 @@ impl PurgeIndex {
         hashes
     }
 
+    /// Marks tags on the hosts `patterns` match only (names, or `*.` and a
+    /// parent name, lower case): the purge a token scoped to those hosts
+    /// may make. Returns the hashes of the stored objects it reaches.
+    pub fn mark_tags_within(
+        &self,
+        tags: &[String],
+        patterns: &[String],
+        soft: bool,
+    ) -> Vec<[u8; 32]> {
+        let seq = self.next_seq();
+        let names: Vec<Vec<u8>> = patterns
+            .iter()
+            .flat_map(|p| tags.iter().map(move |t| scoped_name(p, t)))
+            .collect();
+        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+        self.journal(seq, soft, Kind::ScopedTag, &refs);
+        let mut marks = write(&self.scoped_tags);
+        for pattern in patterns {
+            let by_tag = marks.entry(pattern.clone()).or_default();
+            for tag in tags {
+                by_tag.entry(tag.clone()).or_default().record(seq, soft);
+            }
+        }
+        drop(marks);
+        let members = lock(&self.members);
+        let mut hashes: Vec<[u8; 32]> = tags
+            .iter()
+            .filter_map(|t| members.tags.get(t))
+            .flat_map(|set| set.iter())
+            .filter(|(_, (_, host))| {
+                patterns_for(host).any(|candidate| patterns.iter().any(|p| *p == candidate))
+            })
+            .map(|(hash, _)| *hash)
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes
+    }
+
     /// Marks host+path prefixes (no scheme); returns the hashes of the
     /// stored objects under them.
     pub fn mark_prefixes(&self, prefixes: &[String], soft: bool) -> Vec<[u8; 32]> {
@@ -528,6 +625,39 @@ impl PurgeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_host_is_matched_by_itself_and_its_parents_patterns() {
+        let all = |host| {
+            patterns_for(host)
+                .map(|p| p.into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            all("a.b.example:8080"),
+            ["a.b.example", "*.b.example", "*.example"]
+        );
+        assert_eq!(all("localhost"), ["localhost"]);
+        assert_eq!(all("[::1]:8080"), ["[::1]"]);
+        assert_eq!(all("192.0.2.1"), ["192.0.2.1", "*.0.2.1", "*.2.1", "*.1"]);
+    }
+
+    /// A scoped tag mark is journaled and read back as itself.
+    #[test]
+    fn scoped_tag_marks_outlive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("purges");
+        let first = PurgeIndex::durable();
+        first.attach_journal(&path).unwrap();
+        first.mark_tags_within(&["red".into()], &["*.a.test".into(), "b.test".into()], true);
+        drop(first);
+        let second = PurgeIndex::durable();
+        second.attach_journal(&path).unwrap();
+        let scoped = second.scoped_tags.read().unwrap();
+        assert_eq!(scoped.len(), 2);
+        assert!(scoped["*.a.test"]["red"].soft > 0);
+        assert_eq!(scoped["b.test"]["red"].hard, 0);
+    }
 
     /// Numbers given after a restart are above the last watermark, so a
     /// clock set back meanwhile cannot give a purge a number below the

@@ -21,6 +21,9 @@ pub enum Kind {
     Prefix,
     Host,
     Tag,
+    /// A tag on the hosts one pattern matches (the name is the pattern, a
+    /// NUL and the tag).
+    ScopedTag,
     Everything,
     /// Not a purge: the sequence numbers given so far reach at most this
     /// (plus the step between watermarks), whatever the clock says later.
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Prefix => 'p',
             Kind::Host => 'h',
             Kind::Tag => 't',
+            Kind::ScopedTag => 's',
             Kind::Everything => 'e',
             Kind::Watermark => 'w',
         }
@@ -45,6 +49,7 @@ impl Kind {
             "p" => Kind::Prefix,
             "h" => Kind::Host,
             "t" => Kind::Tag,
+            "s" => Kind::ScopedTag,
             "e" => Kind::Everything,
             "w" => Kind::Watermark,
             _ => return None,

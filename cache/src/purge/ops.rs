@@ -58,6 +58,12 @@ impl Cache {
         self.drop_marked(self.purges.mark_tags(tags, soft), soft)
     }
 
+    /// Purges every object that carries one of these tags and whose host
+    /// one of `patterns` matches (names, or `*.` and a parent name).
+    pub fn purge_tags_within(&self, tags: &[String], patterns: &[String], soft: bool) -> usize {
+        self.drop_marked(self.purges.mark_tags_within(tags, patterns, soft), soft)
+    }
+
     /// After a host or tag mark, whose marks never expire: a hard purge
     /// frees the objects' memory, a soft one leaves them to the mark.
     /// Returns the objects matched.
@@ -170,6 +176,43 @@ mod tests {
     use super::*;
     use crate::testing::*;
     use crate::{Lookup, PolicyOptions, SystemClock};
+
+    /// A tag purge limited to hosts (what a scoped token may make) reaches
+    /// the tagged objects of those hosts only, now and at later lookups.
+    #[test]
+    fn a_tag_purge_within_hosts_stays_within_them() {
+        let (cache, _) = setup();
+        for url in [
+            "http://a.test/1",
+            "http://x.a.test/2",
+            "http://b.test:8080/3",
+            "http://c.test/4",
+        ] {
+            store_tagged(&cache, url, "blue");
+        }
+        store_tagged(&cache, "http://x.a.test/5", "red");
+        let within = ["*.a.test".to_owned(), "b.test".to_owned()];
+        assert_eq!(cache.purge_tags_within(&["blue".into()], &within, false), 2);
+        assert!(!is_fresh(&cache, "http://x.a.test/2"));
+        assert!(!is_fresh(&cache, "http://b.test:8080/3"));
+        // `*.a.test` is not `a.test`; other hosts and tags are untouched.
+        for url in ["http://a.test/1", "http://c.test/4", "http://x.a.test/5"] {
+            assert!(is_fresh(&cache, url), "{url}");
+        }
+        // A soft one leaves them stale; the mark holds for what is stored
+        // under the tag before it and is judged at lookup.
+        assert_eq!(
+            cache.purge_tags_within(&["blue".into()], &["c.test".into()], true),
+            1
+        );
+        assert!(is_stale(&cache, "http://c.test/4"));
+        assert!(is_fresh(&cache, "http://a.test/1"));
+        store_tagged(&cache, "http://x.a.test/2", "blue");
+        assert!(
+            is_fresh(&cache, "http://x.a.test/2"),
+            "stored after the purge"
+        );
+    }
 
     #[test]
     fn purges_by_tag_host_prefix_and_everything() {

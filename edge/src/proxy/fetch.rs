@@ -219,6 +219,15 @@ impl Proxy {
             ) {
                 Ok(storing) => {
                     status = status.stored();
+                    // RFC 9111 §5.1, §4.2.3: an answer the origin took a
+                    // while to send, or that came with an Age, is already
+                    // that old; clients (and caches after this one) hear so.
+                    let age = storing.age(self.cache.now()).as_secs();
+                    if age > 0 {
+                        parts
+                            .headers
+                            .insert(http::header::AGE, http::HeaderValue::from(age));
+                    }
                     let sharing = leader.map(|leader| match at_most {
                         Some(bound) => leader.share_at_most(&storing, &parts, Some(bound)),
                         None => leader.share(&storing, &parts),

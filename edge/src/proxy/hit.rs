@@ -11,6 +11,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use outpost_cache::{Cache, Entry};
+use outpost_cache::{EntityTag, TagList};
 
 use super::headers;
 use super::range::{self, Ranges};
@@ -174,20 +175,11 @@ pub(super) fn not_modified(stored: &HeaderMap, received: SystemTime, req: &Heade
     if !req.contains_key(IF_NONE_MATCH) && !req.contains_key(IF_MODIFIED_SINCE) {
         return false;
     }
-    let inm: Vec<&str> = req
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if !inm.is_empty() {
-        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-        return inm.iter().any(|t| *t == "*" || weak(t) == weak(etag));
+    // RFC 9110 §13.1.2: the weak comparison, of tags as bytes (obs-text
+    // included), in a list split outside the quotes.
+    if let Some(inm) = TagList::parse(req.get_all(IF_NONE_MATCH)) {
+        let current = stored.get(ETAG).and_then(EntityTag::of);
+        return inm.matches_weak(current.as_ref());
     }
     let since = req
         .get(IF_MODIFIED_SINCE)

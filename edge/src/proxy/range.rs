@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use http_body::{Body, Frame, SizeHint};
+use outpost_cache::EntityTag;
 
 /// More ranges than this in one request are answered with the whole object.
 const MAX_RANGES: usize = 32;
@@ -35,7 +36,7 @@ pub fn evaluate(req: &HeaderMap, len: u64, stored: &HeaderMap) -> Ranges {
         return Ranges::Whole;
     };
     if let Some(condition) = req.get(IF_RANGE)
-        && !if_range_holds(condition.to_str().unwrap_or_default(), stored)
+        && !if_range_holds(condition.as_bytes(), stored)
     {
         return Ranges::Whole;
     }
@@ -113,16 +114,17 @@ pub fn evaluate(req: &HeaderMap, len: u64, stored: &HeaderMap) -> Ranges {
 
 /// RFC 9110 §13.1.5: If-Range holds when its entity tag matches the stored
 /// one strongly, or its date equals a Last-Modified that is strong enough.
-fn if_range_holds(condition: &str, stored: &HeaderMap) -> bool {
-    let condition = condition.trim();
-    if condition.starts_with('"') || condition.starts_with("W/") {
-        let etag = stored
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
-        return !condition.starts_with("W/")
-            && etag.is_some_and(|e| !e.starts_with("W/") && e == condition);
+fn if_range_holds(condition: &[u8], stored: &HeaderMap) -> bool {
+    let condition = condition.trim_ascii();
+    if condition.starts_with(b"\"") || condition.starts_with(b"W/") {
+        let etag = stored.get(ETAG).and_then(EntityTag::of);
+        return EntityTag::parse(condition)
+            .zip(etag)
+            .is_some_and(|(asked, held)| asked.strong_eq(&held));
     }
+    let Ok(condition) = std::str::from_utf8(condition) else {
+        return false;
+    };
     let date = outpost_cache::parse_http_date(condition);
     let modified = stored
         .get(LAST_MODIFIED)
