@@ -558,6 +558,27 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
     actions::check_error_pages(&config.error_pages, "error_pages", &mut err);
+    if let Some(log) = &config.access_log {
+        let at = log.referenced;
+        let log = &log.value;
+        if log.path.trim().is_empty() {
+            err(at, "access_log.path".into(), "name stdout or a file".into());
+        }
+        if !(0.0..=1.0).contains(&log.sample) {
+            err(
+                at,
+                "access_log.sample".into(),
+                format!("{} is not a share of requests from 0 to 1", log.sample),
+            );
+        }
+        if log.fields.as_ref().is_some_and(Vec::is_empty) {
+            err(
+                at,
+                "access_log.fields".into(),
+                "name at least one field, or leave fields out for the default set".into(),
+            );
+        }
+    }
     let compression = &config.compression;
     for (i, pattern) in compression.types.iter().enumerate() {
         let valid = pattern.split_once('/').is_some_and(|(kind, sub)| {
@@ -824,6 +845,57 @@ sites:
             assert!(message.contains(expected), "{expected}\n---\n{message}");
         }
         assert!(!message.contains(":0:0:"), "{message}");
+    }
+
+    /// `access_log` is a path, or a mapping with the fields of each line
+    /// and the share of requests logged; a field no line has is an error
+    /// at its place.
+    #[test]
+    fn the_access_log_is_a_path_or_a_mapping() {
+        let short = load(&format!("access_log: stdout\n{GOOD}")).expect("valid");
+        let log = short.config.access_log.expect("set").value;
+        assert_eq!(
+            (log.path.as_str(), log.fields, log.sample),
+            ("stdout", None, 1.0)
+        );
+        let long = format!(
+            "access_log:\n  path: logs/access.log\n  fields: [time, status, user_agent]\n  sample: 0.25\n{GOOD}"
+        );
+        let log = load(&long)
+            .expect("valid")
+            .config
+            .access_log
+            .expect("set")
+            .value;
+        assert_eq!(log.path, "logs/access.log");
+        assert_eq!(
+            log.fields,
+            Some(vec![
+                crate::LogField::Time,
+                crate::LogField::Status,
+                crate::LogField::UserAgent
+            ])
+        );
+        assert_eq!(log.sample, 0.25);
+        let unknown = format!("access_log:\n  path: a.log\n  fields: [time, colour]\n{GOOD}");
+        let message = load(&unknown).unwrap_err().to_string();
+        assert!(
+            message.contains("test.yaml:3:") && message.contains("colour"),
+            "{message}"
+        );
+        let bad = format!("access_log:\n  path: a.log\n  fields: []\n  sample: 1.5\n{GOOD}");
+        let message = load(&bad).unwrap_err().to_string();
+        for expected in [
+            "access_log.sample: 1.5 is not a share of requests from 0 to 1",
+            "access_log.fields: name at least one field",
+        ] {
+            assert!(message.contains(expected), "{expected}\n---\n{message}");
+        }
+        assert!(!message.contains(":0:0:"), "{message}");
+        // Every field a line may have has its name.
+        for (name, field) in crate::LogField::ALL {
+            assert_eq!(field.name(), name);
+        }
     }
 
     #[test]

@@ -27,8 +27,10 @@ pub struct Config {
     pub origins: BTreeMap<String, OriginPool>,
     pub sites: Vec<Site>,
     /// `stdout`, or a file (relative to the config's directory) that gets
-    /// one JSON line per request and is reopened on SIGUSR1. Off when absent.
-    pub access_log: Option<String>,
+    /// one JSON line per request and is reopened on SIGUSR1; or a mapping
+    /// with that `path`, the `fields` each line has and the `sample` of
+    /// requests logged. Off when absent.
+    pub access_log: Option<Spanned<AccessLog>>,
     /// A Unix socket (path relative to the config's directory) on which the
     /// running process hands its listening sockets to a successor started
     /// with `outpost run --upgrade`, or spawned on SIGUSR2. Off when absent.
@@ -48,6 +50,129 @@ pub struct Config {
     /// Compression of what origins send uncompressed.
     #[serde(default)]
     pub compression: Compression,
+}
+
+/// The access log: where its lines go, what they say, and of how many
+/// requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    /// `stdout`, or a file relative to the config's directory.
+    pub path: String,
+    /// The fields of each line, in this order; None: the default set.
+    pub fields: Option<Vec<LogField>>,
+    /// The share of requests logged, from 0 to 1 (chosen by request id).
+    pub sample: f64,
+}
+
+/// What an access-log line may say of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogField {
+    Time,
+    RequestId,
+    Client,
+    Method,
+    Host,
+    Path,
+    Protocol,
+    Tls,
+    UserAgent,
+    Referer,
+    Status,
+    CacheStatus,
+    Rule,
+    Origin,
+    OriginMs,
+    TtfbMs,
+    BytesSent,
+    Complete,
+    DurationMs,
+    Error,
+}
+
+impl LogField {
+    /// Every field, as written in the config and in each line.
+    pub const ALL: [(&'static str, LogField); 20] = [
+        ("time", LogField::Time),
+        ("request_id", LogField::RequestId),
+        ("client", LogField::Client),
+        ("method", LogField::Method),
+        ("host", LogField::Host),
+        ("path", LogField::Path),
+        ("protocol", LogField::Protocol),
+        ("tls", LogField::Tls),
+        ("user_agent", LogField::UserAgent),
+        ("referer", LogField::Referer),
+        ("status", LogField::Status),
+        ("cache_status", LogField::CacheStatus),
+        ("rule", LogField::Rule),
+        ("origin", LogField::Origin),
+        ("origin_ms", LogField::OriginMs),
+        ("ttfb_ms", LogField::TtfbMs),
+        ("bytes_sent", LogField::BytesSent),
+        ("complete", LogField::Complete),
+        ("duration_ms", LogField::DurationMs),
+        ("error", LogField::Error),
+    ];
+
+    /// The name a line gives the field.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// The mapping form of `access_log`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessLogMap {
+    path: String,
+    fields: Option<Vec<LogField>>,
+    #[serde(default = "AccessLog::everyone")]
+    sample: f64,
+}
+
+impl AccessLog {
+    fn everyone() -> f64 {
+        1.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessLog {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = AccessLog;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`stdout`, a file path, or a mapping with path, fields and sample")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<AccessLog, E> {
+                Ok(AccessLog {
+                    path: path.to_owned(),
+                    fields: None,
+                    sample: 1.0,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AccessLog, A::Error> {
+                let map =
+                    AccessLogMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(AccessLog {
+                    path: map.path,
+                    fields: map.fields,
+                    sample: map.sample,
+                })
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
 }
 
 /// Responses the origin sent uncompressed are compressed for clients that

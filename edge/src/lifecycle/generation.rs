@@ -115,6 +115,11 @@ impl Generation {
             },
             coalesce_timeout: config.cache.coalesce_timeout.get(),
             access_log,
+            log_format: config
+                .access_log
+                .as_ref()
+                .map(|log| crate::observe::access_log::LogFormat::new(&log.value))
+                .unwrap_or_default(),
             request_ids: shared.request_ids.clone(),
             certificates: acceptors
                 .iter()
@@ -170,10 +175,10 @@ async fn access_log(
     loaded: &Loaded,
     previous: Option<&Generation>,
 ) -> Result<Option<Arc<AccessLog>>, ErrorList> {
-    let Some(setting) = loaded.config.access_log.as_deref() else {
+    let Some(setting) = &loaded.config.access_log else {
         return Ok(None);
     };
-    let target = match setting {
+    let target = match setting.value.path.as_str() {
         "stdout" => Target::Stdout,
         path => Target::File(loaded.resolve(std::path::Path::new(path))),
     };

@@ -97,13 +97,76 @@ async fn open(target: &Target) -> std::io::Result<Box<dyn tokio::io::AsyncWrite 
     })
 }
 
+/// What each line says and of how many requests: the config's
+/// `access_log.fields` and `access_log.sample`.
+#[derive(Debug, Clone)]
+pub struct LogFormat {
+    /// The fields of a line, in order; None: every field known.
+    pub fields: Option<Arc<[outpost_config::LogField]>>,
+    pub sample: f64,
+}
+
+impl Default for LogFormat {
+    fn default() -> Self {
+        Self {
+            fields: None,
+            sample: 1.0,
+        }
+    }
+}
+
+impl LogFormat {
+    pub fn new(config: &outpost_config::AccessLog) -> Self {
+        Self {
+            fields: config.fields.as_deref().map(Arc::from),
+            sample: config.sample,
+        }
+    }
+
+    /// Whether the request with this id is logged: the same ids are for
+    /// the same share, spread evenly over them (a multiplicative hash).
+    pub fn samples(&self, id: u64) -> bool {
+        if self.sample >= 1.0 {
+            return true;
+        }
+        let spread = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+        (spread as f64) / ((1u64 << 53) as f64) < self.sample
+    }
+
+    /// The line: the configured fields in their order (those known for
+    /// this request), or every field known.
+    fn line(&self, fields: serde_json::Map<String, serde_json::Value>) -> String {
+        let Some(wanted) = &self.fields else {
+            return serde_json::Value::Object(fields).to_string();
+        };
+        let mut line = String::from("{");
+        for field in wanted.iter() {
+            if let Some(value) = fields.get(field.name()) {
+                if line.len() > 1 {
+                    line.push(',');
+                }
+                line.push_str(&serde_json::Value::from(field.name()).to_string());
+                line.push(':');
+                line.push_str(&value.to_string());
+            }
+        }
+        line.push('}');
+        line
+    }
+}
+
 /// What a request's line says before its body is out.
 pub struct Pending {
-    /// None when only the hooks read the line.
-    pub log: Option<Arc<AccessLog>>,
+    /// None when only the hooks read the line (no log, or the request is
+    /// not in the sample).
+    pub log: Option<(Arc<AccessLog>, LogFormat)>,
     pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub started: Instant,
+    /// The body's length when the head declares it (0 for a body that is
+    /// never sent): reached, the body is complete even when the server
+    /// stops reading it at its last byte.
+    pub expected: Option<u64>,
 }
 
 /// A response body that counts its bytes and writes the request's line
@@ -131,10 +194,12 @@ impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
             hooks,
             mut fields,
             started,
+            expected,
         }) = self.pending.take()
         {
+            let complete = self.complete || expected == Some(self.sent);
             fields.insert("bytes_sent".into(), self.sent.into());
-            fields.insert("complete".into(), self.complete.into());
+            fields.insert("complete".into(), complete.into());
             fields.insert(
                 "duration_ms".into(),
                 (started.elapsed().as_secs_f64() * 1000.0).into(),
@@ -142,8 +207,8 @@ impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
             if let Some(hooks) = hooks {
                 hooks.log(&mut fields);
             }
-            if let Some(log) = log {
-                log.record(serde_json::Value::Object(fields).to_string());
+            if let Some((log, format)) = log {
+                log.record(format.line(fields));
             }
         }
     }
@@ -226,7 +291,51 @@ pub fn rfc3339(time: std::time::SystemTime) -> String {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
+    use outpost_config::LogField;
+
     use super::*;
+
+    #[test]
+    fn a_sample_logs_its_share_of_requests() {
+        let format = |sample| LogFormat {
+            fields: None,
+            sample,
+        };
+        let logged = |sample| {
+            (0..100_000u64)
+                .filter(|id| format(sample).samples(*id))
+                .count()
+        };
+        assert_eq!(logged(1.0), 100_000);
+        assert_eq!(logged(0.0), 0);
+        let tenth = logged(0.1);
+        assert!((9_000..11_000).contains(&tenth), "{tenth}");
+    }
+
+    #[test]
+    fn the_configured_fields_come_in_their_order() {
+        let format = LogFormat {
+            fields: Some(Arc::from([
+                LogField::Status,
+                LogField::Origin,
+                LogField::Time,
+            ])),
+            sample: 1.0,
+        };
+        let mut fields = serde_json::Map::new();
+        for (name, value) in [("time", "t"), ("status", "200"), ("method", "GET")] {
+            fields.insert(name.into(), value.into());
+        }
+        assert_eq!(format.line(fields), r#"{"status":"200","time":"t"}"#);
+        let format = LogFormat {
+            fields: Some(Arc::from([LogField::Time, LogField::Status])),
+            sample: 1.0,
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("status".into(), 200.into());
+        fields.insert("time".into(), "t\"".into());
+        assert_eq!(format.line(fields), r#"{"time":"t\"","status":200}"#);
+    }
 
     #[test]
     fn times_are_rfc3339() {

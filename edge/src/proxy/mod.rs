@@ -64,6 +64,8 @@ pub(crate) struct Proxy {
     pub(crate) hidden_headers: Vec<HeaderName>,
     /// One JSON line per request, when configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// What the lines say, and of how many requests.
+    pub(crate) log_format: access_log::LogFormat,
     /// Longest request target accepted (414 above it).
     pub(crate) max_uri_length: usize,
     /// The hosts each listener's TLS certificates serve (None for plain
@@ -129,9 +131,17 @@ impl Proxy {
         req: Request<ClientBody>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
+        let head = req.method() == http::Method::HEAD;
         let id = RequestId(self.request_ids.fetch_add(1, Ordering::Relaxed));
-        let mut logged = (self.access_log.is_some() || self.hooks.is_some())
-            .then(|| (self.access_log.clone(), request_fields(id, conn, &req)));
+        // The sample chooses who is written to the log; the hooks' log
+        // phase sees every request.
+        let log = self
+            .access_log
+            .clone()
+            .filter(|_| self.log_format.samples(id.0))
+            .map(|log| (log, self.log_format.clone()));
+        let mut logged =
+            (log.is_some() || self.hooks.is_some()).then(|| (log, request_fields(id, conn, &req)));
         let mut outward = Outward {
             id,
             site: None,
@@ -201,6 +211,24 @@ impl Proxy {
             .observe(started.elapsed().as_secs_f64());
         if let Some((log, mut fields)) = logged {
             response_fields(&mut fields, &response);
+            fields.insert(
+                "ttfb_ms".into(),
+                (started.elapsed().as_secs_f64() * 1000.0).into(),
+            );
+            if let Some(rule) = outward.rule {
+                fields.insert("rule".into(), rule.into());
+            }
+            // A body never sent (HEAD, 1xx, 204, 304) or of a declared
+            // length is complete at that length.
+            let expected = if head || matches!(response.status().as_u16(), 100..=199 | 204 | 304) {
+                Some(0)
+            } else {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+            };
             let (parts, body) = response.into_parts();
             let body = LoggedBody::new(
                 body,
@@ -209,6 +237,7 @@ impl Proxy {
                     hooks: self.hooks.clone(),
                     fields,
                     started,
+                    expected,
                 },
             )
             .boxed_unsync();
@@ -250,6 +279,19 @@ fn request_fields<B>(
     );
     fields.insert("protocol".into(), format!("{:?}", req.version()).into());
     fields.insert("tls".into(), conn.tls.into());
+    for (name, field) in [
+        (http::header::USER_AGENT, "user_agent"),
+        (http::header::REFERER, "referer"),
+    ] {
+        if let Some(value) = req.headers().get(name) {
+            fields.insert(
+                field.into(),
+                String::from_utf8_lossy(value.as_bytes())
+                    .into_owned()
+                    .into(),
+            );
+        }
+    }
     fields
 }
 

@@ -174,6 +174,9 @@ impl Proxy {
         // come before the key is built; a rewrite changes what the origin
         // is asked for (and the key, when the rule says so).
         let mut forwarded = None;
+        // For the access log, and for the rule's response edits (which
+        // apply to its redirect too).
+        outward.rule = rule.index();
         if let Some(actions) = rule.actions() {
             let vars = (actions.request_vars() || actions.response_vars()).then(|| Vars {
                 tls: conn.tls,
@@ -187,8 +190,6 @@ impl Proxy {
             if actions.response_vars() {
                 outward.vars = vars.map(Vars::kept);
             }
-            // The rule's response edits apply to its redirect too.
-            outward.rule = rule.index();
             if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
                 return (
                     Some(CacheStatus::neither(Detail::Redirect)),
