@@ -3,6 +3,7 @@
 
 pub mod actions;
 mod load;
+mod locate;
 pub mod media;
 mod model;
 pub mod template;

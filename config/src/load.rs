@@ -25,7 +25,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        // A file that cannot be read has no place in it to name.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }
@@ -55,11 +60,27 @@ pub struct Loaded {
     pub config: Config,
     /// The name used in error messages.
     pub file: String,
+    /// The file's text, to place errors found after loading.
+    pub text: std::sync::Arc<str>,
     /// Relative paths in the file are resolved against this directory.
     pub base_dir: PathBuf,
 }
 
 impl Loaded {
+    /// An error about the value at the key `path` (`origins.app`), placed
+    /// at its line and column in the file.
+    pub fn error(&self, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let path = path.into();
+        let (line, column) = crate::locate::locate(&self.text, &path);
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            path,
+            message: message.into(),
+        }
+    }
+
     /// Resolves a path from the file against its directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir.join(path)
@@ -99,13 +120,19 @@ pub fn load_file(path: &Path) -> Result<Loaded, ErrorList> {
 /// Parses and validates YAML text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str, base_dir: &Path) -> Result<Loaded, ErrorList> {
     let config = parse(text, file)?;
-    let errors = validate(&config, file);
+    let mut errors = validate(&config, file);
     if !errors.is_empty() {
+        // What the checks could not place (a value without a position of
+        // its own, or a default) is placed by its key path.
+        for error in errors.iter_mut().filter(|e| e.line == 0) {
+            (error.line, error.column) = crate::locate::locate(text, &error.path);
+        }
         return Err(ErrorList(errors));
     }
     Ok(Loaded {
         config,
         file: file.to_owned(),
+        text: text.into(),
         base_dir: base_dir.to_path_buf(),
     })
 }
@@ -123,7 +150,11 @@ fn parse(text: &str, file: &str) -> Result<Config, ErrorList> {
         let at = e.location().unwrap_or(Location::UNKNOWN);
         let path = key_path.into_inner();
         let path = if path == "." { String::new() } else { path };
-        ErrorList(vec![error_at(file, at, path, plain_message(&e))])
+        let mut error = error_at(file, at, path, plain_message(&e));
+        if error.line == 0 {
+            (error.line, error.column) = crate::locate::locate(text, &error.path);
+        }
+        ErrorList(vec![error])
     })
 }
 

@@ -75,3 +75,39 @@ fn a_missing_error_page_and_an_unknown_template_variable_are_located() {
         "{stderr}"
     );
 }
+
+/// Issue 21: every problem of a file is reported at once, each at a line
+/// and column, those found after parsing (a default out of range, a
+/// listener's certificate, an origin's CA file, an error page) too.
+#[test]
+fn every_error_is_reported_each_at_its_place() {
+    let (code, stderr, path) = check(
+        "listen:\n  - addr: 127.0.0.1:8443\n    tls:\n      certificates:\n        - {cert: missing.crt, key: missing.key}\ncache:\n  tag_headers: [ok, 'not a name']\n  heuristic_fraction: 3\norigins:\n  app:\n    servers: [{url: https://127.0.0.1:9000}]\n    tls: {ca_file: missing-ca.pem}\nsites:\n  - hosts: [example.com]\n    origin: app\n    error_pages:\n      502: {file: missing.html}\n",
+    );
+    assert_eq!(code, Some(1));
+    // The file's own checks report all they find together.
+    for expected in [
+        format!("{path}:7:"),
+        "cache.tag_headers[1]".to_owned(),
+        "cache.heuristic_fraction".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\n---\n{stderr}");
+    }
+    assert!(!stderr.contains(":0:0:"), "{stderr}");
+    // Then, with the file fixed, what only loading finds: all of it.
+    let (code, stderr, path) = check(
+        "listen:\n  - addr: 127.0.0.1:8443\n    tls:\n      certificates:\n        - {cert: missing.crt, key: missing.key}\norigins:\n  app:\n    servers: [{url: https://127.0.0.1:9000}]\n    tls: {ca_file: missing-ca.pem}\nsites:\n  - hosts: [example.com]\n    origin: app\n    error_pages:\n      502: {file: missing.html}\n",
+    );
+    assert_eq!(code, Some(1));
+    for expected in [
+        format!("{path}:5:"),
+        format!("{path}:9:"),
+        format!("{path}:14:"),
+        "listen[0].tls.certificates".to_owned(),
+        "origins.app.tls: tls.ca_file".to_owned(),
+        "sites[0].error_pages.502.file".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\n---\n{stderr}");
+    }
+    assert!(!stderr.contains(":0:0:"), "{stderr}");
+}

@@ -13,13 +13,25 @@ use crate::origin::server;
 /// certificate, every origin pool's TLS files and every error page load,
 /// as at start.
 pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
-    crate::proxy::router::Router::new(loaded)?;
-    acceptors(loaded)?;
-    for (name, pool) in &loaded.config.origins {
-        server::check_tls(pool, &loaded.base_dir)
-            .map_err(|e| single_error(loaded, format!("origins.{name}: {}", Chain(&e))))?;
+    // Every problem found, not only the first.
+    let mut errors = Vec::new();
+    if let Err(ErrorList(found)) = crate::proxy::router::Router::new(loaded) {
+        errors.extend(found);
     }
-    Ok(())
+    if let Err(ErrorList(found)) = acceptors(loaded) {
+        errors.extend(found);
+    }
+    for (name, pool) in &loaded.config.origins {
+        if let Err(e) = server::check_tls(pool, &loaded.base_dir) {
+            errors.push(loaded.error(format!("origins.{name}.tls"), Chain(&e).to_string()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(ErrorList(errors))
+    }
 }
 
 /// The TLS acceptor of each listener (None for plain ones), in config order.
@@ -55,12 +67,7 @@ pub(crate) fn acceptors(loaded: &Loaded) -> Result<Vec<Option<Arc<tls::Tls>>>, E
     Ok(acceptors)
 }
 
-pub(crate) fn single_error(loaded: &Loaded, message: String) -> ErrorList {
-    ErrorList(vec![outpost_config::ConfigError {
-        file: loaded.file.clone(),
-        line: 0,
-        column: 0,
-        path: String::new(),
-        message,
-    }])
+/// One error about the value at the key `path`, placed in the file.
+pub(crate) fn single_error(loaded: &Loaded, path: &str, message: String) -> ErrorList {
+    ErrorList(vec![loaded.error(path, message)])
 }

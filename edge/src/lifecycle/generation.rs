@@ -88,7 +88,9 @@ impl Generation {
             let upstream =
                 Upstream::new(name, pool, shared.origin_metrics.clone(), &loaded.base_dir)
                     .await
-                    .map_err(|e| single_error(&loaded, format!("origins.{name}: {}", Chain(&e))))?;
+                    .map_err(|e| {
+                        single_error(&loaded, &format!("origins.{name}"), Chain(&e).to_string())
+                    })?;
             if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
                 upstream.inherit_health(old, pool.health_check.is_some());
             }
@@ -191,7 +193,7 @@ async fn access_log(
     AccessLog::start(target.clone())
         .await
         .map(Some)
-        .map_err(|e| single_error(loaded, format!("access_log: cannot open {target:?}: {e}")))
+        .map_err(|e| single_error(loaded, "access_log", format!("cannot open {target:?}: {e}")))
 }
 
 /// Header names from the config (validated there), lower-cased.

@@ -188,14 +188,15 @@ fn fixed_settings(old: &Loaded, new: &Loaded) -> Result<(), ErrorList> {
                 format!("listen[{i}]"),
                 message,
             )]),
-            None => single_error(new, format!("listen: {message}")),
+            None => single_error(new, "listen", message.to_owned()),
         });
     }
     if old_config.admin.addr != new_config.admin.addr {
         return Err(single_error(
             new,
+            "admin.addr",
             format!(
-                "admin.addr: the side API's address ({} now) changes only with a restart or an upgrade",
+                "the side API's address ({} now) changes only with a restart or an upgrade",
                 old_config.admin.addr
             ),
         ));
