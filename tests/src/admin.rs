@@ -30,6 +30,38 @@ pub async fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The sum of every sample of the family `name` whose labels include
+/// `labels` (the others, such as `site`, summed over); None when no
+/// sample of the family has them.
+pub async fn metric_sum(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let got = get(admin, "admin", "/metrics").await;
+    let text = String::from_utf8_lossy(&got.body).into_owned();
+    let mut sum = None;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (family, set) = match series.split_once('{') {
+            Some((family, set)) => (family, set.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if family != name {
+            continue;
+        }
+        let has = |(key, want): &(&str, &str)| {
+            set.split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .any(|(k, v)| k == *key && v.trim_matches('"') == *want)
+        };
+        if labels.iter().all(has)
+            && let Ok(value) = value.parse::<f64>()
+        {
+            *sum.get_or_insert(0.0) += value;
+        }
+    }
+    sum
+}
+
 /// Waits (bounded: 10 s) until `series` reaches `value`.
 pub async fn await_metric(admin: SocketAddr, series: &str, value: f64) {
     for _ in 0..1000 {

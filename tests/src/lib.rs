@@ -32,7 +32,7 @@ mod nats;
 mod origin;
 mod outpost;
 
-pub use crate::admin::{await_metric, metric, purge, reload, stats};
+pub use crate::admin::{await_metric, metric, metric_sum, purge, reload, stats};
 pub use crate::client::{Got, get, get_streamed, request, try_request};
 pub use crate::config::{pool_config, simple_config};
 pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};

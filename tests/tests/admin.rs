@@ -67,12 +67,35 @@ async fn health_and_metrics_answer() {
     assert_eq!(get(outpost.admin, "admin", "/healthz").await.status, 200);
     let metrics = get(outpost.admin, "admin", "/metrics").await;
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    // By cache status, site (its first host) and status class.
     assert!(
-        text.contains("outpost_requests_total{cache_status=\"hit\"} 1"),
+        text.contains(
+            "outpost_requests_total{cache_status=\"hit\",site=\"example.com\",status_class=\"2xx\"} 1"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("outpost_requests_total{cache_status=\"miss\"} 1"),
+        text.contains(
+            "outpost_requests_total{cache_status=\"miss\",site=\"example.com\",status_class=\"2xx\"} 1"
+        ),
+        "{text}"
+    );
+    // The miss's body came from the origin, the hit's from memory.
+    assert!(
+        text.contains("outpost_response_body_bytes_total{source=\"memory\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outpost_response_body_bytes_total{source=\"origin\"} 1"),
+        "{text}"
+    );
+    get(outpost.addr(), "unknown.example", "/m").await;
+    let text =
+        String::from_utf8(get(outpost.admin, "admin", "/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            "outpost_requests_total{cache_status=\"error\",site=\"\",status_class=\"4xx\"} 1"
+        ),
         "{text}"
     );
     assert!(

@@ -3,7 +3,8 @@
 //! what happened without telling them where the origin is.
 
 use outpost_tests::{
-    Origin, Outpost, access_log_lines, get, metric, purge, reload, request, respond, simple_config,
+    Origin, Outpost, access_log_lines, get, metric_sum, purge, reload, request, respond,
+    simple_config,
 };
 
 /// The rules' YAML under `rules:`, one rule per string.
@@ -63,9 +64,10 @@ async fn a_redirect_answers_with_its_filled_in_target_and_never_asks_the_origin(
     assert_eq!(got.status, 301);
     assert_eq!(origin.hits(), 0);
     assert_eq!(
-        metric(
+        metric_sum(
             outpost.admin,
-            "outpost_requests_total{cache_status=\"redirect\"}"
+            "outpost_requests_total",
+            &[("cache_status", "redirect"), ("status_class", "3xx")]
         )
         .await,
         Some(4.0)

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use outpost_tests::{Nats, Origin, Outpost, await_metric, get, metric, purge, respond};
+use outpost_tests::{Nats, Origin, Outpost, await_metric, get, metric, metric_sum, purge, respond};
 
 const TOKEN: &str = "fleet-token";
 
@@ -508,7 +508,12 @@ async fn a_request_that_passed_a_member_never_goes_to_another() {
     assert_eq!(origin.hits(), 30);
     for node in &nodes[1..] {
         assert_eq!(
-            metric(node.admin, r#"outpost_requests_total{cache_status="miss"}"#).await,
+            metric_sum(
+                node.admin,
+                "outpost_requests_total",
+                &[("cache_status", "miss")]
+            )
+            .await,
             None,
             "no member was asked"
         );

@@ -12,11 +12,23 @@ use http_body::{Body, Frame, SizeHint};
 pub struct CountedBody<B> {
     inner: B,
     counter: prometheus::IntCounter,
+    /// A second counter the same bytes go to (by where they came from).
+    also: Option<prometheus::IntCounter>,
 }
 
 impl<B> CountedBody<B> {
     pub fn new(inner: B, counter: prometheus::IntCounter) -> Self {
-        Self { inner, counter }
+        Self {
+            inner,
+            counter,
+            also: None,
+        }
+    }
+
+    /// The bytes count on `counter` as well.
+    pub fn also(mut self, counter: prometheus::IntCounter) -> Self {
+        self.also = Some(counter);
+        self
     }
 }
 
@@ -34,6 +46,9 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
             && let Some(data) = frame.data_ref()
         {
             this.counter.inc_by(data.len() as u64);
+            if let Some(also) = &this.also {
+                also.inc_by(data.len() as u64);
+            }
         }
         Poll::Ready(frame)
     }

@@ -14,14 +14,31 @@ use outpost_cache::{Cache, Entry};
 use outpost_cache::{EntityTag, TagList};
 
 use super::headers;
+use super::metrics::Source;
 use super::range::{self, Ranges};
 
 use super::respond::{empty, full, set_header};
 use super::{BoxError, ProxyBody};
 
 /// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
-/// client's own validators match (RFC 9110 §13.1).
+/// client's own validators match (RFC 9110 §13.1). The answer says which
+/// tier its body comes from, for the metrics.
 pub(super) fn from_cache(
+    cache: &Cache,
+    entry: &Entry,
+    req: &request::Parts,
+    now: SystemTime,
+) -> Response<ProxyBody> {
+    let mut res = answer(cache, entry, req, now);
+    res.extensions_mut().insert(if entry.resident() {
+        Source::Memory
+    } else {
+        Source::Disk
+    });
+    res
+}
+
+fn answer(
     cache: &Cache,
     entry: &Entry,
     req: &request::Parts,

@@ -17,6 +17,8 @@ pub(crate) struct ProxyMetrics {
     /// Body bytes received from clients and sent to them.
     pub(crate) client_bytes_in: IntCounter,
     pub(crate) client_bytes_out: IntCounter,
+    /// Body bytes sent to clients, by where they came from.
+    pub(crate) sent_from: [IntCounter; 4],
     /// Responses Outpost compressed, by coding (once per stored object).
     pub(crate) compressed: IntCounterVec,
     /// Stored compressed copies decoded for a client that accepts none
@@ -24,14 +26,57 @@ pub(crate) struct ProxyMetrics {
     pub(crate) decompressed: IntCounterVec,
 }
 
+/// Where the body bytes of an answer come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Memory,
+    Disk,
+    Origin,
+    Outpost,
+}
+
+impl Source {
+    const ALL: [Source; 4] = [
+        Source::Memory,
+        Source::Disk,
+        Source::Origin,
+        Source::Outpost,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Disk => "disk",
+            Source::Origin => "origin",
+            Source::Outpost => "outpost",
+        }
+    }
+}
+
+/// The class of a status code, as a label: `2xx` .. `5xx`.
+pub(crate) fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 impl ProxyMetrics {
+    /// The counter of bytes sent from `source`.
+    pub(crate) fn sent_from(&self, source: Source) -> &IntCounter {
+        &self.sent_from[source as usize]
+    }
+
     pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new(
                 "outpost_requests_total",
-                "Client requests answered, by cache status.",
+                "Client requests answered, by cache status, site (its first host name) and status class.",
             ),
-            &["cache_status"],
+            &["cache_status", "site", "status_class"],
         )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -64,6 +109,13 @@ impl ProxyMetrics {
             ),
             &["direction"],
         )?;
+        let sent = IntCounterVec::new(
+            Opts::new(
+                "outpost_response_body_bytes_total",
+                "Body bytes sent to clients, by where they came from: the memory tier, the disk tier, an origin (misses, passes, revalidations) or Outpost itself (its own answers).",
+            ),
+            &["source"],
+        )?;
         let compressed = IntCounterVec::new(
             Opts::new(
                 "outpost_compressed_responses_total",
@@ -90,6 +142,7 @@ impl ProxyMetrics {
         registry.register(Box::new(coalesced.clone()))?;
         registry.register(Box::new(coalesce_wait.clone()))?;
         registry.register(Box::new(client_bytes.clone()))?;
+        registry.register(Box::new(sent.clone()))?;
         Ok(Self {
             requests,
             request_duration,
@@ -97,6 +150,7 @@ impl ProxyMetrics {
             coalesce_wait,
             client_bytes_in: client_bytes.with_label_values(&["in"]),
             client_bytes_out: client_bytes.with_label_values(&["out"]),
+            sent_from: Source::ALL.map(|source| sent.with_label_values(&[source.label()])),
             compressed,
             decompressed,
         })

@@ -155,7 +155,13 @@ impl Proxy {
             }),
         };
         let (status, mut response) = self.route(conn, req, &mut outward).await;
+        let mut source = response
+            .extensions()
+            .get::<metrics::Source>()
+            .copied()
+            .unwrap_or(metrics::Source::Origin);
         if let Some(own) = response.extensions_mut().remove::<OwnAnswer>() {
+            source = metrics::Source::Outpost;
             if let Some(cause) = &own.cause {
                 tracing::warn!(request_id = %id, error = %cause, "origin request failed");
                 if let Some((_, fields)) = &mut logged {
@@ -202,9 +208,15 @@ impl Proxy {
             response = Response::from_parts(parts, body);
         }
         let counter = self.metrics.client_bytes_out.clone();
-        let mut response = response.map(|body| CountedBody::new(body, counter).boxed_unsync());
+        let from = self.metrics.sent_from(source).clone();
+        let mut response =
+            response.map(|body| CountedBody::new(body, counter).also(from).boxed_unsync());
         let label = Outcome::of(status.as_ref()).label();
-        self.metrics.requests.with_label_values(&[label]).inc();
+        let site = outward.site.as_ref().map_or("", |s| s.name.as_str());
+        self.metrics
+            .requests
+            .with_label_values(&[label, site, metrics::status_class(response.status())])
+            .inc();
         self.metrics
             .request_duration
             .with_label_values(&[label])

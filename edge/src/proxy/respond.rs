@@ -80,6 +80,7 @@ pub(super) fn redirect(status: StatusCode, to: &str) -> Response<ProxyBody> {
         // carry: the redirect cannot be given.
         Err(_) => return plain(StatusCode::BAD_REQUEST, "the redirect target is invalid\n"),
     }
+    res.extensions_mut().insert(super::metrics::Source::Outpost);
     res
 }
 

@@ -19,6 +19,9 @@ pub const STALE_IF_UNREACHABLE: Duration = Duration::from_secs(300);
 
 /// A site as the proxy uses it.
 pub struct Site {
+    /// The site's first host name, lower case (`*` for the catch-all): its
+    /// label in the metrics.
+    pub name: String,
     pub origin: String,
     /// Misses go through the key's owner in the fleet.
     pub shield: bool,
@@ -391,6 +394,11 @@ impl Router {
                 ..RuleSettings::default()
             });
             let compiled = Arc::new(Site {
+                name: site
+                    .hosts
+                    .first()
+                    .map(|h| h.value.to_ascii_lowercase())
+                    .unwrap_or_default(),
                 origin: site.origin.value.clone(),
                 shield: site.shield,
                 rules,
