@@ -233,6 +233,31 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
 
+    for (i, network) in config.admin.access.networks.iter().enumerate() {
+        if crate::model::parse_network(&network.value).is_none() {
+            err(
+                network.referenced,
+                format!("admin.access.networks[{i}]"),
+                format!(
+                    "{:?} is not a network (10.0.0.0/8, fd00::/8) or an address",
+                    network.value
+                ),
+            );
+        }
+    }
+    if config
+        .admin
+        .access
+        .read_token_env
+        .as_ref()
+        .is_some_and(|v| v.trim().is_empty())
+    {
+        err(
+            Location::UNKNOWN,
+            "admin.access.read_token_env".into(),
+            "name an environment variable".into(),
+        );
+    }
     for (i, token) in config.admin.scoped_tokens.iter().enumerate() {
         if token.hosts.is_empty() {
             err(

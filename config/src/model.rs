@@ -392,6 +392,43 @@ pub struct Admin {
     /// The purge work each token may do, in items named.
     #[serde(default)]
     pub purge_budget: PurgeBudget,
+    /// Who may read the side API (`/stats`, `/metrics`, `/explain`, the
+    /// status page): open to whoever reaches `addr` when absent.
+    #[serde(default)]
+    pub access: AdminAccess,
+}
+
+/// Limits on who reaches the side API beyond its purge tokens.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccess {
+    /// Client networks (`10.0.0.0/8`, `::1/128`, or one address) that may
+    /// use the side API at all, `/healthz` and `/readyz` aside; any when empty.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    /// The variable holding a bearer token that the reading routes ask for
+    /// (the full admin token also does); none asked when absent.
+    pub read_token_env: Option<String>,
+}
+
+impl AdminAccess {
+    /// The networks, as parsed (the config check refused any that is not).
+    pub fn parsed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.networks
+            .iter()
+            .filter_map(|n| parse_network(&n.value))
+            .collect()
+    }
+}
+
+/// A network in CIDR form, or one address (a /32 or /128).
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// How many items (URLs, prefixes, hosts, tags; everything counts as
@@ -452,6 +489,7 @@ impl Default for Admin {
             token_env: Self::default_token_env(),
             scoped_tokens: Vec::new(),
             purge_budget: PurgeBudget::default(),
+            access: AdminAccess::default(),
         }
     }
 }

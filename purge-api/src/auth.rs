@@ -16,14 +16,7 @@ impl Admin {
     /// missing or matches no configured token. Every token is compared, in
     /// constant time.
     pub(crate) fn caller<B>(&self, req: &Request<B>) -> Option<Caller> {
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim_start().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())?;
+        let given = bearer(req)?;
         // Compare hashes so that neither the length nor the bytes of a
         // token leak through timing.
         let given = blake3::hash(given.as_bytes());
@@ -47,6 +40,41 @@ impl Admin {
         found
     }
 
+    /// Whether the request may go on to its route: from a listed network
+    /// (health probes excepted), and for a reading route with the read
+    /// token or the full one, when the config asks for one.
+    pub(crate) fn admitted<B>(&self, req: &Request<B>, reading: bool) -> Result<(), Denied> {
+        let access = self
+            .access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !access.networks.is_empty() {
+            let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+            let client = client.map(|ip| match ip {
+                std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+                v4 => v4,
+            });
+            if !client.is_some_and(|ip| access.networks.iter().any(|n| n.contains(&ip))) {
+                return Err(Denied::Network);
+            }
+        }
+        if reading && access.read_required {
+            let given = bearer(req).map(|t| *blake3::hash(t.as_bytes()).as_bytes());
+            let full = self
+                .caller(req)
+                .is_some_and(|c| matches!(c.scope, Scope::All));
+            let matches = given
+                .zip(access.read)
+                .is_some_and(|(given, read)| bool::from(given.ct_eq(&read)));
+            if !(matches || full) {
+                return Err(Denied::Token);
+            }
+        }
+        Ok(())
+    }
+
     /// A scoped token may purge URLs, prefixes, hosts and tags of its
     /// hosts only: a tag purge it makes without `within_hosts` is limited
     /// to all of them (so the purge that reaches the rest of a fleet is too).
@@ -65,6 +93,17 @@ impl Admin {
             }
         }
     }
+}
+
+/// The bearer token a request presents.
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// Whether a token limited to the hosts `allowed` (names, or `*.` and a
@@ -154,6 +193,53 @@ pub struct Tokens {
     pub scoped: Vec<(String, Vec<String>)>,
     /// The purge work each token may do.
     pub budget: PurgeBudget,
+    /// Asked of the reading routes (`/stats`, `/metrics`, ...), which the
+    /// full token also opens.
+    pub read: Option<String>,
+    /// Whether the reading routes ask for a token at all (with `read`
+    /// None, only the full token opens them).
+    pub read_required: bool,
+    /// Client networks that may use the side API at all (health probes
+    /// aside); any when empty.
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+/// The client's address on the side API, which the server puts in each
+/// request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// Who may reach and read the side API.
+#[derive(Debug, Default)]
+pub(crate) struct Access {
+    /// Whether the reading routes ask for a token, and the hash of the
+    /// read token.
+    read_required: bool,
+    read: Option<[u8; 32]>,
+    networks: Vec<ipnet::IpNet>,
+}
+
+impl Access {
+    pub(crate) fn new(tokens: &Tokens) -> Self {
+        Self {
+            read_required: tokens.read_required || tokens.read.is_some(),
+            read: tokens
+                .read
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| *blake3::hash(t.as_bytes()).as_bytes()),
+            networks: tokens.networks.clone(),
+        }
+    }
+}
+
+/// Why the side API turned a request away before its route.
+pub(crate) enum Denied {
+    /// From a network the config does not list.
+    Network,
+    /// A reading route without the read token (or the full one).
+    Token,
 }
 
 /// A caller that presented a known token.

@@ -37,7 +37,7 @@ use http_body_util::Full;
 use outpost_cache::{Cache, CacheKey};
 use serde_json::json;
 
-pub use auth::Tokens;
+pub use auth::{ClientAddr, Tokens};
 use auth::{Scope, TokenTable, token_table, unauthorized};
 use budget::Budgets;
 pub use budget::PurgeBudget;
@@ -91,6 +91,8 @@ pub struct Admin {
     metrics: PurgeMetrics,
     /// Swapped whole when a reload changes the scoped tokens.
     tokens: std::sync::RwLock<Arc<TokenTable>>,
+    /// Who may reach and read the side API; swapped on reloads too.
+    access: std::sync::RwLock<Arc<auth::Access>>,
     /// Each token's purge budget.
     budgets: Budgets,
     purger: Arc<Purger>,
@@ -110,6 +112,7 @@ impl Admin {
             metrics: PurgeMetrics::register(&parts.registry)?,
             registry: parts.registry,
             tokens: std::sync::RwLock::new(Arc::new(token_table(&parts.tokens))),
+            access: std::sync::RwLock::new(Arc::new(auth::Access::new(&parts.tokens))),
             budgets: Budgets::new(parts.tokens.budget),
             purger: parts.purger,
             fleet: parts.fleet,
@@ -130,6 +133,8 @@ impl Admin {
     pub fn set_tokens(&self, tokens: &Tokens) {
         self.budgets.set(tokens.budget);
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(token_table(tokens));
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(auth::Access::new(tokens));
     }
 
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
@@ -138,6 +143,22 @@ impl Admin {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let request_id = self.next_request_id();
+        let path = req.uri().path();
+        let probe = matches!(path, "/healthz" | "/readyz");
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+        if !probe {
+            match self.admitted(&req, reading) {
+                Ok(()) => {}
+                Err(auth::Denied::Network) => {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "this client's network may not use the side API",
+                        &request_id,
+                    );
+                }
+                Err(auth::Denied::Token) => return unauthorized(&request_id),
+            }
+        }
         match (req.uri().path(), req.method()) {
             // Serving starts only once the config is loaded and every
             // listener is bound, so an answering side API means ready.

@@ -61,6 +61,7 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
                 burst: 100_000,
                 per_second: 1,
             },
+            ..Tokens::default()
         },
         purger: Arc::new(Purger::new(cache.clone(), key_for_url)),
         fleet: None,
@@ -365,6 +366,7 @@ async fn a_purge_larger_than_the_burst_is_413() {
             burst: 10,
             per_second: 1,
         },
+        ..Tokens::default()
     });
     let urls: Vec<String> = (0..11).map(|i| format!("http://a/{i}")).collect();
     let body = json!({ "urls": urls }).to_string();
@@ -650,4 +652,91 @@ async fn a_stalled_body_times_out() {
     let (admin, _) = admin(Some("secret"));
     let res = admin.handle(stalled_purge(None)).await;
     assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+}
+
+fn get_from(path: &str, client: [u8; 4], token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::get(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let mut req = b.body(Full::new(Bytes::new())).unwrap();
+    req.extensions_mut()
+        .insert(crate::ClientAddr(std::net::IpAddr::from(client)));
+    req
+}
+
+/// Issue 21: the side API may be limited to client networks (health
+/// probes stay open), and its reading routes may ask for a read token,
+/// which the full token also satisfies.
+#[tokio::test]
+async fn the_side_api_keeps_to_its_networks_and_read_token() {
+    let (admin, _) = admin(Some("secret"));
+    admin.set_tokens(&Tokens {
+        full: Some("secret".into()),
+        read: Some("reader".into()),
+        networks: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Tokens::default()
+    });
+    let status = |req| {
+        let admin = &admin;
+        async move { admin.handle(req).await.status() }
+    };
+    let outside = [192, 0, 2, 1];
+    let inside = [10, 1, 2, 3];
+    assert_eq!(
+        status(get_from("/metrics", outside, Some("secret"))).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(get_from("/healthz", outside, None)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(get_from("/readyz", outside, None)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(get_from("/stats", inside, None)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(get_from("/stats", inside, Some("wrong"))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(get_from("/stats", inside, Some("team-a"))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(get_from("/stats", inside, Some("reader"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(get_from("/metrics", inside, Some("secret"))).await,
+        StatusCode::OK
+    );
+    // A purge needs its own token; the read token is not one.
+    let mut purge = purge_request(Some("reader"), r#"{"everything": true}"#);
+    purge
+        .extensions_mut()
+        .insert(crate::ClientAddr(std::net::IpAddr::from(inside)));
+    assert_eq!(status(purge).await, StatusCode::UNAUTHORIZED);
+    // Without a known client address, a network limit admits no one.
+    let mut unknown = get_from("/stats", inside, Some("reader"));
+    unknown.extensions_mut().remove::<crate::ClientAddr>();
+    assert_eq!(status(unknown).await, StatusCode::FORBIDDEN);
+    // A read token asked for but unset: the full token only.
+    admin.set_tokens(&Tokens {
+        full: Some("secret".into()),
+        read_required: true,
+        ..Tokens::default()
+    });
+    assert_eq!(
+        status(get_from("/stats", outside, None)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(get_from("/stats", outside, Some("secret"))).await,
+        StatusCode::OK
+    );
 }

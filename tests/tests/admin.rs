@@ -1,6 +1,8 @@
 //! End-to-end: the side API's purge, health, metrics and fleet routes.
 
-use outpost_tests::{Origin, Outpost, get, purge, respond, simple_config};
+use outpost_tests::{
+    Origin, Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, get, purge, request, respond, simple_config,
+};
 
 #[tokio::test]
 async fn a_purge_makes_the_next_request_a_miss() {
@@ -201,4 +203,55 @@ async fn the_cluster_route_answers_while_heartbeats_write() {
         let json: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
         assert_eq!(json["node"], "a", "{json}");
     }
+}
+
+/// Issue 21: `admin.access` limits the side API to client networks (the
+/// health probes aside) and may ask a read token of its reading routes.
+#[tokio::test]
+async fn the_side_api_may_be_limited_to_networks_and_a_read_token() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=300")], "v")).await;
+    let limited = simple_config(&origin, &["example.com"], "").replace(
+        "admin:\n  addr: 127.0.0.1:0\n",
+        "admin:\n  addr: 127.0.0.1:0\n  access: {networks: [10.0.0.0/8, \"fd00::/8\"]}\n",
+    );
+    let outpost = Outpost::start(&limited, &[], Some("t")).await;
+    assert_eq!(get(outpost.admin, "admin", "/metrics").await.status, 403);
+    assert_eq!(get(outpost.admin, "admin", "/stats").await.status, 403);
+    assert_eq!(get(outpost.admin, "admin", "/healthz").await.status, 200);
+    assert_eq!(get(outpost.admin, "admin", "/readyz").await.status, 200);
+    drop(outpost);
+
+    let read = simple_config(&origin, &["example.com"], "").replace(
+        "admin:\n  addr: 127.0.0.1:0\n",
+        &format!(
+            "admin:\n  addr: 127.0.0.1:0\n  access: {{networks: [127.0.0.0/8], read_token_env: {SCOPED_TOKEN_ENV}}}\n"
+        ),
+    );
+    let outpost = Outpost::start(&read, &[], Some("t")).await;
+    assert_eq!(get(outpost.admin, "admin", "/stats").await.status, 401);
+    let with = |token: &str| format!("Bearer {token}");
+    for token in [SCOPED_TOKEN, "t"] {
+        let auth = with(token);
+        let got = request(
+            outpost.admin,
+            "GET",
+            "admin",
+            "/metrics",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(got.status, 200, "{token}");
+    }
+    let auth = with("wrong");
+    let got = request(
+        outpost.admin,
+        "GET",
+        "admin",
+        "/stats",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 401);
 }

@@ -89,11 +89,14 @@ pub(crate) fn spawn_admin_listener(listener: TcpListener, admin: Arc<Admin>, dra
         listener,
         drain,
         OnShutdown::KeepAnswering,
-        move |stream, _remote, drain| {
+        move |stream, remote, drain| {
             let admin = admin.clone();
             async move {
-                let service = service_fn(move |req| {
+                let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let admin = admin.clone();
+                    // Who is asking, for `admin.access.networks`.
+                    req.extensions_mut()
+                        .insert(outpost_purge_api::ClientAddr(remote.ip()));
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
                 });
                 let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -159,10 +159,22 @@ pub fn tokens_from_env(loaded: &Loaded, default_full: Option<&str>) -> Tokens {
         burst: admin.purge_budget.burst,
         per_second: admin.purge_budget.per_second,
     };
+    let access = &admin.access;
+    let read_token = access.read_token_env.as_deref().and_then(|name| {
+        let value = read(name);
+        if value.is_none() {
+            // Refusing every reader is safer than opening to all.
+            tracing::warn!(variable = %name, "the read token's variable is unset or empty: the reading routes take the full token only");
+        }
+        value
+    });
     Tokens {
         full,
         scoped,
         budget,
+        read: read_token,
+        read_required: access.read_token_env.is_some(),
+        networks: access.parsed_networks(),
     }
 }
 
