@@ -504,3 +504,49 @@ async fn failing_disk_reads_cost_no_request() {
     let counted = faults["errors"].as_u64().unwrap_or(0) + faults["damaged"].as_u64().unwrap_or(0);
     assert!(counted > 0, "the faults were counted: {faults}");
 }
+
+/// Issue 21: the disk tier's object gauge is right after a hard purge of
+/// everything (none of what it held counts any more) and after a `kill -9`
+/// (the count of the moment before, not of the last minute's snapshot).
+#[tokio::test]
+async fn the_disk_object_gauge_holds_after_a_purge_of_everything_and_a_kill() {
+    let origin = origin().await;
+    let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
+    let objects = r#"outpost_cache_objects{tier="disk"}"#;
+    for i in 0..5 {
+        fetch(&outpost, 1000, &format!("p{i}")).await;
+    }
+    await_metric(outpost.admin, objects, 5.0).await;
+    let purged = purge(outpost.admin, Some(TOKEN), r#"{"everything": true}"#).await;
+    assert_eq!(purged.status, 200);
+    await_metric(outpost.admin, objects, 0.0).await;
+    let written = r#"outpost_disk_io_bytes_total{direction="write"}"#;
+    let before = outpost_tests::metric(outpost.admin, written)
+        .await
+        .unwrap_or(0.0);
+    for i in 0..3 {
+        fetch(&outpost, 1000, &format!("q{i}")).await;
+    }
+    await_metric(outpost.admin, objects, 3.0).await;
+    // The three are on the device (their heads and bodies, 3,000 bytes at
+    // least) before the kill, or a kill would lose them, as it may.
+    for _ in 0..1000 {
+        let now = outpost_tests::metric(outpost.admin, written)
+            .await
+            .unwrap_or(0.0);
+        if now - before >= 3_000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Killed well inside the minute between two snapshots of the count.
+    let outpost = outpost.restart(true).await;
+    await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
+    await_metric(outpost.admin, objects, 3.0).await;
+    for i in 0..3 {
+        fetch(&outpost, 1000, &format!("q{i}")).await.assert_hit();
+    }
+    fetch(&outpost, 1000, "p0").await;
+    await_metric(outpost.admin, objects, 4.0).await;
+}

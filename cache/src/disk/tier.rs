@@ -400,6 +400,13 @@ impl DiskTier {
         self.inner.store.storage().may_contains(key)
     }
 
+    /// After a hard purge of everything: nothing the store holds is served
+    /// again (the purge mark sees to that), so none of it counts as held;
+    /// the store reclaims it in time.
+    pub(crate) fn forget_all(&self) {
+        self.inner.catalog.clear();
+    }
+
     /// Deletes what is stored under `hash` (an object or a marker).
     pub(crate) fn delete(&self, hash: &[u8; 32]) {
         let key = DiskKey::head(*hash);

@@ -99,6 +99,9 @@ impl Cache {
         self.purges.mark_everything(soft);
         if !soft {
             self.memory.clear();
+            if let Some(disk) = self.disk() {
+                disk.forget_all();
+            }
         }
         matched
     }
