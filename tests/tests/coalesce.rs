@@ -278,6 +278,29 @@ fn whole_body(pieces: usize, piece: usize) -> Vec<u8> {
     (0..pieces).flat_map(|i| piece_of(i, piece)).collect()
 }
 
+/// Opens `clients` requests for `path`, one after another, each once its
+/// head is in, and waits until all but the first count as served from its
+/// fill; their bodies, unread.
+async fn open_collapsed(
+    outpost: &Outpost,
+    path: &str,
+    clients: usize,
+) -> Vec<hyper::body::Incoming> {
+    let mut bodies = Vec::new();
+    for _ in 0..clients {
+        let response = open(outpost.addr(), path).await;
+        assert_eq!(response.status(), 200);
+        bodies.push(response.into_body());
+    }
+    await_metric(
+        outpost.admin,
+        "outpost_coalesced_requests_total",
+        (clients - 1) as f64,
+    )
+    .await;
+    bodies
+}
+
 /// Fills of unknown length are shared like fixed-length ones: concurrent
 /// requests for a chunked page make one origin request, the followers
 /// receive its first piece while the origin is still sending, and
@@ -288,20 +311,9 @@ async fn followers_stream_a_fill_of_unknown_length() {
     let (origin, served, release) = chunked_origin(3, 1000).await;
     let outpost = Outpost::start(&simple_config_for(origin), &[], None).await;
     let clients = 50;
-    let mut bodies = Vec::new();
-    for _ in 0..clients {
-        let response = open(outpost.addr(), "/chunked").await;
-        assert_eq!(response.status(), 200);
-        bodies.push(response.into_body());
-    }
-    // Every head arrived with the origin's first piece still the only
+    // Every head arrives with the origin's first piece still the only
     // one sent: the followers share the fill as it streams.
-    await_metric(
-        outpost.admin,
-        "outpost_coalesced_requests_total",
-        (clients - 1) as f64,
-    )
-    .await;
+    let bodies = open_collapsed(&outpost, "/chunked", clients).await;
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
     release.notify_waiters();
     for body in bodies {
@@ -327,19 +339,7 @@ async fn a_chunked_body_longer_than_the_window_reaches_every_client_whole() {
     let (pieces, piece) = (80, 256 << 10); // 20 MiB
     let (origin, served, release) = chunked_origin(pieces, piece).await;
     let outpost = Outpost::start(&simple_config_for(origin), &[], None).await;
-    let clients = 4;
-    let mut bodies = Vec::new();
-    for _ in 0..clients {
-        let response = open(outpost.addr(), "/large").await;
-        assert_eq!(response.status(), 200);
-        bodies.push(response.into_body());
-    }
-    await_metric(
-        outpost.admin,
-        "outpost_coalesced_requests_total",
-        (clients - 1) as f64,
-    )
-    .await;
+    let bodies = open_collapsed(&outpost, "/large", 4).await;
     release.notify_waiters();
     let expected = whole_body(pieces, piece);
     let reads = bodies

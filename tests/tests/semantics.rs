@@ -490,3 +490,33 @@ async fn a_head_response_freshens_the_stored_get_response() {
     );
     assert_eq!(origin.hits(), 5);
 }
+
+/// RFC 9211 §2: the origin's own `Cache-Status` entries stay, in their
+/// order, before Outpost's, on the miss and on later hits.
+#[tokio::test]
+async fn the_origins_cache_status_entries_are_kept_first() {
+    let origin = Origin::start(|_| {
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("cache-status", "AppCache; hit"),
+            ],
+            "kept",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let miss = get(outpost.addr(), "example.com", "/cs").await;
+    assert_eq!(
+        miss.cache_status(),
+        "AppCache; hit, Outpost; fwd=miss; stored"
+    );
+    let hit = get(outpost.addr(), "example.com", "/cs").await;
+    assert!(
+        hit.cache_status()
+            .starts_with("AppCache; hit, Outpost; hit"),
+        "{}",
+        hit.cache_status()
+    );
+}
