@@ -220,6 +220,48 @@ pub struct Freshness {
     pub heuristic: bool,
 }
 
+/// What gives a response its freshness lifetime, in the order §4.2.1
+/// takes them: `s-maxage` (in a shared cache), `max-age`, `Expires`, then
+/// the heuristic of §4.2.2 where it is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeFrom {
+    SMaxage,
+    MaxAge,
+    Expires,
+    Heuristic,
+    /// No freshness at all: each use is validated first.
+    Nothing,
+}
+
+impl LifetimeFrom {
+    /// Which one decides for a response with `status` and (policy-view)
+    /// `headers`, whose Cache-Control is `cc`.
+    pub fn of(status: StatusCode, headers: &HeaderMap, cc: &Directives) -> Self {
+        if cc.seconds("s-maxage").is_some() {
+            LifetimeFrom::SMaxage
+        } else if cc.seconds("max-age").is_some() {
+            LifetimeFrom::MaxAge
+        } else if headers.contains_key(EXPIRES) {
+            LifetimeFrom::Expires
+        } else if heuristically_cacheable(status) || cc.has("public") {
+            // §4.2.2: only without explicit freshness.
+            LifetimeFrom::Heuristic
+        } else {
+            LifetimeFrom::Nothing
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifetimeFrom::SMaxage => "s-maxage",
+            LifetimeFrom::MaxAge => "max-age",
+            LifetimeFrom::Expires => "expires",
+            LifetimeFrom::Heuristic => "heuristic",
+            LifetimeFrom::Nothing => "none",
+        }
+    }
+}
+
 impl Freshness {
     /// Computes freshness for a response whose (policy-view) headers are
     /// `headers`, received at `response_time` for a request sent at `request_time`.
@@ -233,31 +275,31 @@ impl Freshness {
         let cc = Directives::from_headers(headers);
         let date = single_date(headers, DATE).and_then(Result::ok);
         let date_value = date.unwrap_or(response_time);
-        let mut from_heuristic = false;
-        let lifetime = if let Some(s_maxage) = cc.seconds("s-maxage") {
-            Duration::from_secs(s_maxage.unwrap_or(0))
-        } else if let Some(max_age) = cc.seconds("max-age") {
-            Duration::from_secs(max_age.unwrap_or(0))
-        } else if let Some(expires) = single_date(headers, EXPIRES) {
+        let from = LifetimeFrom::of(status, headers, &cc);
+        let lifetime = match from {
+            LifetimeFrom::SMaxage => {
+                Duration::from_secs(cc.seconds("s-maxage").and_then(Result::ok).unwrap_or(0))
+            }
+            LifetimeFrom::MaxAge => {
+                Duration::from_secs(cc.seconds("max-age").and_then(Result::ok).unwrap_or(0))
+            }
             // §5.3: an invalid date, "0" among them, is in the past.
-            match expires {
-                Ok(expires) => expires.duration_since(date_value).unwrap_or_default(),
-                Err(Invalid) => Duration::ZERO,
-            }
-        } else if heuristically_cacheable(status) || cc.has("public") {
-            // §4.2.2: only without explicit freshness.
-            from_heuristic = true;
-            match single_date(headers, LAST_MODIFIED).and_then(Result::ok) {
-                Some(modified) => {
-                    let since = date_value.duration_since(modified).unwrap_or_default();
-                    since
-                        .mul_f64(f64::from(heuristic.fraction.clamp(0.0, 1.0)))
-                        .min(heuristic.max)
+            LifetimeFrom::Expires => match single_date(headers, EXPIRES) {
+                Some(Ok(expires)) => expires.duration_since(date_value).unwrap_or_default(),
+                _ => Duration::ZERO,
+            },
+            LifetimeFrom::Heuristic => {
+                match single_date(headers, LAST_MODIFIED).and_then(Result::ok) {
+                    Some(modified) => {
+                        let since = date_value.duration_since(modified).unwrap_or_default();
+                        since
+                            .mul_f64(f64::from(heuristic.fraction.clamp(0.0, 1.0)))
+                            .min(heuristic.max)
+                    }
+                    None => Duration::ZERO,
                 }
-                None => Duration::ZERO,
             }
-        } else {
-            Duration::ZERO
+            LifetimeFrom::Nothing => Duration::ZERO,
         };
         // §4.2.3.
         let age_value = age_value(headers).map_or(Duration::ZERO, Duration::from_secs);
@@ -271,7 +313,7 @@ impl Freshness {
             lifetime,
             initial_age,
             response_time,
-            heuristic: from_heuristic && lifetime > Duration::ZERO,
+            heuristic: from == LifetimeFrom::Heuristic && lifetime > Duration::ZERO,
         }
     }
 

@@ -17,6 +17,15 @@ use crate::policy;
 use crate::purge::Verdict;
 use crate::vary::{self, VaryMarker};
 
+/// Why the cache is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// For a request: what is found on disk moves up to memory.
+    Serving,
+    /// For `/explain`: nothing moves.
+    Inspecting,
+}
+
 /// What the cache holds for a request.
 #[derive(Debug)]
 pub enum Lookup {
@@ -103,9 +112,29 @@ impl Cache {
     /// promoted to memory when its body fits there.
     pub async fn lookup_tiered(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
         let found = self.lookup(key, req);
+        self.lookup_below(found, key, req, Reading::Serving).await
+    }
+
+    /// As [`Cache::lookup_tiered`], for `/explain`, which asks what a
+    /// request would get: not counted in the memory tier's hits and
+    /// misses, and what is found on disk stays there.
+    pub async fn lookup_uncounted(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
+        let found = self.lookup_memory(key, req);
+        self.lookup_below(found, key, req, Reading::Inspecting)
+            .await
+    }
+
+    /// What memory `found` for `key`, or else what the disk tier holds.
+    async fn lookup_below(
+        &self,
+        found: Lookup,
+        key: &CacheKey,
+        req: &request::Parts,
+        reading: Reading,
+    ) -> Lookup {
         match (self.disk.get(), &found) {
             (Some(disk), Lookup::Miss | Lookup::VaryMiss) => {
-                match self.lookup_disk(disk, key, req).await {
+                match self.lookup_disk(disk, key, req, reading).await {
                     Lookup::Miss => found,
                     on_disk => on_disk,
                 }
@@ -114,7 +143,13 @@ impl Cache {
         }
     }
 
-    async fn lookup_disk(&self, disk: &DiskTier, key: &CacheKey, req: &request::Parts) -> Lookup {
+    async fn lookup_disk(
+        &self,
+        disk: &DiskTier,
+        key: &CacheKey,
+        req: &request::Parts,
+        reading: Reading,
+    ) -> Lookup {
         let marker = match self.memory.get(key.hash()) {
             Some(Stored::Variants(marker)) if marker.key == key.text() => Some(marker),
             // In memory and refused there (another URL, purged, private).
@@ -136,15 +171,19 @@ impl Cache {
                         names,
                         stored.cookies,
                     ));
-                    // A fill may have stored a newer marker (or object) meanwhile.
-                    match self
-                        .memory
-                        .insert_if_absent(*key.hash(), Stored::Variants(marker))
-                    {
-                        Stored::Variants(marker) if marker.key == key.text() => {
-                            (Some(marker), None)
+                    if reading == Reading::Inspecting {
+                        (Some(marker), None)
+                    } else {
+                        // A fill may have stored a newer marker (or object) meanwhile.
+                        match self
+                            .memory
+                            .insert_if_absent(*key.hash(), Stored::Variants(marker))
+                        {
+                            Stored::Variants(marker) if marker.key == key.text() => {
+                                (Some(marker), None)
+                            }
+                            _ => return Lookup::Miss,
                         }
-                        _ => return Lookup::Miss,
                     }
                 }
                 Ok(Some(Found::Object(entry))) => (None, Some(entry)),
@@ -158,8 +197,10 @@ impl Cache {
                 let hash = vary::secondary_hash(key.text(), &secondary);
                 match disk.load(&hash).await {
                     Ok(Some(Found::Object(entry))) if entry.is_variant(marker.id, &secondary) => {
-                        for dropped in marker.remember(hash) {
-                            self.memory.remove(&dropped);
+                        if reading == Reading::Serving {
+                            for dropped in marker.remember(hash) {
+                                self.memory.remove(&dropped);
+                            }
                         }
                         (hash, entry)
                     }
@@ -175,6 +216,13 @@ impl Cache {
         if verdict == Verdict::Gone || self.purges.past_retention(&entry) {
             disk.delete(&hash);
             return Lookup::Miss;
+        }
+        if reading == Reading::Inspecting {
+            let entry = Arc::new(*entry);
+            return match verdict {
+                Verdict::Stale => Lookup::Stale(entry),
+                _ => self.assess(entry, req),
+            };
         }
         let Some(entry) = self.promote(disk, *entry).await else {
             disk.delete(&hash);

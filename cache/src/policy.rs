@@ -9,7 +9,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Uri, request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
-use crate::freshness::{Directives, quoted};
+use crate::freshness::{Directives, LifetimeFrom, quoted};
 
 /// What the matching rule says about storing one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -224,20 +224,10 @@ pub(crate) fn build(
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| response::Response::new(()).into_parts().0);
     let headers = targeted_view(headers, &options.targeted);
-    res_view.headers = if !rules.respect_origin {
-        origin_ignored(
-            &headers,
-            rules.ttl.or(rules.default_ttl).unwrap_or_default(),
-        )
-    } else if let Some(ttl) = rules.ttl {
-        with_ttl(&headers, ttl)
-    } else if let Some(ttl) = rules
-        .default_ttl
-        .filter(|_| !has_explicit_freshness(&headers))
-    {
-        with_ttl(&headers, ttl)
-    } else {
-        headers
+    res_view.headers = match RuleLifetime::of(&rules, &headers) {
+        Some(rule) if rule.origin_ignored => origin_ignored(&headers, rule.ttl),
+        Some(rule) => with_ttl(&headers, rule.ttl),
+        None => headers,
     };
     // RFC 9111 §5.2.2.3: with must-understand, a cache that understands
     // the status code ignores no-store (the directive is for caches that
@@ -287,6 +277,92 @@ pub(crate) fn build(
         stale,
         view: res_view.headers,
         private,
+    }
+}
+
+/// A lifetime a rule gives a response in place of the origin's.
+struct RuleLifetime {
+    ttl: Duration,
+    /// `respect_origin: false`: the origin's Cache-Control and Expires are
+    /// dropped, not only its lifetime.
+    origin_ignored: bool,
+    source: FreshnessSource,
+}
+
+impl RuleLifetime {
+    /// What `rules` say of a response whose (targeted) view is `headers`:
+    /// `ttl` always wins, `default_ttl` only where the origin gave no
+    /// freshness; None when the origin's own lifetime stands.
+    fn of(rules: &StoreRules, headers: &HeaderMap) -> Option<Self> {
+        let source = |ttl: Option<Duration>| match ttl {
+            Some(_) => FreshnessSource::RuleTtl,
+            None => FreshnessSource::RuleDefaultTtl,
+        };
+        if !rules.respect_origin {
+            return Some(Self {
+                ttl: rules.ttl.or(rules.default_ttl).unwrap_or_default(),
+                origin_ignored: true,
+                source: source(rules.ttl),
+            });
+        }
+        let ttl = rules.ttl.or_else(|| {
+            rules
+                .default_ttl
+                .filter(|_| !has_explicit_freshness(headers))
+        })?;
+        Some(Self {
+            ttl,
+            origin_ignored: false,
+            source: source(rules.ttl),
+        })
+    }
+}
+
+/// Where a stored response's freshness lifetime came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FreshnessSource {
+    /// The rule's `ttl`.
+    RuleTtl,
+    /// The rule's `default_ttl`, for a response without freshness of its own.
+    RuleDefaultTtl,
+    /// A targeted field (RFC 9213) took Cache-Control's place, and this
+    /// directive of it (or the heuristic) gave the lifetime.
+    Targeted(HeaderName, LifetimeFrom),
+    /// The origin's Cache-Control or Expires, or the heuristic.
+    Origin(LifetimeFrom),
+}
+
+impl FreshnessSource {
+    /// Where a response with `status` and stored `headers`, stored under
+    /// `rules`, got its lifetime: the same choices [`build`] makes.
+    pub fn of(
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        rules: &StoreRules,
+        targeted: &[HeaderName],
+    ) -> Self {
+        let view = targeted_view(headers, targeted);
+        if let Some(rule) = RuleLifetime::of(rules, &view) {
+            return rule.source;
+        }
+        let from = LifetimeFrom::of(status, &view, &Directives::from_headers(&view));
+        match targeted
+            .iter()
+            .find(|name| targeted_directives(headers, name).is_some())
+        {
+            Some(name) => FreshnessSource::Targeted(name.clone(), from),
+            None => FreshnessSource::Origin(from),
+        }
+    }
+
+    /// In words for `/explain`: `rule ttl`, `cdn-cache-control max-age`, `expires`, ….
+    pub fn text(&self) -> String {
+        match self {
+            FreshnessSource::RuleTtl => "rule ttl".to_owned(),
+            FreshnessSource::RuleDefaultTtl => "rule default_ttl".to_owned(),
+            FreshnessSource::Targeted(name, from) => format!("{name} {}", from.as_str()),
+            FreshnessSource::Origin(from) => from.as_str().to_owned(),
+        }
     }
 }
 
@@ -569,6 +645,87 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    /// `/explain` names where a lifetime came from, by the same choices
+    /// the policy makes: a rule's ttl first, a targeted field over
+    /// Cache-Control (RFC 9213 §2.1), then RFC 9111 §4.2.1's order.
+    #[test]
+    fn the_source_of_a_lifetime_follows_the_policy() {
+        let ttl = Some(Duration::from_secs(60));
+        type Case<'a> = (&'a [(&'a str, &'a str)], StoreRules, &'a str);
+        let cases: [Case; 9] = [
+            (
+                &[("cache-control", "max-age=5")],
+                StoreRules::default(),
+                "max-age",
+            ),
+            (
+                &[("cache-control", "max-age=5, s-maxage=9")],
+                StoreRules::default(),
+                "s-maxage",
+            ),
+            (
+                &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")],
+                StoreRules::default(),
+                "expires",
+            ),
+            (
+                &[("last-modified", "Thu, 01 Jan 2015 00:00:00 GMT")],
+                StoreRules::default(),
+                "heuristic",
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=5"),
+                    ("cdn-cache-control", "max-age=50"),
+                ],
+                StoreRules::default(),
+                "cdn-cache-control max-age",
+            ),
+            (
+                &[("cache-control", "max-age=5")],
+                StoreRules {
+                    ttl,
+                    ..StoreRules::default()
+                },
+                "rule ttl",
+            ),
+            (
+                &[],
+                StoreRules {
+                    default_ttl: ttl,
+                    ..StoreRules::default()
+                },
+                "rule default_ttl",
+            ),
+            // The origin's own lifetime stands over a default.
+            (
+                &[("cache-control", "max-age=5")],
+                StoreRules {
+                    default_ttl: ttl,
+                    ..StoreRules::default()
+                },
+                "max-age",
+            ),
+            (
+                &[("cache-control", "no-store")],
+                StoreRules {
+                    default_ttl: ttl,
+                    respect_origin: false,
+                    ..StoreRules::default()
+                },
+                "rule default_ttl",
+            ),
+        ];
+        for (headers, rules, source) in cases {
+            let res = res(200, headers);
+            let found = FreshnessSource::of(res.status, &res.headers, &rules, &options().targeted);
+            assert_eq!(found.text(), source, "{headers:?}");
+        }
+        let none = res(500, &[]);
+        let found = FreshnessSource::of(none.status, &none.headers, &StoreRules::default(), &[]);
+        assert_eq!(found, FreshnessSource::Origin(LifetimeFrom::Nothing));
     }
 
     fn ttl_of(

@@ -187,6 +187,20 @@ pub fn secondary(names: &[HeaderName], cookies: &[String], request: &HeaderMap) 
     text
 }
 
+/// The fields of a variant's text as [`secondary`] wrote them: each
+/// varied field (a cookie as `cookie:NAME`) with the request's value,
+/// None where the request had none.
+pub fn fields_of(secondary: &str) -> Vec<(String, Option<String>)> {
+    secondary
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| {
+            let value = (value != "\u{1}").then(|| value.to_owned());
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
 /// The value of cookie `name` in the request's Cookie fields (RFC 6265 §5.4).
 fn cookie_value<'a>(request: &'a HeaderMap, name: &str) -> Option<&'a str> {
     request
@@ -261,6 +275,29 @@ impl VaryMarker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A variant's text reads back as its fields and values, an absent
+    /// value as None.
+    #[test]
+    fn a_variants_fields_read_back() {
+        let names = [
+            HeaderName::from_static("accept-language"),
+            HeaderName::from_static("x-a"),
+        ];
+        let text = secondary(
+            &names,
+            &["session".to_owned()],
+            &headers(&[("accept-language", "de"), ("cookie", "session=s1; b=2")]),
+        );
+        assert_eq!(
+            fields_of(&text),
+            [
+                ("accept-language".to_owned(), Some("de".to_owned())),
+                ("x-a".to_owned(), None),
+                ("cookie:session".to_owned(), Some("s1".to_owned())),
+            ]
+        );
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -76,6 +76,7 @@ pub enum LogField {
     Path,
     Protocol,
     Tls,
+    TlsVersion,
     UserAgent,
     Referer,
     Status,
@@ -84,6 +85,7 @@ pub enum LogField {
     Origin,
     OriginMs,
     TtfbMs,
+    BytesReceived,
     BytesSent,
     Complete,
     DurationMs,
@@ -92,7 +94,7 @@ pub enum LogField {
 
 impl LogField {
     /// Every field, as written in the config and in each line.
-    pub const ALL: [(&'static str, LogField); 20] = [
+    pub const ALL: [(&'static str, LogField); 22] = [
         ("time", LogField::Time),
         ("request_id", LogField::RequestId),
         ("client", LogField::Client),
@@ -101,6 +103,7 @@ impl LogField {
         ("path", LogField::Path),
         ("protocol", LogField::Protocol),
         ("tls", LogField::Tls),
+        ("tls_version", LogField::TlsVersion),
         ("user_agent", LogField::UserAgent),
         ("referer", LogField::Referer),
         ("status", LogField::Status),
@@ -109,6 +112,7 @@ impl LogField {
         ("origin", LogField::Origin),
         ("origin_ms", LogField::OriginMs),
         ("ttfb_ms", LogField::TtfbMs),
+        ("bytes_received", LogField::BytesReceived),
         ("bytes_sent", LogField::BytesSent),
         ("complete", LogField::Complete),
         ("duration_ms", LogField::DurationMs),

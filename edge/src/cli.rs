@@ -63,9 +63,29 @@ pub fn main(hooks: Option<Arc<dyn Hooks>>) -> ExitCode {
         .init();
     match cli.command {
         Command::Check { file } => {
-            match outpost_config::load_file(&file).and_then(|loaded| crate::check(&loaded)) {
-                Ok(()) => {
-                    println!("{}: ok", file.display());
+            let checked = outpost_config::load_file(&file)
+                .and_then(|loaded| crate::check(&loaded).map(|()| loaded));
+            match checked {
+                Ok(loaded) => {
+                    let warnings = match runtime() {
+                        Ok(rt) => rt.block_on(crate::unresolved(&loaded)),
+                        Err(e) => {
+                            eprintln!("outpost: {e:#}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    for warning in &warnings {
+                        let mut warning = warning.clone();
+                        warning.message = format!(
+                            "warning: {}; `outpost run` refuses to start with it",
+                            warning.message
+                        );
+                        eprintln!("{warning}");
+                    }
+                    match warnings.len() {
+                        0 => println!("{}: ok", file.display()),
+                        n => println!("{}: ok, {n} warning(s)", file.display()),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {
@@ -102,6 +122,10 @@ fn report(result: Result<()>) -> ExitCode {
 
 async fn run(path: &Path, upgrade: bool, hooks: Option<Arc<dyn Hooks>>) -> Result<()> {
     let loaded = outpost_config::load_file(path)?;
+    let unresolved = crate::unresolved(&loaded).await;
+    if !unresolved.is_empty() {
+        return Err(outpost_config::ErrorList(unresolved).into());
+    }
     let (inherited, handshake) = if upgrade {
         let socket = loaded
             .config

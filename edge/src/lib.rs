@@ -44,7 +44,7 @@ mod observe;
 mod origin;
 mod proxy;
 
-pub use lifecycle::check::check;
+pub use lifecycle::check::{check, unresolved};
 pub use lifecycle::demo;
 pub use lifecycle::reload::{ConfigSource, tokens_from_env};
 pub use lifecycle::start::{Running, StartError, start};

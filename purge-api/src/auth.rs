@@ -123,24 +123,6 @@ pub(crate) fn check_hosts(allowed: &[String], purge: &PurgeRequest) -> Result<()
             }
         }
     }
-    let in_scope = |host: &str| {
-        let host = host.to_ascii_lowercase();
-        let host = host
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('.');
-        allowed
-            .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                Some(suffix) => {
-                    host.len() > suffix.len()
-                        && host.ends_with(suffix)
-                        && host[..host.len() - suffix.len()].ends_with('.')
-                }
-                None => pattern == host,
-            })
-    };
     let url_hosts = purge.urls.iter().flatten().map(|url| {
         let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
         rest.split(['/', '?', '#'])
@@ -155,11 +137,32 @@ pub(crate) fn check_hosts(allowed: &[String], purge: &PurgeRequest) -> Result<()
         .map(|p| p.split('/').next().unwrap_or_default().to_owned());
     let hosts = purge.hosts.iter().flatten().cloned();
     for host in url_hosts.chain(prefix_hosts).chain(hosts) {
-        if !in_scope(&host) {
+        if !host_in_scope(allowed, &host) {
             return Err(ScopeError::Host(host));
         }
     }
     Ok(())
+}
+
+/// Whether `host` (any case, with or without a port or a trailing dot) is
+/// one of `allowed`: named, or under an allowed `*.` parent.
+pub(crate) fn host_in_scope(allowed: &[String], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let host = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.');
+    allowed
+        .iter()
+        .any(|pattern| match pattern.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            }
+            None => pattern == host,
+        })
 }
 
 /// Whether every host the normalized `pattern` matches is one of `allowed`'s:

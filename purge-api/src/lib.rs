@@ -9,6 +9,7 @@
 //! - `fleet.rs`: what the side API asks of a fleet ([`Fleet`]), `GET
 //!   /purge/{id}` and `GET /cluster`;
 //! - `stats.rs`: `GET /stats`, and the origins' status the edge reports;
+//! - `explain.rs`: `GET /explain`, read and checked here, answered by the edge's hook;
 //! - `reload.rs`: `POST /reload`, through the edge's hook;
 //! - `metrics.rs`: the purge counter, and `/metrics` from the registry handed in;
 //! - `error.rs`: why a purge URL, prefix or scope is refused;
@@ -18,6 +19,7 @@
 mod auth;
 mod budget;
 mod error;
+mod explain;
 mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -43,6 +45,7 @@ use budget::Budgets;
 pub use budget::PurgeBudget;
 pub use error::{PrefixError, PurgeError, UrlError};
 use error::{ScopeError, chain};
+pub use explain::{ExplainHook, ExplainQuery};
 pub use fleet::{Announced, BoxFuture, Fleet, FleetError};
 use metrics::PurgeMetrics;
 pub use purge::{Applied, PurgeRequest, Purger};
@@ -56,6 +59,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
     ("/stats", &["GET"]),
+    ("/explain", &["GET"]),
     ("/purge", &["POST"]),
     ("/purge/{id}", &["GET"]),
     ("/cluster", &["GET"]),
@@ -83,6 +87,8 @@ pub struct AdminParts {
     pub origins: Arc<OriginsSource>,
     /// `POST /reload`; None where the edge cannot reload (it answers 501).
     pub reload: Option<Arc<ReloadHook>>,
+    /// `GET /explain`; None where the edge cannot explain (it answers 501).
+    pub explain: Option<Arc<ExplainHook>>,
 }
 
 pub struct Admin {
@@ -99,6 +105,7 @@ pub struct Admin {
     fleet: Option<Arc<dyn Fleet>>,
     origins: Arc<OriginsSource>,
     reload: Option<Arc<ReloadHook>>,
+    explain: Option<Arc<ExplainHook>>,
     request_ids: AtomicU64,
     /// Set once the process has begun to shut down: `/readyz` says so.
     shutting_down: std::sync::atomic::AtomicBool,
@@ -118,6 +125,7 @@ impl Admin {
             fleet: parts.fleet,
             origins: parts.origins,
             reload: parts.reload,
+            explain: parts.explain,
             request_ids: AtomicU64::new(0),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
@@ -186,6 +194,7 @@ impl Admin {
                 json_response(StatusCode::OK, json!({"status": "ok"}))
             }
             ("/stats", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, self.stats()),
+            ("/explain", &Method::GET | &Method::HEAD) => self.explain(&req, &request_id).await,
             ("/metrics", &Method::GET | &Method::HEAD) => {
                 let mut res =
                     Response::new(Full::new(Bytes::from(metrics::render(&self.registry))));

@@ -76,6 +76,20 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
                 }
             })
         })),
+        // Echoes the query; refuses a URL without a scheme as the edge does.
+        explain: Some(Arc::new(|query: crate::ExplainQuery| {
+            Box::pin(async move {
+                if !query.url.contains("://") {
+                    return Err(format!("{} is not an absolute URL", query.url));
+                }
+                let headers: Vec<String> = query
+                    .headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or_default()))
+                    .collect();
+                Ok(json!({"url": query.url, "method": query.method.as_str(), "headers": headers}))
+            })
+        })),
     };
     (Admin::new(parts).unwrap(), cache)
 }
@@ -739,4 +753,49 @@ async fn the_side_api_keeps_to_its_networks_and_read_token() {
         status(get_from("/stats", outside, Some("secret"))).await,
         StatusCode::OK
     );
+}
+
+fn explain_request(query: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut req = Request::get(format!("/explain?{query}"));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    req.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// `/explain` is authorized as purges are: a full token explains any URL,
+/// a scoped one its hosts' only.
+#[tokio::test]
+async fn explain_asks_a_token_and_keeps_a_scoped_one_to_its_hosts() {
+    let (admin, _) = admin(Some("secret"));
+    let query = "url=http%3A%2F%2Fa.test%2Fx&header=Accept-Language:de";
+    let (status, _) = call(&admin, explain_request(query, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&admin, explain_request(query, Some("secret"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["url"], "http://a.test/x");
+    assert_eq!(body["method"], "GET");
+    assert_eq!(body["headers"][0], "accept-language: de");
+    let (status, _) = call(&admin, explain_request(query, Some("team-a"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(
+        &admin,
+        explain_request("url=http%3A%2F%2Fsub.a.test%2Fx", Some("team-a")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &admin,
+        explain_request("url=http%3A%2F%2Fa.test%2Fx", Some("team-b")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error"].as_str().unwrap().contains("a.test"));
+    // The query's own faults, and the edge's refusal, are 400s.
+    let (status, body) = call(&admin, explain_request("url=x&header=bad", Some("secret"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("Name:value"));
+    let (status, body) = call(&admin, explain_request("url=a.test%2Fx", Some("secret"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("absolute"));
 }

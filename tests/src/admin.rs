@@ -1,5 +1,5 @@
-//! The side API, as tests call it: [`purge`], [`reload`], [`stats`], and
-//! the Prometheus [`metric`]s, read once or awaited.
+//! The side API, as tests call it: [`purge`], [`reload`], [`stats`],
+//! [`explain`], and the Prometheus [`metric`]s, read once or awaited.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -88,4 +88,25 @@ pub async fn reload(admin: SocketAddr, token: &str) -> Got {
         "",
     )
     .await
+}
+
+/// `GET /explain` for `url` with the request header fields `headers`
+/// (`Name:value`): the status and the JSON answer.
+pub async fn explain(
+    admin: SocketAddr,
+    token: Option<&str>,
+    url: &str,
+    headers: &[&str],
+) -> (u16, serde_json::Value) {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("url", url);
+    for header in headers {
+        query.append_pair("header", header);
+    }
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let fields: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let path = format!("/explain?{}", query.finish());
+    let got = request(admin, "GET", "admin", &path, &fields, "").await;
+    let json = serde_json::from_slice(&got.body).expect("explain JSON");
+    (got.status.as_u16(), json)
 }

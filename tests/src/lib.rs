@@ -14,7 +14,7 @@
 //! - `client.rs`: one request on a new connection ([`request`], [`get`],
 //!   [`get_streamed`]) and its answer, [`Got`].
 //! - `admin.rs`: the side API ([`purge`], [`reload`], [`stats`],
-//!   [`metric`], [`await_metric`]).
+//!   [`explain`], [`metric`], [`await_metric`]).
 //! - `config.rs`: configs for the common cases ([`simple_config`],
 //!   [`pool_config`]).
 //! - `load.rs`: traffic through `outpost-loadtest` ([`load_plan`],
@@ -32,7 +32,7 @@ mod nats;
 mod origin;
 mod outpost;
 
-pub use crate::admin::{await_metric, metric, metric_sum, purge, reload, stats};
+pub use crate::admin::{await_metric, explain, metric, metric_sum, purge, reload, stats};
 pub use crate::client::{Got, get, get_streamed, request, try_request};
 pub use crate::config::{pool_config, simple_config};
 pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};

@@ -90,3 +90,26 @@ async fn lines_carry_the_configured_fields_and_whole_bodies_are_complete() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{first}");
 }
+
+/// `bytes_received` counts the request body read from the client, and a
+/// plain connection has no TLS version.
+#[tokio::test]
+async fn a_line_counts_the_request_body_received() {
+    let origin = Origin::start(|seen| respond(200, &[], seen.body.len().to_string())).await;
+    let config = format!(
+        "access_log:\n  path: access.log\n  fields: [method, status, tls, tls_version, bytes_received, bytes_sent]\n{}",
+        simple_config(&origin, &["example.com"], "")
+    );
+    let outpost = Outpost::start(&config, &[], None).await;
+    let body = "x".repeat(1234);
+    let got = request(outpost.addr(), "POST", "example.com", "/form", &[], &body).await;
+    assert_eq!(got.body, "1234");
+    get(outpost.addr(), "example.com", "/page").await;
+    let lines = access_log_lines(&outpost.dir.path().join("access.log"), 2).await;
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["bytes_received"], 1234, "{}", lines[0]);
+    assert_eq!(lines[0]["bytes_sent"], 4);
+    assert_eq!(lines[0]["tls"], false);
+    assert!(lines[0]["tls_version"].is_null(), "{}", lines[0]);
+    assert_eq!(lines[1]["bytes_received"], 0, "{}", lines[1]);
+}

@@ -1,7 +1,8 @@
 //! End-to-end: the side API's purge, health, metrics and fleet routes.
 
 use outpost_tests::{
-    Origin, Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, get, purge, request, respond, simple_config,
+    Origin, Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, explain, get, purge, request, respond,
+    simple_config,
 };
 
 #[tokio::test]
@@ -254,4 +255,134 @@ async fn the_side_api_may_be_limited_to_networks_and_a_read_token() {
     )
     .await;
     assert_eq!(got.status, 401);
+}
+
+/// `/explain` tells what a request would get and why, through the same
+/// routing, key and decision as a request: a hit, a Vary miss (RFC 9111
+/// §4.1) beside the stored variant, a rule's bypass; and it fetches,
+/// stores and counts nothing.
+#[tokio::test]
+async fn explain_reports_the_key_the_stored_variants_and_the_decision() {
+    let origin = Origin::start(|seen| {
+        let language = seen
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=60, stale-while-revalidate=30"),
+                ("vary", "Accept-Language"),
+                ("surrogate-key", "pages"),
+            ],
+            language,
+        )
+    })
+    .await;
+    let rules = "\n      - match: { path_prefix: /api/ }\n        cache: bypass";
+    let outpost = Outpost::start(
+        &simple_config(&origin, &["example.com"], rules),
+        &[],
+        Some("s3cret"),
+    )
+    .await;
+    let token = Some("s3cret");
+    let en = [("accept-language", "en")];
+    request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/page?b=2&a=1",
+        &en,
+        "",
+    )
+    .await;
+    request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/page?a=1&b=2",
+        &en,
+        "",
+    )
+    .await
+    .assert_hit();
+    let hits = origin.hits();
+
+    let (status, _) = explain(outpost.admin, None, "http://example.com/page", &[]).await;
+    assert_eq!(status, 401);
+
+    let url = "http://EXAMPLE.com/page?b=2&a=1";
+    let (status, hit) = explain(outpost.admin, token, url, &["Accept-Language: en"]).await;
+    assert_eq!(status, 200, "{hit}");
+    assert_eq!(hit["key"]["text"], "http://example.com/page?a=1&b=2");
+    assert_eq!(hit["key"]["hash"].as_str().map(str::len), Some(64));
+    assert!(hit["rule"].is_null(), "{hit}");
+    assert_eq!(hit["decision"]["outcome"], "hit", "{hit}");
+    assert_eq!(hit["decision"]["code"], "hit");
+    assert!(
+        hit["decision"]["cache_status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Outpost; hit; ttl=")),
+        "{hit}"
+    );
+    let stored = hit["stored"].as_array().expect("stored variants");
+    assert_eq!(stored.len(), 1, "{hit}");
+    let variant = &stored[0];
+    assert_eq!(variant["vary"]["accept-language"], "en");
+    assert_eq!(variant["tier"], "memory");
+    assert_eq!(variant["status"], 200);
+    assert_eq!(variant["size"], 2);
+    assert_eq!(variant["tags"][0], "pages");
+    assert_eq!(variant["lifetime"], 60);
+    assert_eq!(variant["freshness_from"], "max-age");
+    assert_eq!(variant["fresh"], true);
+    assert_eq!(variant["stale_while_revalidate_left"], 30);
+    assert_eq!(variant["soft_purged"], false);
+
+    // Another language: the stored variant is listed, the request misses.
+    let (_, vary_miss) = explain(outpost.admin, token, url, &["Accept-Language: de"]).await;
+    assert_eq!(vary_miss["decision"]["outcome"], "miss", "{vary_miss}");
+    assert_eq!(vary_miss["decision"]["code"], "vary-miss");
+    assert_eq!(vary_miss["stored"].as_array().map(Vec::len), Some(1));
+
+    let (_, bypass) = explain(outpost.admin, token, "http://example.com/api/x", &[]).await;
+    assert_eq!(bypass["decision"]["outcome"], "bypass", "{bypass}");
+    assert_eq!(bypass["decision"]["code"], "bypass");
+    assert_eq!(bypass["rule"], 0);
+
+    let (_, nothing) = explain(outpost.admin, token, "http://example.com/none", &[]).await;
+    assert_eq!(nothing["decision"]["code"], "miss", "{nothing}");
+    assert_eq!(nothing["stored"].as_array().map(Vec::len), Some(0));
+
+    // A soft purge shows on the variant, and turns the hit into a revalidation.
+    let res = purge(outpost.admin, token, r#"{"tags": ["pages"], "soft": true}"#).await;
+    assert_eq!(res.status, 200);
+    let (_, soft) = explain(outpost.admin, token, url, &["Accept-Language: en"]).await;
+    assert_eq!(soft["stored"][0]["soft_purged"], true, "{soft}");
+    assert_eq!(soft["decision"]["outcome"], "stale", "{soft}");
+
+    // Hosts no site serves, and what is not an http(s) URL.
+    let (status, other) = explain(outpost.admin, token, "http://other.test/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(other["decision"]["outcome"], "refused", "{other}");
+    assert_eq!(other["decision"]["status"], 421);
+    let (status, _) = explain(outpost.admin, token, "ftp://example.com/", &[]).await;
+    assert_eq!(status, 400);
+
+    // Nothing was fetched or stored: the other language still misses.
+    assert_eq!(origin.hits(), hits);
+    let de = [("accept-language", "de")];
+    let got = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/page?a=1&b=2",
+        &de,
+        "",
+    )
+    .await;
+    assert_eq!(got.cache_status(), "Outpost; fwd=vary-miss; stored");
 }

@@ -111,3 +111,39 @@ fn every_error_is_reported_each_at_its_place() {
     }
     assert!(!stderr.contains(":0:0:"), "{stderr}");
 }
+
+/// An origin host name that does not resolve (`.invalid` never does, RFC
+/// 6761 §6.4) is a warning of `check`, placed at its URL, and `run`
+/// refuses to start with it.
+#[test]
+fn an_origin_host_that_does_not_resolve_is_a_warning_and_run_refuses_it() {
+    let yaml = "listen: [{addr: 127.0.0.1:0}]\nadmin: {addr: 127.0.0.1:0}\norigins:\n  app:\n    servers:\n      - url: http://127.0.0.1:9000\n      - url: http://origin.invalid:8080\nsites:\n  - hosts: [example.com]\n    origin: app\n";
+    let (code, stderr, path) = check(yaml);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{path}:7:14: origins.app.servers[1].url: warning: host origin.invalid does not resolve"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("servers[0]"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("outpost.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let output = Command::new(outpost_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run outpost run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:7:14: origins.app.servers[1].url: host origin.invalid does not resolve",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use outpost_tests::{Origin, Outpost, await_metric, get, purge, request, respond};
+use outpost_tests::{Origin, Outpost, await_metric, explain, get, purge, request, respond};
 
 const TOKEN: &str = "disk-token";
 
@@ -84,6 +84,13 @@ async fn objects_are_hits_after_a_restart_with_a_correct_age() {
         );
     }
     let outpost = outpost.restart(false).await;
+    // `/explain` reads the disk tier without promoting what it finds.
+    let small = "http://example.com/s/1000/small";
+    for _ in 0..2 {
+        let (_, explained) = explain(outpost.admin, Some(TOKEN), small, &[]).await;
+        assert_eq!(explained["stored"][0]["tier"], "disk", "{explained}");
+        assert_eq!(explained["decision"]["outcome"], "hit", "{explained}");
+    }
     for (size, id) in sizes {
         let got = fetch(&outpost, size, id).await;
         got.assert_hit();
@@ -93,6 +100,12 @@ async fn objects_are_hits_after_a_restart_with_a_correct_age() {
         assert!(age >= 100, "{id}: Age {age}");
     }
     assert_eq!(origin.hits(), sizes.len());
+    let (_, explained) = explain(outpost.admin, Some(TOKEN), small, &[]).await;
+    assert_eq!(explained["stored"][0]["tier"], "memory+disk", "{explained}");
+    let streamed = "http://example.com/s/20971520/streamed";
+    let (_, explained) = explain(outpost.admin, Some(TOKEN), streamed, &[]).await;
+    assert_eq!(explained["stored"][0]["tier"], "disk", "{explained}");
+    assert_eq!(explained["stored"][0]["size"], 20 << 20);
     // A range of an object streamed from disk, and several ranges at once.
     let got = request(
         outpost.addr(),

@@ -2,7 +2,7 @@
 //! negotiated by ALPN.
 
 use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use outpost_tests::{Origin, Outpost, respond};
+use outpost_tests::{Origin, Outpost, access_log_lines, respond};
 
 fn certificate(host: &str) -> (String, String) {
     outpost_edge::tls::self_signed(&[host]).expect("self-signed certificate")
@@ -15,7 +15,8 @@ async fn sni_picks_the_certificate_and_h2_is_spoken_when_offered() {
     let (a_cert, a_key) = certificate("a.test");
     let (b_cert, b_key) = certificate("b.test");
     let config = format!(
-        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: a.pem, key: a.key}}\n        - {{cert: b.pem, key: b.key}}\n\
+        "access_log: {{path: access.log, fields: [protocol, tls, tls_version]}}\n\
+         listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: a.pem, key: a.key}}\n        - {{cert: b.pem, key: b.key}}\n\
          admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\nsites:\n  - hosts: [a.test, b.test]\n    origin: app\n",
         origin.url()
     );
@@ -89,6 +90,13 @@ async fn sni_picks_the_certificate_and_h2_is_spoken_when_offered() {
                     .starts_with("Outpost; fwd=miss")
             );
         }
+    }
+    // The access log names the protocol and the TLS version agreed.
+    let lines = access_log_lines(&outpost.dir.path().join("access.log"), 2).await;
+    for (line, protocol) in lines.iter().zip(["HTTP/2.0", "HTTP/1.1"]) {
+        assert_eq!(line["protocol"], protocol, "{line}");
+        assert_eq!(line["tls"], true, "{line}");
+        assert_eq!(line["tls_version"], "TLSv1.3", "{line}");
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) fn spawn_proxy_listener(
                         let conn = ConnInfo {
                             remote,
                             tls: false,
+                            tls_version: None,
                             listener: index,
                             certificate: None,
                         };
@@ -268,6 +269,7 @@ async fn serve_tls(
     let conn = ConnInfo {
         remote,
         tls: true,
+        tls_version: Some(stream.ssl().version_str()),
         listener,
         // Without SNI the client named no host to check the certificate
         // against; requests are routed by Host alone.

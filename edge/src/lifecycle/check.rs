@@ -1,13 +1,14 @@
 //! What `outpost check` verifies beyond the file itself, and the pieces a
-//! generation builds from the same checks: each listener's TLS acceptor.
+//! generation builds from the same checks: each listener's TLS acceptor;
+//! and the origin host names that do not resolve, which `check` warns of.
 
 use std::sync::Arc;
 
-use outpost_config::{ErrorList, Loaded};
+use outpost_config::{ConfigError, ErrorList, Loaded, ServerUrl};
 
 use crate::front::tls;
 use crate::origin::error::Chain;
-use crate::origin::server;
+use crate::origin::{resolve, server};
 
 /// What `outpost check` verifies beyond the file itself: every listener
 /// certificate, every origin pool's TLS files and every error page load,
@@ -32,6 +33,37 @@ pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
         errors.sort_by_key(|e| (e.line, e.column));
         Err(ErrorList(errors))
     }
+}
+
+/// Longest `outpost check` waits for one origin host name to resolve.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Origin servers whose host names do not resolve now, one error each:
+/// `outpost check` prints them as warnings, and `outpost run` refuses to
+/// start with them (its pools need every name resolved at start).
+pub async fn unresolved(loaded: &Loaded) -> Vec<ConfigError> {
+    let mut found = Vec::new();
+    for (name, pool) in &loaded.config.origins {
+        for (i, server) in pool.servers.iter().enumerate() {
+            // A URL that does not parse is an error the file's check reports.
+            let Ok(url) = ServerUrl::parse(&server.url.value) else {
+                continue;
+            };
+            let outcome =
+                tokio::time::timeout(RESOLVE_TIMEOUT, resolve::resolve(&url.host, url.port)).await;
+            let why = match outcome {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {RESOLVE_TIMEOUT:?}"),
+            };
+            found.push(loaded.error_at(
+                server.url.referenced,
+                format!("origins.{name}.servers[{i}].url"),
+                format!("host {} does not resolve ({why})", url.host),
+            ));
+        }
+    }
+    found
 }
 
 /// The TLS acceptor of each listener (None for plain ones), in config order.

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use outpost_cache::{Cache, CacheMetrics, SystemClock};
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::{
-    Admin, AdminParts, KeyForUrl, OriginsSource, PoolStatus, Purger, ReloadHook,
+    Admin, AdminParts, ExplainHook, KeyForUrl, OriginsSource, PoolStatus, Purger, ReloadHook,
 };
 use tokio::net::TcpListener;
 
@@ -342,6 +342,11 @@ pub async fn start(
         let reloader = reloader.clone();
         Box::pin(async move { reloader.reload().await })
     });
+    let explain_current = current.clone();
+    let explain: Arc<ExplainHook> = Arc::new(move |query| {
+        let proxy = explain_current.load().proxy.clone();
+        Box::pin(async move { proxy.explain(query).await })
+    });
     let purger = Arc::new(Purger::new(cache.clone(), key_for_url));
     let fleet = match fleet_gate {
         Some(gate) => {
@@ -360,6 +365,7 @@ pub async fn start(
             .map(|f| f as Arc<dyn outpost_purge_api::Fleet>),
         origins,
         reload: Some(reload),
+        explain: Some(explain),
     })?);
     let _ = running.reloader.admin.set(admin.clone());
     running.fleet = fleet;

@@ -14,6 +14,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::observe::counted::Received;
+
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;
 
@@ -167,6 +169,8 @@ pub struct Pending {
     /// never sent): reached, the body is complete even when the server
     /// stops reading it at its last byte.
     pub expected: Option<u64>,
+    /// The request body bytes received from the client so far.
+    pub received: Received,
 }
 
 /// A response body that counts its bytes and writes the request's line
@@ -195,8 +199,10 @@ impl<B: Body<Data = Bytes> + Unpin> LoggedBody<B> {
             mut fields,
             started,
             expected,
+            received,
         }) = self.pending.take()
         {
+            fields.insert("bytes_received".into(), received.bytes().into());
             let complete = self.complete || expected == Some(self.sent);
             fields.insert("bytes_sent".into(), self.sent.into());
             fields.insert("complete".into(), complete.into());

@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod compress;
 mod error_page;
 mod exchange;
+mod explain;
 mod fetch;
 pub(crate) mod headers;
 mod hit;
@@ -42,7 +43,7 @@ use self::metrics::ProxyMetrics;
 use self::status::{CacheStatus, Outcome};
 use crate::hooks::{Hooks, RequestInfo};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
-use crate::observe::counted::CountedBody;
+use crate::observe::counted::{CountedBody, Received};
 use crate::origin::pool::Upstream;
 use crate::proxy::router::Router;
 
@@ -98,6 +99,9 @@ pub(crate) struct Proxy {
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     pub(crate) tls: bool,
+    /// The TLS version the handshake agreed (`TLSv1.3`); None for plain
+    /// connections.
+    pub(crate) tls_version: Option<&'static str>,
     /// The listener's place in the config.
     pub(crate) listener: usize,
     /// On TLS, the certificate the handshake chose by SNI.
@@ -128,7 +132,7 @@ impl Proxy {
     pub(crate) async fn handle(
         self: Arc<Self>,
         conn: ConnInfo,
-        req: Request<ClientBody>,
+        mut req: Request<ClientBody>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let head = req.method() == http::Method::HEAD;
@@ -142,6 +146,12 @@ impl Proxy {
             .map(|log| (log, self.log_format.clone()));
         let mut logged =
             (log.is_some() || self.hooks.is_some()).then(|| (log, request_fields(id, conn, &req)));
+        // The line counts the request body's bytes where it is read.
+        let received = logged.as_ref().map(|_| {
+            let received = Received::default();
+            req.extensions_mut().insert(received.clone());
+            received
+        });
         let mut outward = Outward {
             id,
             site: None,
@@ -250,6 +260,7 @@ impl Proxy {
                     fields,
                     started,
                     expected,
+                    received: received.unwrap_or_default(),
                 },
             )
             .boxed_unsync();
@@ -291,6 +302,7 @@ fn request_fields<B>(
     );
     fields.insert("protocol".into(), format!("{:?}", req.version()).into());
     fields.insert("tls".into(), conn.tls.into());
+    fields.insert("tls_version".into(), conn.tls_version.into());
     for (name, field) in [
         (http::header::USER_AGENT, "user_agent"),
         (http::header::REFERER, "referer"),

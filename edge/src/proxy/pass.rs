@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client::ClientBody;
+use crate::observe::counted::Received;
 use bytes::Bytes;
 use http::header::{IF_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -48,7 +49,13 @@ impl Proxy {
         let mut outgoing = request.origin_parts(&request.parts.headers);
         outgoing.extensions.insert(fault.clone());
         let body = outgoing_body(
-            CountedBody::new(body, self.metrics.client_bytes_in.clone()),
+            CountedBody::new(body, self.metrics.client_bytes_in.clone()).tally(
+                request
+                    .parts
+                    .extensions
+                    .get::<Received>()
+                    .map(|r| r.0.clone()),
+            ),
             limit,
             &exceeded,
             &fault,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::client::ClientBody;
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use outpost_cache::{CacheKey, Lookup, normalize_path};
+use outpost_cache::{CacheKey, Entry, Lookup, normalize_path};
 
 use super::router::host_name;
 
@@ -30,21 +30,80 @@ impl Proxy {
         req: Request<ClientBody>,
         outward: &mut Outward,
     ) -> Reply {
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        let mut request = match self.prepare(conn, parts, outward).await {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        match passing(&request) {
+            Some(Passing::Tunnel { over_h2 }) => {
+                drop(body);
+                return self.tunnel(request, over_h2).await;
+            }
+            Some(Passing::Pass(why)) => {
+                return self.pass(request, body, CacheStatus::fwd(why)).await;
+            }
+            None => {}
+        }
+        // A GET or HEAD carries no meaningful body; drop whatever came.
+        drop(body);
+        let now = self.cache.now();
+        let decision = self.decide(&request, Counted::Yes).await;
+        let status = decision.status();
+        match decision {
+            Decision::OnlyIfCached => {
+                let res = plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "only-if-cached: nothing usable is stored\n",
+                );
+                (Some(status), res)
+            }
+            Decision::Hit(entry, _) => (
+                Some(status),
+                unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
+            ),
+            Decision::StaleWhileRevalidate(entry, _) => {
+                self.revalidate_in_background(&request, entry.clone());
+                (
+                    Some(status),
+                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
+                )
+            }
+            Decision::Revalidate(entry, why) => self.revalidate(request, entry, why).await,
+            Decision::VaryMiss => {
+                if let Some(reply) = self.decoded_copy(&mut request).await {
+                    return reply;
+                }
+                self.fetch(request, status).await
+            }
+            Decision::PurgeLag | Decision::Miss => self.fetch(request, status).await,
+        }
+    }
+
+    /// Everything before the cache is asked: the checks a request must
+    /// pass, its site and rule, the rule's redirect, header edits and
+    /// rewrite, and its key. An answer given on the way (a refusal, a
+    /// redirect) is the error. `/explain` routes through here too.
+    pub(super) async fn prepare(
+        self: &Arc<Self>,
+        conn: ConnInfo,
+        mut parts: http::request::Parts,
+        outward: &mut Outward,
+    ) -> Result<Exchange, Reply> {
         // RFC 9110 §15.5.15.
         let target_length = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
         if target_length > self.max_uri_length {
-            return (
+            return Err((
                 None,
                 plain(
                     StatusCode::URI_TOO_LONG,
                     &format!("the request target is over {} bytes\n", self.max_uri_length),
                 ),
-            );
+            ));
         }
         // RFC 9112 §3.2: more than one Host is a bad request.
         if parts.headers.get_all(HOST).iter().count() > 1 {
-            return (None, protocol_error("more than one Host\n"));
+            return Err((None, protocol_error("more than one Host\n")));
         }
         // RFC 9112 §3.2.2 has an absolute-form target's authority win over
         // Host, and RFC 9113 §8.3.1 calls a request whose Host differs from
@@ -53,14 +112,14 @@ impl Proxy {
         if let (Some(target), Some(host)) = (parts.uri.authority(), parts.headers.get(HOST))
             && !same_authority(target, host, conn.tls)
         {
-            return (
+            return Err((
                 None,
                 protocol_error("the request target and Host name different hosts\n"),
-            );
+            ));
         }
         // HTTP/2 without :path and :authority reaches here with no target.
         if parts.uri.path().is_empty() {
-            return (None, protocol_error("no request target\n"));
+            return Err((None, protocol_error("no request target\n")));
         }
         let authority = match parts.uri.authority() {
             Some(a) => Some(a.as_str().to_owned()),
@@ -71,19 +130,19 @@ impl Proxy {
                 .map(str::to_owned),
         };
         let Some((authority, host)) = authority.and_then(|a| host_name(&a).map(|h| (a, h))) else {
-            return (
+            return Err((
                 None,
                 plain(StatusCode::BAD_REQUEST, "missing or invalid Host\n"),
-            );
+            ));
         };
         let Some(site) = self.router.site(&host) else {
-            return (
+            return Err((
                 None,
                 plain(
                     StatusCode::MISDIRECTED_REQUEST,
                     &format!("no site is served for host {host}\n"),
                 ),
-            );
+            ));
         };
         outward.site = Some(site.clone());
         // RFC 9110 §15.5.20, RFC 9113 §9.1.1: a connection is for the
@@ -93,66 +152,62 @@ impl Proxy {
             && let Some(Some(names)) = self.certificates.get(conn.listener)
             && names.choose(Some(&host)) != chosen
         {
-            return (
+            return Err((
                 None,
                 plain(
                     StatusCode::MISDIRECTED_REQUEST,
                     &format!("this connection's certificate does not serve {host}\n"),
                 ),
-            );
+            ));
         }
         if let (Some(hooks), Some(info)) = (&self.hooks, &mut outward.info) {
             info.host.clone_from(&host);
             parts.headers.remove(KEY_FIELD);
             if let Some(answer) = hooks.request(info, &mut parts).await {
-                return (None, answer.map(super::respond::full));
+                return Err((None, answer.map(super::respond::full)));
             }
         }
-        let websocket_over_h2 = parts.method == Method::CONNECT
-            && parts
-                .extensions
-                .get::<h2::ext::Protocol>()
-                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        let websocket_over_h2 = is_websocket_over_h2(&parts);
         if parts.method == Method::CONNECT && !websocket_over_h2 {
-            return (
+            return Err((
                 None,
                 plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"),
-            );
+            ));
         }
         // RFC 9110 §9.3.8: TRACE echoes the request, credentials and
         // cookies included, back to whoever can read the answer (cross-site
         // tracing); it is not forwarded.
         if parts.method == Method::TRACE {
-            return (
+            return Err((
                 None,
                 plain(StatusCode::METHOD_NOT_ALLOWED, "TRACE is not served\n"),
-            );
+            ));
         }
         // Purges go through the side API only: the public listener neither
         // acts on these methods nor passes them to an origin.
         if matches!(parts.method.as_str(), "PURGE" | "BAN" | "REFRESH") {
-            return (
+            return Err((
                 None,
                 plain(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "purges go through the admin API\n",
                 ),
-            );
+            ));
         }
         let Some(upstream) = self.upstreams.get(&site.origin).cloned() else {
-            return (
+            return Err((
                 None,
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "site has no origin pool\n",
                 ),
-            );
+            ));
         };
         // One normalized path for matching, keying and forwarding.
         let path = match normalize_path(parts.uri.path()) {
             Ok(path) => path,
             Err(e) => {
-                return (None, plain(StatusCode::BAD_REQUEST, &format!("{e}\n")));
+                return Err((None, plain(StatusCode::BAD_REQUEST, &format!("{e}\n"))));
             }
         };
         let target = match parts.uri.query() {
@@ -160,10 +215,10 @@ impl Proxy {
             None => path,
         };
         let Ok(target) = target.parse::<http::Uri>() else {
-            return (
+            return Err((
                 None,
                 plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
-            );
+            ));
         };
         let rule = site.rule_for(target.path(), conn.tls);
         site.strip_unkeyed(&mut parts.headers);
@@ -191,10 +246,10 @@ impl Proxy {
                 outward.vars = vars.map(Vars::kept);
             }
             if let Some((status, to)) = vars.as_ref().and_then(|v| actions.redirect(v)) {
-                return (
+                return Err((
                     Some(CacheStatus::neither(Detail::Redirect)),
                     redirect(status, &to),
-                );
+                ));
             }
             actions.edit_request(&mut parts.headers, vars.as_ref());
             if let Some(changed) = actions.rewritten(target.path()) {
@@ -209,13 +264,13 @@ impl Proxy {
                     Ok(uri) => forwarded = Some(uri),
                     Err(error) => {
                         tracing::warn!(%error, path = target.path(), "rewrite failed");
-                        return (
+                        return Err((
                             None,
                             plain(
                                 StatusCode::INTERNAL_SERVER_ERROR,
                                 "the site's rewrite rule made an invalid request target\n",
                             ),
-                        );
+                        ));
                     }
                 }
             }
@@ -274,7 +329,7 @@ impl Proxy {
         {
             compression.negotiate(&mut parts.headers);
         }
-        let mut request = Exchange {
+        Ok(Exchange {
             shield,
             conn,
             parts,
@@ -285,19 +340,12 @@ impl Proxy {
             key,
             rule,
             upstream,
-        };
+        })
+    }
 
-        if is_websocket_upgrade(&request.parts) || websocket_over_h2 {
-            drop(body);
-            return self.tunnel(request, websocket_over_h2).await;
-        }
-        let cacheable_method = matches!(request.parts.method, Method::GET | Method::HEAD);
-        if !cacheable_method || bypass {
-            let why = if bypass { Fwd::Bypass } else { Fwd::Method };
-            return self.pass(request, body, CacheStatus::fwd(why)).await;
-        }
-        // A GET or HEAD carries no meaningful body; drop whatever came.
-        drop(body);
+    /// What the cache does with a GET or HEAD it takes part in, from what
+    /// it holds: the one decision `route` acts on and `/explain` reports.
+    pub(super) async fn decide(&self, request: &Exchange, counted: Counted) -> Decision {
         let now = self.cache.now();
         let access = self
             .fleet_gate
@@ -305,24 +353,23 @@ impl Proxy {
             .map_or(Access::Open, Gate::access);
         // While purges this node has not applied may name what it holds,
         // nothing it holds is used.
-        let lookup = if access == Access::Closed {
-            Lookup::Miss
-        } else {
-            self.cache.lookup_tiered(&request.key, &request.parts).await
+        let lookup = match (access, counted) {
+            (Access::Closed, _) => Lookup::Miss,
+            (_, Counted::Yes) => self.cache.lookup_tiered(&request.key, &request.parts).await,
+            (_, Counted::No) => {
+                self.cache
+                    .lookup_uncounted(&request.key, &request.parts)
+                    .await
+            }
         };
         // RFC 9111 §5.2.1.7: only a stored response that may be used as is, or a 504.
         if request_directive(&request.parts.headers, "only-if-cached")
             && !matches!(lookup, Lookup::Fresh(_))
         {
-            let res = plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "only-if-cached: nothing usable is stored\n",
-            );
-            return (Some(CacheStatus::neither(Detail::OnlyIfCached)), res);
+            return Decision::OnlyIfCached;
         }
         if access == Access::Closed {
-            let status = CacheStatus::fwd(Fwd::Bypass).detail(Detail::PurgeLag);
-            return self.fetch(request, status).await;
+            return Decision::PurgeLag;
         }
         match lookup {
             Lookup::Fresh(entry) => {
@@ -331,10 +378,7 @@ impl Proxy {
                 if access == Access::Lagging {
                     status = status.detail(Detail::PurgeLag);
                 }
-                (
-                    Some(status),
-                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
-                )
+                Decision::Hit(entry, status)
             }
             // RFC 5861 §3: within stale-while-revalidate, answer at once and
             // revalidate in the background; a client's no-cache still waits.
@@ -343,23 +387,87 @@ impl Proxy {
                     && !request_directive(&request.parts.headers, "no-cache") =>
             {
                 let stale_for = Ttl::Stale(entry.staleness(now).as_secs());
-                self.revalidate_in_background(&request, entry.clone());
                 let status = CacheStatus::hit(stale_for).detail(Detail::StaleWhileRevalidate);
-                (
-                    Some(status),
-                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
-                )
+                Decision::StaleWhileRevalidate(entry, status)
             }
-            Lookup::Stale(entry) => self.revalidate(request, entry, Fwd::Stale).await,
+            Lookup::Stale(entry) => Decision::Revalidate(entry, Fwd::Stale),
             // RFC 9211 §2.2: a fresh response the request's directives refused.
-            Lookup::Refused(entry) => self.revalidate(request, entry, Fwd::Request).await,
-            Lookup::VaryMiss => {
-                if let Some(reply) = self.decoded_copy(&mut request).await {
-                    return reply;
-                }
-                self.fetch(request, CacheStatus::fwd(Fwd::VaryMiss)).await
-            }
-            Lookup::Miss => self.fetch(request, CacheStatus::fwd(Fwd::Miss)).await,
+            Lookup::Refused(entry) => Decision::Revalidate(entry, Fwd::Request),
+            Lookup::VaryMiss => Decision::VaryMiss,
+            Lookup::Miss => Decision::Miss,
+        }
+    }
+}
+
+/// How a routed request goes by the cache, when it does.
+pub(super) enum Passing {
+    /// A WebSocket upgrade (or, over HTTP/2, an extended CONNECT): a tunnel.
+    Tunnel { over_h2: bool },
+    /// Straight to the origin: the rule's `cache: bypass`, or a method
+    /// the cache does not answer.
+    Pass(Fwd),
+}
+
+/// Whether the cache takes part in `request`; None when it does.
+pub(super) fn passing(request: &Exchange) -> Option<Passing> {
+    let over_h2 = is_websocket_over_h2(&request.parts);
+    if over_h2 || is_websocket_upgrade(&request.parts) {
+        return Some(Passing::Tunnel { over_h2 });
+    }
+    if request.rule.bypass {
+        return Some(Passing::Pass(Fwd::Bypass));
+    }
+    if !matches!(request.parts.method, Method::GET | Method::HEAD) {
+        return Some(Passing::Pass(Fwd::Method));
+    }
+    None
+}
+
+/// An extended CONNECT for a WebSocket over HTTP/2 (RFC 8441).
+fn is_websocket_over_h2(parts: &http::request::Parts) -> bool {
+    parts.method == Method::CONNECT
+        && parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether a lookup counts in the memory tier's hits and misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Counted {
+    Yes,
+    /// `/explain` asks what a request would get without making one.
+    No,
+}
+
+/// What the cache does with a request it takes part in.
+pub(super) enum Decision {
+    /// `only-if-cached` and nothing stored may be used as is: a 504.
+    OnlyIfCached,
+    /// The node has not applied the fleet's latest purges: the origin answers.
+    PurgeLag,
+    /// A fresh stored response answers.
+    Hit(Arc<Entry>, CacheStatus),
+    /// A stale one answers at once and is revalidated in the background.
+    StaleWhileRevalidate(Arc<Entry>, CacheStatus),
+    /// A stored response is validated with the origin first: stale, or
+    /// refused by the request's directives.
+    Revalidate(Arc<Entry>, Fwd),
+    /// The URL has stored responses, none for this request's Vary values.
+    VaryMiss,
+    Miss,
+}
+
+impl Decision {
+    /// The `Cache-Status` the answer starts from.
+    pub(super) fn status(&self) -> CacheStatus {
+        match self {
+            Decision::OnlyIfCached => CacheStatus::neither(Detail::OnlyIfCached),
+            Decision::PurgeLag => CacheStatus::fwd(Fwd::Bypass).detail(Detail::PurgeLag),
+            Decision::Hit(_, status) | Decision::StaleWhileRevalidate(_, status) => *status,
+            Decision::Revalidate(_, why) => CacheStatus::fwd(*why),
+            Decision::VaryMiss => CacheStatus::fwd(Fwd::VaryMiss),
+            Decision::Miss => CacheStatus::fwd(Fwd::Miss),
         }
     }
 }

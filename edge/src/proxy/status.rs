@@ -96,7 +96,7 @@ pub(crate) enum Detail {
 }
 
 impl Detail {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Detail::StaleWhileRevalidate => "stale-while-revalidate",
             Detail::StaleIfError => "stale-if-error",
@@ -112,7 +112,7 @@ impl Detail {
 }
 
 impl Fwd {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Fwd::Bypass => "bypass",
             Fwd::Method => "method",
