@@ -8,6 +8,9 @@ CARGO ?= cargo
 # sources, libclang for the Rust bindings; and nats-server, which the fleet
 # tests start as they start their own origins.
 APT_PACKAGES := cmake g++ libclang-dev nats-server
+# What the status page's browser tests drive: headless Chromium over
+# WebDriver (chromedriver).
+BROWSER_APT_PACKAGES := chromium chromium-driver
 # What the side-by-side benchmark runs besides Outpost: the two peers,
 # python3 (the slow origin and the table), openssl (a certificate), curl,
 # wrk (the independent load generator).
@@ -16,7 +19,7 @@ BENCH_APT_PACKAGES := nginx varnish python3 openssl curl wrk
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps bench-deps lint bench bench-edge microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
+.PHONY: run test build release deps browser-deps bench-deps lint bench bench-edge microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -47,7 +50,7 @@ build: deps
 # The whole suite: unit tests beside the code, the CLI tests, and the
 # end-to-end tests in tests/ (they run target/debug/outpost, which the
 # build of the workspace's test targets makes).
-test: build
+test: build browser-deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -136,3 +139,6 @@ deps:
 
 bench-deps:
 	$(call apt-install,$(BENCH_APT_PACKAGES),benchmark packages)
+
+browser-deps:
+	$(call apt-install,$(BROWSER_APT_PACKAGES),browser test packages)

@@ -10,6 +10,8 @@
 //!   /purge/{id}` and `GET /cluster`;
 //! - `stats.rs`: `GET /stats`, and the origins' status the edge reports;
 //! - `explain.rs`: `GET /explain`, read and checked here, answered by the edge's hook;
+//! - `status.rs` and `status.html`: the live status page `GET /` and the
+//!   JSON it polls, `GET /status`, with the purges applied last;
 //! - `reload.rs`: `POST /reload`, through the edge's hook;
 //! - `metrics.rs`: the purge counter, and `/metrics` from the registry handed in;
 //! - `error.rs`: why a purge URL, prefix or scope is refused;
@@ -27,6 +29,7 @@ mod metrics;
 mod purge;
 mod reload;
 mod stats;
+mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,10 +54,13 @@ use metrics::PurgeMetrics;
 pub use purge::{Applied, PurgeRequest, Purger};
 pub use reload::ReloadHook;
 pub use stats::{OriginsSource, PoolStatus, ServerStatus};
+pub use status::StatusHook;
 
 /// Every route the side API serves and its methods (HEAD goes with GET);
 /// `docs/openapi.yaml` documents exactly these, which a test checks.
 pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/status", &["GET"]),
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
@@ -89,6 +95,8 @@ pub struct AdminParts {
     pub reload: Option<Arc<ReloadHook>>,
     /// `GET /explain`; None where the edge cannot explain (it answers 501).
     pub explain: Option<Arc<ExplainHook>>,
+    /// What the edge adds to `GET /status` (None: nothing).
+    pub status: Option<Arc<StatusHook>>,
 }
 
 pub struct Admin {
@@ -106,6 +114,9 @@ pub struct Admin {
     origins: Arc<OriginsSource>,
     reload: Option<Arc<ReloadHook>>,
     explain: Option<Arc<ExplainHook>>,
+    status_hook: Option<Arc<StatusHook>>,
+    /// The last purges applied here, for the status page.
+    recent_purges: status::RecentPurges,
     request_ids: AtomicU64,
     /// Set once the process has begun to shut down: `/readyz` says so.
     shutting_down: std::sync::atomic::AtomicBool,
@@ -126,6 +137,8 @@ impl Admin {
             origins: parts.origins,
             reload: parts.reload,
             explain: parts.explain,
+            status_hook: parts.status,
+            recent_purges: Default::default(),
             request_ids: AtomicU64::new(0),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         })
@@ -153,7 +166,9 @@ impl Admin {
         let request_id = self.next_request_id();
         let path = req.uri().path();
         let probe = matches!(path, "/healthz" | "/readyz");
-        let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+        // The page itself holds no figures (it asks `/status` for them, with
+        // the token): a browser opens it without one.
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD) && path != "/";
         if !probe {
             match self.admitted(&req, reading) {
                 Ok(()) => {}
@@ -194,6 +209,10 @@ impl Admin {
                 json_response(StatusCode::OK, json!({"status": "ok"}))
             }
             ("/stats", &Method::GET | &Method::HEAD) => json_response(StatusCode::OK, self.stats()),
+            ("/", &Method::GET | &Method::HEAD) => self.page(),
+            ("/status", &Method::GET | &Method::HEAD) => {
+                json_response(StatusCode::OK, self.status())
+            }
             ("/explain", &Method::GET | &Method::HEAD) => self.explain(&req, &request_id).await,
             ("/metrics", &Method::GET | &Method::HEAD) => {
                 let mut res =

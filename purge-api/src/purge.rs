@@ -118,6 +118,7 @@ impl Admin {
             Err(e) => return error(StatusCode::BAD_REQUEST, &chain(&e), request_id),
         };
         let matched = applied.matched;
+        self.recent_purges.record(&purge, matched, request_id);
         let mut answer = json!({
             "matched": matched,
             "purged": matched,

@@ -77,6 +77,10 @@ pub struct ServerStatus {
     /// Milliseconds left in a passive ejection; 0 when not ejected.
     pub ejected_for_ms: u64,
     pub in_flight: usize,
+    /// Passive ejections since the process started.
+    pub ejections: u64,
+    /// Moving average of the time to a response head; None before the first.
+    pub latency_ms: Option<f64>,
     /// Label used for this server in metrics.
     #[serde(skip)]
     pub label: String,

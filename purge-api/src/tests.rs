@@ -43,6 +43,8 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
                 passes_checks: true,
                 ejected_for_ms: 4000,
                 in_flight: 0,
+                ejections: 0,
+                latency_ms: None,
                 label: "http://127.0.0.1:9000".into(),
             }],
         }]
@@ -76,6 +78,7 @@ fn admin_with(token: Option<&str>, registry: prometheus::Registry) -> (Admin, Ar
                 }
             })
         })),
+        status: Some(Arc::new(|| json!({"generation": 1}))),
         // Echoes the query; refuses a URL without a scheme as the edge does.
         explain: Some(Arc::new(|query: crate::ExplainQuery| {
             Box::pin(async move {

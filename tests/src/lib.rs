@@ -20,11 +20,13 @@
 //! - `load.rs`: traffic through `outpost-loadtest` ([`load_plan`],
 //!   [`start_load`], [`await_progress`], [`assert_all_ok`]).
 //! - `nats.rs`: a real `nats-server -js` for fleet tests ([`Nats`]).
+//! - `browser.rs`: a headless Chromium over WebDriver ([`Browser`]).
 //! - [`h2raw`]: HTTP/2 frames by hand, for what no client library sends.
 
 pub mod h2raw;
 
 mod admin;
+mod browser;
 mod client;
 mod config;
 mod load;
@@ -33,6 +35,7 @@ mod origin;
 mod outpost;
 
 pub use crate::admin::{await_metric, explain, metric, metric_sum, purge, reload, stats};
+pub use crate::browser::Browser;
 pub use crate::client::{Got, get, get_streamed, request, try_request};
 pub use crate::config::{pool_config, simple_config};
 pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};

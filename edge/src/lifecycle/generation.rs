@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub fleet_shield: Option<Arc<crate::fleet::shield::Shield>>,
     /// An embedder's hooks (None for the `outpost` command).
     pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+    /// The last minute, for the status page.
+    pub recent: Arc<crate::observe::recent::Recent>,
 }
 
 /// Everything built from one config.
@@ -109,6 +111,7 @@ impl Generation {
             compression: crate::proxy::compress::Compression::new(&config.compression)
                 .map(Arc::new),
             hooks: shared.hooks.clone(),
+            recent: shared.recent.clone(),
             coalescer: shared.coalescer.clone(),
             hidden_headers: if config.cache.expose_tag_headers {
                 Vec::new()

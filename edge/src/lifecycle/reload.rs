@@ -50,7 +50,12 @@ pub struct Reloader {
     pub(crate) admin: std::sync::OnceLock<Arc<Admin>>,
     metrics: ReloadMetrics,
     lock: tokio::sync::Mutex<()>,
+    /// The last reloads, newest last, for the status page.
+    history: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// Reloads the status page lists.
+const HISTORY: usize = 10;
 
 impl Reloader {
     pub(crate) fn new(
@@ -67,6 +72,7 @@ impl Reloader {
             shared,
             default_token,
             admin: std::sync::OnceLock::new(),
+            history: Default::default(),
             lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -91,6 +97,11 @@ impl Reloader {
                 metrics.reloads.with_label_values(&["ok"]).inc();
                 self.record_success();
                 let summary = generation.summary(&restart_needed);
+                self.remember(serde_json::json!({
+                    "at": crate::observe::access_log::rfc3339(SystemTime::now()),
+                    "ok": true,
+                    "generation": generation.number,
+                }));
                 tracing::info!(generation = generation.number, file = %generation.loaded.file, "config reloaded");
                 for setting in &restart_needed {
                     tracing::warn!("{setting}");
@@ -101,6 +112,11 @@ impl Reloader {
                 metrics.reloads.with_label_values(&["failed"]).inc();
                 metrics.last_successful.set(0);
                 let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                self.remember(serde_json::json!({
+                    "at": crate::observe::access_log::rfc3339(SystemTime::now()),
+                    "ok": false,
+                    "errors": lines.iter().take(5).collect::<Vec<_>>(),
+                }));
                 tracing::error!(
                     errors = %lines.join("; "),
                     "config reload refused; the old config keeps serving"
@@ -108,6 +124,25 @@ impl Reloader {
                 Err(lines)
             }
         }
+    }
+
+    fn remember(&self, reload: serde_json::Value) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(reload);
+    }
+
+    /// The config serving now and the last reloads, for the status page.
+    pub(crate) fn status(&self) -> serde_json::Value {
+        let generation = self.current.load();
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        serde_json::json!({
+            "generation": generation.number,
+            "file": generation.loaded.file,
+            "reloads": history.iter().rev().cloned().collect::<Vec<_>>(),
+        })
     }
 
     async fn try_reload(&self) -> Result<(Arc<Generation>, Vec<String>), ErrorList> {

@@ -11,6 +11,7 @@ use outpost_cache::{Cache, CacheMetrics, SystemClock};
 use outpost_config::{ErrorList, Loaded};
 use outpost_purge_api::{
     Admin, AdminParts, ExplainHook, KeyForUrl, OriginsSource, PoolStatus, Purger, ReloadHook,
+    StatusHook,
 };
 use tokio::net::TcpListener;
 
@@ -261,7 +262,12 @@ pub async fn start(
         fleet_gate: cluster.map(|_| Arc::new(Gate::closed())),
         fleet_shield: fleet_shield.clone(),
         hooks,
+        recent: Default::default(),
     };
+    shared.recent.spawn_sampler(
+        shared.proxy_metrics.clone(),
+        shared.origin_metrics.bytes.clone(),
+    );
     let fleet_gate = shared.fleet_gate.clone();
     let tokens = tokens_from_env(&loaded, default_token.as_deref());
     let generation = Generation::build(1, loaded, &shared, None).await?;
@@ -347,6 +353,15 @@ pub async fn start(
         let proxy = explain_current.load().proxy.clone();
         Box::pin(async move { proxy.explain(query).await })
     });
+    let status_reloader = running.reloader.clone();
+    let started_at = crate::observe::access_log::rfc3339(std::time::SystemTime::now());
+    let status: Arc<StatusHook> = Arc::new(move || {
+        let mut status = status_reloader.status();
+        status["traffic"] = status_reloader.shared.recent.summary();
+        status["started_at"] = started_at.clone().into();
+        status["version"] = env!("CARGO_PKG_VERSION").into();
+        status
+    });
     let purger = Arc::new(Purger::new(cache.clone(), key_for_url));
     let fleet = match fleet_gate {
         Some(gate) => {
@@ -366,6 +381,7 @@ pub async fn start(
         origins,
         reload: Some(reload),
         explain: Some(explain),
+        status: Some(status),
     })?);
     let _ = running.reloader.admin.set(admin.clone());
     running.fleet = fleet;

@@ -1,7 +1,9 @@
-//! What the process says about itself: the access log and metrics.
+//! What the process says about itself: the access log, metrics, and the
+//! last minute the status page shows.
 
 pub(crate) mod access_log;
 pub(crate) mod counted;
+pub(crate) mod recent;
 
 /// A log layer that counts the errors the disk tier's store reports on its
 /// own threads (failed writes: a full or failing disk), for the

@@ -26,6 +26,11 @@ pub struct Health {
     ejections: AtomicU32,
     /// Out of rotation until this instant (`now_ms`).
     ejected_until: AtomicU64,
+    /// Ejections since the process started (for the status page).
+    ejected_total: AtomicU64,
+    /// Time to a response head, microseconds, a moving average (1/8 of
+    /// each new sample); 0 before the first.
+    latency_us: AtomicU64,
 }
 
 impl Default for Health {
@@ -36,6 +41,8 @@ impl Default for Health {
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            ejected_total: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
         }
     }
 }
@@ -55,10 +62,47 @@ impl Health {
         }
         copy32(&self.failures, &other.failures);
         copy32(&self.ejections, &other.ejections);
-        self.ejected_until.store(
-            other.ejected_until.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        for (to, from) in [
+            (&self.ejected_until, &other.ejected_until),
+            (&self.ejected_total, &other.ejected_total),
+            (&self.latency_us, &other.latency_us),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// A response head arrived `after` the request was sent.
+    pub fn record_latency(&self, after: Duration) {
+        let sample = u64::try_from(after.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .latency_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    // Integer steps toward the sample, never stuck short of it.
+                    let step = (sample.abs_diff(old) / 8).max(1);
+                    if sample > old {
+                        old.saturating_add(step)
+                    } else {
+                        old.saturating_sub(step).max(1)
+                    }
+                })
+            });
+    }
+
+    /// The moving average of the time to a response head; None before
+    /// the first response.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Ejections since the process started.
+    pub fn ejections(&self) -> u64 {
+        self.ejected_total.load(Ordering::Relaxed)
     }
 
     /// Whether the server takes traffic now.
@@ -109,6 +153,7 @@ impl Health {
         let until =
             now_ms().saturating_add(u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX));
         self.ejected_until.store(until, Ordering::Relaxed);
+        self.ejected_total.fetch_add(1, Ordering::Relaxed);
         true
     }
 

@@ -130,6 +130,8 @@ mod tests {
                         passes_checks: true,
                         ejected_for_ms: 0,
                         in_flight: 0,
+                        ejections: 0,
+                        latency_ms: None,
                         label: "http://127.0.0.1:9000".into(),
                     }],
                 }]

@@ -396,6 +396,7 @@ impl Upstream {
                             why,
                         });
                     }
+                    server.health.record_latency(started.elapsed());
                     response.extensions_mut().insert(OriginInfo {
                         server: server.label.clone(),
                         duration: started.elapsed(),
@@ -499,6 +500,8 @@ impl Upstream {
                     ejected_for_ms: u64::try_from(s.health.ejected_for().as_millis())
                         .unwrap_or(u64::MAX),
                     in_flight: s.in_flight.load(Ordering::Relaxed),
+                    ejections: s.health.ejections(),
+                    latency_ms: s.health.latency().map(|d| d.as_secs_f64() * 1000.0),
                     label: s.label.clone(),
                 })
                 .collect(),

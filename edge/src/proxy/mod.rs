@@ -92,6 +92,8 @@ pub(crate) struct Proxy {
     pub(crate) compression: Option<Arc<compress::Compression>>,
     /// An embedder's hooks (None for the `outpost` command).
     pub(crate) hooks: Option<Arc<dyn Hooks>>,
+    /// The keys that miss and are bypassed most, for the status page.
+    pub(crate) recent: Arc<crate::observe::recent::Recent>,
 }
 
 /// The client's side of a connection.

@@ -41,6 +41,9 @@ impl Proxy {
                 return self.tunnel(request, over_h2).await;
             }
             Some(Passing::Pass(why)) => {
+                if why == Fwd::Bypass {
+                    self.recent.bypassed(request.key.text());
+                }
                 return self.pass(request, body, CacheStatus::fwd(why)).await;
             }
             None => {}
@@ -74,9 +77,14 @@ impl Proxy {
                 if let Some(reply) = self.decoded_copy(&mut request).await {
                     return reply;
                 }
+                self.recent.missed(request.key.text());
                 self.fetch(request, status).await
             }
-            Decision::PurgeLag | Decision::Miss => self.fetch(request, status).await,
+            Decision::Miss => {
+                self.recent.missed(request.key.text());
+                self.fetch(request, status).await
+            }
+            Decision::PurgeLag => self.fetch(request, status).await,
         }
     }
 
