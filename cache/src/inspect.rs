@@ -106,12 +106,8 @@ impl Cache {
                         None
                     }
                     Ok(Some(Found::Marker(stored))) if stored.key == key.text() => {
-                        let names = stored
-                            .names
-                            .iter()
-                            .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
-                            .collect();
-                        Some((stored.id, names, stored.cookies))
+                        let marker = stored.into_vary_marker();
+                        Some((marker.id, marker.names, marker.cookies))
                     }
                     _ => None,
                 },

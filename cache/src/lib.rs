@@ -29,6 +29,7 @@
 //! - `revalidate.rs`: [`Entry::conditional`], [`Cache::revalidated`] and
 //!   [`Entry::stale_on_failure`]: revalidation, RFC 9111 §4.3 and RFC 5861 §4;
 //! - `refresh.rs`: a stored response freshened by a 304 or a HEAD (RFC 9111 §4.3.4, §4.3.5);
+//! - `variants.rs`: a Vary miss validated against the stored variants' entity tags (§4.3.1, §4.3.4);
 //! - `purge/`: the purge index and its journal, and [`Cache::purge_urls`] and the other purges;
 //! - `usage.rs`: [`Usage`], the sizes and counts for `/stats` and metrics;
 //! - `metrics.rs`: [`CacheMetrics`], those counts as Prometheus series, read at each scrape;
@@ -63,6 +64,7 @@ mod stream;
 #[cfg(test)]
 mod testing;
 mod usage;
+mod variants;
 mod vary;
 
 use std::sync::Arc;
@@ -87,6 +89,7 @@ pub use policy::{FreshnessSource, NotStored, PolicyOptions, StoreRules, has_expl
 pub use revalidate::{Revalidated, StaleReason};
 pub use store::Storing;
 pub use usage::{DiskUsage, Usage};
+pub use variants::candidates_conditional;
 pub use vary::KeyFields;
 
 use memory::MemoryTier;

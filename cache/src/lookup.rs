@@ -15,7 +15,7 @@ use crate::key::CacheKey;
 use crate::memory::Stored;
 use crate::policy;
 use crate::purge::Verdict;
-use crate::vary::{self, VaryMarker};
+use crate::vary;
 
 /// Why the cache is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,17 +160,7 @@ impl Cache {
             Some(marker) => (Some(marker), None),
             None => match disk.load(key.hash()).await {
                 Ok(Some(Found::Marker(stored))) if stored.key == key.text() => {
-                    let names = stored
-                        .names
-                        .iter()
-                        .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
-                        .collect();
-                    let marker = Arc::new(VaryMarker::with_id(
-                        stored.key,
-                        stored.id,
-                        names,
-                        stored.cookies,
-                    ));
+                    let marker = Arc::new(stored.into_vary_marker());
                     if reading == Reading::Inspecting {
                         (Some(marker), None)
                     } else {

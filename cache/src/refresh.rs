@@ -86,6 +86,13 @@ impl Cache {
             None => *key.hash(),
             Some(variant) => vary::secondary_hash(key.text(), &variant.text),
         };
+        self.keep(hash, &entry);
+        Some(entry)
+    }
+
+    /// Stores a freshened entry under `hash`: in memory when its body is
+    /// there and fits, and its head on disk.
+    pub(crate) fn keep(&self, hash: [u8; 32], entry: &Arc<Entry>) {
         if entry
             .resident_body()
             .is_some_and(|body| body.len() <= self.memory_object_max())
@@ -100,10 +107,9 @@ impl Cache {
                 Body::Disk(_) | Body::Both(..) => true,
             };
             if fits {
-                disk.put_object(hash, &entry);
+                disk.put_object(hash, entry);
             }
         }
-        Some(entry)
     }
 }
 

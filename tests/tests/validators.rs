@@ -147,3 +147,177 @@ async fn a_response_delayed_at_the_origin_carries_its_age() {
     let age: u64 = hit.headers["age"].to_str().unwrap().parse().unwrap();
     assert!(age >= 1);
 }
+
+/// RFC 9111 §4.3.1 and §4.3.4: a Vary miss goes to the origin with the
+/// stored variants' entity tags in If-None-Match, and a 304 selects the
+/// one the origin would send: it answers, freshened, and is stored for
+/// this request's values too. A 200 is a miss as any other; a client's own
+/// preconditions are sent as they are; a variant in a coding the client
+/// does not accept is never offered.
+#[tokio::test]
+async fn a_vary_miss_is_validated_with_the_stored_variants_tags() {
+    let origin = Origin::start(|seen| {
+        let header = |name: &str| {
+            seen.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        // English of any region is one representation; German another.
+        let (tag, body) = if header("accept-language").starts_with("de") {
+            ("\"de\"", "hallo")
+        } else {
+            ("\"en\"", "hello")
+        };
+        let vary = [
+            ("cache-control", "max-age=300"),
+            ("vary", "Accept-Language"),
+            ("etag", tag),
+        ];
+        if header("if-none-match").split(',').any(|t| t.trim() == tag) {
+            return respond(304, &vary, "");
+        }
+        respond(200, &vary, body)
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    let ask = |language: &'static str, extra: Option<(&'static str, &'static str)>| {
+        let addr = outpost.addr();
+        async move {
+            let mut headers = vec![("accept-language", language)];
+            headers.extend(extra);
+            request(addr, "GET", "example.com", "/greeting", &headers, "").await
+        }
+    };
+    let first = ask("en", None).await;
+    assert_eq!(first.cache_status(), "Outpost; fwd=miss; stored");
+    assert!(origin.last().headers.get("if-none-match").is_none());
+
+    let selected = ask("en-GB", None).await;
+    assert_eq!(origin.last().headers["if-none-match"], "\"en\"");
+    assert_eq!(selected.status, 200);
+    assert_eq!(selected.body, "hello");
+    assert_eq!(
+        selected.cache_status(),
+        "Outpost; fwd=vary-miss; fwd-status=304"
+    );
+    let hits = origin.hits();
+    ask("en-GB", None).await.assert_hit();
+    assert_eq!(origin.hits(), hits, "stored for en-GB too");
+
+    let other = ask("de", None).await;
+    assert_eq!(other.body, "hallo");
+    assert_eq!(other.cache_status(), "Outpost; fwd=vary-miss; stored");
+    let offered = origin.last().headers["if-none-match"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(offered.contains("\"en\""), "{offered}");
+    ask("de", None).await.assert_hit();
+
+    // The client's own precondition goes as it is, and its 304 is its own.
+    let own = ask("fr", Some(("if-none-match", "\"en\""))).await;
+    assert_eq!(origin.last().headers["if-none-match"], "\"en\"");
+    assert_eq!(own.status, 304);
+}
+
+/// A stored variant in a content coding the request does not accept is
+/// never offered for selection (RFC 9110 §12.5.3): a 304 could not make
+/// its bytes readable to that client.
+#[tokio::test]
+async fn a_variant_in_a_coding_the_client_refuses_is_not_offered() {
+    let origin = Origin::start(|seen| {
+        let gzip = seen
+            .headers
+            .get("accept-encoding")
+            .is_some_and(|v| v.as_bytes() == b"gzip");
+        let mut fields = vec![
+            ("cache-control", "max-age=300"),
+            ("vary", "Accept-Encoding"),
+            ("etag", "\"same\""),
+        ];
+        if gzip {
+            fields.push(("content-encoding", "gzip"));
+        }
+        respond(200, &fields, "body")
+    })
+    .await;
+    // Outpost's own compression off: the origin's codings are all there is.
+    let rules = "[{match: {}, compress: false}]";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    let ask = |coding: &'static str| {
+        let addr = outpost.addr();
+        async move {
+            request(
+                addr,
+                "GET",
+                "example.com",
+                "/x",
+                &[("accept-encoding", coding)],
+                "",
+            )
+            .await
+        }
+    };
+    ask("gzip").await;
+    let plain = ask("identity").await;
+    assert!(origin.last().headers.get("if-none-match").is_none());
+    assert!(
+        plain.header("content-encoding").is_empty(),
+        "{:?}",
+        plain.headers
+    );
+    assert_eq!(plain.cache_status(), "Outpost; fwd=vary-miss; stored");
+    // Now the identity copy is a candidate for another request that takes it.
+    ask("gzip;q=0, identity").await;
+    assert_eq!(origin.last().headers["if-none-match"], "\"same\"");
+}
+
+/// A 304 without a validator to a Vary miss that offered one stored
+/// variant's tag can be about that variant only: it answers (the
+/// http-cache-tests check `conditional-etag-vary-headers-mismatch`).
+#[tokio::test]
+async fn a_304_without_a_tag_selects_the_only_variant_offered() {
+    let origin = Origin::start(|seen| {
+        if seen.headers.contains_key("if-none-match") {
+            return respond(304, &[("cache-control", "max-age=300")], "");
+        }
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=300"),
+                ("vary", "Abc"),
+                ("etag", "\"abcdef\""),
+            ],
+            "stored",
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
+    request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/v",
+        &[("abc", "123")],
+        "",
+    )
+    .await;
+    let other = request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/v",
+        &[("abc", "456")],
+        "",
+    )
+    .await;
+    assert_eq!(origin.last().headers["if-none-match"], "\"abcdef\"");
+    assert_eq!(other.body, "stored");
+    assert_eq!(
+        other.cache_status(),
+        "Outpost; fwd=vary-miss; fwd-status=304"
+    );
+    assert_eq!(origin.hits(), 2);
+}

@@ -154,6 +154,19 @@ pub struct Marker {
     pub cookies: Vec<String>,
 }
 
+impl Marker {
+    /// The marker as memory holds it; a field name that is not one any
+    /// more (a damaged record that still decoded) is left out.
+    pub fn into_vary_marker(self) -> crate::vary::VaryMarker {
+        let names = self
+            .names
+            .iter()
+            .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        crate::vary::VaryMarker::with_id(self.key, self.id, names, self.cookies)
+    }
+}
+
 /// What a hash holds on disk.
 #[derive(Debug)]
 pub enum Found {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::Response;
 use http_body_util::BodyExt;
-use outpost_cache::{Entry, Fetched, Revalidated, StaleReason};
+use outpost_cache::{Entry, Fetched, Revalidated, StaleReason, candidates_conditional};
 
 use super::headers;
 use crate::origin::pool::Answer;
@@ -99,6 +99,72 @@ impl Proxy {
                     None,
                 )
                 .await
+            }
+        }
+    }
+
+    /// A Vary miss sent with the entity tags of the URL's stored variants
+    /// (RFC 9111 §4.3.1): a 304 selects the one that answers (§4.3.4),
+    /// freshened and stored for this request's values too; a 304 that
+    /// names none of them is followed by a plain fetch; any other answer
+    /// is relayed and stored as a miss's would be.
+    pub(super) async fn validate_variants(
+        &self,
+        request: Exchange,
+        candidates: Vec<Arc<Entry>>,
+    ) -> Reply {
+        let headers = candidates_conditional(&candidates, &request.parts.headers);
+        let outgoing = request.origin_parts(&headers);
+        let request_time = self.cache.now();
+        let answer = match request.send_bodiless(outgoing).await {
+            Ok(answer) => answer,
+            Err(e) => return upstream_error(&e),
+        };
+        let now = self.cache.now();
+        let Answer { response, lease } = answer;
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if parts.status != http::StatusCode::NOT_MODIFIED {
+            let answer = Answer {
+                response: Response::from_parts(parts, body),
+                lease,
+            };
+            let status = CacheStatus::fwd(Fwd::VaryMiss);
+            return self
+                .store_and_relay(request, answer, request_time, status, None)
+                .await;
+        }
+        // A tag that names none of them as it is may name a copy Outpost
+        // compressed (W/"x" for the origin's "x"), whose weak tag stays.
+        let etag = http::header::ETAG;
+        if !candidates
+            .iter()
+            .any(|c| c.headers().get(etag.as_str()).as_ref() == parts.headers.get(&etag))
+        {
+            for candidate in &candidates {
+                super::compress::keep_weak_tag(
+                    candidate.headers().get(etag.as_str()),
+                    &mut parts.headers,
+                );
+            }
+        }
+        let fetched = Fetched {
+            key: &request.key,
+            request: &request.parts,
+            response: &parts,
+            request_time,
+            response_time: now,
+        };
+        match self.cache.select_variant(&candidates, &fetched) {
+            Some(selected) => (
+                Some(CacheStatus::fwd(Fwd::VaryMiss).fwd_status(304)),
+                from_cache(&self.cache, &selected, &request.parts, now),
+            ),
+            None => {
+                drop(body);
+                let fetched = self.fetch(request, CacheStatus::fwd(Fwd::VaryMiss)).await;
+                drop(lease);
+                fetched
             }
         }
     }

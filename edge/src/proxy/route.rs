@@ -78,6 +78,14 @@ impl Proxy {
                     return reply;
                 }
                 self.recent.missed(request.key.text());
+                // RFC 9111 §4.3.1: the stored variants' tags go with the
+                // request, so that a 304 can select one of them.
+                if !has_preconditions(&request.parts.headers) {
+                    let candidates = self.cache.vary_candidates(&request.key, &request.parts);
+                    if !candidates.is_empty() {
+                        return self.validate_variants(request, candidates).await;
+                    }
+                }
                 self.fetch(request, status).await
             }
             Decision::Miss => {
@@ -503,6 +511,24 @@ pub(super) fn strip_client_no_cache(headers: &mut HeaderMap) {
     {
         headers.insert(http::header::CACHE_CONTROL, value);
     }
+}
+
+/// Whether the client sent preconditions or a range of its own: then its
+/// request goes as it is, and a 304 to it is the client's.
+fn has_preconditions(headers: &HeaderMap) -> bool {
+    use http::header::{
+        IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+    };
+    [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ]
+    .iter()
+    .any(|name| headers.contains_key(name))
 }
 
 /// Whether the request's Cache-Control carries `directive`.

@@ -175,8 +175,9 @@ impl Outcome {
             },
             _ if status.collapsed => Outcome::Collapsed,
             Answer::Fwd(Fwd::Bypass | Fwd::Method) => Outcome::Bypass,
-            // Forwarded, yet the stored response answered.
-            Answer::Fwd(Fwd::Stale | Fwd::Request)
+            // Forwarded, yet the stored response answered (a Vary miss's
+            // 304 selects a stored variant).
+            Answer::Fwd(Fwd::Stale | Fwd::Request | Fwd::VaryMiss)
                 if status.fwd_status.is_some()
                     || matches!(
                         status.detail,
@@ -356,6 +357,11 @@ mod tests {
             (
                 CacheStatus::fwd(Fwd::Request).fwd_status(304),
                 "Outpost; fwd=request; fwd-status=304",
+                "stale",
+            ),
+            (
+                CacheStatus::fwd(Fwd::VaryMiss).fwd_status(304),
+                "Outpost; fwd=vary-miss; fwd-status=304",
                 "stale",
             ),
             (
