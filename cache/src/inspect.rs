@@ -74,8 +74,8 @@ pub struct StoredResponse {
 
 impl Cache {
     /// Every response stored for `key`: the URL's one object, or each of
-    /// its variants this node knows of (those stored or looked up since it
-    /// started, and the one `req` selects). Purged ones are left out.
+    /// its variants (the marker lists them, on disk too, and the one `req`
+    /// selects is looked for as well). Purged ones are left out.
     pub async fn stored_responses(
         &self,
         key: &CacheKey,
@@ -107,6 +107,7 @@ impl Cache {
                     }
                     Ok(Some(Found::Marker(stored))) if stored.key == key.text() => {
                         let marker = stored.into_vary_marker();
+                        variants = marker.variants();
                         Some((marker.id, marker.names, marker.cookies))
                     }
                     _ => None,

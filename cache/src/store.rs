@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
 use crate::Cache;
-use crate::disk::{ChunkWriter, Marker};
+use crate::disk::ChunkWriter;
 use crate::entry::{Body, CHUNK, Entry, StoredHeaders, Variant};
 use crate::fetched::Fetched;
 use crate::freshness::{self, Directives, Freshness};
@@ -344,24 +344,11 @@ impl Cache {
                     let marker = Arc::new(VaryMarker::new(key.text().to_owned(), vary, cookies));
                     self.memory
                         .insert(*key.hash(), Stored::Variants(marker.clone()));
-                    if let Some(disk) = self.disk.get() {
-                        disk.put_marker(
-                            *key.hash(),
-                            &Marker {
-                                key: marker.key.clone(),
-                                id: marker.id,
-                                names: marker.names.iter().map(|n| n.to_string()).collect(),
-                                cookies: marker.cookies.clone(),
-                            },
-                        );
-                    }
                     marker
                 }
             };
             let hash = vary::secondary_hash(key.text(), &variant);
-            for dropped in marker.remember(hash) {
-                self.memory.remove(&dropped);
-            }
+            self.add_variant(*key.hash(), &marker, hash);
             let variant = Variant {
                 marker: marker.id,
                 text: variant.into_boxed_str(),

@@ -12,34 +12,45 @@ use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, request};
 
 use crate::Cache;
+use crate::disk::{Found, Marker};
 use crate::entry::{Entry, Variant};
 use crate::etag::EntityTag;
 use crate::fetched::Fetched;
 use crate::key::CacheKey;
 use crate::memory::Stored;
 use crate::purge::Verdict;
-use crate::vary;
+use crate::vary::{self, VaryMarker};
 
 impl Cache {
     /// The stored variants of `key` that a request that missed on its Vary
-    /// fields may be validated against: those in memory under the URL's
-    /// current marker, not purged, with an entity tag, and in a content
-    /// coding `req` accepts (a copy in a coding the client cannot read
-    /// must never answer it, whatever the origin says of the tag).
-    pub fn vary_candidates(&self, key: &CacheKey, req: &request::Parts) -> Vec<Arc<Entry>> {
+    /// fields may be validated against: those under the URL's current
+    /// marker (in memory, or on disk only), not purged, with an entity
+    /// tag, and in a content coding `req` accepts (a copy in a coding the
+    /// client cannot read must never answer it, whatever the origin says
+    /// of the tag).
+    pub async fn vary_candidates(&self, key: &CacheKey, req: &request::Parts) -> Vec<Arc<Entry>> {
         let Some(Stored::Variants(marker)) = self.memory.get(key.hash()) else {
             return Vec::new();
         };
         if marker.key != key.text() {
             return Vec::new();
         }
-        marker
-            .variants()
-            .iter()
-            .filter_map(|hash| match self.memory.get(hash) {
-                Some(Stored::Object(entry)) => Some(entry),
-                _ => None,
-            })
+        let mut found = Vec::new();
+        for hash in marker.variants() {
+            match self.memory.get(&hash) {
+                Some(Stored::Object(entry)) => found.push(entry),
+                _ => {
+                    if let Some(disk) = self.disk.get()
+                        && let Ok(Some(Found::Object(entry))) = disk.load(&hash).await
+                        && !self.purges.past_retention(&entry)
+                    {
+                        found.push(Arc::new(*entry));
+                    }
+                }
+            }
+        }
+        found
+            .into_iter()
             .filter(|entry| {
                 entry.key() == key.text()
                     && entry.variant().is_some_and(|v| v.marker == marker.id)
@@ -100,11 +111,25 @@ impl Cache {
             marker: marker.id,
             text: secondary.into(),
         }));
+        self.add_variant(*key.hash(), &marker, hash);
+        self.keep(hash, &copy);
+        Some(copy)
+    }
+}
+
+impl Cache {
+    /// Records the variant `hash` under `marker` (stored under `primary`):
+    /// the ones the bound pushes out leave memory, and the marker is
+    /// written to disk again when its list changed, so that the URL's
+    /// variants are known after a restart.
+    pub(crate) fn add_variant(&self, primary: [u8; 32], marker: &VaryMarker, hash: [u8; 32]) {
+        let known = marker.variants().contains(&hash);
         for dropped in marker.remember(hash) {
             self.memory.remove(&dropped);
         }
-        self.keep(hash, &copy);
-        Some(copy)
+        if !known && let Some(disk) = self.disk.get() {
+            disk.put_marker(primary, &Marker::of(marker));
+        }
     }
 }
 

@@ -563,3 +563,78 @@ async fn the_disk_object_gauge_holds_after_a_purge_of_everything_and_a_kill() {
     fetch(&outpost, 1000, "p0").await;
     await_metric(outpost.admin, objects, 4.0).await;
 }
+
+/// A URL's variants are listed in its Vary marker on disk: after a restart
+/// `/explain` shows them all before any is asked for again, and a Vary
+/// miss is validated with their tags (RFC 9111 §4.3.1).
+#[tokio::test]
+async fn a_urls_variants_are_known_after_a_restart() {
+    let origin = Origin::start(|seen| {
+        let language = seen
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let tag = format!("\"{language}\"");
+        let fields = [
+            ("cache-control", "max-age=3600"),
+            ("vary", "Accept-Language"),
+            ("etag", tag.as_str()),
+        ];
+        respond(200, &fields, language.clone())
+    })
+    .await;
+    let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
+    await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
+    let objects = r#"outpost_cache_objects{tier="disk"}"#;
+    for language in ["en", "de", "fr"] {
+        let got = request(
+            outpost.addr(),
+            "GET",
+            "example.com",
+            "/v",
+            &[("accept-language", language)],
+            "",
+        )
+        .await;
+        assert_eq!(got.body, language);
+    }
+    await_metric(outpost.admin, objects, 3.0).await;
+    let outpost = outpost.restart(false).await;
+    await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
+    let (_, explained) = explain(
+        outpost.admin,
+        Some(TOKEN),
+        "http://example.com/v",
+        &["Accept-Language: it"],
+    )
+    .await;
+    let stored = explained["stored"].as_array().expect("stored variants");
+    let mut languages: Vec<&str> = stored
+        .iter()
+        .filter_map(|v| v["vary"]["accept-language"].as_str())
+        .collect();
+    languages.sort_unstable();
+    assert_eq!(languages, ["de", "en", "fr"], "{explained}");
+    assert!(stored.iter().all(|v| v["tier"] == "disk"), "{explained}");
+    assert_eq!(explained["decision"]["code"], "vary-miss");
+
+    // A miss after the restart offers every stored variant's tag.
+    request(
+        outpost.addr(),
+        "GET",
+        "example.com",
+        "/v",
+        &[("accept-language", "it")],
+        "",
+    )
+    .await;
+    let offered = origin.last().headers["if-none-match"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for tag in ["\"en\"", "\"de\"", "\"fr\""] {
+        assert!(offered.contains(tag), "{offered}");
+    }
+}

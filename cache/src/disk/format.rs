@@ -7,7 +7,9 @@
 //! ```
 //!
 //! - head (kind 1): meta length (u32 LE) | meta (postcard) | the body, when it fits in one chunk;
-//! - marker (kind 2): a URL whose responses vary (postcard);
+//! - marker (kind 2): a URL whose responses vary (postcard), then, when it
+//!   has any, the secondary hashes of its variants (postcard; a reader
+//!   that does not know them stops before them);
 //! - chunk (kind 3): fill id (u64 LE) | index (u32 LE) | bytes.
 //!
 //! A head's meta is the on-disk representation of an [`Entry`]: both ways
@@ -152,6 +154,10 @@ pub struct Marker {
     pub id: u64,
     pub names: Vec<String>,
     pub cookies: Vec<String>,
+    /// The secondary hashes of its variants, most recently stored last:
+    /// after a restart they are listed before any is looked up again.
+    #[serde(skip)]
+    pub variants: Vec<[u8; 32]>,
 }
 
 impl Marker {
@@ -163,7 +169,22 @@ impl Marker {
             .iter()
             .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
-        crate::vary::VaryMarker::with_id(self.key, self.id, names, self.cookies)
+        let marker = crate::vary::VaryMarker::with_id(self.key, self.id, names, self.cookies);
+        for hash in self.variants {
+            marker.remember(hash);
+        }
+        marker
+    }
+
+    /// A memory marker as written to disk, with its variants.
+    pub fn of(marker: &crate::vary::VaryMarker) -> Marker {
+        Marker {
+            key: marker.key.clone(),
+            id: marker.id,
+            names: marker.names.iter().map(|n| n.to_string()).collect(),
+            cookies: marker.cookies.clone(),
+            variants: marker.variants(),
+        }
     }
 }
 
@@ -214,7 +235,10 @@ pub(crate) fn head(entry: &Entry) -> Option<Record> {
 
 /// A marker record; None when it would be larger than any record.
 pub(crate) fn marker(marker: &Marker) -> Option<Record> {
-    let payload = postcard::to_stdvec(marker).ok()?;
+    let mut payload = postcard::to_stdvec(marker).ok()?;
+    if !marker.variants.is_empty() {
+        payload.extend(postcard::to_stdvec(&marker.variants).ok()?);
+    }
     (payload.len() + 7 + SUM <= MAX_RECORD).then(|| frame(KIND_MARKER, &[&payload]))
 }
 
@@ -254,8 +278,12 @@ pub(crate) fn chunk_bytes(
 pub(crate) fn decode(record: &Record) -> Result<Found, DiskError> {
     if record.0.get(6) == Some(&KIND_MARKER) {
         let payload = unframe(record, KIND_MARKER)?;
-        let marker: Marker =
-            postcard::from_bytes(&payload).map_err(|_| DiskError::Damaged("marker"))?;
+        let (mut marker, variants): (Marker, _) =
+            postcard::take_from_bytes(&payload).map_err(|_| DiskError::Damaged("marker"))?;
+        if !variants.is_empty() {
+            marker.variants = postcard::from_bytes(variants)
+                .map_err(|_| DiskError::Damaged("marker variants"))?;
+        }
         return Ok(Found::Marker(marker));
     }
     let payload = unframe(record, KIND_HEAD)?;
@@ -304,6 +332,33 @@ pub(crate) fn decode(record: &Record) -> Result<Found, DiskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A marker's variants follow it in the record; a record written
+    /// before they were (the marker alone) reads with none.
+    #[test]
+    fn a_marker_keeps_its_variants_and_an_older_one_reads_without() {
+        let listed = Marker {
+            key: "http://a.test/v".into(),
+            id: 7,
+            names: vec!["accept-language".into()],
+            cookies: vec![],
+            variants: vec![[1; 32], [2; 32]],
+        };
+        let Ok(Found::Marker(again)) = decode(&marker(&listed).unwrap()) else {
+            panic!("a written marker does not read back");
+        };
+        assert_eq!(again.variants, listed.variants);
+        assert_eq!((again.key.as_str(), again.id), ("http://a.test/v", 7));
+        let older = frame(KIND_MARKER, &[&postcard::to_stdvec(&listed).unwrap()]);
+        let Ok(Found::Marker(again)) = decode(&older) else {
+            panic!("a marker without variants does not read");
+        };
+        assert!(again.variants.is_empty());
+        assert_eq!(again.into_vary_marker().names, ["accept-language"]);
+        let mut damaged = postcard::to_stdvec(&listed).unwrap();
+        damaged.extend([5, 1, 2]);
+        assert!(decode(&frame(KIND_MARKER, &[&damaged])).is_err());
+    }
 
     #[test]
     fn frames_verify_and_refuse_damage() {
@@ -555,6 +610,7 @@ mod tests {
                         };
                         prop_assert_eq!((&again.key, again.id), (&found.key, found.id));
                         prop_assert_eq!((&again.names, &again.cookies), (&found.names, &found.cookies));
+                        prop_assert_eq!(&again.variants, &found.variants);
                     }
                     Err(_) => {}
                 }

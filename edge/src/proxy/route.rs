@@ -81,7 +81,10 @@ impl Proxy {
                 // RFC 9111 §4.3.1: the stored variants' tags go with the
                 // request, so that a 304 can select one of them.
                 if !has_preconditions(&request.parts.headers) {
-                    let candidates = self.cache.vary_candidates(&request.key, &request.parts);
+                    let candidates = self
+                        .cache
+                        .vary_candidates(&request.key, &request.parts)
+                        .await;
                     if !candidates.is_empty() {
                         return self.validate_variants(request, candidates).await;
                     }
