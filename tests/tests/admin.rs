@@ -264,12 +264,10 @@ async fn the_side_api_may_be_limited_to_networks_and_a_read_token() {
 #[tokio::test]
 async fn explain_reports_the_key_the_stored_variants_and_the_decision() {
     let origin = Origin::start(|seen| {
-        let language = seen
-            .headers
-            .get("accept-language")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+        let language = match seen.header("accept-language") {
+            "" => "none".to_owned(),
+            given => given.to_owned(),
+        };
         respond(
             200,
             &[

@@ -24,6 +24,16 @@ pub struct Seen {
     pub body: Bytes,
 }
 
+impl Seen {
+    /// The request's field `name` as text; empty when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
 /// The record a scripted origin keeps, shared with its serving tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
