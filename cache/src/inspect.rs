@@ -82,40 +82,36 @@ impl Cache {
         req: &request::Parts,
     ) -> Vec<StoredResponse> {
         let now = self.now();
-        let disk = self.disk.get();
-        let mut variants: Vec<[u8; 32]> = Vec::new();
         let mut found: Vec<(Arc<Entry>, Tier)> = Vec::new();
-        let tier_of = |hash: &[u8; 32]| match disk {
-            Some(disk) if disk.may_contain(hash) => Tier::MemoryAndDisk,
-            _ => Tier::Memory,
-        };
         let marker = match self.memory.get(key.hash()) {
-            Some(Stored::Object(entry)) => {
-                found.push((entry, tier_of(key.hash())));
+            Some(Stored::Object(_)) => {
+                found.extend(self.held(key.hash()).await);
                 None
             }
-            Some(Stored::Variants(marker)) if marker.key == key.text() => {
-                variants = marker.variants();
-                Some((marker.id, marker.names.clone(), marker.cookies.clone()))
-            }
+            Some(Stored::Variants(marker)) if marker.key == key.text() => Some((
+                marker.id,
+                marker.names.clone(),
+                marker.cookies.clone(),
+                marker.variants(),
+            )),
             Some(Stored::Variants(_)) => None,
-            None => match disk.map(|disk| disk.load(key.hash())) {
-                Some(loading) => match loading.await {
-                    Ok(Some(Found::Object(entry))) => {
+            None => match self.disk.get() {
+                Some(disk) => match disk.load(key.hash()).await {
+                    Ok(Some(Found::Object(entry))) if !self.purges.past_retention(&entry) => {
                         found.push((Arc::new(*entry), Tier::Disk));
                         None
                     }
                     Ok(Some(Found::Marker(stored))) if stored.key == key.text() => {
                         let marker = stored.into_vary_marker();
-                        variants = marker.variants();
-                        Some((marker.id, marker.names, marker.cookies))
+                        let variants = marker.variants();
+                        Some((marker.id, marker.names, marker.cookies, variants))
                     }
                     _ => None,
                 },
                 None => None,
             },
         };
-        if let Some((id, names, cookies)) = marker {
+        if let Some((id, names, cookies, mut variants)) = marker {
             // The variant this request selects, known to the marker or not.
             let own =
                 vary::secondary_hash(key.text(), &vary::secondary(&names, &cookies, &req.headers));
@@ -123,17 +119,7 @@ impl Cache {
                 variants.push(own);
             }
             for hash in variants {
-                let entry = match self.memory.get(&hash) {
-                    Some(Stored::Object(entry)) => Some((entry, tier_of(&hash))),
-                    _ => match disk {
-                        Some(disk) => match disk.load(&hash).await {
-                            Ok(Some(Found::Object(entry))) => Some((Arc::new(*entry), Tier::Disk)),
-                            _ => None,
-                        },
-                        None => None,
-                    },
-                };
-                if let Some((entry, tier)) = entry
+                if let Some((entry, tier)) = self.held(&hash).await
                     && entry.variant().is_some_and(|v| v.marker == id)
                 {
                     found.push((entry, tier));
@@ -146,9 +132,7 @@ impl Cache {
             .filter(|(entry, _)| entry.key() == key.text())
             .filter_map(|(entry, tier)| {
                 let verdict = self.purges.judge(&entry);
-                if verdict == Verdict::Gone
-                    || (tier == Tier::Disk && self.purges.past_retention(&entry))
-                {
+                if verdict == Verdict::Gone {
                     return None;
                 }
                 Some(describe(
@@ -160,6 +144,28 @@ impl Cache {
                 ))
             })
             .collect()
+    }
+}
+
+impl Cache {
+    /// The object stored under `hash`, and where: memory first, then disk,
+    /// read as it is (not promoted to memory); None when neither holds
+    /// one, or what disk holds is past the purges' retention.
+    pub(crate) async fn held(&self, hash: &[u8; 32]) -> Option<(Arc<Entry>, Tier)> {
+        let disk = self.disk.get();
+        if let Some(Stored::Object(entry)) = self.memory.get(hash) {
+            let tier = match disk {
+                Some(disk) if disk.may_contain(hash) => Tier::MemoryAndDisk,
+                _ => Tier::Memory,
+            };
+            return Some((entry, tier));
+        }
+        match disk?.load(hash).await {
+            Ok(Some(Found::Object(entry))) if !self.purges.past_retention(&entry) => {
+                Some((Arc::new(*entry), Tier::Disk))
+            }
+            _ => None,
+        }
     }
 }
 

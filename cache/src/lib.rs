@@ -86,7 +86,7 @@ pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use lookup::Lookup;
 pub use metrics::CacheMetrics;
 pub use policy::{FreshnessSource, NotStored, PolicyOptions, StoreRules, has_explicit_freshness};
-pub use revalidate::{Revalidated, StaleReason};
+pub use revalidate::{CLIENT_CONDITIONS, Revalidated, StaleReason};
 pub use store::Storing;
 pub use usage::{DiskUsage, Usage};
 pub use variants::candidates_conditional;

@@ -207,26 +207,26 @@ impl Cache {
             disk.delete(&hash);
             return Lookup::Miss;
         }
-        if reading == Reading::Inspecting {
-            let entry = Arc::new(*entry);
-            return match verdict {
-                Verdict::Stale => Lookup::Stale(entry),
-                _ => self.assess(entry, req),
-            };
-        }
-        let Some(entry) = self.promote(disk, *entry).await else {
-            disk.delete(&hash);
-            return Lookup::Miss;
+        let entry = match reading {
+            // Read as it is, and left on disk alone.
+            Reading::Inspecting => Arc::new(*entry),
+            Reading::Serving => {
+                let Some(entry) = self.promote(disk, *entry).await else {
+                    disk.delete(&hash);
+                    return Lookup::Miss;
+                };
+                let entry = Arc::new(entry);
+                // Unless a fill stored a newer response under the hash meanwhile.
+                if entry
+                    .resident_body()
+                    .is_some_and(|body| body.len() <= self.memory_object_max())
+                    && self.memory.insert_unless_newer(hash, entry.clone())
+                {
+                    self.purges.add(hash, &entry);
+                }
+                entry
+            }
         };
-        let entry = Arc::new(entry);
-        // Unless a fill stored a newer response under the hash meanwhile.
-        if entry
-            .resident_body()
-            .is_some_and(|body| body.len() <= self.memory_object_max())
-            && self.memory.insert_unless_newer(hash, entry.clone())
-        {
-            self.purges.add(hash, &entry);
-        }
         match verdict {
             Verdict::Stale => Lookup::Stale(entry),
             _ => self.assess(entry, req),

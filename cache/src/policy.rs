@@ -341,15 +341,12 @@ impl FreshnessSource {
         rules: &StoreRules,
         targeted: &[HeaderName],
     ) -> Self {
-        let view = targeted_view(headers, targeted);
+        let (view, field) = targeted_view_and_field(headers, targeted);
         if let Some(rule) = RuleLifetime::of(rules, &view) {
             return rule.source;
         }
         let from = LifetimeFrom::of(status, &view, &Directives::from_headers(&view));
-        match targeted
-            .iter()
-            .find(|name| targeted_directives(headers, name).is_some())
-        {
+        match field {
             Some(name) => FreshnessSource::Targeted(name.clone(), from),
             None => FreshnessSource::Origin(from),
         }
@@ -443,18 +440,27 @@ fn stale_use(headers: &HeaderMap, rules: StoreRules) -> StaleUse {
 /// order), it replaces `Cache-Control`, and `Expires` is ignored
 /// (RFC 9213 §2.1).
 fn targeted_view(headers: &HeaderMap, targeted: &[HeaderName]) -> HeaderMap {
+    targeted_view_and_field(headers, targeted).0
+}
+
+/// [`targeted_view`], and the targeted field it took, if any.
+fn targeted_view_and_field<'a>(
+    headers: &HeaderMap,
+    targeted: &'a [HeaderName],
+) -> (HeaderMap, Option<&'a HeaderName>) {
     let mut view = headers.clone();
     let chosen = targeted
         .iter()
-        .find_map(|name| targeted_directives(headers, name));
-    if let Some(values) = chosen {
+        .find_map(|name| targeted_directives(headers, name).map(|values| (name, values)));
+    let field = chosen.as_ref().map(|(name, _)| *name);
+    if let Some((_, values)) = chosen {
         view.remove(CACHE_CONTROL);
         view.remove(EXPIRES);
         for value in values {
             view.append(CACHE_CONTROL, value);
         }
     }
-    view
+    (view, field)
 }
 
 /// The directives of one targeted field, written as Cache-Control values;

@@ -45,6 +45,18 @@ pub enum Revalidated {
     Replaced,
 }
 
+/// A client's preconditions and range: the fields a conditional request
+/// of the cache's own replaces, and whose presence makes a request the
+/// client's conditional rather than the cache's.
+pub const CLIENT_CONDITIONS: [HeaderName; 6] = [
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_RANGE,
+    RANGE,
+];
+
 impl Entry {
     /// The request fields to revalidate this entry with (RFC 9111 §4.3.1):
     /// `request`'s own, without the client's preconditions and range, with
@@ -52,14 +64,7 @@ impl Entry {
     /// `If-Modified-Since` from its Last-Modified.
     pub fn conditional(&self, request: &HeaderMap) -> HeaderMap {
         let mut headers = request.clone();
-        for name in [
-            IF_NONE_MATCH,
-            IF_MODIFIED_SINCE,
-            IF_MATCH,
-            IF_UNMODIFIED_SINCE,
-            IF_RANGE,
-            RANGE,
-        ] {
+        for name in &CLIENT_CONDITIONS {
             headers.remove(name);
         }
         if let Some(etag) = self.headers().get(ETAG.as_str()) {

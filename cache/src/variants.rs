@@ -12,7 +12,7 @@ use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, request};
 
 use crate::Cache;
-use crate::disk::{Found, Marker};
+use crate::disk::Marker;
 use crate::entry::{Entry, Variant};
 use crate::etag::EntityTag;
 use crate::fetched::Fetched;
@@ -37,17 +37,7 @@ impl Cache {
         }
         let mut found = Vec::new();
         for hash in marker.variants() {
-            match self.memory.get(&hash) {
-                Some(Stored::Object(entry)) => found.push(entry),
-                _ => {
-                    if let Some(disk) = self.disk.get()
-                        && let Ok(Some(Found::Object(entry))) = disk.load(&hash).await
-                        && !self.purges.past_retention(&entry)
-                    {
-                        found.push(Arc::new(*entry));
-                    }
-                }
-            }
+            found.extend(self.held(&hash).await.map(|(entry, _)| entry));
         }
         found
             .into_iter()

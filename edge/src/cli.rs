@@ -122,10 +122,6 @@ fn report(result: Result<()>) -> ExitCode {
 
 async fn run(path: &Path, upgrade: bool, hooks: Option<Arc<dyn Hooks>>) -> Result<()> {
     let loaded = outpost_config::load_file(path)?;
-    let unresolved = crate::unresolved(&loaded).await;
-    if !unresolved.is_empty() {
-        return Err(outpost_config::ErrorList(unresolved).into());
-    }
     let (inherited, handshake) = if upgrade {
         let socket = loaded
             .config

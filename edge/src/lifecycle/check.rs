@@ -38,32 +38,60 @@ pub fn check(loaded: &Loaded) -> Result<(), ErrorList> {
 /// Longest `outpost check` waits for one origin host name to resolve.
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Origin servers whose host names do not resolve now, one error each:
-/// `outpost check` prints them as warnings, and `outpost run` refuses to
-/// start with them (its pools need every name resolved at start).
+/// Origin servers whose host names do not resolve now, one error each,
+/// all resolved at once: `outpost check` prints them as warnings. `outpost
+/// run` refuses to start with them: its pools resolve every name at start
+/// and report a failure with [`unresolved_error`] too.
 pub async fn unresolved(loaded: &Loaded) -> Vec<ConfigError> {
-    let mut found = Vec::new();
-    for (name, pool) in &loaded.config.origins {
-        for (i, server) in pool.servers.iter().enumerate() {
-            // A URL that does not parse is an error the file's check reports.
-            let Ok(url) = ServerUrl::parse(&server.url.value) else {
-                continue;
-            };
-            let outcome =
-                tokio::time::timeout(RESOLVE_TIMEOUT, resolve::resolve(&url.host, url.port)).await;
-            let why = match outcome {
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {RESOLVE_TIMEOUT:?}"),
-            };
-            found.push(loaded.error_at(
-                server.url.referenced,
-                format!("origins.{name}.servers[{i}].url"),
-                format!("host {} does not resolve ({why})", url.host),
-            ));
-        }
+    let lookups = loaded.config.origins.iter().flat_map(|(name, pool)| {
+        pool.servers
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, server)| {
+                // A URL that does not parse is an error the file's check reports.
+                let url = ServerUrl::parse(&server.url.value).ok()?;
+                Some(async move {
+                    let outcome = tokio::time::timeout(
+                        RESOLVE_TIMEOUT,
+                        resolve::resolve(&url.host, url.port),
+                    )
+                    .await;
+                    let why = match outcome {
+                        Ok(Ok(_)) => return None,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no answer within {RESOLVE_TIMEOUT:?}"),
+                    };
+                    Some(unresolved_error(loaded, name, i, &url.host, &why))
+                })
+            })
+    });
+    futures_util::future::join_all(lookups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The error for server `index` of the pool `pool`, whose host name does
+/// not resolve (`why`), placed at its URL.
+pub(crate) fn unresolved_error(
+    loaded: &Loaded,
+    pool: &str,
+    index: usize,
+    host: &str,
+    why: &str,
+) -> ConfigError {
+    let path = format!("origins.{pool}.servers[{index}].url");
+    let message = format!("host {host} does not resolve ({why})");
+    match loaded
+        .config
+        .origins
+        .get(pool)
+        .and_then(|p| p.servers.get(index))
+    {
+        Some(server) => loaded.error_at(server.url.referenced, path, message),
+        None => loaded.error(path, message),
     }
-    found
 }
 
 /// The TLS acceptor of each listener (None for plain ones), in config order.

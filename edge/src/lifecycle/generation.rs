@@ -20,9 +20,9 @@ use outpost_config::{ErrorList, Loaded};
 
 use crate::front::Serving;
 use crate::front::tls::Tls;
-use crate::lifecycle::check::{acceptors, single_error};
+use crate::lifecycle::check::{acceptors, single_error, unresolved_error};
 use crate::observe::access_log::{AccessLog, Target};
-use crate::origin::error::Chain;
+use crate::origin::error::{Chain, PoolError};
 use crate::origin::pool::Upstream;
 use crate::proxy::Proxy;
 use crate::proxy::router::Router;
@@ -90,8 +90,23 @@ impl Generation {
             let upstream =
                 Upstream::new(name, pool, shared.origin_metrics.clone(), &loaded.base_dir)
                     .await
-                    .map_err(|e| {
-                        single_error(&loaded, &format!("origins.{name}"), Chain(&e).to_string())
+                    .map_err(|e| match e {
+                        // Placed at the server's URL, as `outpost check` warns of it.
+                        PoolError::Resolve {
+                            index,
+                            host,
+                            source,
+                            ..
+                        } => ErrorList(vec![unresolved_error(
+                            &loaded,
+                            name,
+                            index,
+                            &host,
+                            &source.to_string(),
+                        )]),
+                        e => {
+                            single_error(&loaded, &format!("origins.{name}"), Chain(&e).to_string())
+                        }
                     })?;
             if let Some(old) = previous.and_then(|p| p.proxy.upstreams.get(name)) {
                 upstream.inherit_health(old, pool.health_check.is_some());

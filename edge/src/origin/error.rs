@@ -99,6 +99,8 @@ pub(crate) enum PoolError {
     #[error("{server}: cannot resolve {host}")]
     Resolve {
         server: String,
+        /// The server's place in the pool's `servers`.
+        index: usize,
         host: String,
         #[source]
         source: std::io::Error,

@@ -165,12 +165,13 @@ impl Upstream {
             .map(|s| ((s.url.clone(), s.addr), s.clone()))
             .collect();
         let mut servers = Vec::new();
-        for (url, text, weight) in &self.configured {
+        for (index, (url, text, weight)) in self.configured.iter().enumerate() {
             let addrs = match resolve(&url.host, url.port).await {
                 Ok(addrs) => addrs,
                 Err(source) if strict => {
                     return Err(PoolError::Resolve {
                         server: text.clone(),
+                        index,
                         host: url.host.clone(),
                         source,
                     });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::client::ClientBody;
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use outpost_cache::{CacheKey, Entry, Lookup, normalize_path};
+use outpost_cache::{CLIENT_CONDITIONS, CacheKey, Entry, Lookup, normalize_path};
 
 use super::router::host_name;
 
@@ -519,19 +519,9 @@ pub(super) fn strip_client_no_cache(headers: &mut HeaderMap) {
 /// Whether the client sent preconditions or a range of its own: then its
 /// request goes as it is, and a 304 to it is the client's.
 fn has_preconditions(headers: &HeaderMap) -> bool {
-    use http::header::{
-        IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
-    };
-    [
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-        IF_RANGE,
-        RANGE,
-    ]
-    .iter()
-    .any(|name| headers.contains_key(name))
+    CLIENT_CONDITIONS
+        .iter()
+        .any(|name| headers.contains_key(name))
 }
 
 /// Whether the request's Cache-Control carries `directive`.
