@@ -10,6 +10,10 @@ use outpost_config::QueryKey;
 pub struct CacheKey {
     text: String,
     hash: [u8; 32],
+    /// The hash of the URL's own key: the same as `hash`, except for a
+    /// part of the URL's object (a stored range or slice), which purges of
+    /// the URL reach through it.
+    primary: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +73,36 @@ impl CacheKey {
             }
         }
         let hash = *blake3::hash(text.as_bytes()).as_bytes();
-        CacheKey { text, hash }
+        CacheKey {
+            text,
+            hash,
+            primary: hash,
+        }
+    }
+
+    /// The key of one part of this URL's object (`label` names it, e.g.
+    /// `range` or `slice=1048576:3`): a key of its own, stored apart from
+    /// the whole object, whose purges reach it as they reach the URL. The
+    /// text adds `#label`, which no request's key has (the fragment is
+    /// never part of one).
+    pub fn part(&self, label: &str) -> CacheKey {
+        let text = format!("{}#{label}", self.text);
+        let hash = *blake3::hash(text.as_bytes()).as_bytes();
+        CacheKey {
+            text,
+            hash,
+            primary: self.primary,
+        }
+    }
+
+    /// Whether this is the key of a part of a URL's object.
+    pub fn is_part(&self) -> bool {
+        self.primary != self.hash
+    }
+
+    /// The hash of the URL's own key, which purges of the URL name.
+    pub fn primary(&self) -> &[u8; 32] {
+        &self.primary
     }
 
     /// Parses an absolute URL such as `https://example.com/a?b=1`.

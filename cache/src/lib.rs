@@ -24,6 +24,7 @@
 //! - `lookup.rs`: [`Cache::lookup`] and [`Cache::lookup_tiered`]: memory, then disk, then promotion;
 //! - `inspect.rs`: [`Cache::stored_responses`], what is stored for a URL, as `/explain` shows it;
 //! - `stream.rs`: [`Cache::body`], a stored body as a stream, from memory or disk;
+//! - `partial.rs`: [`ContentRange`], the one range a stored 206 holds;
 //! - `fetched.rs`: [`Fetched`], an origin's answer with its request and times;
 //! - `store.rs`: [`Cache::admit`], then [`Storing`] and [`Cache::finish`], or [`Cache::insert`];
 //! - `revalidate.rs`: [`Entry::conditional`], [`Cache::revalidated`] and
@@ -53,6 +54,7 @@ mod key;
 mod lookup;
 mod memory;
 mod metrics;
+mod partial;
 mod policy;
 mod purge;
 mod refresh;
@@ -85,6 +87,7 @@ pub use inspect::{StoredResponse, Tier};
 pub use key::{CacheKey, KeyError, PathError, normalize_host, normalize_path};
 pub use lookup::Lookup;
 pub use metrics::CacheMetrics;
+pub use partial::ContentRange;
 pub use policy::{FreshnessSource, NotStored, PolicyOptions, StoreRules, has_explicit_freshness};
 pub use revalidate::{CLIENT_CONDITIONS, Revalidated, StaleReason};
 pub use store::Storing;

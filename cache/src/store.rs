@@ -17,6 +17,7 @@ use crate::fetched::Fetched;
 use crate::freshness::{self, Directives, Freshness};
 use crate::key::CacheKey;
 use crate::memory::Stored;
+use crate::partial::ContentRange;
 use crate::policy::{NotStored, StaleUse, StoreRules, storage_policy};
 use crate::purge::Verdict;
 use crate::vary::{self, KeyFields, Variation, VaryMarker};
@@ -125,6 +126,13 @@ impl Cache {
         limit: u64,
     ) -> Result<Storing, NotStored> {
         let pending = self.prepare(fetched, rules, key_fields)?;
+        // A stored piece holds exactly the range it names: a body of
+        // another or an unknown length would be stored as bytes it is not.
+        if pending.status == StatusCode::PARTIAL_CONTENT
+            && ContentRange::of(&fetched.response.headers).map(|r| r.len()) != length
+        {
+            return Err(NotStored::Headers);
+        }
         if length.is_some_and(|n| n > limit) {
             return Err(NotStored::TooLarge);
         }
@@ -159,7 +167,22 @@ impl Cache {
             ..rules
         };
         let options = self.options.load();
-        let built = storage_policy(req, &res, response_time, &options, rules)?;
+        // RFC 9111 §3.3: a 206 is stored only as a part of its URL's
+        // object, holding one range of a known length; it is judged as the
+        // representation it is part of.
+        let built = if key.is_part() != (res.status == StatusCode::PARTIAL_CONTENT) {
+            // A part holds a 206 and nothing else.
+            return Err(NotStored::Headers);
+        } else if res.status == StatusCode::PARTIAL_CONTENT {
+            if ContentRange::of(&res.headers).is_none() {
+                return Err(NotStored::Headers);
+            }
+            let mut whole = res.clone();
+            whole.status = StatusCode::OK;
+            storage_policy(req, &whole, response_time, &options, rules)?
+        } else {
+            storage_policy(req, &res, response_time, &options, rules)?
+        };
         let freshness = Freshness::compute(
             res.status,
             &built.view,
@@ -318,7 +341,7 @@ impl Cache {
             variant: None,
             seq,
             tags,
-            primary: *key.hash(),
+            primary: *key.primary(),
         };
         // A purge that arrived while this response was on its way wins.
         if self.purges.judge(&entry) == Verdict::Gone {
@@ -558,6 +581,51 @@ mod tests {
             Lookup::Fresh(_)
         ));
         assert_eq!(cache.purge(&key()), MAX_VARIANTS);
+    }
+
+    /// RFC 9111 §3.3: a 206 is stored as a part of its URL's object, with
+    /// one range of a known length; never under the URL's own key. A URL
+    /// purge reaches the part.
+    #[test]
+    fn a_partial_response_is_stored_only_as_a_part() {
+        let (cache, _) = setup();
+        let mut res = ok(&[
+            ("cache-control", "max-age=60"),
+            ("content-range", "bytes 4-9/10"),
+        ]);
+        res.status = StatusCode::PARTIAL_CONTENT;
+        assert!(admitted(&cache, &key(), &get(&[]), &res).is_err());
+        let part = key().part("range");
+        assert_eq!(part.primary(), key().hash());
+        assert!(part.is_part() && !key().is_part());
+        let short = cache.admit(
+            &fetched(&cache, &part, &get(&[]), &res),
+            StoreRules::default(),
+            &KeyFields::default(),
+            Some(5),
+            u64::MAX,
+        );
+        assert!(short.is_err(), "a body shorter than its range");
+        let storing = cache
+            .admit(
+                &fetched(&cache, &part, &get(&[]), &res),
+                StoreRules::default(),
+                &KeyFields::default(),
+                Some(6),
+                u64::MAX,
+            )
+            .unwrap();
+        let entry = cache.insert(storing, Bytes::from_static(b"456789"));
+        assert_eq!(entry.status(), StatusCode::PARTIAL_CONTENT);
+        assert!(matches!(cache.lookup(&part, &get(&[])), Lookup::Fresh(_)));
+        let mut unknown = res.clone();
+        unknown.headers.insert(
+            http::header::CONTENT_RANGE,
+            http::HeaderValue::from_static("bytes 4-9/*"),
+        );
+        assert!(admitted(&cache, &part, &get(&[]), &unknown).is_err());
+        cache.purge(&key());
+        assert!(matches!(cache.lookup(&part, &get(&[])), Lookup::Miss));
     }
 
     /// RFC 9111 §3: a final status with explicit freshness may be stored,

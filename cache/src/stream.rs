@@ -36,7 +36,8 @@ impl Cache {
                     return futures_util::stream::once(async { Err(DiskError::Missing) }).boxed();
                 };
                 let head = match entry.variant() {
-                    None => *entry.primary(),
+                    // The entry's own key: a part's is not its URL's.
+                    None => *blake3::hash(entry.key().as_bytes()).as_bytes(),
                     Some(variant) => vary::secondary_hash(entry.key(), &variant.text),
                 };
                 let tier = disk.clone();

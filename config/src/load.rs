@@ -137,6 +137,10 @@ pub fn load_str(text: &str, file: &str, base_dir: &Path) -> Result<Loaded, Error
     })
 }
 
+/// The smallest slice a rule may set: smaller ones cost a request each
+/// for little.
+const MIN_SLICE: u64 = 64 << 10;
+
 fn parse(text: &str, file: &str) -> Result<Config, ErrorList> {
     let key_path = RefCell::new(String::new());
     let options = serde_saphyr::options! { with_snippet: false };
@@ -564,6 +568,16 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 }
             }
             let at = format!("sites[{i}].rules[{k}]");
+            if let Some(slice) = rule.slice {
+                let max = config.cache.max_object_size.bytes();
+                if !(MIN_SLICE..=max).contains(&slice.bytes()) {
+                    err(
+                        Location::UNKNOWN,
+                        format!("{at}.slice"),
+                        format!("must be from 64KiB to cache.max_object_size ({max} bytes)"),
+                    );
+                }
+            }
             if let Some(redirect) = &rule.redirect {
                 actions::check_redirect(redirect, &format!("{at}.redirect"), &mut err);
                 if rule.rewrite.is_some() {
@@ -995,6 +1009,28 @@ sites:
             message.contains("path_prefix: \"static/\" must start with /"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_slice_is_between_64kib_and_the_largest_object() {
+        let text = GOOD.replace(
+            "{ path_prefix: /static/ }",
+            "{ path_prefix: /static/ }\n        slice: 1KiB",
+        );
+        let message = load(&text).unwrap_err().to_string();
+        assert!(
+            message
+                .contains(": sites[0].rules[0].slice: must be from 64KiB to cache.max_object_size"),
+            "{message}"
+        );
+        assert!(!message.contains(":0:0:"), "placed at its key: {message}");
+        let text = GOOD.replace(
+            "{ path_prefix: /static/ }",
+            "{ path_prefix: /static/ }\n        slice: 1MiB",
+        );
+        let loaded = load(&text).unwrap();
+        let slice = loaded.config.sites[0].rules[0].slice.map(|s| s.bytes());
+        assert_eq!(slice, Some(1 << 20));
     }
 
     #[test]

@@ -957,6 +957,10 @@ pub struct Rule {
     /// Outpost (the file's `compression` still decides the others).
     #[serde(default = "Rule::default_compress")]
     pub compress: bool,
+    /// Range requests (and whole GETs) fetch and store aligned slices of
+    /// this size, each with a range request of its own, as nginx's slice
+    /// module does: a seek in a large object costs one or two slices.
+    pub slice: Option<Size>,
     /// Answer with a redirect instead of serving the request.
     pub redirect: Option<Spanned<Redirect>>,
     /// Ask the origin for another path.

@@ -42,7 +42,7 @@ pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};
 pub use crate::nats::Nats;
 pub use crate::origin::{
     H2, H2Origin, H2Script, Hyper, Misbehaviour, Origin, OriginOptions, Raw, RawOrigin, Scripted,
-    Seen, respond, tls_acceptor,
+    Seen, respond, respond_ranged, tls_acceptor,
 };
 pub use crate::outpost::{
     Outpost, SCOPED_TOKEN, SCOPED_TOKEN_ENV, Stopped, access_log_lines, example_bin, memory_kib,

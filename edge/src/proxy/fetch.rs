@@ -3,6 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
 use http::{Method, Response, StatusCode};
@@ -19,6 +20,7 @@ use crate::origin::response::OriginBody;
 
 use super::exchange::Exchange;
 use super::hit::{from_cache, unsatisfiable, unvalidated};
+use super::partial;
 use super::respond::{relay, set_header, to_client, to_client_empty, upstream_error};
 use super::status::{CacheStatus, Detail};
 use super::{BoxError, Proxy, ProxyBody, Reply};
@@ -26,14 +28,25 @@ use super::{BoxError, Proxy, ProxyBody, Reply};
 impl Proxy {
     /// Fetches a miss from the origin, storing the answer if it may be stored.
     ///
-    /// A range request fetches the whole object, so that later ranges are
-    /// hits, and takes its range from the stream; when the object turns out
-    /// larger than the cache keeps, the range is asked of the origin instead.
+    /// A request for one range is answered from the URL's stored piece
+    /// when that holds the range, and is otherwise asked of the origin as
+    /// it is; a 206 is then kept as the piece (`partial.rs`). A request for
+    /// several ranges fetches the whole object, so that later ranges are
+    /// hits, and takes its ranges from the stream; when the object turns
+    /// out larger than the cache keeps, the ranges are asked of the origin
+    /// instead.
     pub(super) async fn fetch(&self, request: Exchange, status: CacheStatus) -> Reply {
-        // Plain GETs collapse onto one fetch; a range or an authenticated
-        // request fetches on its own.
+        if request.parts.method == Method::GET
+            && !request.key.is_part()
+            && partial::single_range(&request.parts.headers)
+            && let Some(reply) = self.answer_from_piece(&request).await
+        {
+            return reply;
+        }
+        // Plain GETs collapse onto one fetch, and so do the fetches of one
+        // slice; a range or an authenticated request fetches on its own.
         let collapsible = request.parts.method == Method::GET
-            && !request.parts.headers.contains_key(RANGE)
+            && (!request.parts.headers.contains_key(RANGE) || request.key.is_part())
             && !request
                 .parts
                 .headers
@@ -126,9 +139,20 @@ impl Proxy {
         &self,
         request: Exchange,
         status: CacheStatus,
-        leader: Option<Leader>,
+        mut leader: Option<Leader>,
     ) -> Reply {
+        let is_get = request.parts.method == Method::GET;
         let wants_range = request.parts.headers.contains_key(RANGE);
+        if is_get
+            && !wants_range
+            && !request.key.is_part()
+            && let Some(reply) = self.complete_piece(&request, status, &mut leader).await
+        {
+            return reply;
+        }
+        // One range goes to the origin as it is; several, or a range of
+        // another method, become a fetch of the whole object.
+        let wants_range = wants_range && !(is_get && partial::single_range(&request.parts.headers));
         let mut headers = request.parts.headers.clone();
         if wants_range {
             headers.remove(RANGE);
@@ -193,31 +217,70 @@ impl Proxy {
             }
             _ => body.boxed_unsync(),
         };
+        self.store_and_answer(
+            request,
+            parts,
+            body,
+            (request_time, response_time),
+            at_most,
+            status,
+            leader,
+        )
+        .await
+    }
+
+    /// Stores an origin's answer (`parts` and `body`, prepared for the
+    /// cache) when it may be stored, shares it with a `leader`'s followers,
+    /// and answers the client: a 206 is stored as the URL's piece, and a
+    /// range the client asked of a whole answer is cut from it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store_and_answer(
+        &self,
+        request: Exchange,
+        mut parts: http::response::Parts,
+        body: ProxyBody,
+        (request_time, response_time): (SystemTime, SystemTime),
+        at_most: Option<u64>,
+        status: CacheStatus,
+        leader: Option<Leader>,
+    ) -> Reply {
         let mut status = status;
         let body = if request.parts.method != Method::GET {
             body
         } else {
+            let piece = if parts.status == StatusCode::PARTIAL_CONTENT && !request.key.is_part() {
+                Some(self.piece_store(&request, &parts).await)
+            } else {
+                None
+            };
+            let (key, head, prefix) = match &piece {
+                Some(piece) => (&piece.key, &piece.head, piece.prefix.clone()),
+                None => (&request.key, &parts, Bytes::new()),
+            };
             let fetched = Fetched {
-                key: &request.key,
+                key,
                 request: &request.parts,
-                response: &parts,
+                response: head,
                 request_time,
                 response_time,
             };
             match self.cache.admit(
                 &fetched,
                 request.rule.store_rules(
-                    parts.status.as_u16(),
-                    parts
-                        .headers
+                    head.status.as_u16(),
+                    head.headers
                         .get(http::header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok()),
                 ),
                 request.rule.key_fields(),
-                body.size_hint().exact(),
+                body.size_hint().exact().map(|n| n + prefix.len() as u64),
                 self.max_object_size as u64,
             ) {
-                Ok(storing) => {
+                Ok(mut storing) => {
+                    // A piece grown by this answer: the held bytes first.
+                    if !prefix.is_empty() {
+                        storing.push(&prefix);
+                    }
                     status = status.stored();
                     // RFC 9111 §5.1, §4.2.3: an answer the origin took a
                     // while to send, or that came with an Age, is already

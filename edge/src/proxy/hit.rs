@@ -72,6 +72,31 @@ fn answer(
         return res;
     }
     let len = entry.body_len();
+    // A stored piece (RFC 9111 §3.3) answers the one range of it asked for.
+    if entry.status() == StatusCode::PARTIAL_CONTENT
+        && let Some(held) = outpost_cache::ContentRange::of(&headers)
+        && let Ranges::Partial(ranges) = range::evaluate(&req.headers, held.complete, &headers)
+        && let [(start, end)] = ranges[..]
+        && held.covers((start, end))
+        && held.len() == len
+    {
+        set_header(
+            &mut headers,
+            CONTENT_RANGE,
+            &range::content_range((start, end), held.complete),
+        );
+        set_header(&mut headers, CONTENT_LENGTH, &(end - start + 1).to_string());
+        let body = if req.method == Method::HEAD {
+            empty()
+        } else {
+            let (from, to) = (start - held.first, end - held.first);
+            stored_body(cache, entry, vec![range::Piece::Range(from, to)])
+        };
+        let mut res = Response::new(body);
+        *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+        *res.headers_mut() = headers;
+        return res;
+    }
     if req.method == Method::GET && entry.status() == StatusCode::OK {
         match range::evaluate(&req.headers, len, &headers) {
             Ranges::Whole => {}

@@ -93,6 +93,9 @@ impl Proxy {
             }
             Decision::Miss => {
                 self.recent.missed(request.key.text());
+                if let Some(size) = sliced(&request) {
+                    return self.sliced(request, size).await;
+                }
                 self.fetch(request, status).await
             }
             Decision::PurgeLag => self.fetch(request, status).await,
@@ -514,6 +517,18 @@ pub(super) fn strip_client_no_cache(headers: &mut HeaderMap) {
     {
         headers.insert(http::header::CACHE_CONTROL, value);
     }
+}
+
+/// The slice size, when the request is a GET the rule answers from
+/// slices: not an authenticated one, whose answers are its own.
+fn sliced(request: &Exchange) -> Option<u64> {
+    let size = request.rule.slice?;
+    (request.parts.method == http::Method::GET
+        && !request
+            .parts
+            .headers
+            .contains_key(http::header::AUTHORIZATION))
+    .then_some(size)
 }
 
 /// Whether the client sent preconditions or a range of its own: then its

@@ -57,6 +57,8 @@ pub struct RuleSettings {
     pub actions: Option<EdgeActions>,
     /// Whether Outpost may compress the answers (when compression is on).
     pub compress: bool,
+    /// Bytes per slice, when GETs fetch and store aligned slices.
+    pub slice: Option<u64>,
 }
 
 /// What applies where no rule matches: the defaults of a rule.
@@ -73,6 +75,7 @@ impl Default for RuleSettings {
             ttl_by_status: BTreeMap::new(),
             actions: None,
             compress: true,
+            slice: None,
         }
     }
 }
@@ -248,6 +251,7 @@ impl CompiledRule {
                     .collect(),
                 actions: EdgeActions::new(rule),
                 compress: rule.compress,
+                slice: rule.slice.map(|s| s.bytes()),
             }),
         })
     }

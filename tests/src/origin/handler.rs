@@ -123,3 +123,53 @@ pub fn respond(
     }
     builder.body(Full::new(body.into())).expect("response")
 }
+
+/// A range-capable answer with `headers` and the representation `body`:
+/// a request's single `bytes=` range (first-last, first-, or -suffix) gets
+/// a 206 with that part; an If-Range that differs from the `etag` among
+/// `headers`, several ranges or none get the whole body with 200; a range
+/// past the end gets 416.
+pub fn respond_ranged(
+    seen: &Seen,
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+) -> Response<Full<Bytes>> {
+    let len = body.len() as u64;
+    let etag = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("etag"))
+        .map(|(_, value)| *value);
+    let if_range = seen.header("if-range");
+    let spec = seen.header("range").strip_prefix("bytes=").unwrap_or("");
+    let range = (!spec.is_empty()
+        && !spec.contains(',')
+        && (if_range.is_empty() || Some(if_range) == etag))
+        .then(|| spec.split_once('-'))
+        .flatten()
+        .and_then(
+            |(first, last)| match (first.parse::<u64>(), last.parse::<u64>()) {
+                (Ok(first), Ok(last)) => Some((first, last.min(len.saturating_sub(1)))),
+                (Ok(first), Err(_)) if last.is_empty() => Some((first, len.saturating_sub(1))),
+                (Err(_), Ok(suffix)) if first.is_empty() => {
+                    Some((len.saturating_sub(suffix), len.saturating_sub(1)))
+                }
+                _ => None,
+            },
+        );
+    match range {
+        None => respond(200, headers, Bytes::from_static(body)),
+        Some((first, last)) if first >= len || last < first => {
+            respond(416, &[("content-range", &format!("bytes */{len}"))], "")
+        }
+        Some((first, last)) => {
+            let content_range = format!("bytes {first}-{last}/{len}");
+            let mut fields = headers.to_vec();
+            fields.push(("content-range", &content_range));
+            respond(
+                206,
+                &fields,
+                Bytes::from_static(&body[first as usize..=last as usize]),
+            )
+        }
+    }
+}

@@ -21,7 +21,7 @@ mod raw;
 mod scripted;
 mod tls;
 
-pub use self::handler::{Hyper, Origin, OriginOptions, respond};
+pub use self::handler::{Hyper, Origin, OriginOptions, respond, respond_ranged};
 pub use self::http2::{H2, H2Origin, H2Script};
 pub use self::raw::{Misbehaviour, Raw, RawOrigin};
 pub use self::scripted::{Scripted, Seen};
