@@ -19,7 +19,7 @@ BENCH_APT_PACKAGES := nginx varnish python3 openssl curl wrk
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps browser-deps bench-deps lint bench bench-edge microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
+.PHONY: run test build release deps browser-deps bench-deps lint bench bench-edge bench-slices microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -68,6 +68,7 @@ bench: deps bench-deps
 	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
 	loadtest/scripts/bench.sh
 	python3 loadtest/scripts/bench-edge.py
+	python3 loadtest/scripts/bench-slices.py
 
 # Edge rules side by side (issue 20): 100 KiB text hits compressed once
 # and stored against nginx's gzip on every hit, and a rule's ten actions
@@ -75,6 +76,14 @@ bench: deps bench-deps
 bench-edge: deps bench-deps
 	$(CARGO) build --release -p outpost-edge --bin outpost
 	python3 loadtest/scripts/bench-edge.py
+
+# Slices (issue 22): a 1 GiB object read by 32 clients seeking to random
+# offsets, through Outpost with and without a rule's `slice`, and through
+# nginx's slice module: origin bytes and time to first byte
+# (docs/benchmarks.md).
+bench-slices: deps bench-deps
+	$(CARGO) build --release -p outpost-edge --bin outpost
+	python3 loadtest/scripts/bench-slices.py
 
 # A fleet of three nodes and one nats-server on loopback: purge propagation
 # and the shield tier (see docs/benchmarks.md).

@@ -28,13 +28,12 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from benchlib import free_ports, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -52,14 +51,6 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start(args, **kwargs):
@@ -79,17 +70,6 @@ def stop_all():
             process.kill()
 
 
-def wait_http(url, headers=None):
-    for _ in range(100):
-        try:
-            request = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=1) as response:
-                return response.headers
-        except urllib.error.HTTPError as e:
-            return e.headers
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing answers on {url}")
 
 
 def workers(pid):

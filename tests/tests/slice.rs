@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use outpost_tests::{
-    Origin, Outpost, get, purge, request, respond_ranged, simple_config, try_request,
+    Origin, Outpost, get, purge, request, respond, respond_ranged, simple_config, try_request,
 };
 
 const SLICE: usize = 64 << 10;
@@ -239,4 +239,32 @@ async fn a_slice_of_another_representation_invalidates_the_slices() {
     let got = get(outpost.addr(), "example.com", "/v/movie.mp4").await;
     assert_eq!(got.header("etag"), "\"v2\"");
     assert!(got.body == object(0x5a));
+}
+
+/// An origin that ignores ranges sends the whole object for a slice: the
+/// client still gets exactly its range, and nothing is stored as a slice.
+#[tokio::test]
+async fn an_origin_that_ignores_ranges_still_gets_the_clients_range_right() {
+    let body = object(1);
+    let origin = Origin::start(move |_| {
+        respond(
+            200,
+            &[("cache-control", "max-age=300"), ("etag", "\"w\"")],
+            body,
+        )
+    })
+    .await;
+    let rules = "[{match: {path_prefix: /v/}, slice: 64KiB}]";
+    let outpost = Outpost::start(&simple_config(&origin, &["example.com"], rules), &[], None).await;
+    let from = 2 * SLICE + 5;
+    for _ in 0..2 {
+        let got = ranged(&outpost, &format!("bytes={from}-{}", from + 9)).await;
+        assert_eq!(got.status, 206);
+        assert_eq!(got.body, &body[from..from + 10]);
+        assert_eq!(
+            got.header("content-range"),
+            format!("bytes {from}-{}/{LEN}", from + 9)
+        );
+    }
+    assert_eq!(origin.hits(), 2, "nothing was stored as a slice");
 }

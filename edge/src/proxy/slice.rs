@@ -60,11 +60,41 @@ fn first_byte(headers: &HeaderMap) -> Option<u64> {
     list.split_once('-')?.0.trim().parse().ok()
 }
 
+/// The whole object from an origin that ignores ranges: the client's one
+/// range cut from it as it streams (several, or none, get it whole).
+fn whole_cut(request: &Exchange, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    use http_body::Body as _;
+    let Some(len) = response.body().size_hint().exact() else {
+        return response;
+    };
+    let (mut head, body) = response.into_parts();
+    match range::evaluate(&request.parts.headers, len, &head.headers) {
+        Ranges::Partial(ranges) if ranges.len() == 1 => {
+            head.status = StatusCode::PARTIAL_CONTENT;
+            set_header(
+                &mut head.headers,
+                CONTENT_RANGE,
+                &range::content_range(ranges[0], len),
+            );
+            let length = ranges[0].1 - ranges[0].0 + 1;
+            set_header(&mut head.headers, CONTENT_LENGTH, &length.to_string());
+            Response::from_parts(head, SliceBody::new(body, ranges[0]).boxed_unsync())
+        }
+        // RFC 9110 §14.2: a server may ignore a Range; the whole object.
+        Ranges::Whole | Ranges::Partial(_) | Ranges::Unsatisfiable => {
+            Response::from_parts(head, body)
+        }
+    }
+}
+
 impl Proxy {
     /// Answers a GET on a sliced rule from slices of `size` bytes.
     pub(super) async fn sliced(self: &Arc<Self>, request: Exchange, size: u64) -> Reply {
         let first = first_byte(&request.parts.headers).map_or(0, |byte| byte / size);
         let (status, response) = self.slice(&request, size, first).await;
+        if response.status() == StatusCode::OK {
+            return (status, whole_cut(&request, response));
+        }
         let Some(range) = (response.status() == StatusCode::PARTIAL_CONTENT)
             .then(|| ContentRange::of(response.headers()))
             .flatten()
