@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import free_ports, wait_http
+from benchlib import cpu_seconds, free_ports, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -42,7 +42,6 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "bench-edge"))
-TICKS = os.sysconf("SC_CLK_TCK")
 
 started = []
 
@@ -72,31 +71,6 @@ def stop_all():
 
 
 
-def workers(pid):
-    """nginx's processes that serve and manage the cache (not the cache
-    loader, which exits on its own a minute after the start)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    command = f.read().decode(errors="replace")
-                if int(fields[1]) == pid and ("worker process" in command or "cache manager" in command):
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 def wrk(url, headers, pids):

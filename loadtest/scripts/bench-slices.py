@@ -20,7 +20,8 @@ Two workloads, the same offsets for every contender in a round:
 Every client keeps one connection, makes BENCH_SEEKS requests (40) of
 BENCH_READ bytes (256 KiB) each, and checks every byte it gets. Measured:
 the origin's requests and body bytes, time to first byte (request sent to
-the first byte of the response head) at p50 and p99, and wall time. The
+the first byte of the response head) at p50 and p99, wall time, and the
+CPU time (user and system, from /proc) of the proxy's processes. The
 origin is in this script (asyncio, range-capable, keep-alive) and counts
 what it sends; the object is a pattern computed from the offset, so it
 never sits in memory or on disk.
@@ -28,6 +29,8 @@ never sits in memory or on disk.
     python3 loadtest/scripts/bench-slices.py      (or: make bench-slices)
 
 BENCH_ROUNDS (3) rounds; the table has each contender's median round.
+BENCH_CONTENDERS ("outpost, slice: 1MiB;nginx, slice 1m") and
+BENCH_WORKLOADS ("hot") pick some.
 Everything listens on 127.0.0.1; every process started here is stopped on
 exit. Writes the table and the raw rounds to BENCH_OUT (target/bench-slices).
 """
@@ -43,7 +46,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_ports, wait_http
+from benchlib import cpu_seconds, free_ports, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -263,8 +266,10 @@ async def one_run(name, work, workload, seed):
     else:
         sliced = name == "outpost, slice: 1MiB"
         process = await loop.run_in_executor(None, start_outpost, work, port, origin_port, sliced)
+    pids = [process.pid] + (workers(process.pid) if name.startswith("nginx") else [])
     # What starting cost the origin (the readiness probe) is not counted.
     origin.requests, origin.bytes = 0, 0
+    cpu_before = cpu_seconds(pids)
     ttfbs, problems = [], []
     began = time.perf_counter()
     try:
@@ -275,6 +280,7 @@ async def one_run(name, work, workload, seed):
         )
     finally:
         wall = time.perf_counter() - began
+        cpu = cpu_seconds(pids) - cpu_before
         await loop.run_in_executor(None, stop, process)
         server.close()
     ttfbs.sort()
@@ -290,6 +296,7 @@ async def one_run(name, work, workload, seed):
         "ttfb_p50_ms": 1000 * ttfbs[len(ttfbs) // 2],
         "ttfb_p99_ms": 1000 * ttfbs[min(len(ttfbs) - 1, int(len(ttfbs) * 0.99))],
         "wall_s": wall,
+        "proxy_cpu_s": cpu,
     }
 
 
@@ -301,10 +308,14 @@ async def main():
         contenders.append("nginx, slice 1m")
     else:
         log("nginx with the slice module is not installed: its row is left out")
+    chosen = os.environ.get("BENCH_CONTENDERS")
+    if chosen:
+        contenders = [c for c in contenders if c in chosen.split(";")]
+    workloads = os.environ.get("BENCH_WORKLOADS", "hot uniform").split()
     os.makedirs(OUT, exist_ok=True)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="outpost-bench-slices.") as work:
-        for workload in ("hot", "uniform"):
+        for workload in workloads:
             for r in range(ROUNDS):
                 order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
                 for name in order:
@@ -319,17 +330,17 @@ async def main():
         f"{CLIENTS} clients x {SEEKS} seeks of {READ >> 10} KiB into a {OBJECT >> 20} MiB object; "
         f"median of {ROUNDS} rounds by wall time",
         "",
-        "| workload | contender | origin requests | origin MiB | MiB to clients | TTFB p50 | TTFB p99 | wall |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | contender | origin requests | origin MiB | MiB to clients | TTFB p50 | TTFB p99 | wall | proxy CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for workload in ("hot", "uniform"):
+    for workload in workloads:
         for name in contenders:
             mine = sorted((r for r in rounds if r["contender"] == name and r["workload"] == workload),
                           key=lambda r: r["wall_s"])
             m = mine[len(mine) // 2]
             lines.append(
                 f"| {workload} | {name} | {m['origin_requests']} | {m['origin_mib']:.0f} | {m['client_mib']:.0f} "
-                f"| {m['ttfb_p50_ms']:.1f} ms | {m['ttfb_p99_ms']:.1f} ms | {m['wall_s']:.1f} s |"
+                f"| {m['ttfb_p50_ms']:.1f} ms | {m['ttfb_p99_ms']:.1f} ms | {m['wall_s']:.1f} s | {m['proxy_cpu_s']:.2f} s |"
             )
     table = "\n".join(lines)
     with open(os.path.join(OUT, "table.md"), "w") as f:

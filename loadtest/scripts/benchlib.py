@@ -1,6 +1,7 @@
-"""What the Python benchmark scripts share: free loopback ports, and
-waiting for a server to answer."""
+"""What the Python benchmark scripts share: free loopback ports, waiting
+for a server to answer, and the CPU time of a server's processes."""
 
+import os
 import socket
 import time
 import urllib.error
@@ -30,3 +31,35 @@ def wait_http(url, headers=None):
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"nothing answers on {url}")
+
+
+# Clock ticks per second, the unit of /proc/PID/stat's CPU times.
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def workers(pid):
+    """nginx's processes that serve and manage the cache (not the cache
+    loader, which exits on its own a minute after the start)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().decode(errors="replace")
+                if int(fields[1]) == pid and ("worker process" in command or "cache manager" in command):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def cpu_seconds(pids):
+    """User and system CPU time the processes have used, in seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS

@@ -132,13 +132,7 @@ fn answer(
                     );
                     range::multipart_pieces(len, &ranges, content_type.as_deref(), &boundary)
                 };
-                let length: u64 = pieces
-                    .iter()
-                    .map(|piece| match piece {
-                        range::Piece::Text(text) => text.len() as u64,
-                        range::Piece::Range(start, end) => end - start + 1,
-                    })
-                    .sum();
+                let length = range::length_of(&pieces);
                 set_header(&mut headers, CONTENT_LENGTH, &length.to_string());
                 let mut res = Response::new(stored_body(cache, entry, pieces));
                 *res.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -166,7 +160,15 @@ fn answer(
 /// disk as it is sent.
 pub(super) fn stored_body(cache: &Cache, entry: &Entry, pieces: Vec<range::Piece>) -> ProxyBody {
     if let Some(body) = entry.resident_body() {
-        let mut out = bytes::BytesMut::new();
+        // One range of a body in memory is a view of it, never a copy.
+        if let [range::Piece::Range(start, end)] = pieces[..] {
+            let len = body.len();
+            let to = usize::try_from(end.saturating_add(1)).map_or(len, |e| e.min(len));
+            let from = usize::try_from(start).map_or(to, |s| s.min(to));
+            return full(body.slice(from..to));
+        }
+        let length = range::length_of(&pieces);
+        let mut out = bytes::BytesMut::with_capacity(usize::try_from(length).unwrap_or(0));
         for piece in pieces {
             match piece {
                 range::Piece::Text(text) => out.extend_from_slice(&text),

@@ -146,6 +146,17 @@ pub enum Piece {
     Range(u64, u64),
 }
 
+/// How many bytes `pieces` make.
+pub fn length_of(pieces: &[Piece]) -> u64 {
+    pieces
+        .iter()
+        .map(|piece| match piece {
+            Piece::Text(text) => text.len() as u64,
+            Piece::Range(start, end) => end - start + 1,
+        })
+        .sum()
+}
+
 /// The pieces of a `multipart/byteranges` body (RFC 9110 §14.6) over an
 /// object of `len` bytes, for a body that streams them in order.
 pub fn multipart_pieces(
