@@ -118,7 +118,13 @@ pub struct Cache {
     clock: Arc<dyn Clock>,
     /// Swapped whole by a config reload.
     options: arc_swap::ArcSwap<PolicyOptions>,
+    /// The URLs (primary hashes) that had parts stored lately, so that a
+    /// whole request asks for a piece only where one may be held.
+    parted: moka::sync::Cache<[u8; 32], ()>,
 }
+
+/// How many URLs with stored parts [`Cache::may_hold_parts`] remembers.
+const PARTED_URLS: u64 = 100_000;
 
 impl Cache {
     pub fn new(memory_bytes: u64, options: PolicyOptions, clock: Arc<dyn Clock>) -> Self {
@@ -173,7 +179,15 @@ impl Cache {
             purges,
             clock,
             options: arc_swap::ArcSwap::from_pointee(options),
+            parted: moka::sync::Cache::new(PARTED_URLS),
         }
+    }
+
+    /// Whether parts of `key`'s URL (a piece, slices) may be stored: false
+    /// for a URL none were stored for since the start (or lately, of very
+    /// many), so that looking for them costs a request nothing.
+    pub fn may_hold_parts(&self, key: &CacheKey) -> bool {
+        self.parted.contains_key(key.primary())
     }
 
     /// The largest body the memory tier keeps.

@@ -379,6 +379,9 @@ impl Cache {
             (hash, entry.into_variant(variant))
         };
         let entry = Arc::new(entry);
+        if key.is_part() {
+            self.parted.insert(*key.primary(), ());
+        }
         if entry
             .resident_body()
             .is_some_and(|body| body.len() <= self.memory_object_max())
@@ -618,6 +621,9 @@ mod tests {
         let entry = cache.insert(storing, Bytes::from_static(b"456789"));
         assert_eq!(entry.status(), StatusCode::PARTIAL_CONTENT);
         assert!(matches!(cache.lookup(&part, &get(&[])), Lookup::Fresh(_)));
+        assert!(cache.may_hold_parts(&key()));
+        let other = CacheKey::from_url("http://example.com/y", &outpost_config::QueryKey::All);
+        assert!(!cache.may_hold_parts(&other.unwrap()));
         let mut unknown = res.clone();
         unknown.headers.insert(
             http::header::CONTENT_RANGE,

@@ -82,6 +82,9 @@ fn whole_head(mut head: response::Parts, complete: u64) -> response::Parts {
 impl Proxy {
     /// The URL's piece, when one is stored and fresh.
     async fn held_piece(&self, request: &Exchange) -> Option<Piece> {
+        if !self.cache.may_hold_parts(&request.key) {
+            return None;
+        }
         let key = request.key.part(PIECE);
         let Lookup::Fresh(entry) = self.cache.lookup_tiered(&key, &request.parts).await else {
             return None;
