@@ -13,13 +13,13 @@ APT_PACKAGES := cmake g++ libclang-dev nats-server
 BROWSER_APT_PACKAGES := chromium chromium-driver
 # What the side-by-side benchmark runs besides Outpost: the two peers,
 # python3 (the slow origin and the table), openssl (a certificate), curl,
-# wrk (the independent load generator).
-BENCH_APT_PACKAGES := nginx varnish python3 openssl curl wrk
+# wrk and h2load (the independent load generators, HTTP/1.1 and HTTP/2).
+BENCH_APT_PACKAGES := nginx varnish python3 openssl curl wrk nghttp2-client
 # What `make api-fuzz` needs besides the build packages: python3 and its
 # venv module, for schemathesis from PyPI in a virtualenv under target/.
 API_FUZZ_APT_PACKAGES := python3 python3-venv
 
-.PHONY: run test build release deps browser-deps bench-deps lint bench bench-edge bench-slices microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
+.PHONY: run test build release deps browser-deps bench-deps lint bench bench-peers bench-edge bench-slices microbench fleet-bench fleet-demo clean-demo api-fuzz soak fuzz
 
 # $(call apt-install,PACKAGES,WHAT): installs those of PACKAGES that dpkg
 # does not know yet; WHAT names them in the messages.
@@ -67,8 +67,15 @@ lint: deps
 bench: deps bench-deps
 	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
 	loadtest/scripts/bench.sh
+	python3 loadtest/scripts/bench-peers.py
 	python3 loadtest/scripts/bench-edge.py
 	python3 loadtest/scripts/bench-slices.py
+
+# Hits against nginx tuned for hits and Varnish, driven by wrk and h2load,
+# with our own generator as a check on them (issue 18, docs/benchmarks.md).
+bench-peers: deps bench-deps
+	$(CARGO) build --release -p outpost-edge -p outpost-loadtest --bin outpost --bin outpost-loadtest
+	python3 loadtest/scripts/bench-peers.py
 
 # Edge rules side by side (issue 20): 100 KiB text hits compressed once
 # and stored against nginx's gzip on every hit, and a rule's ten actions

@@ -59,7 +59,11 @@ def cpu_seconds(pids):
     """User and system CPU time the processes have used, in seconds."""
     total = 0
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            # Gone (a process that ended on its own): nothing more to count.
+            continue
         total += int(fields[11]) + int(fields[12])
     return total / TICKS

@@ -40,6 +40,7 @@ async fn setup() -> (Origin, Outpost, Arc<AtomicBool>, &'static [u8]) {
                 ("cache-control", "max-age=300"),
                 ("content-type", "video/mp4"),
                 ("etag", etag),
+                ("surrogate-key", "movies"),
             ],
             body,
         )
@@ -193,7 +194,8 @@ async fn concurrent_requests_for_a_slice_are_coalesced() {
     assert_eq!(asked(&origin), [slice_range(5)]);
 }
 
-/// Purges of the URL, of a prefix and of everything reach every slice.
+/// Purges of the URL, a prefix, the host, a tag and everything reach
+/// every slice.
 #[tokio::test]
 async fn purges_reach_every_slice() {
     let (origin, outpost, _, _) = setup().await;
@@ -201,6 +203,7 @@ async fn purges_reach_every_slice() {
         r#"{"urls": ["http://example.com/v/movie.mp4"]}"#,
         r#"{"prefixes": ["example.com/v/"]}"#,
         r#"{"hosts": ["example.com"]}"#,
+        r#"{"tags": ["movies"]}"#,
         r#"{"everything": true}"#,
     ]
     .into_iter()
@@ -215,7 +218,7 @@ async fn purges_reach_every_slice() {
         assert_eq!(done.status, 200, "{purged}");
     }
     get(outpost.addr(), "example.com", "/v/movie.mp4").await;
-    assert_eq!(origin.hits(), 55);
+    assert_eq!(origin.hits(), 66);
 }
 
 /// A slice of another representation (the object changed at the origin)

@@ -131,6 +131,7 @@ impl Proxy {
                 if held.range.complete == new.complete
                     && held.range.first < new.first
                     && new.first <= held.range.last + 1
+                    && held.range.last < new.last
                     && same_representation(&held.entry.headers().to_map(0), &head.headers) =>
             {
                 held.entry.resident_body().map(|body| {
