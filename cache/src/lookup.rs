@@ -112,7 +112,12 @@ impl Cache {
     /// promoted to memory when its body fits there.
     pub async fn lookup_tiered(&self, key: &CacheKey, req: &request::Parts) -> Lookup {
         let found = self.lookup(key, req);
-        self.lookup_below(found, key, req, Reading::Serving).await
+        if self.disk.get().is_none() || !matches!(found, Lookup::Miss | Lookup::VaryMiss) {
+            return found;
+        }
+        // Boxed: a memory hit's future (the request's, an HTTP/2
+        // stream's whole task) does not carry the disk read's room.
+        Box::pin(self.lookup_below(found, key, req, Reading::Serving)).await
     }
 
     /// As [`Cache::lookup_tiered`], for `/explain`, which asks what a

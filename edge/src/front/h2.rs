@@ -24,6 +24,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, Method, Request, Response};
@@ -102,15 +104,16 @@ pub(crate) async fn serve<T>(
     let mut linger = pin!(tokio::time::sleep(Duration::ZERO));
     let mut flooded = pin!(guard.flooded());
     let mut dead = pin!(dead);
+    // The connection's streams run here, in its own task, as nginx keeps a
+    // connection in one worker: no task to spawn (and copy) per request,
+    // no wake-up handed to another thread; the connection itself is
+    // polled between them.
+    let mut streams = FuturesUnordered::new();
     loop {
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
-                    let proxy = live.proxy();
-                    let budget = budget.clone();
-                    tokio::spawn(async move {
-                        stream(proxy, conn, request, respond, &budget).await;
-                    });
+                    streams.push(stream(live.proxy(), conn, request, respond, &budget));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
@@ -118,6 +121,7 @@ pub(crate) async fn serve<T>(
                 }
                 None => break,
             },
+            Some(()) = streams.next(), if !streams.is_empty() => {}
             () = &mut flooded, if !calmed => {
                 calmed = true;
                 connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);

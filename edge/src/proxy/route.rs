@@ -31,20 +31,20 @@ impl Proxy {
         outward: &mut Outward,
     ) -> Reply {
         let (parts, body) = req.into_parts();
-        let mut request = match self.prepare(conn, parts, outward).await {
+        let request = match self.prepare(conn, parts, outward).await {
             Ok(request) => request,
             Err(reply) => return reply,
         };
         match passing(&request) {
             Some(Passing::Tunnel { over_h2 }) => {
                 drop(body);
-                return self.tunnel(request, over_h2).await;
+                return Box::pin(self.tunnel(request, over_h2)).await;
             }
             Some(Passing::Pass(why)) => {
                 if why == Fwd::Bypass {
                     self.recent.bypassed(request.key.text());
                 }
-                return self.pass(request, body, CacheStatus::fwd(why)).await;
+                return Box::pin(self.pass(request, body, CacheStatus::fwd(why))).await;
             }
             None => {}
         }
@@ -72,34 +72,42 @@ impl Proxy {
                     unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
                 )
             }
-            Decision::Revalidate(entry, why) => self.revalidate(request, entry, why).await,
-            Decision::VaryMiss => {
-                if let Some(reply) = self.decoded_copy(&mut request).await {
-                    return reply;
-                }
-                self.recent.missed(request.key.text());
-                // RFC 9111 §4.3.1: the stored variants' tags go with the
-                // request, so that a 304 can select one of them.
-                if !has_preconditions(&request.parts.headers) {
-                    let candidates = self
-                        .cache
-                        .vary_candidates(&request.key, &request.parts)
-                        .await;
-                    if !candidates.is_empty() {
-                        return self.validate_variants(request, candidates).await;
-                    }
-                }
-                self.fetch(request, status).await
+            Decision::Revalidate(entry, why) => {
+                Box::pin(self.revalidate(request, entry, why)).await
             }
+            Decision::VaryMiss => Box::pin(self.vary_miss(request, status)).await,
             Decision::Miss => {
                 self.recent.missed(request.key.text());
                 if let Some(size) = sliced(&request) {
-                    return self.sliced(request, size).await;
+                    return Box::pin(self.sliced(request, size)).await;
                 }
-                self.fetch(request, status).await
+                Box::pin(self.fetch(request, status)).await
             }
-            Decision::PurgeLag => self.fetch(request, status).await,
+            Decision::PurgeLag => Box::pin(self.fetch(request, status)).await,
         }
+    }
+
+    /// A Vary miss: a decoded copy of a stored coding, or the stored
+    /// variants' validation, or a fetch. Its own future, boxed where it is
+    /// awaited, so that a hit's future stays small (an HTTP/2 stream's
+    /// task is copied whole when it is spawned).
+    async fn vary_miss(&self, mut request: Exchange, status: CacheStatus) -> Reply {
+        if let Some(reply) = self.decoded_copy(&mut request).await {
+            return reply;
+        }
+        self.recent.missed(request.key.text());
+        // RFC 9111 §4.3.1: the stored variants' tags go with the
+        // request, so that a 304 can select one of them.
+        if !has_preconditions(&request.parts.headers) {
+            let candidates = self
+                .cache
+                .vary_candidates(&request.key, &request.parts)
+                .await;
+            if !candidates.is_empty() {
+                return self.validate_variants(request, candidates).await;
+            }
+        }
+        self.fetch(request, status).await
     }
 
     /// Everything before the cache is asked: the checks a request must
