@@ -27,13 +27,11 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 
-from benchlib import cpu_seconds, free_ports, wait_http, workers
+from benchlib import cpu_seconds, free_ports, log, start, stop_all, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -43,30 +41,14 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "bench-edge"))
 
-started = []
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 
 
-def start(args, **kwargs):
-    process = subprocess.Popen(args, **kwargs)
-    started.append(process)
-    return process
 
 
-def stop_all():
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+
 
 
 

@@ -38,13 +38,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 
-from benchlib import cpu_seconds, free_ports, wait_http
+from benchlib import cpu_seconds, free_ports, log, start, stop_all, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -55,28 +53,12 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "bench-peers"))
 SCENARIOS = os.environ.get("BENCH_SCENARIOS", "1k-h1 100k-h1 1k-h2 1k-check").split()
 
-started = []
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
-def start(args, **kwargs):
-    process = subprocess.Popen(args, **kwargs)
-    started.append(process)
-    return process
 
 
-def stop_all():
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def family(pid):
@@ -137,7 +119,7 @@ def loadtest(url, pids):
     return measured([LOADTEST, "-u", url, "-c64", f"-d{SECONDS}s", "-r", "100000000", "-q", "--json", "-"], pids, parse)
 
 
-def run(work):
+def run(work, disk):
     html = os.path.join(work, "html")
     os.makedirs(html)
     with open(os.path.join(html, "1k"), "wb") as f:
@@ -185,8 +167,6 @@ sites:
     outpost = start([OUTPOST, "run", "--config", f"{work}/outpost.yaml"], env=env, stdout=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{outpost_port}/1k")
 
-    # nginx's cache on the disk's file system, where its users keep it.
-    disk = tempfile.mkdtemp(prefix="outpost-bench-peers-nginx.", dir=TARGET)
     with open(os.path.join(disk, "nginx.conf"), "w") as f:
         f.write(f"""daemon off; {user} worker_processes 2; pid {disk}/nginx.pid;
 error_log {disk}/error.log error; events {{ worker_connections 4096; }}
@@ -277,7 +257,6 @@ http {{ {temp(disk)} access_log off; keepalive_requests 1000000;
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(table + "\n")
     print(table)
-    return disk
 
 
 def main():
@@ -288,15 +267,14 @@ def main():
         if not os.access(binary, os.X_OK):
             raise SystemExit(f"{binary} is missing: make release")
     work = tempfile.mkdtemp(prefix="outpost-bench-peers.")
-    disk = None
+    # nginx's cache on the disk's file system, where its users keep it.
+    disk = tempfile.mkdtemp(prefix="outpost-bench-peers-nginx.", dir=TARGET)
     try:
-        disk = run(work)
+        run(work, disk)
     finally:
         stop_all()
         shutil.rmtree(work, ignore_errors=True)
-        for leftover in os.listdir(TARGET):
-            if leftover.startswith("outpost-bench-peers-nginx."):
-                shutil.rmtree(os.path.join(TARGET, leftover), ignore_errors=True)
+        shutil.rmtree(disk, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,11 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-from benchlib import cpu_seconds, free_ports, wait_http, workers
+from benchlib import cpu_seconds, free_ports, log, start, stop, stop_all, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -66,11 +64,8 @@ PATTERN_LEN = 1_048_573
 PATTERN = random.Random(7).randbytes(PATTERN_LEN)
 DOUBLED = PATTERN + PATTERN
 
-started = []
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def expected(first, length):
@@ -178,14 +173,6 @@ def offsets_for(workload, seed):
 
 
 
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 
@@ -220,8 +207,7 @@ sites:
 {slice_line}        ttl: 1h
 """)
     env = dict(os.environ, OUTPOST_ADMIN_TOKEN="unused", RUST_LOG="warn")
-    process = subprocess.Popen([OUTPOST, "run", "--config", path], env=env, stdout=subprocess.DEVNULL)
-    started.append(process)
+    process = start([OUTPOST, "run", "--config", path], env=env, stdout=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/ping")
     return process
 
@@ -249,8 +235,7 @@ http {{ {temp} access_log off; keepalive_requests 1000000; sendfile on;
     }}
   }} }}
 """)
-    process = subprocess.Popen(["nginx", "-c", f"{root}/nginx.conf", "-p", root, "-e", f"{root}/error.log"])
-    started.append(process)
+    process = start(["nginx", "-c", f"{root}/nginx.conf", "-p", root, "-e", f"{root}/error.log"])
     wait_http(f"http://127.0.0.1:{port}/ping")
     return process
 
@@ -352,5 +337,4 @@ if __name__ == "__main__":
     try:
         asyncio.run(main())
     finally:
-        for process in started:
-            stop(process)
+        stop_all()

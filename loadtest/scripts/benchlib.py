@@ -1,8 +1,12 @@
-"""What the Python benchmark scripts share: free loopback ports, waiting
-for a server to answer, and the CPU time of a server's processes."""
+"""What the Python benchmark scripts share: free loopback ports, the
+processes they start (and stop on exit), waiting for a server to answer,
+and the CPU time of a server's processes."""
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +21,37 @@ def free_ports(n):
     for s in sockets:
         s.close()
     return ports
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# Every process started through `start`, for `stop_all`.
+started = []
+
+
+def start(args, **kwargs):
+    """Starts a process that `stop_all` stops."""
+    process = subprocess.Popen(args, **kwargs)
+    started.append(process)
+    return process
+
+
+def stop(process):
+    """SIGTERM, up to 5 s to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stop_all():
+    for process in started:
+        stop(process)
 
 
 def wait_http(url, headers=None):
