@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import tempfile
 
-from benchlib import cpu_seconds, free_ports, log, start, stop_all, wait_http, workers
+from benchlib import cpu_seconds, free_ports, log, start, start_outpost, stop_all, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -149,22 +149,10 @@ http {{ {temp(work)} access_log off; keepalive_requests 1000000; sendfile on;
 """
 
     def outpost(port, name, compression):
-        path = os.path.join(work, f"{name}.yaml")
-        with open(path, "w") as f:
-            f.write(f"""listen: [{{ addr: "127.0.0.1:{port}" }}]
-admin: {{ addr: "127.0.0.1:0" }}
-shutdown_grace: 1s
+        top = f"""listen: [{{ addr: "127.0.0.1:{port}" }}]
 {compression}
-origins:
-  origin:
-    servers: [{{ url: "http://127.0.0.1:{origin_port}" }}]
-    timeouts: {{ keepalive: 300s }}
-sites:
-  - hosts: ["*"]
-    origin: origin
-{rules}""")
-        env = dict(os.environ, OUTPOST_ADMIN_TOKEN="unused", RUST_LOG="warn")
-        process = start([OUTPOST, "run", "--config", path], env=env, stdout=subprocess.DEVNULL)
+"""
+        process = start_outpost(OUTPOST, os.path.join(work, f"{name}.yaml"), origin_port, top, rules)
         wait_http(f"http://127.0.0.1:{port}/plain/")
         return [process.pid]
 

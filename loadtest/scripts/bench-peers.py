@@ -42,7 +42,7 @@ import statistics
 import subprocess
 import tempfile
 
-from benchlib import cpu_seconds, free_ports, log, start, stop_all, wait_http
+from benchlib import cpu_seconds, free_ports, log, start, start_outpost, stop_all, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -146,25 +146,13 @@ http {{ {temp(work + '/origin')} access_log off; keepalive_requests 1000000; sen
     start(["nginx", "-c", f"{work}/origin/nginx.conf", "-p", f"{work}/origin", "-e", f"{work}/origin/error.log"])
     wait_http(f"http://127.0.0.1:{origin_port}/1k")
 
-    with open(os.path.join(work, "outpost.yaml"), "w") as f:
-        f.write(f"""listen:
+    outpost = start_outpost(OUTPOST, f"{work}/outpost.yaml", origin_port, f"""listen:
   - addr: "127.0.0.1:{outpost_port}"
   - addr: "127.0.0.1:{outpost_tls}"
     tls:
       certificates: [{{ cert: {cert}, key: {key}, hosts: [localhost, 127.0.0.1] }}]
-admin: {{ addr: "127.0.0.1:0" }}
-shutdown_grace: 1s
 cache: {{ memory: 256MiB }}
-origins:
-  origin:
-    servers: [{{ url: "http://127.0.0.1:{origin_port}" }}]
-    timeouts: {{ keepalive: 300s }}
-sites:
-  - hosts: ["*"]
-    origin: origin
 """)
-    env = dict(os.environ, OUTPOST_ADMIN_TOKEN="unused", RUST_LOG="warn")
-    outpost = start([OUTPOST, "run", "--config", f"{work}/outpost.yaml"], env=env, stdout=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{outpost_port}/1k")
 
     with open(os.path.join(disk, "nginx.conf"), "w") as f:

@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import cpu_seconds, free_ports, log, start, stop, stop_all, wait_http, workers
+from benchlib import cpu_seconds, free_ports, log, start, start_outpost, stop, stop_all, wait_http, workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -185,29 +185,19 @@ def nginx_has_slice():
     return "http_slice_module" in info
 
 
-def start_outpost(work, port, origin_port, sliced):
+def start_sliced_outpost(work, port, origin_port, sliced):
     slice_line = "        slice: 1MiB\n" if sliced else ""
     path = os.path.join(work, f"outpost-{port}.yaml")
-    with open(path, "w") as f:
-        f.write(f"""listen: [{{ addr: "127.0.0.1:{port}" }}]
-admin: {{ addr: "127.0.0.1:0" }}
-shutdown_grace: 1s
+    top = f"""listen: [{{ addr: "127.0.0.1:{port}" }}]
 cache:
   memory: 2GiB
   max_object_size: 2GiB
-origins:
-  origin:
-    servers: [{{ url: "http://127.0.0.1:{origin_port}" }}]
-    timeouts: {{ keepalive: 300s }}
-sites:
-  - hosts: ["*"]
-    origin: origin
-    rules:
+"""
+    rules = f"""    rules:
       - match: {{ path_prefix: /v/ }}
 {slice_line}        ttl: 1h
-""")
-    env = dict(os.environ, OUTPOST_ADMIN_TOKEN="unused", RUST_LOG="warn")
-    process = start([OUTPOST, "run", "--config", path], env=env, stdout=subprocess.DEVNULL)
+"""
+    process = start_outpost(OUTPOST, path, origin_port, top, rules)
     wait_http(f"http://127.0.0.1:{port}/ping")
     return process
 
@@ -250,7 +240,7 @@ async def one_run(name, work, workload, seed):
         process = await loop.run_in_executor(None, start_nginx, work, port, origin_port)
     else:
         sliced = name == "outpost, slice: 1MiB"
-        process = await loop.run_in_executor(None, start_outpost, work, port, origin_port, sliced)
+        process = await loop.run_in_executor(None, start_sliced_outpost, work, port, origin_port, sliced)
     pids = [process.pid] + (workers(process.pid) if name.startswith("nginx") else [])
     # What starting cost the origin (the readiness probe) is not counted.
     origin.requests, origin.bytes = 0, 0

@@ -38,6 +38,26 @@ def start(args, **kwargs):
     return process
 
 
+def start_outpost(binary, path, origin_port, top, rules=""):
+    """Writes an Outpost config at `path` and starts Outpost on it (stopped
+    by `stop_all`): `top` (YAML: its listeners, cache and other keys), the
+    side API on a free port, one origin pool on `origin_port` and one
+    catch-all site, with `rules` (YAML under the site) if any."""
+    with open(path, "w") as f:
+        f.write(top + f"""admin: {{ addr: "127.0.0.1:0" }}
+shutdown_grace: 1s
+origins:
+  origin:
+    servers: [{{ url: "http://127.0.0.1:{origin_port}" }}]
+    timeouts: {{ keepalive: 300s }}
+sites:
+  - hosts: ["*"]
+    origin: origin
+""" + rules)
+    env = dict(os.environ, OUTPOST_ADMIN_TOKEN="unused", RUST_LOG="warn")
+    return start([binary, "run", "--config", path], env=env, stdout=subprocess.DEVNULL)
+
+
 def stop(process):
     """SIGTERM, up to 5 s to exit, then SIGKILL."""
     if process.poll() is None:
