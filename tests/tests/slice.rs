@@ -271,3 +271,25 @@ async fn an_origin_that_ignores_ranges_still_gets_the_clients_range_right() {
     }
     assert_eq!(origin.hits(), 2, "nothing was stored as a slice");
 }
+
+/// Hostile ranges (past any length, at the edge of 64 bits) get a plain
+/// answer, never a failure of the node.
+#[tokio::test]
+async fn ranges_at_the_edge_of_64_bits_are_answered() {
+    let (_origin, outpost, _, body) = setup().await;
+    for range in [
+        "bytes=18446744073709551615-",
+        "bytes=18446744073709551614-18446744073709551615",
+        "bytes=99999999999999999999-",
+        "bytes=-18446744073709551615",
+    ] {
+        let got = ranged(&outpost, range).await;
+        assert!(
+            [200, 206, 416].contains(&got.status.as_u16()),
+            "{range}: {}",
+            got.status
+        );
+    }
+    let got = ranged(&outpost, "bytes=0-9").await;
+    assert_eq!(got.body, &body[..10], "the node still serves");
+}

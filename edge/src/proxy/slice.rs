@@ -149,7 +149,7 @@ impl Proxy {
                 let held = held.take();
                 async move {
                     let base = index * size;
-                    let slice_end = (base + size).min(complete) - 1;
+                    let slice_end = base.saturating_add(size).min(complete) - 1;
                     let want = (start.max(base) - base, end.min(slice_end) - base);
                     let body = match held {
                         Some(body) => body,
@@ -208,7 +208,11 @@ impl Proxy {
             headers.remove(name);
         }
         let base = index * size;
-        set_header(headers, RANGE, &format!("bytes={base}-{}", base + size - 1));
+        set_header(
+            headers,
+            RANGE,
+            &format!("bytes={base}-{}", base.saturating_add(size - 1)),
+        );
         if let Lookup::Fresh(entry) = self.cache.lookup_tiered(&part.key, &part.parts).await {
             let now = self.cache.now();
             let status = CacheStatus::hit(Ttl::Fresh(entry.time_to_live(now).as_secs()));
