@@ -587,8 +587,9 @@ mod tests {
     }
 
     /// RFC 9111 §3.3: a 206 is stored as a part of its URL's object, with
-    /// one range of a known length; never under the URL's own key. A URL
-    /// purge reaches the part.
+    /// one range of a known length; never under the URL's own key. RFC 9110
+    /// §15.3.7.1: its Content-Range describes what it encloses, so a body
+    /// of another length is not stored. A URL purge reaches the part.
     #[test]
     fn a_partial_response_is_stored_only_as_a_part() {
         let (cache, _) = setup();
