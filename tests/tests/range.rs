@@ -318,3 +318,41 @@ async fn many_small_ranges_get_the_whole_object() {
     assert_eq!(got.status, 200);
     assert_eq!(got.body, BODY);
 }
+
+/// An object that shrank below the held piece: the rest is unsatisfiable
+/// (416), and the client, who asked for no range, gets the whole object
+/// as it is now.
+#[tokio::test]
+async fn a_whole_request_after_the_object_shrank_gets_the_new_object() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let shrunk = Arc::new(AtomicBool::new(false));
+    let switch = shrunk.clone();
+    let origin = Origin::start(move |seen| {
+        let body: &'static [u8] = if switch.load(Ordering::SeqCst) {
+            b"short"
+        } else {
+            TEXT
+        };
+        respond_ranged(
+            seen,
+            &[("cache-control", "max-age=300"), ("etag", "\"s\"")],
+            body,
+        )
+    })
+    .await;
+    let config = simple_config(&origin, &["example.com"], "");
+    let outpost = Outpost::start(&config, &[], None).await;
+    ranged(&outpost, "/s", "bytes=0-9").await;
+    shrunk.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = get(outpost.addr(), "example.com", "/s").await;
+    assert_eq!(
+        (got.status.as_u16(), got.body.as_ref()),
+        (200, &b"short"[..])
+    );
+    assert_eq!(
+        origin.last().header("range"),
+        "",
+        "fetched whole after the 416"
+    );
+}

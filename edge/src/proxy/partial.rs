@@ -197,6 +197,11 @@ impl Proxy {
             Ok(answer) => answer,
             Err(e) => return Some(super::respond::upstream_error(&e)),
         };
+        if answer.response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            // The object shrank below the piece: the client asked for no
+            // range, so the whole object is fetched as it is now.
+            return None;
+        }
         if answer.response.status() != StatusCode::PARTIAL_CONTENT {
             // The whole representation, changed or not: stored as it came.
             let reply = self
