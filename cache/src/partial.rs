@@ -80,11 +80,6 @@ impl ContentRange {
     pub fn covers(&self, (start, end): (u64, u64)) -> bool {
         self.first <= start && end <= self.last
     }
-
-    /// The field value, `bytes a-b/n`.
-    pub fn value(&self) -> String {
-        format!("bytes {}-{}/{}", self.first, self.last, self.complete)
-    }
 }
 
 #[cfg(test)]
@@ -109,7 +104,6 @@ mod tests {
         assert!(range.covers((5, 9)) && !range.covers((3, 5)));
         assert!(!range.is_whole());
         assert!(ContentRange::parse("bytes 0-9/10").unwrap().is_whole());
-        assert_eq!(range.value(), "bytes 4-9/10");
     }
 
     /// RFC 9110 §14.4: an unknown length, an invalid range, another unit,

@@ -125,14 +125,19 @@ impl Cache {
         length: Option<u64>,
         limit: u64,
     ) -> Result<Storing, NotStored> {
-        let pending = self.prepare(fetched, rules, key_fields)?;
-        // A stored piece holds exactly the range it names: a body of
-        // another or an unknown length would be stored as bytes it is not.
-        if pending.status == StatusCode::PARTIAL_CONTENT
-            && ContentRange::of(&fetched.response.headers).map(|r| r.len()) != length
+        // RFC 9111 §3.3: a 206 is stored only as a part of its URL's
+        // object (and a part holds nothing else), with one range of a known
+        // length and exactly that range's bytes: a body of another or an
+        // unknown length would be stored as bytes it is not.
+        let partial = fetched.response.status == StatusCode::PARTIAL_CONTENT;
+        if partial != fetched.key.is_part()
+            || (partial
+                && ContentRange::of(&fetched.response.headers)
+                    .is_none_or(|r| Some(r.len()) != length))
         {
             return Err(NotStored::Headers);
         }
+        let pending = self.prepare(fetched, rules, key_fields)?;
         if length.is_some_and(|n| n > limit) {
             return Err(NotStored::TooLarge);
         }
@@ -167,16 +172,9 @@ impl Cache {
             ..rules
         };
         let options = self.options.load();
-        // RFC 9111 §3.3: a 206 is stored only as a part of its URL's
-        // object, holding one range of a known length; it is judged as the
+        // A part (a 206, checked by `admit`) is judged as the
         // representation it is part of.
-        let built = if key.is_part() != (res.status == StatusCode::PARTIAL_CONTENT) {
-            // A part holds a 206 and nothing else.
-            return Err(NotStored::Headers);
-        } else if res.status == StatusCode::PARTIAL_CONTENT {
-            if ContentRange::of(&res.headers).is_none() {
-                return Err(NotStored::Headers);
-            }
+        let built = if res.status == StatusCode::PARTIAL_CONTENT {
             let mut whole = res.clone();
             whole.status = StatusCode::OK;
             storage_policy(req, &whole, response_time, &options, rules)?

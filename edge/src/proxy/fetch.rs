@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
+use http::header::{IF_RANGE, RANGE};
 use http::{Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -21,7 +21,7 @@ use crate::origin::response::OriginBody;
 use super::exchange::Exchange;
 use super::hit::{from_cache, unsatisfiable, unvalidated};
 use super::partial;
-use super::respond::{relay, set_header, to_client, to_client_empty, upstream_error};
+use super::respond::{relay, to_client, to_client_empty, upstream_error};
 use super::status::{CacheStatus, Detail};
 use super::{BoxError, Proxy, ProxyBody, Reply};
 
@@ -152,9 +152,10 @@ impl Proxy {
         }
         // One range goes to the origin as it is; several, or a range of
         // another method, become a fetch of the whole object.
-        let wants_range = wants_range && !(is_get && partial::single_range(&request.parts.headers));
+        let ranges_from_whole =
+            wants_range && !(is_get && partial::single_range(&request.parts.headers));
         let mut headers = request.parts.headers.clone();
-        if wants_range {
+        if ranges_from_whole {
             headers.remove(RANGE);
             headers.remove(IF_RANGE);
         }
@@ -176,7 +177,7 @@ impl Proxy {
             .size_hint()
             .exact()
             .is_none_or(|n| n > self.max_object_size as u64);
-        if wants_range && oversized {
+        if ranges_from_whole && oversized {
             drop(answer);
             let outgoing = request.origin_parts(&request.parts.headers);
             return match request.send_bodiless(outgoing).await {
@@ -328,18 +329,7 @@ impl Proxy {
             match range::evaluate(&request.parts.headers, len, &parts.headers) {
                 Ranges::Whole => {}
                 Ranges::Partial(ranges) if ranges.len() == 1 => {
-                    parts.status = StatusCode::PARTIAL_CONTENT;
-                    set_header(
-                        &mut parts.headers,
-                        CONTENT_RANGE,
-                        &range::content_range(ranges[0], len),
-                    );
-                    set_header(
-                        &mut parts.headers,
-                        CONTENT_LENGTH,
-                        &(ranges[0].1 - ranges[0].0 + 1).to_string(),
-                    );
-                    let body = range::SliceBody::new(body, ranges[0]).boxed_unsync();
+                    let body = range::cut_one_range(&mut parts, body, ranges[0], len);
                     return (Some(status), to_client(parts, body));
                 }
                 // Several ranges of an object still arriving: the whole

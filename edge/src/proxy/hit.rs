@@ -18,7 +18,19 @@ use super::metrics::Source;
 use super::range::{self, Ranges};
 
 use super::respond::{empty, full, set_header};
-use super::{BoxError, ProxyBody};
+use super::status::{CacheStatus, Ttl};
+use super::{BoxError, Proxy, ProxyBody, Reply};
+
+impl Proxy {
+    /// A fresh stored entry's answer to `req`, as a hit with its time to
+    /// live in `Cache-Status`.
+    pub(super) fn fresh_hit(&self, entry: &Entry, req: &request::Parts) -> Reply {
+        let now = self.cache.now();
+        let ttl = Ttl::Fresh(entry.time_to_live(now).as_secs());
+        let response = unvalidated(entry, from_cache(&self.cache, entry, req, now));
+        (Some(CacheStatus::hit(ttl)), response)
+    }
+}
 
 /// Answers from a stored entry: `Age`, `Cache-Status`, and a 304 when the
 /// client's own validators match (RFC 9110 §13.1). The answer says which
@@ -80,12 +92,7 @@ fn answer(
         && held.covers((start, end))
         && held.len() == len
     {
-        set_header(
-            &mut headers,
-            CONTENT_RANGE,
-            &range::content_range((start, end), held.complete),
-        );
-        set_header(&mut headers, CONTENT_LENGTH, &(end - start + 1).to_string());
+        range::mark_one_range(&mut headers, (start, end), held.complete);
         let body = if req.method == Method::HEAD {
             empty()
         } else {

@@ -16,18 +16,19 @@ use http_body::{Body, Frame, SizeHint};
 use outpost_cache::{CacheKey, ContentRange, EntityTag, Entry, Lookup};
 
 use super::exchange::Exchange;
-use super::hit::{from_cache, stored_body, unvalidated};
+use super::hit::stored_body;
 use super::range::{self, Ranges};
 use super::respond::set_header;
-use super::status::{CacheStatus, Ttl};
+use super::status::CacheStatus;
 use super::{BoxError, Proxy, ProxyBody, Reply};
 
 /// The label of the key a URL's piece is stored under.
 const PIECE: &str = "range";
 
-/// A held piece: the stored 206 and the range it holds.
+/// A held piece: the stored 206, its fields and the range it holds.
 pub(super) struct Piece {
     entry: Arc<Entry>,
+    headers: HeaderMap,
     range: ContentRange,
 }
 
@@ -89,21 +90,22 @@ impl Proxy {
         let Lookup::Fresh(entry) = self.cache.lookup_tiered(&key, &request.parts).await else {
             return None;
         };
-        let range = ContentRange::of(&entry.headers().to_map(0))?;
-        Some(Piece { entry, range })
+        let headers = entry.headers().to_map(0);
+        let range = ContentRange::of(&headers)?;
+        Some(Piece {
+            entry,
+            headers,
+            range,
+        })
     }
 
     /// A single-range request answered from the URL's piece, when the
     /// piece holds every byte it asks for (and its If-Range holds).
     pub(super) async fn answer_from_piece(&self, request: &Exchange) -> Option<Reply> {
         let piece = self.held_piece(request).await?;
-        let stored = piece.entry.headers().to_map(0);
-        match range::evaluate(&request.parts.headers, piece.range.complete, &stored) {
+        match range::evaluate(&request.parts.headers, piece.range.complete, &piece.headers) {
             Ranges::Partial(ranges) if ranges.len() == 1 && piece.range.covers(ranges[0]) => {
-                let now = self.cache.now();
-                let status = CacheStatus::hit(Ttl::Fresh(piece.entry.time_to_live(now).as_secs()));
-                let response = from_cache(&self.cache, &piece.entry, &request.parts, now);
-                Some((Some(status), unvalidated(&piece.entry, response)))
+                Some(self.fresh_hit(&piece.entry, &request.parts))
             }
             _ => None,
         }
@@ -132,30 +134,29 @@ impl Proxy {
                     && held.range.first < new.first
                     && new.first <= held.range.last + 1
                     && held.range.last < new.last
-                    && same_representation(&held.entry.headers().to_map(0), &head.headers) =>
+                    && same_representation(&held.headers, &head.headers) =>
             {
                 held.entry.resident_body().map(|body| {
                     let kept = (new.first - held.range.first) as usize;
-                    let range = ContentRange {
+                    let span = ContentRange {
                         first: held.range.first,
                         ..new
                     };
-                    (body.slice(..kept.min(body.len())), range)
+                    (body.slice(..kept.min(body.len())), span)
                 })
             }
             _ => None,
         };
-        let (prefix, range) = grown.unwrap_or((Bytes::new(), new));
-        if range.is_whole() {
+        let (prefix, span) = grown.unwrap_or((Bytes::new(), new));
+        if span.is_whole() {
             return PieceStore {
                 key: request.key.clone(),
-                head: whole_head(head.clone(), range.complete),
+                head: whole_head(head.clone(), span.complete),
                 prefix,
             };
         }
         let mut head = head.clone();
-        set_header(&mut head.headers, CONTENT_RANGE, &range.value());
-        set_header(&mut head.headers, CONTENT_LENGTH, &range.len().to_string());
+        range::mark_one_range(&mut head.headers, (span.first, span.last), span.complete);
         PieceStore {
             key: request.key.part(PIECE),
             head,
@@ -180,10 +181,10 @@ impl Proxy {
         if held.first != 0 || held.is_whole() {
             return None;
         }
-        let stored = piece.entry.headers().to_map(0);
+        let stored = &piece.headers;
         let mut headers = request.parts.headers.clone();
         set_header(&mut headers, RANGE, &format!("bytes={}-", held.last + 1));
-        match strong_tag(&stored) {
+        match strong_tag(stored) {
             Some(tag) => {
                 headers.insert(IF_RANGE, tag.clone());
             }
@@ -221,7 +222,7 @@ impl Proxy {
                 && rest.last + 1 == held.complete
                 && rest.complete == held.complete
         });
-        if !fits || !same_representation(&stored, answer.response.headers()) {
+        if !fits || !same_representation(stored, answer.response.headers()) {
             tracing::debug!(key = %request.key, "the rest of a piece could not be combined with it");
             return None;
         }

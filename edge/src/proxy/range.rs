@@ -8,9 +8,12 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use http_body::{Body, Frame, SizeHint};
 use outpost_cache::EntityTag;
+
+use super::ProxyBody;
+use super::respond::set_header;
 
 /// More ranges than this in one request are answered with the whole object.
 const MAX_RANGES: usize = 32;
@@ -136,6 +139,31 @@ fn if_range_holds(condition: &[u8], stored: &HeaderMap) -> bool {
 /// `Content-Range` for one range of an object of `len` bytes.
 pub fn content_range((start, end): (u64, u64), len: u64) -> String {
     format!("bytes {start}-{end}/{len}")
+}
+
+/// The fields of an answer holding one range of an object of `len`
+/// bytes: its `Content-Range` and `Content-Length`.
+pub fn mark_one_range(headers: &mut HeaderMap, range: (u64, u64), len: u64) {
+    set_header(headers, CONTENT_RANGE, &content_range(range, len));
+    set_header(
+        headers,
+        CONTENT_LENGTH,
+        &(range.1 - range.0 + 1).to_string(),
+    );
+}
+
+/// A 206 of one range of an object of `len` bytes whose whole `body` is
+/// still streaming: the head marked, and the range cut from the stream.
+pub fn cut_one_range(
+    head: &mut http::response::Parts,
+    body: ProxyBody,
+    range: (u64, u64),
+    len: u64,
+) -> ProxyBody {
+    use http_body_util::BodyExt;
+    head.status = http::StatusCode::PARTIAL_CONTENT;
+    mark_one_range(&mut head.headers, range, len);
+    SliceBody::new(body, range).boxed_unsync()
 }
 
 /// One piece of a `multipart/byteranges` body: delimiter and part header

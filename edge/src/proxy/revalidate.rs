@@ -120,20 +120,16 @@ impl Proxy {
             Ok(answer) => answer,
             Err(e) => return upstream_error(&e),
         };
-        let now = self.cache.now();
-        let Answer { response, lease } = answer;
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        if parts.status != http::StatusCode::NOT_MODIFIED {
-            let answer = Answer {
-                response: Response::from_parts(parts, body),
-                lease,
-            };
+        if answer.response.status() != http::StatusCode::NOT_MODIFIED {
             let status = CacheStatus::fwd(Fwd::VaryMiss);
             return self
                 .store_and_relay(request, answer, request_time, status, None)
                 .await;
         }
+        let now = self.cache.now();
+        let Answer { response, lease } = answer;
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
         // A tag that names none of them as it is may name a copy Outpost
         // compressed (W/"x" for the origin's "x"), whose weak tag stays.
         let etag = http::header::ETAG;

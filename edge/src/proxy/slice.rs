@@ -20,10 +20,10 @@ use http_body_util::BodyExt;
 use outpost_cache::{CLIENT_CONDITIONS, ContentRange, Lookup};
 
 use super::exchange::Exchange;
-use super::hit::{from_cache, unsatisfiable, unvalidated};
+use super::hit::unsatisfiable;
 use super::range::{self, Ranges, SliceBody};
 use super::respond::{set_header, to_client_empty};
-use super::status::{CacheStatus, Ttl};
+use super::status::{CacheStatus, Fwd};
 use super::{BoxError, Proxy, ProxyBody, Reply};
 
 /// What every slice of one answer must agree on.
@@ -70,15 +70,8 @@ fn whole_cut(request: &Exchange, response: Response<ProxyBody>) -> Response<Prox
     let (mut head, body) = response.into_parts();
     match range::evaluate(&request.parts.headers, len, &head.headers) {
         Ranges::Partial(ranges) if ranges.len() == 1 => {
-            head.status = StatusCode::PARTIAL_CONTENT;
-            set_header(
-                &mut head.headers,
-                CONTENT_RANGE,
-                &range::content_range(ranges[0], len),
-            );
-            let length = ranges[0].1 - ranges[0].0 + 1;
-            set_header(&mut head.headers, CONTENT_LENGTH, &length.to_string());
-            Response::from_parts(head, SliceBody::new(body, ranges[0]).boxed_unsync())
+            let body = range::cut_one_range(&mut head, body, ranges[0], len);
+            Response::from_parts(head, body)
         }
         // RFC 9110 §14.2: a server may ignore a Range; the whole object.
         Ranges::Whole | Ranges::Partial(_) | Ranges::Unsatisfiable => {
@@ -125,16 +118,13 @@ impl Proxy {
                 }
             };
         head.status = answer;
-        head.headers.remove(CONTENT_RANGE);
-        if answer == StatusCode::PARTIAL_CONTENT {
-            set_header(
-                &mut head.headers,
-                CONTENT_RANGE,
-                &range::content_range((start, end), complete),
-            );
-        }
         let length = if complete == 0 { 0 } else { end - start + 1 };
-        set_header(&mut head.headers, CONTENT_LENGTH, &length.to_string());
+        if answer == StatusCode::PARTIAL_CONTENT {
+            range::mark_one_range(&mut head.headers, (start, end), complete);
+        } else {
+            head.headers.remove(CONTENT_RANGE);
+            set_header(&mut head.headers, CONTENT_LENGTH, &length.to_string());
+        }
         if length == 0 {
             return (status, Response::from_parts(head, super::respond::empty()));
         }
@@ -214,13 +204,9 @@ impl Proxy {
             &format!("bytes={base}-{}", base.saturating_add(size - 1)),
         );
         if let Lookup::Fresh(entry) = self.cache.lookup_tiered(&part.key, &part.parts).await {
-            let now = self.cache.now();
-            let status = CacheStatus::hit(Ttl::Fresh(entry.time_to_live(now).as_secs()));
-            let response = from_cache(&self.cache, &entry, &part.parts, now);
-            return (Some(status), unvalidated(&entry, response));
+            return self.fresh_hit(&entry, &part.parts);
         }
-        self.fetch(part, CacheStatus::fwd(super::status::Fwd::Miss))
-            .await
+        self.fetch(part, CacheStatus::fwd(Fwd::Miss)).await
     }
 }
 
