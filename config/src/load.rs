@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::Location;
+use serde_saphyr::{Location, Spanned};
 
 use crate::ServerUrl;
 use crate::actions;
@@ -154,6 +154,9 @@ fn parse(text: &str, file: &str) -> Result<Config, ErrorList> {
         let at = e.location().unwrap_or(Location::UNKNOWN);
         let path = key_path.into_inner();
         let path = if path == "." { String::new() } else { path };
+        // A list item kept with its position (`Spanned`) adds a `value`
+        // step that is not in the file.
+        let path = path.replace("].value", "]");
         let mut error = error_at(file, at, path, plain_message(&e));
         if error.line == 0 {
             (error.line, error.column) = crate::locate::locate(text, &error.path);
@@ -234,6 +237,9 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
                 format!("listen[{i}].tls.certificates"),
                 "a TLS listener needs at least one certificate".into(),
             );
+        }
+        if let Some(quic) = listener.value.quic() {
+            validate_quic(i, listener, quic, &mut err);
         }
     }
 
@@ -706,6 +712,58 @@ fn validate(config: &Config, file: &str) -> Vec<ConfigError> {
 
 /// The `cluster:` section: names that become NATS subjects and keys must
 /// be single tokens, and something must be there to connect to.
+/// QUIC needs TLS (its handshake is TLS 1.3) and limits that let a
+/// connection work at all.
+fn validate_quic(
+    i: usize,
+    listener: &Spanned<crate::model::Listener>,
+    quic: &crate::model::Quic,
+    err: &mut impl FnMut(Location, String, String),
+) {
+    let at = listener.referenced;
+    if listener.value.tls.is_none() {
+        err(
+            at,
+            format!("listen[{i}].quic"),
+            "HTTP/3 needs TLS: give this listener `tls` or remove `quic`".into(),
+        );
+    }
+    if !(1..=10_000).contains(&quic.max_streams) {
+        err(
+            at,
+            format!("listen[{i}].quic.max_streams"),
+            format!("{} is outside 1..=10000", quic.max_streams),
+        );
+    }
+    for (name, size, least) in [
+        ("max_header_list", quic.max_header_list, 4 * 1024),
+        ("stream_window", quic.stream_window, 16 * 1024),
+        ("connection_window", quic.connection_window, 16 * 1024),
+    ] {
+        if size.bytes() < least {
+            err(
+                at,
+                format!("listen[{i}].quic.{name}"),
+                format!("must be at least {least} bytes"),
+            );
+        }
+    }
+    if quic.connection_window.bytes() < quic.stream_window.bytes() {
+        err(
+            at,
+            format!("listen[{i}].quic.connection_window"),
+            "must be at least stream_window".into(),
+        );
+    }
+    if quic.idle_timeout.get().is_zero() {
+        err(
+            at,
+            format!("listen[{i}].quic.idle_timeout"),
+            "must be more than 0".into(),
+        );
+    }
+}
+
 fn validate_cluster(cluster: &Cluster, err: &mut impl FnMut(Location, String, String)) {
     let token = |name: &str| {
         !name.is_empty()
@@ -849,6 +907,70 @@ sites:
         assert_eq!(
             loaded.resolve(Path::new("certs/a.pem")),
             Path::new("/etc/outpost/certs/a.pem")
+        );
+    }
+
+    /// `quic: true`, `quic: false` and the mapping of limits; a QUIC
+    /// listener without TLS, limits out of range and unknown keys are
+    /// errors at their place.
+    #[test]
+    fn quic_is_a_switch_or_its_limits() {
+        let tls =
+            "  - addr: 127.0.0.1:8443\n    tls: {certificates: [{cert: a.pem, key: a.key}]}\n";
+        let with = |quic: &str| {
+            GOOD.replace(
+                "  - addr: 127.0.0.1:8080\n",
+                &format!("{tls}    quic: {quic}\n"),
+            )
+        };
+        let on = load(&with("true")).expect("valid");
+        let quic = on.config.listen[0].value.quic().expect("on");
+        assert_eq!(quic.max_streams, 100);
+        assert_eq!(quic.idle_timeout.get().as_secs(), 30);
+        assert!(quic.retry);
+        let off = load(&with("false")).expect("valid");
+        assert!(off.config.listen[0].value.quic().is_none());
+        let tuned = load(&with(
+            "{max_streams: 50, stream_window: 256KiB, alt_svc_max_age: 1h}",
+        ))
+        .expect("valid");
+        let quic = tuned.config.listen[0].value.quic().expect("on");
+        assert_eq!(
+            (
+                quic.max_streams,
+                quic.stream_window.bytes(),
+                quic.alt_svc_max_age.get().as_secs()
+            ),
+            (50, 256 << 10, 3600)
+        );
+        assert_eq!(quic.connection_window.bytes(), 4 << 20);
+
+        let message = load(&with("{max_streams: 0, stream_window: 1KiB}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("listen[0].quic.max_streams: 0 is outside 1..=10000"),
+            "{message}"
+        );
+        assert!(
+            message.contains("listen[0].quic.stream_window: must be at least 16384 bytes"),
+            "{message}"
+        );
+        let message = load(&with("{max_stream: 5}")).unwrap_err().to_string();
+        assert!(
+            message.starts_with(
+                "test.yaml:4:12: listen[0].quic.max_stream: unknown field `max_stream`"
+            ),
+            "{message}"
+        );
+        let plain = GOOD.replace(
+            "  - addr: 127.0.0.1:8080\n",
+            "  - addr: 127.0.0.1:8080\n    quic: true\n",
+        );
+        let message = load(&plain).unwrap_err().to_string();
+        assert!(
+            message.starts_with("test.yaml:2:5: listen[0].quic: HTTP/3 needs TLS"),
+            "{message}"
         );
     }
 

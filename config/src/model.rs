@@ -360,6 +360,115 @@ impl Config {
 pub struct Listener {
     pub addr: SocketAddr,
     pub tls: Option<Tls>,
+    /// HTTP/3 on the same port (UDP), TLS listeners only: `true`, or a
+    /// mapping of its limits.
+    #[serde(default, deserialize_with = "quic_form")]
+    pub quic: Option<Quic>,
+}
+
+impl Listener {
+    /// Its QUIC settings, when it serves HTTP/3.
+    pub fn quic(&self) -> Option<&Quic> {
+        self.quic.as_ref().filter(|q| q.enabled)
+    }
+}
+
+/// HTTP/3 over QUIC beside a TLS listener, with its limits. Each has a
+/// default safe for a public edge.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quic {
+    /// `quic: false` keeps the mapping in the file but listens on no UDP.
+    #[serde(default = "Quic::default_enabled")]
+    pub enabled: bool,
+    /// Requests (bidirectional streams) a connection may have open at once.
+    #[serde(default = "Quic::default_max_streams")]
+    pub max_streams: u64,
+    /// A connection with nothing sent or received this long is closed.
+    #[serde(default = "Quic::default_idle_timeout")]
+    pub idle_timeout: Span,
+    /// Largest request header section (SETTINGS_MAX_FIELD_SECTION_SIZE).
+    #[serde(default = "Quic::default_max_header_list")]
+    pub max_header_list: Size,
+    /// What a client may send on one stream before we read it.
+    #[serde(default = "Quic::default_stream_window")]
+    pub stream_window: Size,
+    /// What a client may send on all its streams before we read.
+    #[serde(default = "Quic::default_connection_window")]
+    pub connection_window: Size,
+    /// How long clients may remember the `Alt-Svc` advertisement.
+    #[serde(default = "Quic::default_alt_svc_max_age")]
+    pub alt_svc_max_age: Span,
+    /// Check that a new client owns its address with a Retry round trip
+    /// before doing the work of a handshake (RFC 9000 §8.1).
+    #[serde(default = "Quic::default_retry")]
+    pub retry: bool,
+}
+
+impl Quic {
+    fn default_enabled() -> bool {
+        true
+    }
+    fn default_max_streams() -> u64 {
+        100
+    }
+    fn default_idle_timeout() -> Span {
+        Span(Duration::from_secs(30))
+    }
+    fn default_max_header_list() -> Size {
+        Size(64 * 1024)
+    }
+    fn default_stream_window() -> Size {
+        Size(1024 * 1024)
+    }
+    fn default_connection_window() -> Size {
+        Size(4 * 1024 * 1024)
+    }
+    fn default_alt_svc_max_age() -> Span {
+        Span(Duration::from_secs(86_400))
+    }
+    fn default_retry() -> bool {
+        true
+    }
+}
+
+impl Default for Quic {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_streams: Self::default_max_streams(),
+            idle_timeout: Self::default_idle_timeout(),
+            max_header_list: Self::default_max_header_list(),
+            stream_window: Self::default_stream_window(),
+            connection_window: Self::default_connection_window(),
+            alt_svc_max_age: Self::default_alt_svc_max_age(),
+            retry: Self::default_retry(),
+        }
+    }
+}
+
+/// `quic: true`, `quic: false`, or the mapping of its limits.
+fn quic_form<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Quic>, D::Error> {
+    struct Either;
+    impl<'de> serde::de::Visitor<'de> for Either {
+        type Value = Option<Quic>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("`true`, `false`, or a mapping of QUIC limits")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Option<Quic>, E> {
+            Ok(Some(Quic {
+                enabled: on,
+                ..Quic::default()
+            }))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Option<Quic>, A::Error> {
+            Quic::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    deserializer.deserialize_any(Either)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -50,7 +50,7 @@ pub(crate) fn counts_by(registry: &Registry, family: &str, label: &str) -> HashM
             else {
                 continue;
             };
-            let total = metric.get_counter().get_value();
+            let total = metric.get_counter().value();
             *counts.entry(value).or_insert(0) += total as u64;
         }
     }

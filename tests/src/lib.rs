@@ -22,8 +22,10 @@
 //! - `nats.rs`: a real `nats-server -js` for fleet tests ([`Nats`]).
 //! - `browser.rs`: a headless Chromium over WebDriver ([`Browser`]).
 //! - [`h2raw`]: HTTP/2 frames by hand, for what no client library sends.
+//! - [`h3client`]: HTTP/3 over quinn and the h3 crate ([`h3client::H3Client`]).
 
 pub mod h2raw;
+pub mod h3client;
 
 mod admin;
 mod browser;

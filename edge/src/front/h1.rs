@@ -94,6 +94,10 @@ async fn answer(
     // Nothing more may precede the final answer.
     drop(opened);
     let mut res = answered?;
+    if let Some(alt_svc) = conn.alt_svc {
+        res.headers_mut()
+            .insert(http::header::ALT_SVC, alt_svc.clone());
+    }
     if closing.load(Ordering::SeqCst) {
         res.headers_mut().insert(
             http::header::CONNECTION,

@@ -226,6 +226,9 @@ async fn stream(
     };
     let (mut head, body) = response.into_parts();
     strip_connection_fields(&mut head.headers);
+    if let Some(alt_svc) = conn.alt_svc {
+        head.headers.insert(http::header::ALT_SVC, alt_svc.clone());
+    }
     head.headers
         .entry(http::header::DATE)
         .or_insert_with(crate::front::date::now);

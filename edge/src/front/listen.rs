@@ -41,6 +41,7 @@ const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) fn spawn_proxy_listener(
     listener: TcpListener,
     index: usize,
+    alt_svc: Option<&'static http::HeaderValue>,
     live: Live,
     metrics: Arc<FrontMetrics>,
     slots: Arc<Semaphore>,
@@ -71,11 +72,17 @@ pub(crate) fn spawn_proxy_listener(
                             tls_version: None,
                             listener: index,
                             certificate: None,
+                            alt_svc,
                         };
                         serve_client(stream, conn, false, live, drain).await;
                     }
                     Some(tls) => {
-                        serve_tls(stream, remote, index, &tls, &metrics, live, drain).await
+                        let at = Accepted {
+                            remote,
+                            listener: index,
+                            alt_svc,
+                        };
+                        serve_tls(stream, at, &tls, &metrics, live, drain).await
                     }
                 }
                 metrics.connections.dec();
@@ -232,10 +239,16 @@ where
     }
 }
 
-async fn serve_tls(
-    stream: TcpStream,
+/// Where a connection came from, and what its listener advertises.
+struct Accepted {
     remote: SocketAddr,
     listener: usize,
+    alt_svc: Option<&'static http::HeaderValue>,
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    at: Accepted,
     tls: &Tls,
     metrics: &FrontMetrics,
     live: Live,
@@ -250,12 +263,12 @@ async fn serve_tls(
     {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            tracing::debug!(remote = %at.remote, error = %e, "TLS handshake failed");
             handshakes("failed");
             return;
         }
         Err(_) => {
-            tracing::debug!(%remote, "TLS handshake timed out");
+            tracing::debug!(remote = %at.remote, "TLS handshake timed out");
             handshakes("timeout");
             return;
         }
@@ -267,10 +280,11 @@ async fn serve_tls(
     let h2 = stream.ssl().selected_alpn_protocol() == Some(b"h2");
     let sni = stream.ssl().servername(boring::ssl::NameType::HOST_NAME);
     let conn = ConnInfo {
-        remote,
+        remote: at.remote,
         tls: true,
         tls_version: Some(stream.ssl().version_str()),
-        listener,
+        listener: at.listener,
+        alt_svc: at.alt_svc,
         // Without SNI the client named no host to check the certificate
         // against; requests are routed by Host alone.
         certificate: sni.map(|name| tls.names.choose(Some(name))),

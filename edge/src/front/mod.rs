@@ -12,6 +12,7 @@ mod flood;
 mod h1;
 pub(crate) mod h1_check;
 mod h2;
+pub(crate) mod h3;
 pub(crate) mod interim;
 pub(crate) mod listen;
 pub(crate) mod metrics;

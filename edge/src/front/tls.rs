@@ -10,7 +10,7 @@ use boring::bn::BigNum;
 use boring::ec::{EcGroup, EcKey};
 use boring::hash::MessageDigest;
 use boring::nid::Nid;
-use boring::pkey::PKey;
+use boring::pkey::{PKey, Private};
 use boring::ssl::{
     AlpnError, NameType, SniError, SslAcceptor, SslContext, SslFiletype, SslMethod, SslVersion,
 };
@@ -68,6 +68,18 @@ pub struct CertFiles {
 pub struct Tls {
     pub acceptor: SslAcceptor,
     pub names: Arc<CertNames>,
+    /// The certificates again, in the order `names` counts them, for
+    /// QUIC handshakes: they set a connection's certificate themselves
+    /// (see [`crate::front::h3`]).
+    pub pairs: Vec<CertPair>,
+}
+
+/// One certificate chain and its key, parsed.
+pub struct CertPair {
+    pub leaf: X509,
+    /// The intermediates, in the order the file gives them.
+    pub chain: Vec<X509>,
+    pub key: PKey<Private>,
 }
 
 /// Builds the acceptor for one TLS listener. The first certificate is the
@@ -75,8 +87,10 @@ pub struct Tls {
 pub fn acceptor(certs: &[CertFiles]) -> Result<Tls, TlsError> {
     let mut names = CertNames::default();
     let mut contexts = Vec::new();
+    let mut pairs = Vec::new();
     for files in certs {
-        let (context, hosts) = context(files)?;
+        let (context, hosts, pair) = context(files)?;
+        pairs.push(pair);
         let index = contexts.len();
         for host in hosts {
             let host = host.to_ascii_lowercase();
@@ -104,6 +118,7 @@ pub fn acceptor(certs: &[CertFiles]) -> Result<Tls, TlsError> {
     Ok(Tls {
         acceptor: builder.build(),
         names,
+        pairs,
     })
 }
 
@@ -140,16 +155,25 @@ fn load_pair(
     Ok(())
 }
 
-/// One context for one certificate, and the names it serves.
-fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>), TlsError> {
-    let pem = std::fs::read(&files.cert).map_err(|source| TlsError::Read {
+/// One context for one certificate, the names it serves, and the parsed
+/// chain and key.
+fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>, CertPair), TlsError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let pem = read(&files.cert)?;
+    let not_pem = |source| TlsError::NotPem {
         path: files.cert.clone(),
         source,
-    })?;
-    let leaf = X509::from_pem(&pem).map_err(|source| TlsError::NotPem {
-        path: files.cert.clone(),
-        source,
-    })?;
+    };
+    let mut stack = X509::stack_from_pem(&pem).map_err(not_pem)?.into_iter();
+    let leaf = match stack.next() {
+        Some(leaf) => leaf,
+        None => X509::from_pem(&pem).map_err(not_pem)?,
+    };
     let names = if files.hosts.is_empty() {
         leaf.subject_alt_names()
             .map(|sans| {
@@ -166,7 +190,16 @@ fn context(files: &CertFiles) -> Result<(SslContext, Vec<String>), TlsError> {
     }
     let mut builder = base_builder()?;
     load_pair(&mut builder, files)?;
-    Ok((builder.build().into_context(), names))
+    let key = PKey::private_key_from_pem(&read(&files.key)?).map_err(|source| TlsError::File {
+        path: files.key.clone(),
+        source,
+    })?;
+    let pair = CertPair {
+        leaf,
+        chain: stack.collect(),
+        key,
+    };
+    Ok((builder.build().into_context(), names, pair))
 }
 
 /// A self-signed certificate for `hosts` (the first is the common name), as

@@ -216,16 +216,22 @@ pub fn tokens_from_env(loaded: &Loaded, default_full: Option<&str>) -> Tokens {
 /// Sockets are bound once: a reload that moves them is refused.
 fn fixed_settings(old: &Loaded, new: &Loaded) -> Result<(), ErrorList> {
     let (old_config, new_config) = (&old.config, &new.config);
-    let shape = |config: &outpost_config::Config| -> Vec<(std::net::SocketAddr, bool)> {
+    let shape = |config: &outpost_config::Config| -> Vec<(std::net::SocketAddr, bool, bool)> {
         config
             .listen
             .iter()
-            .map(|l| (l.value.addr, l.value.tls.is_some()))
+            .map(|l| {
+                (
+                    l.value.addr,
+                    l.value.tls.is_some(),
+                    l.value.quic().is_some(),
+                )
+            })
             .collect()
     };
     let (old_shape, new_shape) = (shape(old_config), shape(new_config));
     if old_shape != new_shape {
-        let message = "listeners (their addresses, their number and whether they use TLS) change only with a restart or an upgrade";
+        let message = "listeners (their addresses, their number and whether they use TLS or QUIC) change only with a restart or an upgrade";
         let first_change = (0..new_shape.len())
             .find(|&i| old_shape.get(i) != new_shape.get(i))
             .or(new_shape.len().checked_sub(1));
@@ -255,6 +261,13 @@ fn fixed_settings(old: &Loaded, new: &Loaded) -> Result<(), ErrorList> {
 fn restart_needed(old: &Loaded, new: &Loaded) -> Vec<String> {
     let mut notes = Vec::new();
     let (old, new) = (&old.config, &new.config);
+    for (i, (was, is)) in old.listen.iter().zip(&new.listen).enumerate() {
+        if was.value.quic() != is.value.quic() {
+            notes.push(format!(
+                "listen[{i}].quic: QUIC keeps its limits and its Alt-Svc until the next restart or upgrade"
+            ));
+        }
+    }
     if old.cache.memory != new.cache.memory {
         notes.push(format!(
             "cache.memory: the memory tier keeps its size ({}) until the next restart or upgrade",

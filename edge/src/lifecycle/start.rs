@@ -20,7 +20,7 @@ use crate::fleet::gate::Gate;
 use crate::fleet::shield::Shield;
 use crate::front::drain::{DrainHandle, Stop};
 use crate::front::metrics::FrontMetrics;
-use crate::front::{Live, listen};
+use crate::front::{Live, h3, listen};
 use crate::lifecycle::generation::{self, Current, Generation};
 use crate::lifecycle::reload::{ConfigSource, ReloadMetrics, Reloader, tokens_from_env};
 use crate::lifecycle::upgrade::{self, Sockets};
@@ -272,12 +272,12 @@ pub async fn start(
     let tokens = tokens_from_env(&loaded, default_token.as_deref());
     let generation = Generation::build(1, loaded, &shared, None).await?;
     generation.go_live();
-    let listen: Vec<(SocketAddr, bool)> = generation
+    let listen: Vec<(SocketAddr, bool, Option<outpost_config::Quic>)> = generation
         .loaded
         .config
         .listen
         .iter()
-        .map(|l| (l.value.addr, l.value.tls.is_some()))
+        .map(|l| (l.value.addr, l.value.tls.is_some(), l.value.quic().cloned()))
         .collect();
     let admin_addr = generation.loaded.config.admin.addr;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
@@ -299,9 +299,23 @@ pub async fn start(
     };
     running.reloader.record_success();
     let mut sockets = Vec::new();
-    for (addr, _) in &listen {
+    for (addr, _, quic) in &listen {
         let (socket, copy) = listen_on(*addr, inherited.take_listener(*addr))?;
-        sockets.push(socket);
+        // QUIC on the port the TCP socket has (the one the kernel chose,
+        // for port 0).
+        let udp = match quic {
+            Some(_) => {
+                let bound = socket.local_addr().map_err(|source| StartError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+                let (udp, copy) = quic_on(bound, inherited.take_quic(*addr))?;
+                running.sockets.quic.push((*addr, copy));
+                Some(udp)
+            }
+            None => None,
+        };
+        sockets.push((socket, udp));
         running.sockets.listeners.push((*addr, copy));
     }
     let (admin_socket, admin_copy) = listen_on(admin_addr, inherited.take_admin(admin_addr))?;
@@ -311,14 +325,29 @@ pub async fn start(
     let max_connections = current.load().loaded.config.limits.max_connections;
     let live: Live = current.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    for (index, (socket, (addr, tls))) in sockets.into_iter().zip(listen).enumerate() {
+    for (index, ((socket, udp), (addr, tls, quic))) in sockets.into_iter().zip(listen).enumerate() {
         let bound = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         running.listeners.push((bound, tls));
+        let mut alt_svc = None;
+        if let (Some(udp), Some(quic)) = (udp, quic) {
+            alt_svc = Some(advertisement(bound.port(), &quic));
+            h3::spawn_quic_listener(
+                udp,
+                index,
+                &quic,
+                live.clone(),
+                front_metrics.clone(),
+                slots.clone(),
+                running.drain.drain(),
+            )
+            .map_err(|source| StartError::Bind { addr, source })?;
+        }
         listen::spawn_proxy_listener(
             socket,
             index,
+            alt_svc,
             live.clone(),
             front_metrics.clone(),
             slots.clone(),
@@ -393,6 +422,35 @@ pub async fn start(
         })?;
     listen::spawn_admin_listener(admin_socket, admin, running.drain.drain());
     Ok(running)
+}
+
+/// The `Alt-Svc` field value that points TCP clients at HTTP/3 on `port`
+/// (RFC 7838 §3). Made once per listener for the life of the process.
+fn advertisement(port: u16, quic: &outpost_config::Quic) -> &'static http::HeaderValue {
+    let max_age = quic.alt_svc_max_age.get().as_secs();
+    let value = http::HeaderValue::try_from(format!("h3=\":{port}\"; ma={max_age}"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("clear"));
+    Box::leak(Box::new(value))
+}
+
+/// The UDP socket for QUIC beside the TCP listener bound to `bound`: the
+/// inherited one, or a new one. Also returns a duplicate of it, kept for
+/// handing over to a successor.
+fn quic_on(
+    bound: SocketAddr,
+    inherited: Option<std::net::UdpSocket>,
+) -> Result<(std::net::UdpSocket, std::net::UdpSocket), StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: bound,
+        source,
+    };
+    let socket = match inherited {
+        Some(socket) => socket,
+        None => std::net::UdpSocket::bind(bound).map_err(bind_error)?,
+    };
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    let copy = socket.try_clone().map_err(bind_error)?;
+    Ok((socket, copy))
 }
 
 /// A listening socket for `addr`: the inherited one, or a new one (with

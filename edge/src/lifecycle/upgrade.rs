@@ -49,6 +49,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Sockets {
     pub listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     pub admin: Option<(SocketAddr, std::net::TcpListener)>,
+    /// The UDP sockets of listeners with QUIC, by their TCP listener's
+    /// configured address.
+    pub quic: Vec<(SocketAddr, std::net::UdpSocket)>,
 }
 
 impl Sockets {
@@ -56,6 +59,12 @@ impl Sockets {
     pub fn take_listener(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
         let at = self.listeners.iter().position(|(a, _)| *a == addr)?;
         Some(self.listeners.remove(at).1)
+    }
+
+    /// Takes the QUIC socket of the listener configured as `addr`.
+    pub fn take_quic(&mut self, addr: SocketAddr) -> Option<std::net::UdpSocket> {
+        let at = self.quic.iter().position(|(a, _)| *a == addr)?;
+        Some(self.quic.remove(at).1)
     }
 
     pub fn take_admin(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
@@ -80,6 +89,11 @@ impl Sockets {
                 Some((a, l)) => Some((*a, l.try_clone()?)),
                 None => None,
             },
+            quic: self
+                .quic
+                .iter()
+                .map(|(a, s)| Ok((*a, s.try_clone()?)))
+                .collect::<io::Result<_>>()?,
         })
     }
 }
@@ -88,8 +102,13 @@ impl Sockets {
 struct Manifest {
     /// Configured address of each listener, in the order of the sockets.
     listeners: Vec<SocketAddr>,
-    /// Configured address of the side API's socket, which comes last.
+    /// Configured address of the side API's socket, which comes after the
+    /// listeners'.
     admin: Option<SocketAddr>,
+    /// Configured address of each listener whose QUIC socket comes last,
+    /// in order (absent from a predecessor without QUIC).
+    #[serde(default)]
+    quic: Vec<SocketAddr>,
     pid: u32,
 }
 
@@ -152,22 +171,30 @@ pub fn request(path: &Path) -> io::Result<(Sockets, Handshake)> {
     }
     let manifest: Manifest = serde_json::from_slice(&buf[4..4 + len])
         .map_err(|e| invalid(format!("a bad manifest: {e}")))?;
-    let expected = manifest.listeners.len() + usize::from(manifest.admin.is_some());
+    let expected =
+        manifest.listeners.len() + usize::from(manifest.admin.is_some()) + manifest.quic.len();
     if fds.len() != expected {
         return Err(invalid(format!(
             "{} sockets where the manifest names {expected}",
             fds.len()
         )));
     }
-    let mut fds = fds.into_iter().map(std::net::TcpListener::from);
+    let mut fds = fds.into_iter();
     let mut sockets = Sockets::default();
     for addr in manifest.listeners {
         if let Some(socket) = fds.next() {
-            sockets.listeners.push((addr, socket));
+            sockets.listeners.push((addr, socket.into()));
         }
     }
-    if let (Some(addr), Some(socket)) = (manifest.admin, fds.next()) {
-        sockets.admin = Some((addr, socket));
+    if let Some(addr) = manifest.admin
+        && let Some(socket) = fds.next()
+    {
+        sockets.admin = Some((addr, socket.into()));
+    }
+    for addr in manifest.quic {
+        if let Some(socket) = fds.next() {
+            sockets.quic.push((addr, socket.into()));
+        }
     }
     Ok((
         sockets,
@@ -245,6 +272,7 @@ fn hand_over(stream: UnixStream, sockets: Sockets) -> io::Result<()> {
     let manifest = Manifest {
         listeners: sockets.listeners.iter().map(|(a, _)| *a).collect(),
         admin: sockets.admin.as_ref().map(|(a, _)| *a),
+        quic: sockets.quic.iter().map(|(a, _)| *a).collect(),
         pid: std::process::id(),
     };
     let json = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
@@ -256,6 +284,7 @@ fn hand_over(stream: UnixStream, sockets: Sockets) -> io::Result<()> {
         .iter()
         .map(|(_, l)| l.as_fd())
         .chain(sockets.admin.as_ref().map(|(_, l)| l.as_fd()))
+        .chain(sockets.quic.iter().map(|(_, s)| s.as_fd()))
         .collect();
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -323,8 +352,9 @@ fn bind_replacing(path: &Path, replace: bool) -> io::Result<tokio::net::UnixList
 mod tests {
     use super::*;
 
-    /// Two listening sockets and the side API's pass from one end to the
-    /// other, keep their configured addresses, and still accept.
+    /// Two listening sockets, the side API's and a QUIC socket pass from
+    /// one end to the other, keep their configured addresses, and still
+    /// accept (or receive).
     #[tokio::test]
     async fn sockets_pass_over_the_upgrade_socket() {
         let dir = tempfile::tempdir().unwrap();
@@ -335,9 +365,12 @@ mod tests {
         let bound_b = b.local_addr().unwrap();
         let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let other: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let bound_udp = udp.local_addr().unwrap();
         let sockets = Sockets {
             listeners: vec![(zero, a), (other, b)],
             admin: Some((zero, admin)),
+            quic: vec![(other, udp)],
         };
         let handed_over = serve(path.clone(), sockets, false).await.unwrap();
 
@@ -353,6 +386,13 @@ mod tests {
         assert!(got.take_listener(zero).is_none());
         assert!(got.take_admin(other).is_none());
         assert!(got.take_admin(zero).is_some());
+        assert!(got.take_quic(zero).is_none());
+        let udp = got.take_quic(other).expect("the QUIC socket");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"datagram", bound_udp).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"datagram");
 
         // The received socket accepts connections made to the old one.
         let client = std::net::TcpStream::connect(bound_b).unwrap();
@@ -376,6 +416,7 @@ mod tests {
         let sockets = Sockets {
             listeners: vec![(zero, listener)],
             admin: None,
+            quic: Vec::new(),
         };
         serve(path.clone(), sockets, false).await.unwrap();
         let stranger_path = path.clone();

@@ -180,7 +180,7 @@ fn requests_by_site(metrics: &ProxyMetrics) -> Counts {
             };
             // Requests no site serves are Outpost's own refusals.
             let site = label("site");
-            let value = metric.get_counter().get_value() as u64;
+            let value = metric.get_counter().value() as u64;
             *counts
                 .entry(site)
                 .or_default()

@@ -22,6 +22,8 @@ pub(crate) enum ClientBody {
     Http1(Incoming),
     /// From a stream of our HTTP/2 server.
     Http2(RecvBody),
+    /// From a stream of our HTTP/3 server.
+    Http3(crate::front::h3::H3Body),
     /// None at all (an extended CONNECT, whose stream becomes the tunnel).
     Empty,
 }
@@ -37,6 +39,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ClientBody::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::Http3(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ClientBody::Empty => Poll::Ready(None),
         }
     }
@@ -45,6 +48,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(body) => body.is_end_stream(),
             ClientBody::Http2(body) => body.is_end_stream(),
+            ClientBody::Http3(body) => body.is_end_stream(),
             ClientBody::Empty => true,
         }
     }
@@ -53,6 +57,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(body) => body.size_hint(),
             ClientBody::Http2(body) => body.size_hint(),
+            ClientBody::Http3(body) => body.size_hint(),
             ClientBody::Empty => SizeHint::with_exact(0),
         }
     }

@@ -61,6 +61,7 @@ impl Proxy {
             .map_err(|e| format!("the request cannot be built: {e}"))?
             .into_parts();
         let conn = ConnInfo {
+            alt_svc: None,
             remote: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             tls,
             tls_version: None,

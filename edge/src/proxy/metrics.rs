@@ -24,6 +24,8 @@ pub(crate) struct ProxyMetrics {
     /// Stored compressed copies decoded for a client that accepts none
     /// of Outpost's codings, by coding.
     pub(crate) decompressed: IntCounterVec,
+    /// Client requests by the protocol they came on: HTTP/1.x, 2, 3.
+    by_protocol: [IntCounter; 3],
 }
 
 /// Where the body bytes of an answer come from.
@@ -66,6 +68,16 @@ pub(crate) fn status_class(status: http::StatusCode) -> &'static str {
 
 impl ProxyMetrics {
     /// The counter of bytes sent from `source`.
+    /// The counter of requests that came on `version`.
+    pub(crate) fn arrived_on(&self, version: http::Version) -> &IntCounter {
+        let index = match version {
+            http::Version::HTTP_2 => 1,
+            http::Version::HTTP_3 => 2,
+            _ => 0,
+        };
+        &self.by_protocol[index]
+    }
+
     pub(crate) fn sent_from(&self, source: Source) -> &IntCounter {
         &self.sent_from[source as usize]
     }
@@ -143,6 +155,14 @@ impl ProxyMetrics {
         registry.register(Box::new(coalesce_wait.clone()))?;
         registry.register(Box::new(client_bytes.clone()))?;
         registry.register(Box::new(sent.clone()))?;
+        let protocols = IntCounterVec::new(
+            Opts::new(
+                "outpost_client_requests_by_protocol_total",
+                "Client requests by the protocol they came on (http/1, h2, h3).",
+            ),
+            &["protocol"],
+        )?;
+        registry.register(Box::new(protocols.clone()))?;
         Ok(Self {
             requests,
             request_duration,
@@ -153,6 +173,7 @@ impl ProxyMetrics {
             sent_from: Source::ALL.map(|source| sent.with_label_values(&[source.label()])),
             compressed,
             decompressed,
+            by_protocol: ["http/1", "h2", "h3"].map(|p| protocols.with_label_values(&[p])),
         })
     }
 }

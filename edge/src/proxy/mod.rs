@@ -15,7 +15,7 @@ pub(crate) mod metrics;
 mod partial;
 mod pass;
 pub(crate) mod range;
-mod respond;
+pub(crate) mod respond;
 mod revalidate;
 mod route;
 pub(crate) mod router;
@@ -110,6 +110,9 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: usize,
     /// On TLS, the certificate the handshake chose by SNI.
     pub(crate) certificate: Option<usize>,
+    /// The `Alt-Svc` advertisement of HTTP/3 on this listener's port, for
+    /// answers over TCP (None when the listener has no QUIC).
+    pub(crate) alt_svc: Option<&'static http::HeaderValue>,
 }
 
 /// What routing learned that the answer needs on its way out: the
@@ -139,6 +142,7 @@ impl Proxy {
         mut req: Request<ClientBody>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
+        self.metrics.arrived_on(req.version()).inc();
         let head = req.method() == http::Method::HEAD;
         let id = RequestId(self.request_ids.fetch_add(1, Ordering::Relaxed));
         // The sample chooses who is written to the log; the hooks' log

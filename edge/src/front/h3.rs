@@ -1,0 +1,746 @@
+//! HTTP/3 from clients (RFC 9114) over QUIC (RFC 9000), on tokio-quiche and
+//! the same BoringSSL as the TCP listeners.
+//!
+//! A TLS listener with `quic` binds UDP on its port too. tokio-quiche runs
+//! QUIC: one task reads the socket and routes datagrams to connections
+//! (answering Retry and version negotiation itself), and each connection's
+//! I/O runs in a task of its own that drives quiche's HTTP/3 framing. Here
+//! each connection has one more task, which takes the requests it
+//! announces, checks their heads (RFC 9114 §4.3.1), hands them to the
+//! proxy current when they arrive, and sends the answers back as the
+//! client's flow control allows. The connection's requests run inside that
+//! task, as the HTTP/2 server runs a connection's streams.
+//!
+//! Certificates are chosen by SNI at each handshake from the listener's
+//! acceptor current then, so a reload reaches new connections. Limits come
+//! from the listener's `quic` settings: requests at once, the idle timeout,
+//! the header section, flow-control windows. Retry (address validation)
+//! is on unless the config turns it off; QPACK's dynamic table is off
+//! (quiche keeps none), so a client cannot make us hold its fields; a peer
+//! past a limit gets a connection error from quiche.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use boring::ssl::{NameType, SniError, SslContextBuilder, SslMethod, SslRef};
+use bytes::Bytes;
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use outpost_config::Quic;
+use quiche::h3::{Header, NameValue};
+use tokio::sync::Semaphore;
+use tokio_quiche::http3::driver::{
+    H3Event, InboundFrame, InboundFrameStream, IncomingH3Headers, OutboundFrame,
+    OutboundFrameSender, ServerH3Event,
+};
+use tokio_quiche::http3::settings::Http3Settings;
+use tokio_quiche::metrics::DefaultMetrics;
+use tokio_quiche::quic::{ConnectionHook, QuicCommand, QuicheConnection};
+use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::{ConnectionParams, ServerH3Controller, ServerH3Driver};
+
+use crate::front::Live;
+use crate::front::drain::{Drain, Stop};
+use crate::front::metrics::FrontMetrics;
+use crate::proxy::client::ClientBody;
+use crate::proxy::{ConnInfo, ProxyBody};
+
+/// Longest a client may take from its first packet to a finished
+/// handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection may stay without a request after its handshake.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts HTTP/3 on `socket` (bound to the port of the TCP listener at
+/// `index` in the config) and accepts connections until the drain stops
+/// it.
+///
+/// QUIC connections count against `limits.max_connections` with the TCP
+/// ones (`slots`): past it, a new connection is dropped before its
+/// handshake.
+pub(crate) fn spawn_quic_listener(
+    socket: std::net::UdpSocket,
+    index: usize,
+    settings: &Quic,
+    live: Live,
+    metrics: Arc<FrontMetrics>,
+    slots: Arc<Semaphore>,
+    drain: Drain,
+) -> std::io::Result<()> {
+    let hooks = Hooks {
+        connection_hook: Some(Arc::new(CertBySni {
+            live: live.clone(),
+            index,
+        })),
+    };
+    // The hook builds the TLS context, so these paths are never opened;
+    // tokio-quiche asks for the hook only when it is given some.
+    let unused = TlsCertificatePaths {
+        cert: "",
+        private_key: "",
+        kind: CertificateKind::X509,
+    };
+    let params = ConnectionParams::new_server(quic_settings(settings), unused, hooks);
+    let Some(mut accepted) = tokio_quiche::listen([socket], params, DefaultMetrics)?.pop() else {
+        return Err(std::io::Error::other("no QUIC listener"));
+    };
+    let h3 = h3_settings(settings);
+    tokio::spawn(async move {
+        let mut stop = drain.clone();
+        let why = loop {
+            let next = tokio::select! {
+                next = accepted.next() => next,
+                why = stop.stopped() => break why,
+            };
+            let initial = match next {
+                Some(Ok(initial)) => initial,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "a QUIC connection was not accepted");
+                    continue;
+                }
+                None => break Stop::ShuttingDown,
+            };
+            let remote = initial.peer_addr();
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics.refused.inc();
+                tracing::debug!(%remote, "at limits.max_connections: dropping a new QUIC connection");
+                drop(initial);
+                continue;
+            };
+            let (driver, controller) = ServerH3Driver::new(h3.clone());
+            let quic = initial.start(driver);
+            let open = drain.open();
+            let (live, metrics, drain) = (live.clone(), metrics.clone(), drain.clone());
+            tokio::spawn(async move {
+                metrics.connections.inc();
+                serve(controller, remote, index, live, drain).await;
+                metrics.connections.dec();
+                drop(quic);
+                drop((slot, open));
+            });
+        };
+        // Dropping the stream of new connections makes tokio-quiche ignore
+        // new ones; those open go on until they end, and the socket closes
+        // with the last.
+        drop(accepted);
+        tracing::debug!(?why, "QUIC listener stopped accepting");
+    });
+    Ok(())
+}
+
+/// QUIC transport parameters from the listener's settings.
+fn quic_settings(config: &Quic) -> QuicSettings {
+    let mut settings = QuicSettings::default();
+    settings.alpn = vec![b"h3".to_vec()];
+    settings.max_idle_timeout = Some(config.idle_timeout.get());
+    settings.handshake_timeout = Some(HANDSHAKE_TIMEOUT);
+    settings.initial_max_streams_bidi = config.max_streams;
+    // The client's control and QPACK streams, and a little room.
+    settings.initial_max_streams_uni = 3;
+    let stream = config.stream_window.bytes();
+    let connection = config.connection_window.bytes();
+    settings.initial_max_data = connection;
+    settings.initial_max_stream_data_bidi_remote = stream;
+    settings.initial_max_stream_data_bidi_local = stream;
+    settings.initial_max_stream_data_uni = stream.min(64 * 1024);
+    // Windows grow with a fast reader only up to what the config allows.
+    settings.max_connection_window = connection;
+    settings.max_stream_window = stream;
+    settings.disable_client_ip_validation = !config.retry;
+    settings.enable_dgram = false;
+    settings.enable_early_data = false;
+    settings
+}
+
+fn h3_settings(config: &Quic) -> Http3Settings {
+    let mut settings = Http3Settings::default();
+    settings.max_header_list_size = Some(config.max_header_list.bytes());
+    // No dynamic table: a client cannot make us keep fields for it.
+    settings.qpack_max_table_capacity = Some(0);
+    settings.qpack_blocked_streams = Some(0);
+    settings.post_accept_timeout = Some(FIRST_REQUEST_TIMEOUT);
+    settings
+}
+
+/// Chooses each QUIC handshake's certificate by SNI, from the listener's
+/// certificates current at that moment.
+///
+/// The certificate is set on the connection, not by switching it to
+/// another context as the TCP listeners do: BoringSSL would then take ALPN
+/// from that context, which knows nothing of `h3`.
+struct CertBySni {
+    live: Live,
+    index: usize,
+}
+
+impl ConnectionHook for CertBySni {
+    fn create_custom_ssl_context_builder(
+        &self,
+        _: TlsCertificatePaths<'_>,
+    ) -> Option<SslContextBuilder> {
+        let mut builder = match SslContextBuilder::new(SslMethod::tls()) {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::error!(error = %e, "a TLS context for QUIC");
+                return None;
+            }
+        };
+        let (live, index) = (self.live.clone(), self.index);
+        // BoringSSL calls this with or without SNI.
+        builder.set_servername_callback(move |ssl, _alert| {
+            let Some(tls) = live.acceptor(index) else {
+                return Err(SniError::ALERT_FATAL);
+            };
+            let name = ssl.servername(NameType::HOST_NAME).map(str::to_owned);
+            let chosen = tls.names.find(name.as_deref()).unwrap_or(0);
+            let Some(pair) = tls.pairs.get(chosen).or(tls.pairs.first()) else {
+                return Err(SniError::ALERT_FATAL);
+            };
+            use_pair(ssl, pair).map_err(|_| SniError::ALERT_FATAL)
+        });
+        Some(builder)
+    }
+}
+
+fn use_pair(
+    ssl: &mut SslRef,
+    pair: &crate::front::tls::CertPair,
+) -> Result<(), boring::error::ErrorStack> {
+    ssl.set_certificate(&pair.leaf)?;
+    for cert in &pair.chain {
+        ssl.add_chain_cert(cert)?;
+    }
+    ssl.set_private_key(&pair.key)
+}
+
+/// One connection: its requests until it ends, or, once the drain starts,
+/// a GOAWAY and the requests it already has.
+async fn serve(
+    mut controller: ServerH3Controller,
+    remote: SocketAddr,
+    index: usize,
+    live: Live,
+    mut drain: Drain,
+) {
+    let mut events = controller.take_event_receiver();
+    // The name the client asked for, once the handshake is done.
+    let (named, name) = tokio::sync::oneshot::channel();
+    let _ = controller.cmd_sender().send(QuicCommand::Custom(Box::new(
+        move |quic: &mut QuicheConnection| {
+            let _ = named.send(quic.server_name().map(str::to_owned));
+        },
+    )));
+    let mut name = Some(name);
+    let mut certificate = None;
+    let mut requests = FuturesUnordered::new();
+    let mut aborts: HashMap<u64, AbortHandle> = HashMap::new();
+    let mut draining = false;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            Some(done) = requests.next(), if !requests.is_empty() => {
+                // An aborted one left the map when it was reset.
+                if let Ok(stream_id) = done {
+                    aborts.remove(&stream_id);
+                }
+                if draining && requests.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            _ = drain.stopped(), if !draining => {
+                draining = true;
+                // RFC 9114 §5.2: requests already here are answered, the
+                // client opens new ones on another connection. Sent once:
+                // tokio-quiche fails the connection on a second.
+                controller.send_goaway();
+                if requests.is_empty() {
+                    break;
+                }
+                continue;
+            }
+        };
+        match event {
+            None => break,
+            Some(ServerH3Event::Headers {
+                incoming_headers, ..
+            }) => {
+                if let Some(name) = name.take() {
+                    // Sent by the connection's task before any request.
+                    let sni = name.await.ok().flatten();
+                    certificate = sni.as_deref().and_then(|sni| {
+                        live.acceptor(index).map(|tls| tls.names.choose(Some(sni)))
+                    });
+                }
+                let conn = ConnInfo {
+                    remote,
+                    tls: true,
+                    tls_version: Some("TLSv1.3"),
+                    listener: index,
+                    certificate,
+                    alt_svc: None,
+                };
+                let stream_id = incoming_headers.stream_id;
+                let (abort, registration) = AbortHandle::new_pair();
+                aborts.insert(stream_id, abort);
+                let request = request(live.proxy(), conn, incoming_headers);
+                requests.push(Abortable::new(
+                    Box::pin(async move {
+                        request.await;
+                        stream_id
+                    }) as Pin<Box<dyn Future<Output = u64> + Send>>,
+                    registration,
+                ));
+            }
+            Some(ServerH3Event::Core(event)) => match event {
+                H3Event::ResetStream { stream_id } => {
+                    // The client gave the request up.
+                    if let Some(abort) = aborts.remove(&stream_id) {
+                        abort.abort();
+                    }
+                }
+                H3Event::ConnectionError(e) => {
+                    tracing::debug!(%remote, error = ?e, "an HTTP/3 connection failed");
+                    break;
+                }
+                H3Event::ConnectionShutdown(e) => {
+                    tracing::debug!(%remote, error = ?e, "an HTTP/3 connection ended");
+                    break;
+                }
+                _ => {}
+            },
+        }
+    }
+    // Without its event receiver, the connection closes (H3_NO_ERROR) once
+    // the streams it has are done.
+}
+
+/// One request on its stream: checked, handed to the proxy, answered.
+async fn request(proxy: Arc<crate::proxy::Proxy>, conn: ConnInfo, incoming: IncomingH3Headers) {
+    let IncomingH3Headers {
+        headers,
+        mut send,
+        recv,
+        read_fin,
+        ..
+    } = incoming;
+    let parts = match head(&headers) {
+        Ok(parts) => parts,
+        Err(why) => {
+            tracing::debug!(remote = %conn.remote, why, "a malformed HTTP/3 request");
+            // RFC 9114 §4.1.2: a stream error of type H3_MESSAGE_ERROR.
+            let _ = send.send(OutboundFrame::PeerStreamError).await;
+            return;
+        }
+    };
+    if parts.method == Method::CONNECT {
+        // Tunnels over HTTP/3 (RFC 9220) are not served.
+        respond(&mut send, plain(http::StatusCode::NOT_IMPLEMENTED)).await;
+        return;
+    }
+    let length = crate::body::content_length(&parts.headers);
+    let body = if read_fin {
+        if length.is_some_and(|n| n > 0) {
+            let _ = send.send(OutboundFrame::PeerStreamError).await;
+            return;
+        }
+        ClientBody::Empty
+    } else {
+        ClientBody::Http3(H3Body::new(recv, length))
+    };
+    let answered = proxy.handle(conn, Request::from_parts(parts, body)).await;
+    let Ok(response) = answered;
+    respond(&mut send, response).await;
+}
+
+fn plain(status: http::StatusCode) -> Response<ProxyBody> {
+    let mut response = Response::new(crate::proxy::respond::full(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// A request's head from its field section, or why it is malformed
+/// (RFC 9114 §4.3.1, §4.2).
+fn head(fields: &[Header]) -> Result<http::request::Parts, &'static str> {
+    let (mut method, mut scheme, mut authority, mut path) = (None, None, None, None);
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    let mut regular = false;
+    for field in fields {
+        let (name, value) = (field.name(), field.value());
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if regular {
+                return Err("a pseudo-header after a regular field");
+            }
+            let slot = match pseudo {
+                b"method" => &mut method,
+                b"scheme" => &mut scheme,
+                b"authority" => &mut authority,
+                b"path" => &mut path,
+                _ => return Err("an unknown pseudo-header"),
+            };
+            if slot.replace(value).is_some() {
+                return Err("a pseudo-header twice");
+            }
+            continue;
+        }
+        regular = true;
+        if name.iter().any(u8::is_ascii_uppercase) {
+            return Err("an uppercase field name");
+        }
+        let name = HeaderName::from_bytes(name).map_err(|_| "an invalid field name")?;
+        if is_connection_specific(&name, value) {
+            return Err("a connection-specific field");
+        }
+        if name == http::header::COOKIE {
+            // RFC 9114 §4.2.1: crumbs are joined before the request goes
+            // on over another version of HTTP.
+            cookies.push(value);
+            continue;
+        }
+        let value = HeaderValue::from_bytes(value).map_err(|_| "an invalid field value")?;
+        headers.append(name, value);
+    }
+    if !cookies.is_empty() {
+        let joined = cookies.join(&b"; "[..]);
+        let value = HeaderValue::from_bytes(&joined).map_err(|_| "an invalid cookie")?;
+        headers.insert(http::header::COOKIE, value);
+    }
+    let method = Method::from_bytes(method.ok_or("no :method")?).map_err(|_| "a bad :method")?;
+    let mut uri = Uri::builder();
+    if method == Method::CONNECT {
+        if scheme.is_some() || path.is_some() {
+            return Err(":scheme or :path on a CONNECT");
+        }
+        uri = uri.authority(authority.ok_or("no :authority on a CONNECT")?);
+    } else {
+        let scheme = scheme.ok_or("no :scheme")?;
+        let path = path.ok_or("no :path")?;
+        if path.is_empty() {
+            return Err("an empty :path");
+        }
+        if scheme != b"https" && scheme != b"http" {
+            return Err("a :scheme other than http or https");
+        }
+        // RFC 9114 §4.3.1: :authority or Host, and the same if both.
+        let host = headers.get(http::header::HOST).map(HeaderValue::as_bytes);
+        let authority = match (authority, host) {
+            (Some(a), Some(h)) if a != h => return Err(":authority and Host differ"),
+            (Some(a), _) => a,
+            (None, Some(h)) => h,
+            (None, None) => return Err("no :authority or Host"),
+        };
+        if authority.is_empty() {
+            return Err("an empty :authority");
+        }
+        uri = uri.scheme(scheme).authority(authority).path_and_query(path);
+    }
+    let uri = uri.build().map_err(|_| "a bad :authority or :path")?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_3;
+    *request.headers_mut() = headers;
+    Ok(request.into_parts().0)
+}
+
+/// Fields that belong to one connection of HTTP/1.1 and are malformed in
+/// HTTP/3 (RFC 9114 §4.2); `TE` only with the value `trailers`.
+fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    if name == TE {
+        return !value.eq_ignore_ascii_case(b"trailers");
+    }
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Sends an answer on its stream: the head, the body as the client's flow
+/// control takes it, then trailers or the end of the stream. A body that
+/// fails resets the stream (the sender is dropped without a FIN), so the
+/// client never takes a cut-off body for a whole one.
+async fn respond(send: &mut OutboundFrameSender, response: Response<ProxyBody>) {
+    let (head, mut body) = response.into_parts();
+    let mut fields = Vec::with_capacity(head.headers.len() + 3);
+    fields.push(Header::new(b":status", head.status.as_str().as_bytes()));
+    let mut dated = false;
+    let mut sized = false;
+    let mut strip: Vec<HeaderName> = Vec::new();
+    if let Some(connection) = head.headers.get(http::header::CONNECTION)
+        && let Ok(names) = connection.to_str()
+    {
+        strip.extend(
+            names
+                .split(',')
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+        );
+    }
+    for (name, value) in &head.headers {
+        if is_connection_specific(name, value.as_bytes()) || strip.contains(name) {
+            continue;
+        }
+        dated |= name == http::header::DATE;
+        sized |= name == http::header::CONTENT_LENGTH;
+        fields.push(Header::new(name.as_str().as_bytes(), value.as_bytes()));
+    }
+    if !dated {
+        fields.push(Header::new(b"date", crate::front::date::now().as_bytes()));
+    }
+    let ends = body.is_end_stream();
+    if !sized
+        && !ends
+        && let Some(length) = body.size_hint().exact()
+    {
+        fields.push(Header::new(
+            b"content-length",
+            length.to_string().as_bytes(),
+        ));
+    }
+    if send
+        .send(OutboundFrame::Headers(fields, None))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if ends {
+        let _ = send.send(OutboundFrame::Body(Bytes::new(), true)).await;
+        return;
+    }
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let sent = match frame {
+            None => send.send(OutboundFrame::Body(Bytes::new(), true)).await,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "a response body failed; resetting its stream");
+                let _ = send.send(OutboundFrame::PeerStreamError).await;
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if data.is_empty() && !end {
+                        continue;
+                    }
+                    let sent = send.send(OutboundFrame::Body(data, end)).await;
+                    if sent.is_ok() && !end {
+                        continue;
+                    }
+                    sent
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        let fields = trailers
+                            .iter()
+                            .map(|(n, v)| Header::new(n.as_str().as_bytes(), v.as_bytes()))
+                            .collect();
+                        send.send(OutboundFrame::Trailers(fields, None)).await
+                    }
+                    Err(_) => continue,
+                },
+            },
+        };
+        if sent.is_err() {
+            tracing::debug!("an HTTP/3 client went away during a response");
+        }
+        return;
+    }
+}
+
+/// A request body as it arrives on its stream, held to its Content-Length
+/// (RFC 9114 §4.1.2: a body longer or shorter is malformed).
+pub(crate) struct H3Body {
+    recv: InboundFrameStream,
+    /// What Content-Length promised and has not come yet.
+    remaining: Option<u64>,
+    done: bool,
+}
+
+impl H3Body {
+    fn new(recv: InboundFrameStream, length: Option<u64>) -> Self {
+        Self {
+            recv,
+            remaining: length,
+            done: false,
+        }
+    }
+}
+
+/// Why a request body ended badly.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H3BodyError {
+    #[error("the request body does not match its Content-Length")]
+    Length,
+    #[error("the client stopped sending the request body")]
+    Reset,
+}
+
+impl Body for H3Body {
+    type Data = Bytes;
+    type Error = H3BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, H3BodyError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let (data, fin) = match std::task::ready!(this.recv.poll_recv(cx)) {
+                Some(InboundFrame::Body(data, fin)) => (data.freeze(), fin),
+                Some(InboundFrame::Datagram(_)) => continue,
+                None => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(H3BodyError::Reset)));
+                }
+            };
+            if let Some(remaining) = &mut this.remaining {
+                let Some(left) = remaining.checked_sub(data.len() as u64) else {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(H3BodyError::Length)));
+                };
+                *remaining = left;
+                if fin && left != 0 {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(H3BodyError::Length)));
+                }
+            }
+            this.done = fin;
+            if !data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<Header> {
+        pairs
+            .iter()
+            .map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes()))
+            .collect()
+    }
+
+    const GET: &[(&str, &str)] = &[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "example.com"),
+        (":path", "/a?b=c"),
+    ];
+
+    #[test]
+    fn a_request_head_becomes_an_http3_request() {
+        let mut pairs = GET.to_vec();
+        pairs.extend([("accept", "*/*"), ("cookie", "a=1"), ("cookie", "b=2")]);
+        let parts = head(&fields(&pairs)).unwrap();
+        assert_eq!(parts.method, Method::GET);
+        assert_eq!(parts.uri, "https://example.com/a?b=c");
+        assert_eq!(parts.version, Version::HTTP_3);
+        assert_eq!(parts.headers["accept"], "*/*");
+        // RFC 9114 §4.2.1: cookie crumbs joined.
+        assert_eq!(parts.headers["cookie"], "a=1; b=2");
+    }
+
+    /// RFC 9114 §4.3.1 and §4.2: each of these is malformed.
+    #[test]
+    fn malformed_heads_are_refused() {
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            GET[1..].to_vec(),
+            vec![GET[0], GET[1], GET[2]],
+            vec![GET[0], GET[2], GET[3]],
+            [GET, &[(":method", "GET")]].concat(),
+            [GET, &[(":protocol", "x")]].concat(),
+            vec![GET[0], GET[1], ("accept", "*/*"), GET[2], GET[3]],
+            [GET, &[("Accept", "*/*")]].concat(),
+            [GET, &[("connection", "close")]].concat(),
+            [GET, &[("transfer-encoding", "chunked")]].concat(),
+            [GET, &[("te", "gzip")]].concat(),
+            [GET, &[("host", "other.example")]].concat(),
+            vec![GET[0], ("scheme", "ftp"), GET[2], GET[3]],
+            vec![GET[0], GET[1], GET[2], (":path", "")],
+        ];
+        for case in cases {
+            assert!(head(&fields(&case)).is_err(), "{case:?}");
+        }
+        let te = [GET, &[("te", "trailers")]].concat();
+        assert!(head(&fields(&te)).is_ok());
+        let host_only = vec![GET[0], GET[1], GET[3], ("host", "example.com")];
+        assert_eq!(
+            head(&fields(&host_only)).unwrap().uri,
+            "https://example.com/a?b=c"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_is_held_to_its_content_length() {
+        async fn read(
+            frames: Vec<(&'static str, bool)>,
+            length: Option<u64>,
+        ) -> Result<Vec<u8>, H3BodyError> {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            for (data, fin) in frames {
+                tx.send(InboundFrame::Body(bytes::BytesMut::from(data), fin))
+                    .await
+                    .unwrap();
+            }
+            drop(tx);
+            let mut body = H3Body::new(rx, length);
+            let mut got = Vec::new();
+            while let Some(frame) =
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {
+                got.extend_from_slice(&frame?.into_data().unwrap());
+            }
+            Ok(got)
+        }
+        assert_eq!(
+            read(vec![("ab", false), ("c", true)], Some(3))
+                .await
+                .unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            read(vec![("ab", false), ("", true)], None).await.unwrap(),
+            b"ab"
+        );
+        assert!(matches!(
+            read(vec![("abcd", true)], Some(3)).await,
+            Err(H3BodyError::Length)
+        ));
+        assert!(matches!(
+            read(vec![("ab", true)], Some(3)).await,
+            Err(H3BodyError::Length)
+        ));
+        assert!(matches!(
+            read(vec![("ab", false)], Some(3)).await,
+            Err(H3BodyError::Reset)
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! An HTTP/3 client that is not quiche: quinn (QUIC, rustls) and the h3
+//! crate, so that the tests of Outpost's QUIC listener check two
+//! implementations against each other. The client trusts one test
+//! certificate authority and checks the server's name against it, so a
+//! handshake that succeeds proves the certificate chosen by SNI.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::{Buf, Bytes};
+
+/// One QUIC connection to Outpost, speaking HTTP/3.
+pub struct H3Client {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    /// Resolves when the connection closes, with why.
+    closed: tokio::task::JoinHandle<h3::error::ConnectionError>,
+    endpoint: quinn::Endpoint,
+    /// The certificate the server presented (DER).
+    pub peer_certificate: Vec<u8>,
+}
+
+/// An answer: status, fields and the whole body.
+#[derive(Debug)]
+pub struct H3Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl H3Got {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl H3Client {
+    /// Connects to `addr` (UDP), naming `server_name` in SNI and trusting
+    /// the PEM certificate authority `ca`.
+    pub async fn connect(addr: SocketAddr, server_name: &str, ca: &str) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        let der = boring::x509::X509::from_pem(ca.as_bytes())?.to_der()?;
+        roots.add(rustls::pki_types::CertificateDer::from(der))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint
+            .connect(addr, server_name)?
+            .await
+            .context("QUIC handshake")?;
+        let peer_certificate = connection
+            .peer_identity()
+            .and_then(|id| {
+                id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .and_then(|chain| chain.first().map(|c| c.to_vec()))
+            .unwrap_or_default();
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection)).await?;
+        let closed =
+            tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        Ok(Self {
+            send,
+            closed,
+            endpoint,
+            peer_certificate,
+        })
+    }
+
+    /// A GET of `https://{authority}{path}`.
+    pub async fn get(&self, authority: &str, path: &str) -> anyhow::Result<H3Got> {
+        let request = http::Request::get(format!("https://{authority}{path}")).body(())?;
+        self.send(request, Bytes::new()).await
+    }
+
+    /// Sends `request` with `body` on a new stream and reads the whole
+    /// answer.
+    pub async fn send(&self, request: http::Request<()>, body: Bytes) -> anyhow::Result<H3Got> {
+        let mut send = self.send.clone();
+        let mut stream = send.send_request(request).await?;
+        if !body.is_empty() {
+            stream.send_data(body).await?;
+        }
+        stream.finish().await?;
+        let response = stream.recv_response().await?;
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await? {
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                body.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(H3Got {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body,
+        })
+    }
+
+    /// Waits for the server to close the connection, with why.
+    pub async fn closed(self) -> h3::error::ConnectionError {
+        let why = self.closed.await.expect("the connection's driver");
+        self.endpoint.wait_idle().await;
+        why
+    }
+}

@@ -1,0 +1,387 @@
+//! End-to-end: HTTP/3 at the front door (issue 23), driven by quinn and the
+//! h3 crate (not quiche), on a TLS listener with `quic: true`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use outpost_tests::h3client::H3Client;
+use outpost_tests::{Origin, OriginOptions, Outpost, access_log_lines, respond};
+
+/// A test authority and a certificate from it for each host.
+struct Certs {
+    ca: String,
+    files: Vec<(String, String)>,
+}
+
+impl Certs {
+    fn new(hosts: &[&str]) -> Certs {
+        let (ca, ca_key) =
+            outpost_edge::tls::certificate_authority("Outpost test CA").expect("a test CA");
+        let mut files = Vec::new();
+        for host in hosts {
+            let (cert, key) = outpost_edge::tls::signed_certificate(&[host], &ca, &ca_key)
+                .expect("a certificate");
+            files.push((format!("{host}.pem"), cert));
+            files.push((format!("{host}.key"), key));
+        }
+        Certs { ca, files }
+    }
+
+    fn files(&self) -> Vec<(&str, &str)> {
+        self.files
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_str()))
+            .collect()
+    }
+}
+
+/// A config with one TLS listener serving HTTP/3, certificates for `hosts`
+/// (the first is the default), and `quic` as given.
+fn config(origin: &Origin, hosts: &[&str], quic: &str) -> String {
+    let certificates: String = hosts
+        .iter()
+        .map(|h| format!("        - {{cert: {h}.pem, key: {h}.key}}\n"))
+        .collect();
+    format!(
+        "access_log: {{path: access.log, fields: [protocol, host, path, status, cache_status]}}\n\
+         listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n{certificates}    quic: {quic}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\n\
+         sites:\n  - hosts: [{}]\n    origin: app\n",
+        origin.url(),
+        hosts.join(", ")
+    )
+}
+
+/// A GET misses then hits over HTTP/3, through the same cache as TCP
+/// clients; the access log names the protocol; the TCP side advertises
+/// HTTP/3 with Alt-Svc (RFC 7838).
+#[tokio::test]
+async fn http3_gets_miss_then_hit_and_tcp_answers_advertise_it() {
+    let origin = Origin::start(|seen| {
+        respond(
+            200,
+            &[("cache-control", "max-age=300")],
+            format!("page {}", seen.uri.path()),
+        )
+    })
+    .await;
+    let certs = Certs::new(&["a.test"]);
+    let outpost = Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+        .await
+        .unwrap();
+
+    let miss = client.get("a.test", "/page").await.unwrap();
+    assert_eq!(miss.status, 200);
+    assert_eq!(miss.body, b"page /page");
+    assert!(miss.header("cache-status").contains("fwd=miss"), "{miss:?}");
+    let hit = client.get("a.test", "/page").await.unwrap();
+    assert_eq!(hit.body, b"page /page");
+    assert!(hit.header("cache-status").contains("hit"), "{hit:?}");
+    assert_eq!(origin.hits(), 1);
+    // The origin sees an ordinary request, not HTTP/3's pseudo-fields.
+    assert_eq!(origin.last().header("host"), "a.test");
+
+    // A TCP client of the same listener hits the same entry and is told
+    // of HTTP/3 on this port.
+    let tcp = tls_get(outpost.addr(), "a.test", "/page").await;
+    assert!(tcp.contains("200 OK"), "{tcp}");
+    let alt_svc = format!("alt-svc: h3=\":{}\"; ma=86400", outpost.addr().port());
+    assert!(tcp.to_ascii_lowercase().contains(&alt_svc), "{tcp}");
+    assert_eq!(origin.hits(), 1);
+    // Nothing advertises HTTP/3 over HTTP/3 itself.
+    assert_eq!(hit.header("alt-svc"), "");
+
+    let on = |protocol: &str| {
+        format!("outpost_client_requests_by_protocol_total{{protocol=\"{protocol}\"}}")
+    };
+    assert_eq!(
+        outpost_tests::metric(outpost.admin, &on("h3")).await,
+        Some(2.0)
+    );
+    assert_eq!(
+        outpost_tests::metric(outpost.admin, &on("http/1")).await,
+        Some(1.0)
+    );
+    let lines = access_log_lines(&outpost.dir.path().join("access.log"), 3).await;
+    assert!(
+        lines[0]["protocol"].as_str().unwrap().contains("HTTP/3"),
+        "{lines:?}"
+    );
+}
+
+/// HTTP/1.1 over TLS by hand: the answer's head and body as text.
+async fn tls_get(addr: std::net::SocketAddr, host: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connector =
+        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
+    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
+    let config = connector.build().configure().expect("TLS config");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut tls = tokio_boring::connect(config, host, tcp)
+        .await
+        .expect("handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The certificate is chosen by SNI (the client checks the name against
+/// it); a request for a host the connection's certificate does not serve
+/// is misdirected (RFC 9110 §15.5.20, RFC 9114 §3.3).
+#[tokio::test]
+async fn the_certificate_follows_sni_and_other_hosts_are_misdirected() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=60")], "ok")).await;
+    let certs = Certs::new(&["a.test", "b.test"]);
+    let outpost = Outpost::start(
+        &config(&origin, &["a.test", "b.test"], "true"),
+        &certs.files(),
+        None,
+    )
+    .await;
+    for host in ["a.test", "b.test"] {
+        let client = H3Client::connect(outpost.addr(), host, &certs.ca)
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e:#}"));
+        let leaf = boring::x509::X509::from_der(&client.peer_certificate).unwrap();
+        let names: Vec<String> = leaf
+            .subject_alt_names()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.dnsname().map(str::to_owned))
+            .collect();
+        assert_eq!(names, [host]);
+        assert_eq!(client.get(host, "/x").await.unwrap().status, 200);
+    }
+    let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+        .await
+        .unwrap();
+    assert_eq!(client.get("b.test", "/x").await.unwrap().status, 421);
+    assert_eq!(client.get("nowhere.test", "/x").await.unwrap().status, 421);
+}
+
+/// A 1 MiB body arrives whole; a POST's body reaches the origin whole and
+/// its answer comes back; 100 requests at once on one connection are all
+/// answered.
+#[tokio::test]
+async fn large_bodies_posts_and_a_hundred_streams_at_once() {
+    const BIG: usize = 1 << 20;
+    let origin = Origin::start(|seen| {
+        if seen.method == http::Method::POST {
+            return respond(
+                200,
+                &[("cache-control", "no-store")],
+                format!("got {} bytes", seen.body.len()),
+            );
+        }
+        if seen.uri.path() == "/big" {
+            let body: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+            return respond(200, &[("cache-control", "max-age=300")], body);
+        }
+        respond(
+            200,
+            &[("cache-control", "max-age=300")],
+            seen.uri.path().to_owned(),
+        )
+    })
+    .await;
+    let certs = Certs::new(&["a.test"]);
+    let outpost = Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        let big = client.get("a.test", "/big").await.unwrap();
+        assert_eq!(big.status, 200);
+        assert_eq!(big.body.len(), BIG);
+        assert!(
+            big.body
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i % 251) as u8)
+        );
+        assert_eq!(big.header("content-length"), BIG.to_string());
+    }
+
+    let upload: Vec<u8> = (0..300_000).map(|i| (i % 7) as u8).collect();
+    let post = http::Request::post("https://a.test/upload")
+        .header("content-length", upload.len())
+        .body(())
+        .unwrap();
+    let posted = client.send(post, Bytes::from(upload)).await.unwrap();
+    assert_eq!(posted.status, 200);
+    assert_eq!(posted.body, b"got 300000 bytes");
+    assert_eq!(origin.last().body.len(), 300_000);
+
+    let client = std::sync::Arc::new(client);
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let client = client.clone();
+        all.spawn(async move { (i, client.get("a.test", &format!("/n/{i}")).await) });
+    }
+    let mut answered = 0;
+    while let Some(done) = all.join_next().await {
+        let (i, got) = done.unwrap();
+        let got = got.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, format!("/n/{i}").as_bytes());
+        answered += 1;
+    }
+    assert_eq!(answered, 100);
+}
+
+/// SIGTERM: a request in flight on HTTP/3 finishes, the connection is
+/// told to go (GOAWAY, RFC 9114 §5.2) and closed without error, and the
+/// process exits 0.
+#[tokio::test]
+async fn shutdown_drains_http3_requests_in_flight() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_millis(700)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, |_| {
+        respond(200, &[("cache-control", "no-store")], "done")
+    })
+    .await;
+    let certs = Certs::new(&["a.test"]);
+    let mut outpost =
+        Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let client = std::sync::Arc::new(
+        H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+            .await
+            .unwrap(),
+    );
+    let asking = client.clone();
+    let in_flight = tokio::spawn(async move { asking.get("a.test", "/slow").await });
+    for _ in 0..500 {
+        if origin.connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(origin.connections() > 0, "no request reached the origin");
+    outpost.terminate();
+    let got = in_flight.await.unwrap().unwrap();
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"done"[..]));
+    assert_eq!(outpost.exit_code(Duration::from_secs(10)).await, Some(0));
+    let client = std::sync::Arc::into_inner(client).expect("one owner");
+    let why = tokio::time::timeout(Duration::from_secs(10), client.closed())
+        .await
+        .expect("the connection closed");
+    assert!(why.is_h3_no_error(), "{why:?}");
+}
+
+/// `quic` on a listener without TLS is a config error at its place.
+#[test]
+fn quic_needs_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outpost.yaml");
+    std::fs::write(
+        &path,
+        "listen:\n  - addr: 127.0.0.1:0\n    quic: true\nadmin: {addr: 127.0.0.1:0}\n\
+         origins:\n  app: {servers: [{url: http://127.0.0.1:9}]}\nsites:\n  - hosts: [a.test]\n    origin: app\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(outpost_tests::outpost_bin())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("outpost.yaml:2:"), "{text}");
+    assert!(text.contains("HTTP/3 needs TLS"), "{text}");
+}
+
+/// A binary upgrade hands the UDP socket over with the TCP ones: the
+/// successor answers HTTP/3 on the same port, and the old process
+/// finishes the request it had in flight before it exits.
+#[tokio::test]
+async fn an_upgrade_hands_quic_over() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_millis(500)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, |seen| {
+        respond(
+            200,
+            &[("cache-control", "no-store")],
+            seen.uri.path().to_owned(),
+        )
+    })
+    .await;
+    let certs = Certs::new(&["a.test"]);
+    let config = format!(
+        "upgrade_socket: upgrade.sock\n{}",
+        config(&origin, &["a.test"], "true")
+    );
+    let mut old = Outpost::start(&config, &certs.files(), Some("upgrade-token")).await;
+    let addr = old.addr();
+    let before = std::sync::Arc::new(H3Client::connect(addr, "a.test", &certs.ca).await.unwrap());
+    assert_eq!(before.get("a.test", "/first").await.unwrap().status, 200);
+    let asking = before.clone();
+    let in_flight = tokio::spawn(async move { asking.get("a.test", "/in-flight").await });
+    let seen = origin.hits();
+    for _ in 0..500 {
+        if origin.connections() > 1 || origin.hits() > seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let new = old.upgrade().await;
+    assert_eq!(new.listen, old.listen);
+    let got = in_flight.await.unwrap();
+    // Its packets may reach either process while both read the socket;
+    // QUIC retransmits what the successor drops.
+    let got = got.expect("the request in flight finished");
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"/in-flight"[..]));
+    assert_eq!(old.exit_code(Duration::from_secs(30)).await, Some(0));
+
+    // A new connection reaches the successor on the same port.
+    let after = H3Client::connect(addr, "a.test", &certs.ca).await.unwrap();
+    let got = after.get("a.test", "/after").await.unwrap();
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"/after"[..]));
+}
+
+/// A reload that replaces a certificate reaches new QUIC handshakes: the
+/// client that trusts only the new certificate's authority connects after
+/// it, and one that trusts only the old one no longer does.
+#[tokio::test]
+async fn a_reload_swaps_certificates_for_new_connections() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let old_certs = Certs::new(&["a.test"]);
+    let outpost = Outpost::start(
+        &config(&origin, &["a.test"], "true"),
+        &old_certs.files(),
+        Some("reload-token"),
+    )
+    .await;
+    let addr = outpost.addr();
+    let kept = H3Client::connect(addr, "a.test", &old_certs.ca)
+        .await
+        .unwrap();
+
+    let new_certs = Certs::new(&["a.test"]);
+    for (name, contents) in new_certs.files() {
+        std::fs::write(outpost.dir.path().join(name), contents).unwrap();
+    }
+    let answer = outpost_tests::reload(outpost.admin, "reload-token").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    let fresh = H3Client::connect(addr, "a.test", &new_certs.ca)
+        .await
+        .unwrap();
+    assert_eq!(fresh.get("a.test", "/x").await.unwrap().status, 200);
+    assert!(
+        H3Client::connect(addr, "a.test", &old_certs.ca)
+            .await
+            .is_err(),
+        "the old certificate is no longer offered"
+    );
+    // A connection made before the reload goes on.
+    assert_eq!(kept.get("a.test", "/x").await.unwrap().status, 200);
+}
