@@ -403,6 +403,12 @@ pub struct Quic {
     /// before doing the work of a handshake (RFC 9000 §8.1).
     #[serde(default = "Quic::default_retry")]
     pub retry: bool,
+    /// 0-RTT: a returning client may send requests in its first flight.
+    /// Early data can be replayed by an attacker, so only safe methods are
+    /// served from it (others get 425), and requests forwarded to an
+    /// origin say `Early-Data: 1` (RFC 8470).
+    #[serde(default)]
+    pub early_data: bool,
 }
 
 impl Quic {
@@ -443,6 +449,7 @@ impl Default for Quic {
             connection_window: Self::default_connection_window(),
             alt_svc_max_age: Self::default_alt_svc_max_age(),
             retry: Self::default_retry(),
+            early_data: false,
         }
     }
 }

@@ -53,6 +53,7 @@ enum Command {
 pub fn main(hooks: Option<Arc<dyn Hooks>>) -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let most = filter.max_level_hint();
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -61,6 +62,21 @@ pub fn main(hooks: Option<Arc<dyn Hooks>>) -> ExitCode {
         )
         .with(crate::store_error_counter())
         .init();
+    // Records from crates that log through `log` (quiche) are bridged to
+    // tracing; the bridge lets every level through, so without this each
+    // of quiche's trace records on the packet path is made and dropped.
+    log::set_max_level(match most {
+        Some(level) if level == tracing::level_filters::LevelFilter::OFF => log::LevelFilter::Off,
+        Some(level) if level == tracing::level_filters::LevelFilter::ERROR => {
+            log::LevelFilter::Error
+        }
+        Some(level) if level == tracing::level_filters::LevelFilter::WARN => log::LevelFilter::Warn,
+        Some(level) if level == tracing::level_filters::LevelFilter::INFO => log::LevelFilter::Info,
+        Some(level) if level == tracing::level_filters::LevelFilter::DEBUG => {
+            log::LevelFilter::Debug
+        }
+        _ => log::LevelFilter::Trace,
+    });
     match cli.command {
         Command::Check { file } => {
             let checked = outpost_config::load_file(&file)

@@ -18,6 +18,11 @@ Scenarios (every run of a scenario is warmed by one request first):
   1k-check   1 KiB hits through our own generator (outpost-loadtest, -c64),
              to compare its ratio Outpost/nginx with wrk's: the table says
              when the two disagree by more than 10%.
+  1k-https   1 KiB hits on Outpost over HTTPS by protocol, one generator
+             for all three (outpost-loadtest -c32, 10 streams a connection
+             on h2 and h3): HTTP/1.1, HTTP/2, and HTTP/3 on a listener with
+             `quic: true` (nginx's QUIC build is not in Debian 12, so it has
+             no row); with h2load on h2 and h3 too when it can speak them.
 
 CPU per request is user + system time from /proc of every process of the
 proxy (nginx's master and workers, Varnish's manager and child) over the
@@ -51,7 +56,7 @@ LOADTEST = os.path.join(TARGET, "release", "outpost-loadtest")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "6"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "bench-peers"))
-SCENARIOS = os.environ.get("BENCH_SCENARIOS", "1k-h1 100k-h1 1k-h2 1k-check").split()
+SCENARIOS = os.environ.get("BENCH_SCENARIOS", "1k-h1 100k-h1 1k-h2 1k-check 1k-https").split()
 
 
 
@@ -108,7 +113,7 @@ def h2load(url, pids):
     return measured(["h2load", "-t1", "-c32", "-m10", f"-D{SECONDS}", url], pids, parse)
 
 
-def loadtest(url, pids):
+def loadtest(url, pids, extra=("-c64",)):
     def parse(out):
         report = json.loads(out)
         bad = sum(n for code, n in report["status"].items() if not str(code).startswith("2"))
@@ -116,7 +121,24 @@ def loadtest(url, pids):
         if bad:
             raise SystemExit(f"outpost-loadtest saw {bad} errors or error answers from {url}")
         return int(report["responses"])
-    return measured([LOADTEST, "-u", url, "-c64", f"-d{SECONDS}s", "-r", "100000000", "-q", "--json", "-"], pids, parse)
+    return measured([LOADTEST, "-u", url, *extra, f"-d{SECONDS}s", "-r", "100000000", "-q", "--json", "-"], pids, parse)
+
+
+def h2load_speaks_h3(url):
+    """Whether this h2load was built with QUIC (Debian 12's is not): one
+    request to `url` over h3 succeeds."""
+    probe = subprocess.run(["h2load", "--npn-list=h3", "-n1", "-c1", url], capture_output=True, text=True, timeout=30)
+    return re.search(r"\b1 succeeded", probe.stdout) is not None
+
+
+# 1k-https: how each protocol is driven against Outpost's TLS listeners.
+HTTPS_RUNS = {
+    "https h1 (outpost-loadtest)": ("tls", lambda url, pids: loadtest(url, pids, ("-k", "--http1", "-c32"))),
+    "https h2 (outpost-loadtest)": ("tls", lambda url, pids: loadtest(url, pids, ("-k", "--h2", "-c32", "--streams", "10"))),
+    "https h3 (outpost-loadtest)": ("quic", lambda url, pids: loadtest(url, pids, ("-k", "--h3", "-c32", "--streams", "10"))),
+    "https h1 (wrk)": ("tls", wrk),
+    "https h2 (h2load)": ("tls", h2load),
+}
 
 
 def run(work, disk):
@@ -128,7 +150,7 @@ def run(work, disk):
         f.write(bytes(range(256)) * 400)
     user = "user root;" if os.getuid() == 0 else ""
     temp = lambda d: "\n".join(f"{k}_temp_path {d}/tmp-{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    origin_port, outpost_port, outpost_tls, nginx_port, nginx_tls, varnish_port = free_ports(6)
+    origin_port, outpost_port, outpost_tls, outpost_quic, nginx_port, nginx_tls, varnish_port = free_ports(7)
     cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
@@ -151,6 +173,10 @@ http {{ {temp(work + '/origin')} access_log off; keepalive_requests 1000000; sen
   - addr: "127.0.0.1:{outpost_tls}"
     tls:
       certificates: [{{ cert: {cert}, key: {key}, hosts: [localhost, 127.0.0.1] }}]
+  - addr: "127.0.0.1:{outpost_quic}"
+    tls:
+      certificates: [{{ cert: {cert}, key: {key}, hosts: [localhost, 127.0.0.1] }}]
+    quic: true
 cache: {{ memory: 256MiB }}
 """)
     wait_http(f"http://127.0.0.1:{outpost_port}/1k")
@@ -193,9 +219,26 @@ http {{ {temp(disk)} access_log off; keepalive_requests 1000000;
         "1k-h2": ("h2load", "/1k", h2load),
         "1k-check": ("outpost-loadtest", "/1k", loadtest),
     }
+    if "1k-https" in SCENARIOS:
+        scenarios["1k-https"] = ("by protocol", "/1k", None)
+        if h2load_speaks_h3(f"https://localhost:{outpost_quic}/1k"):
+            HTTPS_RUNS["https h3 (h2load)"] = ("quic", lambda url, pids: measured(
+                ["h2load", "--npn-list=h3", "-t1", "-c32", "-m10", f"-D{SECONDS}", url], pids,
+                lambda out: int(re.search(r"(\d+) succeeded", out).group(1))))
     results = {}
     for scenario in SCENARIOS:
         tool, path, drive = scenarios[scenario]
+        if scenario == "1k-https":
+            https = {"tls": f"https://localhost:{outpost_tls}", "quic": f"https://localhost:{outpost_quic}"}
+            wait_http(proxies["Outpost"][1] + path)
+            for r in range(ROUNDS):
+                names = list(HTTPS_RUNS)
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    listener, run_one = HTTPS_RUNS[name]
+                    result = run_one(https[listener] + path, family(outpost.pid))
+                    results.setdefault(scenario, {}).setdefault(name, []).append(result)
+                    log(f"{scenario} round {r + 1} {name}: {result['rps']:,.0f} req/s, {result['cpu_us']:.1f} us CPU/req")
+            continue
         names = [n for n, (_, plain, tls) in proxies.items() if (tls if scenario.endswith("h2") else plain)]
         if scenario == "1k-check":
             names = ["Outpost", "nginx"]

@@ -7,7 +7,9 @@ to random offsets, side by side in one run:
                          the URL's latest piece is kept (partial content);
   nginx, slice 1m        nginx's slice module as its documentation sets it
                          up (slice 1m; the slice range in the cache key and
-                         in the Range sent upstream), when the installed
+                         in the Range sent upstream), with proxy_cache_lock
+                         on as its users run a cache (concurrent misses on
+                         one slice wait for one fetch), when the installed
                          nginx has the module.
 
 Two workloads, the same offsets for every contender in a round:
@@ -220,6 +222,7 @@ http {{ {temp} access_log off; keepalive_requests 1000000; sendfile on;
       proxy_cache_key $uri$is_args$args$slice_range;
       proxy_set_header Range $slice_range;
       proxy_cache_valid 200 206 1h;
+      proxy_cache_lock on;
       proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_pass http://origin;
     }}

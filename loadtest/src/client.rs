@@ -187,6 +187,8 @@ pub enum Sender {
     H1(http1::SendRequest<Empty<Bytes>>),
     /// HTTP/2: a handle that many streams share.
     H2(http2::SendRequest<Empty<Bytes>>),
+    /// HTTP/3: a handle that many streams share.
+    H3(crate::h3::H3Sender),
 }
 
 impl Sender {
@@ -195,6 +197,7 @@ impl Sender {
         match self {
             Sender::H1(s) => s.is_closed(),
             Sender::H2(s) => s.is_closed(),
+            Sender::H3(s) => s.is_closed(),
         }
     }
 
@@ -203,6 +206,7 @@ impl Sender {
         match self {
             Sender::H1(_) => "h1",
             Sender::H2(_) => "h2",
+            Sender::H3(_) => "h3",
         }
     }
 }
@@ -211,11 +215,21 @@ impl Sender {
 pub struct Connector {
     target: Arc<Target>,
     tls: Option<SslConnector>,
+    /// For HTTP/3, the QUIC client settings instead.
+    quic: Option<quinn::ClientConfig>,
 }
 
 impl Connector {
     /// Prepares TLS (ALPN list, certificate checks) for an https target.
     pub fn new(target: Arc<Target>) -> Result<Connector, Error> {
+        if target.protocol == Protocol::H3 {
+            let quic = crate::h3::client_config(&target)?;
+            return Ok(Connector {
+                target,
+                tls: None,
+                quic: Some(quic),
+            });
+        }
         let tls = match target.scheme {
             Scheme::Http => None,
             Scheme::Https => {
@@ -223,7 +237,7 @@ impl Connector {
                 let alpn: &[u8] = match target.protocol {
                     Protocol::H2 => b"\x02h2",
                     Protocol::Http1 => b"\x08http/1.1",
-                    Protocol::Auto => b"\x02h2\x08http/1.1",
+                    Protocol::Auto | Protocol::H3 => b"\x02h2\x08http/1.1",
                 };
                 builder.set_alpn_protos(alpn).map_err(Error::Tls)?;
                 if target.insecure {
@@ -232,13 +246,20 @@ impl Connector {
                 Some(builder.build())
             }
         };
-        Ok(Connector { target, tls })
+        Ok(Connector {
+            target,
+            tls,
+            quic: None,
+        })
     }
 
     /// Opens a connection and completes the HTTP handshake. The
     /// connection's driver runs on its own task until the sender is dropped
     /// or the peer closes.
     pub async fn connect(&self) -> Result<Sender, Failure> {
+        if let Some(quic) = &self.quic {
+            return crate::h3::connect(&self.target, quic).await.map(Sender::H3);
+        }
         let tcp = TcpStream::connect(self.target.addr)
             .await
             .map_err(|e| Failure::new(ErrorKind::Connect, format!("{}: {e}", self.target.addr)))?;

@@ -9,6 +9,15 @@ use crate::bounds::{KEY, MAX_BODY_SAMPLE, MAX_REQUESTS, MAX_WORKERS};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// HTTP/3 asked of a plain-text URL.
+    #[error("--url {url:?}: HTTP/3 needs https://")]
+    H3NeedsTls {
+        /// The URL as given.
+        url: String,
+    },
+    /// The QUIC client could not be set up.
+    #[error("QUIC client: {0}")]
+    Quic(String),
     /// The target URL does not parse.
     #[error("--url {url:?} is not a URL")]
     NotAUrl {
@@ -78,7 +87,7 @@ pub enum Error {
     #[error("--streams must be at least 1")]
     Streams,
     /// Several streams per connection on a target that speaks HTTP/1.1.
-    #[error("--streams {0} needs HTTP/2: add --h2 or use https://")]
+    #[error("--streams {0} needs HTTP/2 or HTTP/3: add --h2 or --h3, or use https://")]
     StreamsNeedH2(usize),
     /// Too many connections × streams.
     #[error("--connections × --streams may be at most {MAX_WORKERS}")]

@@ -17,6 +17,7 @@
 //! checked against them), `target.rs` (the
 //! loopback-only URL), `urls.rs` (URL sets and key distributions),
 //! `pacing.rs` (due times), `client.rs` (connections, TLS, error kinds),
+//! `h3.rs` (HTTP/3 over quinn and the h3 crate),
 //! `run.rs` (the workers), `load.rs` (the handle), `progress.rs` (the
 //! counters as it runs, and the outcome),
 //! `tally.rs` and [`cache_status`] (counting), `error.rs` (why a plan is
@@ -30,6 +31,7 @@ mod bounds;
 pub mod cache_status;
 mod client;
 mod error;
+mod h3;
 mod load;
 mod pacing;
 mod plan;

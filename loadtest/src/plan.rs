@@ -284,7 +284,7 @@ impl PlanBuilder {
         if self.streams == 0 {
             return Err(Error::Streams);
         }
-        if self.streams > 1 && !target.may_speak_h2() {
+        if self.streams > 1 && !target.may_multiplex() {
             return Err(Error::StreamsNeedH2(self.streams));
         }
         if self.connections.saturating_mul(self.streams) > MAX_WORKERS {

@@ -237,10 +237,26 @@ async fn exchange(
         state.generation += 1;
     }
     attempt.generation = Some(state.generation);
-    let h2 = matches!(state.sender, Some(Sender::H2(_)));
+    let h2 = matches!(state.sender, Some(Sender::H2(_) | Sender::H3(_)));
     let request = shared.connector.request(h2, &choice.path, choice.host)?;
     let (sent, response) = match state.sender.as_mut() {
         None => return Err(Failure::new(ErrorKind::Other, "no connection")),
+        Some(Sender::H3(s)) => {
+            // Streams share the connection: let go of the slot at once.
+            let s = s.clone();
+            drop(state);
+            let (parts, _) = request.into_parts();
+            let got =
+                crate::h3::exchange(&s, http::Request::from_parts(parts, ()), shared.body_sample)
+                    .await?;
+            return Ok(Answer {
+                status: got.status,
+                cache: got.cache,
+                bytes: got.bytes,
+                body: got.body,
+                sent: got.sent,
+            });
+        }
         Some(Sender::H2(s)) => {
             // Streams share the connection: let go of the slot at once.
             let mut s = s.clone();
@@ -288,7 +304,7 @@ impl ConnSlot {
         }
         let drop_it = match &state.sender {
             Some(Sender::H1(_)) => true,
-            Some(s @ Sender::H2(_)) => s.is_closed(),
+            Some(s @ (Sender::H2(_) | Sender::H3(_))) => s.is_closed(),
             None => false,
         };
         if drop_it {

@@ -37,6 +37,8 @@ pub enum Protocol {
     Http1,
     /// HTTP/2 only: h2c with prior knowledge, or h2 alone in ALPN.
     H2,
+    /// HTTP/3 over QUIC (https:// only), on the URL's port over UDP.
+    H3,
 }
 
 /// A checked, resolved target.
@@ -85,6 +87,11 @@ impl Target {
                 });
             }
         };
+        if protocol == Protocol::H3 && scheme == Scheme::Http {
+            return Err(Error::H3NeedsTls {
+                url: url.to_owned(),
+            });
+        }
         let Some(url_authority) = uri.authority().cloned() else {
             return Err(Error::NoHost {
                 url: url.to_owned(),
@@ -123,8 +130,9 @@ impl Target {
         &self.path
     }
 
-    /// Whether a connection to this target can end up speaking HTTP/2.
-    pub fn may_speak_h2(&self) -> bool {
+    /// Whether a connection to this target can carry several requests at
+    /// once (HTTP/2 or HTTP/3).
+    pub fn may_multiplex(&self) -> bool {
         match self.scheme {
             Scheme::Http => self.protocol == Protocol::H2,
             Scheme::Https => self.protocol != Protocol::Http1,
@@ -142,6 +150,7 @@ impl Target {
     /// A short name of the protocol setting, for reports.
     pub fn protocol_label(&self) -> &'static str {
         match (self.scheme, self.protocol) {
+            (_, Protocol::H3) => "https h3 (quic)",
             (Scheme::Http, Protocol::H2) => "h2c",
             (Scheme::Http, _) => "http/1.1",
             (Scheme::Https, Protocol::H2) => "https h2",
@@ -251,7 +260,7 @@ mod tests {
         .expect("valid");
         assert_eq!(t.authority.as_str(), "example.com");
         assert_eq!(t.server_name(), "example.com");
-        assert!(t.may_speak_h2());
+        assert!(t.may_multiplex());
         assert!(
             Target::resolve("http://127.0.0.1/", Some("bad host"), Protocol::Auto, false)
                 .await

@@ -37,10 +37,16 @@ impl H3Got {
     }
 }
 
-impl H3Client {
-    /// Connects to `addr` (UDP), naming `server_name` in SNI and trusting
-    /// the PEM certificate authority `ca`.
-    pub async fn connect(addr: SocketAddr, server_name: &str, ca: &str) -> anyhow::Result<Self> {
+/// A client's UDP socket and TLS settings: connections made from one share
+/// its session tickets, so a later one may resume and send 0-RTT data.
+pub struct H3Endpoint {
+    endpoint: quinn::Endpoint,
+}
+
+impl H3Endpoint {
+    /// Trusts the PEM certificate authority `ca`; offers 0-RTT when
+    /// `early_data` and a ticket allow.
+    pub fn new(ca: &str, early_data: bool) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let der = boring::x509::X509::from_pem(ca.as_bytes())?.to_der()?;
         roots.add(rustls::pki_types::CertificateDer::from(der))?;
@@ -50,13 +56,51 @@ impl H3Client {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h3".to_vec()];
+        tls.enable_early_data = early_data;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-        let connection = endpoint
+        Ok(Self { endpoint })
+    }
+
+    /// A new connection to `addr` (UDP), naming `server_name` in SNI,
+    /// after a whole handshake.
+    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> anyhow::Result<H3Client> {
+        let connection = self
+            .endpoint
             .connect(addr, server_name)?
             .await
             .context("QUIC handshake")?;
+        H3Client::start(connection, self.endpoint.clone()).await
+    }
+
+    /// A new connection that sends its requests as 0-RTT data before the
+    /// handshake ends; None when this endpoint holds no ticket for it.
+    pub async fn connect_early(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> anyhow::Result<Option<H3Client>> {
+        match self.endpoint.connect(addr, server_name)?.into_0rtt() {
+            Ok((connection, _accepted)) => Ok(Some(
+                H3Client::start(connection, self.endpoint.clone()).await?,
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+impl H3Client {
+    /// Connects to `addr` (UDP), naming `server_name` in SNI and trusting
+    /// the PEM certificate authority `ca`.
+    pub async fn connect(addr: SocketAddr, server_name: &str, ca: &str) -> anyhow::Result<Self> {
+        H3Endpoint::new(ca, false)?.connect(addr, server_name).await
+    }
+
+    async fn start(
+        connection: quinn::Connection,
+        endpoint: quinn::Endpoint,
+    ) -> anyhow::Result<Self> {
         let peer_certificate = connection
             .peer_identity()
             .and_then(|id| {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use outpost_tests::h3client::H3Client;
+use outpost_tests::h3client::{H3Client, H3Endpoint};
 use outpost_tests::{Origin, OriginOptions, Outpost, access_log_lines, respond};
 
 /// A test authority and a certificate from it for each host.
@@ -52,6 +52,14 @@ fn config(origin: &Origin, hosts: &[&str], quic: &str) -> String {
     )
 }
 
+/// Outpost with [`config`]'s listener, certificates for `hosts` from a new
+/// test authority, and `quic` as given.
+async fn start(origin: &Origin, hosts: &[&str], quic: &str) -> (Certs, Outpost) {
+    let certs = Certs::new(hosts);
+    let outpost = Outpost::start(&config(origin, hosts, quic), &certs.files(), None).await;
+    (certs, outpost)
+}
+
 /// A GET misses then hits over HTTP/3, through the same cache as TCP
 /// clients; the access log names the protocol; the TCP side advertises
 /// HTTP/3 with Alt-Svc (RFC 7838).
@@ -65,8 +73,7 @@ async fn http3_gets_miss_then_hit_and_tcp_answers_advertise_it() {
         )
     })
     .await;
-    let certs = Certs::new(&["a.test"]);
-    let outpost = Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let (certs, outpost) = start(&origin, &["a.test"], "true").await;
     let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
         .await
         .unwrap();
@@ -134,13 +141,7 @@ async fn tls_get(addr: std::net::SocketAddr, host: &str, path: &str) -> String {
 #[tokio::test]
 async fn the_certificate_follows_sni_and_other_hosts_are_misdirected() {
     let origin = Origin::start(|_| respond(200, &[("cache-control", "max-age=60")], "ok")).await;
-    let certs = Certs::new(&["a.test", "b.test"]);
-    let outpost = Outpost::start(
-        &config(&origin, &["a.test", "b.test"], "true"),
-        &certs.files(),
-        None,
-    )
-    .await;
+    let (certs, outpost) = start(&origin, &["a.test", "b.test"], "true").await;
     for host in ["a.test", "b.test"] {
         let client = H3Client::connect(outpost.addr(), host, &certs.ca)
             .await
@@ -187,8 +188,7 @@ async fn large_bodies_posts_and_a_hundred_streams_at_once() {
         )
     })
     .await;
-    let certs = Certs::new(&["a.test"]);
-    let outpost = Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let (certs, outpost) = start(&origin, &["a.test"], "true").await;
     let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
         .await
         .unwrap();
@@ -246,9 +246,7 @@ async fn shutdown_drains_http3_requests_in_flight() {
         respond(200, &[("cache-control", "no-store")], "done")
     })
     .await;
-    let certs = Certs::new(&["a.test"]);
-    let mut outpost =
-        Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let (certs, mut outpost) = start(&origin, &["a.test"], "true").await;
     let client = std::sync::Arc::new(
         H3Client::connect(outpost.addr(), "a.test", &certs.ca)
             .await
@@ -256,13 +254,7 @@ async fn shutdown_drains_http3_requests_in_flight() {
     );
     let asking = client.clone();
     let in_flight = tokio::spawn(async move { asking.get("a.test", "/slow").await });
-    for _ in 0..500 {
-        if origin.connections() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(origin.connections() > 0, "no request reached the origin");
+    origin.await_arrivals(1).await;
     outpost.terminate();
     let got = in_flight.await.unwrap().unwrap();
     assert_eq!((got.status, got.body.as_slice()), (200, &b"done"[..]));
@@ -302,7 +294,7 @@ fn quic_needs_tls() {
 #[tokio::test]
 async fn an_upgrade_hands_quic_over() {
     let options = OriginOptions {
-        delay: Some(Duration::from_millis(500)),
+        delay: Some(Duration::from_millis(1_500)),
         ..Default::default()
     };
     let origin = Origin::start_with(options, |seen| {
@@ -324,13 +316,8 @@ async fn an_upgrade_hands_quic_over() {
     assert_eq!(before.get("a.test", "/first").await.unwrap().status, 200);
     let asking = before.clone();
     let in_flight = tokio::spawn(async move { asking.get("a.test", "/in-flight").await });
-    let seen = origin.hits();
-    for _ in 0..500 {
-        if origin.connections() > 1 || origin.hits() > seen {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The origin holds it while the successor starts and takes over.
+    origin.await_arrivals(2).await;
 
     let new = old.upgrade().await;
     assert_eq!(new.listen, old.listen);
@@ -384,4 +371,60 @@ async fn a_reload_swaps_certificates_for_new_connections() {
     );
     // A connection made before the reload goes on.
     assert_eq!(kept.get("a.test", "/x").await.unwrap().status, 200);
+}
+
+/// 0-RTT (RFC 8470). Off by default: a returning client is offered no
+/// early data. With `early_data: true`, a request sent in early data with
+/// an unsafe method is answered 425 (the client sends it again after the
+/// handshake) and never reaches the origin; a safe one is served and
+/// reaches the origin with `Early-Data: 1`.
+#[tokio::test]
+async fn early_data_serves_only_safe_methods() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let (certs, off) = start(&origin, &["a.test"], "true").await;
+    let endpoint = H3Endpoint::new(&certs.ca, true).unwrap();
+    let first = endpoint.connect(off.addr(), "a.test").await.unwrap();
+    assert_eq!(first.get("a.test", "/warm").await.unwrap().status, 200);
+    assert!(
+        endpoint
+            .connect_early(off.addr(), "a.test")
+            .await
+            .unwrap()
+            .is_none(),
+        "0-RTT is off by default"
+    );
+    drop(off);
+
+    let (certs, on) = start(&origin, &["a.test"], "{early_data: true}").await;
+    let endpoint = H3Endpoint::new(&certs.ca, true).unwrap();
+    let first = endpoint.connect(on.addr(), "a.test").await.unwrap();
+    assert_eq!(first.get("a.test", "/warm").await.unwrap().status, 200);
+    let before = origin.hits();
+    let early = std::sync::Arc::new(
+        endpoint
+            .connect_early(on.addr(), "a.test")
+            .await
+            .unwrap()
+            .expect("a ticket that allows early data"),
+    );
+    // Both go out in the first flight, before the handshake ends.
+    let post = http::Request::post("https://a.test/order")
+        .header("content-length", "3")
+        .body(())
+        .unwrap();
+    let (posting, getting) = (early.clone(), early.clone());
+    let (posted, got) = tokio::join!(
+        async move { posting.send(post, Bytes::from_static(b"one")).await },
+        async move { getting.get("a.test", "/early").await },
+    );
+    assert_eq!(posted.unwrap().status, 425);
+    assert_eq!(got.unwrap().status, 200);
+    assert_eq!(
+        origin.hits(),
+        before + 1,
+        "the POST never reached the origin"
+    );
+    let seen = origin.last();
+    assert_eq!(seen.uri.path(), "/early");
+    assert_eq!(seen.header("early-data"), "1");
 }

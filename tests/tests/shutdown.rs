@@ -6,18 +6,6 @@ use outpost_tests::{
     Origin, OriginOptions, Outpost, access_log_lines, get, respond, simple_config,
 };
 
-/// Waits (bounded) until a request is in flight: the origin has its
-/// connection.
-async fn in_flight_at(origin: &Origin) {
-    for _ in 0..500 {
-        if origin.connections() > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no request reached the origin");
-}
-
 /// SIGTERM stops accepting, lets the request in flight finish, and exits 0.
 #[tokio::test]
 async fn sigterm_finishes_requests_in_flight_and_exits_zero() {
@@ -33,7 +21,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_zero() {
         Outpost::start(&simple_config(&origin, &["example.com"], ""), &[], None).await;
     let addr = outpost.addr();
     let in_flight = tokio::spawn(async move { get(addr, "example.com", "/slow").await });
-    in_flight_at(&origin).await;
+    origin.await_arrivals(1).await;
     outpost.terminate();
     let got = in_flight.await.unwrap();
     assert_eq!(
@@ -68,7 +56,7 @@ async fn a_draining_node_refuses_new_clients_and_says_it_is_not_ready() {
     let mut outpost = Outpost::start(&config, &[], None).await;
     let (addr, admin) = (outpost.addr(), outpost.admin);
     let in_flight = tokio::spawn(async move { get(addr, "example.com", "/slow").await });
-    in_flight_at(&origin).await;
+    origin.await_arrivals(1).await;
     outpost.terminate();
     let quick = Duration::from_secs(2);
     let mut ready = None;

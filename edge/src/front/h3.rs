@@ -143,8 +143,9 @@ fn quic_settings(config: &Quic) -> QuicSettings {
     settings.max_idle_timeout = Some(config.idle_timeout.get());
     settings.handshake_timeout = Some(HANDSHAKE_TIMEOUT);
     settings.initial_max_streams_bidi = config.max_streams;
-    // The client's control and QPACK streams, and a little room.
-    settings.initial_max_streams_uni = 3;
+    // The client's control and QPACK streams (RFC 9114 §6.2), and room
+    // for the reserved ones clients open to exercise extension points.
+    settings.initial_max_streams_uni = 16;
     let stream = config.stream_window.bytes();
     let connection = config.connection_window.bytes();
     settings.initial_max_data = connection;
@@ -156,7 +157,7 @@ fn quic_settings(config: &Quic) -> QuicSettings {
     settings.max_stream_window = stream;
     settings.disable_client_ip_validation = !config.retry;
     settings.enable_dgram = false;
-    settings.enable_early_data = false;
+    settings.enable_early_data = config.early_data;
     settings
 }
 
@@ -271,7 +272,9 @@ async fn serve(
         match event {
             None => break,
             Some(ServerH3Event::Headers {
-                incoming_headers, ..
+                incoming_headers,
+                is_in_early_data,
+                ..
             }) => {
                 if let Some(name) = name.take() {
                     // Sent by the connection's task before any request.
@@ -291,7 +294,8 @@ async fn serve(
                 let stream_id = incoming_headers.stream_id;
                 let (abort, registration) = AbortHandle::new_pair();
                 aborts.insert(stream_id, abort);
-                let request = request(live.proxy(), conn, incoming_headers);
+                let early = *is_in_early_data;
+                let request = request(live.proxy(), conn, incoming_headers, early);
                 requests.push(Abortable::new(
                     Box::pin(async move {
                         request.await;
@@ -324,7 +328,13 @@ async fn serve(
 }
 
 /// One request on its stream: checked, handed to the proxy, answered.
-async fn request(proxy: Arc<crate::proxy::Proxy>, conn: ConnInfo, incoming: IncomingH3Headers) {
+/// `early`: it came in 0-RTT data, which an attacker may replay.
+async fn request(
+    proxy: Arc<crate::proxy::Proxy>,
+    conn: ConnInfo,
+    incoming: IncomingH3Headers,
+    early: bool,
+) {
     let IncomingH3Headers {
         headers,
         mut send,
@@ -332,7 +342,7 @@ async fn request(proxy: Arc<crate::proxy::Proxy>, conn: ConnInfo, incoming: Inco
         read_fin,
         ..
     } = incoming;
-    let parts = match head(&headers) {
+    let mut parts = match head(&headers) {
         Ok(parts) => parts,
         Err(why) => {
             tracing::debug!(remote = %conn.remote, why, "a malformed HTTP/3 request");
@@ -341,6 +351,18 @@ async fn request(proxy: Arc<crate::proxy::Proxy>, conn: ConnInfo, incoming: Inco
             return;
         }
     };
+    if early {
+        if !parts.method.is_safe() {
+            // RFC 8470 §5.2: the client sends it again after the handshake.
+            respond(&mut send, plain(http::StatusCode::TOO_EARLY)).await;
+            return;
+        }
+        // RFC 8470 §5.1: whoever answers knows the request may be a replay
+        // (and may answer 425 itself).
+        parts
+            .headers
+            .insert("early-data", HeaderValue::from_static("1"));
+    }
     if parts.method == Method::CONNECT {
         // Tunnels over HTTP/3 (RFC 9220) are not served.
         respond(&mut send, plain(http::StatusCode::NOT_IMPLEMENTED)).await;

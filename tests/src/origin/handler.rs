@@ -90,6 +90,7 @@ async fn answer(
     handler: Arc<Handler>,
     delay: Option<Duration>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    recorder.arrive();
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }

@@ -39,6 +39,8 @@ impl Seen {
 pub(crate) struct Recorder {
     seen: Mutex<Vec<Seen>>,
     requests: AtomicUsize,
+    /// Requests whose head arrived, answered or not yet.
+    arrived: AtomicUsize,
     connections: AtomicUsize,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -48,6 +50,11 @@ impl Recorder {
     pub(crate) fn record(&self, seen: Seen) -> usize {
         self.seen.lock().expect("lock").push(seen);
         self.count()
+    }
+
+    /// Counts a request whose head arrived, before it is answered.
+    pub(crate) fn arrive(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Counts a request not worth recording; the number before it.
@@ -114,6 +121,19 @@ impl<Kind> Scripted<Kind> {
     /// opened, refused ones included ([`H2Origin`](super::H2Origin)).
     pub fn hits(&self) -> usize {
         self.recorder.requests.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded: 5 s) until `n` requests have arrived at an
+    /// [`Origin`](super::Origin), answered or still held (by its `delay`):
+    /// the moment a request is in flight. Panics if they do not.
+    pub async fn await_arrivals(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.recorder.arrived.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("{n} requests did not reach the origin");
     }
 
     /// Connections accepted so far.

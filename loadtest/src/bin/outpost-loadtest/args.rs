@@ -32,6 +32,9 @@ pub struct Args {
     /// With https://, offer only http/1.1 in ALPN.
     #[arg(long)]
     pub http1: bool,
+    /// Speak HTTP/3 over QUIC (https:// only; UDP on the URL's port).
+    #[arg(long, conflicts_with_all = ["h2", "http1"])]
+    pub h3: bool,
     /// Accept any TLS certificate (self-signed, wrong name, expired).
     #[arg(long, short = 'k')]
     pub insecure: bool,
@@ -135,10 +138,11 @@ impl Args {
             Some(addr) => format!("http://{addr}/"),
             None => self.url.clone(),
         };
-        let protocol = match (self.h2, self.http1) {
-            (true, _) => Protocol::H2,
-            (false, true) => Protocol::Http1,
-            (false, false) => Protocol::Auto,
+        let protocol = match (self.h3, self.h2, self.http1) {
+            (true, _, _) => Protocol::H3,
+            (false, true, _) => Protocol::H2,
+            (false, false, true) => Protocol::Http1,
+            (false, false, false) => Protocol::Auto,
         };
         let pick = match (self.zipf, self.random) {
             (Some(s), _) => Pick::Zipf(s),
