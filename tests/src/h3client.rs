@@ -74,6 +74,19 @@ impl H3Endpoint {
         H3Client::start(connection, self.endpoint.clone()).await
     }
 
+    /// A QUIC connection with ALPN `h3` and nothing on it yet, for tests
+    /// that write HTTP/3 frames by hand.
+    pub async fn connect_raw(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> anyhow::Result<quinn::Connection> {
+        self.endpoint
+            .connect(addr, server_name)?
+            .await
+            .context("QUIC handshake")
+    }
+
     /// A new connection that sends its requests as 0-RTT data before the
     /// handshake ends; None when this endpoint holds no ticket for it.
     pub async fn connect_early(

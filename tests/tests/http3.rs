@@ -110,6 +110,12 @@ async fn http3_gets_miss_then_hit_and_tcp_answers_advertise_it() {
         outpost_tests::metric(outpost.admin, &on("http/1")).await,
         Some(1.0)
     );
+    // One QUIC handshake and one over TCP.
+    let handshakes = "outpost_tls_handshakes_total{result=\"ok\"}";
+    assert_eq!(
+        outpost_tests::metric(outpost.admin, handshakes).await,
+        Some(2.0)
+    );
     let lines = access_log_lines(&outpost.dir.path().join("access.log"), 3).await;
     assert!(
         lines[0]["protocol"].as_str().unwrap().contains("HTTP/3"),
@@ -377,10 +383,18 @@ async fn a_reload_swaps_certificates_for_new_connections() {
 /// early data. With `early_data: true`, a request sent in early data with
 /// an unsafe method is answered 425 (the client sends it again after the
 /// handshake) and never reaches the origin; a safe one is served and
-/// reaches the origin with `Early-Data: 1`.
+/// reaches the origin with `Early-Data: 1`, and the origin's own 425 goes
+/// back to the client and is not stored.
 #[tokio::test]
 async fn early_data_serves_only_safe_methods() {
-    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    // This origin will not take a replayable request on /sensitive.
+    let origin = Origin::start(|seen| {
+        if seen.uri.path() == "/sensitive" && seen.header("early-data") == "1" {
+            return respond(425, &[], "too early");
+        }
+        respond(200, &[("cache-control", "max-age=60")], "ok")
+    })
+    .await;
     let (certs, off) = start(&origin, &["a.test"], "true").await;
     let endpoint = H3Endpoint::new(&certs.ca, true).unwrap();
     let first = endpoint.connect(off.addr(), "a.test").await.unwrap();
@@ -412,19 +426,86 @@ async fn early_data_serves_only_safe_methods() {
         .header("content-length", "3")
         .body(())
         .unwrap();
-    let (posting, getting) = (early.clone(), early.clone());
-    let (posted, got) = tokio::join!(
+    let (posting, getting, sensitive) = (early.clone(), early.clone(), early.clone());
+    let (posted, got, refused) = tokio::join!(
         async move { posting.send(post, Bytes::from_static(b"one")).await },
         async move { getting.get("a.test", "/early").await },
+        async move { sensitive.get("a.test", "/sensitive").await },
     );
     assert_eq!(posted.unwrap().status, 425);
     assert_eq!(got.unwrap().status, 200);
     assert_eq!(
+        refused.unwrap().status,
+        425,
+        "the origin's 425 reaches the client"
+    );
+    assert_eq!(
         origin.hits(),
-        before + 1,
+        before + 2,
         "the POST never reached the origin"
     );
-    let seen = origin.last();
-    assert_eq!(seen.uri.path(), "/early");
-    assert_eq!(seen.header("early-data"), "1");
+    let early_seen: Vec<_> = origin.seen()[before..].to_vec();
+    assert!(early_seen.iter().all(|s| s.header("early-data") == "1"));
+    // After the handshake the client asks again and is answered.
+    let later = endpoint.connect(on.addr(), "a.test").await.unwrap();
+    assert_eq!(later.get("a.test", "/sensitive").await.unwrap().status, 200);
+}
+
+/// A client that sends endless empty DATA frames on a request (RFC 9114
+/// §10.5: frames that cost the server work and carry nothing) is held by
+/// flow control: the frames' own bytes use up the stream's window, the
+/// server's memory does not grow with them, and other clients are served
+/// meanwhile.
+#[tokio::test]
+async fn a_flood_of_empty_frames_is_held_by_flow_control() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let (certs, outpost) = start(&origin, &["a.test"], "{stream_window: 64KiB}").await;
+    let endpoint = H3Endpoint::new(&certs.ca, false).unwrap();
+    let raw = endpoint
+        .connect_raw(outpost.addr(), "a.test")
+        .await
+        .unwrap();
+    // The client's control stream (RFC 9114 §6.2.1): its type, then an
+    // empty SETTINGS frame.
+    let mut control = raw.open_uni().await.unwrap();
+    control.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
+    // POST https://a.test/ in QPACK's static table (RFC 9204 Appendix A):
+    // no dynamic table; :method POST, :scheme https, :path /; :authority
+    // as a literal with its name from the table.
+    let mut block = vec![0x00, 0x00, 0xc0 | 20, 0xc0 | 23, 0xc0 | 1, 0x50, 6];
+    block.extend_from_slice(b"a.test");
+    let mut headers = vec![0x01, u8::try_from(block.len()).unwrap()];
+    headers.extend_from_slice(&block);
+    let (mut send, _recv) = raw.open_bi().await.unwrap();
+    send.write_all(&headers).await.unwrap();
+
+    let before = outpost.memory_kib("VmRSS");
+    // 2-byte DATA frames of length 0, 64 MiB of them at most: far past the
+    // 64 KiB window, so the writes stop when it is used up.
+    let empty = [0x00u8, 0x00].repeat(8192);
+    let mut written = 0usize;
+    let flood = async {
+        while written < 64 << 20 {
+            if send.write_all(&empty).await.is_err() {
+                break;
+            }
+            written += empty.len();
+        }
+    };
+    let held = tokio::time::timeout(Duration::from_secs(3), flood)
+        .await
+        .is_err();
+    eprintln!("empty DATA frames written: {} bytes; held: {held}", written);
+    assert!(written < 64 << 20, "the window held the flood back");
+    let after = outpost.memory_kib("VmRSS");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS {before} kB grew to {after} kB"
+    );
+
+    // Others are served meanwhile.
+    let other = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+        .await
+        .unwrap();
+    assert_eq!(other.get("a.test", "/x").await.unwrap().status, 200);
 }

@@ -37,18 +37,21 @@ use http_body::{Body, Frame, SizeHint};
 use outpost_config::Quic;
 use quiche::h3::{Header, NameValue};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_quiche::http3::driver::{
     H3Event, InboundFrame, InboundFrameStream, IncomingH3Headers, OutboundFrame,
     OutboundFrameSender, ServerH3Event,
 };
 use tokio_quiche::http3::settings::Http3Settings;
 use tokio_quiche::metrics::DefaultMetrics;
-use tokio_quiche::quic::{ConnectionHook, QuicCommand, QuicheConnection};
+use tokio_quiche::quic::{
+    ConnectionHook, ConnectionShutdownBehaviour, QuicCommand, QuicheConnection,
+};
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::{ConnectionParams, ServerH3Controller, ServerH3Driver};
 
 use crate::front::Live;
-use crate::front::drain::{Drain, Stop};
+use crate::front::drain::{DRAIN_LINGER, Drain, Stop};
 use crate::front::metrics::FrontMetrics;
 use crate::proxy::client::ClientBody;
 use crate::proxy::{ConnInfo, ProxyBody};
@@ -58,6 +61,10 @@ use crate::proxy::{ConnInfo, ProxyBody};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection may stay without a request after its handshake.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a drained connection's close may take before it is let go.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// The application's "no error" (RFC 9114 §8.1).
+const H3_NO_ERROR: u64 = 0x100;
 
 /// Starts HTTP/3 on `socket` (bound to the port of the TCP listener at
 /// `index` in the config) and accepts connections until the drain stops
@@ -121,7 +128,7 @@ pub(crate) fn spawn_quic_listener(
             let (live, metrics, drain) = (live.clone(), metrics.clone(), drain.clone());
             tokio::spawn(async move {
                 metrics.connections.inc();
-                serve(controller, remote, index, live, drain).await;
+                serve(controller, remote, (index, live, metrics.clone()), drain).await;
                 metrics.connections.dec();
                 drop(quic);
                 drop((slot, open));
@@ -227,24 +234,54 @@ fn use_pair(
 async fn serve(
     mut controller: ServerH3Controller,
     remote: SocketAddr,
-    index: usize,
-    live: Live,
+    at: (usize, Live, Arc<FrontMetrics>),
     mut drain: Drain,
 ) {
+    let (index, live, metrics) = at;
     let mut events = controller.take_event_receiver();
-    // The name the client asked for, once the handshake is done.
+    // The connection's worker runs this once the handshake is done (or
+    // 0-RTT data came); it is dropped unrun when the handshake fails.
     let (named, name) = tokio::sync::oneshot::channel();
     let _ = controller.cmd_sender().send(QuicCommand::Custom(Box::new(
         move |quic: &mut QuicheConnection| {
-            let _ = named.send(quic.server_name().map(str::to_owned));
+            let _ = named.send((quic.server_name().map(str::to_owned), quic.is_resumed()));
         },
     )));
-    let mut name = Some(name);
-    let mut certificate = None;
+    let handshakes = |result: &str| metrics.handshakes.with_label_values(&[result]).inc();
+    let sni = tokio::select! {
+        named = name => match named {
+            Ok((sni, resumed)) => {
+                handshakes("ok");
+                if resumed {
+                    metrics.resumed.inc();
+                }
+                sni
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "QUIC handshake failed");
+                handshakes("failed");
+                return;
+            }
+        },
+        _ = drain.stopped() => return,
+    };
+    // Without SNI the client named no host to check the certificate
+    // against; requests are routed by :authority alone.
+    let certificate = sni
+        .as_deref()
+        .and_then(|sni| live.acceptor(index).map(|tls| tls.names.choose(Some(sni))));
     let mut requests = FuturesUnordered::new();
     let mut aborts: HashMap<u64, AbortHandle> = HashMap::new();
+    // While draining: once no request is left, the client has a moment to
+    // close the connection itself (and the last answers to leave); then
+    // the connection is closed, and this task (which holds the drain
+    // open) ends with it, so the process never exits with an answer still
+    // in the connection's buffers.
     let mut draining = false;
+    let mut closing = false;
+    let mut quiet: Option<Instant> = None;
     loop {
+        let until = quiet;
         let event = tokio::select! {
             event = events.recv() => event,
             Some(done) = requests.next(), if !requests.is_empty() => {
@@ -252,8 +289,8 @@ async fn serve(
                 if let Ok(stream_id) = done {
                     aborts.remove(&stream_id);
                 }
-                if draining && requests.is_empty() {
-                    break;
+                if draining && requests.is_empty() && !closing {
+                    quiet = Some(Instant::now() + DRAIN_LINGER);
                 }
                 continue;
             }
@@ -264,8 +301,24 @@ async fn serve(
                 // tokio-quiche fails the connection on a second.
                 controller.send_goaway();
                 if requests.is_empty() {
+                    quiet = Some(Instant::now() + DRAIN_LINGER);
+                }
+                continue;
+            }
+            () = wait_until(until), if requests.is_empty() => {
+                if closing {
+                    // The connection did not end in time; let it go.
                     break;
                 }
+                closing = true;
+                let _ = controller.cmd_sender().send(QuicCommand::ConnectionClose(
+                    ConnectionShutdownBehaviour {
+                        send_application_close: true,
+                        error_code: H3_NO_ERROR,
+                        reason: Vec::new(),
+                    },
+                ));
+                quiet = Some(Instant::now() + CLOSE_WAIT);
                 continue;
             }
         };
@@ -276,13 +329,6 @@ async fn serve(
                 is_in_early_data,
                 ..
             }) => {
-                if let Some(name) = name.take() {
-                    // Sent by the connection's task before any request.
-                    let sni = name.await.ok().flatten();
-                    certificate = sni.as_deref().and_then(|sni| {
-                        live.acceptor(index).map(|tls| tls.names.choose(Some(sni)))
-                    });
-                }
                 let conn = ConnInfo {
                     remote,
                     tls: true,
@@ -325,6 +371,14 @@ async fn serve(
     }
     // Without its event receiver, the connection closes (H3_NO_ERROR) once
     // the streams it has are done.
+}
+
+/// Resolves at `at`; never without it.
+async fn wait_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One request on its stream: checked, handed to the proxy, answered.
