@@ -20,12 +20,14 @@ pub struct H3Client {
     pub peer_certificate: Vec<u8>,
 }
 
-/// An answer: status, fields and the whole body.
+/// An answer: status, fields and the whole body, and the interim (1xx)
+/// answers that came before it.
 #[derive(Debug)]
 pub struct H3Got {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
+    pub interim: Vec<(u16, http::HeaderMap)>,
 }
 
 impl H3Got {
@@ -148,7 +150,12 @@ impl H3Client {
             stream.send_data(body).await?;
         }
         stream.finish().await?;
-        let response = stream.recv_response().await?;
+        let mut interim = Vec::new();
+        let mut response = stream.recv_response().await?;
+        while response.status().is_informational() {
+            interim.push((response.status().as_u16(), response.headers().clone()));
+            response = stream.recv_response().await?;
+        }
         let mut body = Vec::new();
         while let Some(mut chunk) = stream.recv_data().await? {
             while chunk.has_remaining() {
@@ -162,6 +169,7 @@ impl H3Client {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
             body,
+            interim,
         })
     }
 

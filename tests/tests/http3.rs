@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use outpost_tests::h3client::{H3Client, H3Endpoint};
-use outpost_tests::{Origin, OriginOptions, Outpost, access_log_lines, respond};
+use outpost_tests::{
+    Misbehaviour, Origin, OriginOptions, Outpost, RawOrigin, Scripted, access_log_lines, respond,
+};
 
 /// A test authority and a certificate from it for each host.
 struct Certs {
@@ -37,7 +39,7 @@ impl Certs {
 
 /// A config with one TLS listener serving HTTP/3, certificates for `hosts`
 /// (the first is the default), and `quic` as given.
-fn config(origin: &Origin, hosts: &[&str], quic: &str) -> String {
+fn config<Kind>(origin: &Scripted<Kind>, hosts: &[&str], quic: &str) -> String {
     let certificates: String = hosts
         .iter()
         .map(|h| format!("        - {{cert: {h}.pem, key: {h}.key}}\n"))
@@ -508,4 +510,28 @@ async fn a_flood_of_empty_frames_is_held_by_flow_control() {
         .await
         .unwrap();
     assert_eq!(other.get("a.test", "/x").await.unwrap().status, 200);
+}
+
+/// An origin's 103 Early Hints reach the HTTP/3 client on the request's
+/// stream before the final answer (RFC 9110 §15.2, RFC 8297), without the
+/// fields its Connection named; the final answer follows whole.
+#[tokio::test]
+async fn early_hints_reach_an_http3_client() {
+    const HINTS: &str = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\n";
+    const FINAL: &str =
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncache-control: max-age=600\r\n\r\nfinal";
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let origin = RawOrigin::start(Misbehaviour::RespondInTwo(HINTS, FINAL, release)).await;
+    let certs = Certs::new(&["a.test"]);
+    let outpost = Outpost::start(&config(&origin, &["a.test"], "true"), &certs.files(), None).await;
+    let client = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
+        .await
+        .unwrap();
+    let got = client.get("a.test", "/hinted").await.unwrap();
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"final"[..]));
+    assert_eq!(got.interim.len(), 1, "{got:?}");
+    let (status, hints) = &got.interim[0];
+    assert_eq!(*status, 103);
+    assert_eq!(hints["link"], "</style.css>; rel=preload");
+    assert!(!hints.contains_key("x-hop") && !hints.contains_key("connection"));
 }

@@ -38,7 +38,7 @@ use crate::body::{RecvBody, content_length};
 use crate::front::Live;
 use crate::front::drain::{DRAIN_LINGER, Drain};
 use crate::front::flood::{Guard, Guarded};
-use crate::front::interim::{Allowance, Budget, MAX_HEADS, forwardable};
+use crate::front::interim::{Allowance, Budget, MAX_HEADS, block_size, forwardable};
 use crate::origin::interim::InterimSink;
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
 use crate::proxy::{ConnInfo, ProxyBody};
@@ -263,16 +263,6 @@ async fn stream(
         Ok(send) => pipe(body, send).await,
         Err(e) => tracing::debug!(error = %e, "an answer was not sent"),
     }
-}
-
-/// Roughly what a header block costs, for the interim bounds: each field's
-/// bytes and HPACK's 32 per entry.
-fn block_size(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 32)
-        .sum::<usize>()
-        + 32
 }
 
 /// Fields that mean nothing in HTTP/2 and that h2 refuses to send (RFC 9113

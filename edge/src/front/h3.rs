@@ -36,7 +36,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, V
 use http_body::{Body, Frame, SizeHint};
 use outpost_config::Quic;
 use quiche::h3::{Header, NameValue};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_quiche::http3::driver::{
     H3Event, InboundFrame, InboundFrameStream, IncomingH3Headers, OutboundFrame,
@@ -52,7 +52,9 @@ use tokio_quiche::{ConnectionParams, ServerH3Controller, ServerH3Driver};
 
 use crate::front::Live;
 use crate::front::drain::{DRAIN_LINGER, Drain, Stop};
+use crate::front::interim::{Allowance, Budget, MAX_HEADS, block_size, forwardable};
 use crate::front::metrics::FrontMetrics;
+use crate::origin::interim::InterimSink;
 use crate::proxy::client::ClientBody;
 use crate::proxy::{ConnInfo, ProxyBody};
 
@@ -270,6 +272,7 @@ async fn serve(
     let certificate = sni
         .as_deref()
         .and_then(|sni| live.acceptor(index).map(|tls| tls.names.choose(Some(sni))));
+    let budget = Budget::default();
     let mut requests = FuturesUnordered::new();
     let mut aborts: HashMap<u64, AbortHandle> = HashMap::new();
     // While draining: once no request is left, the client has a moment to
@@ -341,7 +344,7 @@ async fn serve(
                 let (abort, registration) = AbortHandle::new_pair();
                 aborts.insert(stream_id, abort);
                 let early = *is_in_early_data;
-                let request = request(live.proxy(), conn, incoming_headers, early);
+                let request = request(live.proxy(), conn, incoming_headers, early, budget.clone());
                 requests.push(Abortable::new(
                     Box::pin(async move {
                         request.await;
@@ -388,6 +391,7 @@ async fn request(
     conn: ConnInfo,
     incoming: IncomingH3Headers,
     early: bool,
+    budget: Budget,
 ) {
     let IncomingH3Headers {
         headers,
@@ -432,7 +436,53 @@ async fn request(
     } else {
         ClientBody::Http3(H3Body::new(recv, length))
     };
-    let answered = proxy.handle(conn, Request::from_parts(parts, body)).await;
+    // The origin's interim answers (103 Early Hints) go out on the stream
+    // as they come, before the final one (RFC 9114 §4.1).
+    let (heads, mut interim) = mpsc::channel(MAX_HEADS);
+    parts
+        .extensions
+        .insert(InterimSink::new(move |status, headers| {
+            if let Some(headers) = forwardable(status, headers) {
+                let _ = heads.try_send((status, headers));
+            }
+        }));
+    let mut allowance = Allowance::new(&budget);
+    let mut handling = std::pin::pin!(proxy.handle(conn, Request::from_parts(parts, body)));
+    let mut head = |status: http::StatusCode, headers: HeaderMap| {
+        allowance.admit(block_size(&headers)).then(|| {
+            let mut fields = vec![Header::new(b":status", status.as_str().as_bytes())];
+            fields.extend(
+                headers
+                    .iter()
+                    .map(|(n, v)| Header::new(n.as_str().as_bytes(), v.as_bytes())),
+            );
+            OutboundFrame::Headers(fields, None)
+        })
+    };
+    let answered = loop {
+        tokio::select! {
+            answered = &mut handling => break answered,
+            Some((status, headers)) = interim.recv() => {
+                if let Some(frame) = head(status, headers)
+                    && send.send(frame).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    };
+    // Those that came before the final answer go before it; nothing more
+    // may.
+    while let Ok((status, headers)) = interim.try_recv() {
+        if let Some(frame) = head(status, headers)
+            && send.send(frame).await.is_err()
+        {
+            return;
+        }
+    }
+    drop(interim);
+    // Its share of the connection's budget goes back now.
+    drop(allowance);
     let Ok(response) = answered;
     respond(&mut send, response).await;
 }

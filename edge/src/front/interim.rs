@@ -13,6 +13,8 @@
 //!   output is between messages (everything it wrote has been flushed).
 //! - HTTP/2: the stream's task sends them with h2's `send_informational`
 //!   (see [`crate::front::h2`]).
+//! - HTTP/3: the request's task sends them as HEADERS frames before the
+//!   final answer's (see [`crate::front::h3`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,6 +42,16 @@ pub(crate) fn forwardable(status: StatusCode, headers: &HeaderMap) -> Option<Hea
     let mut headers = headers.clone();
     crate::proxy::headers::strip_hop_by_hop(&mut headers);
     Some(headers)
+}
+
+/// Roughly what a header block costs, for the interim bounds: each field's
+/// bytes and HPACK's and QPACK's 32 per entry.
+pub(crate) fn block_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum::<usize>()
+        + 32
 }
 
 /// A connection's count of the interim bytes waiting to be written.
