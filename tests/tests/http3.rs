@@ -463,21 +463,8 @@ async fn a_flood_of_empty_frames_is_held_by_flow_control() {
     let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
     let (certs, outpost) = start(&origin, &["a.test"], "{stream_window: 64KiB}").await;
     let endpoint = H3Endpoint::new(&certs.ca, false).unwrap();
-    let raw = endpoint
-        .connect_raw(outpost.addr(), "a.test")
-        .await
-        .unwrap();
-    // The client's control stream (RFC 9114 §6.2.1): its type, then an
-    // empty SETTINGS frame.
-    let mut control = raw.open_uni().await.unwrap();
-    control.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
-    // POST https://a.test/ in QPACK's static table (RFC 9204 Appendix A):
-    // no dynamic table; :method POST, :scheme https, :path /; :authority
-    // as a literal with its name from the table.
-    let mut block = vec![0x00, 0x00, 0xc0 | 20, 0xc0 | 23, 0xc0 | 1, 0x50, 6];
-    block.extend_from_slice(b"a.test");
-    let mut headers = vec![0x01, u8::try_from(block.len()).unwrap()];
-    headers.extend_from_slice(&block);
+    let (raw, _control) = raw_connection(&endpoint, outpost.addr()).await;
+    let headers = post_head();
     let (mut send, _recv) = raw.open_bi().await.unwrap();
     send.write_all(&headers).await.unwrap();
 
@@ -534,4 +521,92 @@ async fn early_hints_reach_an_http3_client() {
     assert_eq!(*status, 103);
     assert_eq!(hints["link"], "</style.css>; rel=preload");
     assert!(!hints.contains_key("x-hop") && !hints.contains_key("connection"));
+}
+
+/// A QUIC connection for HTTP/3 frames written by hand, with the client's
+/// control stream open (RFC 9114 §6.2.1: its type, then an empty
+/// SETTINGS frame).
+async fn raw_connection(
+    endpoint: &H3Endpoint,
+    addr: std::net::SocketAddr,
+) -> (quinn::Connection, quinn::SendStream) {
+    let raw = endpoint
+        .connect_raw(addr, "a.test")
+        .await
+        .expect("a QUIC connection");
+    let mut control = raw.open_uni().await.expect("a control stream");
+    control
+        .write_all(&[0x00, 0x04, 0x00])
+        .await
+        .expect("SETTINGS");
+    // The stream stays open for the connection's life: keep it.
+    (raw, control)
+}
+
+/// The HEADERS frame of `POST https://a.test/` in QPACK's static table
+/// (RFC 9204 Appendix A): no dynamic table; :method POST, :scheme https,
+/// :path /; :authority as a literal with its name from the table.
+fn post_head() -> Vec<u8> {
+    let mut block = vec![0x00, 0x00, 0xc0 | 20, 0xc0 | 23, 0xc0 | 1, 0x50, 6];
+    block.extend_from_slice(b"a.test");
+    let mut headers = vec![0x01, u8::try_from(block.len()).expect("short")];
+    headers.extend_from_slice(&block);
+    headers
+}
+
+/// A client that opens requests only to cancel them while they are in
+/// flight (a rapid reset flood, RFC 9114 §10.5) loses its connection with
+/// H3_EXCESSIVE_LOAD once past its allowance (100 at once, 20 a second
+/// after), and the origin sees no more of them.
+#[tokio::test]
+async fn a_flood_of_cancelled_requests_ends_the_connection() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let origin = Origin::start_with(options, |_| {
+        respond(200, &[("cache-control", "no-store")], "ok")
+    })
+    .await;
+    let (certs, outpost) = start(&origin, &["a.test"], "true").await;
+    let endpoint = H3Endpoint::new(&certs.ca, false).unwrap();
+    let (raw, _control) = raw_connection(&endpoint, outpost.addr()).await;
+    let head = post_head();
+    let mut cancelled = 0;
+    for _ in 0..300 {
+        let Ok((mut send, _recv)) = raw.open_bi().await else {
+            break;
+        };
+        if send.write_all(&head).await.is_err() {
+            break;
+        }
+        // In flight: it has reached the origin (or the connection is gone).
+        tokio::select! {
+            () = origin.await_arrivals(cancelled + 1) => {}
+            _ = raw.closed() => break,
+        }
+        // H3_REQUEST_CANCELLED.
+        if send.reset(quinn::VarInt::from_u32(0x10c)).is_err() {
+            break;
+        }
+        cancelled += 1;
+        if raw.close_reason().is_some() {
+            break;
+        }
+    }
+    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
+        .await
+        .expect("the connection was closed");
+    match why {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(0x107),
+                "{close:?}"
+            );
+        }
+        other => panic!("closed for another reason: {other:?}"),
+    }
+    // The burst is allowed; the flood is cut well before 300.
+    assert!((100..300).contains(&cancelled), "{cancelled} cancelled");
 }

@@ -17,7 +17,8 @@
 //! the header section, flow-control windows. Retry (address validation)
 //! is on unless the config turns it off; QPACK's dynamic table is off
 //! (quiche keeps none), so a client cannot make us hold its fields; a peer
-//! past a limit gets a connection error from quiche.
+//! past a limit gets a connection error from quiche, and one that cancels
+//! requests in flight faster than [`Cancels`] allows gets one from us.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,8 +66,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a drained connection's close may take before it is let go.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// The application's "no error" (RFC 9114 §8.1).
+/// The application's "no error" and "excessive load" (RFC 9114 §8.1).
 const H3_NO_ERROR: u64 = 0x100;
+const H3_EXCESSIVE_LOAD: u64 = 0x107;
 
 /// Starts HTTP/3 on `socket` (bound to the port of the TCP listener at
 /// `index` in the config) and accepts connections until the drain stops
@@ -273,6 +275,7 @@ async fn serve(
         .as_deref()
         .and_then(|sni| live.acceptor(index).map(|tls| tls.names.choose(Some(sni))));
     let budget = Budget::default();
+    let mut cancels = Cancels::new();
     let mut requests = FuturesUnordered::new();
     let mut aborts: HashMap<u64, AbortHandle> = HashMap::new();
     // While draining: once no request is left, the client has a moment to
@@ -358,6 +361,20 @@ async fn serve(
                     // The client gave the request up.
                     if let Some(abort) = aborts.remove(&stream_id) {
                         abort.abort();
+                        if !cancels.take() {
+                            // Requests opened only to be cancelled (a rapid
+                            // reset flood) cost work each: the connection
+                            // ends instead (RFC 9114 §10.5).
+                            tracing::debug!(%remote, "an HTTP/3 client cancels too many requests; closing");
+                            let _ = controller.cmd_sender().send(QuicCommand::ConnectionClose(
+                                ConnectionShutdownBehaviour {
+                                    send_application_close: true,
+                                    error_code: H3_EXCESSIVE_LOAD,
+                                    reason: b"too many cancelled requests".to_vec(),
+                                },
+                            ));
+                            break;
+                        }
                     }
                 }
                 H3Event::ConnectionError(e) => {
@@ -374,6 +391,39 @@ async fn serve(
     }
     // Without its event receiver, the connection closes (H3_NO_ERROR) once
     // the streams it has are done.
+}
+
+/// How many requests in flight a client may cancel: a burst, refilled at
+/// a steady rate (browsers cancel what a navigation made useless; a flood
+/// of requests opened only to be reset is an attack on the origin).
+struct Cancels {
+    left: f64,
+    at: Instant,
+}
+
+impl Cancels {
+    const BURST: f64 = 100.0;
+    const PER_SECOND: f64 = 20.0;
+
+    fn new() -> Self {
+        Self {
+            left: Self::BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one cancel; false past the bound.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * Self::PER_SECOND;
+        self.left = (self.left + refill).min(Self::BURST);
+        self.at = now;
+        if self.left < 1.0 {
+            return false;
+        }
+        self.left -= 1.0;
+        true
+    }
 }
 
 /// Resolves at `at`; never without it.
@@ -822,6 +872,27 @@ mod tests {
             head(&fields(&host_only)).unwrap().uri,
             "https://example.com/a?b=c"
         );
+    }
+
+    /// A client may cancel 100 requests in flight at once, then 20 a
+    /// second.
+    #[tokio::test(start_paused = true)]
+    async fn cancels_are_a_burst_then_a_rate() {
+        let mut cancels = Cancels::new();
+        for _ in 0..100 {
+            assert!(cancels.take());
+        }
+        assert!(!cancels.take());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..10 {
+            assert!(cancels.take());
+        }
+        assert!(!cancels.take());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        for _ in 0..100 {
+            assert!(cancels.take());
+        }
+        assert!(!cancels.take());
     }
 
     #[tokio::test]
