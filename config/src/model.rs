@@ -376,79 +376,43 @@ impl Listener {
 /// HTTP/3 over QUIC beside a TLS listener, with its limits. Each has a
 /// default safe for a public edge.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Quic {
     /// `quic: false` keeps the mapping in the file but listens on no UDP.
-    #[serde(default = "Quic::default_enabled")]
     pub enabled: bool,
     /// Requests (bidirectional streams) a connection may have open at once.
-    #[serde(default = "Quic::default_max_streams")]
     pub max_streams: u64,
     /// A connection with nothing sent or received this long is closed.
-    #[serde(default = "Quic::default_idle_timeout")]
     pub idle_timeout: Span,
     /// Largest request header section (SETTINGS_MAX_FIELD_SECTION_SIZE).
-    #[serde(default = "Quic::default_max_header_list")]
     pub max_header_list: Size,
     /// What a client may send on one stream before we read it.
-    #[serde(default = "Quic::default_stream_window")]
     pub stream_window: Size,
     /// What a client may send on all its streams before we read.
-    #[serde(default = "Quic::default_connection_window")]
     pub connection_window: Size,
     /// How long clients may remember the `Alt-Svc` advertisement.
-    #[serde(default = "Quic::default_alt_svc_max_age")]
     pub alt_svc_max_age: Span,
     /// Check that a new client owns its address with a Retry round trip
     /// before doing the work of a handshake (RFC 9000 §8.1).
-    #[serde(default = "Quic::default_retry")]
     pub retry: bool,
     /// 0-RTT: a returning client may send requests in its first flight.
     /// Early data can be replayed by an attacker, so only safe methods are
     /// served from it (others get 425), and requests forwarded to an
     /// origin say `Early-Data: 1` (RFC 8470).
-    #[serde(default)]
     pub early_data: bool,
-}
-
-impl Quic {
-    fn default_enabled() -> bool {
-        true
-    }
-    fn default_max_streams() -> u64 {
-        100
-    }
-    fn default_idle_timeout() -> Span {
-        Span(Duration::from_secs(30))
-    }
-    fn default_max_header_list() -> Size {
-        Size(64 * 1024)
-    }
-    fn default_stream_window() -> Size {
-        Size(1024 * 1024)
-    }
-    fn default_connection_window() -> Size {
-        Size(4 * 1024 * 1024)
-    }
-    fn default_alt_svc_max_age() -> Span {
-        Span(Duration::from_secs(86_400))
-    }
-    fn default_retry() -> bool {
-        true
-    }
 }
 
 impl Default for Quic {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_streams: Self::default_max_streams(),
-            idle_timeout: Self::default_idle_timeout(),
-            max_header_list: Self::default_max_header_list(),
-            stream_window: Self::default_stream_window(),
-            connection_window: Self::default_connection_window(),
-            alt_svc_max_age: Self::default_alt_svc_max_age(),
-            retry: Self::default_retry(),
+            max_streams: 100,
+            idle_timeout: Span(Duration::from_secs(30)),
+            max_header_list: Size(64 * 1024),
+            stream_window: Size(1024 * 1024),
+            connection_window: Size(4 * 1024 * 1024),
+            alt_svc_max_age: Span(Duration::from_secs(86_400)),
+            retry: true,
             early_data: false,
         }
     }

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use outpost_config::ServerUrl;
 use tokio::sync::Notify;
+use tracing_log::AsLog;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -65,18 +66,7 @@ pub fn main(hooks: Option<Arc<dyn Hooks>>) -> ExitCode {
     // Records from crates that log through `log` (quiche) are bridged to
     // tracing; the bridge lets every level through, so without this each
     // of quiche's trace records on the packet path is made and dropped.
-    log::set_max_level(match most {
-        Some(level) if level == tracing::level_filters::LevelFilter::OFF => log::LevelFilter::Off,
-        Some(level) if level == tracing::level_filters::LevelFilter::ERROR => {
-            log::LevelFilter::Error
-        }
-        Some(level) if level == tracing::level_filters::LevelFilter::WARN => log::LevelFilter::Warn,
-        Some(level) if level == tracing::level_filters::LevelFilter::INFO => log::LevelFilter::Info,
-        Some(level) if level == tracing::level_filters::LevelFilter::DEBUG => {
-            log::LevelFilter::Debug
-        }
-        _ => log::LevelFilter::Trace,
-    });
+    log::set_max_level(most.map_or(log::LevelFilter::Trace, |level| level.as_log()));
     match cli.command {
         Command::Check { file } => {
             let checked = outpost_config::load_file(&file)

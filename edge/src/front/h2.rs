@@ -28,18 +28,17 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, Method, Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::body::{RecvBody, content_length};
-use crate::front::Live;
 use crate::front::drain::{DRAIN_LINGER, Drain};
 use crate::front::flood::{Guard, Guarded};
-use crate::front::interim::{Allowance, Budget, MAX_HEADS, block_size, forwardable};
-use crate::origin::interim::InterimSink;
+use crate::front::interim::{self, Allowance, Budget, block_size};
+use crate::front::{Live, multiplexed_head};
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
 use crate::proxy::{ConnInfo, ProxyBody};
 
@@ -187,14 +186,8 @@ async fn stream(
     } else {
         (None, ClientBody::Http2(RecvBody::new(recv, length)))
     };
-    let (heads, mut interim) = mpsc::channel(MAX_HEADS);
-    parts
-        .extensions
-        .insert(InterimSink::new(move |status, headers| {
-            if let Some(headers) = forwardable(status, headers) {
-                let _ = heads.try_send((status, headers));
-            }
-        }));
+    let (sink, mut interim) = interim::channel();
+    parts.extensions.insert(sink);
     let mut allowance = Allowance::new(budget);
     let mut handling = pin!(proxy.handle(conn, Request::from_parts(parts, body)));
     let answered = poll_fn(|cx| {
@@ -225,13 +218,10 @@ async fn stream(
         return;
     };
     let (mut head, body) = response.into_parts();
-    strip_connection_fields(&mut head.headers);
+    multiplexed_head(&mut head.headers, &body);
     if let Some(alt_svc) = conn.alt_svc {
         head.headers.insert(http::header::ALT_SVC, alt_svc.clone());
     }
-    head.headers
-        .entry(http::header::DATE)
-        .or_insert_with(crate::front::date::now);
     if let Some((give, recv)) = tunnel
         && head.status.is_success()
     {
@@ -251,39 +241,9 @@ async fn stream(
         }
         return;
     }
-    if let Some(length) = body.size_hint().exact()
-        && !head.headers.contains_key(http::header::CONTENT_LENGTH)
-    {
-        head.headers.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from(length),
-        );
-    }
     match respond.send_response(Response::from_parts(head, ()), false) {
         Ok(send) => pipe(body, send).await,
         Err(e) => tracing::debug!(error = %e, "an answer was not sent"),
-    }
-}
-
-/// Fields that mean nothing in HTTP/2 and that h2 refuses to send (RFC 9113
-/// §8.2.2): `Connection` and the fields it names, and the other
-/// connection-specific ones.
-fn strip_connection_fields(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(http::header::CONNECTION)
-        && let Ok(names) = connection.to_str()
-    {
-        for name in names.split(',') {
-            headers.remove(name.trim());
-        }
-    }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-    ] {
-        headers.remove(name);
     }
 }
 
@@ -470,33 +430,5 @@ impl AsyncWrite for H2Tunnel {
         // The end of our side: an empty DATA frame with END_STREAM.
         let _ = self.send.send_data(Bytes::new(), true);
         Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 9113 §8.2.2: connection-specific fields never reach h2.
-    #[test]
-    fn connection_fields_are_stripped() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "close, x-hop"),
-            ("x-hop", "1"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("upgrade", "websocket"),
-            ("te", "trailers"),
-            ("content-type", "text/plain"),
-        ] {
-            headers.insert(
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_static(value),
-            );
-        }
-        strip_connection_fields(&mut headers);
-        let left: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(left, ["content-type"]);
     }
 }

@@ -37,7 +37,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, V
 use http_body::{Body, Frame, SizeHint};
 use outpost_config::Quic;
 use quiche::h3::{Header, NameValue};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_quiche::http3::driver::{
     H3Event, InboundFrame, InboundFrameStream, IncomingH3Headers, OutboundFrame,
@@ -51,11 +51,10 @@ use tokio_quiche::quic::{
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
 use tokio_quiche::{ConnectionParams, ServerH3Controller, ServerH3Driver};
 
-use crate::front::Live;
 use crate::front::drain::{DRAIN_LINGER, Drain, Stop};
-use crate::front::interim::{Allowance, Budget, MAX_HEADS, block_size, forwardable};
+use crate::front::interim::{self, Allowance, Budget, block_size};
 use crate::front::metrics::FrontMetrics;
-use crate::origin::interim::InterimSink;
+use crate::front::{Live, multiplexed_head};
 use crate::proxy::client::ClientBody;
 use crate::proxy::{ConnInfo, ProxyBody};
 
@@ -317,13 +316,7 @@ async fn serve(
                     break;
                 }
                 closing = true;
-                let _ = controller.cmd_sender().send(QuicCommand::ConnectionClose(
-                    ConnectionShutdownBehaviour {
-                        send_application_close: true,
-                        error_code: H3_NO_ERROR,
-                        reason: Vec::new(),
-                    },
-                ));
+                close(&controller, H3_NO_ERROR, b"");
                 quiet = Some(Instant::now() + CLOSE_WAIT);
                 continue;
             }
@@ -366,13 +359,11 @@ async fn serve(
                             // reset flood) cost work each: the connection
                             // ends instead (RFC 9114 §10.5).
                             tracing::debug!(%remote, "an HTTP/3 client cancels too many requests; closing");
-                            let _ = controller.cmd_sender().send(QuicCommand::ConnectionClose(
-                                ConnectionShutdownBehaviour {
-                                    send_application_close: true,
-                                    error_code: H3_EXCESSIVE_LOAD,
-                                    reason: b"too many cancelled requests".to_vec(),
-                                },
-                            ));
+                            close(
+                                &controller,
+                                H3_EXCESSIVE_LOAD,
+                                b"too many cancelled requests",
+                            );
                             break;
                         }
                     }
@@ -391,6 +382,18 @@ async fn serve(
     }
     // Without its event receiver, the connection closes (H3_NO_ERROR) once
     // the streams it has are done.
+}
+
+/// Closes the connection with an application error `code` (RFC 9114 §8.1).
+fn close(controller: &ServerH3Controller, code: u64, reason: &[u8]) {
+    let _ =
+        controller
+            .cmd_sender()
+            .send(QuicCommand::ConnectionClose(ConnectionShutdownBehaviour {
+                send_application_close: true,
+                error_code: code,
+                reason: reason.to_vec(),
+            }));
 }
 
 /// How many requests in flight a client may cancel: a burst, refilled at
@@ -488,26 +491,14 @@ async fn request(
     };
     // The origin's interim answers (103 Early Hints) go out on the stream
     // as they come, before the final one (RFC 9114 §4.1).
-    let (heads, mut interim) = mpsc::channel(MAX_HEADS);
-    parts
-        .extensions
-        .insert(InterimSink::new(move |status, headers| {
-            if let Some(headers) = forwardable(status, headers) {
-                let _ = heads.try_send((status, headers));
-            }
-        }));
+    let (sink, mut interim) = interim::channel();
+    parts.extensions.insert(sink);
     let mut allowance = Allowance::new(&budget);
     let mut handling = std::pin::pin!(proxy.handle(conn, Request::from_parts(parts, body)));
     let mut head = |status: http::StatusCode, headers: HeaderMap| {
-        allowance.admit(block_size(&headers)).then(|| {
-            let mut fields = vec![Header::new(b":status", status.as_str().as_bytes())];
-            fields.extend(
-                headers
-                    .iter()
-                    .map(|(n, v)| Header::new(n.as_str().as_bytes(), v.as_bytes())),
-            );
-            OutboundFrame::Headers(fields, None)
-        })
+        allowance
+            .admit(block_size(&headers))
+            .then(|| OutboundFrame::Headers(fields(Some(status), &headers), None))
     };
     let answered = loop {
         tokio::select! {
@@ -642,49 +633,34 @@ fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
+/// A field section for quiche: `:status` first when there is one (a head,
+/// not trailers), then `headers`.
+fn fields(status: Option<http::StatusCode>, headers: &HeaderMap) -> Vec<Header> {
+    let mut fields = Vec::with_capacity(headers.len() + 1);
+    if let Some(status) = status {
+        fields.push(Header::new(b":status", status.as_str().as_bytes()));
+    }
+    fields.extend(
+        headers
+            .iter()
+            .map(|(n, v)| Header::new(n.as_str().as_bytes(), v.as_bytes())),
+    );
+    fields
+}
+
 /// Sends an answer on its stream: the head, the body as the client's flow
 /// control takes it, then trailers or the end of the stream. A body that
 /// fails resets the stream (the sender is dropped without a FIN), so the
 /// client never takes a cut-off body for a whole one.
 async fn respond(send: &mut OutboundFrameSender, response: Response<ProxyBody>) {
-    let (head, mut body) = response.into_parts();
-    let mut fields = Vec::with_capacity(head.headers.len() + 3);
-    fields.push(Header::new(b":status", head.status.as_str().as_bytes()));
-    let mut dated = false;
-    let mut sized = false;
-    let mut strip: Vec<HeaderName> = Vec::new();
-    if let Some(connection) = head.headers.get(http::header::CONNECTION)
-        && let Ok(names) = connection.to_str()
-    {
-        strip.extend(
-            names
-                .split(',')
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-        );
-    }
-    for (name, value) in &head.headers {
-        if is_connection_specific(name, value.as_bytes()) || strip.contains(name) {
-            continue;
-        }
-        dated |= name == http::header::DATE;
-        sized |= name == http::header::CONTENT_LENGTH;
-        fields.push(Header::new(name.as_str().as_bytes(), value.as_bytes()));
-    }
-    if !dated {
-        fields.push(Header::new(b"date", crate::front::date::now().as_bytes()));
-    }
+    let (mut head, mut body) = response.into_parts();
+    multiplexed_head(&mut head.headers, &body);
     let ends = body.is_end_stream();
-    if !sized
-        && !ends
-        && let Some(length) = body.size_hint().exact()
-    {
-        fields.push(Header::new(
-            b"content-length",
-            length.to_string().as_bytes(),
-        ));
-    }
     if send
-        .send(OutboundFrame::Headers(fields, None))
+        .send(OutboundFrame::Headers(
+            fields(Some(head.status), &head.headers),
+            None,
+        ))
         .await
         .is_err()
     {
@@ -717,11 +693,8 @@ async fn respond(send: &mut OutboundFrameSender, response: Response<ProxyBody>) 
                 }
                 Err(frame) => match frame.into_trailers() {
                     Ok(trailers) => {
-                        let fields = trailers
-                            .iter()
-                            .map(|(n, v)| Header::new(n.as_str().as_bytes(), v.as_bytes()))
-                            .collect();
-                        send.send(OutboundFrame::Trailers(fields, None)).await
+                        send.send(OutboundFrame::Trailers(fields(None, &trailers), None))
+                            .await
                     }
                     Err(_) => continue,
                 },

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use tokio::sync::mpsc;
 
 use crate::origin::interim::InterimSink;
 
@@ -52,6 +53,19 @@ pub(crate) fn block_size(headers: &HeaderMap) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len() + 32)
         .sum::<usize>()
         + 32
+}
+
+/// A request's sink for the origin's interim answers, and what it lets
+/// through ([`forwardable`], [`MAX_HEADS`] waiting at most) for the
+/// HTTP/2 and HTTP/3 servers to send on the request's stream.
+pub(crate) fn channel() -> (InterimSink, mpsc::Receiver<(StatusCode, HeaderMap)>) {
+    let (heads, interim) = mpsc::channel(MAX_HEADS);
+    let sink = InterimSink::new(move |status, headers| {
+        if let Some(headers) = forwardable(status, headers) {
+            let _ = heads.try_send((status, headers));
+        }
+    });
+    (sink, interim)
 }
 
 /// A connection's count of the interim bytes waiting to be written.

@@ -1,10 +1,13 @@
 //! The front door: listening sockets and TLS, the checks and guards in
-//! front of the protocol servers, and the HTTP/1.1 and HTTP/2 servers that
-//! turn client connections into requests for the proxy.
+//! front of the protocol servers, and the HTTP/1.1, HTTP/2 and HTTP/3
+//! servers that turn client connections into requests for the proxy.
 
 use std::sync::Arc;
 
-use crate::proxy::Proxy;
+use http::HeaderMap;
+use http_body::Body;
+
+use crate::proxy::{Proxy, ProxyBody};
 
 mod date;
 pub(crate) mod drain;
@@ -32,3 +35,70 @@ pub(crate) trait Serving: Send + Sync {
 
 /// The generation serving now, as the front door sees it.
 pub(crate) type Live = Arc<dyn Serving>;
+
+/// An answer's head as HTTP/2 and HTTP/3 send it: no connection-specific
+/// fields, a `Date` when the proxy set none, and a `Content-Length` when
+/// the body's length is known and the proxy gave none.
+pub(crate) fn multiplexed_head(headers: &mut HeaderMap, body: &ProxyBody) {
+    strip_connection_fields(headers);
+    headers.entry(http::header::DATE).or_insert_with(date::now);
+    if !body.is_end_stream()
+        && let Some(length) = body.size_hint().exact()
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
+    }
+}
+
+/// Fields that mean nothing in HTTP/2 and HTTP/3 (RFC 9113 §8.2.2, RFC
+/// 9114 §4.2): `Connection` and the fields it names, and the other
+/// connection-specific ones.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.remove(http::header::CONNECTION)
+        && let Ok(names) = connection.to_str()
+    {
+        for name in names.split(',') {
+            headers.remove(name.trim());
+        }
+    }
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9113 §8.2.2: connection-specific fields never reach h2.
+    #[test]
+    fn connection_fields_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("content-type", "text/plain"),
+        ] {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        strip_connection_fields(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+    }
+}
