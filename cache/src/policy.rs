@@ -98,6 +98,11 @@ pub enum NotStored {
     /// The body's declared length is over the size limit.
     #[error("the body is larger than the cache keeps")]
     TooLarge,
+    /// 425 Too Early answers when the request came (in early data), not
+    /// what the resource is (RFC 8470 §5.2): stored, it would refuse
+    /// later requests that were never early.
+    #[error("a 425 Too Early is about the request, not the resource")]
+    TooEarly,
 }
 
 impl NotStored {
@@ -109,6 +114,7 @@ impl NotStored {
             NotStored::Cookie => "request-cookie",
             NotStored::Authorization => "authorization",
             NotStored::TooLarge => "too-large",
+            NotStored::TooEarly => "too-early",
         }
     }
 }
@@ -173,6 +179,9 @@ pub fn storage_policy(
 ) -> Result<Built, NotStored> {
     if req.method != Method::GET {
         return Err(NotStored::Method);
+    }
+    if res.status == http::StatusCode::TOO_EARLY {
+        return Err(NotStored::TooEarly);
     }
     if res.headers.contains_key(SET_COOKIE)
         && !rules.share_set_cookie
@@ -757,6 +766,23 @@ mod tests {
     fn s_maxage_wins_over_max_age_in_a_shared_cache() {
         let r = res(200, &[("cache-control", "max-age=10, s-maxage=100")]);
         assert_eq!(ttl_of(&req(&[]), &r, StoreRules::default()), Ok(100));
+    }
+
+    /// RFC 8470 §5.2: a 425 is never stored, whatever freshness it
+    /// carries or a rule gives it, so neither a later request nor one
+    /// that collapsed onto an early request's fetch is refused with it.
+    #[test]
+    fn too_early_is_never_stored() {
+        let rules = StoreRules {
+            ttl: Some(Duration::from_secs(3600)),
+            ..StoreRules::default()
+        };
+        for rules in [StoreRules::default(), rules] {
+            let r = res(425, &[("cache-control", "public, max-age=60")]);
+            assert_eq!(ttl_of(&req(&[]), &r, rules), Err(NotStored::TooEarly));
+        }
+        let r = res(422, &[("cache-control", "max-age=60")]);
+        assert_eq!(ttl_of(&req(&[]), &r, StoreRules::default()), Ok(60));
     }
 
     #[test]

@@ -755,11 +755,26 @@ fn validate_quic(
             "must be at least stream_window".into(),
         );
     }
-    if quic.idle_timeout.get().is_zero() {
+    for (name, span) in [
+        ("idle_timeout", quic.idle_timeout),
+        ("body_timeout", quic.body_timeout),
+    ] {
+        if span.get().is_zero() {
+            err(
+                at,
+                format!("listen[{i}].quic.{name}"),
+                "must be more than 0".into(),
+            );
+        }
+    }
+    if !(1..=3).contains(&quic.amplification_factor) {
         err(
             at,
-            format!("listen[{i}].quic.idle_timeout"),
-            "must be more than 0".into(),
+            format!("listen[{i}].quic.amplification_factor"),
+            format!(
+                "{} is outside 1..=3 (RFC 9000 §8.1 allows at most 3)",
+                quic.amplification_factor
+            ),
         );
     }
 }
@@ -954,6 +969,17 @@ sites:
         );
         assert!(
             message.contains("listen[0].quic.stream_window: must be at least 16384 bytes"),
+            "{message}"
+        );
+        let message = load(&with("{amplification_factor: 4, body_timeout: 0s}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("listen[0].quic.amplification_factor: 4 is outside 1..=3"),
+            "{message}"
+        );
+        assert!(
+            message.contains("listen[0].quic.body_timeout: must be more than 0"),
             "{message}"
         );
         let message = load(&with("{max_stream: 5}")).unwrap_err().to_string();

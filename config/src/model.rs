@@ -395,6 +395,13 @@ pub struct Quic {
     /// Check that a new client owns its address with a Retry round trip
     /// before doing the work of a handshake (RFC 9000 §8.1).
     pub retry: bool,
+    /// Before a client's address is validated, Outpost sends it at most
+    /// this many times what it received (RFC 9000 §8.1 allows up to 3).
+    pub amplification_factor: u8,
+    /// A request body that brings nothing this long closes its connection
+    /// with H3_EXCESSIVE_LOAD: it holds the request open for nothing, or
+    /// the client is sending frames that carry no bytes (RFC 9114 §10.5).
+    pub body_timeout: Span,
     /// 0-RTT: a returning client may send requests in its first flight.
     /// Early data can be replayed by an attacker, so only safe methods are
     /// served from it (others get 425), and requests forwarded to an
@@ -413,6 +420,8 @@ impl Default for Quic {
             connection_window: Size(4 * 1024 * 1024),
             alt_svc_max_age: Span(Duration::from_secs(86_400)),
             retry: true,
+            amplification_factor: 3,
+            body_timeout: Span(Duration::from_secs(30)),
             early_data: false,
         }
     }

@@ -455,13 +455,15 @@ async fn early_data_serves_only_safe_methods() {
 
 /// A client that sends endless empty DATA frames on a request (RFC 9114
 /// §10.5: frames that cost the server work and carry nothing) is held by
-/// flow control: the frames' own bytes use up the stream's window, the
-/// server's memory does not grow with them, and other clients are served
-/// meanwhile.
+/// flow control, the frames' own bytes using up the stream's window, so
+/// the server's memory does not grow with them; its body brings nothing,
+/// and past `body_timeout` the connection ends with H3_EXCESSIVE_LOAD.
+/// Other clients are served meanwhile.
 #[tokio::test]
-async fn a_flood_of_empty_frames_is_held_by_flow_control() {
+async fn a_flood_of_empty_frames_ends_the_connection() {
     let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
-    let (certs, outpost) = start(&origin, &["a.test"], "{stream_window: 64KiB}").await;
+    let quic = "{stream_window: 64KiB, body_timeout: 2s}";
+    let (certs, outpost) = start(&origin, &["a.test"], quic).await;
     let endpoint = H3Endpoint::new(&certs.ca, false).unwrap();
     let (raw, _control) = raw_connection(&endpoint, outpost.addr()).await;
     let headers = post_head();
@@ -481,15 +483,23 @@ async fn a_flood_of_empty_frames_is_held_by_flow_control() {
             written += empty.len();
         }
     };
-    let held = tokio::time::timeout(Duration::from_secs(3), flood)
-        .await
-        .is_err();
-    eprintln!("empty DATA frames written: {} bytes; held: {held}", written);
+    let _ = tokio::time::timeout(Duration::from_secs(10), flood).await;
+    eprintln!("empty DATA frames written: {written} bytes");
     assert!(written < 64 << 20, "the window held the flood back");
     let after = outpost.memory_kib("VmRSS");
     assert!(
         after < before + 16 * 1024,
         "RSS {before} kB grew to {after} kB"
+    );
+    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
+        .await
+        .expect("the connection ends");
+    assert_eq!(
+        why,
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(0x107),
+            reason: bytes::Bytes::from_static(b"request body stalled"),
+        }),
     );
 
     // Others are served meanwhile.
@@ -609,4 +619,59 @@ async fn a_flood_of_cancelled_requests_ends_the_connection() {
     }
     // The burst is allowed; the flood is cut well before 300.
     assert!((100..300).contains(&cancelled), "{cancelled} cancelled");
+}
+
+/// Until a client's address is validated, the server sends it no more
+/// than `amplification_factor` times what it received (RFC 9000 §8.1): a
+/// relay passes on the client's first datagram only and counts what comes
+/// back until the server falls quiet, probes included. At 3 the whole
+/// first flight (certificate and all) goes out; at 1 it is cut short: the
+/// handshake data stays within what the client sent, and quiche's loss
+/// probes add no more than a few hundred bytes.
+#[tokio::test]
+async fn an_unvalidated_address_gets_at_most_the_amplification_factor() {
+    let origin = Origin::start(|_| respond(200, &[], "ok")).await;
+    let mut sent = Vec::new();
+    for factor in [3usize, 1] {
+        let quic = format!("{{retry: false, amplification_factor: {factor}}}");
+        let (certs, outpost) = start(&origin, &["a.test"], &quic).await;
+        let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        upstream.connect(outpost.addr()).await.unwrap();
+        let endpoint = H3Endpoint::new(&certs.ca, false).unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            // Never completes: the relay drops everything after the
+            // first datagram.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(8),
+                endpoint.connect(relay_addr, "a.test"),
+            )
+            .await;
+        });
+        let mut buf = vec![0u8; 65_536];
+        let (received, _) = relay.recv_from(&mut buf).await.unwrap();
+        upstream.send(&buf[..received]).await.unwrap();
+        // Until the server has been quiet for 2.5 s (its probes come every
+        // second or so, fewer as they back off).
+        let mut total = 0usize;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(2500), upstream.recv(&mut buf)).await
+        {
+            total += n;
+            assert!(total < 64 * received, "unbounded: {total} bytes");
+        }
+        eprintln!("factor {factor}: received {received}, sent {total}");
+        assert!(total > 0, "the server answered");
+        assert!(
+            total <= factor * received + 1200,
+            "factor {factor}: {total} bytes sent for {received} received"
+        );
+        sent.push(total);
+        client.abort();
+    }
+    assert!(
+        sent[1] < sent[0],
+        "a factor of 1 cut the first flight short: {sent:?}"
+    );
 }

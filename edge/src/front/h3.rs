@@ -37,7 +37,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, V
 use http_body::{Body, Frame, SizeHint};
 use outpost_config::Quic;
 use quiche::h3::{Header, NameValue};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_quiche::http3::driver::{
     H3Event, InboundFrame, InboundFrameStream, IncomingH3Headers, OutboundFrame,
@@ -103,6 +103,7 @@ pub(crate) fn spawn_quic_listener(
         return Err(std::io::Error::other("no QUIC listener"));
     };
     let h3 = h3_settings(settings);
+    let body_timeout = settings.body_timeout.get();
     tokio::spawn(async move {
         let mut stop = drain.clone();
         let why = loop {
@@ -131,7 +132,8 @@ pub(crate) fn spawn_quic_listener(
             let (live, metrics, drain) = (live.clone(), metrics.clone(), drain.clone());
             tokio::spawn(async move {
                 metrics.connections.inc();
-                serve(controller, remote, (index, live, metrics.clone()), drain).await;
+                let at = (index, live, metrics.clone());
+                serve(controller, remote, at, body_timeout, drain).await;
                 metrics.connections.dec();
                 drop(quic);
                 drop((slot, open));
@@ -166,6 +168,7 @@ fn quic_settings(config: &Quic) -> QuicSettings {
     settings.max_connection_window = connection;
     settings.max_stream_window = stream;
     settings.disable_client_ip_validation = !config.retry;
+    settings.max_amplification_factor = usize::from(config.amplification_factor);
     settings.enable_dgram = false;
     settings.enable_early_data = config.early_data;
     settings
@@ -238,6 +241,7 @@ async fn serve(
     mut controller: ServerH3Controller,
     remote: SocketAddr,
     at: (usize, Live, Arc<FrontMetrics>),
+    body_timeout: Duration,
     mut drain: Drain,
 ) {
     let (index, live, metrics) = at;
@@ -274,6 +278,10 @@ async fn serve(
         .as_deref()
         .and_then(|sni| live.acceptor(index).map(|tls| tls.names.choose(Some(sni))));
     let budget = Budget::default();
+    let stall = Stall {
+        timeout: body_timeout,
+        seen: Arc::new(Notify::new()),
+    };
     let mut cancels = Cancels::new();
     let mut requests = FuturesUnordered::new();
     let mut aborts: HashMap<u64, AbortHandle> = HashMap::new();
@@ -310,6 +318,14 @@ async fn serve(
                 }
                 continue;
             }
+            () = stall.seen.notified() => {
+                // The client holds a request open with a body that does not
+                // come, or floods it with frames that carry no bytes (which
+                // quiche does not pass on): either way, work for nothing.
+                tracing::debug!(%remote, "an HTTP/3 request body stalled; closing");
+                close(&controller, H3_EXCESSIVE_LOAD, b"request body stalled");
+                break;
+            }
             () = wait_until(until), if requests.is_empty() => {
                 if closing {
                     // The connection did not end in time; let it go.
@@ -340,7 +356,8 @@ async fn serve(
                 let (abort, registration) = AbortHandle::new_pair();
                 aborts.insert(stream_id, abort);
                 let early = *is_in_early_data;
-                let request = request(live.proxy(), conn, incoming_headers, early, budget.clone());
+                let limits = (budget.clone(), stall.clone());
+                let request = request(live.proxy(), conn, incoming_headers, early, limits);
                 requests.push(Abortable::new(
                     Box::pin(async move {
                         request.await;
@@ -444,8 +461,9 @@ async fn request(
     conn: ConnInfo,
     incoming: IncomingH3Headers,
     early: bool,
-    budget: Budget,
+    limits: (Budget, Stall),
 ) {
+    let (budget, stall) = limits;
     let IncomingH3Headers {
         headers,
         mut send,
@@ -487,7 +505,7 @@ async fn request(
         }
         ClientBody::Empty
     } else {
-        ClientBody::Http3(H3Body::new(recv, length))
+        ClientBody::Http3(H3Body::new(recv, length, stall))
     };
     // The origin's interim answers (103 Early Hints) go out on the stream
     // as they come, before the final one (RFC 9114 §4.1).
@@ -714,16 +732,32 @@ pub(crate) struct H3Body {
     /// What Content-Length promised and has not come yet.
     remaining: Option<u64>,
     done: bool,
+    stall: Stall,
+    /// Running while the body is read and nothing comes.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl H3Body {
-    fn new(recv: InboundFrameStream, length: Option<u64>) -> Self {
+    fn new(recv: InboundFrameStream, length: Option<u64>, stall: Stall) -> Self {
         Self {
             recv,
             remaining: length,
             done: false,
+            stall,
+            waiting: None,
         }
     }
+}
+
+/// How long a request body may bring nothing while it is read, and whom
+/// to tell when one does.
+///
+/// The clock runs only while the proxy waits for the client's next bytes,
+/// never while an origin is slow to take them.
+#[derive(Clone)]
+pub(crate) struct Stall {
+    timeout: Duration,
+    seen: Arc<Notify>,
 }
 
 /// Why a request body ended badly.
@@ -733,6 +767,8 @@ pub(crate) enum H3BodyError {
     Length,
     #[error("the client stopped sending the request body")]
     Reset,
+    #[error("the request body brought nothing for too long")]
+    Stalled,
 }
 
 impl Body for H3Body {
@@ -748,7 +784,20 @@ impl Body for H3Body {
             if this.done {
                 return Poll::Ready(None);
             }
-            let (data, fin) = match std::task::ready!(this.recv.poll_recv(cx)) {
+            let next = match this.recv.poll_recv(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => {
+                    let timeout = this.stall.timeout;
+                    let waiting = this
+                        .waiting
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    std::task::ready!(waiting.as_mut().poll(cx));
+                    this.done = true;
+                    this.stall.seen.notify_one();
+                    return Poll::Ready(Some(Err(H3BodyError::Stalled)));
+                }
+            };
+            let (data, fin) = match next {
                 Some(InboundFrame::Body(data, fin)) => (data.freeze(), fin),
                 Some(InboundFrame::Datagram(_)) => continue,
                 None => {
@@ -769,6 +818,7 @@ impl Body for H3Body {
             }
             this.done = fin;
             if !data.is_empty() {
+                this.waiting = None;
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
         }
@@ -881,7 +931,7 @@ mod tests {
                     .unwrap();
             }
             drop(tx);
-            let mut body = H3Body::new(rx, length);
+            let mut body = H3Body::new(rx, length, stall(Duration::from_secs(30)).0);
             let mut got = Vec::new();
             while let Some(frame) =
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
@@ -912,5 +962,52 @@ mod tests {
             read(vec![("ab", false)], Some(3)).await,
             Err(H3BodyError::Reset)
         ));
+    }
+
+    fn stall(timeout: Duration) -> (Stall, Arc<Notify>) {
+        let seen = Arc::new(Notify::new());
+        let stall = Stall {
+            timeout,
+            seen: seen.clone(),
+        };
+        (stall, seen)
+    }
+
+    /// The clock runs while the body is awaited and restarts with every
+    /// byte: a body that trickles is served, one that stops is ended and
+    /// the connection told.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_brings_nothing_is_ended() {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let (guard, seen) = stall(Duration::from_secs(10));
+        let mut body = H3Body::new(rx, None, guard);
+        async fn next(body: &mut H3Body) -> Option<Result<Frame<Bytes>, H3BodyError>> {
+            std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+        }
+        let feeder = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                tx.send(InboundFrame::Body(bytes::BytesMut::from("x"), false))
+                    .await
+                    .unwrap();
+            }
+            // Then nothing, with the stream still open.
+            std::future::pending::<()>().await;
+        });
+        let started = Instant::now();
+        for _ in 0..3 {
+            let frame = next(&mut body).await.expect("a frame").expect("data");
+            assert_eq!(frame.into_data().unwrap(), "x");
+        }
+        assert!(matches!(
+            next(&mut body).await,
+            Some(Err(H3BodyError::Stalled))
+        ));
+        assert_eq!(started.elapsed(), Duration::from_secs(34));
+        tokio::time::timeout(Duration::from_millis(1), seen.notified())
+            .await
+            .expect("the connection is told");
+        assert!(next(&mut body).await.is_none());
+        feeder.abort();
     }
 }
