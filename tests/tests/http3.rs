@@ -342,6 +342,147 @@ async fn an_upgrade_hands_quic_over() {
     assert_eq!((got.status, got.body.as_slice()), (200, &b"/after"[..]));
 }
 
+/// Clients asking without pause across an upgrade (docs/operations.md
+/// quotes the figures this prints): each keeps one connection, and when
+/// a request fails (the old process's GOAWAY, a close) it opens a new one
+/// and goes on. No client waits long for an answer, a client loses at
+/// most the requests open when its connection ended, and every client is
+/// answered by the successor once the old process has exited.
+#[tokio::test]
+async fn clients_asking_across_an_upgrade_are_answered() {
+    const CLIENTS: usize = 8;
+    let origin = Origin::start(|seen| {
+        respond(
+            200,
+            &[("cache-control", "max-age=600")],
+            seen.uri.path().to_owned(),
+        )
+    })
+    .await;
+    let certs = std::sync::Arc::new(Certs::new(&["a.test"]));
+    let config = format!(
+        "upgrade_socket: upgrade.sock\n{}",
+        config(&origin, &["a.test"], "true")
+    );
+    let mut old = Outpost::start(&config, &certs.files(), Some("upgrade-token")).await;
+    let addr = old.addr();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    for n in 0..CLIENTS {
+        let (certs, mut stopped) = (certs.clone(), stopped.clone());
+        clients.push(tokio::spawn(async move {
+            let mut figures = ClientFigures::default();
+            let mut client: Option<H3Client> = None;
+            let mut last_answer = std::time::Instant::now();
+            // Bounded: at most 200,000 requests, and the test stops it.
+            for i in 0..200_000u32 {
+                if *stopped.borrow_and_update() {
+                    break;
+                }
+                let current = match &client {
+                    Some(c) => c,
+                    None => match H3Client::connect(addr, "a.test", &certs.ca).await {
+                        Ok(c) => {
+                            figures.connections += 1;
+                            client.insert(c)
+                        }
+                        Err(_) => {
+                            figures.failed_connects += 1;
+                            continue;
+                        }
+                    },
+                };
+                let path = format!("/c{n}/{}", i % 50);
+                match current.get("a.test", &path).await {
+                    Ok(got) if got.status == 200 && got.body == path.as_bytes() => {
+                        figures.answered += 1;
+                        figures.longest_gap = figures.longest_gap.max(last_answer.elapsed());
+                        last_answer = std::time::Instant::now();
+                    }
+                    Ok(got) => panic!("{path}: {} {:?}", got.status, got.body),
+                    Err(_) => {
+                        figures.failed += 1;
+                        client = None;
+                    }
+                }
+            }
+            figures
+        }));
+    }
+    // Some traffic on the old process, then the upgrade under it.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while origin.hits() < CLIENTS * 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the clients are being answered");
+    let started = std::time::Instant::now();
+    let new = old.upgrade().await;
+    assert_eq!(old.exit_code(Duration::from_secs(30)).await, Some(0));
+    let handover = started.elapsed();
+    // Served by the successor alone from here: each client is answered
+    // again before the test stops it.
+    let served = || async {
+        outpost_tests::metric_sum(
+            new.admin,
+            "outpost_client_requests_by_protocol_total",
+            &[("protocol", "h3")],
+        )
+        .await
+        .unwrap_or(0.0)
+    };
+    let served_after = served().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while served().await < served_after + (CLIENTS * 20) as f64 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the successor answers the clients");
+    stop.send(true).unwrap();
+    let mut total = ClientFigures::default();
+    for client in clients {
+        let figures = client.await.unwrap();
+        assert!(
+            figures.longest_gap < Duration::from_secs(5),
+            "a client waited {:?}",
+            figures.longest_gap
+        );
+        assert!(
+            figures.connections >= 2,
+            "every client moved to the successor"
+        );
+        total.answered += figures.answered;
+        total.failed += figures.failed;
+        total.failed_connects += figures.failed_connects;
+        total.connections += figures.connections;
+        total.longest_gap = total.longest_gap.max(figures.longest_gap);
+    }
+    eprintln!(
+        "upgrade under HTTP/3 load: {CLIENTS} clients, handover (upgrade to old exit) {handover:?}; \
+         answered {}, failed requests {}, failed connects {}, connections {}, longest wait {:?}",
+        total.answered, total.failed, total.failed_connects, total.connections, total.longest_gap
+    );
+    // One request open per client at a time: a connection's end costs it
+    // at most that one.
+    assert!(
+        total.failed <= total.connections,
+        "{} failed over {} connections",
+        total.failed,
+        total.connections
+    );
+}
+
+#[derive(Default)]
+struct ClientFigures {
+    answered: usize,
+    failed: usize,
+    failed_connects: usize,
+    connections: usize,
+    longest_gap: Duration,
+}
+
 /// A reload that replaces a certificate reaches new QUIC handshakes: the
 /// client that trusts only the new certificate's authority connects after
 /// it, and one that trusts only the old one no longer does.
