@@ -110,17 +110,10 @@ pub(crate) async fn serve<T>(
     let mut streams = FuturesUnordered::new();
     loop {
         tokio::select! {
-            accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => {
-                    streams.push(stream(live.proxy(), conn, request, respond, &budget));
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
-                    break;
-                }
-                None => break,
-            },
-            Some(()) = streams.next(), if !streams.is_empty() => {}
+            // In this order: the answers that are ready are all queued
+            // before the connection is polled, which writes them, so the
+            // answers to a burst of requests leave in one write.
+            biased;
             () = &mut flooded, if !calmed => {
                 calmed = true;
                 connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
@@ -139,6 +132,17 @@ pub(crate) async fn serve<T>(
                 finishing = true;
                 connection.graceful_shutdown();
             }
+            Some(()) = streams.next(), if !streams.is_empty() => {}
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    streams.push(stream(live.proxy(), conn, request, respond, &budget));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+                    break;
+                }
+                None => break,
+            },
         }
     }
 }

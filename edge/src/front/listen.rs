@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::front::batched::Batched;
 use crate::front::drain::{self, Drain, Stop};
 use crate::front::metrics::FrontMetrics;
 use crate::front::sniff::{Sniffed, sniff};
@@ -257,7 +258,7 @@ async fn serve_tls(
     let handshakes = |result: &str| metrics.handshakes.with_label_values(&[result]).inc();
     let stream = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_boring::accept(&tls.acceptor, stream),
+        tokio_boring::accept(&tls.acceptor, Batched::new(stream)),
     )
     .await
     {

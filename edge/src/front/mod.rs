@@ -9,6 +9,7 @@ use http_body::Body;
 
 use crate::proxy::{Proxy, ProxyBody};
 
+mod batched;
 mod date;
 pub(crate) mod drain;
 mod flood;
