@@ -8,6 +8,13 @@
 #
 #   loadtest/scripts/ab-instructions.sh BEFORE_BINARY AFTER_BINARY [REQUESTS]
 #
+# AB_PATHS (default /object) counts each of these paths in turn (the origin
+# answers /object and every /obj/...), and AB_RULES is YAML for the site's
+# `rules:` key, so one binary given twice compares rules by path:
+#
+#   AB_RULES="$(cat rules.yaml)" AB_PATHS="/obj/plain/x /obj/ruled/x" \
+#     loadtest/scripts/ab-instructions.sh target/release/outpost target/release/outpost
+#
 # Everything listens on 127.0.0.1; each load is bounded in requests and
 # time; everything started is stopped on exit. Needs nginx (the origin),
 # curl, python3, h2load (Debian: nghttp2-client) and valgrind.
@@ -34,8 +41,13 @@ listen: [{ addr: "127.0.0.1:$proxy_port" }]
 admin: { addr: "127.0.0.1:$admin_port" }
 cache: { memory: 256MiB }
 origins: { origin: { servers: [{ url: "http://127.0.0.1:$origin_port" }] } }
-sites: [{ hosts: ["*"], origin: origin }]
+sites:
+  - hosts: ["*"]
+    origin: origin
 YAML
+    if [ -n "${AB_RULES:-}" ]; then
+        printf '    rules:\n%s\n' "$AB_RULES" >> "$work/outpost.yaml"
+    fi
     OUTPOST_ADMIN_TOKEN=unused RUST_LOG=warn valgrind --tool=callgrind \
         --callgrind-out-file="$work/callgrind.%p" --instr-atstart=no \
         "$1" run --config "$work/outpost.yaml" \
@@ -50,14 +62,17 @@ YAML
     return 1
 }
 
-# count PROTOCOL_FLAGS: instructions per request for REQUESTS hits.
+# count PATH PROTOCOL_FLAGS: instructions per request for REQUESTS hits.
 count() {
-    local url="http://127.0.0.1:$proxy_port/object"
+    local url="http://127.0.0.1:$proxy_port$1"
+    shift
     # Warm-up: the object stored, connections and pools made.
     h2load "$@" -c4 -n 400 "$url" > /dev/null 2>&1
     callgrind_control -i on "$outpost_pid" > /dev/null
     callgrind_control -z "$outpost_pid" > /dev/null
-    h2load "$@" -c4 -n "$requests" -D 600 "$url" > "$work/h2load.txt" 2>&1
+    # Bounded by count and, should the proxy stall, by time (h2load's -D
+    # would replace the count by a duration).
+    timeout 600 h2load "$@" -c4 -n "$requests" "$url" > "$work/h2load.txt" 2>&1
     local done_requests
     done_requests=$(awk '/^requests:/ { print $8 }' "$work/h2load.txt")
     callgrind_control -d "$outpost_pid" > /dev/null
@@ -75,14 +90,16 @@ PY
     rm -f "$work"/callgrind."$outpost_pid"*
 }
 
-printf '%-10s %20s %20s\n' build "HTTP/1.1 instr/req" "h2c instr/req"
+printf '%-10s %-24s %20s %20s\n' build path "HTTP/1.1 instr/req" "h2c instr/req"
 for build in before after; do
     binary=$before
     [ "$build" = after ] && binary=$after
     start_under_callgrind "$binary"
-    h1=$(count --h1)
-    h2=$(count -m10)
+    for path in ${AB_PATHS:-/object}; do
+        h1=$(count "$path" --h1)
+        h2=$(count "$path" -m10)
+        printf '%-10s %-24s %20s %20s\n' "$build" "$path" "$h1" "$h2"
+    done
     kill "$outpost_pid"
     wait "$outpost_pid" 2>/dev/null || true
-    printf '%-10s %20s %20s\n' "$build" "$h1" "$h2"
 done
