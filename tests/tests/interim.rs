@@ -26,7 +26,11 @@ fn config(origin: &RawOrigin) -> String {
 
 /// Reads from `stream` until `buf` holds a complete head (and `extra`
 /// more bytes after the last one).
-async fn read_until_head(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, heads: usize) {
+async fn read_until_head(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+    heads: usize,
+) {
     let mut chunk = [0u8; 4096];
     while buf.windows(4).filter(|w| *w == b"\r\n\r\n").count() < heads {
         let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
@@ -94,6 +98,47 @@ async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stor
     got.assert_hit();
     assert_eq!(got.body, "final");
     assert_eq!(origin.hits(), 2);
+}
+
+/// Over HTTPS the 103 leaves as soon as it is written, not with the final
+/// answer: the TLS connection's writes are batched until a flush
+/// (`front/batched.rs`), and the interim response is flushed on its own.
+#[tokio::test]
+async fn early_hints_reach_an_https_client_while_the_origin_works() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let origin = RawOrigin::start(Misbehaviour::RespondInTwo(HINTS, FINAL, release.clone())).await;
+    let (cert, key) = outpost_edge::tls::self_signed(&["hint.test"]).expect("certificate");
+    let config = format!(
+        "listen:\n  - addr: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{cert: c.pem, key: c.key}}\n\
+         admin: {{addr: 127.0.0.1:0}}\norigins:\n  app: {{servers: [{{url: {}}}]}}\n\
+         sites:\n  - hosts: [hint.test]\n    origin: app\n",
+        origin.url()
+    );
+    let outpost = Outpost::start(&config, &[("c.pem", &cert), ("c.key", &key)], None).await;
+    let mut connector =
+        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
+    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
+    connector.set_alpn_protos(b"\x08http/1.1").expect("alpn");
+    let tls_config = connector.build().configure().expect("configure");
+    let tcp = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .expect("connect");
+    let mut client = tokio_boring::connect(tls_config, "hint.test", tcp)
+        .await
+        .expect("handshake");
+    client
+        .write_all(b"GET /page HTTP/1.1\r\nhost: hint.test\r\n\r\n")
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    // The origin holds its final answer until the hints have arrived.
+    read_until_head(&mut client, &mut seen, 1).await;
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+    assert!(!text.contains("HTTP/1.1 200"), "{text}");
+    release.add_permits(1);
+    read_until_head(&mut client, &mut seen, 2).await;
+    assert!(String::from_utf8_lossy(&seen).contains("\r\n\r\nHTTP/1.1 200 OK\r\n"));
 }
 
 #[tokio::test]
