@@ -382,7 +382,8 @@ pub struct Quic {
     pub enabled: bool,
     /// Requests (bidirectional streams) a connection may have open at once.
     pub max_streams: u64,
-    /// A connection with nothing sent or received this long is closed.
+    /// A connection with nothing sent or received this long is closed, and
+    /// so is one without a request this long.
     pub idle_timeout: Span,
     /// Largest request header section (SETTINGS_MAX_FIELD_SECTION_SIZE).
     pub max_header_list: Size,

@@ -49,6 +49,17 @@ impl H3Endpoint {
     /// Trusts the PEM certificate authority `ca`; offers 0-RTT when
     /// `early_data` and a ticket allow.
     pub fn new(ca: &str, early_data: bool) -> anyhow::Result<Self> {
+        Self::with_keep_alive(ca, early_data, None)
+    }
+
+    /// As [`H3Endpoint::new`], its connections sending a PING every
+    /// `keep_alive` when given, so that only the server may end them for
+    /// being idle.
+    pub fn with_keep_alive(
+        ca: &str,
+        early_data: bool,
+        keep_alive: Option<std::time::Duration>,
+    ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let der = boring::x509::X509::from_pem(ca.as_bytes())?.to_der()?;
         roots.add(rustls::pki_types::CertificateDer::from(der))?;
@@ -61,7 +72,13 @@ impl H3Endpoint {
         tls.enable_early_data = early_data;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        if keep_alive.is_some() {
+            let mut transport = quinn::TransportConfig::default();
+            transport.keep_alive_interval(keep_alive);
+            config.transport_config(Arc::new(transport));
+        }
+        endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
     }
 

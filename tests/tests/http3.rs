@@ -650,6 +650,53 @@ async fn a_flood_of_empty_frames_ends_the_connection() {
     assert_eq!(other.get("a.test", "/x").await.unwrap().status, 200);
 }
 
+/// A connection kept busy with PINGs and a request head that never ends
+/// (a slowloris: the head is not a request until it is whole) is closed
+/// once it has gone `idle_timeout` without a request (H3_NO_ERROR), as is
+/// any connection left unused that long; one whose requests keep coming
+/// stays open.
+#[tokio::test]
+async fn a_connection_without_requests_is_closed_whatever_keeps_it_alive() {
+    let origin = Origin::start(|_| respond(200, &[("cache-control", "no-store")], "ok")).await;
+    let (certs, outpost) = start(&origin, &["a.test"], "{idle_timeout: 2s}").await;
+    let every = Some(Duration::from_millis(300));
+    let endpoint = H3Endpoint::with_keep_alive(&certs.ca, false, every).unwrap();
+    let (raw, _control) = raw_connection(&endpoint, outpost.addr()).await;
+    let (mut send, _recv) = raw.open_bi().await.unwrap();
+    // A HEADERS frame that says 100 bytes and brings 4 of them.
+    send.write_all(&[0x01, 0x40, 100, 0x00, 0x00, 0xc0 | 17, 0xc0 | 23])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
+        .await
+        .expect("the connection ends");
+    assert_eq!(
+        why,
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(0x100),
+            reason: Bytes::from_static(b"idle"),
+        }),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Requests every second, each within the timeout of the last: open.
+    let client = H3Endpoint::with_keep_alive(&certs.ca, false, every)
+        .unwrap()
+        .connect(outpost.addr(), "a.test")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(client.get("a.test", "/x").await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(client.get("a.test", "/x").await.unwrap().status, 200);
+}
+
 /// An origin's 103 Early Hints reach the HTTP/3 client on the request's
 /// stream before the final answer (RFC 9110 §15.2, RFC 8297), without the
 /// fields its Connection named; the final answer follows whole.

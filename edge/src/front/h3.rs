@@ -103,7 +103,10 @@ pub(crate) fn spawn_quic_listener(
         return Err(std::io::Error::other("no QUIC listener"));
     };
     let h3 = h3_settings(settings);
-    let body_timeout = settings.body_timeout.get();
+    let timeouts = Timeouts {
+        body: settings.body_timeout.get(),
+        unused: settings.idle_timeout.get(),
+    };
     tokio::spawn(async move {
         let mut stop = drain.clone();
         let why = loop {
@@ -133,7 +136,7 @@ pub(crate) fn spawn_quic_listener(
             tokio::spawn(async move {
                 metrics.connections.inc();
                 let at = (index, live, metrics.clone());
-                serve(controller, remote, at, body_timeout, drain).await;
+                serve(controller, remote, at, timeouts, drain).await;
                 metrics.connections.dec();
                 drop(quic);
                 drop((slot, open));
@@ -241,7 +244,7 @@ async fn serve(
     mut controller: ServerH3Controller,
     remote: SocketAddr,
     at: (usize, Live, Arc<FrontMetrics>),
-    body_timeout: Duration,
+    timeouts: Timeouts,
     mut drain: Drain,
 ) {
     let (index, live, metrics) = at;
@@ -279,7 +282,7 @@ async fn serve(
         .and_then(|sni| live.acceptor(index).map(|tls| tls.names.choose(Some(sni))));
     let budget = Budget::default();
     let stall = Stall {
-        timeout: body_timeout,
+        timeout: timeouts.body,
         seen: Arc::new(Notify::new()),
     };
     let mut cancels = Cancels::new();
@@ -293,6 +296,10 @@ async fn serve(
     let mut draining = false;
     let mut closing = false;
     let mut quiet: Option<Instant> = None;
+    // A connection without a request this long is closed, whatever keeps
+    // its packets coming (PINGs, or a request head that never ends).
+    let unused = tokio::time::sleep(timeouts.unused);
+    tokio::pin!(unused);
     loop {
         let until = quiet;
         let event = tokio::select! {
@@ -302,6 +309,7 @@ async fn serve(
                 if let Ok(stream_id) = done {
                     aborts.remove(&stream_id);
                 }
+                unused.as_mut().reset(Instant::now() + timeouts.unused);
                 if draining && requests.is_empty() && !closing {
                     quiet = Some(Instant::now() + DRAIN_LINGER);
                 }
@@ -317,6 +325,11 @@ async fn serve(
                     quiet = Some(Instant::now() + DRAIN_LINGER);
                 }
                 continue;
+            }
+            () = &mut unused, if requests.is_empty() && !draining => {
+                tracing::debug!(%remote, "an HTTP/3 connection had no request for its idle timeout; closing");
+                close(&controller, H3_NO_ERROR, b"idle");
+                break;
             }
             () = stall.seen.notified() => {
                 // The client holds a request open with a body that does not
@@ -353,6 +366,7 @@ async fn serve(
                     alt_svc: None,
                 };
                 let stream_id = incoming_headers.stream_id;
+                unused.as_mut().reset(Instant::now() + timeouts.unused);
                 let (abort, registration) = AbortHandle::new_pair();
                 aborts.insert(stream_id, abort);
                 let early = *is_in_early_data;
@@ -747,6 +761,15 @@ impl H3Body {
             waiting: None,
         }
     }
+}
+
+/// A connection's clocks from the listener's `quic` settings.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// A request body bringing nothing (`body_timeout`).
+    body: Duration,
+    /// No request at all (`idle_timeout`).
+    unused: Duration,
 }
 
 /// How long a request body may bring nothing while it is read, and whom
