@@ -146,3 +146,22 @@ pub async fn get_streamed(addr: SocketAddr, host: &str, path: &str) -> (Got, u64
     };
     (got, len, hasher.finalize().to_hex().to_string())
 }
+
+/// A TLS connection over `tcp` that trusts any certificate, naming `sni`
+/// and offering `alpn` (wire format, e.g. `b"\x02h2"`; none when empty).
+pub async fn tls_connect(
+    tcp: TcpStream,
+    sni: &str,
+    alpn: &[u8],
+) -> tokio_boring::SslStream<TcpStream> {
+    let mut connector =
+        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
+    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
+    if !alpn.is_empty() {
+        connector.set_alpn_protos(alpn).expect("ALPN");
+    }
+    let config = connector.build().configure().expect("TLS config");
+    tokio_boring::connect(config, sni, tcp)
+        .await
+        .expect("TLS handshake")
+}

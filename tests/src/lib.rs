@@ -38,7 +38,7 @@ mod outpost;
 
 pub use crate::admin::{await_metric, explain, metric, metric_sum, purge, reload, stats};
 pub use crate::browser::Browser;
-pub use crate::client::{Got, get, get_streamed, request, try_request};
+pub use crate::client::{Got, get, get_streamed, request, tls_connect, try_request};
 pub use crate::config::{pool_config, simple_config};
 pub use crate::load::{assert_all_ok, await_progress, load_plan, start_load};
 pub use crate::nats::Nats;

@@ -128,14 +128,8 @@ async fn http3_gets_miss_then_hit_and_tcp_answers_advertise_it() {
 /// HTTP/1.1 over TLS by hand: the answer's head and body as text.
 async fn tls_get(addr: std::net::SocketAddr, host: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut connector =
-        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
-    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
-    let config = connector.build().configure().expect("TLS config");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut tls = tokio_boring::connect(config, host, tcp)
-        .await
-        .expect("handshake");
+    let mut tls = outpost_tests::tls_connect(tcp, host, b"").await;
     let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.expect("write");
     let mut answer = Vec::new();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use outpost_tests::h2raw::{self, H2Raw};
 use outpost_tests::{
     H2Origin, H2Script, Misbehaviour, Origin, Outpost, RawOrigin, get, respond, simple_config,
+    tls_connect,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -115,17 +116,10 @@ async fn early_hints_reach_an_https_client_while_the_origin_works() {
         origin.url()
     );
     let outpost = Outpost::start(&config, &[("c.pem", &cert), ("c.key", &key)], None).await;
-    let mut connector =
-        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
-    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
-    connector.set_alpn_protos(b"\x08http/1.1").expect("alpn");
-    let tls_config = connector.build().configure().expect("configure");
     let tcp = tokio::net::TcpStream::connect(outpost.addr())
         .await
         .expect("connect");
-    let mut client = tokio_boring::connect(tls_config, "hint.test", tcp)
-        .await
-        .expect("handshake");
+    let mut client = tls_connect(tcp, "hint.test", b"\x08http/1.1").await;
     client
         .write_all(b"GET /page HTTP/1.1\r\nhost: hint.test\r\n\r\n")
         .await
@@ -345,20 +339,13 @@ async fn interim_frames_wait_for_a_pending_tls_write() {
     );
     let outpost = Outpost::start(&config, &[("c.pem", &cert), ("c.key", &key)], None).await;
 
-    let mut connector =
-        boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()).expect("connector");
-    connector.set_verify(boring::ssl::SslVerifyMode::NONE);
-    connector.set_alpn_protos(b"\x02h2").expect("alpn");
-    let tls_config = connector.build().configure().expect("configure");
     let tcp = tokio::net::TcpStream::connect(outpost.addr())
         .await
         .expect("connect");
     let socket = std::os::fd::AsFd::as_fd(&tcp)
         .try_clone_to_owned()
         .expect("dup");
-    let tls = tokio_boring::connect(tls_config, "hint.test", tcp)
-        .await
-        .expect("handshake");
+    let tls = tls_connect(tcp, "hint.test", b"\x02h2").await;
     let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let waker = Arc::new(futures_util::task::AtomicWaker::new());
     let gate = Gate {

@@ -8,9 +8,11 @@
 //! flushes (hyper and h2 flush after each batch of answers; BoringSSL
 //! after each handshake flight), so each batch leaves in one `sendto`.
 //!
-//! The read buffer (4 KiB, a tenth of what BoringSSL keeps for a
-//! connection) lives with the connection; the write buffer only while it
-//! holds bytes.
+//! The read buffer (4 KiB) lives with the connection; the write buffer
+//! only while it holds bytes. That is what tokio's `BufStream` does not
+//! offer: it keeps both at full size for the connection's life, 20 KiB or
+//! more for every idle TLS connection, where BoringSSL itself lets its
+//! buffers go when they are empty.
 
 use std::io;
 use std::pin::Pin;

@@ -296,10 +296,13 @@ async fn serve(
     let mut draining = false;
     let mut closing = false;
     let mut quiet: Option<Instant> = None;
-    // A connection without a request this long is closed, whatever keeps
-    // its packets coming (PINGs, or a request head that never ends).
+    // A connection without a request for a whole period of this clock is
+    // closed, whatever keeps its packets coming (PINGs, or a request head
+    // that never ends): between one and two idle timeouts after its last
+    // request, with no clock read or timer reset per request.
     let unused = tokio::time::sleep(timeouts.unused);
     tokio::pin!(unused);
+    let mut asked = false;
     loop {
         let until = quiet;
         let event = tokio::select! {
@@ -309,7 +312,6 @@ async fn serve(
                 if let Ok(stream_id) = done {
                     aborts.remove(&stream_id);
                 }
-                unused.as_mut().reset(Instant::now() + timeouts.unused);
                 if draining && requests.is_empty() && !closing {
                     quiet = Some(Instant::now() + DRAIN_LINGER);
                 }
@@ -327,6 +329,10 @@ async fn serve(
                 continue;
             }
             () = &mut unused, if requests.is_empty() && !draining => {
+                if std::mem::take(&mut asked) {
+                    unused.as_mut().reset(Instant::now() + timeouts.unused);
+                    continue;
+                }
                 tracing::debug!(%remote, "an HTTP/3 connection had no request for its idle timeout; closing");
                 close(&controller, H3_NO_ERROR, b"idle");
                 break;
@@ -366,12 +372,18 @@ async fn serve(
                     alt_svc: None,
                 };
                 let stream_id = incoming_headers.stream_id;
-                unused.as_mut().reset(Instant::now() + timeouts.unused);
+                asked = true;
                 let (abort, registration) = AbortHandle::new_pair();
                 aborts.insert(stream_id, abort);
                 let early = *is_in_early_data;
-                let limits = (budget.clone(), stall.clone());
-                let request = request(live.proxy(), conn, incoming_headers, early, limits);
+                let request = request(
+                    live.proxy(),
+                    conn,
+                    incoming_headers,
+                    early,
+                    budget.clone(),
+                    stall.clone(),
+                );
                 requests.push(Abortable::new(
                     Box::pin(async move {
                         request.await;
@@ -475,9 +487,9 @@ async fn request(
     conn: ConnInfo,
     incoming: IncomingH3Headers,
     early: bool,
-    limits: (Budget, Stall),
+    budget: Budget,
+    stall: Stall,
 ) {
-    let (budget, stall) = limits;
     let IncomingH3Headers {
         headers,
         mut send,
