@@ -527,14 +527,18 @@ async fn the_disk_object_gauge_holds_after_a_purge_of_everything_and_a_kill() {
     let outpost = Outpost::start(&config(&origin, ""), &[], Some(TOKEN)).await;
     await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
     let objects = r#"outpost_cache_objects{tier="disk"}"#;
+    let written = r#"outpost_disk_io_bytes_total{direction="write"}"#;
     for i in 0..5 {
         fetch(&outpost, 1000, &format!("p{i}")).await;
     }
     await_metric(outpost.admin, objects, 5.0).await;
+    // Their writes land on the device after they are counted: all of them
+    // before the count of bytes written is taken below, so that it waits
+    // for the later objects' own bytes.
+    await_written(&outpost, written, 0.0, 5_000.0).await;
     let purged = purge(outpost.admin, Some(TOKEN), r#"{"everything": true}"#).await;
     assert_eq!(purged.status, 200);
     await_metric(outpost.admin, objects, 0.0).await;
-    let written = r#"outpost_disk_io_bytes_total{direction="write"}"#;
     let before = outpost_tests::metric(outpost.admin, written)
         .await
         .unwrap_or(0.0);
@@ -544,15 +548,7 @@ async fn the_disk_object_gauge_holds_after_a_purge_of_everything_and_a_kill() {
     await_metric(outpost.admin, objects, 3.0).await;
     // The three are on the device (their heads and bodies, 3,000 bytes at
     // least) before the kill, or a kill would lose them, as it may.
-    for _ in 0..1000 {
-        let now = outpost_tests::metric(outpost.admin, written)
-            .await
-            .unwrap_or(0.0);
-        if now - before >= 3_000.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    await_written(&outpost, written, before, 3_000.0).await;
     // Killed well inside the minute between two snapshots of the count.
     let outpost = outpost.restart(true).await;
     await_metric(outpost.admin, "outpost_disk_open", 1.0).await;
@@ -632,4 +628,19 @@ async fn a_urls_variants_are_known_after_a_restart() {
     for tag in ["\"en\"", "\"de\"", "\"fr\""] {
         assert!(offered.contains(tag), "{offered}");
     }
+}
+
+/// Waits (10 s at most) until the device has been written `bytes` more
+/// than `before`, by the counter `written`.
+async fn await_written(outpost: &Outpost, written: &str, before: f64, bytes: f64) {
+    for _ in 0..1000 {
+        let now = outpost_tests::metric(outpost.admin, written)
+            .await
+            .unwrap_or(0.0);
+        if now - before >= bytes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the device was not written {bytes} bytes in 10 s");
 }
