@@ -60,8 +60,12 @@ impl Fleet {
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(BATCH)
-            .expires(Duration::from_secs(10))
-            .heartbeat(Duration::from_secs(5))
+            // A pull request outlives the process that made it (an upgrade's
+            // predecessor, a crash): the server may hand a purge to it until
+            // it expires, and send it again only after `ack_wait`. Both short,
+            // so such a purge comes back within seconds.
+            .expires(Duration::from_secs(3))
+            .heartbeat(Duration::from_secs(1))
             .messages()
             .await?;
         self.session_ready.store(true, Ordering::Release);
@@ -131,7 +135,10 @@ impl Fleet {
                 description: Some(format!("purges for Outpost node {}", self.node)),
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
+                // Sent again when unacknowledged this long (see `session`);
+                // a batch that takes longer is delivered twice, and the
+                // journal skips what it already has.
+                ack_wait: Duration::from_secs(10),
                 max_ack_pending: 20_000,
                 filter_subject: format!("{}.*", self.settings.subject),
                 ..Default::default()

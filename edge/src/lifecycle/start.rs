@@ -300,21 +300,37 @@ pub async fn start(
     running.reloader.record_success();
     let mut sockets = Vec::new();
     for (addr, _, quic) in &listen {
-        let (socket, copy) = listen_on(*addr, inherited.take_listener(*addr))?;
-        // QUIC on the port the TCP socket has (the one the kernel chose,
-        // for port 0).
-        let udp = match quic {
-            Some(_) => {
-                let bound = socket.local_addr().map_err(|source| StartError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-                let (udp, copy) = quic_on(bound, inherited.take_quic(*addr))?;
-                running.sockets.quic.push((*addr, copy));
-                Some(udp)
+        let mut chosen = 0;
+        let ((socket, copy), udp) = loop {
+            let (socket, copy) = listen_on(*addr, inherited.take_listener(*addr))?;
+            if quic.is_none() {
+                break ((socket, copy), None);
             }
-            None => None,
+            // QUIC on the port the TCP socket has (the one the kernel
+            // chose, for port 0).
+            let bound = socket.local_addr().map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            match quic_on(bound, inherited.take_quic(*addr)) {
+                Ok(udp) => break ((socket, copy), Some(udp)),
+                // For port 0 the kernel chose a TCP port whose UDP twin
+                // another socket holds (any process's client UDP socket
+                // may): let it choose again.
+                Err(StartError::Bind { source, .. })
+                    if addr.port() == 0
+                        && source.kind() == std::io::ErrorKind::AddrInUse
+                        && chosen < 16 =>
+                {
+                    chosen += 1;
+                }
+                Err(e) => return Err(e),
+            }
         };
+        let udp = udp.map(|(udp, copy)| {
+            running.sockets.quic.push((*addr, copy));
+            udp
+        });
         sockets.push((socket, udp));
         running.sockets.listeners.push((*addr, copy));
     }
