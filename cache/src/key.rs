@@ -30,7 +30,11 @@ impl CacheKey {
     /// decoded and other escapes upper-cased; the query is sorted by
     /// parameter or dropped, as the rule says.
     pub fn new(scheme: &str, host: &str, path_and_query: &str, query: &QueryKey) -> CacheKey {
-        let scheme = scheme.to_ascii_lowercase();
+        let scheme = if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(scheme.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(scheme)
+        };
         let host = normalize_host(&scheme, host);
         let (path, raw_query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -220,32 +224,32 @@ fn trim_dots(host: &mut String) {
 /// changes nothing, and an origin that decodes it once never finds an
 /// escape (`%2e`) that was not there.
 fn normalize_escapes(input: &str, out: &mut String) {
-    let bytes = input.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            let decoded = hi << 4 | lo;
-            let completes_an_escape = decoded.is_ascii_hexdigit() && ends_an_escape_start(out);
-            if (decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded))
-                && !completes_an_escape
-            {
-                out.push(decoded as char);
-            } else {
-                out.push('%');
-                out.push(bytes[i + 1].to_ascii_uppercase() as char);
-                out.push(bytes[i + 2].to_ascii_uppercase() as char);
-            }
-            i += 3;
+    // What lies between escapes is copied as it is, a run at a time.
+    let mut rest = input;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = rest.as_bytes().get(at + 1..at + 3);
+        let Some((hi, lo, digits)) =
+            escape.and_then(|d| Some((hex(d[0])?, hex(d[1])?, [d[0], d[1]])))
+        else {
+            // A `%` that starts no escape.
+            out.push('%');
+            rest = &rest[at + 1..];
             continue;
+        };
+        let decoded = hi << 4 | lo;
+        let completes_an_escape = decoded.is_ascii_hexdigit() && ends_an_escape_start(out);
+        if (decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded)) && !completes_an_escape {
+            out.push(decoded as char);
+        } else {
+            out.push('%');
+            out.push(digits[0].to_ascii_uppercase() as char);
+            out.push(digits[1].to_ascii_uppercase() as char);
         }
-        // Copy one whole UTF-8 character.
-        let ch_len = input[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&input[i..i + ch_len]);
-        i += ch_len;
+        // Both digits are ASCII: the escape ends on a character boundary.
+        rest = &rest[at + 3..];
     }
+    out.push_str(rest);
 }
 
 /// Whether `out` ends in `%` or `%` and a hex digit: a start that one more
@@ -489,7 +493,49 @@ mod tests {
             String::from_utf8_lossy(&out).into_owned()
         }
 
+        /// `normalize_escapes` a character at a time, as it was written
+        /// before it copied runs: the reference the quick one must match.
+        fn escapes_by_character(input: &str) -> String {
+            let bytes = input.as_bytes();
+            let mut out = String::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%'
+                    && i + 2 < bytes.len()
+                    && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+                {
+                    let decoded = hi << 4 | lo;
+                    let completes = decoded.is_ascii_hexdigit() && ends_an_escape_start(&out);
+                    if (decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded)) && !completes
+                    {
+                        out.push(decoded as char);
+                    } else {
+                        out.push('%');
+                        out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                        out.push(bytes[i + 2].to_ascii_uppercase() as char);
+                    }
+                    i += 3;
+                    continue;
+                }
+                let len = input[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&input[i..i + len]);
+                i += len;
+            }
+            out
+        }
+
         proptest! {
+            /// Escapes are normalized run by run exactly as character by
+            /// character.
+            #[test]
+            fn escapes_agree_with_the_character_reference(
+                input in prop_oneof![path(), query(), "[%0-9a-fA-F/.é]{0,12}"]
+            ) {
+                let mut quick = String::new();
+                normalize_escapes(&input, &mut quick);
+                prop_assert_eq!(quick, escapes_by_character(&input));
+            }
+
             /// RFC 3986 §6.2.2: a normalized path normalizes to itself, and
             /// neither it nor what an origin decodes from it has a dot
             /// segment (§5.2.4).

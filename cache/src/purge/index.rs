@@ -63,6 +63,17 @@ impl Marks {
         self.soft = self.soft.max(other.soft);
     }
 
+    /// What these marks say of an entry numbered `seq`.
+    fn verdict(self, seq: u64) -> Verdict {
+        if self.hard > seq {
+            Verdict::Gone
+        } else if self.soft > seq {
+            Verdict::Stale
+        } else {
+            Verdict::Live
+        }
+    }
+
     pub(crate) fn record(&mut self, seq: u64, soft: bool) {
         if soft {
             self.soft = self.soft.max(seq);
@@ -99,6 +110,10 @@ pub struct PurgeIndex {
     /// Purge everything, hard and soft: read on every lookup, so atomics.
     everything_hard: AtomicU64,
     everything_soft: AtomicU64,
+    /// The latest mark by URL, host, tag or prefix: an entry stored after
+    /// it (most of them, most of the time) is judged by the two marks
+    /// above alone, without a look at the maps below.
+    latest_targeted: AtomicU64,
     hosts: RwLock<HashMap<String, Marks>>,
     tags: RwLock<HashMap<String, Marks>>,
     /// Tag purges limited to hosts: host pattern (a name, or `*.` and a
@@ -141,6 +156,7 @@ impl PurgeIndex {
             seq: AtomicU64::new(now_micros()),
             everything_hard: AtomicU64::new(0),
             everything_soft: AtomicU64::new(0),
+            latest_targeted: AtomicU64::new(0),
             hosts: RwLock::default(),
             tags: RwLock::default(),
             scoped_tags: RwLock::default(),
@@ -206,6 +222,9 @@ impl PurgeIndex {
 
     /// Applies a mark read back from the journal.
     fn apply(&self, mark: &Mark) {
+        if !matches!(mark.kind, Kind::Everything | Kind::Watermark) {
+            self.latest_targeted.fetch_max(mark.seq, Ordering::AcqRel);
+        }
         let name = String::from_utf8_lossy(&mark.name).into_owned();
         match mark.kind {
             Kind::Everything => {
@@ -352,6 +371,15 @@ impl PurgeIndex {
         seq
     }
 
+    /// The number of a purge by URL, host, tag or prefix, made known to
+    /// lookups before the mark itself is recorded (so that no lookup after
+    /// the purge returns skips it).
+    fn next_targeted_seq(&self) -> u64 {
+        let seq = self.next_seq();
+        self.latest_targeted.fetch_max(seq, Ordering::AcqRel);
+        seq
+    }
+
     /// Records in the journal (unsynced) that numbers up to `seq` plus a
     /// step have been given, so that after a restart on a clock set back
     /// the numbers still go on from above them.
@@ -389,6 +417,10 @@ impl PurgeIndex {
             hard: self.everything_hard.load(Ordering::Acquire),
             soft: self.everything_soft.load(Ordering::Acquire),
         };
+        // A mark applies to entries older than itself only.
+        if entry.seq() >= self.latest_targeted.load(Ordering::Acquire) {
+            return marks.verdict(entry.seq());
+        }
         if let Some(host) = self
             .hosts
             .read()
@@ -427,13 +459,7 @@ impl PurgeIndex {
                 marks.merge(prefixes.covering(entry.location().as_bytes()));
             }
         }
-        if marks.hard > entry.seq() {
-            Verdict::Gone
-        } else if marks.soft > entry.seq() {
-            Verdict::Stale
-        } else {
-            Verdict::Live
-        }
+        marks.verdict(entry.seq())
     }
 
     /// Indexes a stored entry under its host and tags.
@@ -477,7 +503,7 @@ impl PurgeIndex {
     /// Marks a URL (its primary key hash).
     /// Marks URLs (their primary key hashes), in one journal write.
     pub fn mark_urls(&self, primaries: &[[u8; 32]], soft: bool, write: Write) {
-        let seq = self.next_seq();
+        let seq = self.next_targeted_seq();
         let names: Vec<&[u8]> = primaries.iter().map(|p| p.as_slice()).collect();
         self.journal_with(seq, soft, Kind::Url, &names, write);
         for primary in primaries {
@@ -495,7 +521,7 @@ impl PurgeIndex {
 
     /// Marks hosts; returns the stored objects they hold and their hashes.
     pub fn mark_hosts(&self, hosts: &[String], soft: bool) -> Vec<[u8; 32]> {
-        let seq = self.next_seq();
+        let seq = self.next_targeted_seq();
         let names: Vec<&[u8]> = hosts.iter().map(|h| h.as_bytes()).collect();
         self.journal(seq, soft, Kind::Host, &names);
         let mut marks = self.hosts.write().unwrap_or_else(|p| p.into_inner());
@@ -524,7 +550,7 @@ impl PurgeIndex {
 
     /// Marks tags; returns the hashes of the stored objects that carry them.
     pub fn mark_tags(&self, tags: &[String], soft: bool) -> Vec<[u8; 32]> {
-        let seq = self.next_seq();
+        let seq = self.next_targeted_seq();
         let names: Vec<&[u8]> = tags.iter().map(|t| t.as_bytes()).collect();
         self.journal(seq, soft, Kind::Tag, &names);
         let mut marks = self.tags.write().unwrap_or_else(|p| p.into_inner());
@@ -552,7 +578,7 @@ impl PurgeIndex {
         patterns: &[String],
         soft: bool,
     ) -> Vec<[u8; 32]> {
-        let seq = self.next_seq();
+        let seq = self.next_targeted_seq();
         let names: Vec<Vec<u8>> = patterns
             .iter()
             .flat_map(|p| tags.iter().map(move |t| scoped_name(p, t)))
@@ -585,7 +611,7 @@ impl PurgeIndex {
     /// Marks host+path prefixes (no scheme); returns the hashes of the
     /// stored objects under them.
     pub fn mark_prefixes(&self, prefixes: &[String], soft: bool) -> Vec<[u8; 32]> {
-        let seq = self.next_seq();
+        let seq = self.next_targeted_seq();
         let names: Vec<&[u8]> = prefixes.iter().map(|p| p.as_bytes()).collect();
         self.journal(seq, soft, Kind::Prefix, &names);
         self.record_prefixes(&names, seq, soft);

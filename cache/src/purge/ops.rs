@@ -217,6 +217,27 @@ mod tests {
         );
     }
 
+    /// Marks are judged by number: an entry stored before a host, tag,
+    /// prefix or URL mark is judged by the mark (here one held out of the
+    /// memory tier, as a disk entry or a fill in flight is), and one stored
+    /// after the latest such mark is live without a look at any of them.
+    #[test]
+    fn targeted_marks_judge_older_entries_only() {
+        use crate::purge::Verdict;
+        let (cache, _) = setup();
+        let before = store_tagged(&cache, "http://a.test/1", "red");
+        let untouched = store_tagged(&cache, "http://b.test/2", "blue");
+        cache.purges.mark_tags(&["red".into()], true);
+        cache.purges.mark_hosts(&["c.test".into()], false);
+        let after = store_tagged(&cache, "http://a.test/3", "red");
+        assert_eq!(cache.purges.judge(&before), Verdict::Stale);
+        assert_eq!(cache.purges.judge(&untouched), Verdict::Live);
+        assert_eq!(cache.purges.judge(&after), Verdict::Live);
+        cache.purges.mark_prefixes(&["a.test/".into()], false);
+        assert_eq!(cache.purges.judge(&after), Verdict::Gone);
+        assert_eq!(cache.purges.judge(&untouched), Verdict::Live);
+    }
+
     #[test]
     fn purges_by_tag_host_prefix_and_everything() {
         let (cache, _) = setup();

@@ -268,7 +268,7 @@ impl Checker {
         while self.pending.starts_with(b"\r\n") {
             self.pending.advance(2);
         }
-        let Some(end) = find(&self.pending, b"\r\n\r\n") else {
+        let Some(end) = find_head_end(&self.pending) else {
             if self.pending.len() > MAX_HEAD {
                 return self.reject(Violation::HeadTooLarge);
             }
@@ -397,9 +397,11 @@ struct Framing {
 fn check_head(head: &[u8]) -> Result<Framing, Violation> {
     // RFC 9112 §5.2: a field line starting with white space is obs-fold;
     // httparse refuses it, and so does every other check of field syntax.
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut request = httparse::Request::new(&mut fields);
-    match request.parse(head) {
+    // Room for the fields, not filled in first (3 KiB written per head).
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(head, &mut fields) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(Violation::BadHead),
         Err(httparse::Error::TooManyHeaders) => return Err(Violation::TooManyFields),
@@ -578,15 +580,15 @@ fn trim(value: &[u8]) -> &[u8] {
     &value[start..end.max(start)]
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where the first empty line (the end of a head) begins.
+fn find_head_end(haystack: &[u8]) -> Option<usize> {
+    static END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    END.find(haystack)
 }
 
 fn has_bare_lf(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', bytes).any(|i| i == 0 || bytes[i - 1] != b'\r')
 }
 
 #[cfg(test)]

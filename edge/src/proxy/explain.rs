@@ -74,6 +74,7 @@ impl Proxy {
             rule: None,
             vars: None,
             info: None,
+            source: None,
         };
         let prepared = self.prepare(conn, parts, &mut outward).await;
         let mut explained = json!({

@@ -42,15 +42,21 @@ pub(super) fn from_cache(
     now: SystemTime,
 ) -> Response<ProxyBody> {
     let mut res = answer(cache, entry, req, now);
-    res.extensions_mut().insert(if entry.resident() {
-        Source::Memory
-    } else {
-        Source::Disk
-    });
+    res.extensions_mut().insert(source_of(entry));
     res
 }
 
-fn answer(
+/// The tier a stored entry's body is sent from.
+pub(super) fn source_of(entry: &Entry) -> Source {
+    if entry.resident() {
+        Source::Memory
+    } else {
+        Source::Disk
+    }
+}
+
+/// [`from_cache`] without the tier, for a caller that reports it itself.
+pub(super) fn answer(
     cache: &Cache,
     entry: &Entry,
     req: &request::Parts,

@@ -127,6 +127,9 @@ pub(crate) struct Outward {
     vars: Option<actions::OwnedVars>,
     /// What the hooks are told of the request (None without hooks).
     info: Option<RequestInfo>,
+    /// The tier a hit's body comes from, when the route said so itself
+    /// (otherwise the answer's extensions say, or it is the origin).
+    source: Option<metrics::Source>,
 }
 
 /// How the proxy answered one request: the response, and how the cache
@@ -171,13 +174,16 @@ impl Proxy {
                 host: String::new(),
                 request_id: id.to_string(),
             }),
+            source: None,
         };
         let (status, mut response) = self.route(conn, req, &mut outward).await;
-        let mut source = response
-            .extensions()
-            .get::<metrics::Source>()
-            .copied()
-            .unwrap_or(metrics::Source::Origin);
+        let mut source = outward.source.unwrap_or_else(|| {
+            response
+                .extensions()
+                .get::<metrics::Source>()
+                .copied()
+                .unwrap_or(metrics::Source::Origin)
+        });
         if let Some(own) = response.extensions_mut().remove::<OwnAnswer>() {
             source = metrics::Source::Outpost;
             if let Some(cause) = &own.cause {

@@ -13,7 +13,7 @@ use super::router::host_name;
 
 use super::actions::Vars;
 use super::exchange::{Exchange, Shielding};
-use super::hit::{from_cache, unvalidated};
+use super::hit::{answer, source_of, unvalidated};
 use super::respond::{plain, protocol_error, redirect};
 use super::status::{CacheStatus, Detail, Fwd, Ttl};
 use super::tunnel::is_websocket_upgrade;
@@ -61,15 +61,21 @@ impl Proxy {
                 );
                 (Some(status), res)
             }
-            Decision::Hit(entry, _) => (
-                Some(status),
-                unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
-            ),
-            Decision::StaleWhileRevalidate(entry, _) => {
-                self.revalidate_in_background(&request, entry.clone());
+            // The tier goes to `outward`, not into the answer's extensions
+            // (a map made for one value, on every hit).
+            Decision::Hit(entry, _) => {
+                outward.source = Some(source_of(&entry));
                 (
                     Some(status),
-                    unvalidated(&entry, from_cache(&self.cache, &entry, &request.parts, now)),
+                    unvalidated(&entry, answer(&self.cache, &entry, &request.parts, now)),
+                )
+            }
+            Decision::StaleWhileRevalidate(entry, _) => {
+                self.revalidate_in_background(&request, entry.clone());
+                outward.source = Some(source_of(&entry));
+                (
+                    Some(status),
+                    unvalidated(&entry, answer(&self.cache, &entry, &request.parts, now)),
                 )
             }
             Decision::Revalidate(entry, why) => {

@@ -322,7 +322,14 @@ impl Site {
     /// Removes the request headers this site does not pass (see
     /// [`outpost_config::UNKEYED_HEADERS`]).
     pub fn strip_unkeyed(&self, headers: &mut http::HeaderMap) {
-        for name in &self.stripped {
+        // One pass over the request's own names (a handful, and seldom one
+        // of these) rather than a hashed removal of each of these.
+        let found: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|name| self.stripped.contains(name))
+            .cloned()
+            .collect();
+        for name in found {
             headers.remove(name);
         }
     }
@@ -432,7 +439,9 @@ impl Router {
             return Some(site);
         }
         let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
+        while !self.wildcard.is_empty()
+            && let Some((_, parent)) = rest.split_once('.')
+        {
             if let Some(site) = self.wildcard.get(parent) {
                 return Some(site);
             }
@@ -451,6 +460,9 @@ impl Router {
 /// The host name of a `Host` value or URI authority: lower-case, without
 /// port, without trailing dot. None when it is not a valid host.
 pub fn host_name(authority: &str) -> Option<String> {
+    if let Some(simple) = simple_host_name(authority) {
+        return Some(simple.to_owned());
+    }
     let authority: http::uri::Authority = authority.parse().ok()?;
     if authority.as_str().contains('@') {
         return None;
@@ -462,13 +474,30 @@ pub fn host_name(authority: &str) -> Option<String> {
         authority.as_str().rsplit_once(':').map(|(_, p)| p),
         |(_, rest)| rest.strip_prefix(':'),
     ) && !port.is_empty()
-        && port.parse::<u16>().is_err()
+        && (!port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err())
     {
         return None;
     }
     let host = authority.host().to_ascii_lowercase();
     let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
     (!host.is_empty()).then_some(host)
+}
+
+/// The host of what nearly every client sends, found without parsing:
+/// a lower-case name or IPv4 address, with at most a valid port. None for
+/// anything else, which [`host_name`] parses in full.
+fn simple_host_name(authority: &str) -> Option<&str> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port),
+        None => (authority, ""),
+    };
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    let valid_port = port.is_empty()
+        || (port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok());
+    (!host.is_empty() && !host.ends_with('.') && host.bytes().all(plain) && valid_port)
+        .then_some(host)
 }
 
 /// Which certificate serves which name: exact names, then one-level
@@ -621,5 +650,38 @@ sites:
         assert_eq!(host_name("a:").as_deref(), Some("a"));
         assert_eq!(host_name("[::1]:99999"), None);
         assert_eq!(host_name(""), None);
+        assert_eq!(host_name(":80"), None);
+        assert_eq!(host_name("a:+80"), None);
+        assert_eq!(host_name("127.0.0.1:8080").as_deref(), Some("127.0.0.1"));
+    }
+
+    /// The quick path gives what the full parse gives wherever it answers.
+    #[test]
+    fn simple_host_names_agree_with_the_full_parse() {
+        for authority in [
+            "example.com",
+            "example.com:8080",
+            "a-b.example:0",
+            "a:65535",
+            "a:",
+            "127.0.0.1:19012",
+            "xn--bcher-kva.example",
+        ] {
+            let simple = simple_host_name(authority).expect(authority);
+            let parsed: http::uri::Authority = authority.parse().unwrap();
+            assert_eq!(simple, parsed.host(), "{authority}");
+        }
+        for authority in [
+            "Example.com",
+            "a.:80",
+            "a:99999",
+            "a:8o",
+            "a b",
+            "[::1]",
+            "u@h",
+            "",
+        ] {
+            assert_eq!(simple_host_name(authority), None, "{authority}");
+        }
     }
 }
