@@ -103,6 +103,9 @@ pub(crate) async fn serve<T>(
     let mut linger = pin!(tokio::time::sleep(Duration::ZERO));
     let mut flooded = pin!(guard.flooded());
     let mut dead = pin!(dead);
+    // Made once: a fresh wait on the drain signal at every turn of the
+    // loop below (one per request) registers and drops a waiter each time.
+    let mut stopped = pin!(drain.stopped());
     // The connection's streams run here, in its own task, as nginx keeps a
     // connection in one worker: no task to spawn (and copy) per request,
     // no wake-up handed to another thread; the connection itself is
@@ -122,7 +125,7 @@ pub(crate) async fn serve<T>(
                 tracing::debug!("an HTTP/2 client stopped answering PINGs; closing");
                 break;
             }
-            _ = drain.stopped(), if !draining => {
+            _ = &mut stopped, if !draining => {
                 draining = true;
                 linger.as_mut().reset(Instant::now() + DRAIN_LINGER);
             }
@@ -135,7 +138,9 @@ pub(crate) async fn serve<T>(
             Some(()) = streams.next(), if !streams.is_empty() => {}
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
-                    streams.push(stream(live.proxy(), conn, request, respond, &budget));
+                    // Boxed: the set moves what it is given into a task of
+                    // its own, and a stream's future is kilobytes.
+                    streams.push(Box::pin(stream(live.proxy(), conn, request, respond, &budget)));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "HTTP/2 connection ended with an error");

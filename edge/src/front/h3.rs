@@ -303,6 +303,9 @@ async fn serve(
     let unused = tokio::time::sleep(timeouts.unused);
     tokio::pin!(unused);
     let mut asked = false;
+    // Made once, not at every turn of the loop (one or more per request).
+    let stopped = drain.stopped();
+    tokio::pin!(stopped);
     loop {
         let until = quiet;
         let event = tokio::select! {
@@ -317,7 +320,7 @@ async fn serve(
                 }
                 continue;
             }
-            _ = drain.stopped(), if !draining => {
+            _ = &mut stopped, if !draining => {
                 draining = true;
                 // RFC 9114 §5.2: requests already here are answered, the
                 // client opens new ones on another connection. Sent once:

@@ -58,6 +58,19 @@ pub(crate) fn multiplexed_head(headers: &mut HeaderMap, body: &ProxyBody) {
 /// 9114 §4.2): `Connection` and the fields it names, and the other
 /// connection-specific ones.
 fn strip_connection_fields(headers: &mut HeaderMap) {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    static OTHERS: [http::HeaderName; 2] = [
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ];
+    // One pass over the names: an answer seldom carries any of these, and
+    // a removal by name hashes (and, given text, parses) it first.
+    let any = headers.keys().any(|name| {
+        [&CONNECTION, &TE, &TRANSFER_ENCODING, &UPGRADE].contains(&name) || OTHERS.contains(name)
+    });
+    if !any {
+        return;
+    }
     if let Some(connection) = headers.remove(http::header::CONNECTION)
         && let Ok(names) = connection.to_str()
     {
