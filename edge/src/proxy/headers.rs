@@ -111,6 +111,23 @@ pub fn append_via(headers: &mut HeaderMap, version: Version) {
     }
 }
 
+/// Removes the fields named in `names` (a few), looking at the map's own
+/// names once: a removal by name hashes the name first, and a head seldom
+/// carries any of these.
+pub(crate) fn remove_named(headers: &mut HeaderMap, names: &[http::HeaderName]) {
+    if names.is_empty() {
+        return;
+    }
+    let found: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| names.contains(name))
+        .cloned()
+        .collect();
+    for name in found {
+        headers.remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,9 +199,7 @@ impl Proxy {
             };
             error_page::finish(&mut response, &own, page, id);
         }
-        for name in &self.hidden_headers {
-            response.headers_mut().remove(name);
-        }
+        headers::remove_named(response.headers_mut(), &self.hidden_headers);
         // One value gives the field and the metric. Entries of caches
         // before this one (a shield, the origin's own) stay first (RFC 9211 §2).
         if let Some(status) = &status {

@@ -322,16 +322,7 @@ impl Site {
     /// Removes the request headers this site does not pass (see
     /// [`outpost_config::UNKEYED_HEADERS`]).
     pub fn strip_unkeyed(&self, headers: &mut http::HeaderMap) {
-        // One pass over the request's own names (a handful, and seldom one
-        // of these) rather than a hashed removal of each of these.
-        let found: Vec<http::HeaderName> = headers
-            .keys()
-            .filter(|name| self.stripped.contains(name))
-            .cloned()
-            .collect();
-        for name in found {
-            headers.remove(name);
-        }
+        super::headers::remove_named(headers, &self.stripped);
     }
 }
 
