@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::front::Live;
 use crate::front::drain::{self, Drain};
 use crate::front::h1_check::{MAX_FIELDS, MAX_HEAD};
-use crate::front::interim::H1Queue;
+use crate::front::interim::{H1Queue, Opened};
 use crate::front::strict::Strict;
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
 use crate::proxy::{ConnInfo, ProxyBody};
@@ -80,9 +80,7 @@ async fn answer(
 ) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
     // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
     let opened = (req.version() == http::Version::HTTP_11).then(|| interim.open());
-    if let Some(opened) = &opened {
-        req.extensions_mut().insert(opened.sink());
-    }
+    let sink = opened.as_ref().map(Opened::sink);
     if let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
         req.extensions_mut().insert(ClientUpgrade::new(async move {
             let upgraded = upgrade.await.map_err(std::io::Error::other)?;
@@ -90,7 +88,7 @@ async fn answer(
         }));
     }
     let proxy = live.proxy();
-    let answered = proxy.handle(conn, req.map(ClientBody::Http1)).await;
+    let answered = proxy.handle(conn, req.map(ClientBody::Http1), sink).await;
     // Nothing more may precede the final answer.
     drop(opened);
     let mut res = answered?;

@@ -196,9 +196,8 @@ async fn stream(
         (None, ClientBody::Http2(RecvBody::new(recv, length)))
     };
     let (sink, mut interim) = interim::channel();
-    parts.extensions.insert(sink);
     let mut allowance = Allowance::new(budget);
-    let mut handling = pin!(proxy.handle(conn, Request::from_parts(parts, body)));
+    let mut handling = pin!(proxy.handle(conn, Request::from_parts(parts, body), Some(sink)));
     let answered = poll_fn(|cx| {
         if let Poll::Ready(answered) = handling.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));

@@ -539,9 +539,9 @@ async fn request(
     // The origin's interim answers (103 Early Hints) go out on the stream
     // as they come, before the final one (RFC 9114 §4.1).
     let (sink, mut interim) = interim::channel();
-    parts.extensions.insert(sink);
     let mut allowance = Allowance::new(&budget);
-    let mut handling = std::pin::pin!(proxy.handle(conn, Request::from_parts(parts, body)));
+    let mut handling =
+        std::pin::pin!(proxy.handle(conn, Request::from_parts(parts, body), Some(sink)));
     let mut head = |status: http::StatusCode, headers: HeaderMap| {
         allowance
             .admit(block_size(&headers))

@@ -36,6 +36,9 @@ pub(super) struct Exchange {
     /// For a shielded site's key owned by another member: the members'
     /// pool, asked before `upstream`.
     pub(super) shield: Option<Shielding>,
+    /// Where the origin's interim answers go: the client connection's
+    /// sink (None for work done in the background).
+    pub(super) interim: Option<crate::origin::interim::InterimSink>,
 }
 
 /// Where a miss goes before the origin: the key's owner in the fleet.
@@ -66,6 +69,7 @@ impl Exchange {
             rule: self.rule.clone(),
             upstream: self.upstream.clone(),
             shield: self.shield.clone(),
+            interim: None,
         }
     }
 
@@ -122,11 +126,7 @@ impl Exchange {
             parts.headers.remove(CONTENT_LENGTH);
         }
         // The client's connection, for the origin's interim responses.
-        if let Some(interim) = self
-            .parts
-            .extensions
-            .get::<crate::origin::interim::InterimSink>()
-        {
+        if let Some(interim) = &self.interim {
             parts.extensions.insert(interim.clone());
         }
         let host = self.upstream.host_header(&self.authority).to_owned();

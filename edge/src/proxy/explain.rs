@@ -75,6 +75,7 @@ impl Proxy {
             vars: None,
             info: None,
             source: None,
+            interim: None,
         };
         let prepared = self.prepare(conn, parts, &mut outward).await;
         let mut explained = json!({

@@ -46,6 +46,7 @@ use self::status::{CacheStatus, Outcome};
 use crate::hooks::{Hooks, RequestInfo};
 use crate::observe::access_log::{self, AccessLog, LoggedBody};
 use crate::observe::counted::{CountedBody, Received};
+use crate::origin::interim::InterimSink;
 use crate::origin::pool::Upstream;
 use crate::proxy::router::Router;
 
@@ -130,6 +131,10 @@ pub(crate) struct Outward {
     /// The tier a hit's body comes from, when the route said so itself
     /// (otherwise the answer's extensions say, or it is the origin).
     source: Option<metrics::Source>,
+    /// The client connection's sink for interim answers, until the
+    /// request's exchange takes it (beside the request rather than in its
+    /// extensions: a map allocated for one value, on every request).
+    interim: Option<InterimSink>,
 }
 
 /// How the proxy answered one request: the response, and how the cache
@@ -138,11 +143,14 @@ pub(crate) struct Outward {
 pub(crate) type Reply = (Option<CacheStatus>, Response<ProxyBody>);
 
 impl Proxy {
-    /// Answers one request, whatever protocol it came on.
+    /// Answers one request, whatever protocol it came on. `interim`: where
+    /// the origin's interim answers go (for the client's connection), when
+    /// the protocol forwards them.
     pub(crate) async fn handle(
         self: Arc<Self>,
         conn: ConnInfo,
         mut req: Request<ClientBody>,
+        interim: Option<InterimSink>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         self.metrics.arrived_on(req.version()).inc();
@@ -175,6 +183,7 @@ impl Proxy {
                 request_id: id.to_string(),
             }),
             source: None,
+            interim,
         };
         let (status, mut response) = self.route(conn, req, &mut outward).await;
         let mut source = outward.source.unwrap_or_else(|| {

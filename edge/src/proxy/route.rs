@@ -376,6 +376,7 @@ impl Proxy {
             key,
             rule,
             upstream,
+            interim: outward.interim.take(),
         })
     }
 
