@@ -246,11 +246,21 @@ impl Proxy {
                 return Err((None, plain(StatusCode::BAD_REQUEST, &format!("{e}\n"))));
             }
         };
-        let target = match parts.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
+        let target = if path == parts.uri.path()
+            && parts.uri.scheme().is_none()
+            && parts.uri.authority().is_none()
+        {
+            // Already a normalized origin-form target: kept as it came
+            // rather than written out and parsed again.
+            Ok(parts.uri.clone())
+        } else {
+            match parts.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            }
+            .parse::<http::Uri>()
         };
-        let Ok(target) = target.parse::<http::Uri>() else {
+        let Ok(target) = target else {
             return Err((
                 None,
                 plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
