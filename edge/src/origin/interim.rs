@@ -1,9 +1,10 @@
 //! Where an origin's interim (1xx) responses go: the client connection
-//! the request came on gives each request a sink (in its extensions), the
-//! proxy hands it on with the origin request, and the HTTP/1.1 and HTTP/2
-//! clients pass every interim head they receive into it (RFC 9110 §15.2:
-//! a proxy forwards the 1xx responses it did not ask for). What the sink
-//! forwards, and how, is the client connection's business.
+//! the request came on gives each request a sink (beside the request, to
+//! `Proxy::handle`), the proxy hands it on in the origin request's
+//! extensions, and the HTTP/1.1 and HTTP/2 clients pass every interim
+//! head they receive into it (RFC 9110 §15.2: a proxy forwards the 1xx
+//! responses it did not ask for). What the sink forwards, and how, is the
+//! client connection's business.
 
 use std::sync::Arc;
 
