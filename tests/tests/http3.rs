@@ -626,22 +626,28 @@ async fn a_flood_of_empty_frames_ends_the_connection() {
         after < before + 16 * 1024,
         "RSS {before} kB grew to {after} kB"
     );
-    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
-        .await
-        .expect("the connection ends");
-    assert_eq!(
-        why,
-        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
-            error_code: quinn::VarInt::from_u32(0x107),
-            reason: bytes::Bytes::from_static(b"request body stalled"),
-        }),
-    );
+    assert_closed_with(&raw, 0x107, b"request body stalled").await;
 
     // Others are served meanwhile.
     let other = H3Client::connect(outpost.addr(), "a.test", &certs.ca)
         .await
         .unwrap();
     assert_eq!(other.get("a.test", "/x").await.unwrap().status, 200);
+}
+
+/// Waits (10 s at most) for Outpost to close `raw` with the HTTP/3 error
+/// `code` and `reason`.
+async fn assert_closed_with(raw: &quinn::Connection, code: u32, reason: &'static [u8]) {
+    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
+        .await
+        .expect("the connection ends");
+    assert_eq!(
+        why,
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(code),
+            reason: Bytes::from_static(reason),
+        }),
+    );
 }
 
 /// A connection kept busy with PINGs and a request head that never ends
@@ -662,16 +668,7 @@ async fn a_connection_without_requests_is_closed_whatever_keeps_it_alive() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let why = tokio::time::timeout(Duration::from_secs(10), raw.closed())
-        .await
-        .expect("the connection ends");
-    assert_eq!(
-        why,
-        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
-            error_code: quinn::VarInt::from_u32(0x100),
-            reason: Bytes::from_static(b"idle"),
-        }),
-    );
+    assert_closed_with(&raw, 0x100, b"idle").await;
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "{:?}",

@@ -43,6 +43,24 @@ async fn read_until_head(
     }
 }
 
+/// Sends `request` on `client` while the origin holds its final answer:
+/// a 103 must arrive first; then the origin is released and the final
+/// head read. Returns what had arrived at each of the two points.
+async fn hints_then_final(
+    client: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    request: &[u8],
+    release: &tokio::sync::Semaphore,
+) -> (String, String) {
+    client.write_all(request).await.expect("send");
+    let mut seen = Vec::new();
+    read_until_head(client, &mut seen, 1).await;
+    let hints = String::from_utf8_lossy(&seen).to_string();
+    assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    release.add_permits(1);
+    read_until_head(client, &mut seen, 2).await;
+    (hints, String::from_utf8_lossy(&seen).to_string())
+}
+
 #[tokio::test]
 async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stored() {
     let release = Arc::new(tokio::sync::Semaphore::new(0));
@@ -52,15 +70,13 @@ async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stor
     let mut client = tokio::net::TcpStream::connect(outpost.addr())
         .await
         .expect("connect");
-    client
-        .write_all(b"GET /page HTTP/1.1\r\nhost: example.com\r\n\r\n")
-        .await
-        .expect("send");
-    let mut seen = Vec::new();
     // The 103 arrives while the origin still holds its final answer back.
-    read_until_head(&mut client, &mut seen, 1).await;
-    let text = String::from_utf8_lossy(&seen).to_string();
-    assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+    let (text, whole) = hints_then_final(
+        &mut client,
+        b"GET /page HTTP/1.1\r\nhost: example.com\r\n\r\n",
+        &release,
+    )
+    .await;
     assert!(
         text.contains("link: </style.css>; rel=preload\r\n"),
         "{text}"
@@ -69,11 +85,9 @@ async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stor
         !text.contains("x-hop"),
         "hop-by-hop fields stay behind: {text}"
     );
-    release.add_permits(1);
-    read_until_head(&mut client, &mut seen, 2).await;
-    let text = String::from_utf8_lossy(&seen).to_string();
-    let final_at = text.find("HTTP/1.1 200 OK\r\n").expect("the final answer");
+    let final_at = whole.find("HTTP/1.1 200 OK\r\n").expect("the final answer");
     assert!(final_at > 0);
+    let mut seen = whole.into_bytes();
     let mut chunk = [0u8; 64];
     while !seen.ends_with(b"final") {
         let n = client.read(&mut chunk).await.expect("read the body");
@@ -83,16 +97,13 @@ async fn early_hints_reach_the_client_before_the_final_answer_and_are_never_stor
 
     // The next request on the same connection gets its own hints, after
     // the first answer and before its own.
-    let mut seen = Vec::new();
-    client
-        .write_all(b"GET /other HTTP/1.1\r\nhost: example.com\r\n\r\n")
-        .await
-        .expect("send");
-    read_until_head(&mut client, &mut seen, 1).await;
-    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 103 Early Hints\r\n"));
-    release.add_permits(1);
-    read_until_head(&mut client, &mut seen, 2).await;
-    assert!(String::from_utf8_lossy(&seen).contains("\r\n\r\nHTTP/1.1 200 OK\r\n"));
+    let (_, whole) = hints_then_final(
+        &mut client,
+        b"GET /other HTTP/1.1\r\nhost: example.com\r\n\r\n",
+        &release,
+    )
+    .await;
+    assert!(whole.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"));
 
     // The stored answer is the final one alone.
     let got = get(outpost.addr(), "example.com", "/page").await;
@@ -120,19 +131,15 @@ async fn early_hints_reach_an_https_client_while_the_origin_works() {
         .await
         .expect("connect");
     let mut client = tls_connect(tcp, "hint.test", b"\x08http/1.1").await;
-    client
-        .write_all(b"GET /page HTTP/1.1\r\nhost: hint.test\r\n\r\n")
-        .await
-        .expect("send");
-    let mut seen = Vec::new();
     // The origin holds its final answer until the hints have arrived.
-    read_until_head(&mut client, &mut seen, 1).await;
-    let text = String::from_utf8_lossy(&seen).to_string();
-    assert!(text.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{text}");
+    let (text, whole) = hints_then_final(
+        &mut client,
+        b"GET /page HTTP/1.1\r\nhost: hint.test\r\n\r\n",
+        &release,
+    )
+    .await;
     assert!(!text.contains("HTTP/1.1 200"), "{text}");
-    release.add_permits(1);
-    read_until_head(&mut client, &mut seen, 2).await;
-    assert!(String::from_utf8_lossy(&seen).contains("\r\n\r\nHTTP/1.1 200 OK\r\n"));
+    assert!(whole.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"));
 }
 
 #[tokio::test]
