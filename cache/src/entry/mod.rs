@@ -6,6 +6,7 @@
 
 mod body;
 mod headers;
+mod made;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -5,9 +5,15 @@
 //! WebSocket upgrade; and while the connection drains, answers say
 //! `Connection: close`.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -19,9 +25,9 @@ use crate::front::Live;
 use crate::front::drain::{self, Drain};
 use crate::front::h1_check::{MAX_FIELDS, MAX_HEAD};
 use crate::front::interim::{H1Queue, Opened};
-use crate::front::strict::Strict;
+use crate::front::strict::{Answering, Strict};
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
-use crate::proxy::{ConnInfo, ProxyBody};
+use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 
 /// How long an HTTP/1 connection may take over its heads.
 pub(crate) struct Timeouts {
@@ -45,16 +51,27 @@ pub(crate) async fn serve<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let strict = Strict::new(io, read, timeouts.first_head, timeouts.head);
+    let strict = Strict::new(io, read, &timeouts);
     let interim = strict.interim();
+    let answers = strict.answers();
     let closing = Arc::new(AtomicBool::new(false));
     let draining = closing.clone();
-    let service =
-        service_fn(move |req| answer(live.clone(), conn, draining.clone(), interim.clone(), req));
+    let service = service_fn(move |req| {
+        let answering = answers.begin();
+        answer(
+            live.clone(),
+            conn,
+            draining.clone(),
+            interim.clone(),
+            answering,
+            req,
+        )
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.idle.max(timeouts.head))
+        // The idle and head clocks are the strict connection's.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_FIELDS);
     let connection = builder
@@ -69,6 +86,34 @@ pub(crate) async fn serve<T>(
     .await;
 }
 
+/// An answer's body, which ends the answer when it is dropped: written
+/// whole, or abandoned.
+struct Answered {
+    body: ProxyBody,
+    /// Held, never read: dropped with the body.
+    _answering: Answering,
+}
+
+impl Body for Answered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One request: the proxy current when it arrives serves it to its end,
 /// whatever reloads happen meanwhile.
 async fn answer(
@@ -76,8 +121,9 @@ async fn answer(
     conn: ConnInfo,
     closing: Arc<AtomicBool>,
     interim: H1Queue,
+    answering: Answering,
     mut req: http::Request<Incoming>,
-) -> Result<http::Response<ProxyBody>, std::convert::Infallible> {
+) -> Result<http::Response<Answered>, Infallible> {
     // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
     let opened = (req.version() == http::Version::HTTP_11).then(|| interim.open());
     let sink = opened.as_ref().map(Opened::sink);
@@ -102,5 +148,8 @@ async fn answer(
             http::HeaderValue::from_static("close"),
         );
     }
-    Ok(res)
+    Ok(res.map(|body| Answered {
+        body,
+        _answering: answering,
+    }))
 }

@@ -1,6 +1,7 @@
 //! Answers from a stored entry: `Age`, conditional requests (RFC 9110
 //! §13.1), ranges (§14), HEAD, and bodies read from memory or disk.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
@@ -24,7 +25,7 @@ use super::{BoxError, Proxy, ProxyBody, Reply};
 impl Proxy {
     /// A fresh stored entry's answer to `req`, as a hit with its time to
     /// live in `Cache-Status`.
-    pub(super) fn fresh_hit(&self, entry: &Entry, req: &request::Parts) -> Reply {
+    pub(super) fn fresh_hit(&self, entry: &Arc<Entry>, req: &request::Parts) -> Reply {
         let now = self.cache.now();
         let ttl = Ttl::Fresh(entry.time_to_live(now).as_secs());
         let response = unvalidated(entry, from_cache(&self.cache, entry, req, now));
@@ -37,7 +38,7 @@ impl Proxy {
 /// tier its body comes from, for the metrics.
 pub(super) fn from_cache(
     cache: &Cache,
-    entry: &Entry,
+    entry: &Arc<Entry>,
     req: &request::Parts,
     now: SystemTime,
 ) -> Response<ProxyBody> {
@@ -58,7 +59,7 @@ pub(super) fn source_of(entry: &Entry) -> Source {
 /// [`from_cache`] without the tier, for a caller that reports it itself.
 pub(super) fn answer(
     cache: &Cache,
-    entry: &Entry,
+    entry: &Arc<Entry>,
     req: &request::Parts,
     now: SystemTime,
 ) -> Response<ProxyBody> {
@@ -66,7 +67,7 @@ pub(super) fn answer(
     // here (Age, Via, Cache-Status) is none of them.
     // Room for what is added on the way out (Age, Cache-Status, Via, a
     // rule's response fields) without the map growing.
-    let mut headers = entry.headers().to_map(8);
+    let mut headers = Entry::header_map(entry, 8);
     headers.insert(
         http::header::AGE,
         HeaderValue::from(entry.age(now).as_secs()),
