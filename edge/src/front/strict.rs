@@ -49,6 +49,8 @@ pub(crate) struct Strict<T> {
     /// Fires at the earliest the connection can have been idle that long;
     /// dropped once it is a tunnel.
     idle_deadline: Option<Pin<Box<Sleep>>>,
+    /// The task `idle_deadline` was last polled by.
+    idle_polled_by: Option<std::task::Waker>,
     answers: Arc<Answers>,
 }
 
@@ -129,6 +131,7 @@ impl<T> Strict<T> {
             idle_deadline: Some(Box::pin(tokio::time::sleep_until(
                 answers.opened + timeouts.idle,
             ))),
+            idle_polled_by: None,
             answers,
         };
         strict.checker.feed(read);
@@ -160,6 +163,18 @@ impl<T> Strict<T> {
         let Some(deadline) = self.idle_deadline.as_mut() else {
             return false;
         };
+        // A timer not yet due, already polled by this task, will wake it:
+        // polling it again at every read would only register it again.
+        let registered = self
+            .idle_polled_by
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if registered && !deadline.is_elapsed() {
+            return false;
+        }
+        if !registered {
+            self.idle_polled_by = Some(cx.waker().clone());
+        }
         while deadline.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             // A head under way has its own clock; an answer under way
