@@ -1,8 +1,9 @@
 //! HTTP/1.1 (and 1.0) from clients, served by hyper over the strict
-//! connection ([`crate::front::strict`]): the framing checks, head time-outs
-//! and interim responses live there; here each request gets the proxy
-//! current when it arrives, its interim sink, and the client's side of a
-//! WebSocket upgrade; and while the connection drains, answers say
+//! connection ([`crate::front::strict`]): the framing checks, head and idle
+//! time-outs and interim responses live there; here each request gets the
+//! proxy current when it arrives, its interim sink, the client's side of a
+//! WebSocket upgrade, and a guard that tells the strict connection when its
+//! answer ends; and while the connection drains, answers say
 //! `Connection: close`.
 
 use std::convert::Infallible;
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -35,7 +35,8 @@ pub(crate) struct Timeouts {
     pub(crate) first_head: Instant,
     /// Later heads, from their first byte.
     pub(crate) head: Duration,
-    /// An idle keep-alive connection, waiting for its next request.
+    /// How long a keep-alive connection may wait for its next request,
+    /// from the end of its last answer.
     pub(crate) idle: Duration,
 }
 

@@ -333,7 +333,7 @@ async fn serve(
             }
             () = &mut unused, if requests.is_empty() && !draining => {
                 if std::mem::take(&mut asked) {
-                    unused.as_mut().reset(Instant::now() + timeouts.unused);
+                    unused.as_mut().reset(crate::front::later(Instant::now(), timeouts.unused));
                     continue;
                 }
                 tracing::debug!(%remote, "an HTTP/3 connection had no request for its idle timeout; closing");

@@ -219,7 +219,7 @@ where
         let proxy = live.proxy();
         (proxy.head_timeout, proxy.header_read_timeout)
     };
-    let first_head = Instant::now() + head_timeout;
+    let first_head = crate::front::later(Instant::now(), head_timeout);
     if h2_alpn {
         h2::serve(stream, Default::default(), first_head, conn, live, drain).await;
         return;

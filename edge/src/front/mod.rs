@@ -37,6 +37,15 @@ pub(crate) trait Serving: Send + Sync {
 /// The generation serving now, as the front door sees it.
 pub(crate) type Live = Arc<dyn Serving>;
 
+/// `by` after `at`, for a time-out from the config: a span past what the
+/// clock can count (the file may say `head_timeout: 18446744073709551615s`)
+/// is a year, where `+` would panic.
+pub(crate) fn later(at: tokio::time::Instant, by: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(365 * 86_400)))
+        .unwrap_or(at)
+}
+
 /// An answer's head as HTTP/2 and HTTP/3 send it: no connection-specific
 /// fields, a `Date` when the proxy set none, and a `Content-Length` when
 /// the body's length is known and the proxy gave none.
@@ -92,6 +101,16 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A time-out as long as the config file can write one is far off,
+    /// not a panic; an ordinary one is exact.
+    #[test]
+    fn the_longest_time_outs_do_not_overflow_the_clock() {
+        let now = tokio::time::Instant::now();
+        assert!(later(now, std::time::Duration::MAX) > now);
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(later(now, second), now + second);
+    }
 
     /// RFC 9113 §8.2.2: connection-specific fields never reach h2.
     #[test]

@@ -26,6 +26,7 @@ use tokio::time::{Instant, Sleep};
 use crate::front::h1::Timeouts;
 use crate::front::h1_check::Checker;
 use crate::front::interim::H1Queue;
+use crate::front::later;
 
 pub(crate) struct Strict<T> {
     inner: T,
@@ -128,9 +129,10 @@ impl<T> Strict<T> {
             head_timeout: timeouts.head,
             head_deadline: Some(Box::pin(tokio::time::sleep_until(timeouts.first_head))),
             idle_timeout: timeouts.idle,
-            idle_deadline: Some(Box::pin(tokio::time::sleep_until(
-                answers.opened + timeouts.idle,
-            ))),
+            idle_deadline: Some(Box::pin(tokio::time::sleep_until(later(
+                answers.opened,
+                timeouts.idle,
+            )))),
             idle_polled_by: None,
             answers,
         };
@@ -183,8 +185,8 @@ impl<T> Strict<T> {
                 || self.checker.holds_bytes()
                 || !self.checker.ready.is_empty();
             let due = match self.answers.quiet_since() {
-                Some(since) if !heading => since + self.idle_timeout,
-                _ => now + self.idle_timeout,
+                Some(since) if !heading => later(since, self.idle_timeout),
+                _ => later(now, self.idle_timeout),
             };
             if due <= now {
                 return true;
