@@ -80,17 +80,22 @@ impl Compression {
     /// Outpost serves (a `*` weighs for those not named; `q=0` refuses);
     /// ties go to the configured order.
     fn choose(&self, headers: &HeaderMap) -> Option<Encoding> {
-        let mut named: Vec<(String, u16)> = Vec::new();
+        // The weight each coding Outpost serves is given by name (by the
+        // first member naming it) and by `*` (the last such member), read
+        // in place: a browser's field names four codings, and each was a
+        // string of its own.
+        let mut named = [None::<u16>; 3];
+        let slot = |e: Encoding| match e {
+            Encoding::Br => 0,
+            Encoding::Zstd => 1,
+            Encoding::Gzip => 2,
+        };
         let mut any = None;
         for value in headers.get_all(ACCEPT_ENCODING) {
             let Ok(value) = value.to_str() else { continue };
             for member in value.split(',') {
                 let mut params = member.split(';');
-                let coding = params
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase();
+                let coding = params.next().unwrap_or_default().trim();
                 if coding.is_empty() {
                     continue;
                 }
@@ -106,21 +111,20 @@ impl Compression {
                 let Some(weight) = weight else { continue };
                 if coding == "*" {
                     any = Some(weight);
-                } else {
-                    named.push((coding, weight));
+                    continue;
+                }
+                for encoding in [Encoding::Br, Encoding::Zstd, Encoding::Gzip] {
+                    let names = coding.eq_ignore_ascii_case(encoding.token())
+                        || (encoding == Encoding::Gzip && coding.eq_ignore_ascii_case("x-gzip"));
+                    if names {
+                        named[slot(encoding)].get_or_insert(weight);
+                    }
                 }
             }
         }
         let mut best: Option<(Encoding, u16)> = None;
         for &encoding in &self.order {
-            let weight = named
-                .iter()
-                .find(|(c, _)| {
-                    c == encoding.token() || (encoding == Encoding::Gzip && c == "x-gzip")
-                })
-                .map(|(_, w)| *w)
-                .or(any)
-                .unwrap_or(0);
+            let weight = named[slot(encoding)].or(any).unwrap_or(0);
             if weight > 0 && best.is_none_or(|(_, w)| weight > w) {
                 best = Some((encoding, weight));
             }
@@ -347,6 +351,78 @@ fn qvalue(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The coding choice as it was first written (a string per member,
+    /// then a search), kept to check the in-place reading against.
+    fn chosen_by_reference(order: &[Encoding], fields: &[String]) -> Option<Encoding> {
+        let mut named: Vec<(String, u16)> = Vec::new();
+        let mut any = None;
+        for value in fields {
+            for member in value.split(',') {
+                let mut params = member.split(';');
+                let coding = params
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if coding.is_empty() {
+                    continue;
+                }
+                let weight = params
+                    .find_map(|p| {
+                        let (name, value) = p.split_once('=')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("q")
+                            .then(|| qvalue(value.trim()))
+                    })
+                    .unwrap_or(Some(1000));
+                let Some(weight) = weight else { continue };
+                if coding == "*" {
+                    any = Some(weight);
+                } else {
+                    named.push((coding, weight));
+                }
+            }
+        }
+        let mut best: Option<(Encoding, u16)> = None;
+        for &encoding in order {
+            let weight = named
+                .iter()
+                .find(|(c, _)| {
+                    c == encoding.token() || (encoding == Encoding::Gzip && c == "x-gzip")
+                })
+                .map(|(_, w)| *w)
+                .or(any)
+                .unwrap_or(0);
+            if weight > 0 && best.is_none_or(|(_, w)| weight > w) {
+                best = Some((encoding, weight));
+            }
+        }
+        best.map(|(e, _)| e)
+    }
+
+    proptest::proptest! {
+        /// RFC 9110 §12.5.3: reading the members in place chooses what the
+        /// first reading chose, for any mix of names, cases, repeats,
+        /// weights (good and bad) and field lines.
+        #[test]
+        fn in_place_choice_matches_the_reference(
+            fields in proptest::collection::vec(
+                "((gzip|GZip|br|BR|zstd|x-gzip|X-Gzip|\\*|deflate|identity| )( ?; ?[qQ] ?= ?(0|1|1\\.000|0\\.[0-9]{1,4}|2|x))?(, ?)?){0,5}",
+                0..3,
+            )
+        ) {
+            let compression = compression();
+            let mut headers = HeaderMap::new();
+            for value in &fields {
+                headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            }
+            proptest::prop_assert_eq!(
+                compression.choose(&headers),
+                chosen_by_reference(&compression.order, &fields)
+            );
+        }
+    }
 
     fn compression() -> Compression {
         Compression::new(&outpost_config::Compression::default()).unwrap()
