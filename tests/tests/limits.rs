@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_tests::{Origin, Outpost, await_metric, get, request, respond, simple_config};
+use outpost_tests::{
+    Origin, OriginOptions, Outpost, await_metric, get, request, respond, simple_config,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -141,6 +143,53 @@ async fn slow_heads_and_idle_connections_are_closed() {
     assert!(answer.contains("HTTP/1.1 200 "), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(origin.hits(), 2, "the trickled head never reached it");
+}
+
+/// The keep-alive wait counts from the end of the last answer: an answer
+/// slower than `limits.header_read_timeout` is not cut off, and the
+/// connection closes about that long after it ends, not sooner.
+#[tokio::test]
+async fn the_idle_wait_starts_when_an_answer_ends() {
+    let options = OriginOptions {
+        delay: Some(Duration::from_millis(2500)),
+        ..OriginOptions::default()
+    };
+    let origin = Origin::start_with(options, |_| {
+        respond(200, &[("cache-control", "no-store")], "ok")
+    })
+    .await;
+    let outpost = Outpost::start(
+        &with_limits(&origin, "{header_read_timeout: 1s, head_timeout: 1s}", ""),
+        &[],
+        None,
+    )
+    .await;
+    let mut stream = TcpStream::connect(outpost.addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_whole = async {
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed during a slow answer: {answer:?}");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_whole)
+        .await
+        .expect("the slow answer arrived");
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+    let answered = Instant::now();
+    let rest = until_closed(&mut stream).await;
+    assert!(rest.is_empty(), "{rest}");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "closed {waited:?} after the answer"
+    );
 }
 
 /// Past `limits.max_connections`, a new connection is closed at once; the
