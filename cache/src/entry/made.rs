@@ -22,12 +22,15 @@ use http::HeaderMap;
 
 use super::Entry;
 
-/// Slots per thread. A map of ten fields is about a kilobyte, so a worker
-/// thread keeps some 256 KiB of them for a typical object.
+/// Slots per thread, a power of two. A map of ten fields is about a
+/// kilobyte, so a worker thread keeps some 256 KiB of them for a typical
+/// object.
 const SLOTS: usize = 256;
+const _: () = assert!(SLOTS.is_power_of_two());
 
 thread_local! {
-    static MADE: RefCell<Vec<Option<Made>>> = const { RefCell::new(Vec::new()) };
+    static MADE: RefCell<Box<[Option<Made>]>> =
+        RefCell::new((0..SLOTS).map(|_| None).collect());
 }
 
 struct Made {
@@ -44,9 +47,6 @@ impl Entry {
         let at = slot(Arc::as_ptr(this));
         let made = MADE.try_with(|made| {
             let mut made = made.try_borrow_mut().ok()?;
-            if made.is_empty() {
-                made.resize_with(SLOTS, || None);
-            }
             let slot = made.get_mut(at)?;
             match slot {
                 Some(kept) if std::ptr::eq(kept.from.as_ptr(), Arc::as_ptr(this)) => {
@@ -70,11 +70,12 @@ impl Entry {
 }
 
 /// The slot for an entry at `address`: its bits above the allocation's
-/// alignment, spread by a multiplicative hash.
+/// alignment, spread by a multiplicative hash, whose top bits pick one of
+/// the `SLOTS`.
 fn slot(address: *const Entry) -> usize {
     let bits = (address.addr() as u64) >> 4;
     let spread = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (spread >> 58) as usize % SLOTS
+    (spread >> (u64::BITS - SLOTS.trailing_zeros())) as usize
 }
 
 #[cfg(test)]

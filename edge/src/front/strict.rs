@@ -62,8 +62,8 @@ pub(crate) struct Answers {
     /// When the connection was taken on: `ended` counts from here.
     opened: Instant,
     under_way: AtomicUsize,
-    /// Nanoseconds from `opened` to the end of the last answer, plus one;
-    /// zero before any ended.
+    /// Nanoseconds from `opened` to the end of the last answer (zero
+    /// before any ended: quiet since the connection was taken on).
     ended: AtomicU64,
 }
 
@@ -88,10 +88,7 @@ impl Answers {
         if self.under_way.load(Ordering::Acquire) > 0 {
             return None;
         }
-        match self.ended.load(Ordering::Acquire) {
-            0 => Some(self.opened),
-            n => Some(self.opened + Duration::from_nanos(n - 1)),
-        }
+        Some(self.opened + Duration::from_nanos(self.ended.load(Ordering::Acquire)))
     }
 }
 
@@ -103,8 +100,8 @@ impl Drop for Answering {
     fn drop(&mut self) {
         let answers = &self.0;
         let since = Instant::now().saturating_duration_since(answers.opened);
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1);
-        answers.ended.store(nanos + 1, Ordering::Release);
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        answers.ended.store(nanos, Ordering::Release);
         answers.under_way.fetch_sub(1, Ordering::AcqRel);
     }
 }
