@@ -114,6 +114,17 @@ impl H2Raw {
         }
     }
 
+    /// The frames that the next single read from the socket completes
+    /// (with any left over from earlier reads), or none when nothing comes
+    /// within `within`.
+    pub async fn read_once(&mut self, within: Duration) -> Vec<Frame> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(within, self.stream.read(&mut chunk)).await {
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+        std::iter::from_fn(|| self.take_frame()).collect()
+    }
+
     fn take_frame(&mut self) -> Option<Frame> {
         if self.buffer.len() < 9 {
             return None;

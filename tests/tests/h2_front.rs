@@ -106,6 +106,52 @@ async fn a_well_formed_raw_request_is_answered() {
     assert_eq!(origin.hits(), 1);
 }
 
+/// Requests sent together and answered from the cache are answered
+/// together: the answers leave in one write (so one read takes them all),
+/// where h2 alone flushed the socket after each.
+#[tokio::test]
+async fn answers_to_requests_sent_together_leave_together() {
+    let body = "x".repeat(1024);
+    let origin = Origin::start(move |_| {
+        respond(
+            200,
+            &[("cache-control", "public, max-age=600")],
+            body.clone(),
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    let mut h2 = H2Raw::connect(outpost.addr()).await;
+    let fields = request_fields(b"GET", b"a.test", b"/shared");
+    let block = header_block(&fields);
+    h2.send(HEADERS, END_HEADERS | END_STREAM, 1, &block).await;
+    let warm = h2
+        .read_until(WAIT, |f| f.stream == 1 && f.flags & END_STREAM != 0)
+        .await;
+    assert!(answered(&warm), "{warm:?}");
+
+    let streams: Vec<u32> = (0..10).map(|i| 3 + 2 * i).collect();
+    let burst: Vec<u8> = streams
+        .iter()
+        .flat_map(|&id| frame(HEADERS, END_HEADERS | END_STREAM, id, &block))
+        .collect();
+    assert!(h2.send_all(&burst).await);
+    let frames = h2.read_once(WAIT).await;
+    for id in &streams {
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.stream == *id && f.kind == DATA && f.flags & END_STREAM != 0),
+            "stream {id} not answered in the first read: {:?}",
+            frames
+                .iter()
+                .map(|f| (f.stream, f.kind, f.flags))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(origin.hits(), 1, "all from the cache");
+}
+
 /// CONTINUATION flood (CVE-2024-27316 and kin): a header block that never
 /// ends is cut off with GOAWAY long before it can exhaust memory.
 #[tokio::test]

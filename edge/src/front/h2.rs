@@ -38,6 +38,7 @@ use crate::body::{RecvBody, content_length};
 use crate::front::drain::{DRAIN_LINGER, Drain};
 use crate::front::flood::{Guard, Guarded};
 use crate::front::interim::{self, Allowance, Budget, block_size};
+use crate::front::turn;
 use crate::front::{Live, multiplexed_head};
 use crate::proxy::client::{ClientBody, ClientUpgrade, TunnelIo};
 use crate::proxy::{ConnInfo, ProxyBody};
@@ -73,6 +74,7 @@ pub(crate) async fn serve<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (io, guard) = Guarded::new(io, read);
+    let (io, turns) = turn::held(io);
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_STREAMS)
@@ -111,45 +113,53 @@ pub(crate) async fn serve<T>(
     // no wake-up handed to another thread; the connection itself is
     // polled between them.
     let mut streams = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            // In this order: the answers that are ready are all queued
-            // before the connection is polled, which writes them, so the
-            // answers to a burst of requests leave in one write.
-            biased;
-            () = &mut flooded, if !calmed => {
-                calmed = true;
-                connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-            }
-            () = &mut dead => {
-                tracing::debug!("an HTTP/2 client stopped answering PINGs; closing");
-                break;
-            }
-            _ = &mut stopped, if !draining => {
-                draining = true;
-                linger.as_mut().reset(Instant::now() + DRAIN_LINGER);
-            }
-            () = &mut linger, if draining && !finishing => {
-                // GOAWAY (RFC 9113 §6.8): streams open go on, new ones are
-                // refused, and the connection ends with the last.
-                finishing = true;
-                connection.graceful_shutdown();
-            }
-            Some(()) = streams.next(), if !streams.is_empty() => {}
-            accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => {
-                    // Boxed: the set moves what it is given into a task of
-                    // its own, and a stream's future is kilobytes.
-                    streams.push(Box::pin(stream(live.proxy(), conn, request, respond, &budget)));
+    // Polled in turns: the answers written during one poll of this task
+    // leave together when it ends.
+    turns
+        .run(async {
+            loop {
+                tokio::select! {
+                    // In this order: the answers that are ready are all
+                    // queued before the connection is polled, which writes
+                    // them; the turn's end sends them in one write.
+                    biased;
+                    () = &mut flooded, if !calmed => {
+                        calmed = true;
+                        connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                    }
+                    () = &mut dead => {
+                        tracing::debug!("an HTTP/2 client stopped answering PINGs; closing");
+                        break;
+                    }
+                    _ = &mut stopped, if !draining => {
+                        draining = true;
+                        linger.as_mut().reset(Instant::now() + DRAIN_LINGER);
+                    }
+                    () = &mut linger, if draining && !finishing => {
+                        // GOAWAY (RFC 9113 §6.8): streams open go on, new ones are
+                        // refused, and the connection ends with the last.
+                        finishing = true;
+                        connection.graceful_shutdown();
+                    }
+                    Some(()) = streams.next(), if !streams.is_empty() => {}
+                    accepted = connection.accept() => match accepted {
+                        Some(Ok((request, respond))) => {
+                            // Boxed: the set moves what it is given into a
+                            // task of its own, and a stream's future is
+                            // kilobytes.
+                            let answer = stream(live.proxy(), conn, request, respond, &budget);
+                            streams.push(Box::pin(answer));
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+                            break;
+                        }
+                        None => break,
+                    },
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
-                    break;
-                }
-                None => break,
-            },
-        }
-    }
+            }
+        })
+        .await;
 }
 
 /// Resolves when the client stops answering keep-alive PINGs.

@@ -23,6 +23,7 @@ pub(crate) mod metrics;
 mod sniff;
 mod strict;
 pub(crate) mod tls;
+mod turn;
 
 /// What the front door takes from the config generation serving now: each
 /// request takes the proxy current when it arrives and keeps it to its
