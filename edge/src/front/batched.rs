@@ -53,18 +53,28 @@ impl<T> Batched<T> {
 impl<T: AsyncWrite + Unpin> Batched<T> {
     /// Sends what is held, until all of it has gone or the socket is full.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.write.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.write[self.sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.sent += n;
-        }
-        // Nothing held: no buffer kept.
-        self.write = Vec::new();
-        self.sent = 0;
-        Poll::Ready(Ok(()))
+        poll_send_held(&mut self.io, &mut self.write, &mut self.sent, cx)
     }
+}
+
+/// Writes `held[*sent..]` to `io` until all of it has gone or `io` is
+/// full; then lets the buffer go, so that an idle connection keeps none.
+pub(super) fn poll_send_held<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    held: &mut Vec<u8>,
+    sent: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while *sent < held.len() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, &held[*sent..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *sent += n;
+    }
+    *held = Vec::new();
+    *sent = 0;
+    Poll::Ready(Ok(()))
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Batched<T> {

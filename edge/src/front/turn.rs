@@ -27,6 +27,8 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::front::batched::poll_send_held;
+
 /// Bytes held before they are written without waiting for the turn's end:
 /// what one TLS record carries.
 const HOLD_LIMIT: usize = 16 * 1024;
@@ -103,17 +105,7 @@ impl<T: AsyncWrite + Unpin> Turns<T> {
 impl<T: AsyncWrite + Unpin> Shared<T> {
     /// Hands what is held to `io`, until all of it has gone or `io` is full.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.out.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.sent += n;
-        }
-        // Nothing held: no buffer kept for an idle connection.
-        self.out = Vec::new();
-        self.sent = 0;
-        Poll::Ready(Ok(()))
+        poll_send_held(&mut self.io, &mut self.out, &mut self.sent, cx)
     }
 
     fn poll_flush_now(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
