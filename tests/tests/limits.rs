@@ -241,3 +241,23 @@ async fn connections_over_the_limit_are_closed_at_once() {
     }
     assert_eq!(get(addr, "a.test", "/again").await.status, 200);
 }
+
+/// Origin time-outs past what the clock counts (the config takes any
+/// span) are as good as none: the exchange is answered, where adding
+/// them to the clock panicked the request's task.
+#[tokio::test]
+async fn origin_time_outs_past_the_clocks_reach_are_none() {
+    let origin = origin().await;
+    let config = simple_config(&origin, &["a.test"], "").replace(
+        &format!("      - url: {}\n", origin.url()),
+        &format!(
+            "      - url: {}\n    timeouts:\n      total: 18446744073709551615s\n      idle: 18446744073709551615s\n",
+            origin.url()
+        ),
+    );
+    assert!(config.contains("total: 18446744073709551615s"), "{config}");
+    let outpost = Outpost::start(&config, &[], None).await;
+    let got = get(outpost.addr(), "a.test", "/").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "ok");
+}

@@ -366,7 +366,10 @@ impl Upstream {
                 in_flight: server.in_flight.clone(),
                 idle_timeout: self.idle_timeout,
                 bytes: self.metrics.bytes.clone(),
-                deadline: self.total_timeout.map(|t| Instant::now() + t),
+                // Saturating: the config may say a span past what the clock counts.
+                deadline: self
+                    .total_timeout
+                    .map(|t| crate::front::later(tokio::time::Instant::now(), t).into_std()),
             };
             let started = Instant::now();
             let limit = match lease.deadline {

@@ -78,7 +78,7 @@ impl Body for OriginBody {
                 if let Some(data) = frame.data_ref() {
                     this.bytes.inc_by(data.len() as u64);
                 }
-                let next = tokio::time::Instant::now() + this.idle_timeout;
+                let next = crate::front::later(tokio::time::Instant::now(), this.idle_timeout);
                 this.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
