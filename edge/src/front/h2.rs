@@ -1,7 +1,8 @@
 //! HTTP/2 from clients, served on the h2 crate directly.
 //!
-//! The connection's task accepts streams and drives the connection; each
-//! stream is a task of its own that hands the request to the proxy, sends
+//! The connection's task accepts streams, drives the connection and runs
+//! the streams beside it (writes flushed once per poll of the task, see
+//! [`crate::front::turn`]); each stream hands the request to the proxy, sends
 //! the origin's interim responses on the stream as they come (RFC 9113
 //! §8.1, `send_informational`), then the final head and the body as the
 //! client's window allows. An extended CONNECT (RFC 8441, enabled in the
