@@ -59,13 +59,6 @@ OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "bench-peers"))
 SCENARIOS = os.environ.get("BENCH_SCENARIOS", "1k-h1 100k-h1 1k-h2 1k-check 1k-https").split()
 
 
-
-
-
-
-
-
-
 def family(pid):
     """pid and all its descendants."""
     parents = {}
