@@ -152,6 +152,55 @@ async fn answers_to_requests_sent_together_leave_together() {
     assert_eq!(origin.hits(), 1, "all from the cache");
 }
 
+/// RFC 9113 §5.2: a client's window bounds what is sent to it. A cached
+/// body of 12 KiB to a client whose streams open with a 1 KiB window
+/// (the body's last piece is handed to h2 without a claim on the window
+/// first) arrives whole, in pieces no larger than the window, as the
+/// client gives the window back.
+#[tokio::test]
+async fn a_small_window_gets_a_cached_body_whole_in_pieces() {
+    let body: Vec<u8> = (0..12 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let served = bytes::Bytes::from(body.clone());
+    let origin = Origin::start(move |_| {
+        respond(
+            200,
+            &[("cache-control", "public, max-age=600")],
+            served.clone(),
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    let stream = tokio::net::TcpStream::connect(outpost.addr())
+        .await
+        .unwrap();
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(1024)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for expected in ["Outpost; fwd=miss", "Outpost; hit"] {
+        let req = http::Request::get("http://a.test/twelve").body(()).unwrap();
+        let (response, _) = client.send_request(req, true).unwrap();
+        let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+        let status = response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(status.starts_with(expected), "{status}");
+        let mut recv = response.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(WAIT, recv.data()).await.unwrap() {
+            let chunk = chunk.unwrap();
+            assert!(chunk.len() <= 1024, "a piece of {} bytes", chunk.len());
+            recv.flow_control().release_capacity(chunk.len()).unwrap();
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, body);
+    }
+    assert_eq!(origin.hits(), 1);
+}
+
 /// CONTINUATION flood (CVE-2024-27316 and kin): a header block that never
 /// ends is cut off with GOAWAY long before it can exhaust memory.
 #[tokio::test]
