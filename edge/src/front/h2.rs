@@ -216,7 +216,7 @@ async fn stream(
         if let Poll::Ready(answered) = handling.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
         }
-        while let Poll::Ready(Some((status, headers))) = interim.poll_recv(cx) {
+        while let Poll::Ready((status, headers)) = interim.poll_recv(cx) {
             if allowance.admit(block_size(&headers)) {
                 let mut head = Response::new(());
                 *head.status_mut() = status;

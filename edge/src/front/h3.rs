@@ -550,7 +550,7 @@ async fn request(
     let answered = loop {
         tokio::select! {
             answered = &mut handling => break answered,
-            Some((status, headers)) = interim.recv() => {
+            (status, headers) = interim.recv() => {
                 if let Some(frame) = head(status, headers)
                     && send.send(frame).await.is_err()
                 {
@@ -561,7 +561,7 @@ async fn request(
     };
     // Those that came before the final answer go before it; nothing more
     // may.
-    while let Ok((status, headers)) = interim.try_recv() {
+    while let Some((status, headers)) = interim.try_recv() {
         if let Some(frame) = head(status, headers)
             && send.send(frame).await.is_err()
         {

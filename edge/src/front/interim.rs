@@ -18,11 +18,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use tokio::sync::mpsc;
 
 use crate::origin::interim::InterimSink;
 
@@ -58,14 +58,71 @@ pub(crate) fn block_size(headers: &HeaderMap) -> usize {
 /// A request's sink for the origin's interim answers, and what it lets
 /// through ([`forwardable`], [`MAX_HEADS`] waiting at most) for the
 /// HTTP/2 and HTTP/3 servers to send on the request's stream.
-pub(crate) fn channel() -> (InterimSink, mpsc::Receiver<(StatusCode, HeaderMap)>) {
-    let (heads, interim) = mpsc::channel(MAX_HEADS);
+pub(crate) fn channel() -> (InterimSink, InterimHeads) {
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
+    let heads = InterimHeads(waiting.clone());
     let sink = InterimSink::new(move |status, headers| {
-        if let Some(headers) = forwardable(status, headers) {
-            let _ = heads.try_send((status, headers));
+        let Some(headers) = forwardable(status, headers) else {
+            return;
+        };
+        let woken = {
+            let mut waiting = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            if waiting.heads.len() >= MAX_HEADS {
+                return;
+            }
+            waiting.heads.push_back((status, headers));
+            waiting.waker.take()
+        };
+        if let Some(waker) = woken {
+            waker.wake();
         }
     });
-    (sink, interim)
+    (sink, heads)
+}
+
+/// A request's forwardable interim heads, in the order they came, until
+/// its stream takes them. Made empty: no room is taken until a head comes
+/// (most requests never see one), where a channel set its slots aside for
+/// every request. It never reports an end: the request's final answer is
+/// what ends the wait.
+pub(crate) struct InterimHeads(Arc<Mutex<Waiting>>);
+
+#[derive(Default)]
+struct Waiting {
+    heads: VecDeque<(StatusCode, HeaderMap)>,
+    waker: Option<Waker>,
+}
+
+impl InterimHeads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next head, or a wake-up when one comes.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<(StatusCode, HeaderMap)> {
+        let mut waiting = self.lock();
+        if let Some(head) = waiting.heads.pop_front() {
+            return Poll::Ready(head);
+        }
+        if !waiting
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            waiting.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The next head, when one comes.
+    pub(crate) async fn recv(&mut self) -> (StatusCode, HeaderMap) {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next head, if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<(StatusCode, HeaderMap)> {
+        self.lock().heads.pop_front()
+    }
 }
 
 /// A connection's count of the interim bytes waiting to be written.
@@ -294,6 +351,54 @@ mod tests {
 
     /// Requests share their connection's budget while their places are
     /// open, and give their part back when they close.
+    /// The heads a request's stream takes: forwardable ones only, in
+    /// order, at most MAX_HEADS waiting, and a waiting stream is woken
+    /// when one comes.
+    #[test]
+    fn a_streams_heads_come_in_order_bounded_and_wake_it() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let (sink, mut heads) = channel();
+        assert!(heads.poll_recv(&mut cx).is_pending());
+        sink.send(StatusCode::CONTINUE, &hints());
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0, "a 100 is not forwarded");
+        sink.send(StatusCode::EARLY_HINTS, &hints());
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        for _ in 0..MAX_HEADS + 4 {
+            sink.send(StatusCode::EARLY_HINTS, &hints());
+        }
+        let mut taken = 0;
+        while let Poll::Ready((status, headers)) = heads.poll_recv(&mut cx) {
+            assert_eq!(status, StatusCode::EARLY_HINTS);
+            assert!(headers.contains_key("link"));
+            assert!(
+                !headers.contains_key("x-hop"),
+                "hop-by-hop fields stay behind"
+            );
+            taken += 1;
+        }
+        assert_eq!(taken, MAX_HEADS);
+        assert!(heads.try_recv().is_none());
+        sink.send(StatusCode::EARLY_HINTS, &hints());
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            2,
+            "woken again once waiting"
+        );
+        assert!(heads.try_recv().is_some());
+    }
+
     #[test]
     fn the_connection_budget_is_shared_and_given_back() {
         let budget = Budget::default();
