@@ -14,6 +14,22 @@ async fn setup() -> (Origin, Outpost) {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// An origin answering every request with `body`, cacheable for ten
+/// minutes, and an Outpost in front of it for `a.test`.
+async fn cacheable(body: impl Into<bytes::Bytes>) -> (Origin, Outpost) {
+    let body = body.into();
+    let origin = Origin::start(move |_| {
+        respond(
+            200,
+            &[("cache-control", "public, max-age=600")],
+            body.clone(),
+        )
+    })
+    .await;
+    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    (origin, outpost)
+}
+
 /// Resident memory of a process, KiB.
 fn rss_kib(pid: u32) -> u64 {
     outpost_tests::memory_kib(pid, "VmRSS")
@@ -111,16 +127,7 @@ async fn a_well_formed_raw_request_is_answered() {
 /// where h2 alone flushed the socket after each.
 #[tokio::test]
 async fn answers_to_requests_sent_together_leave_together() {
-    let body = "x".repeat(1024);
-    let origin = Origin::start(move |_| {
-        respond(
-            200,
-            &[("cache-control", "public, max-age=600")],
-            body.clone(),
-        )
-    })
-    .await;
-    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    let (origin, outpost) = cacheable("x".repeat(1024)).await;
     let mut h2 = H2Raw::connect(outpost.addr()).await;
     let fields = request_fields(b"GET", b"a.test", b"/shared");
     let block = header_block(&fields);
@@ -160,16 +167,7 @@ async fn answers_to_requests_sent_together_leave_together() {
 #[tokio::test]
 async fn a_small_window_gets_a_cached_body_whole_in_pieces() {
     let body: Vec<u8> = (0..12 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let served = bytes::Bytes::from(body.clone());
-    let origin = Origin::start(move |_| {
-        respond(
-            200,
-            &[("cache-control", "public, max-age=600")],
-            served.clone(),
-        )
-    })
-    .await;
-    let outpost = Outpost::start(&simple_config(&origin, &["a.test"], ""), &[], None).await;
+    let (origin, outpost) = cacheable(body.clone()).await;
     let stream = tokio::net::TcpStream::connect(outpost.addr())
         .await
         .unwrap();
