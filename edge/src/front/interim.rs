@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -66,7 +66,7 @@ pub(crate) fn channel() -> (InterimSink, InterimHeads) {
             return;
         };
         let woken = {
-            let mut waiting = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiting = lock(&waiting);
             if waiting.heads.len() >= MAX_HEADS {
                 return;
             }
@@ -93,14 +93,14 @@ struct Waiting {
     waker: Option<Waker>,
 }
 
-impl InterimHeads {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock(waiting: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
+    waiting.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
+impl InterimHeads {
     /// The next head, or a wake-up when one comes.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<(StatusCode, HeaderMap)> {
-        let mut waiting = self.lock();
+        let mut waiting = lock(&self.0);
         if let Some(head) = waiting.heads.pop_front() {
             return Poll::Ready(head);
         }
@@ -121,7 +121,7 @@ impl InterimHeads {
 
     /// The next head, if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Option<(StatusCode, HeaderMap)> {
-        self.lock().heads.pop_front()
+        lock(&self.0).heads.pop_front()
     }
 }
 
@@ -349,8 +349,6 @@ mod tests {
         assert_eq!(count, MAX_HEADS, "at most {MAX_HEADS} heads per request");
     }
 
-    /// Requests share their connection's budget while their places are
-    /// open, and give their part back when they close.
     /// The heads a request's stream takes: forwardable ones only, in
     /// order, at most MAX_HEADS waiting, and a waiting stream is woken
     /// when one comes.
@@ -399,6 +397,8 @@ mod tests {
         assert!(heads.try_recv().is_some());
     }
 
+    /// Requests share their connection's budget while their places are
+    /// open, and give their part back when they close.
     #[test]
     fn the_connection_budget_is_shared_and_given_back() {
         let budget = Budget::default();

@@ -118,19 +118,12 @@ impl<T: AsyncWrite + Unpin> Shared<T> {
             return Poll::Ready(Err(e));
         }
         let total: usize = bufs.iter().map(|buf| buf.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
         loop {
             let held = self.out.len() - self.sent;
-            if held + total <= HOLD_LIMIT {
-                if self.out.capacity() == 0 {
-                    // Once per turn, not grown write by write.
-                    self.out.reserve_exact(HOLD_LIMIT);
-                }
-                for buf in bufs {
-                    self.out.extend_from_slice(buf);
-                }
-                return Poll::Ready(Ok(total));
-            }
-            if self.io.is_write_vectored() {
+            if held + total > HOLD_LIMIT && self.io.is_write_vectored() {
                 // Plain TCP takes slices: what is held and a large write
                 // go together, uncopied.
                 if held == 0 {
@@ -154,14 +147,18 @@ impl<T: AsyncWrite + Unpin> Shared<T> {
                 }
                 continue;
             }
-            // Under TLS each write is sealed as a record of its own: they
-            // go out whole, a frame's head with its data.
+            // Held up to a record: under TLS each write is sealed as a
+            // record of its own, so they go out whole, a frame's head with
+            // its data.
             let room = HOLD_LIMIT - held;
             if room == 0 {
                 ready!(self.poll_send(cx))?;
                 continue;
             }
-            self.out.reserve_exact(room);
+            if self.out.capacity() == 0 {
+                // Once per record, not grown write by write.
+                self.out.reserve_exact(HOLD_LIMIT);
+            }
             let mut taken = 0;
             for buf in bufs {
                 let n = buf.len().min(room - taken);
